@@ -1,0 +1,635 @@
+//! Configuration: a TOML file in two phases, raw serde structs then a validated [`Config`].
+//!
+//! Read by `heatgrid run`, `check` and `demo` before anything starts. Parsing refuses unknown
+//! keys; validation collects every semantic error at once, each with its place in the file
+//! (`station[2] "st-3".supply_max_c: …`). Secrets are never in the file: it names environment
+//! variables (`password_env`, `token_env`) that are read here.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::control::curve::Curve;
+use crate::control::pi::PiConfig;
+use crate::control::StationParams;
+use crate::model::{Mode, StationId};
+
+/// The annotated example written by `heatgrid init`.
+pub const EXAMPLE: &str = include_str!("../config/heatgrid.toml");
+
+// ---------------------------------------------------------------- raw (serde) phase
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    #[serde(default)]
+    engine: RawEngine,
+    #[serde(default)]
+    mqtt: RawMqtt,
+    #[serde(default)]
+    storage: RawStorage,
+    #[serde(default)]
+    weather: RawWeather,
+    #[serde(default)]
+    defaults: RawControl,
+    #[serde(default, rename = "station")]
+    stations: Vec<RawStation>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawEngine {
+    data_dir: PathBuf,
+    tick_s: f64,
+    staleness_s: f64,
+    command_valid_for_s: u32,
+    future_tolerance_s: f64,
+    max_payload_bytes: usize,
+    time_scale: f64,
+}
+
+impl Default for RawEngine {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./heatgrid-data"),
+            tick_s: 5.0,
+            staleness_s: 30.0,
+            command_valid_for_s: 300,
+            future_tolerance_s: 60.0,
+            max_payload_bytes: 64 * 1024,
+            time_scale: 1.0,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawMqtt {
+    host: String,
+    port: u16,
+    version: String,
+    client_id: String,
+    topic_prefix: String,
+    telemetry_qos: u8,
+    keep_alive_s: u64,
+    username: Option<String>,
+    password_env: Option<String>,
+}
+
+impl Default for RawMqtt {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 1883,
+            version: "3.1.1".into(),
+            client_id: "heatgrid-engine".into(),
+            topic_prefix: "heating".into(),
+            telemetry_qos: 1,
+            keep_alive_s: 30,
+            username: None,
+            password_env: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawStorage {
+    batch_size: usize,
+    flush_interval_ms: u64,
+    queue_capacity: usize,
+    influxdb: Option<RawInflux>,
+}
+
+impl Default for RawStorage {
+    fn default() -> Self {
+        Self {
+            batch_size: 5000,
+            flush_interval_ms: 1000,
+            queue_capacity: 100_000,
+            influxdb: None,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInflux {
+    url: String,
+    org: String,
+    bucket: String,
+    token_env: Option<String>,
+    #[serde(default = "default_timeout_s")]
+    timeout_s: f64,
+}
+
+fn default_timeout_s() -> f64 {
+    10.0
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawWeather {
+    default_outdoor_temp_c: f64,
+    max_age_s: f64,
+}
+
+impl Default for RawWeather {
+    fn default() -> Self {
+        Self {
+            default_outdoor_temp_c: -5.0,
+            max_age_s: 3600.0,
+        }
+    }
+}
+
+/// Control settings: `[defaults]` has them all; a `[[station]]` may override any of them.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawControl {
+    heat_index_w_m2: Option<f64>,
+    design_outdoor_temp_c: Option<f64>,
+    design_indoor_temp_c: Option<f64>,
+    design_delta_t_k: Option<f64>,
+    curve: Option<Vec<[f64; 2]>>,
+    supply_offset_k: Option<f64>,
+    supply_min_c: Option<f64>,
+    supply_max_c: Option<f64>,
+    setpoint_ramp_k_per_min: Option<f64>,
+    return_limit_c: Option<f64>,
+    return_limit_gain_per_min: Option<f64>,
+    return_limit_max_k: Option<f64>,
+    valve_kp_pct_per_k: Option<f64>,
+    valve_ti_s: Option<f64>,
+    valve_dead_band_k: Option<f64>,
+    valve_run_time_s: Option<f64>,
+    valve_min_pct: Option<f64>,
+    valve_max_pct: Option<f64>,
+    pump_kp: Option<f64>,
+    pump_ti_s: Option<f64>,
+    pump_run_time_s: Option<f64>,
+    pump_min_pct: Option<f64>,
+    pump_max_pct: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStation {
+    id: String,
+    heated_area_m2: Option<f64>,
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    #[serde(default)]
+    mode: Mode,
+    #[serde(flatten)]
+    control: RawControl,
+}
+
+// ---------------------------------------------------------------- validated phase
+
+/// MQTT protocol version to speak to the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MqttVersion {
+    V311,
+    V5,
+}
+
+#[derive(Debug, Clone)]
+pub struct MqttConfig {
+    pub host: String,
+    pub port: u16,
+    pub version: MqttVersion,
+    pub client_id: String,
+    pub topic_prefix: String,
+    pub telemetry_qos: u8,
+    pub keep_alive: Duration,
+    pub credentials: Option<(String, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct InfluxConfig {
+    pub url: String,
+    pub org: String,
+    pub bucket: String,
+    pub token: String,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub batch_size: usize,
+    pub flush_interval: Duration,
+    pub queue_capacity: usize,
+    /// `None`: line protocol to local files under `data_dir/lp`.
+    pub influxdb: Option<InfluxConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StationConfig {
+    pub id: StationId,
+    pub tags: BTreeMap<String, String>,
+    pub mode: Mode,
+    pub params: StationParams,
+}
+
+/// A whole, valid configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub tick: Duration,
+    /// Plant seconds per wall-clock second: 1 in production; > 1 only against an accelerated
+    /// simulator, so per-tick gains and ramps see the simulated time step.
+    pub time_scale: f64,
+    pub command_valid_for_s: u32,
+    pub decode: crate::decode::DecodeLimits,
+    pub mqtt: MqttConfig,
+    pub storage: StorageConfig,
+    pub default_outdoor_c: f64,
+    pub weather_max_age_ms: i64,
+    pub stations: Vec<StationConfig>,
+}
+
+/// All problems found in a config file, one per line.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {} error(s):\n  {}", .errors.len(), .errors.join("\n  "))]
+pub struct ConfigError {
+    pub path: String,
+    pub errors: Vec<String>,
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            path: path.display().to_string(),
+            errors: vec![format!("cannot read the file: {e}")],
+        })?;
+        Self::parse(&text, &|k| std::env::var(k).ok()).map_err(|errors| ConfigError {
+            path: path.display().to_string(),
+            errors,
+        })
+    }
+
+    /// Parses and validates TOML text; `env` resolves secret variables. Every error at once.
+    pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, Vec<String>> {
+        let raw: Raw = toml::from_str(text).map_err(|e| vec![e.to_string().trim().to_owned()])?;
+        let mut v = Errors::default();
+
+        let e = &raw.engine;
+        v.positive("engine.tick_s", e.tick_s);
+        v.positive("engine.staleness_s", e.staleness_s);
+        v.positive("engine.time_scale", e.time_scale);
+        v.check(
+            e.staleness_s >= e.tick_s,
+            "engine.staleness_s: must be at least engine.tick_s",
+        );
+        v.check(
+            f64::from(e.command_valid_for_s) > e.tick_s,
+            "engine.command_valid_for_s: must exceed engine.tick_s, or every command expires before the next",
+        );
+        v.check(e.max_payload_bytes >= 256, "engine.max_payload_bytes: must be at least 256");
+
+        let m = &raw.mqtt;
+        let version = match m.version.as_str() {
+            "3.1.1" | "4" | "v4" => Some(MqttVersion::V311),
+            "5" | "v5" => Some(MqttVersion::V5),
+            other => {
+                v.push(format!("mqtt.version: {other:?} is not \"3.1.1\" or \"5\""));
+                None
+            }
+        };
+        v.check(!m.host.is_empty(), "mqtt.host: must not be empty");
+        v.check(m.telemetry_qos <= 1, "mqtt.telemetry_qos: must be 0 or 1");
+        v.check(
+            !m.topic_prefix.is_empty() && !m.topic_prefix.contains(['+', '#']) && !m.topic_prefix.ends_with('/'),
+            "mqtt.topic_prefix: must be non-empty, without wildcards or a trailing '/'",
+        );
+        let credentials = match (&m.username, &m.password_env) {
+            (Some(u), Some(var)) => match env(var) {
+                Some(p) => Some((u.clone(), p)),
+                None => {
+                    v.push(format!("mqtt.password_env: environment variable {var} is not set"));
+                    None
+                }
+            },
+            (Some(u), None) => Some((u.clone(), String::new())),
+            (None, Some(_)) => {
+                v.push("mqtt.password_env: set mqtt.username too".into());
+                None
+            }
+            (None, None) => None,
+        };
+
+        let s = &raw.storage;
+        v.check(s.batch_size > 0, "storage.batch_size: must be positive");
+        v.check(s.queue_capacity >= s.batch_size, "storage.queue_capacity: must be at least storage.batch_size");
+        v.check(s.flush_interval_ms > 0, "storage.flush_interval_ms: must be positive");
+        let influxdb = s.influxdb.as_ref().and_then(|i| {
+            let ok_url = (i.url.starts_with("http://") || i.url.starts_with("https://"))
+                && i.url.len() > "https://".len();
+            v.check(ok_url, format!("storage.influxdb.url: {:?} is not an http(s) URL", i.url));
+            v.check(!i.bucket.is_empty(), "storage.influxdb.bucket: must not be empty");
+            v.positive("storage.influxdb.timeout_s", i.timeout_s);
+            let token = match &i.token_env {
+                Some(var) => env(var).or_else(|| {
+                    v.push(format!("storage.influxdb.token_env: environment variable {var} is not set"));
+                    None
+                })?,
+                None => String::new(),
+            };
+            ok_url.then(|| InfluxConfig {
+                url: i.url.trim_end_matches('/').to_owned(),
+                org: i.org.clone(),
+                bucket: i.bucket.clone(),
+                token,
+                timeout: Duration::from_secs_f64(i.timeout_s.max(0.001)),
+            })
+        });
+
+        let w = &raw.weather;
+        v.check(
+            (-50.0..=50.0).contains(&w.default_outdoor_temp_c),
+            "weather.default_outdoor_temp_c: must be within -50..50",
+        );
+
+        let mut stations = Vec::new();
+        let mut seen = HashSet::new();
+        v.check(!raw.stations.is_empty(), "station: at least one [[station]] is required");
+        for (i, st) in raw.stations.iter().enumerate() {
+            let place = format!("station[{i}] {:?}", st.id);
+            let id = match StationId::new(&st.id) {
+                Ok(id) => Some(id),
+                Err(err) => {
+                    v.push(format!("{place}.id: {err}"));
+                    None
+                }
+            };
+            if !seen.insert(st.id.clone()) {
+                v.push(format!("{place}.id: duplicate station id"));
+            }
+            if let Some(a) = st.heated_area_m2 {
+                v.check(a > 0.0 && a.is_finite(), format!("{place}.heated_area_m2: must be positive"));
+            }
+            for k in st.tags.keys() {
+                v.check(
+                    !k.is_empty() && k != "station" && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                    format!("{place}.tags.{k}: tag keys are [A-Za-z0-9_] and not 'station'"),
+                );
+            }
+            let params = station_params(&raw.defaults, &st.control, st.heated_area_m2, e, &place, &mut v);
+            if let (Some(id), Some(params)) = (id, params) {
+                stations.push(StationConfig {
+                    id,
+                    tags: st.tags.clone(),
+                    mode: st.mode,
+                    params,
+                });
+            }
+        }
+
+        if !v.0.is_empty() {
+            return Err(v.0);
+        }
+        Ok(Config {
+            data_dir: e.data_dir.clone(),
+            tick: Duration::from_secs_f64(e.tick_s),
+            time_scale: e.time_scale,
+            command_valid_for_s: e.command_valid_for_s,
+            decode: crate::decode::DecodeLimits {
+                max_payload_bytes: e.max_payload_bytes,
+                future_tolerance_ms: (e.future_tolerance_s * 1000.0) as i64,
+            },
+            mqtt: MqttConfig {
+                host: m.host.clone(),
+                port: m.port,
+                version: version.unwrap_or(MqttVersion::V311),
+                client_id: m.client_id.clone(),
+                topic_prefix: m.topic_prefix.clone(),
+                telemetry_qos: m.telemetry_qos,
+                keep_alive: Duration::from_secs(m.keep_alive_s.max(5)),
+                credentials,
+            },
+            storage: StorageConfig {
+                batch_size: s.batch_size,
+                flush_interval: Duration::from_millis(s.flush_interval_ms),
+                queue_capacity: s.queue_capacity,
+                influxdb,
+            },
+            default_outdoor_c: w.default_outdoor_temp_c,
+            weather_max_age_ms: (w.max_age_s * 1000.0) as i64,
+            stations,
+        })
+    }
+}
+
+/// Merges `[defaults]` and a station's overrides into validated controller parameters.
+fn station_params(
+    d: &RawControl,
+    s: &RawControl,
+    area: Option<f64>,
+    e: &RawEngine,
+    place: &str,
+    v: &mut Errors,
+) -> Option<StationParams> {
+    macro_rules! get {
+        ($f:ident, $default:expr) => {
+            s.$f.or(d.$f).unwrap_or($default)
+        };
+    }
+    let before = v.0.len();
+    let curve = match s.curve.as_ref().or(d.curve.as_ref()) {
+        Some(pts) => Curve::new(pts.iter().map(|p| (p[0], p[1])).collect())
+            .map_err(|err| v.push(format!("{place}.curve: {err}")))
+            .ok(),
+        None => Some(Curve::default()),
+    };
+    let supply_min_c = get!(supply_min_c, 30.0);
+    let supply_max_c = get!(supply_max_c, 75.0);
+    v.check(
+        (0.0..=150.0).contains(&supply_min_c) && supply_min_c < supply_max_c && supply_max_c <= 150.0,
+        format!("{place}.supply_min_c/supply_max_c: need 0 ≤ min < max ≤ 150, got {supply_min_c}..{supply_max_c}"),
+    );
+    let design_outdoor_c = get!(design_outdoor_temp_c, -10.0);
+    let design_indoor_c = get!(design_indoor_temp_c, 18.0);
+    v.check(
+        design_outdoor_c < design_indoor_c,
+        format!("{place}.design_outdoor_temp_c: must be below design_indoor_temp_c"),
+    );
+    let pi = |prefix: &str, kp: f64, ti: f64, db: f64, run: f64, lo: f64, hi: f64, v: &mut Errors| {
+        v.check(kp > 0.0 && kp.is_finite(), format!("{place}.{prefix}_kp: must be positive"));
+        v.check(ti >= 0.0 && ti.is_finite(), format!("{place}.{prefix}_ti_s: must be ≥ 0"));
+        v.check(db >= 0.0, format!("{place}.{prefix}_dead_band: must be ≥ 0"));
+        v.check(run > 0.0, format!("{place}.{prefix}_run_time_s: must be positive"));
+        v.check(
+            (0.0..=100.0).contains(&lo) && lo < hi && hi <= 100.0,
+            format!("{place}.{prefix}_min_pct/{prefix}_max_pct: need 0 ≤ min < max ≤ 100, got {lo}..{hi}"),
+        );
+        PiConfig {
+            kp,
+            ti_s: ti,
+            dead_band: db,
+            out_min: lo,
+            out_max: hi,
+            max_rate_per_s: 100.0 / run,
+        }
+    };
+    let valve = pi(
+        "valve",
+        get!(valve_kp_pct_per_k, 1.5),
+        get!(valve_ti_s, 90.0),
+        get!(valve_dead_band_k, 0.3),
+        get!(valve_run_time_s, 60.0),
+        get!(valve_min_pct, 0.0),
+        get!(valve_max_pct, 100.0),
+        v,
+    );
+    let pump = pi(
+        "pump",
+        get!(pump_kp, 0.5),
+        get!(pump_ti_s, 30.0),
+        0.0,
+        get!(pump_run_time_s, 30.0),
+        get!(pump_min_pct, 30.0),
+        get!(pump_max_pct, 100.0),
+        v,
+    );
+    let heat_index_w_m2 = get!(heat_index_w_m2, 45.0);
+    v.check(
+        heat_index_w_m2 > 0.0 && heat_index_w_m2 < 500.0,
+        format!("{place}.heat_index_w_m2: must be within 0..500"),
+    );
+    let design_delta_t_k = get!(design_delta_t_k, 15.0);
+    v.check(design_delta_t_k > 0.0, format!("{place}.design_delta_t_k: must be positive"));
+    let ramp = get!(setpoint_ramp_k_per_min, 2.0);
+    v.check(ramp > 0.0, format!("{place}.setpoint_ramp_k_per_min: must be positive"));
+    let offset = get!(supply_offset_k, 0.0);
+    v.check(offset.abs() <= 20.0, format!("{place}.supply_offset_k: must be within ±20 K"));
+    let rl_max = get!(return_limit_max_k, 10.0);
+    v.check(rl_max >= 0.0, format!("{place}.return_limit_max_k: must be ≥ 0"));
+    let rl_gain = get!(return_limit_gain_per_min, 0.2);
+    v.check(rl_gain >= 0.0, format!("{place}.return_limit_gain_per_min: must be ≥ 0"));
+    if v.0.len() > before {
+        return None;
+    }
+    Some(StationParams {
+        heated_area_m2: area,
+        heat_index_w_m2,
+        design_outdoor_c,
+        design_indoor_c,
+        design_delta_t_k,
+        curve: curve?,
+        supply_offset_k: offset,
+        supply_min_c,
+        supply_max_c,
+        ramp_k_per_min: ramp,
+        return_limit_c: get!(return_limit_c, 50.0),
+        return_limit_gain_per_min: rl_gain,
+        return_limit_max_k: rl_max,
+        valve,
+        pump,
+        staleness_ms: (e.staleness_s * 1000.0) as i64,
+        initial_valve_pct: 50.0,
+        initial_pump_pct: 80.0,
+    })
+}
+
+#[derive(Default)]
+struct Errors(Vec<String>);
+
+impl Errors {
+    fn push(&mut self, msg: String) {
+        self.0.push(msg);
+    }
+    fn check(&mut self, ok: bool, msg: impl Into<String>) {
+        if !ok {
+            self.0.push(msg.into());
+        }
+    }
+    fn positive(&mut self, place: &str, x: f64) {
+        self.check(x > 0.0 && x.is_finite(), format!("{place}: must be a positive number"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn the_shipped_example_is_valid() {
+        let env = |k: &str| (k == "HEATGRID_INFLUX_TOKEN").then(|| "t".to_owned());
+        let c = Config::parse(EXAMPLE, &env).unwrap_or_else(|e| panic!("{e:#?}"));
+        assert!(!c.stations.is_empty());
+    }
+
+    #[test]
+    fn every_error_is_reported_at_once_with_its_place() {
+        let text = r#"
+            [engine]
+            tick_s = -1
+            [mqtt]
+            version = "6"
+            [storage.influxdb]
+            url = "localhost:8086"
+            org = "o"
+            bucket = "b"
+            token_env = "NOPE"
+            [[station]]
+            id = "bad/id"
+            [[station]]
+            id = "ok"
+            supply_min_c = 80
+            supply_max_c = 60
+            [[station]]
+            id = "ok"
+            curve = [[0, 50]]
+        "#;
+        let errs = Config::parse(text, &no_env).unwrap_err();
+        let all = errs.join("\n");
+        for needle in [
+            "engine.tick_s",
+            "mqtt.version",
+            "storage.influxdb.url",
+            "station[0] \"bad/id\".id",
+            "station[1] \"ok\".supply_min_c",
+            "station[2] \"ok\".id: duplicate",
+            "station[2] \"ok\".curve",
+            "NOPE is not set",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_syntax_errors_point_at_the_line() {
+        let errs = Config::parse("[engine]\ntick_seconds = 5\n", &no_env).unwrap_err();
+        assert!(errs[0].contains("line 2") && errs[0].contains("tick_seconds"), "{errs:?}");
+    }
+
+    #[test]
+    fn station_overrides_defaults() {
+        let text = r#"
+            [defaults]
+            supply_max_c = 70
+            valve_kp_pct_per_k = 3
+            [[station]]
+            id = "a"
+            [[station]]
+            id = "b"
+            supply_max_c = 65
+            heated_area_m2 = 50000
+            tags = { district = "north" }
+        "#;
+        let c = Config::parse(text, &no_env).unwrap();
+        assert_eq!(c.stations[0].params.supply_max_c, 70.0);
+        assert_eq!(c.stations[1].params.supply_max_c, 65.0);
+        assert_eq!(c.stations[1].params.valve.kp, 3.0);
+        assert_eq!(c.stations[1].params.heated_area_m2, Some(50_000.0));
+        assert_eq!(c.stations[1].tags["district"], "north");
+    }
+}

@@ -1,0 +1,12 @@
+//! Control: what the engine computes for each station on every tick.
+//!
+//! Sits between ingest (latest accepted reading per station) and the command publisher.
+//! Pure and synchronous: [`curve`] (outdoor → supply), [`pi`] (one loop with limits, rate
+//! limit, dead band, anti-windup, bumpless transfer) and [`station`] (the whole per-station
+//! controller, with staleness and modes).
+
+pub mod curve;
+pub mod pi;
+pub mod station;
+
+pub use station::{Outputs, StationController, StationParams, Tick};

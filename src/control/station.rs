@@ -1,0 +1,402 @@
+//! The per-station controller: heating curve → setpoint ramp → return limitation →
+//! temperature loop (valve) and volume loop (pump), on a fixed tick.
+//!
+//! Pure state machine, called by the engine's control task once per tick with the station's
+//! latest accepted reading (or none). It never acts on a reading older than the staleness limit:
+//! it then holds its outputs, reports [`Tick::Stale`] and no command is sent, so the station's
+//! last command expires and it falls back to its local curve (`domain.md` §2.8).
+
+use crate::control::curve::Curve;
+use crate::control::pi::{PiConfig, PiLoop, PiStep};
+use crate::model::{Mode, Reading};
+use crate::physics;
+
+/// Everything that configures one station's control. Built from the validated config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StationParams {
+    /// Heated area from config; a reading's `heated_area_m2` takes precedence.
+    pub heated_area_m2: Option<f64>,
+    pub heat_index_w_m2: f64,
+    pub design_outdoor_c: f64,
+    pub design_indoor_c: f64,
+    pub design_delta_t_k: f64,
+    pub curve: Curve,
+    pub supply_offset_k: f64,
+    pub supply_min_c: f64,
+    pub supply_max_c: f64,
+    /// Largest setpoint change per minute of plant time.
+    pub ramp_k_per_min: f64,
+    pub return_limit_c: f64,
+    /// Setpoint reduction per minute per K of return temperature above the limit.
+    pub return_limit_gain_per_min: f64,
+    pub return_limit_max_k: f64,
+    /// Temperature loop: error in K → valve %.
+    pub valve: PiConfig,
+    /// Volume loop: error in % of design flow → pump %.
+    pub pump: PiConfig,
+    pub staleness_ms: i64,
+    /// Outputs used before the first feedback (no `valve_pct`/`pump_pct` in telemetry).
+    pub initial_valve_pct: f64,
+    pub initial_pump_pct: f64,
+}
+
+/// The controller's outputs for one tick.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Outputs {
+    pub mode: Mode,
+    pub supply_setpoint_c: f64,
+    pub valve_pct: f64,
+    pub pump_pct: f64,
+    pub flow_setpoint_m3h: f64,
+    pub outdoor_c: f64,
+    pub return_correction_k: f64,
+    pub valve_terms: PiStep,
+    pub pump_terms: PiStep,
+}
+
+/// The result of one tick.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Tick {
+    /// Send a command with these outputs.
+    Act(Outputs),
+    /// No fresh reading: outputs held, nothing sent. `age_ms` is `None` before any reading.
+    Stale { age_ms: Option<i64>, newly: bool },
+}
+
+/// One station's control state.
+#[derive(Debug, Clone)]
+pub struct StationController {
+    params: StationParams,
+    dt_s: f64,
+    mode: Mode,
+    manual: Option<(f64, f64)>,
+    setpoint_c: Option<f64>,
+    return_corr_k: f64,
+    valve: Option<PiLoop>,
+    pump: Option<PiLoop>,
+    stale: bool,
+    last: Option<Outputs>,
+}
+
+impl StationController {
+    /// `dt_s` is the tick in plant seconds (gains are per tick).
+    pub fn new(params: StationParams, dt_s: f64) -> Self {
+        Self {
+            params,
+            dt_s,
+            mode: Mode::Auto,
+            manual: None,
+            setpoint_c: None,
+            return_corr_k: 0.0,
+            valve: None,
+            pump: None,
+            stale: true,
+            last: None,
+        }
+    }
+
+    pub fn params(&self) -> &StationParams {
+        &self.params
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    pub fn is_stale(&self) -> bool {
+        self.stale
+    }
+
+    pub fn last_outputs(&self) -> Option<&Outputs> {
+        self.last.as_ref()
+    }
+
+    /// Changes the mode. `manual` gives fixed (valve %, pump %) for [`Mode::Manual`], clamped to
+    /// the loops' limits. Going back to auto is bumpless: the loops continue from the outputs
+    /// last sent.
+    pub fn set_mode(&mut self, mode: Mode, manual: Option<(f64, f64)>) {
+        self.mode = mode;
+        self.manual = manual.map(|(v, p)| {
+            (
+                v.clamp(self.params.valve.out_min, self.params.valve.out_max),
+                p.clamp(self.params.pump.out_min, self.params.pump.out_max),
+            )
+        });
+    }
+
+    /// The heating-curve target for `outdoor_c` including offset and return correction, clamped.
+    fn target_c(&self, outdoor_c: f64) -> f64 {
+        (self.params.curve.supply_c(outdoor_c) + self.params.supply_offset_k + self.return_corr_k)
+            .clamp(self.params.supply_min_c, self.params.supply_max_c)
+    }
+
+    /// One tick at `now_ms` with the latest accepted reading and the outdoor temperature to use
+    /// when the reading has none (weather feed or configured default).
+    pub fn tick(&mut self, reading: Option<&Reading>, fallback_outdoor_c: f64, now_ms: i64) -> Tick {
+        let fresh = reading.filter(|r| now_ms - r.ts_ms <= self.params.staleness_ms);
+        let Some(r) = fresh else {
+            let newly = !self.stale;
+            self.stale = true;
+            return Tick::Stale {
+                age_ms: reading.map(|r| now_ms - r.ts_ms),
+                newly,
+            };
+        };
+        let p = &self.params;
+        let dt_min = self.dt_s / 60.0;
+        let outdoor_c = r.outdoor_temp_c.unwrap_or(fallback_outdoor_c);
+
+        // Return-temperature limitation: integrate the excess into a negative correction, and
+        // let it relax towards zero at the same rate once the return is back under the limit.
+        let excess = r.return_temp_c - p.return_limit_c;
+        let step = p.return_limit_gain_per_min * excess.abs() * dt_min;
+        self.return_corr_k = if excess > 0.0 {
+            self.return_corr_k - step
+        } else {
+            self.return_corr_k + step
+        }
+        .clamp(-p.return_limit_max_k, 0.0);
+
+        // Setpoint ramp; the first tick starts from the measured supply (bumpless take-over).
+        let target = self.target_c(outdoor_c);
+        let p = &self.params;
+        let max_step = p.ramp_k_per_min * dt_min;
+        let from = self
+            .setpoint_c
+            .unwrap_or_else(|| r.supply_temp_c.clamp(p.supply_min_c, p.supply_max_c));
+        let setpoint = (from + (target - from).clamp(-max_step, max_step))
+            .clamp(p.supply_min_c, p.supply_max_c);
+        self.setpoint_c = Some(setpoint);
+
+        let area = r.heated_area_m2.or(p.heated_area_m2).unwrap_or(0.0);
+        let demand_kw = physics::heat_demand_kw(
+            p.heat_index_w_m2,
+            area,
+            outdoor_c,
+            p.design_indoor_c,
+            p.design_outdoor_c,
+        );
+        let flow_sp = physics::flow_m3h(demand_kw, p.design_delta_t_k);
+        let design_flow = physics::flow_m3h(
+            physics::heat_demand_kw(
+                p.heat_index_w_m2,
+                area,
+                p.design_outdoor_c,
+                p.design_indoor_c,
+                p.design_outdoor_c,
+            ),
+            p.design_delta_t_k,
+        )
+        .max(1e-9);
+        let flow_pct = |v: f64| 100.0 * v / design_flow;
+
+        let (valve_fb, pump_fb) = (r.valve_pct, r.pump_pct);
+        let (init_v, init_p) = (p.initial_valve_pct, p.initial_pump_pct);
+        let (vcfg, pcfg, dt) = (p.valve.clone(), p.pump.clone(), self.dt_s);
+        let was_stale = self.stale;
+        let valve = self.valve.get_or_insert_with(|| {
+            let mut l = PiLoop::new(vcfg, dt, valve_fb.unwrap_or(init_v));
+            l.track(valve_fb.unwrap_or(init_v), setpoint, r.supply_temp_c);
+            l
+        });
+        let pump = self.pump.get_or_insert_with(|| {
+            let mut l = PiLoop::new(pcfg, dt, pump_fb.unwrap_or(init_p));
+            l.track(pump_fb.unwrap_or(init_p), flow_pct(flow_sp), flow_pct(r.flow_m3h));
+            l
+        });
+        let entering_auto =
+            self.mode == Mode::Auto && self.last.is_some_and(|o| o.mode != Mode::Auto);
+        if entering_auto {
+            // Bumpless manual/hold → auto: start from the outputs last sent, at today's error.
+            let last = self.last.map(|o| (o.valve_pct, o.pump_pct)).unwrap_or_default();
+            valve.track(last.0, setpoint, r.supply_temp_c);
+            pump.track(last.1, flow_pct(flow_sp), flow_pct(r.flow_m3h));
+        }
+        if was_stale {
+            // Data is back after a gap: resume from where the actuators are, not from where
+            // the loops were when the data stopped.
+            valve.track(valve_fb.unwrap_or(valve.output()), setpoint, r.supply_temp_c);
+            pump.track(
+                pump_fb.unwrap_or(pump.output()),
+                flow_pct(flow_sp),
+                flow_pct(r.flow_m3h),
+            );
+        }
+        self.stale = false;
+
+        let (valve_terms, pump_terms) = match (self.mode, self.manual, self.last) {
+            (Mode::Auto, _, _) => (
+                valve.step(setpoint, r.supply_temp_c),
+                pump.step(flow_pct(flow_sp), flow_pct(r.flow_m3h)),
+            ),
+            (Mode::Manual, Some((v, pu)), _) => {
+                valve.track(v, setpoint, r.supply_temp_c);
+                pump.track(pu, flow_pct(flow_sp), flow_pct(r.flow_m3h));
+                (held(valve.output()), held(pump.output()))
+            }
+            // Hold, or manual without values: freeze the outputs, keep the loops tracking them.
+            (_, _, last) => {
+                let (v, pu) = last
+                    .map(|o| (o.valve_pct, o.pump_pct))
+                    .unwrap_or((valve.output(), pump.output()));
+                valve.track(v, setpoint, r.supply_temp_c);
+                pump.track(pu, flow_pct(flow_sp), flow_pct(r.flow_m3h));
+                (held(v), held(pu))
+            }
+        };
+        let out = Outputs {
+            mode: self.mode,
+            supply_setpoint_c: setpoint,
+            valve_pct: valve_terms.output,
+            pump_pct: pump_terms.output,
+            flow_setpoint_m3h: flow_sp,
+            outdoor_c,
+            return_correction_k: self.return_corr_k,
+            valve_terms,
+            pump_terms,
+        };
+        self.last = Some(out);
+        Tick::Act(out)
+    }
+}
+
+fn held(output: f64) -> PiStep {
+    PiStep {
+        output,
+        ..PiStep::default()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::model::StationId;
+
+    pub(crate) fn params() -> StationParams {
+        StationParams {
+            heated_area_m2: Some(100_000.0),
+            heat_index_w_m2: 45.0,
+            design_outdoor_c: -10.0,
+            design_indoor_c: 18.0,
+            design_delta_t_k: 15.0,
+            curve: Curve::default(),
+            supply_offset_k: 0.0,
+            supply_min_c: 30.0,
+            supply_max_c: 75.0,
+            ramp_k_per_min: 2.0,
+            return_limit_c: 50.0,
+            return_limit_gain_per_min: 0.5,
+            return_limit_max_k: 10.0,
+            valve: PiConfig {
+                kp: 2.0,
+                ti_s: 120.0,
+                dead_band: 0.3,
+                out_min: 0.0,
+                out_max: 100.0,
+                max_rate_per_s: 100.0 / 60.0,
+            },
+            pump: PiConfig {
+                kp: 0.5,
+                ti_s: 30.0,
+                dead_band: 0.0,
+                out_min: 30.0,
+                out_max: 100.0,
+                max_rate_per_s: 100.0 / 30.0,
+            },
+            staleness_ms: 30_000,
+            initial_valve_pct: 50.0,
+            initial_pump_pct: 80.0,
+        }
+    }
+
+    fn reading(ts_ms: i64, supply: f64, ret: f64) -> Reading {
+        Reading {
+            station: StationId::new("s").unwrap(),
+            ts_ms,
+            supply_temp_c: supply,
+            return_temp_c: ret,
+            flow_m3h: 200.0,
+            heated_area_m2: None,
+            outdoor_temp_c: Some(-5.0),
+            indoor_temp_c: None,
+            valve_pct: Some(40.0),
+            pump_pct: Some(70.0),
+            heat_kw: None,
+            extra: vec![],
+        }
+    }
+
+    fn act(t: Tick) -> Outputs {
+        match t {
+            Tick::Act(o) => o,
+            other => panic!("expected a command, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn first_tick_is_bumpless_and_ramps_towards_the_curve() {
+        let mut c = StationController::new(params(), 5.0);
+        let o = act(c.tick(Some(&reading(0, 45.0, 38.0)), 0.0, 1000));
+        // Starts at the measured 45 °C and moves at most 2 K/min × 5 s towards 53.8 °C.
+        assert!((o.supply_setpoint_c - (45.0 + 2.0 * 5.0 / 60.0)).abs() < 1e-9);
+        assert!((o.valve_pct - 40.0).abs() < 3.0, "valve jumped to {}", o.valve_pct);
+        // Flow setpoint: 45 W/m² × 100,000 m² × 23/28 = 3696 kW at 15 K → 211.9 m³/h.
+        assert!((o.flow_setpoint_m3h - 211.9).abs() < 0.1, "{}", o.flow_setpoint_m3h);
+        for k in 1..2000 {
+            c.tick(Some(&reading(k * 5000, 45.0, 38.0)), 0.0, k * 5000 + 1000);
+        }
+        let o = c.last_outputs().unwrap();
+        assert!((o.supply_setpoint_c - 53.8).abs() < 1e-9);
+        assert_eq!(o.valve_pct, 100.0, "supply far below setpoint saturates the valve open");
+    }
+
+    #[test]
+    fn stale_or_missing_data_never_produces_a_command() {
+        let mut c = StationController::new(params(), 5.0);
+        assert_eq!(c.tick(None, 0.0, 0), Tick::Stale { age_ms: None, newly: false });
+        act(c.tick(Some(&reading(0, 50.0, 40.0)), 0.0, 1000));
+        let old = reading(0, 50.0, 40.0);
+        assert_eq!(
+            c.tick(Some(&old), 0.0, 31_000),
+            Tick::Stale { age_ms: Some(31_000), newly: true }
+        );
+        assert!(matches!(c.tick(Some(&old), 0.0, 36_000), Tick::Stale { newly: false, .. }));
+        assert!(c.is_stale());
+        // Data back: bumpless from the reported valve position.
+        let o = act(c.tick(Some(&reading(40_000, 50.0, 40.0)), 0.0, 40_500));
+        assert!((o.valve_pct - 40.0).abs() < 3.0);
+    }
+
+    #[test]
+    fn return_limit_lowers_the_setpoint_slowly_and_within_bounds() {
+        let mut c = StationController::new(params(), 5.0);
+        let mut last = 0.0;
+        for k in 0..2000 {
+            let o = act(c.tick(Some(&reading(k * 5000, 53.8, 55.0)), 0.0, k * 5000));
+            assert!(o.return_correction_k <= last + 1e-12, "correction must only deepen");
+            last = o.return_correction_k;
+        }
+        assert_eq!(last, -10.0, "clamped at the configured maximum");
+        let o = c.last_outputs().unwrap();
+        assert!((o.supply_setpoint_c - 43.8).abs() < 1e-9, "{}", o.supply_setpoint_c);
+    }
+
+    #[test]
+    fn manual_and_hold_then_back_to_auto_without_a_bump() {
+        let mut c = StationController::new(params(), 5.0);
+        for k in 0..50 {
+            act(c.tick(Some(&reading(k * 5000, 52.0, 40.0)), 0.0, k * 5000));
+        }
+        c.set_mode(Mode::Manual, Some((150.0, 10.0)));
+        let o = act(c.tick(Some(&reading(250_000, 52.0, 40.0)), 0.0, 250_000));
+        assert_eq!((o.valve_pct, o.pump_pct, o.mode), (100.0, 30.0, Mode::Manual));
+        c.set_mode(Mode::Manual, Some((35.0, 60.0)));
+        act(c.tick(Some(&reading(255_000, 52.0, 40.0)), 0.0, 255_000));
+        c.set_mode(Mode::Hold, None);
+        let o = act(c.tick(Some(&reading(260_000, 40.0, 40.0)), 0.0, 260_000));
+        assert_eq!((o.valve_pct, o.pump_pct), (35.0, 60.0));
+        c.set_mode(Mode::Auto, None);
+        let o = act(c.tick(Some(&reading(265_000, 52.0, 40.0)), 0.0, 265_000));
+        assert!((o.valve_pct - 35.0).abs() < 1.0, "bump to {}", o.valve_pct);
+    }
+}

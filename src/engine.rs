@@ -1,0 +1,324 @@
+//! The engine: wires MQTT ingest, the per-station controllers, the command publisher and the
+//! storage writer, and shuts them down in order.
+//!
+//! ```text
+//!  MQTT event loop ──► Ingest ──► StationSlot (latest reading, per station) ──► control tick
+//!        ▲               │                                                     │
+//!        │               └──► StoreHandle ──► Writer ──► InfluxDB / files ◄────┤ command lines
+//!        └──────────────────── Link::try_publish (commands, QoS 1) ◄───────────┘
+//! ```
+//! Shutdown (SIGINT/SIGTERM or [`EngineHandle::shutdown`]): stop the control tick, publish the
+//! engine's `offline` presence and let the event loop send what is queued, then close the
+//! storage queue and let the writer flush it.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+use crate::config::{Config, StationConfig};
+use crate::control::{Outputs, StationController, Tick};
+use crate::ingest::{Ingest, StationSlot, Weather};
+use crate::model::{Command, Mode, Reading, StationId};
+use crate::mqtt::{self, Link, Presence};
+use crate::seq::SeqStore;
+use crate::stats::Stats;
+use crate::store::{self, line_protocol, Sink, StoreHandle, WriterConfig};
+
+/// What the engine knows about one station after the last tick.
+#[derive(Debug, Clone)]
+pub struct StationStatus {
+    pub id: StationId,
+    pub mode: Mode,
+    pub stale: bool,
+    pub reading: Option<Reading>,
+    pub outputs: Option<Outputs>,
+    /// Last command seq sent (0: none yet).
+    pub seq: u64,
+}
+
+/// A running engine.
+#[derive(Debug)]
+pub struct EngineHandle {
+    status: watch::Receiver<Arc<Vec<StationStatus>>>,
+    stats: Arc<Stats>,
+    stop_control: watch::Sender<bool>,
+    stop_mqtt: watch::Sender<bool>,
+    link: Link,
+    presence: Presence,
+    control: JoinHandle<()>,
+    event_loop: JoinHandle<()>,
+    writer: JoinHandle<()>,
+}
+
+/// Current wall-clock time in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Starts every task of the engine for `cfg`. Fails only on local problems (data directory,
+/// seq file, database URL); an unreachable broker or database is retried in the background.
+pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("cannot create data_dir {}", cfg.data_dir.display()))?;
+    let seqs = SeqStore::open(&cfg.data_dir).map_err(anyhow::Error::msg)?;
+    let stats = Arc::new(Stats::default());
+
+    let sink = match &cfg.storage.influxdb {
+        Some(i) => Sink::Influx(store::influx::InfluxWriter::new(i).map_err(anyhow::Error::msg)?),
+        None => {
+            let dir = cfg.data_dir.join("lp");
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            Sink::Files { dir }
+        }
+    };
+    let (store, writer) = store::channel(
+        WriterConfig {
+            batch_size: cfg.storage.batch_size,
+            flush_interval: cfg.storage.flush_interval,
+            queue_capacity: cfg.storage.queue_capacity,
+            shutdown_grace: Duration::from_secs(10),
+        },
+        sink,
+        stats.clone(),
+    );
+    let writer = tokio::spawn(writer.run());
+
+    let slots: Vec<(StationConfig, Arc<StationSlot>)> = cfg
+        .stations
+        .iter()
+        .map(|s| {
+            let slot = StationSlot {
+                latest: Mutex::new(None),
+                tags: s.tags.clone(),
+                area_m2: s.params.heated_area_m2,
+            };
+            (s.clone(), Arc::new(slot))
+        })
+        .collect();
+    let weather: Weather = Arc::new(Mutex::new(None));
+
+    let prefix = cfg.mqtt.topic_prefix.clone();
+    let presence = Presence {
+        topic: format!("{prefix}/engine/state"),
+        online: "online",
+        offline: "offline",
+    };
+    let (link, el) = mqtt::connect(&cfg.mqtt, &cfg.mqtt.client_id, Some(&presence));
+    let mut ingest = Ingest::new(
+        &prefix,
+        slots.iter().map(|(c, s)| (c.id.clone(), s.clone())).collect(),
+        weather.clone(),
+        store.clone(),
+        stats.clone(),
+        cfg.decode,
+    );
+    let subs = ingest.subscriptions(cfg.mqtt.telemetry_qos == 1);
+    let (stop_mqtt, stop_mqtt_rx) = watch::channel(false);
+    let ev_stats = stats.clone();
+    let event_loop = tokio::spawn(mqtt::run_event_loop(
+        el,
+        link.clone(),
+        subs,
+        Some(presence.clone()),
+        stop_mqtt_rx,
+        move |ev| match ev {
+            mqtt::Event::Connected => {
+                ev_stats.mqtt_connects.fetch_add(1, Ordering::Relaxed);
+            }
+            mqtt::Event::Message { topic, payload } => ingest.on_message(topic, payload, now_ms()),
+        },
+    ));
+
+    let (status_tx, status) = watch::channel(Arc::new(Vec::new()));
+    let (stop_control, stop_control_rx) = watch::channel(false);
+    let control = Control {
+        stations: slots
+            .into_iter()
+            .map(|(c, slot)| {
+                let mut ctrl = StationController::new(c.params.clone(), cfg.tick.as_secs_f64() * cfg.time_scale);
+                ctrl.set_mode(c.mode, None);
+                (c, slot, ctrl)
+            })
+            .collect(),
+        link: link.clone(),
+        store,
+        seqs,
+        weather,
+        stats: stats.clone(),
+        prefix,
+        valid_for_s: cfg.command_valid_for_s,
+        default_outdoor_c: cfg.default_outdoor_c,
+        weather_max_age_ms: cfg.weather_max_age_ms,
+        status_tx,
+    };
+    let control = tokio::spawn(control.run(cfg.tick, stop_control_rx));
+    info!(stations = cfg.stations.len(), broker = %format!("{}:{}", cfg.mqtt.host, cfg.mqtt.port),
+        tick_ms = cfg.tick.as_millis() as u64, "Engine started.");
+    Ok(EngineHandle {
+        status,
+        stats,
+        stop_control,
+        stop_mqtt,
+        link,
+        presence,
+        control,
+        event_loop,
+        writer,
+    })
+}
+
+/// Runs the engine until `shutdown` resolves, then stops it in order.
+pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+    let engine = start(cfg).await?;
+    shutdown.await;
+    info!("Shutdown requested.");
+    engine.shutdown().await;
+    Ok(())
+}
+
+impl EngineHandle {
+    /// Per-station state after the last tick.
+    pub fn status(&self) -> Arc<Vec<StationStatus>> {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that changes after every tick.
+    pub fn watch_status(&self) -> watch::Receiver<Arc<Vec<StationStatus>>> {
+        self.status.clone()
+    }
+
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// Ordered shutdown: control, then MQTT (queued commands and presence go out), then storage.
+    pub async fn shutdown(self) {
+        let _ = self.stop_control.send(true);
+        if let Err(e) = self.control.await {
+            error!(error = %e, "Control task failed.");
+        }
+        let _ = self
+            .link
+            .try_publish(&self.presence.topic, true, true, self.presence.offline.as_bytes().to_vec());
+        self.link.disconnect().await;
+        let mut event_loop = self.event_loop;
+        if tokio::time::timeout(Duration::from_secs(5), &mut event_loop).await.is_err() {
+            warn!("MQTT did not disconnect within 5 s; closing the connection.");
+            let _ = self.stop_mqtt.send(true);
+            let _ = event_loop.await;
+        }
+        // Ingest and control dropped their StoreHandles: the writer drains and stops.
+        if tokio::time::timeout(Duration::from_secs(15), self.writer).await.is_err() {
+            warn!("Storage writer did not finish within 15 s.");
+        }
+        info!(
+            written = Stats::get(&self.stats.store_written),
+            dropped = Stats::get(&self.stats.store_dropped),
+            commands = Stats::get(&self.stats.commands_sent),
+            "Engine stopped."
+        );
+    }
+}
+
+/// The control task's state.
+struct Control {
+    stations: Vec<(StationConfig, Arc<StationSlot>, StationController)>,
+    link: Link,
+    store: StoreHandle,
+    seqs: SeqStore,
+    weather: Weather,
+    stats: Arc<Stats>,
+    prefix: String,
+    valid_for_s: u32,
+    default_outdoor_c: f64,
+    weather_max_age_ms: i64,
+    status_tx: watch::Sender<Arc<Vec<StationStatus>>>,
+}
+
+impl Control {
+    async fn run(mut self, tick: Duration, mut stop: watch::Receiver<bool>) {
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => self.tick(now_ms()),
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
+    fn tick(&mut self, now: i64) {
+        let fallback_outdoor = match *self.weather.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((ts, t)) if now - ts <= self.weather_max_age_ms => t,
+            _ => self.default_outdoor_c,
+        };
+        let mut commands = Vec::new();
+        let mut status = Vec::with_capacity(self.stations.len());
+        for (cfg, slot, ctrl) in &mut self.stations {
+            let reading = slot.latest.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            match ctrl.tick(reading.as_ref(), fallback_outdoor, now) {
+                Tick::Act(o) => {
+                    let cmd = Command {
+                        seq: self.seqs.next(&cfg.id),
+                        ts: now,
+                        mode: o.mode,
+                        supply_setpoint_c: round2(o.supply_setpoint_c),
+                        valve_pct: round2(o.valve_pct),
+                        pump_pct: round2(o.pump_pct),
+                        flow_setpoint_m3h: round2(o.flow_setpoint_m3h),
+                        valid_for_s: self.valid_for_s,
+                        epoch: None,
+                    };
+                    commands.push((cfg.id.clone(), cmd, &cfg.tags));
+                }
+                Tick::Stale { age_ms, newly: true } => {
+                    warn!(station = %cfg.id, age_s = age_ms.map(|a| a / 1000),
+                        "Station stale: outputs held, no command sent until fresh telemetry arrives.");
+                }
+                Tick::Stale { .. } => {}
+            }
+            status.push(StationStatus {
+                id: cfg.id.clone(),
+                mode: ctrl.mode(),
+                stale: ctrl.is_stale(),
+                reading,
+                outputs: ctrl.last_outputs().copied(),
+                seq: self.seqs.last(&cfg.id),
+            });
+        }
+        // Numbers are on disk before any of them can reach a station.
+        if let Err(e) = self.seqs.persist() {
+            error!(error = %e, "Cannot persist command sequence numbers; commands withheld this tick.");
+            return;
+        }
+        for (id, cmd, tags) in commands {
+            let topic = format!("{}/station/{}/command", self.prefix, id);
+            let payload = serde_json::to_vec(&cmd).unwrap_or_default();
+            match self.link.try_publish(&topic, true, false, payload) {
+                Ok(()) => {
+                    self.stats.commands_sent.fetch_add(1, Ordering::Relaxed);
+                    self.store.submit(line_protocol::command(&id, tags, &cmd));
+                }
+                Err(e) => {
+                    let n = self.stats.commands_failed.fetch_add(1, Ordering::Relaxed);
+                    if n.is_power_of_two() {
+                        warn!(station = %id, error = %e, failed_total = n + 1, "Command not queued for MQTT.");
+                    }
+                }
+            }
+        }
+        let _ = self.status_tx.send(Arc::new(status));
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}

@@ -1,0 +1,127 @@
+//! `heatgrid`: the engine and operator binary. Thin: parse flags, init logs, run, map errors.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use heatgrid::config::{self, Config};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "heatgrid",
+    version,
+    about = "District-heating telemetry and control engine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the engine with a configuration file.
+    Run {
+        #[arg(long, short, env = "HEATGRID_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and print every error with its place.
+    Check {
+        #[arg(long, short, env = "HEATGRID_CONFIG")]
+        config: PathBuf,
+    },
+    /// Write the annotated example configuration (to stdout, or to FILE).
+    #[command(alias = "generate-config")]
+    Init {
+        /// Where to write it; refuses to overwrite an existing file.
+        file: Option<PathBuf>,
+    },
+    /// Zero-setup demonstration: embedded broker, simulated stations, engine, local storage.
+    #[cfg(feature = "demo")]
+    Demo(heatgrid::demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=warn,rumqttc=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("heatgrid: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Cmd::Check { config } => {
+            let c = Config::load(&config)?;
+            println!(
+                "{}: OK ({} stations, storage: {})",
+                config.display(),
+                c.stations.len(),
+                match &c.storage.influxdb {
+                    Some(i) => format!("InfluxDB {}", i.url),
+                    None => format!("files in {}", c.data_dir.join("lp").display()),
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Init { file: None } => {
+            print!("{}", config::EXAMPLE);
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Init { file: Some(path) } => {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+            f.write_all(config::EXAMPLE.as_bytes())?;
+            eprintln!("Wrote {}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Run { config } => {
+            let c = Config::load(&config)?;
+            runtime()?.block_on(heatgrid::engine::run(c, shutdown_signal()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        #[cfg(feature = "demo")]
+        Cmd::Demo(args) => runtime()?.block_on(heatgrid::demo::run(args)),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

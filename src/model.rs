@@ -1,0 +1,165 @@
+//! Domain types shared by every stage: station ids, readings, modes and commands.
+//!
+//! Sits at the centre of the data flow: `decode` produces [`Reading`]s, `control`
+//! turns them into [`Command`]s, `store` encodes both as line protocol.
+//! Units live in field names (`supply_temp_c`, `flow_m3h`, …) as in the contract.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// Longest station id the contract allows.
+pub const STATION_ID_MAX_LEN: usize = 64;
+
+/// A validated station id: 1–64 characters of `A-Z a-z 0-9 _ -`.
+///
+/// Ids end up in MQTT topics and InfluxDB tags, so anything else (wildcards,
+/// slashes, spaces, commas) is refused at the edge. Cheap to clone.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StationId(Arc<str>);
+
+impl StationId {
+    /// Validates `id` against the contract's alphabet and length.
+    pub fn new(id: &str) -> Result<Self, String> {
+        if id.is_empty() || id.len() > STATION_ID_MAX_LEN {
+            return Err(format!(
+                "station id must be 1-{STATION_ID_MAX_LEN} characters, got {}",
+                id.len()
+            ));
+        }
+        if let Some(bad) = id
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+        {
+            return Err(format!(
+                "station id {id:?} contains {bad:?}; only A-Z a-z 0-9 _ - are allowed"
+            ));
+        }
+        Ok(Self(Arc::from(id)))
+    }
+
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for StationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for StationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", &*self.0)
+    }
+}
+
+/// One accepted telemetry reading (contract §2.1), already validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    pub station: StationId,
+    /// Time of the measurement, Unix milliseconds (the payload's `ts`, else receive time).
+    pub ts_ms: i64,
+    pub supply_temp_c: f64,
+    pub return_temp_c: f64,
+    pub flow_m3h: f64,
+    /// `None` when the payload omitted it; the station config then supplies it.
+    pub heated_area_m2: Option<f64>,
+    pub outdoor_temp_c: Option<f64>,
+    pub indoor_temp_c: Option<f64>,
+    pub valve_pct: Option<f64>,
+    pub pump_pct: Option<f64>,
+    pub heat_kw: Option<f64>,
+    /// Every other numeric field: the contract's optional ones (`primary_*`,
+    /// `heat_energy_gj`) and unknown ones, kept for storage.
+    pub extra: Vec<(String, f64)>,
+}
+
+impl Reading {
+    /// Supply − return, K.
+    pub fn delta_t_k(&self) -> f64 {
+        self.supply_temp_c - self.return_temp_c
+    }
+
+    /// Heat power: the meter's `heat_kw` if reported, else 1.163 × V × ΔT.
+    pub fn heat_kw(&self) -> f64 {
+        self.heat_kw
+            .unwrap_or_else(|| crate::physics::heat_kw(self.flow_m3h, self.delta_t_k()))
+    }
+}
+
+/// Who decides a station's outputs (contract §2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The engine computes setpoint, valve and pump.
+    #[default]
+    Auto,
+    /// An operator fixed valve and pump.
+    Manual,
+    /// Outputs frozen at their last value.
+    Hold,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Auto => "auto",
+            Mode::Manual => "manual",
+            Mode::Hold => "hold",
+        }
+    }
+}
+
+/// A setpoint instruction for one station (contract §2.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Command {
+    pub seq: u64,
+    /// When the command was computed, Unix milliseconds.
+    pub ts: i64,
+    pub mode: Mode,
+    pub supply_setpoint_c: f64,
+    pub valve_pct: f64,
+    pub pump_pct: f64,
+    pub flow_setpoint_m3h: f64,
+    /// After this many seconds the station falls back to its local curve.
+    pub valid_for_s: u32,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub epoch: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn station_ids_follow_the_contract_alphabet() {
+        assert!(StationId::new("st-001_A").is_ok());
+        assert!(StationId::new(&"a".repeat(64)).is_ok());
+        for bad in ["", "a/b", "a+b", "a#", "a b", "é", "a,b", &"a".repeat(65)] {
+            assert!(StationId::new(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn command_serialises_to_the_contract_shape() {
+        let cmd = Command {
+            seq: 7,
+            ts: 1_764_262_805_000,
+            mode: Mode::Auto,
+            supply_setpoint_c: 53.0,
+            valve_pct: 43.5,
+            pump_pct: 76.0,
+            flow_setpoint_m3h: 236.0,
+            valid_for_s: 300,
+            epoch: None,
+        };
+        let v: serde_json::Value = serde_json::to_value(&cmd).unwrap();
+        assert_eq!(v["mode"], "auto");
+        assert_eq!(v["seq"], 7);
+        assert!(v.get("epoch").is_none());
+    }
+}

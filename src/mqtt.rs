@@ -1,0 +1,222 @@
+//! The MQTT link: one connection (3.1.1 or 5) to the broker, split into a publishing handle
+//! ([`Link`]) and an event-loop task ([`run_event_loop`]).
+//!
+//! First stage of the data flow. The event-loop task is the only one that polls rumqttc's
+//! `EventLoop`; it hands every incoming publish to a synchronous callback (ingest) and never
+//! awaits a publish itself (rumqttc deadlocks when the polling task awaits `publish`). On every
+//! ConnAck it subscribes again (a broker restart loses the session); on every connection error
+//! it sleeps a capped, jittered backoff (rumqttc would otherwise reconnect in a hot loop).
+
+use std::time::Duration;
+
+use rumqttc::v5::mqttbytes::v5::LastWill as LastWillV5;
+use rumqttc::v5::mqttbytes::QoS as QoSV5;
+use rumqttc::{LastWill, QoS};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::backoff::Backoff;
+use crate::config::{MqttConfig, MqttVersion};
+
+/// Capacity of rumqttc's request channel: publishes and subscribes queued for the event loop.
+/// A full channel makes `try_publish` fail; the caller counts that as an undelivered command.
+pub const REQUEST_CAPACITY: usize = 10_000;
+
+/// The publishing handle, cheap to clone.
+#[derive(Debug, Clone)]
+pub enum Link {
+    V311(rumqttc::AsyncClient),
+    V5(rumqttc::v5::AsyncClient),
+}
+
+/// What the event loop reports to its callback.
+#[derive(Debug)]
+pub enum Event<'a> {
+    /// Connected (or reconnected); subscriptions were just requested again.
+    Connected,
+    Message { topic: &'a str, payload: &'a [u8] },
+}
+
+impl Link {
+    /// Queues a publish without waiting (never blocks the caller).
+    pub fn try_publish(&self, topic: &str, qos1: bool, retain: bool, payload: Vec<u8>) -> Result<(), String> {
+        match self {
+            Link::V311(c) => c
+                .try_publish(topic, if qos1 { QoS::AtLeastOnce } else { QoS::AtMostOnce }, retain, payload)
+                .map_err(|e| e.to_string()),
+            Link::V5(c) => c
+                .try_publish(topic, if qos1 { QoSV5::AtLeastOnce } else { QoSV5::AtMostOnce }, retain, payload)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    fn try_subscribe(&self, filter: &str, qos1: bool) -> Result<(), String> {
+        match self {
+            Link::V311(c) => c
+                .try_subscribe(filter, if qos1 { QoS::AtLeastOnce } else { QoS::AtMostOnce })
+                .map_err(|e| e.to_string()),
+            Link::V5(c) => c
+                .try_subscribe(filter, if qos1 { QoSV5::AtLeastOnce } else { QoSV5::AtMostOnce })
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Asks the event loop to send DISCONNECT after what is already queued.
+    pub async fn disconnect(&self) {
+        let r = match self {
+            Link::V311(c) => c.disconnect().await.map_err(|e| e.to_string()),
+            Link::V5(c) => c.disconnect().await.map_err(|e| e.to_string()),
+        };
+        if let Err(e) = r {
+            warn!(error = %e, "MQTT disconnect request failed.");
+        }
+    }
+}
+
+/// The event loop of either protocol version.
+pub enum EventLoop {
+    V311(rumqttc::EventLoop),
+    V5(rumqttc::v5::EventLoop),
+}
+
+impl std::fmt::Debug for EventLoop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            EventLoop::V311(_) => "EventLoop(3.1.1)",
+            EventLoop::V5(_) => "EventLoop(5)",
+        })
+    }
+}
+
+/// A retained presence message with its last will: (topic, online payload, offline payload).
+#[derive(Debug, Clone)]
+pub struct Presence {
+    pub topic: String,
+    pub online: &'static str,
+    pub offline: &'static str,
+}
+
+/// Builds the client for `cfg`; nothing is sent until the event loop is polled.
+pub fn connect(cfg: &MqttConfig, client_id: &str, presence: Option<&Presence>) -> (Link, EventLoop) {
+    let mut net = rumqttc::NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    net.set_connection_timeout(10);
+    match cfg.version {
+        MqttVersion::V311 => {
+            let mut o = rumqttc::MqttOptions::new(client_id, &cfg.host, cfg.port);
+            o.set_keep_alive(cfg.keep_alive);
+            o.set_max_packet_size(1 << 20, 1 << 20);
+            o.set_inflight(20); // mosquitto's default limit for 3.1.1
+            if let Some((u, p)) = &cfg.credentials {
+                o.set_credentials(u, p);
+            }
+            if let Some(p) = presence {
+                o.set_last_will(LastWill::new(&p.topic, p.offline, QoS::AtLeastOnce, true));
+            }
+            let (client, mut el) = rumqttc::AsyncClient::new(o, REQUEST_CAPACITY);
+            el.set_network_options(net);
+            (Link::V311(client), EventLoop::V311(el))
+        }
+        MqttVersion::V5 => {
+            let mut o = rumqttc::v5::MqttOptions::new(client_id, &cfg.host, cfg.port);
+            o.set_keep_alive(cfg.keep_alive);
+            o.set_max_packet_size(Some(1 << 20));
+            if let Some((u, p)) = &cfg.credentials {
+                o.set_credentials(u, p);
+            }
+            if let Some(p) = presence {
+                o.set_last_will(LastWillV5::new(&p.topic, p.offline, QoSV5::AtLeastOnce, true, None));
+            }
+            o.set_network_options(net);
+            let (client, el) = rumqttc::v5::AsyncClient::new(o, REQUEST_CAPACITY);
+            (Link::V5(client), EventLoop::V5(el))
+        }
+    }
+}
+
+enum Polled {
+    ConnAck,
+    Publish { topic: String, payload: bytes::Bytes },
+    Disconnected,
+    Other,
+}
+
+async fn poll_once(el: &mut EventLoop) -> Result<Polled, String> {
+    use rumqttc::{Event as E4, Incoming as I4, Outgoing as O4};
+    use rumqttc::v5::{Event as E5, Incoming as I5};
+    match el {
+        EventLoop::V311(el) => Ok(match el.poll().await.map_err(|e| e.to_string())? {
+            E4::Incoming(I4::ConnAck(_)) => Polled::ConnAck,
+            E4::Incoming(I4::Publish(p)) => Polled::Publish {
+                topic: p.topic,
+                payload: p.payload,
+            },
+            E4::Outgoing(O4::Disconnect) => Polled::Disconnected,
+            _ => Polled::Other,
+        }),
+        EventLoop::V5(el) => Ok(match el.poll().await.map_err(|e| e.to_string())? {
+            E5::Incoming(I5::ConnAck(_)) => Polled::ConnAck,
+            E5::Incoming(I5::Publish(p)) => Polled::Publish {
+                topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                payload: p.payload,
+            },
+            E5::Outgoing(rumqttc::Outgoing::Disconnect) => Polled::Disconnected,
+            _ => Polled::Other,
+        }),
+    }
+}
+
+/// Polls the connection until a DISCONNECT was sent (after [`Link::disconnect`]) or `stop`
+/// turns true. `subscriptions` are (filter, qos1) pairs requested on every ConnAck; `presence`
+/// is published (retained) on every ConnAck. `on_event` must not block.
+pub async fn run_event_loop(
+    mut el: EventLoop,
+    link: Link,
+    subscriptions: Vec<(String, bool)>,
+    presence: Option<Presence>,
+    mut stop: watch::Receiver<bool>,
+    mut on_event: impl FnMut(Event<'_>),
+) {
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+    let mut connected = false;
+    loop {
+        let polled = tokio::select! {
+            r = poll_once(&mut el) => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match polled {
+            Ok(Polled::ConnAck) => {
+                connected = true;
+                backoff.reset();
+                info!(subscriptions = subscriptions.len(), "MQTT connected; subscribing.");
+                for (filter, qos1) in &subscriptions {
+                    if let Err(e) = link.try_subscribe(filter, *qos1) {
+                        warn!(filter, error = %e, "MQTT subscribe request failed.");
+                    }
+                }
+                if let Some(p) = &presence {
+                    let _ = link.try_publish(&p.topic, true, true, p.online.as_bytes().to_vec());
+                }
+                on_event(Event::Connected);
+            }
+            Ok(Polled::Publish { topic, payload }) => on_event(Event::Message {
+                topic: &topic,
+                payload: &payload,
+            }),
+            Ok(Polled::Disconnected) => return,
+            Ok(Polled::Other) => {}
+            Err(e) => {
+                let delay = backoff.next_delay();
+                if connected || backoff.attempts() == 1 || backoff.attempts().is_power_of_two() {
+                    warn!(error = %e, attempt = backoff.attempts(), retry_in_ms = delay.as_millis() as u64,
+                        "MQTT connection error; reconnecting after backoff.");
+                }
+                connected = false;
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        }
+    }
+}

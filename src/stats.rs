@@ -1,0 +1,36 @@
+//! Engine counters: lock-free, shared by every task, read by the status view and logs.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::collections::BTreeMap;
+
+/// Monotonic counters (and one gauge) of the whole engine.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub messages_in: AtomicU64,
+    pub readings_accepted: AtomicU64,
+    pub readings_rejected: AtomicU64,
+    pub commands_sent: AtomicU64,
+    pub commands_failed: AtomicU64,
+    pub store_written: AtomicU64,
+    pub store_dropped: AtomicU64,
+    pub store_write_errors: AtomicU64,
+    /// Duration of the last successful write, µs.
+    pub store_write_us: AtomicU64,
+    pub mqtt_connects: AtomicU64,
+    /// Rejections by reason label.
+    pub rejects_by_reason: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Stats {
+    pub fn get(c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+
+    pub fn count_reject(&self, label: &'static str) {
+        self.readings_rejected.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut m) = self.rejects_by_reason.lock() {
+            *m.entry(label).or_default() += 1;
+        }
+    }
+}

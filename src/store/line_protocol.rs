@@ -1,0 +1,214 @@
+//! InfluxDB line protocol encoding (contract §4): readings and commands → lines.
+//!
+//! Pure and allocation-light; called by ingest and control before a line is queued for the
+//! store. Field types are fixed per field (floats everywhere, `seq` an integer) so one point
+//! can never make InfluxDB reject a batch for a type conflict. Timestamps are milliseconds;
+//! writers send `precision=ms`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use crate::model::{Command, Reading, StationId};
+
+/// Builds one line: measurement, tags, fields, timestamp, with the protocol's escaping.
+#[derive(Debug)]
+pub struct LineBuilder {
+    buf: String,
+    fields: usize,
+}
+
+impl LineBuilder {
+    pub fn new(measurement: &str) -> Self {
+        let mut buf = String::with_capacity(256);
+        escape(&mut buf, measurement, &[',', ' ']);
+        Self { buf, fields: 0 }
+    }
+
+    /// Tags must all come before the first field.
+    pub fn tag(mut self, key: &str, value: &str) -> Self {
+        debug_assert_eq!(self.fields, 0, "tags before fields");
+        if value.is_empty() {
+            return self; // empty tag values are invalid line protocol
+        }
+        self.buf.push(',');
+        escape(&mut self.buf, key, &[',', '=', ' ']);
+        self.buf.push('=');
+        escape(&mut self.buf, value, &[',', '=', ' ']);
+        self
+    }
+
+    fn key(&mut self, key: &str) {
+        self.buf.push(if self.fields == 0 { ' ' } else { ',' });
+        escape(&mut self.buf, key, &[',', '=', ' ']);
+        self.buf.push('=');
+        self.fields += 1;
+    }
+
+    /// A float field; non-finite values are skipped (line protocol cannot carry them).
+    pub fn float(mut self, key: &str, value: f64) -> Self {
+        if value.is_finite() {
+            self.key(key);
+            // `{:?}` keeps a ".0" on integral values: unambiguous float for every reader.
+            let _ = write!(self.buf, "{value:?}");
+        }
+        self
+    }
+
+    pub fn float_opt(self, key: &str, value: Option<f64>) -> Self {
+        match value {
+            Some(v) => self.float(key, v),
+            None => self,
+        }
+    }
+
+    pub fn int(mut self, key: &str, value: i64) -> Self {
+        self.key(key);
+        let _ = write!(self.buf, "{value}i");
+        self
+    }
+
+    pub fn boolean(mut self, key: &str, value: bool) -> Self {
+        self.key(key);
+        self.buf.push_str(if value { "true" } else { "false" });
+        self
+    }
+
+    pub fn string(mut self, key: &str, value: &str) -> Self {
+        self.key(key);
+        self.buf.push('"');
+        escape(&mut self.buf, value, &['"', '\\']);
+        self.buf.push('"');
+        self
+    }
+
+    /// Finishes the line with a millisecond timestamp; `None` if it has no field.
+    pub fn finish(mut self, ts_ms: i64) -> Option<String> {
+        if self.fields == 0 {
+            return None;
+        }
+        let _ = write!(self.buf, " {ts_ms}");
+        Some(self.buf)
+    }
+}
+
+fn escape(buf: &mut String, s: &str, special: &[char]) {
+    for c in s.chars() {
+        match c {
+            '\n' => buf.push_str("\\n"),
+            c if special.contains(&c) => {
+                buf.push('\\');
+                buf.push(c);
+            }
+            c => buf.push(c),
+        }
+    }
+}
+
+fn with_tags(m: &str, station: &StationId, tags: &BTreeMap<String, String>) -> LineBuilder {
+    tags.iter()
+        .fold(LineBuilder::new(m).tag("station", station.as_str()), |b, (k, v)| b.tag(k, v))
+}
+
+/// `telemetry` line: every numeric field plus derived `heat_kw`, `delta_t_k`, `heat_w_m2`.
+/// `config_area_m2` is used when the reading has no area.
+pub fn telemetry(r: &Reading, tags: &BTreeMap<String, String>, config_area_m2: Option<f64>) -> String {
+    let area = r.heated_area_m2.or(config_area_m2);
+    let heat_kw = r.heat_kw();
+    let mut b = with_tags("telemetry", &r.station, tags)
+        .float("supply_temp_c", r.supply_temp_c)
+        .float("return_temp_c", r.return_temp_c)
+        .float("flow_m3h", r.flow_m3h)
+        .float_opt("heated_area_m2", area)
+        .float_opt("outdoor_temp_c", r.outdoor_temp_c)
+        .float_opt("indoor_temp_c", r.indoor_temp_c)
+        .float_opt("valve_pct", r.valve_pct)
+        .float_opt("pump_pct", r.pump_pct)
+        .float("heat_kw", heat_kw)
+        .float("delta_t_k", r.delta_t_k())
+        .float_opt("heat_w_m2", area.filter(|a| *a > 0.0).map(|a| heat_kw * 1000.0 / a));
+    for (k, v) in &r.extra {
+        b = b.float(k, *v);
+    }
+    // supply_temp_c is always present, so the line always has a field.
+    b.finish(r.ts_ms).unwrap_or_default()
+}
+
+/// `command` line, stamped with the time it was sent.
+pub fn command(station: &StationId, tags: &BTreeMap<String, String>, c: &Command) -> String {
+    with_tags("command", station, tags)
+        .tag("mode", c.mode.as_str())
+        .float("supply_setpoint_c", c.supply_setpoint_c)
+        .float("valve_pct", c.valve_pct)
+        .float("pump_pct", c.pump_pct)
+        .float("flow_setpoint_m3h", c.flow_setpoint_m3h)
+        .int("seq", i64::try_from(c.seq).unwrap_or(i64::MAX))
+        .finish(c.ts)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Mode;
+
+    #[test]
+    fn escaping_follows_the_protocol() {
+        let line = LineBuilder::new("my meas,x")
+            .tag("k ey", "v=a,l")
+            .float("f", 1.0)
+            .int("n", -3)
+            .boolean("b", true)
+            .string("s", "say \"hi\" \\ now")
+            .float("nan", f64::NAN)
+            .finish(5)
+            .unwrap();
+        assert_eq!(
+            line,
+            r#"my\ meas\,x,k\ ey=v\=a\,l f=1.0,n=-3i,b=true,s="say \"hi\" \\ now" 5"#
+        );
+        assert!(LineBuilder::new("m").finish(1).is_none());
+    }
+
+    #[test]
+    fn telemetry_and_command_lines() {
+        let st = StationId::new("st-1").unwrap();
+        let r = Reading {
+            station: st.clone(),
+            ts_ms: 1_764_262_800_000,
+            supply_temp_c: 55.0,
+            return_temp_c: 45.0,
+            flow_m3h: 100.0,
+            heated_area_m2: None,
+            outdoor_temp_c: Some(-5.0),
+            indoor_temp_c: None,
+            valve_pct: None,
+            pump_pct: None,
+            heat_kw: None,
+            extra: vec![("dp_kpa".into(), 120.0)],
+        };
+        let tags = BTreeMap::from([("district".to_owned(), "north".to_owned())]);
+        let line = telemetry(&r, &tags, Some(50_000.0));
+        assert_eq!(
+            line,
+            "telemetry,station=st-1,district=north supply_temp_c=55.0,return_temp_c=45.0,\
+             flow_m3h=100.0,heated_area_m2=50000.0,outdoor_temp_c=-5.0,heat_kw=1163.0,\
+             delta_t_k=10.0,heat_w_m2=23.26,dp_kpa=120.0 1764262800000"
+        );
+        let c = Command {
+            seq: 42,
+            ts: 1_764_262_805_000,
+            mode: Mode::Auto,
+            supply_setpoint_c: 53.0,
+            valve_pct: 43.5,
+            pump_pct: 76.0,
+            flow_setpoint_m3h: 236.0,
+            valid_for_s: 300,
+            epoch: None,
+        };
+        assert_eq!(
+            command(&st, &BTreeMap::new(), &c),
+            "command,station=st-1,mode=auto supply_setpoint_c=53.0,valve_pct=43.5,pump_pct=76.0,\
+             flow_setpoint_m3h=236.0,seq=42i 1764262805000"
+        );
+    }
+}
