@@ -289,7 +289,10 @@ impl Config {
             f64::from(e.command_valid_for_s) > e.tick_s,
             "engine.command_valid_for_s: must exceed engine.tick_s, or every command expires before the next",
         );
-        v.check(e.max_payload_bytes >= 256, "engine.max_payload_bytes: must be at least 256");
+        v.check(
+            e.max_payload_bytes >= 256,
+            "engine.max_payload_bytes: must be at least 256",
+        );
 
         let m = &raw.mqtt;
         let version = match m.version.as_str() {
@@ -303,14 +306,18 @@ impl Config {
         v.check(!m.host.is_empty(), "mqtt.host: must not be empty");
         v.check(m.telemetry_qos <= 1, "mqtt.telemetry_qos: must be 0 or 1");
         v.check(
-            !m.topic_prefix.is_empty() && !m.topic_prefix.contains(['+', '#']) && !m.topic_prefix.ends_with('/'),
+            !m.topic_prefix.is_empty()
+                && !m.topic_prefix.contains(['+', '#'])
+                && !m.topic_prefix.ends_with('/'),
             "mqtt.topic_prefix: must be non-empty, without wildcards or a trailing '/'",
         );
         let credentials = match (&m.username, &m.password_env) {
             (Some(u), Some(var)) => match env(var) {
                 Some(p) => Some((u.clone(), p)),
                 None => {
-                    v.push(format!("mqtt.password_env: environment variable {var} is not set"));
+                    v.push(format!(
+                        "mqtt.password_env: environment variable {var} is not set"
+                    ));
                     None
                 }
             },
@@ -324,17 +331,31 @@ impl Config {
 
         let s = &raw.storage;
         v.check(s.batch_size > 0, "storage.batch_size: must be positive");
-        v.check(s.queue_capacity >= s.batch_size, "storage.queue_capacity: must be at least storage.batch_size");
-        v.check(s.flush_interval_ms > 0, "storage.flush_interval_ms: must be positive");
+        v.check(
+            s.queue_capacity >= s.batch_size,
+            "storage.queue_capacity: must be at least storage.batch_size",
+        );
+        v.check(
+            s.flush_interval_ms > 0,
+            "storage.flush_interval_ms: must be positive",
+        );
         let influxdb = s.influxdb.as_ref().and_then(|i| {
             let ok_url = (i.url.starts_with("http://") || i.url.starts_with("https://"))
                 && i.url.len() > "https://".len();
-            v.check(ok_url, format!("storage.influxdb.url: {:?} is not an http(s) URL", i.url));
-            v.check(!i.bucket.is_empty(), "storage.influxdb.bucket: must not be empty");
+            v.check(
+                ok_url,
+                format!("storage.influxdb.url: {:?} is not an http(s) URL", i.url),
+            );
+            v.check(
+                !i.bucket.is_empty(),
+                "storage.influxdb.bucket: must not be empty",
+            );
             v.positive("storage.influxdb.timeout_s", i.timeout_s);
             let token = match &i.token_env {
                 Some(var) => env(var).or_else(|| {
-                    v.push(format!("storage.influxdb.token_env: environment variable {var} is not set"));
+                    v.push(format!(
+                        "storage.influxdb.token_env: environment variable {var} is not set"
+                    ));
                     None
                 })?,
                 None => String::new(),
@@ -356,7 +377,10 @@ impl Config {
 
         let mut stations = Vec::new();
         let mut seen = HashSet::new();
-        v.check(!raw.stations.is_empty(), "station: at least one [[station]] is required");
+        v.check(
+            !raw.stations.is_empty(),
+            "station: at least one [[station]] is required",
+        );
         for (i, st) in raw.stations.iter().enumerate() {
             let place = format!("station[{i}] {:?}", st.id);
             let id = match StationId::new(&st.id) {
@@ -370,15 +394,27 @@ impl Config {
                 v.push(format!("{place}.id: duplicate station id"));
             }
             if let Some(a) = st.heated_area_m2 {
-                v.check(a > 0.0 && a.is_finite(), format!("{place}.heated_area_m2: must be positive"));
+                v.check(
+                    a > 0.0 && a.is_finite(),
+                    format!("{place}.heated_area_m2: must be positive"),
+                );
             }
             for k in st.tags.keys() {
                 v.check(
-                    !k.is_empty() && k != "station" && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                    !k.is_empty()
+                        && k != "station"
+                        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
                     format!("{place}.tags.{k}: tag keys are [A-Za-z0-9_] and not 'station'"),
                 );
             }
-            let params = station_params(&raw.defaults, &st.control, st.heated_area_m2, e, &place, &mut v);
+            let params = station_params(
+                &raw.defaults,
+                &st.control,
+                st.heated_area_m2,
+                e,
+                &place,
+                &mut v,
+            );
             if let (Some(id), Some(params)) = (id, params) {
                 stations.push(StationConfig {
                     id,
@@ -457,11 +493,30 @@ fn station_params(
         design_outdoor_c < design_indoor_c,
         format!("{place}.design_outdoor_temp_c: must be below design_indoor_temp_c"),
     );
-    let pi = |prefix: &str, kp: f64, ti: f64, db: f64, run: f64, lo: f64, hi: f64, v: &mut Errors| {
-        v.check(kp > 0.0 && kp.is_finite(), format!("{place}.{prefix}_kp: must be positive"));
-        v.check(ti >= 0.0 && ti.is_finite(), format!("{place}.{prefix}_ti_s: must be ≥ 0"));
-        v.check(db >= 0.0, format!("{place}.{prefix}_dead_band: must be ≥ 0"));
-        v.check(run > 0.0, format!("{place}.{prefix}_run_time_s: must be positive"));
+    let pi = |prefix: &str,
+              kp: f64,
+              ti: f64,
+              db: f64,
+              run: f64,
+              lo: f64,
+              hi: f64,
+              v: &mut Errors| {
+        v.check(
+            kp > 0.0 && kp.is_finite(),
+            format!("{place}.{prefix}_kp: must be positive"),
+        );
+        v.check(
+            ti >= 0.0 && ti.is_finite(),
+            format!("{place}.{prefix}_ti_s: must be ≥ 0"),
+        );
+        v.check(
+            db >= 0.0,
+            format!("{place}.{prefix}_dead_band: must be ≥ 0"),
+        );
+        v.check(
+            run > 0.0,
+            format!("{place}.{prefix}_run_time_s: must be positive"),
+        );
         v.check(
             (0.0..=100.0).contains(&lo) && lo < hi && hi <= 100.0,
             format!("{place}.{prefix}_min_pct/{prefix}_max_pct: need 0 ≤ min < max ≤ 100, got {lo}..{hi}"),
@@ -501,15 +556,30 @@ fn station_params(
         format!("{place}.heat_index_w_m2: must be within 0..500"),
     );
     let design_delta_t_k = get!(design_delta_t_k, 15.0);
-    v.check(design_delta_t_k > 0.0, format!("{place}.design_delta_t_k: must be positive"));
+    v.check(
+        design_delta_t_k > 0.0,
+        format!("{place}.design_delta_t_k: must be positive"),
+    );
     let ramp = get!(setpoint_ramp_k_per_min, 2.0);
-    v.check(ramp > 0.0, format!("{place}.setpoint_ramp_k_per_min: must be positive"));
+    v.check(
+        ramp > 0.0,
+        format!("{place}.setpoint_ramp_k_per_min: must be positive"),
+    );
     let offset = get!(supply_offset_k, 0.0);
-    v.check(offset.abs() <= 20.0, format!("{place}.supply_offset_k: must be within ±20 K"));
+    v.check(
+        offset.abs() <= 20.0,
+        format!("{place}.supply_offset_k: must be within ±20 K"),
+    );
     let rl_max = get!(return_limit_max_k, 10.0);
-    v.check(rl_max >= 0.0, format!("{place}.return_limit_max_k: must be ≥ 0"));
+    v.check(
+        rl_max >= 0.0,
+        format!("{place}.return_limit_max_k: must be ≥ 0"),
+    );
     let rl_gain = get!(return_limit_gain_per_min, 0.2);
-    v.check(rl_gain >= 0.0, format!("{place}.return_limit_gain_per_min: must be ≥ 0"));
+    v.check(
+        rl_gain >= 0.0,
+        format!("{place}.return_limit_gain_per_min: must be ≥ 0"),
+    );
     if v.0.len() > before {
         return None;
     }
@@ -548,7 +618,10 @@ impl Errors {
         }
     }
     fn positive(&mut self, place: &str, x: f64) {
-        self.check(x > 0.0 && x.is_finite(), format!("{place}: must be a positive number"));
+        self.check(
+            x > 0.0 && x.is_finite(),
+            format!("{place}: must be a positive number"),
+        );
     }
 }
 
@@ -608,7 +681,10 @@ mod tests {
     #[test]
     fn unknown_keys_and_syntax_errors_point_at_the_line() {
         let errs = Config::parse("[engine]\ntick_seconds = 5\n", &no_env).unwrap_err();
-        assert!(errs[0].contains("line 2") && errs[0].contains("tick_seconds"), "{errs:?}");
+        assert!(
+            errs[0].contains("line 2") && errs[0].contains("tick_seconds"),
+            "{errs:?}"
+        );
     }
 
     #[test]

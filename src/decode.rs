@@ -178,9 +178,9 @@ fn number(name: &str, v: &Value, min: f64, max: f64) -> Result<f64, Reject> {
 
 fn parse_ts(v: &Value) -> Result<i64, Reject> {
     let ms = match v {
-        Value::Number(n) => n
-            .as_i64()
-            .ok_or_else(|| Reject::BadTimestamp(format!("{n} is not an integer of milliseconds")))?,
+        Value::Number(n) => n.as_i64().ok_or_else(|| {
+            Reject::BadTimestamp(format!("{n} is not an integer of milliseconds"))
+        })?,
         Value::String(s) => {
             let t = OffsetDateTime::parse(s, &Rfc3339)
                 .map_err(|e| Reject::BadTimestamp(format!("{s:?}: {e}")))?;
@@ -209,9 +209,7 @@ fn collect_extras(obj: &Map<String, Value>, extra: &mut Vec<(String, f64)>) {
         }
         let storable_name = !name.is_empty()
             && name.len() <= MAX_FIELD_NAME_LEN
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if let (true, Some(x)) = (storable_name, v.as_f64()) {
             if x.is_finite() && v.is_number() {
                 extra.push((name.clone(), x));
@@ -241,9 +239,11 @@ mod tests {
 
     #[test]
     fn contract_example_decodes() {
-        let r = ok(r#"{"ts": 1764262800000, "supply_temp_c": 52.4, "return_temp_c": 39.8,
+        let r = ok(
+            r#"{"ts": 1764262800000, "supply_temp_c": 52.4, "return_temp_c": 39.8,
             "flow_m3h": 240.5, "heated_area_m2": 100000, "outdoor_temp_c": -6.5,
-            "valve_pct": 41.0, "pump_pct": 78.0}"#);
+            "valve_pct": 41.0, "pump_pct": 78.0}"#,
+        );
         assert_eq!(r.ts_ms, 1_764_262_800_000);
         assert_eq!(r.supply_temp_c, 52.4);
         assert_eq!(r.heated_area_m2, Some(100_000.0));
@@ -290,7 +290,12 @@ mod tests {
             (b"\xff\xfe", "not_json"),
         ];
         for (payload, label) in cases {
-            assert_eq!(reject(payload).label(), *label, "{}", String::from_utf8_lossy(payload));
+            assert_eq!(
+                reject(payload).label(),
+                *label,
+                "{}",
+                String::from_utf8_lossy(payload)
+            );
         }
         let deep = "[".repeat(10_000);
         assert_eq!(reject(deep.as_bytes()).label(), "not_json");

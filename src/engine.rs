@@ -75,7 +75,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
         Some(i) => Sink::Influx(store::influx::InfluxWriter::new(i).map_err(anyhow::Error::msg)?),
         None => {
             let dir = cfg.data_dir.join("lp");
-            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
             Sink::Files { dir }
         }
     };
@@ -114,7 +115,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
     let (link, el) = mqtt::connect(&cfg.mqtt, &cfg.mqtt.client_id, Some(&presence));
     let mut ingest = Ingest::new(
         &prefix,
-        slots.iter().map(|(c, s)| (c.id.clone(), s.clone())).collect(),
+        slots
+            .iter()
+            .map(|(c, s)| (c.id.clone(), s.clone()))
+            .collect(),
         weather.clone(),
         store.clone(),
         stats.clone(),
@@ -143,7 +147,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
         stations: slots
             .into_iter()
             .map(|(c, slot)| {
-                let mut ctrl = StationController::new(c.params.clone(), cfg.tick.as_secs_f64() * cfg.time_scale);
+                let mut ctrl = StationController::new(
+                    c.params.clone(),
+                    cfg.tick.as_secs_f64() * cfg.time_scale,
+                );
                 ctrl.set_mode(c.mode, None);
                 (c, slot, ctrl)
             })
@@ -176,7 +183,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
 }
 
 /// Runs the engine until `shutdown` resolves, then stops it in order.
-pub async fn run(cfg: Config, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    cfg: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     let engine = start(cfg).await?;
     shutdown.await;
     info!("Shutdown requested.");
@@ -205,18 +215,27 @@ impl EngineHandle {
         if let Err(e) = self.control.await {
             error!(error = %e, "Control task failed.");
         }
-        let _ = self
-            .link
-            .try_publish(&self.presence.topic, true, true, self.presence.offline.as_bytes().to_vec());
+        let _ = self.link.try_publish(
+            &self.presence.topic,
+            true,
+            true,
+            self.presence.offline.as_bytes().to_vec(),
+        );
         self.link.disconnect().await;
         let mut event_loop = self.event_loop;
-        if tokio::time::timeout(Duration::from_secs(5), &mut event_loop).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(5), &mut event_loop)
+            .await
+            .is_err()
+        {
             warn!("MQTT did not disconnect within 5 s; closing the connection.");
             let _ = self.stop_mqtt.send(true);
             let _ = event_loop.await;
         }
         // Ingest and control dropped their StoreHandles: the writer drains and stops.
-        if tokio::time::timeout(Duration::from_secs(15), self.writer).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(15), self.writer)
+            .await
+            .is_err()
+        {
             warn!("Storage writer did not finish within 15 s.");
         }
         info!(
@@ -263,7 +282,11 @@ impl Control {
         let mut commands = Vec::new();
         let mut status = Vec::with_capacity(self.stations.len());
         for (cfg, slot, ctrl) in &mut self.stations {
-            let reading = slot.latest.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let reading = slot
+                .latest
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
             match ctrl.tick(reading.as_ref(), fallback_outdoor, now) {
                 Tick::Act(o) => {
                     let cmd = Command {
@@ -279,7 +302,10 @@ impl Control {
                     };
                     commands.push((cfg.id.clone(), cmd, &cfg.tags));
                 }
-                Tick::Stale { age_ms, newly: true } => {
+                Tick::Stale {
+                    age_ms,
+                    newly: true,
+                } => {
                     warn!(station = %cfg.id, age_s = age_ms.map(|a| a / 1000),
                         "Station stale: outputs held, no command sent until fresh telemetry arrives.");
                 }

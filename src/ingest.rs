@@ -66,7 +66,10 @@ impl Ingest {
     /// The topic filters to subscribe: (filter, qos1).
     pub fn subscriptions(&self, telemetry_qos1: bool) -> Vec<(String, bool)> {
         vec![
-            (format!("{}/station/+/telemetry", self.prefix), telemetry_qos1),
+            (
+                format!("{}/station/+/telemetry", self.prefix),
+                telemetry_qos1,
+            ),
             (format!("{}/weather", self.prefix), true),
         ]
     }
@@ -90,7 +93,11 @@ impl Ingest {
             Err(_) => return self.reject(topic, "bad_topic", "station id in topic is invalid"),
         };
         let Some(slot) = self.slots.get(&station) else {
-            return self.reject(id, "unknown_station", "telemetry from a station not in the config");
+            return self.reject(
+                id,
+                "unknown_station",
+                "telemetry from a station not in the config",
+            );
         };
         match decode::decode(&station, payload, now_ms, &self.limits) {
             Ok(reading) => {
@@ -119,9 +126,14 @@ impl Ingest {
         match serde_json::from_slice::<W>(payload) {
             Ok(w) if (decode::TEMP_MIN_C..=decode::TEMP_MAX_C).contains(&w.outdoor_temp_c) => {
                 let ts = w.ts.unwrap_or(now_ms);
-                *self.weather.lock().unwrap_or_else(|p| p.into_inner()) = Some((ts, w.outdoor_temp_c));
+                *self.weather.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((ts, w.outdoor_temp_c));
             }
-            Ok(_) => self.reject("weather", "out_of_range", "weather outdoor_temp_c out of range"),
+            Ok(_) => self.reject(
+                "weather",
+                "out_of_range",
+                "weather outdoor_temp_c out of range",
+            ),
             Err(e) => self.reject("weather", "not_json", &e.to_string()),
         }
     }
@@ -135,8 +147,13 @@ impl Ingest {
             .or_insert((now - REJECT_LOG_INTERVAL, 0));
         entry.1 += 1;
         if now.duration_since(entry.0) >= REJECT_LOG_INTERVAL {
-            warn!(station = source, reason = label, detail, count = entry.1,
-                "Telemetry rejected; not used for control.");
+            warn!(
+                station = source,
+                reason = label,
+                detail,
+                count = entry.1,
+                "Telemetry rejected; not used for control."
+            );
             *entry = (now, 0);
         }
         // Bound the map against a flood of random ids.

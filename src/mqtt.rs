@@ -34,18 +34,45 @@ pub enum Link {
 pub enum Event<'a> {
     /// Connected (or reconnected); subscriptions were just requested again.
     Connected,
-    Message { topic: &'a str, payload: &'a [u8] },
+    Message {
+        topic: &'a str,
+        payload: &'a [u8],
+    },
 }
 
 impl Link {
     /// Queues a publish without waiting (never blocks the caller).
-    pub fn try_publish(&self, topic: &str, qos1: bool, retain: bool, payload: Vec<u8>) -> Result<(), String> {
+    pub fn try_publish(
+        &self,
+        topic: &str,
+        qos1: bool,
+        retain: bool,
+        payload: Vec<u8>,
+    ) -> Result<(), String> {
         match self {
             Link::V311(c) => c
-                .try_publish(topic, if qos1 { QoS::AtLeastOnce } else { QoS::AtMostOnce }, retain, payload)
+                .try_publish(
+                    topic,
+                    if qos1 {
+                        QoS::AtLeastOnce
+                    } else {
+                        QoS::AtMostOnce
+                    },
+                    retain,
+                    payload,
+                )
                 .map_err(|e| e.to_string()),
             Link::V5(c) => c
-                .try_publish(topic, if qos1 { QoSV5::AtLeastOnce } else { QoSV5::AtMostOnce }, retain, payload)
+                .try_publish(
+                    topic,
+                    if qos1 {
+                        QoSV5::AtLeastOnce
+                    } else {
+                        QoSV5::AtMostOnce
+                    },
+                    retain,
+                    payload,
+                )
                 .map_err(|e| e.to_string()),
         }
     }
@@ -53,10 +80,24 @@ impl Link {
     fn try_subscribe(&self, filter: &str, qos1: bool) -> Result<(), String> {
         match self {
             Link::V311(c) => c
-                .try_subscribe(filter, if qos1 { QoS::AtLeastOnce } else { QoS::AtMostOnce })
+                .try_subscribe(
+                    filter,
+                    if qos1 {
+                        QoS::AtLeastOnce
+                    } else {
+                        QoS::AtMostOnce
+                    },
+                )
                 .map_err(|e| e.to_string()),
             Link::V5(c) => c
-                .try_subscribe(filter, if qos1 { QoSV5::AtLeastOnce } else { QoSV5::AtMostOnce })
+                .try_subscribe(
+                    filter,
+                    if qos1 {
+                        QoSV5::AtLeastOnce
+                    } else {
+                        QoSV5::AtMostOnce
+                    },
+                )
                 .map_err(|e| e.to_string()),
         }
     }
@@ -97,7 +138,11 @@ pub struct Presence {
 }
 
 /// Builds the client for `cfg`; nothing is sent until the event loop is polled.
-pub fn connect(cfg: &MqttConfig, client_id: &str, presence: Option<&Presence>) -> (Link, EventLoop) {
+pub fn connect(
+    cfg: &MqttConfig,
+    client_id: &str,
+    presence: Option<&Presence>,
+) -> (Link, EventLoop) {
     let mut net = rumqttc::NetworkOptions::new();
     net.set_tcp_nodelay(true);
     net.set_connection_timeout(10);
@@ -125,7 +170,13 @@ pub fn connect(cfg: &MqttConfig, client_id: &str, presence: Option<&Presence>) -
                 o.set_credentials(u, p);
             }
             if let Some(p) = presence {
-                o.set_last_will(LastWillV5::new(&p.topic, p.offline, QoSV5::AtLeastOnce, true, None));
+                o.set_last_will(LastWillV5::new(
+                    &p.topic,
+                    p.offline,
+                    QoSV5::AtLeastOnce,
+                    true,
+                    None,
+                ));
             }
             o.set_network_options(net);
             let (client, el) = rumqttc::v5::AsyncClient::new(o, REQUEST_CAPACITY);
@@ -136,14 +187,17 @@ pub fn connect(cfg: &MqttConfig, client_id: &str, presence: Option<&Presence>) -
 
 enum Polled {
     ConnAck,
-    Publish { topic: String, payload: bytes::Bytes },
+    Publish {
+        topic: String,
+        payload: bytes::Bytes,
+    },
     Disconnected,
     Other,
 }
 
 async fn poll_once(el: &mut EventLoop) -> Result<Polled, String> {
-    use rumqttc::{Event as E4, Incoming as I4, Outgoing as O4};
     use rumqttc::v5::{Event as E5, Incoming as I5};
+    use rumqttc::{Event as E4, Incoming as I4, Outgoing as O4};
     match el {
         EventLoop::V311(el) => Ok(match el.poll().await.map_err(|e| e.to_string())? {
             E4::Incoming(I4::ConnAck(_)) => Polled::ConnAck,
@@ -188,7 +242,10 @@ pub async fn run_event_loop(
             Ok(Polled::ConnAck) => {
                 connected = true;
                 backoff.reset();
-                info!(subscriptions = subscriptions.len(), "MQTT connected; subscribing.");
+                info!(
+                    subscriptions = subscriptions.len(),
+                    "MQTT connected; subscribing."
+                );
                 for (filter, qos1) in &subscriptions {
                     if let Err(e) = link.try_subscribe(filter, *qos1) {
                         warn!(filter, error = %e, "MQTT subscribe request failed.");

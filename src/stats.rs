@@ -1,8 +1,8 @@
 //! Engine counters: lock-free, shared by every task, read by the status view and logs.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::collections::BTreeMap;
 
 /// Monotonic counters (and one gauge) of the whole engine.
 #[derive(Debug, Default)]

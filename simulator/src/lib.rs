@@ -1,1 +1,396 @@
+//! heatgrid-sim: N simulated district-heating stations speaking heatgrid's MQTT contract.
+//!
+//! A peer of the engine, not a part of it: it shares no code with `heatgrid` (so a bug cannot
+//! hide symmetrically on both sides), only the contract. Each station is a physical model
+//! ([`plant`]) run by its own PLC logic ([`station`]): it publishes telemetry on
+//! `{prefix}/station/{id}/telemetry`, follows commands from `{prefix}/station/{id}/command`
+//! while they are valid and falls back to its local heating curve when they expire.
+//!
+//! Time: the plant runs `speed` times faster than the wall clock; every period and time
+//! constant in the model is in simulated seconds. Telemetry `ts` and command validity are wall
+//! clock, because the engine lives in wall-clock time.
+//!
+//! Tests and `heatgrid demo` start it in-process with [`spawn`]; the `heatgrid-sim` binary wraps
+//! the same function.
 
+pub mod plant;
+pub mod station;
+
+use std::f64::consts::PI;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, Outgoing, QoS};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use plant::PlantParams;
+use station::SimStation;
+
+/// Simulator settings.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    pub host: String,
+    pub port: u16,
+    pub topic_prefix: String,
+    pub stations: usize,
+    /// Station ids are `{id_prefix}{n:03}`, n from 1.
+    pub id_prefix: String,
+    pub seed: u64,
+    /// Simulated seconds per wall-clock second.
+    pub speed: f64,
+    /// Telemetry period per station, simulated seconds.
+    pub telemetry_period_s: f64,
+    /// Integration step, simulated seconds.
+    pub step_s: f64,
+    /// Daily outdoor profile: mean ± amplitude, coldest at 03:00.
+    pub outdoor_mean_c: f64,
+    pub outdoor_amplitude_k: f64,
+    /// Simulated time of day at start, hours.
+    pub start_hour: f64,
+    /// Simulated hours of local-only operation before going online (settles the plant).
+    pub warmup_h: f64,
+    pub telemetry_qos1: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 1883,
+            topic_prefix: "heating".into(),
+            stations: 10,
+            id_prefix: "st-".into(),
+            seed: 1,
+            speed: 1.0,
+            telemetry_period_s: 5.0,
+            step_s: 1.0,
+            outdoor_mean_c: -5.0,
+            outdoor_amplitude_k: 4.0,
+            start_hour: 6.0,
+            warmup_h: 6.0,
+            telemetry_qos1: true,
+        }
+    }
+}
+
+impl SimConfig {
+    /// Outdoor temperature `t_s` simulated seconds after start.
+    pub fn outdoor_c(&self, t_s: f64) -> f64 {
+        let hour = self.start_hour + t_s / 3600.0;
+        self.outdoor_mean_c + self.outdoor_amplitude_k * (2.0 * PI * (hour - 15.0) / 24.0).cos()
+    }
+
+    /// The stations of this configuration, varied from the seed: areas 50k–200k m², heat index
+    /// 40–50 W/m², building time constants 30–50 h.
+    pub fn build_stations(&self) -> Vec<SimStation> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed);
+        (1..=self.stations)
+            .map(|n| {
+                let area = (rng.random_range(50_000.0..=200_000.0_f64) / 1000.0).round() * 1000.0;
+                let params = PlantParams::for_area(
+                    area,
+                    rng.random_range(40.0..=50.0),
+                    rng.random_range(30.0..=50.0),
+                );
+                SimStation::new(format!("{}{n:03}", self.id_prefix), params)
+            })
+            .collect()
+    }
+}
+
+/// What a caller can see of one station.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StationView {
+    pub id: String,
+    pub supply_c: f64,
+    pub return_c: f64,
+    pub flow_m3h: f64,
+    pub indoor_c: f64,
+    pub valve_pct: f64,
+    pub pump_pct: f64,
+    pub engine_in_control: bool,
+    /// The supply setpoint of the command in force, if any.
+    pub commanded_setpoint_c: Option<f64>,
+    pub commands_received: u64,
+    pub commands_refused: u64,
+    pub published: u64,
+    pub max_command_data_age_ms: i64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    stations: Vec<SimStation>,
+    sim_time_s: f64,
+    publish_failures: u64,
+}
+
+/// A running simulator.
+#[derive(Debug)]
+pub struct SimHandle {
+    shared: Arc<Mutex<Shared>>,
+    stop: watch::Sender<bool>,
+    stepper: JoinHandle<()>,
+    event_loop: JoinHandle<()>,
+    client: AsyncClient,
+    prefix: String,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Warms the plants up locally, connects to the broker and starts simulating.
+pub async fn spawn(cfg: SimConfig) -> SimHandle {
+    let mut stations = cfg.build_stations();
+    // Warm-up: local control only, coarse steps, no I/O.
+    let warm_steps = (cfg.warmup_h * 3600.0 / 2.0) as usize;
+    for k in 0..warm_steps {
+        let t = -cfg.warmup_h * 3600.0 + k as f64 * 2.0;
+        let out = cfg.outdoor_c(t);
+        for s in &mut stations {
+            s.step(2.0, out, 0);
+        }
+    }
+    let shared = Arc::new(Mutex::new(Shared {
+        stations,
+        sim_time_s: 0.0,
+        publish_failures: 0,
+    }));
+
+    let mut opts = MqttOptions::new(
+        format!(
+            "heatgrid-sim-{}-{}",
+            std::process::id(),
+            rand::rng().random::<u32>()
+        ),
+        &cfg.host,
+        cfg.port,
+    );
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_inflight(20);
+    let mut net = rumqttc::NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    let (client, mut el) = AsyncClient::new(opts, 100_000);
+    el.set_network_options(net);
+    let (stop, stop_rx) = watch::channel(false);
+
+    let prefix = cfg.topic_prefix.clone();
+    let ids: Vec<String> = shared
+        .lock()
+        .map(|s| s.stations.iter().map(|s| s.id.clone()).collect())
+        .unwrap_or_default();
+    let event_loop = {
+        let shared = shared.clone();
+        let client = client.clone();
+        let prefix = prefix.clone();
+        tokio::spawn(async move {
+            let mut failures = 0u32;
+            loop {
+                // Ends on the DISCONNECT sent by `stop` (after everything queued before it).
+                match el.poll().await {
+                    Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                        failures = 0;
+                        let _ = client
+                            .try_subscribe(format!("{prefix}/station/+/command"), QoS::AtLeastOnce);
+                        for id in &ids {
+                            let _ = client.try_publish(
+                                format!("{prefix}/station/{id}/state"),
+                                QoS::AtLeastOnce,
+                                true,
+                                "online",
+                            );
+                        }
+                    }
+                    Ok(Event::Incoming(Incoming::Publish(p))) => {
+                        let id = p
+                            .topic
+                            .strip_prefix(&format!("{prefix}/station/"))
+                            .and_then(|r| r.strip_suffix("/command"))
+                            .map(str::to_owned);
+                        let cmd = serde_json::from_slice::<station::Command>(&p.payload);
+                        if let (Some(id), Ok(cmd)) = (id, cmd) {
+                            if let Ok(mut sh) = shared.lock() {
+                                if let Some(s) = sh.stations.iter_mut().find(|s| s.id == id) {
+                                    s.on_command(cmd, now_ms());
+                                }
+                            }
+                        }
+                    }
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
+                    Ok(_) => {}
+                    Err(e) => {
+                        failures += 1;
+                        if failures == 1 {
+                            warn!(error = %e, "Simulator MQTT connection error; retrying.");
+                        }
+                        let delay = Duration::from_millis((100u64 << failures.min(6)).min(5000));
+                        tokio::time::sleep(delay).await;
+                    }
+                }
+            }
+        })
+    };
+
+    let (n_stations, speed, broker) = (
+        cfg.stations,
+        cfg.speed,
+        format!("{}:{}", cfg.host, cfg.port),
+    );
+    let stepper = {
+        let shared = shared.clone();
+        let client = client.clone();
+        let mut stop_rx = stop_rx;
+        let qos = if cfg.telemetry_qos1 {
+            QoS::AtLeastOnce
+        } else {
+            QoS::AtMostOnce
+        };
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last = Instant::now();
+            let mut next_telemetry = 0.0;
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop_rx.wait_for(|s| *s) => return,
+                }
+                let now = Instant::now();
+                let mut budget = now.duration_since(last).as_secs_f64() * cfg.speed;
+                last = now;
+                let wall = now_ms();
+                let mut out = Vec::new();
+                {
+                    let Ok(mut sh) = shared.lock() else { return };
+                    while budget > 0.0 {
+                        // Step to the next telemetry instant at most, so samples are on time.
+                        let dt = budget
+                            .min(cfg.step_s)
+                            .min((next_telemetry - sh.sim_time_s).max(1e-3));
+                        let outdoor = cfg.outdoor_c(sh.sim_time_s);
+                        for s in &mut sh.stations {
+                            s.step(dt, outdoor, wall);
+                        }
+                        sh.sim_time_s += dt;
+                        budget -= dt;
+                        if sh.sim_time_s + 1e-9 >= next_telemetry {
+                            next_telemetry += cfg.telemetry_period_s;
+                            for s in sh.stations.iter_mut().filter(|s| !s.silenced) {
+                                let payload = s.telemetry(wall, outdoor);
+                                out.push((
+                                    format!("{}/station/{}/telemetry", cfg.topic_prefix, s.id),
+                                    payload.to_string(),
+                                ));
+                            }
+                        }
+                    }
+                }
+                let mut failed = 0;
+                for (topic, payload) in out {
+                    if client.try_publish(topic, qos, false, payload).is_err() {
+                        failed += 1;
+                    }
+                }
+                if failed > 0 {
+                    if let Ok(mut sh) = shared.lock() {
+                        sh.publish_failures += failed;
+                    }
+                }
+            }
+        })
+    };
+    info!(stations = n_stations, speed, broker, "Simulator started.");
+    SimHandle {
+        shared,
+        stop,
+        stepper,
+        event_loop,
+        client,
+        prefix,
+    }
+}
+
+impl SimHandle {
+    pub fn snapshot(&self) -> Vec<StationView> {
+        Self::views(&self.shared)
+    }
+
+    fn views(shared: &Mutex<Shared>) -> Vec<StationView> {
+        let Ok(sh) = shared.lock() else {
+            return Vec::new();
+        };
+        sh.stations
+            .iter()
+            .map(|s| StationView {
+                id: s.id.clone(),
+                supply_c: s.plant.supply_sensor_c,
+                return_c: s.plant.return_c,
+                flow_m3h: s.plant.secondary_kgs() / plant::KGS_PER_M3H,
+                indoor_c: s.plant.indoor_c,
+                valve_pct: s.plant.valve * 100.0,
+                pump_pct: s.plant.pump * 100.0,
+                engine_in_control: s.control == station::Control::Engine,
+                commanded_setpoint_c: s.active.as_ref().map(|(c, _)| c.supply_setpoint_c),
+                commands_received: s.commands_received,
+                commands_refused: s.commands_refused,
+                published: s.published,
+                max_command_data_age_ms: s.max_command_data_age_ms,
+            })
+            .collect()
+    }
+
+    /// Simulated seconds since start.
+    pub fn sim_time_s(&self) -> f64 {
+        self.shared.lock().map(|s| s.sim_time_s).unwrap_or(0.0)
+    }
+
+    /// Telemetry messages that could not be queued for MQTT.
+    pub fn publish_failures(&self) -> u64 {
+        self.shared.lock().map(|s| s.publish_failures).unwrap_or(0)
+    }
+
+    /// Stops (or resumes) publishing telemetry for station `id`; its plant keeps running.
+    pub fn set_silenced(&self, id: &str, silenced: bool) -> bool {
+        let Ok(mut sh) = self.shared.lock() else {
+            return false;
+        };
+        match sh.stations.iter_mut().find(|s| s.id == id) {
+            Some(s) => {
+                s.silenced = silenced;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops stepping, lets queued telemetry go out, disconnects. Returns the final snapshot.
+    pub async fn stop(self) -> Vec<StationView> {
+        let _ = self.stop.send(true);
+        let _ = self.stepper.await;
+        let snapshot = Self::views(&self.shared);
+        for s in &snapshot {
+            let _ = self.client.try_publish(
+                format!("{}/station/{}/state", self.prefix, s.id),
+                QoS::AtLeastOnce,
+                true,
+                "offline",
+            );
+        }
+        let _ = self.client.disconnect().await;
+        // The event loop ends after sending DISCONNECT (everything queued before it went first).
+        let mut el = self.event_loop;
+        if tokio::time::timeout(Duration::from_secs(5), &mut el)
+            .await
+            .is_err()
+        {
+            el.abort();
+        }
+        snapshot
+    }
+}

@@ -1,1 +1,120 @@
-fn main() {}
+//! `heatgrid-sim`: run N simulated stations against an MQTT broker until Ctrl-C.
+
+use std::time::Duration;
+
+use clap::Parser;
+use heatgrid_sim::{spawn, SimConfig};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "heatgrid-sim",
+    version,
+    about = "District-heating station simulator (heatgrid MQTT contract)"
+)]
+struct Args {
+    /// MQTT broker host.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// MQTT broker port.
+    #[arg(long, default_value_t = 1883)]
+    port: u16,
+    #[arg(long, default_value = "heating")]
+    topic_prefix: String,
+    /// Number of stations (ids st-001, st-002, …).
+    #[arg(long, short = 'n', default_value_t = 10)]
+    stations: usize,
+    #[arg(long, default_value = "st-")]
+    id_prefix: String,
+    /// Seed for the per-station variation (area, heat index, building time constant).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Simulated seconds per wall-clock second (e.g. 60).
+    #[arg(long, default_value_t = 1.0)]
+    speed: f64,
+    /// Telemetry period per station, simulated seconds.
+    #[arg(long, default_value_t = 5.0)]
+    telemetry_period_s: f64,
+    /// Daily mean outdoor temperature, °C.
+    #[arg(long, default_value_t = -5.0, allow_hyphen_values = true)]
+    outdoor_mean_c: f64,
+    /// Daily outdoor amplitude, K.
+    #[arg(long, default_value_t = 4.0)]
+    outdoor_amplitude_k: f64,
+    /// Stop after this many wall-clock seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    duration_s: Option<f64>,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let a = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttc=warn")),
+        )
+        .with_target(false)
+        .init();
+    if !(a.speed > 0.0 && a.telemetry_period_s > 0.0) || a.stations == 0 {
+        eprintln!("heatgrid-sim: --speed and --telemetry-period-s must be positive and --stations at least 1");
+        return std::process::ExitCode::from(2);
+    }
+    let sim = spawn(SimConfig {
+        host: a.host,
+        port: a.port,
+        topic_prefix: a.topic_prefix,
+        stations: a.stations,
+        id_prefix: a.id_prefix,
+        seed: a.seed,
+        speed: a.speed,
+        telemetry_period_s: a.telemetry_period_s,
+        outdoor_mean_c: a.outdoor_mean_c,
+        outdoor_amplitude_k: a.outdoor_amplitude_k,
+        ..SimConfig::default()
+    })
+    .await;
+    let until = async {
+        match a.duration_s {
+            Some(s) => tokio::time::sleep(Duration::from_secs_f64(s)).await,
+            None => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    };
+    tokio::pin!(until);
+    let mut report = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = &mut until => break,
+            _ = report.tick() => {
+                let snap = sim.snapshot();
+                let engine = snap.iter().filter(|s| s.engine_in_control).count();
+                let published: u64 = snap.iter().map(|s| s.published).sum();
+                tracing::info!(sim_time_h = format!("{:.2}", sim.sim_time_s() / 3600.0), published,
+                    engine_controlled = engine, local = snap.len() - engine, "Simulator status.");
+            }
+        }
+    }
+    let snap = sim.stop().await;
+    println!(
+        "{:<10} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8}",
+        "station", "supply", "return", "indoor", "valve", "pump", "control"
+    );
+    for s in snap {
+        println!(
+            "{:<10} {:>8.2} {:>8.2} {:>8.2} {:>7.1} {:>7.1} {:>8}",
+            s.id,
+            s.supply_c,
+            s.return_c,
+            s.indoor_c,
+            s.valve_pct,
+            s.pump_pct,
+            if s.engine_in_control {
+                "engine"
+            } else {
+                "local"
+            }
+        );
+    }
+    std::process::ExitCode::SUCCESS
+}

@@ -30,7 +30,10 @@ impl Curve {
             return Err("heating curve points must be finite numbers".into());
         }
         if points.windows(2).any(|w| w[1].0 <= w[0].0) {
-            return Err("heating curve points must be sorted by strictly increasing outdoor temperature".into());
+            return Err(
+                "heating curve points must be sorted by strictly increasing outdoor temperature"
+                    .into(),
+            );
         }
         Ok(Self { points })
     }

@@ -182,7 +182,11 @@ mod tests {
             assert!(s.output <= 100.0);
         }
         assert_eq!(pi.output(), 100.0);
-        assert!(pi.integral <= 100.0 + 1e-9, "integral wound up to {}", pi.integral);
+        assert!(
+            pi.integral <= 100.0 + 1e-9,
+            "integral wound up to {}",
+            pi.integral
+        );
         // Once the error reverses, the output leaves saturation at the first step.
         let s = pi.step(50.0, 52.0);
         assert!(s.output < 100.0, "{s:?}");
@@ -211,6 +215,9 @@ mod tests {
         pi.track(63.0, 55.0, 53.0);
         let s = pi.step(55.0, 53.0);
         // Only one tick of integral action separates the output from the tracked value.
-        assert!((s.output - 63.0).abs() <= 2.0 * 2.0 * 5.0 / 120.0 + 1e-9, "{s:?}");
+        assert!(
+            (s.output - 63.0).abs() <= 2.0 * 2.0 * 5.0 / 120.0 + 1e-9,
+            "{s:?}"
+        );
     }
 }

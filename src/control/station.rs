@@ -132,7 +132,12 @@ impl StationController {
 
     /// One tick at `now_ms` with the latest accepted reading and the outdoor temperature to use
     /// when the reading has none (weather feed or configured default).
-    pub fn tick(&mut self, reading: Option<&Reading>, fallback_outdoor_c: f64, now_ms: i64) -> Tick {
+    pub fn tick(
+        &mut self,
+        reading: Option<&Reading>,
+        fallback_outdoor_c: f64,
+        now_ms: i64,
+    ) -> Tick {
         let fresh = reading.filter(|r| now_ms - r.ts_ms <= self.params.staleness_ms);
         let Some(r) = fresh else {
             let newly = !self.stale;
@@ -201,21 +206,32 @@ impl StationController {
         });
         let pump = self.pump.get_or_insert_with(|| {
             let mut l = PiLoop::new(pcfg, dt, pump_fb.unwrap_or(init_p));
-            l.track(pump_fb.unwrap_or(init_p), flow_pct(flow_sp), flow_pct(r.flow_m3h));
+            l.track(
+                pump_fb.unwrap_or(init_p),
+                flow_pct(flow_sp),
+                flow_pct(r.flow_m3h),
+            );
             l
         });
         let entering_auto =
             self.mode == Mode::Auto && self.last.is_some_and(|o| o.mode != Mode::Auto);
         if entering_auto {
             // Bumpless manual/hold → auto: start from the outputs last sent, at today's error.
-            let last = self.last.map(|o| (o.valve_pct, o.pump_pct)).unwrap_or_default();
+            let last = self
+                .last
+                .map(|o| (o.valve_pct, o.pump_pct))
+                .unwrap_or_default();
             valve.track(last.0, setpoint, r.supply_temp_c);
             pump.track(last.1, flow_pct(flow_sp), flow_pct(r.flow_m3h));
         }
         if was_stale {
             // Data is back after a gap: resume from where the actuators are, not from where
             // the loops were when the data stopped.
-            valve.track(valve_fb.unwrap_or(valve.output()), setpoint, r.supply_temp_c);
+            valve.track(
+                valve_fb.unwrap_or(valve.output()),
+                setpoint,
+                r.supply_temp_c,
+            );
             pump.track(
                 pump_fb.unwrap_or(pump.output()),
                 flow_pct(flow_sp),
@@ -339,28 +355,51 @@ pub(crate) mod tests {
         let o = act(c.tick(Some(&reading(0, 45.0, 38.0)), 0.0, 1000));
         // Starts at the measured 45 °C and moves at most 2 K/min × 5 s towards 53.8 °C.
         assert!((o.supply_setpoint_c - (45.0 + 2.0 * 5.0 / 60.0)).abs() < 1e-9);
-        assert!((o.valve_pct - 40.0).abs() < 3.0, "valve jumped to {}", o.valve_pct);
+        assert!(
+            (o.valve_pct - 40.0).abs() < 3.0,
+            "valve jumped to {}",
+            o.valve_pct
+        );
         // Flow setpoint: 45 W/m² × 100,000 m² × 23/28 = 3696 kW at 15 K → 211.9 m³/h.
-        assert!((o.flow_setpoint_m3h - 211.9).abs() < 0.1, "{}", o.flow_setpoint_m3h);
+        assert!(
+            (o.flow_setpoint_m3h - 211.9).abs() < 0.1,
+            "{}",
+            o.flow_setpoint_m3h
+        );
         for k in 1..2000 {
             c.tick(Some(&reading(k * 5000, 45.0, 38.0)), 0.0, k * 5000 + 1000);
         }
         let o = c.last_outputs().unwrap();
         assert!((o.supply_setpoint_c - 53.8).abs() < 1e-9);
-        assert_eq!(o.valve_pct, 100.0, "supply far below setpoint saturates the valve open");
+        assert_eq!(
+            o.valve_pct, 100.0,
+            "supply far below setpoint saturates the valve open"
+        );
     }
 
     #[test]
     fn stale_or_missing_data_never_produces_a_command() {
         let mut c = StationController::new(params(), 5.0);
-        assert_eq!(c.tick(None, 0.0, 0), Tick::Stale { age_ms: None, newly: false });
+        assert_eq!(
+            c.tick(None, 0.0, 0),
+            Tick::Stale {
+                age_ms: None,
+                newly: false
+            }
+        );
         act(c.tick(Some(&reading(0, 50.0, 40.0)), 0.0, 1000));
         let old = reading(0, 50.0, 40.0);
         assert_eq!(
             c.tick(Some(&old), 0.0, 31_000),
-            Tick::Stale { age_ms: Some(31_000), newly: true }
+            Tick::Stale {
+                age_ms: Some(31_000),
+                newly: true
+            }
         );
-        assert!(matches!(c.tick(Some(&old), 0.0, 36_000), Tick::Stale { newly: false, .. }));
+        assert!(matches!(
+            c.tick(Some(&old), 0.0, 36_000),
+            Tick::Stale { newly: false, .. }
+        ));
         assert!(c.is_stale());
         // Data back: bumpless from the reported valve position.
         let o = act(c.tick(Some(&reading(40_000, 50.0, 40.0)), 0.0, 40_500));
@@ -373,12 +412,19 @@ pub(crate) mod tests {
         let mut last = 0.0;
         for k in 0..2000 {
             let o = act(c.tick(Some(&reading(k * 5000, 53.8, 55.0)), 0.0, k * 5000));
-            assert!(o.return_correction_k <= last + 1e-12, "correction must only deepen");
+            assert!(
+                o.return_correction_k <= last + 1e-12,
+                "correction must only deepen"
+            );
             last = o.return_correction_k;
         }
         assert_eq!(last, -10.0, "clamped at the configured maximum");
         let o = c.last_outputs().unwrap();
-        assert!((o.supply_setpoint_c - 43.8).abs() < 1e-9, "{}", o.supply_setpoint_c);
+        assert!(
+            (o.supply_setpoint_c - 43.8).abs() < 1e-9,
+            "{}",
+            o.supply_setpoint_c
+        );
     }
 
     #[test]
@@ -389,7 +435,10 @@ pub(crate) mod tests {
         }
         c.set_mode(Mode::Manual, Some((150.0, 10.0)));
         let o = act(c.tick(Some(&reading(250_000, 52.0, 40.0)), 0.0, 250_000));
-        assert_eq!((o.valve_pct, o.pump_pct, o.mode), (100.0, 30.0, Mode::Manual));
+        assert_eq!(
+            (o.valve_pct, o.pump_pct, o.mode),
+            (100.0, 30.0, Mode::Manual)
+        );
         c.set_mode(Mode::Manual, Some((35.0, 60.0)));
         act(c.tick(Some(&reading(255_000, 52.0, 40.0)), 0.0, 255_000));
         c.set_mode(Mode::Hold, None);

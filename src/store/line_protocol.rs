@@ -105,13 +105,19 @@ fn escape(buf: &mut String, s: &str, special: &[char]) {
 }
 
 fn with_tags(m: &str, station: &StationId, tags: &BTreeMap<String, String>) -> LineBuilder {
-    tags.iter()
-        .fold(LineBuilder::new(m).tag("station", station.as_str()), |b, (k, v)| b.tag(k, v))
+    tags.iter().fold(
+        LineBuilder::new(m).tag("station", station.as_str()),
+        |b, (k, v)| b.tag(k, v),
+    )
 }
 
 /// `telemetry` line: every numeric field plus derived `heat_kw`, `delta_t_k`, `heat_w_m2`.
 /// `config_area_m2` is used when the reading has no area.
-pub fn telemetry(r: &Reading, tags: &BTreeMap<String, String>, config_area_m2: Option<f64>) -> String {
+pub fn telemetry(
+    r: &Reading,
+    tags: &BTreeMap<String, String>,
+    config_area_m2: Option<f64>,
+) -> String {
     let area = r.heated_area_m2.or(config_area_m2);
     let heat_kw = r.heat_kw();
     let mut b = with_tags("telemetry", &r.station, tags)
@@ -125,7 +131,10 @@ pub fn telemetry(r: &Reading, tags: &BTreeMap<String, String>, config_area_m2: O
         .float_opt("pump_pct", r.pump_pct)
         .float("heat_kw", heat_kw)
         .float("delta_t_k", r.delta_t_k())
-        .float_opt("heat_w_m2", area.filter(|a| *a > 0.0).map(|a| heat_kw * 1000.0 / a));
+        .float_opt(
+            "heat_w_m2",
+            area.filter(|a| *a > 0.0).map(|a| heat_kw * 1000.0 / a),
+        );
     for (k, v) in &r.extra {
         b = b.float(k, *v);
     }

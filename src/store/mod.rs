@@ -28,7 +28,9 @@ use crate::stats::Stats;
 pub enum Sink {
     Influx(influx::InfluxWriter),
     /// Appends to `dir/points-YYYY-MM-DD.lp` (UTC day of the write).
-    Files { dir: PathBuf },
+    Files {
+        dir: PathBuf,
+    },
 }
 
 impl Sink {
@@ -161,24 +163,34 @@ impl Writer {
             let started = std::time::Instant::now();
             match self.sink.write(batch).await {
                 Ok(()) => {
-                    self.stats.store_written.fetch_add(lines as u64, Ordering::Relaxed);
+                    self.stats
+                        .store_written
+                        .fetch_add(lines as u64, Ordering::Relaxed);
                     self.stats
                         .store_write_us
                         .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                     if backoff.attempts() > 0 {
-                        info!(lines, retries = backoff.attempts(), "Storage write succeeded after retries.");
+                        info!(
+                            lines,
+                            retries = backoff.attempts(),
+                            "Storage write succeeded after retries."
+                        );
                     }
                     return;
                 }
                 Err(err) => {
-                    self.stats.store_write_errors.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .store_write_errors
+                        .fetch_add(1, Ordering::Relaxed);
                     let delay = backoff.next_delay();
                     if backoff.attempts() == 1 || backoff.attempts().is_power_of_two() {
                         warn!(error = %err, lines, attempt = backoff.attempts(), retry_in_ms = delay.as_millis() as u64,
                             "Storage write failed; batch kept for retry.");
                     }
                     if give_up_at.is_some_and(|t| tokio::time::Instant::now() + delay > t) {
-                        self.stats.store_dropped.fetch_add(lines as u64, Ordering::Relaxed);
+                        self.stats
+                            .store_dropped
+                            .fetch_add(lines as u64, Ordering::Relaxed);
                         warn!(lines, "Storage write failed at shutdown; batch lost.");
                         return;
                     }

@@ -1,0 +1,296 @@
+//! `heatgrid demo`: the whole closed loop in one process, with nothing to install.
+//!
+//! Starts an embedded MQTT broker (rumqttd, on its own thread: `Broker::start` blocks and has no
+//! stop), the station simulator (accelerated), and the engine with local-file storage, all on
+//! loopback. Shows a live per-station summary; with `--duration` it ends with a summary table and
+//! exits 1 if any station's supply was not within ±1 K of its setpoint over the last quarter of
+//! the run (the settling check).
+
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::engine::{self, StationStatus};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Number of simulated stations.
+    #[arg(long, default_value_t = 10)]
+    pub stations: usize,
+    /// Stop after this many seconds, print a summary and exit non-zero if a station did not
+    /// settle within ±1 K. Without it the demo runs until Ctrl-C.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Simulated seconds per wall-clock second.
+    #[arg(long, default_value_t = 20.0)]
+    pub speed: f64,
+    /// Where the engine keeps seq numbers and the line-protocol files of the run.
+    #[arg(long, default_value = "heatgrid-demo-data")]
+    pub data_dir: PathBuf,
+    /// Seed of the simulated fleet.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Daily mean outdoor temperature, °C.
+    #[arg(long, default_value_t = -5.0, allow_hyphen_values = true)]
+    pub outdoor_mean_c: f64,
+    /// Settling band, K.
+    #[arg(long, default_value_t = 1.0)]
+    pub band_k: f64,
+}
+
+/// Starts rumqttd on a free loopback port (MQTT 3.1.1 and 5 on the same port pair) and waits
+/// until it accepts connections. Returns the 3.1.1 port.
+pub fn start_embedded_broker() -> anyhow::Result<u16> {
+    let free =
+        || -> anyhow::Result<u16> { Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()) };
+    let (v4, v5) = (free()?, free()?);
+    let text = format!(
+        r#"
+id = 0
+[router]
+max_connections = 10010
+max_outgoing_packet_count = 200
+max_segment_size = 104857600
+max_segment_count = 10
+
+[v4.1]
+name = "v4-1"
+listen = "127.0.0.1:{v4}"
+next_connection_delay_ms = 1
+[v4.1.connections]
+connection_timeout_ms = 60000
+max_payload_size = 1048576
+max_inflight_count = 100
+dynamic_filters = true
+
+[v5.1]
+name = "v5-1"
+listen = "127.0.0.1:{v5}"
+next_connection_delay_ms = 1
+[v5.1.connections]
+connection_timeout_ms = 60000
+max_payload_size = 1048576
+max_inflight_count = 100
+dynamic_filters = true
+"#
+    );
+    let config: rumqttd::Config = toml::from_str(&text).context("embedded broker config")?;
+    std::thread::Builder::new()
+        .name("rumqttd".into())
+        .spawn(move || {
+            let mut broker = rumqttd::Broker::new(config);
+            if let Err(e) = broker.start() {
+                tracing::error!(error = %e, "Embedded MQTT broker stopped.");
+            }
+        })?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], v4));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "embedded MQTT broker did not start on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(v4)
+}
+
+/// The engine configuration of the demo: `n` stations `st-001…`, local files, accelerated.
+pub fn demo_config(
+    n: usize,
+    port: u16,
+    speed: f64,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<Config> {
+    let tick_s = 5.0 / speed; // 5 simulated seconds per tick
+    let mut text = format!(
+        r#"
+[engine]
+data_dir = {dir:?}
+tick_s = {tick_s}
+staleness_s = {stale}
+command_valid_for_s = 30
+time_scale = {speed}
+[mqtt]
+port = {port}
+client_id = "heatgrid-demo-engine"
+[storage]
+flush_interval_ms = 500
+"#,
+        dir = data_dir.display().to_string(),
+        stale = (30.0 / speed).max(2.0),
+    );
+    for i in 1..=n {
+        let _ = writeln!(
+            text,
+            "[[station]]\nid = \"st-{i:03}\"\ntags = {{ district = \"{}\" }}",
+            ["north", "south", "east", "west"][i % 4]
+        );
+    }
+    Config::parse(&text, &|_| None).map_err(|e| anyhow::anyhow!("demo config: {}", e.join("; ")))
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.stations >= 1, "--stations must be at least 1");
+    anyhow::ensure!(
+        args.speed > 0.0 && args.speed <= 1000.0,
+        "--speed must be within 0..1000"
+    );
+    let port = start_embedded_broker()?;
+    let cfg = demo_config(args.stations, port, args.speed, &args.data_dir)?;
+    let engine = engine::start(cfg).await?;
+    let sim = heatgrid_sim::spawn(heatgrid_sim::SimConfig {
+        port,
+        stations: args.stations,
+        seed: args.seed,
+        speed: args.speed,
+        outdoor_mean_c: args.outdoor_mean_c,
+        ..heatgrid_sim::SimConfig::default()
+    })
+    .await;
+    eprintln!(
+        "heatgrid demo: {} stations, broker 127.0.0.1:{port}, simulator at {}x, storage {}",
+        args.stations,
+        args.speed,
+        args.data_dir.join("lp").display()
+    );
+
+    let started = Instant::now();
+    let tty = std::io::stdout().is_terminal();
+    let window_from = args.duration.map(|d| d * 0.75);
+    let mut worst: Vec<f64> = vec![0.0; args.stations];
+    let mut samples: Vec<u32> = vec![0; args.stations];
+    let mut sample = tokio::time::interval(Duration::from_millis(250));
+    let mut last_print = Instant::now() - Duration::from_secs(60);
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            _ = sample.tick() => {}
+            _ = &mut ctrl_c => break,
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        if args.duration.is_some_and(|d| elapsed >= d) {
+            break;
+        }
+        let status = engine.status();
+        if window_from.is_some_and(|w| elapsed >= w) {
+            for (i, st) in status.iter().enumerate().take(args.stations) {
+                // A station without a fresh reading and an output counts as not settled.
+                let err = error_k(st).unwrap_or(f64::INFINITY);
+                worst[i] = worst[i].max(err);
+                samples[i] += 1;
+            }
+        }
+        let every = if tty {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(10)
+        };
+        if last_print.elapsed() >= every {
+            last_print = Instant::now();
+            let table = render(&status, &sim.snapshot(), sim.sim_time_s());
+            if tty {
+                print!("\x1b[2J\x1b[H");
+            }
+            println!(
+                "heatgrid demo, {elapsed:.0} s{}",
+                args.duration
+                    .map(|d| format!(" of {d:.0} s"))
+                    .unwrap_or_default()
+            );
+            print!("{table}");
+        }
+    }
+    let final_status = engine.status();
+    let final_sim = sim.stop().await;
+    let stats = engine.stats().clone();
+    engine.shutdown().await;
+
+    println!("\nFinal state:");
+    print!("{}", render(&final_status, &final_sim, 0.0));
+    use crate::stats::Stats;
+    println!(
+        "readings accepted {}, rejected {}, commands sent {}, points stored {}, dropped {}",
+        Stats::get(&stats.readings_accepted),
+        Stats::get(&stats.readings_rejected),
+        Stats::get(&stats.commands_sent),
+        Stats::get(&stats.store_written),
+        Stats::get(&stats.store_dropped),
+    );
+    let Some(_) = args.duration else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let mut failed = Vec::new();
+    for (i, st) in final_status.iter().enumerate() {
+        if samples[i] == 0 || worst[i] > args.band_k {
+            failed.push(format!(
+                "{} (worst |supply − setpoint| {:.2} K)",
+                st.id, worst[i]
+            ));
+        }
+    }
+    let max = worst.iter().copied().fold(0.0, f64::max);
+    if failed.is_empty() {
+        println!(
+            "Settled: all {} stations within ±{} K of setpoint over the last quarter of the run (worst {max:.2} K).",
+            final_status.len(),
+            args.band_k
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("NOT settled: {}", failed.join(", "));
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// |supply − setpoint| of a station that is being controlled on fresh data.
+fn error_k(st: &StationStatus) -> Option<f64> {
+    if st.stale {
+        return None;
+    }
+    Some((st.reading.as_ref()?.supply_temp_c - st.outputs?.supply_setpoint_c).abs())
+}
+
+fn render(status: &[StationStatus], sim: &[heatgrid_sim::StationView], sim_time_s: f64) -> String {
+    let mut s = String::new();
+    if sim_time_s > 0.0 {
+        let _ = writeln!(s, "simulated time {:.1} h", sim_time_s / 3600.0);
+    }
+    let _ = writeln!(
+        s,
+        "{:<8} {:>7} {:>7} {:>6} {:>6} {:>6} {:>7} {:>7} {:>6} {:>6}",
+        "station", "supply", "setpt", "error", "valve", "pump", "flow", "flowsp", "indoor", "state"
+    );
+    for st in status {
+        let r = st.reading.as_ref();
+        let o = st.outputs.as_ref();
+        let indoor = sim
+            .iter()
+            .find(|v| v.id == st.id.as_str())
+            .map(|v| v.indoor_c);
+        let f =
+            |x: Option<f64>, p: usize| x.map(|v| format!("{v:.p$}")).unwrap_or_else(|| "-".into());
+        let _ = writeln!(
+            s,
+            "{:<8} {:>7} {:>7} {:>6} {:>6} {:>6} {:>7} {:>7} {:>6} {:>6}",
+            st.id.as_str(),
+            f(r.map(|r| r.supply_temp_c), 2),
+            f(o.map(|o| o.supply_setpoint_c), 2),
+            f(error_k(st), 2),
+            f(o.map(|o| o.valve_pct), 1),
+            f(o.map(|o| o.pump_pct), 1),
+            f(r.map(|r| r.flow_m3h), 0),
+            f(o.map(|o| o.flow_setpoint_m3h), 0),
+            f(indoor, 1),
+            if st.stale { "STALE" } else { st.mode.as_str() },
+        );
+    }
+    s
+}
