@@ -44,9 +44,16 @@ pub struct DemoArgs {
     pub band_k: f64,
 }
 
-/// Starts rumqttd on a free loopback port (MQTT 3.1.1 and 5 on the same port pair) and waits
-/// until it accepts connections. Returns the 3.1.1 port.
-pub fn start_embedded_broker() -> anyhow::Result<u16> {
+/// Loopback ports of the embedded broker.
+#[derive(Debug, Clone, Copy)]
+pub struct BrokerPorts {
+    pub v311: u16,
+    pub v5: u16,
+}
+
+/// Starts rumqttd on free loopback ports (one listener for MQTT 3.1.1, one for 5) and waits
+/// until both accept connections.
+pub fn start_embedded_broker() -> anyhow::Result<BrokerPorts> {
     let free =
         || -> anyhow::Result<u16> { Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()) };
     let (v4, v5) = (free()?, free()?);
@@ -89,16 +96,18 @@ dynamic_filters = true
                 tracing::error!(error = %e, "Embedded MQTT broker stopped.");
             }
         })?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], v4));
     let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "embedded MQTT broker did not start on {addr}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
+    for port in [v4, v5] {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "embedded MQTT broker did not start on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
-    Ok(v4)
+    Ok(BrokerPorts { v311: v4, v5 })
 }
 
 /// The engine configuration of the demo: `n` stations `st-001…`, local files, accelerated.
@@ -142,7 +151,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         args.speed > 0.0 && args.speed <= 1000.0,
         "--speed must be within 0..1000"
     );
-    let port = start_embedded_broker()?;
+    let port = start_embedded_broker()?.v311;
     let cfg = demo_config(args.stations, port, args.speed, &args.data_dir)?;
     let engine = engine::start(cfg).await?;
     let sim = heatgrid_sim::spawn(heatgrid_sim::SimConfig {

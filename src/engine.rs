@@ -72,7 +72,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
     let stats = Arc::new(Stats::default());
 
     let sink = match &cfg.storage.influxdb {
-        Some(i) => Sink::Influx(store::influx::InfluxWriter::new(i).map_err(anyhow::Error::msg)?),
+        Some(i) => Sink::Influx(Box::new(
+            store::influx::InfluxWriter::new(i).map_err(anyhow::Error::msg)?,
+        )),
         None => {
             let dir = cfg.data_dir.join("lp");
             std::fs::create_dir_all(&dir)

@@ -116,8 +116,8 @@ impl Link {
 
 /// The event loop of either protocol version.
 pub enum EventLoop {
-    V311(rumqttc::EventLoop),
-    V5(rumqttc::v5::EventLoop),
+    V311(Box<rumqttc::EventLoop>),
+    V5(Box<rumqttc::v5::EventLoop>),
 }
 
 impl std::fmt::Debug for EventLoop {
@@ -160,7 +160,7 @@ pub fn connect(
             }
             let (client, mut el) = rumqttc::AsyncClient::new(o, REQUEST_CAPACITY);
             el.set_network_options(net);
-            (Link::V311(client), EventLoop::V311(el))
+            (Link::V311(client), EventLoop::V311(Box::new(el)))
         }
         MqttVersion::V5 => {
             let mut o = rumqttc::v5::MqttOptions::new(client_id, &cfg.host, cfg.port);
@@ -180,7 +180,7 @@ pub fn connect(
             }
             o.set_network_options(net);
             let (client, el) = rumqttc::v5::AsyncClient::new(o, REQUEST_CAPACITY);
-            (Link::V5(client), EventLoop::V5(el))
+            (Link::V5(client), EventLoop::V5(Box::new(el)))
         }
     }
 }

@@ -256,6 +256,12 @@ pub async fn spawn(cfg: SimConfig) -> SimHandle {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut last = Instant::now();
             let mut next_telemetry = 0.0;
+            // Wall-clock time of each sample is interpolated from simulated time, so samples
+            // taken within one wall tick still get distinct, evenly spaced timestamps.
+            let (origin_ms, origin_sim) =
+                (now_ms(), shared.lock().map(|s| s.sim_time_s).unwrap_or(0.0));
+            let wall_of =
+                |sim_t: f64| origin_ms + ((sim_t - origin_sim) / cfg.speed * 1000.0).round() as i64;
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
@@ -281,8 +287,9 @@ pub async fn spawn(cfg: SimConfig) -> SimHandle {
                         budget -= dt;
                         if sh.sim_time_s + 1e-9 >= next_telemetry {
                             next_telemetry += cfg.telemetry_period_s;
+                            let ts = wall_of(sh.sim_time_s);
                             for s in sh.stations.iter_mut().filter(|s| !s.silenced) {
-                                let payload = s.telemetry(wall, outdoor);
+                                let payload = s.telemetry(ts, outdoor);
                                 out.push((
                                     format!("{}/station/{}/telemetry", cfg.topic_prefix, s.id),
                                     payload.to_string(),

@@ -26,7 +26,7 @@ use crate::stats::Stats;
 /// Where batches go.
 #[derive(Debug)]
 pub enum Sink {
-    Influx(influx::InfluxWriter),
+    Influx(Box<influx::InfluxWriter>),
     /// Appends to `dir/points-YYYY-MM-DD.lp` (UTC day of the write).
     Files {
         dir: PathBuf,

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Every check and test of heatgrid, on a fresh machine: the README's test command.
+#
+# 1. Installs what the tests need when it is missing: mosquitto and VictoriaMetrics (Debian
+#    packages; VictoriaMetrics accepts the InfluxDB v2 write API) and a Python virtualenv with
+#    paho-mqtt for the independent station emulator (tests/peers/station.py).
+# 2. Runs cargo fmt --check, clippy -D warnings, and every test of the workspace. The
+#    integration tests start their own mosquitto and VictoriaMetrics processes on free loopback
+#    ports and stop them by PID when they finish (tests/it/util.rs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+missing=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
+if [ ${#missing[@]} -gt 0 ]; then
+  log "Installing ${missing[*]} (Debian packages)"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian starts the packaged mosquitto service on install on some machines: the tests use
+# their own instances on free ports, so that one is left alone.
+
+VENV=.venv
+if ! "$VENV/bin/python" -c 'import paho.mqtt' >/dev/null 2>&1; then
+  log "Creating $VENV with paho-mqtt (Python peer for the interop test)"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check 'paho-mqtt==2.1.0'
+fi
+export HEATGRID_TEST_PYTHON="$PWD/$VENV/bin/python"
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy --all-targets -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+log "cargo test (unit + integration against mosquitto, rumqttd, VictoriaMetrics, Python peer)"
+cargo test --workspace -- --test-threads 2

@@ -1,0 +1,8 @@
+//! Integration tests: the engine against real peers (mosquitto, the embedded rumqttd broker,
+//! VictoriaMetrics over the InfluxDB v2 write API, the simulator, a Python station emulator).
+//! Run them through `scripts/test.sh`, which installs the peers.
+
+mod cli;
+mod closed_loop;
+mod peer;
+mod util;

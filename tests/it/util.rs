@@ -1,0 +1,199 @@
+//! Test peers: real mosquitto and VictoriaMetrics processes on free loopback ports, stopped by
+//! PID when dropped, plus helpers to configure the engine and read the TSDB back.
+//!
+//! The binaries come from Debian packages that `scripts/test.sh` installs.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use heatgrid::config::Config;
+use heatgrid::engine::StationStatus;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn find_binary(name: &str, extra: &[&str]) -> PathBuf {
+    let mut candidates: Vec<PathBuf> = extra.iter().map(PathBuf::from).collect();
+    if let Some(path) = std::env::var_os("PATH") {
+        candidates.extend(std::env::split_paths(&path).map(|d| d.join(name)));
+    }
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("{name} not found: run the tests with scripts/test.sh, which installs it")
+        })
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A child process killed (and reaped) on drop.
+pub struct Proc {
+    pub child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// mosquitto with the settings from stack-notes.md (unlimited queue, no Nagle, stderr log).
+pub fn mosquitto() -> Proc {
+    let bin = find_binary("mosquitto", &["/usr/sbin/mosquitto"]);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n\
+             max_queued_messages 0\nset_tcp_nodelay true\nmax_inflight_messages 0\n"
+        ),
+    )
+    .unwrap();
+    let child = Command::new(bin)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start mosquitto");
+    wait_for_port(port, "mosquitto");
+    Proc {
+        child,
+        port,
+        _dir: dir,
+    }
+}
+
+/// VictoriaMetrics, which accepts the InfluxDB v2 write API.
+pub fn victoria_metrics() -> Proc {
+    let bin = find_binary("victoria-metrics", &["/usr/bin/victoria-metrics"]);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let child = Command::new(bin)
+        .arg(format!("-storageDataPath={}", dir.path().display()))
+        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+        .arg("-loggerLevel=ERROR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start victoria-metrics");
+    wait_for_port(port, "victoria-metrics");
+    Proc {
+        child,
+        port,
+        _dir: dir,
+    }
+}
+
+/// Engine config for `ids`, accelerated by `speed` (5 simulated seconds per tick).
+pub fn engine_config(
+    ids: &[String],
+    mqtt_port: u16,
+    version: &str,
+    speed: f64,
+    data_dir: &Path,
+    influx_port: Option<u16>,
+) -> Config {
+    let mut text = format!(
+        "[engine]\ndata_dir = {:?}\ntick_s = {}\nstaleness_s = {}\ncommand_valid_for_s = 30\ntime_scale = {speed}\n\
+         [mqtt]\nport = {mqtt_port}\nversion = {version:?}\nclient_id = \"engine-{}\"\n\
+         [storage]\nflush_interval_ms = 200\n",
+        data_dir.display().to_string(),
+        5.0 / speed,
+        (30.0 / speed).max(2.0),
+        free_port(),
+    );
+    if let Some(p) = influx_port {
+        text.push_str(&format!(
+            "[storage.influxdb]\nurl = \"http://127.0.0.1:{p}\"\norg = \"heating\"\nbucket = \"heatgrid\"\ntimeout_s = 5\n"
+        ));
+    }
+    for id in ids {
+        text.push_str(&format!(
+            "[[station]]\nid = {id:?}\ntags = {{ district = \"test\" }}\n"
+        ));
+    }
+    Config::parse(&text, &|_| None).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+/// |supply − setpoint| of a station controlled on fresh data.
+pub fn error_k(st: &StationStatus) -> Option<f64> {
+    if st.stale {
+        return None;
+    }
+    Some((st.reading.as_ref()?.supply_temp_c - st.outputs?.supply_setpoint_c).abs())
+}
+
+/// Polls `f` every 100 ms until it returns true or `timeout` passes.
+pub async fn eventually(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if f() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Number of samples VictoriaMetrics holds for `metric` (after a forced flush), by station.
+pub async fn vm_count(port: u16, metric: &str) -> std::collections::BTreeMap<String, usize> {
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let _ = http
+        .get(format!("{base}/internal/force_flush"))
+        .send()
+        .await;
+    let body = http
+        .post(format!("{base}/api/v1/export"))
+        .form(&[("match[]", format!("{{__name__=\"{metric}\"}}"))])
+        .send()
+        .await
+        .expect("VictoriaMetrics export")
+        .text()
+        .await
+        .unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    for line in body.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let station = v["metric"]["station"].as_str().unwrap_or("?").to_owned();
+        *out.entry(station).or_default() += v["timestamps"].as_array().map_or(0, |a| a.len());
+    }
+    out
+}
+
+/// Polls VictoriaMetrics until `metric` holds `expected` samples in total (new series take
+/// seconds to appear), returning the last count seen.
+pub async fn vm_wait_total(port: u16, metric: &str, expected: usize, timeout: Duration) -> usize {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let total: usize = vm_count(port, metric).await.values().sum();
+        if total >= expected || tokio::time::Instant::now() >= deadline {
+            return total;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
