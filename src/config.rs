@@ -15,6 +15,7 @@ use crate::control::curve::Curve;
 use crate::control::pi::PiConfig;
 use crate::control::StationParams;
 use crate::model::{Mode, StationId};
+use crate::store::spool::FsyncPolicy;
 
 /// The annotated example written by `heatgrid init`.
 pub const EXAMPLE: &str = include_str!("../config/heatgrid.toml");
@@ -74,6 +75,7 @@ struct RawMqtt {
     topic_prefix: String,
     telemetry_qos: u8,
     keep_alive_s: u64,
+    ack_after_spool: bool,
     username: Option<String>,
     password_env: Option<String>,
 }
@@ -88,6 +90,7 @@ impl Default for RawMqtt {
             topic_prefix: "heating".into(),
             telemetry_qos: 1,
             keep_alive_s: 30,
+            ack_after_spool: true,
             username: None,
             password_env: None,
         }
@@ -99,7 +102,10 @@ impl Default for RawMqtt {
 struct RawStorage {
     batch_size: usize,
     flush_interval_ms: u64,
-    queue_capacity: usize,
+    max_spool_mb: u64,
+    segment_mb: u64,
+    fsync: String,
+    fsync_interval_ms: u64,
     influxdb: Option<RawInflux>,
 }
 
@@ -108,7 +114,10 @@ impl Default for RawStorage {
         Self {
             batch_size: 5000,
             flush_interval_ms: 1000,
-            queue_capacity: 100_000,
+            max_spool_mb: 10_240,
+            segment_mb: 64,
+            fsync: "interval".into(),
+            fsync_interval_ms: 1000,
             influxdb: None,
         }
     }
@@ -205,6 +214,9 @@ pub struct MqttConfig {
     pub topic_prefix: String,
     pub telemetry_qos: u8,
     pub keep_alive: Duration,
+    /// Acknowledge a QoS 1 telemetry message only after its point is in the spool, on a
+    /// persistent session (the broker redelivers what a crashed engine had not acknowledged).
+    pub ack_after_spool: bool,
     pub credentials: Option<(String, String)>,
 }
 
@@ -221,7 +233,9 @@ pub struct InfluxConfig {
 pub struct StorageConfig {
     pub batch_size: usize,
     pub flush_interval: Duration,
-    pub queue_capacity: usize,
+    pub max_spool_bytes: u64,
+    pub segment_bytes: u64,
+    pub fsync: crate::store::spool::FsyncPolicy,
     /// `None`: line protocol to local files under `data_dir/lp`.
     pub influxdb: Option<InfluxConfig>,
 }
@@ -332,9 +346,26 @@ impl Config {
         let s = &raw.storage;
         v.check(s.batch_size > 0, "storage.batch_size: must be positive");
         v.check(
-            s.queue_capacity >= s.batch_size,
-            "storage.queue_capacity: must be at least storage.batch_size",
+            s.max_spool_mb >= 1,
+            "storage.max_spool_mb: must be at least 1",
         );
+        v.check(
+            (1..=1024).contains(&s.segment_mb),
+            "storage.segment_mb: must be within 1..1024",
+        );
+        let fsync = match s.fsync.as_str() {
+            "always" => Some(FsyncPolicy::Always),
+            "interval" => Some(FsyncPolicy::Interval(Duration::from_millis(
+                s.fsync_interval_ms.max(1),
+            ))),
+            "never" => Some(FsyncPolicy::Never),
+            other => {
+                v.push(format!(
+                    "storage.fsync: {other:?} is not \"always\", \"interval\" or \"never\""
+                ));
+                None
+            }
+        };
         v.check(
             s.flush_interval_ms > 0,
             "storage.flush_interval_ms: must be positive",
@@ -445,12 +476,15 @@ impl Config {
                 topic_prefix: m.topic_prefix.clone(),
                 telemetry_qos: m.telemetry_qos,
                 keep_alive: Duration::from_secs(m.keep_alive_s.max(5)),
+                ack_after_spool: m.ack_after_spool,
                 credentials,
             },
             storage: StorageConfig {
                 batch_size: s.batch_size,
                 flush_interval: Duration::from_millis(s.flush_interval_ms),
-                queue_capacity: s.queue_capacity,
+                max_spool_bytes: s.max_spool_mb.saturating_mul(1 << 20),
+                segment_bytes: s.segment_mb.saturating_mul(1 << 20),
+                fsync: fsync.unwrap_or(FsyncPolicy::Never),
                 influxdb,
             },
             default_outdoor_c: w.default_outdoor_temp_c,

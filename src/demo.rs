@@ -226,12 +226,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     print!("{}", render(&final_status, &final_sim, 0.0));
     use crate::stats::Stats;
     println!(
-        "readings accepted {}, rejected {}, commands sent {}, points stored {}, dropped {}",
+        "readings accepted {}, rejected {}, commands sent {}, points stored {}, refused by the spool {}",
         Stats::get(&stats.readings_accepted),
         Stats::get(&stats.readings_rejected),
         Stats::get(&stats.commands_sent),
         Stats::get(&stats.store_written),
-        Stats::get(&stats.store_dropped),
+        Stats::get(&stats.spool_refused),
     );
     let Some(_) = args.duration else {
         return Ok(ExitCode::SUCCESS);

@@ -27,7 +27,8 @@ use crate::model::{Command, Mode, Reading, StationId};
 use crate::mqtt::{self, Link, Presence};
 use crate::seq::SeqStore;
 use crate::stats::Stats;
-use crate::store::{self, line_protocol, Sink, StoreHandle, WriterConfig};
+use crate::store::spool::{FsyncPolicy, Spool, SpoolConfig};
+use crate::store::{self, line_protocol, Sink, StoreHandle, Writer, WriterConfig};
 
 /// What the engine knows about one station after the last tick.
 #[derive(Debug, Clone)]
@@ -53,6 +54,8 @@ pub struct EngineHandle {
     control: JoinHandle<()>,
     event_loop: JoinHandle<()>,
     writer: JoinHandle<()>,
+    stop_writer: watch::Sender<bool>,
+    fsync: Option<JoinHandle<()>>,
 }
 
 /// Current wall-clock time in Unix milliseconds.
@@ -82,17 +85,39 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
             Sink::Files { dir }
         }
     };
-    let (store, writer) = store::channel(
+    let spool = Spool::open(SpoolConfig {
+        dir: cfg.data_dir.join("spool"),
+        segment_bytes: cfg.storage.segment_bytes,
+        max_bytes: cfg.storage.max_spool_bytes,
+        fsync: cfg.storage.fsync,
+    })
+    .with_context(|| {
+        format!(
+            "cannot open the spool in {}",
+            cfg.data_dir.join("spool").display()
+        )
+    })?;
+    let store = StoreHandle::new(spool.clone(), stats.clone());
+    let (stop_writer, stop_writer_rx) = watch::channel(false);
+    let writer = Writer::new(
         WriterConfig {
             batch_size: cfg.storage.batch_size,
             flush_interval: cfg.storage.flush_interval,
-            queue_capacity: cfg.storage.queue_capacity,
-            shutdown_grace: Duration::from_secs(10),
+            dead_letter_dir: cfg.data_dir.join("dead-letter"),
         },
         sink,
+        spool.clone(),
         stats.clone(),
     );
-    let writer = tokio::spawn(writer.run());
+    let writer = tokio::spawn(writer.run(stop_writer_rx.clone(), Duration::from_secs(10)));
+    let fsync = match cfg.storage.fsync {
+        FsyncPolicy::Interval(every) => Some(tokio::spawn(fsync_task(
+            spool.clone(),
+            every,
+            stop_writer_rx,
+        ))),
+        _ => None,
+    };
 
     let slots: Vec<(StationConfig, Arc<StationSlot>)> = cfg
         .stations
@@ -132,6 +157,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
     let event_loop = tokio::spawn(mqtt::run_event_loop(
         el,
         link.clone(),
+        cfg.mqtt.ack_after_spool,
         subs,
         Some(presence.clone()),
         stop_mqtt_rx,
@@ -181,6 +207,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
         control,
         event_loop,
         writer,
+        stop_writer,
+        fsync,
     })
 }
 
@@ -233,16 +261,21 @@ impl EngineHandle {
             let _ = self.stop_mqtt.send(true);
             let _ = event_loop.await;
         }
-        // Ingest and control dropped their StoreHandles: the writer drains and stops.
+        // Storage last: it drains the spool for up to 10 s; what is left stays on disk and is
+        // written first at the next start.
+        let _ = self.stop_writer.send(true);
         if tokio::time::timeout(Duration::from_secs(15), self.writer)
             .await
             .is_err()
         {
             warn!("Storage writer did not finish within 15 s.");
         }
+        if let Some(f) = self.fsync {
+            let _ = f.await;
+        }
         info!(
             written = Stats::get(&self.stats.store_written),
-            dropped = Stats::get(&self.stats.store_dropped),
+            refused = Stats::get(&self.stats.spool_refused),
             commands = Stats::get(&self.stats.commands_sent),
             "Engine stopped."
         );
@@ -327,13 +360,14 @@ impl Control {
             error!(error = %e, "Cannot persist command sequence numbers; commands withheld this tick.");
             return;
         }
+        let mut lines = Vec::with_capacity(commands.len());
         for (id, cmd, tags) in commands {
             let topic = format!("{}/station/{}/command", self.prefix, id);
             let payload = serde_json::to_vec(&cmd).unwrap_or_default();
             match self.link.try_publish(&topic, true, false, payload) {
                 Ok(()) => {
                     self.stats.commands_sent.fetch_add(1, Ordering::Relaxed);
-                    self.store.submit(line_protocol::command(&id, tags, &cmd));
+                    lines.push(line_protocol::command(&id, tags, &cmd));
                 }
                 Err(e) => {
                     let n = self.stats.commands_failed.fetch_add(1, Ordering::Relaxed);
@@ -343,10 +377,29 @@ impl Control {
                 }
             }
         }
+        self.store.submit_many(&lines);
         let _ = self.status_tx.send(Arc::new(status));
     }
 }
 
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
+}
+
+/// fsyncs the spool every `every` (the `interval` policy) until `stop`.
+async fn fsync_task(spool: Arc<Spool>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let s = spool.clone();
+        match tokio::task::spawn_blocking(move || s.sync()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => error!(error = %e, "ALARM spool fsync failed."),
+            Err(e) => error!(error = %e, "Spool fsync task failed."),
+        }
+    }
 }

@@ -152,6 +152,9 @@ pub fn connect(
             o.set_keep_alive(cfg.keep_alive);
             o.set_max_packet_size(1 << 20, 1 << 20);
             o.set_inflight(20); // mosquitto's default limit for 3.1.1
+            if cfg.ack_after_spool {
+                o.set_manual_acks(true).set_clean_session(false);
+            }
             if let Some((u, p)) = &cfg.credentials {
                 o.set_credentials(u, p);
             }
@@ -166,6 +169,12 @@ pub fn connect(
             let mut o = rumqttc::v5::MqttOptions::new(client_id, &cfg.host, cfg.port);
             o.set_keep_alive(cfg.keep_alive);
             o.set_max_packet_size(Some(1 << 20));
+            if cfg.ack_after_spool {
+                // Keep the session (and what it queued) for a week of engine downtime.
+                o.set_manual_acks(true)
+                    .set_clean_start(false)
+                    .set_session_expiry_interval(Some(7 * 24 * 3600));
+            }
             if let Some((u, p)) = &cfg.credentials {
                 o.set_credentials(u, p);
             }
@@ -187,10 +196,8 @@ pub fn connect(
 
 enum Polled {
     ConnAck,
-    Publish {
-        topic: String,
-        payload: bytes::Bytes,
-    },
+    Publish4(rumqttc::Publish),
+    Publish5(rumqttc::v5::mqttbytes::v5::Publish),
     Disconnected,
     Other,
 }
@@ -201,19 +208,13 @@ async fn poll_once(el: &mut EventLoop) -> Result<Polled, String> {
     match el {
         EventLoop::V311(el) => Ok(match el.poll().await.map_err(|e| e.to_string())? {
             E4::Incoming(I4::ConnAck(_)) => Polled::ConnAck,
-            E4::Incoming(I4::Publish(p)) => Polled::Publish {
-                topic: p.topic,
-                payload: p.payload,
-            },
+            E4::Incoming(I4::Publish(p)) => Polled::Publish4(p),
             E4::Outgoing(O4::Disconnect) => Polled::Disconnected,
             _ => Polled::Other,
         }),
         EventLoop::V5(el) => Ok(match el.poll().await.map_err(|e| e.to_string())? {
             E5::Incoming(I5::ConnAck(_)) => Polled::ConnAck,
-            E5::Incoming(I5::Publish(p)) => Polled::Publish {
-                topic: String::from_utf8_lossy(&p.topic).into_owned(),
-                payload: p.payload,
-            },
+            E5::Incoming(I5::Publish(p)) => Polled::Publish5(p),
             E5::Outgoing(rumqttc::Outgoing::Disconnect) => Polled::Disconnected,
             _ => Polled::Other,
         }),
@@ -223,9 +224,11 @@ async fn poll_once(el: &mut EventLoop) -> Result<Polled, String> {
 /// Polls the connection until a DISCONNECT was sent (after [`Link::disconnect`]) or `stop`
 /// turns true. `subscriptions` are (filter, qos1) pairs requested on every ConnAck; `presence`
 /// is published (retained) on every ConnAck. `on_event` must not block.
+#[allow(clippy::too_many_arguments)]
 pub async fn run_event_loop(
     mut el: EventLoop,
     link: Link,
+    manual_acks: bool,
     subscriptions: Vec<(String, bool)>,
     presence: Option<Presence>,
     mut stop: watch::Receiver<bool>,
@@ -256,10 +259,32 @@ pub async fn run_event_loop(
                 }
                 on_event(Event::Connected);
             }
-            Ok(Polled::Publish { topic, payload }) => on_event(Event::Message {
-                topic: &topic,
-                payload: &payload,
-            }),
+            // With manual acks (ack_after_spool) the acknowledgement goes out only after the
+            // callback returned, i.e. after the point is in the spool (or was rejected: bad
+            // input must never hold a slot in the broker's in-flight window).
+            Ok(Polled::Publish4(p)) => {
+                on_event(Event::Message {
+                    topic: &p.topic,
+                    payload: &p.payload,
+                });
+                if let Link::V311(c) = &link {
+                    if manual_acks {
+                        let _ = c.try_ack(&p);
+                    }
+                }
+            }
+            Ok(Polled::Publish5(p)) => {
+                let topic = String::from_utf8_lossy(&p.topic);
+                on_event(Event::Message {
+                    topic: &topic,
+                    payload: &p.payload,
+                });
+                if let Link::V5(c) = &link {
+                    if manual_acks {
+                        let _ = c.try_ack(&p);
+                    }
+                }
+            }
             Ok(Polled::Disconnected) => return,
             Ok(Polled::Other) => {}
             Err(e) => {

@@ -12,9 +12,21 @@ pub struct Stats {
     pub readings_rejected: AtomicU64,
     pub commands_sent: AtomicU64,
     pub commands_failed: AtomicU64,
+    /// Points confirmed by the database (or written to the local files).
     pub store_written: AtomicU64,
-    pub store_dropped: AtomicU64,
+    /// Write attempts that failed and will be retried.
     pub store_write_errors: AtomicU64,
+    pub store_retries: AtomicU64,
+    /// Points the database refused as bad data, now in the dead-letter file.
+    pub dead_letters: AtomicU64,
+    /// Points appended to the spool.
+    pub spool_appended: AtomicU64,
+    /// Points refused because the spool was full or failed (alarmed).
+    pub spool_refused: AtomicU64,
+    /// Gauges: spool depth and the timestamp of the oldest point being written.
+    pub spool_points: AtomicU64,
+    pub spool_bytes: AtomicU64,
+    pub spool_oldest_ts_ms: AtomicU64,
     /// Duration of the last successful write, µs.
     pub store_write_us: AtomicU64,
     pub mqtt_connects: AtomicU64,

@@ -1,63 +1,108 @@
-//! The InfluxDB v2 write-API writer, on the `influxdb2` crate, made safe to use.
+//! The InfluxDB v2 write-API client: one `POST /api/v2/write` per batch, with a timeout, and
+//! the server's answer classified for the write-error policy in [`super::Writer`].
 //!
-//! Called by the store's writer task with one batch at a time. The crate has no request timeout
-//! (every call is wrapped here), panics in `Client::new` on a malformed URL (we build through
-//! `ClientBuilder`, which returns an error) and counts only HTTP 204 as success.
+//! Built on reqwest rather than the `influxdb2` crate: the policy needs the `Retry-After`
+//! header of a 429/503 and the exact status (413 → split a batch), which `influxdb2` 0.5 hides
+//! (it keeps only status and body), and it drops any path prefix of the URL (a database
+//! behind a reverse proxy at `/influx`). Its other traps (no request timeout, a panic on a
+//! malformed URL) are avoided here too: the URL is parsed once at start-up.
 
 use std::time::Duration;
 
-use influxdb2::api::write::TimestampPrecision;
-
 use crate::config::InfluxConfig;
+
+/// Why a write did not succeed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum WriteError {
+    #[error("HTTP {status}: {body}")]
+    Status {
+        status: u16,
+        retry_after: Option<Duration>,
+        body: String,
+    },
+    #[error("{0}")]
+    Network(String),
+}
 
 /// Writes line-protocol batches (millisecond timestamps) to one bucket.
 pub struct InfluxWriter {
-    client: influxdb2::Client,
-    url: String,
-    org: String,
-    bucket: String,
-    timeout: Duration,
+    http: reqwest::Client,
+    write_url: reqwest::Url,
+    display_url: String,
+    auth: Option<String>,
 }
 
 impl std::fmt::Debug for InfluxWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The token stays out of logs.
         f.debug_struct("InfluxWriter")
-            .field("url", &self.url)
-            .field("bucket", &self.bucket)
+            .field("url", &self.display_url)
             .finish_non_exhaustive()
     }
 }
 
 impl InfluxWriter {
     pub fn new(cfg: &InfluxConfig) -> Result<Self, String> {
-        let client = influxdb2::ClientBuilder::new(&cfg.url, &cfg.org, &cfg.token)
-            .build()
+        let base = reqwest::Url::parse(&format!("{}/", cfg.url.trim_end_matches('/')))
             .map_err(|e| format!("storage.influxdb.url {:?}: {e}", cfg.url))?;
+        let mut write_url = base
+            .join("api/v2/write")
+            .map_err(|e| format!("storage.influxdb.url {:?}: {e}", cfg.url))?;
+        write_url
+            .query_pairs_mut()
+            .append_pair("org", &cfg.org)
+            .append_pair("bucket", &cfg.bucket)
+            .append_pair("precision", "ms");
+        let http = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout.min(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| format!("HTTP client: {e}"))?;
         Ok(Self {
-            client,
-            url: cfg.url.clone(),
-            org: cfg.org.clone(),
-            bucket: cfg.bucket.clone(),
-            timeout: cfg.timeout,
+            http,
+            write_url,
+            display_url: cfg.url.clone(),
+            auth: (!cfg.token.is_empty()).then(|| format!("Token {}", cfg.token)),
         })
     }
 
     pub fn url(&self) -> &str {
-        &self.url
+        &self.display_url
     }
 
-    pub async fn write(&self, body: &str) -> Result<(), String> {
-        let call = self.client.write_line_protocol_with_precision(
-            &self.org,
-            &self.bucket,
-            body.to_owned(),
-            TimestampPrecision::Milliseconds,
-        );
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+    /// One write. 2xx is success; everything else is classified for the caller.
+    pub async fn write(&self, body: Vec<u8>) -> Result<(), WriteError> {
+        let mut req = self
+            .http
+            .post(self.write_url.clone())
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .body(body);
+        if let Some(auth) = &self.auth {
+            req = req.header("Authorization", auth);
         }
+        let resp = req.send().await.map_err(|e| {
+            WriteError::Network(if e.is_timeout() {
+                "no answer within the timeout".into()
+            } else {
+                format!("{e}")
+            })
+        })?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|s| Duration::from_secs(s.min(300)));
+        let mut text = resp.text().await.unwrap_or_default();
+        text.truncate(500);
+        Err(WriteError::Status {
+            status: status.as_u16(),
+            retry_after,
+            body: text,
+        })
     }
 }

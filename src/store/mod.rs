@@ -1,27 +1,36 @@
-//! Storage: batches line-protocol points and writes them to InfluxDB (v2 write API) or, without
-//! a configured database, to local files.
+//! Storage: every accepted point goes to the durable spool first, and one writer task drains
+//! the spool, in order, to InfluxDB (v2 write API) or, without a database, to local files.
 //!
-//! Sits beside the control path: ingest and control hand encoded lines to [`StoreHandle::submit`]
-//! (never blocking: control never waits on storage), and one writer task batches them by size
-//! and time. A failed write is kept and retried with capped, jittered backoff while new points
-//! queue behind it in order. Overflow policy of the queue: when it is full the newest point is
-//! refused, counted (`store_dropped`) and logged; the durable spool that removes that case is a
-//! later stage and slots in between `submit` and the writer.
+//! ```text
+//!  ingest / control ── StoreHandle::submit ──► Spool (segment files) ──► Writer ──► InfluxDB
+//!                       (a write to disk,         │ fsync task                │        │ files
+//!                        never waits on the DB)   └─ cursor: first unconfirmed line  └─► dead letters
+//! ```
+//! Write-error policy of the writer: 2xx → confirmed; 413 → split the batch; 400/422 (bad
+//! data) → split down to the offending lines, which go to `data_dir/dead-letter/*.lp` with the
+//! server's reason (an operator can inspect and replay them with `influx write`), never retried
+//! forever, never dropped silently; 401/403 → keep and retry, logged as a credentials problem;
+//! 429/503 → wait `Retry-After` if given, else back off; other 5xx, network errors and
+//! timeouts → back off with jitter (200 ms → 30 s). A spool full (`max_spool_mb`) refuses new
+//! points: counted and logged as an error (the operator's alarm) — never silent.
 
 pub mod influx;
 pub mod line_protocol;
+pub mod spool;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
 
 use crate::backoff::Backoff;
 use crate::stats::Stats;
+use influx::WriteError;
+use spool::{Batch, Spool, SpoolError};
 
 /// Where batches go.
 #[derive(Debug)]
@@ -34,22 +43,23 @@ pub enum Sink {
 }
 
 impl Sink {
-    async fn write(&mut self, body: &str) -> Result<(), String> {
+    async fn write(&self, body: &[u8]) -> Result<(), WriteError> {
         match self {
-            Sink::Influx(w) => w.write(body).await,
+            Sink::Influx(w) => w.write(body.to_vec()).await,
             Sink::Files { dir } => {
                 let day = time::OffsetDateTime::now_utc().date();
                 let path = dir.join(format!("points-{day}.lp"));
-                let mut f = tokio::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                    .await
-                    .map_err(|e| format!("open {}: {e}", path.display()))?;
-                f.write_all(body.as_bytes())
-                    .await
-                    .map_err(|e| format!("write {}: {e}", path.display()))?;
-                f.flush().await.map_err(|e| e.to_string())
+                let io = async {
+                    let mut f = tokio::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&path)
+                        .await?;
+                    f.write_all(body).await?;
+                    f.flush().await
+                };
+                io.await
+                    .map_err(|e| WriteError::Network(format!("{}: {e}", path.display())))
             }
         }
     }
@@ -62,28 +72,64 @@ impl Sink {
     }
 }
 
-/// The sending side, cloned into ingest and control.
+/// The appending side, cloned into ingest and control.
 #[derive(Debug, Clone)]
 pub struct StoreHandle {
-    tx: mpsc::Sender<String>,
+    spool: Arc<Spool>,
     stats: Arc<Stats>,
 }
 
 impl StoreHandle {
-    /// Queues one line; never waits. A full queue refuses the line, counts and logs it.
-    pub fn submit(&self, line: String) {
-        match self.tx.try_send(line) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                let n = self.stats.store_dropped.fetch_add(1, Ordering::Relaxed);
-                if n.is_power_of_two() {
-                    warn!(dropped_total = n + 1, "Storage queue full: point dropped.");
-                }
+    pub fn new(spool: Arc<Spool>, stats: Arc<Stats>) -> Self {
+        Self { spool, stats }
+    }
+
+    /// Appends one line durably. `false` if it was refused (spool full or disk error): counted
+    /// and logged, and the caller must not treat the point as stored.
+    pub fn submit(&self, line: String) -> bool {
+        let mut body = line.into_bytes();
+        body.push(b'\n');
+        self.append(&body, 1)
+    }
+
+    /// Appends several lines in one write.
+    pub fn submit_many(&self, lines: &[String]) -> bool {
+        if lines.is_empty() {
+            return true;
+        }
+        let mut body = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+        for l in lines {
+            body.extend_from_slice(l.as_bytes());
+            body.push(b'\n');
+        }
+        self.append(&body, lines.len() as u64)
+    }
+
+    fn append(&self, body: &[u8], lines: u64) -> bool {
+        match self.spool.append(body, lines) {
+            Ok(()) => {
+                self.stats
+                    .spool_appended
+                    .fetch_add(lines, Ordering::Relaxed);
+                true
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.stats.store_dropped.fetch_add(1, Ordering::Relaxed);
+            Err(e) => {
+                let n = self.stats.spool_refused.fetch_add(lines, Ordering::Relaxed);
+                if n == 0 || (n + lines).ilog2() != n.max(1).ilog2() {
+                    match e {
+                        SpoolError::Full { .. } => error!(error = %e, refused_total = n + lines,
+                            "ALARM spool full: new points are refused until the database catches up or max_spool_mb is raised."),
+                        SpoolError::Io(_) => error!(error = %e, refused_total = n + lines,
+                            "ALARM spool write failed: points refused."),
+                    }
+                }
+                false
             }
         }
+    }
+
+    pub fn spool(&self) -> &Arc<Spool> {
+        &self.spool
     }
 }
 
@@ -92,111 +138,259 @@ impl StoreHandle {
 pub struct WriterConfig {
     pub batch_size: usize,
     pub flush_interval: Duration,
-    pub queue_capacity: usize,
-    /// On shutdown, how long to keep retrying the last batches.
-    pub shutdown_grace: Duration,
+    pub dead_letter_dir: PathBuf,
 }
 
-/// Creates the queue; run the returned [`Writer`] in its own task.
-pub fn channel(cfg: WriterConfig, sink: Sink, stats: Arc<Stats>) -> (StoreHandle, Writer) {
-    let (tx, rx) = mpsc::channel(cfg.queue_capacity);
-    (
-        StoreHandle {
-            tx,
-            stats: stats.clone(),
-        },
-        Writer {
-            cfg,
-            sink,
-            rx,
-            stats,
-        },
-    )
-}
-
-/// The writer task: owns the sink, drains the queue in order.
+/// The writer task: owns the sink, drains the spool in order.
 #[derive(Debug)]
 pub struct Writer {
     cfg: WriterConfig,
     sink: Sink,
-    rx: mpsc::Receiver<String>,
+    spool: Arc<Spool>,
     stats: Arc<Stats>,
 }
 
+/// Why a delivery stopped early.
+struct Interrupted;
+
 impl Writer {
-    /// Runs until every [`StoreHandle`] is dropped and the queue is written (or the shutdown
-    /// grace period after the close ran out, which is counted and logged as lost).
-    pub async fn run(mut self) {
-        info!(sink = %self.sink.describe(), "Storage writer started.");
-        let mut batch = String::new();
-        let mut lines = 0usize;
-        let mut closed = false;
-        while !closed {
-            let deadline = tokio::time::Instant::now() + self.cfg.flush_interval;
-            while lines < self.cfg.batch_size {
-                match tokio::time::timeout_at(deadline, self.rx.recv()).await {
-                    Ok(Some(line)) => {
-                        batch.push_str(&line);
-                        batch.push('\n');
-                        lines += 1;
-                    }
-                    Ok(None) => {
-                        closed = true;
-                        break;
-                    }
-                    Err(_) => break,
-                }
-            }
-            if lines > 0 {
-                self.write_with_retry(&batch, lines, closed).await;
-                batch.clear();
-                lines = 0;
-            }
+    pub fn new(cfg: WriterConfig, sink: Sink, spool: Arc<Spool>, stats: Arc<Stats>) -> Self {
+        Self {
+            cfg,
+            sink,
+            spool,
+            stats,
         }
-        info!("Storage writer stopped.");
     }
 
-    async fn write_with_retry(&mut self, batch: &str, lines: usize, closing: bool) {
-        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
-        let give_up_at = closing.then(|| tokio::time::Instant::now() + self.cfg.shutdown_grace);
+    /// Drains the spool until `stop` turns true; then drains what is there for at most
+    /// `drain_grace` more and returns (the rest stays in the spool for the next start).
+    pub async fn run(self, mut stop: watch::Receiver<bool>, drain_grace: Duration) {
+        let mut reader = match self.spool.reader() {
+            Ok(r) => r,
+            Err(e) => {
+                error!(error = %e, "ALARM cannot read the spool; nothing will be written to storage.");
+                return;
+            }
+        };
+        let start_depth = self.spool.depth();
+        info!(sink = %self.sink.describe(), spool_points = start_depth.points, spool_bytes = start_depth.bytes,
+            "Storage writer started; replaying the spool first.");
+        let mut deadline: Option<tokio::time::Instant> = None;
+        let mut last_write = Instant::now();
+        let mut last_report = Instant::now();
         loop {
-            let started = std::time::Instant::now();
-            match self.sink.write(batch).await {
-                Ok(()) => {
-                    self.stats
-                        .store_written
-                        .fetch_add(lines as u64, Ordering::Relaxed);
-                    self.stats
-                        .store_write_us
-                        .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-                    if backoff.attempts() > 0 {
-                        info!(
-                            lines,
-                            retries = backoff.attempts(),
-                            "Storage write succeeded after retries."
-                        );
-                    }
-                    return;
+            if deadline.is_none() && *stop.borrow() {
+                deadline = Some(tokio::time::Instant::now() + drain_grace);
+            }
+            if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
+                break;
+            }
+            let depth = self.spool.depth();
+            self.stats
+                .spool_points
+                .store(depth.points, Ordering::Relaxed);
+            self.stats.spool_bytes.store(depth.bytes, Ordering::Relaxed);
+            if last_report.elapsed() >= Duration::from_secs(30)
+                && depth.points > self.cfg.batch_size as u64
+            {
+                last_report = Instant::now();
+                info!(
+                    spool_points = depth.points,
+                    spool_bytes = depth.bytes,
+                    oldest_age_s = age_s(self.stats.spool_oldest_ts_ms.load(Ordering::Relaxed)),
+                    retries = Stats::get(&self.stats.store_retries),
+                    dead_letters = Stats::get(&self.stats.dead_letters),
+                    "Storage backlog."
+                );
+            }
+            let due = depth.points >= self.cfg.batch_size as u64
+                || (depth.points > 0
+                    && (last_write.elapsed() >= self.cfg.flush_interval || deadline.is_some()));
+            if !due {
+                if deadline.is_some() && depth.points == 0 {
+                    break;
                 }
-                Err(err) => {
-                    self.stats
-                        .store_write_errors
-                        .fetch_add(1, Ordering::Relaxed);
-                    let delay = backoff.next_delay();
-                    if backoff.attempts() == 1 || backoff.attempts().is_power_of_two() {
-                        warn!(error = %err, lines, attempt = backoff.attempts(), retry_in_ms = delay.as_millis() as u64,
-                            "Storage write failed; batch kept for retry.");
+                let wait = self
+                    .cfg
+                    .flush_interval
+                    .saturating_sub(last_write.elapsed())
+                    .max(Duration::from_millis(5));
+                tokio::select! {
+                    _ = self.spool.appended(), if depth.points > 0 || deadline.is_none() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.changed(), if deadline.is_none() => {}
+                }
+                continue;
+            }
+            let batch = match reader.next_batch(self.cfg.batch_size, 8 << 20) {
+                Ok(Some(b)) => b,
+                Ok(None) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+                Err(e) => {
+                    error!(error = %e, "ALARM cannot read the spool; retrying.");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            self.stats.spool_oldest_ts_ms.store(
+                first_ts_ms(&batch.body).unwrap_or(0) as u64,
+                Ordering::Relaxed,
+            );
+            match self.deliver(&batch, &mut stop, deadline).await {
+                Ok(()) => {
+                    last_write = Instant::now();
+                    if let Err(e) = reader.commit(&batch) {
+                        error!(error = %e, "Cannot record the spool cursor; the batch may be written again after a restart.");
                     }
-                    if give_up_at.is_some_and(|t| tokio::time::Instant::now() + delay > t) {
+                }
+                Err(Interrupted) => break,
+            }
+        }
+        if let Err(e) = self.spool.sync() {
+            error!(error = %e, "Spool fsync failed at shutdown.");
+        }
+        let depth = self.spool.depth();
+        info!(left_in_spool = depth.points, "Storage writer stopped.");
+    }
+
+    /// Writes `batch` under the error policy. Returns when every line is either confirmed by
+    /// the sink or set aside as a dead letter; `Interrupted` if the shutdown deadline passed.
+    async fn deliver(
+        &self,
+        batch: &Batch,
+        stop: &mut watch::Receiver<bool>,
+        mut deadline: Option<tokio::time::Instant>,
+    ) -> Result<(), Interrupted> {
+        let lines: Vec<&[u8]> = batch.body.split_inclusive(|b| *b == b'\n').collect();
+        let mut work = vec![(0, lines.len())];
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+        while let Some((a, b)) = work.pop() {
+            let body = lines[a..b].concat();
+            loop {
+                let started = Instant::now();
+                let result = self.sink.write(&body).await;
+                let split = |work: &mut Vec<(usize, usize)>| {
+                    let mid = a + (b - a) / 2;
+                    work.push((mid, b)); // popped second
+                    work.push((a, mid)); // popped first: order is kept
+                };
+                let delay = match result {
+                    Ok(()) => {
                         self.stats
-                            .store_dropped
-                            .fetch_add(lines as u64, Ordering::Relaxed);
-                        warn!(lines, "Storage write failed at shutdown; batch lost.");
-                        return;
+                            .store_written
+                            .fetch_add((b - a) as u64, Ordering::Relaxed);
+                        self.stats
+                            .store_write_us
+                            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                        backoff.reset();
+                        break;
                     }
-                    tokio::time::sleep(delay).await;
+                    Err(WriteError::Status { status: 413, .. }) if b - a > 1 => {
+                        split(&mut work);
+                        break;
+                    }
+                    Err(WriteError::Status {
+                        status: status @ (400 | 413 | 422),
+                        body: reason,
+                        ..
+                    }) => {
+                        if b - a > 1 {
+                            split(&mut work);
+                        } else {
+                            self.dead_letter(lines[a], status, &reason).await;
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        self.stats.store_retries.fetch_add(1, Ordering::Relaxed);
+                        let (delay, what) = match &e {
+                            WriteError::Status {
+                                status: 401 | 403, ..
+                            } => (backoff.next_delay(), "credentials rejected"),
+                            WriteError::Status {
+                                status: 429 | 503,
+                                retry_after: Some(d),
+                                ..
+                            } => (*d, "server asked to retry later"),
+                            WriteError::Status { status: 429, .. } => {
+                                (backoff.next_delay(), "rate limited")
+                            }
+                            WriteError::Status { .. } => (backoff.next_delay(), "server error"),
+                            WriteError::Network(_) => {
+                                (backoff.next_delay(), "database unreachable")
+                            }
+                        };
+                        let n = self
+                            .stats
+                            .store_write_errors
+                            .fetch_add(1, Ordering::Relaxed);
+                        if n.is_power_of_two() || n == 0 {
+                            warn!(error = %e, lines = b - a, retry_in_ms = delay.as_millis() as u64, errors_total = n + 1,
+                                "Storage write failed ({what}); points stay in the spool and are retried.");
+                        }
+                        delay
+                    }
+                };
+                // Wait before retrying, unless the shutdown deadline comes first.
+                if deadline.is_none() && *stop.borrow() {
+                    deadline = Some(tokio::time::Instant::now() + Duration::ZERO);
+                }
+                if let Some(d) = deadline {
+                    if tokio::time::Instant::now() + delay >= d {
+                        return Err(Interrupted);
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.changed(), if deadline.is_none() => {}
                 }
             }
         }
+        Ok(())
     }
+
+    async fn dead_letter(&self, line: &[u8], status: u16, reason: &str) {
+        self.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+        let day = time::OffsetDateTime::now_utc().date();
+        let path = self.cfg.dead_letter_dir.join(format!("dead-{day}.lp"));
+        let reason = reason.replace(['\n', '\r'], " ");
+        let mut text = format!("# HTTP {status}: {reason}\n").into_bytes();
+        text.extend_from_slice(line);
+        if !line.ends_with(b"\n") {
+            text.push(b'\n');
+        }
+        let io = async {
+            tokio::fs::create_dir_all(&self.cfg.dead_letter_dir).await?;
+            let mut f = tokio::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .await?;
+            f.write_all(&text).await?;
+            f.sync_data().await
+        };
+        match io.await {
+            Ok(()) => error!(status, reason = %reason, file = %path.display(),
+                "ALARM database refused a point as bad data; moved to the dead-letter file."),
+            Err(e) => error!(error = %e, line = %String::from_utf8_lossy(line),
+                "ALARM cannot write the dead-letter file; the refused point is only in this log."),
+        }
+    }
+}
+
+/// The timestamp (last field) of the first line of a batch.
+fn first_ts_ms(body: &[u8]) -> Option<i64> {
+    let end = body.iter().position(|b| *b == b'\n')?;
+    let line = std::str::from_utf8(&body[..end]).ok()?;
+    line.rsplit(' ').next()?.parse().ok()
+}
+
+fn age_s(ts_ms: u64) -> i64 {
+    if ts_ms == 0 {
+        return 0;
+    }
+    (crate::engine::now_ms() - ts_ms as i64) / 1000
 }

@@ -116,7 +116,7 @@ async fn mosquitto_loop_settles_and_every_point_reaches_the_tsdb() {
     let published: u64 = views.iter().map(|v| v.published).sum();
     assert_eq!(Stats::get(&stats.readings_rejected), 0);
     assert_eq!(Stats::get(&stats.readings_accepted), published);
-    assert_eq!(Stats::get(&stats.store_dropped), 0);
+    assert_eq!(Stats::get(&stats.spool_refused), 0);
     for v in &views {
         assert!(v.commands_received > 0, "{} got no command", v.id);
         assert_eq!(
