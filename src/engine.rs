@@ -56,6 +56,7 @@ pub struct EngineHandle {
     writer: JoinHandle<()>,
     stop_writer: watch::Sender<bool>,
     fsync: Option<JoinHandle<()>>,
+    spool: Arc<Spool>,
 }
 
 /// Current wall-clock time in Unix milliseconds.
@@ -209,6 +210,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
         writer,
         stop_writer,
         fsync,
+        spool,
     })
 }
 
@@ -237,6 +239,11 @@ impl EngineHandle {
 
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
+    }
+
+    /// Points and bytes waiting in the spool now.
+    pub fn spool_depth(&self) -> store::spool::Depth {
+        self.spool.depth()
     }
 
     /// Ordered shutdown: control, then MQTT (queued commands and presence go out), then storage.

@@ -4,5 +4,7 @@
 
 mod cli;
 mod closed_loop;
+mod durability;
+mod fault_http;
 mod peer;
 mod util;

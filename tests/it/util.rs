@@ -46,7 +46,25 @@ fn wait_for_port(port: u16, what: &str) {
 pub struct Proc {
     pub child: Child,
     pub port: u16,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Proc {
+    /// SIGTERM and wait: a database stopped this way has flushed what it acknowledged
+    /// (VictoriaMetrics keeps the last second in memory, which SIGKILL would lose).
+    pub fn stop_gracefully(mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 impl Drop for Proc {
@@ -81,17 +99,25 @@ pub fn mosquitto() -> Proc {
     Proc {
         child,
         port,
-        _dir: dir,
+        _dir: Some(dir),
     }
 }
 
 /// VictoriaMetrics, which accepts the InfluxDB v2 write API.
 pub fn victoria_metrics() -> Proc {
-    let bin = find_binary("victoria-metrics", &["/usr/bin/victoria-metrics"]);
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
+    let mut p = start_victoria_metrics(dir.path(), port);
+    p._dir = Some(dir);
+    p
+}
+
+/// VictoriaMetrics on `port` with its data in `dir`: start it again with the same arguments
+/// after a kill to get the same database back.
+pub fn start_victoria_metrics(dir: &Path, port: u16) -> Proc {
+    let bin = find_binary("victoria-metrics", &["/usr/bin/victoria-metrics"]);
     let child = Command::new(bin)
-        .arg(format!("-storageDataPath={}", dir.path().display()))
+        .arg(format!("-storageDataPath={}", dir.display()))
         .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
         .arg("-loggerLevel=ERROR")
         .stdout(Stdio::null())
@@ -102,7 +128,7 @@ pub fn victoria_metrics() -> Proc {
     Proc {
         child,
         port,
-        _dir: dir,
+        _dir: None,
     }
 }
 
@@ -176,13 +202,17 @@ pub async fn vm_count(port: u16, metric: &str) -> std::collections::BTreeMap<Str
         .text()
         .await
         .unwrap();
-    let mut out = std::collections::BTreeMap::new();
+    // Distinct (series, timestamp) pairs: a point written twice counts once.
+    let mut seen = std::collections::BTreeMap::<String, std::collections::BTreeSet<i64>>::new();
     for line in body.lines().filter(|l| !l.trim().is_empty()) {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         let station = v["metric"]["station"].as_str().unwrap_or("?").to_owned();
-        *out.entry(station).or_default() += v["timestamps"].as_array().map_or(0, |a| a.len());
+        let ts = v["timestamps"].as_array().cloned().unwrap_or_default();
+        seen.entry(station)
+            .or_default()
+            .extend(ts.iter().filter_map(|t| t.as_i64()));
     }
-    out
+    seen.into_iter().map(|(k, v)| (k, v.len())).collect()
 }
 
 /// Polls VictoriaMetrics until `metric` holds `expected` samples in total (new series take
