@@ -199,6 +199,7 @@ impl Writer {
                     spool_points = depth.points,
                     spool_bytes = depth.bytes,
                     oldest_age_s = age_s(self.stats.spool_oldest_ts_ms.load(Ordering::Relaxed)),
+                    last_write_ms = Stats::get(&self.stats.store_write_us) / 1000,
                     retries = Stats::get(&self.stats.store_retries),
                     dead_letters = Stats::get(&self.stats.dead_letters),
                     "Storage backlog."
