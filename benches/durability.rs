@@ -163,7 +163,7 @@ async fn part3(port: u16) {
     for ack_after_spool in [false, true] {
         let dir = tempfile::tempdir().unwrap();
         let mut text = format!(
-            "[engine]\ndata_dir = {:?}\ntick_s = 5\n[mqtt]\nport = {port}\nclient_id = \"bench-{ack_after_spool}-{}\"\nack_after_spool = {ack_after_spool}\n",
+            "[engine]\ndata_dir = {:?}\ntick_s = 5\n[api]\nlisten = \"\"\n[mqtt]\nport = {port}\nclient_id = \"bench-{ack_after_spool}-{}\"\nack_after_spool = {ack_after_spool}\n",
             dir.path().display().to_string(),
             std::process::id()
         );

@@ -34,6 +34,8 @@ struct Raw {
     #[serde(default)]
     weather: RawWeather,
     #[serde(default)]
+    api: RawApi,
+    #[serde(default)]
     defaults: RawControl,
     #[serde(default, rename = "station")]
     stations: Vec<RawStation>,
@@ -136,6 +138,66 @@ struct RawInflux {
 
 fn default_timeout_s() -> f64 {
     10.0
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawApi {
+    /// `host:port`; empty disables the API.
+    listen: String,
+    #[serde(rename = "token")]
+    tokens: Vec<RawToken>,
+}
+
+impl Default for RawApi {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            tokens: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    name: String,
+    role: Role,
+    token_env: Option<String>,
+    token_sha256: Option<String>,
+}
+
+/// What an API token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read only.
+    Viewer,
+    /// Read and change setpoints and modes.
+    Operator,
+}
+
+/// One operator's token, kept only as its SHA-256.
+#[derive(Clone)]
+pub struct ApiToken {
+    pub name: String,
+    pub role: Role,
+    pub sha256: [u8; 32],
+}
+
+impl std::fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiToken")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub listen: Option<std::net::SocketAddr>,
+    pub tokens: Vec<ApiToken>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -260,6 +322,7 @@ pub struct Config {
     pub decode: crate::decode::DecodeLimits,
     pub mqtt: MqttConfig,
     pub storage: StorageConfig,
+    pub api: ApiConfig,
     pub default_outdoor_c: f64,
     pub weather_max_age_ms: i64,
     pub stations: Vec<StationConfig>,
@@ -400,6 +463,67 @@ impl Config {
             })
         });
 
+        let api = {
+            let a = &raw.api;
+            let listen = if a.listen.is_empty() {
+                None
+            } else {
+                a.listen
+                    .parse()
+                    .map_err(|e| v.push(format!("api.listen: {:?}: {e}", a.listen)))
+                    .ok()
+            };
+            let mut tokens = Vec::new();
+            let mut names = HashSet::new();
+            for (i, t) in a.tokens.iter().enumerate() {
+                let place = format!("api.token[{i}] {:?}", t.name);
+                v.check(
+                    !t.name.is_empty(),
+                    format!("{place}.name: must not be empty"),
+                );
+                v.check(
+                    names.insert(t.name.clone()),
+                    format!("{place}.name: duplicate token name"),
+                );
+                let hash = match (&t.token_env, &t.token_sha256) {
+                    (Some(var), None) => match env(var) {
+                        Some(tok) if tok.len() >= 16 => Some(crate::api::sha256(tok.as_bytes())),
+                        Some(_) => {
+                            v.push(format!("{place}.token_env: the token in {var} must be at least 16 characters"));
+                            None
+                        }
+                        None => {
+                            v.push(format!(
+                                "{place}.token_env: environment variable {var} is not set"
+                            ));
+                            None
+                        }
+                    },
+                    (None, Some(hex)) => match crate::api::parse_sha256_hex(hex) {
+                        Some(h) => Some(h),
+                        None => {
+                            v.push(format!("{place}.token_sha256: must be 64 hex characters"));
+                            None
+                        }
+                    },
+                    _ => {
+                        v.push(format!(
+                            "{place}: give exactly one of token_env and token_sha256"
+                        ));
+                        None
+                    }
+                };
+                if let Some(sha256) = hash {
+                    tokens.push(ApiToken {
+                        name: t.name.clone(),
+                        role: t.role,
+                        sha256,
+                    });
+                }
+            }
+            ApiConfig { listen, tokens }
+        };
+
         let w = &raw.weather;
         v.check(
             (-50.0..=50.0).contains(&w.default_outdoor_temp_c),
@@ -487,6 +611,7 @@ impl Config {
                 fsync: fsync.unwrap_or(FsyncPolicy::Never),
                 influxdb,
             },
+            api,
             default_outdoor_c: w.default_outdoor_temp_c,
             weather_max_age_ms: (w.max_age_s * 1000.0) as i64,
             stations,
@@ -669,7 +794,11 @@ mod tests {
 
     #[test]
     fn the_shipped_example_is_valid() {
-        let env = |k: &str| (k == "HEATGRID_INFLUX_TOKEN").then(|| "t".to_owned());
+        let env = |k: &str| match k {
+            "HEATGRID_INFLUX_TOKEN" => Some("t".to_owned()),
+            "HEATGRID_TOKEN_CONTROL_ROOM" => Some("a-long-enough-operator-token".to_owned()),
+            _ => None,
+        };
         let c = Config::parse(EXAMPLE, &env).unwrap_or_else(|e| panic!("{e:#?}"));
         assert!(!c.stations.is_empty());
     }

@@ -110,12 +110,17 @@ dynamic_filters = true
     Ok(BrokerPorts { v311: v4, v5 })
 }
 
-/// The engine configuration of the demo: `n` stations `st-001…`, local files, accelerated.
+/// The operator token of the demo's API (printed at start; the demo is loopback-only).
+pub const DEMO_TOKEN: &str = "heatgrid-demo-operator-token";
+
+/// The engine configuration of the demo: `n` stations `st-001…`, local files, accelerated,
+/// the operator API on `api_listen` with [`DEMO_TOKEN`].
 pub fn demo_config(
     n: usize,
     port: u16,
     speed: f64,
     data_dir: &std::path::Path,
+    api_listen: &str,
 ) -> anyhow::Result<Config> {
     let tick_s = 5.0 / speed; // 5 simulated seconds per tick
     let mut text = format!(
@@ -131,7 +136,17 @@ port = {port}
 client_id = "heatgrid-demo-engine"
 [storage]
 flush_interval_ms = 500
+[api]
+listen = "{api_listen}"
+[[api.token]]
+name = "demo"
+role = "operator"
+token_sha256 = "{token_hash}"
 "#,
+        token_hash = crate::api::sha256(DEMO_TOKEN.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
         dir = data_dir.display().to_string(),
         stale = (30.0 / speed).max(2.0),
     );
@@ -152,7 +167,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "--speed must be within 0..1000"
     );
     let port = start_embedded_broker()?.v311;
-    let cfg = demo_config(args.stations, port, args.speed, &args.data_dir)?;
+    // The CLI's default address if it is free, else any free port.
+    let api_listen = if TcpListener::bind("127.0.0.1:8080").is_ok() {
+        "127.0.0.1:8080"
+    } else {
+        "127.0.0.1:0"
+    };
+    let cfg = demo_config(args.stations, port, args.speed, &args.data_dir, api_listen)?;
     let engine = engine::start(cfg).await?;
     let sim = heatgrid_sim::spawn(heatgrid_sim::SimConfig {
         port,
@@ -169,6 +190,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         args.speed,
         args.data_dir.join("lp").display()
     );
+    if let Some(addr) = engine.api_addr() {
+        eprintln!(
+            "operator API: HEATGRID_API=http://{addr} HEATGRID_TOKEN={DEMO_TOKEN} heatgrid stations   (also: status, station st-001, set, mode)"
+        );
+    }
 
     let started = Instant::now();
     let tty = std::io::stdout().is_terminal();

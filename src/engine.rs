@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
@@ -40,6 +40,66 @@ pub struct StationStatus {
     pub outputs: Option<Outputs>,
     /// Last command seq sent (0: none yet).
     pub seq: u64,
+    pub supply_offset_k: f64,
+    /// Operator's fixed supply setpoint and its expiry (Unix ms).
+    pub fixed_supply: Option<(f64, Option<i64>)>,
+}
+
+/// An operator's change to one station, checked against the station's hard safety limits.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Change {
+    /// Offset added to the heating curve (K), and/or a fixed supply setpoint (°C) with an
+    /// optional expiry; `clear_fixed` returns to the curve.
+    Supply {
+        #[serde(default)]
+        offset_k: Option<f64>,
+        #[serde(default)]
+        fixed_c: Option<f64>,
+        #[serde(default)]
+        expires_in_s: Option<f64>,
+        #[serde(default)]
+        clear_fixed: bool,
+    },
+    /// Mode change; `manual` needs `valve_pct` and `pump_pct`.
+    Mode {
+        mode: Mode,
+        #[serde(default)]
+        valve_pct: Option<f64>,
+        #[serde(default)]
+        pump_pct: Option<f64>,
+    },
+}
+
+/// Why a change was refused; nothing changed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ChangeError {
+    #[error("unknown station {0:?}")]
+    UnknownStation(String),
+    #[error("refused by safety limit: {0}")]
+    Limit(String),
+    #[error("invalid change: {0}")]
+    Invalid(String),
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+}
+
+/// What an applied change did (also the audit record's before → after).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Applied {
+    pub station: String,
+    pub action: String,
+    pub before: String,
+    pub after: String,
+}
+
+/// A change on its way to the control task, with the operator's name and the reply slot.
+#[derive(Debug)]
+pub struct ChangeRequest {
+    pub station: String,
+    pub change: Change,
+    pub user: String,
+    pub reply: tokio::sync::oneshot::Sender<Result<Applied, ChangeError>>,
 }
 
 /// A running engine.
@@ -57,6 +117,8 @@ pub struct EngineHandle {
     stop_writer: watch::Sender<bool>,
     fsync: Option<JoinHandle<()>>,
     spool: Arc<Spool>,
+    changes: mpsc::Sender<ChangeRequest>,
+    api: Option<(std::net::SocketAddr, JoinHandle<()>)>,
 }
 
 /// Current wall-clock time in Unix milliseconds.
@@ -172,6 +234,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
 
     let (status_tx, status) = watch::channel(Arc::new(Vec::new()));
     let (stop_control, stop_control_rx) = watch::channel(false);
+    // Operator changes: bounded; a full queue makes the API answer 503 rather than wait.
+    let (changes, changes_rx) = mpsc::channel(64);
+    let audit = crate::audit::Audit::open(&cfg.data_dir.join("audit.log"))
+        .with_context(|| format!("cannot open {}", cfg.data_dir.join("audit.log").display()))?;
     let control = Control {
         stations: slots
             .into_iter()
@@ -194,8 +260,27 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
         default_outdoor_c: cfg.default_outdoor_c,
         weather_max_age_ms: cfg.weather_max_age_ms,
         status_tx,
+        audit,
     };
-    let control = tokio::spawn(control.run(cfg.tick, stop_control_rx));
+    let control = tokio::spawn(control.run(cfg.tick, stop_control_rx, changes_rx));
+    let api = match cfg.api.listen {
+        Some(addr) => {
+            let state = crate::api::ApiState {
+                status: status.clone(),
+                stats: stats.clone(),
+                spool: spool.clone(),
+                changes: changes.clone(),
+                tokens: Arc::new(cfg.api.tokens.clone()),
+                stations: Arc::new(cfg.stations.clone()),
+            };
+            let (bound, task) = crate::api::serve(addr, state, stop_control.subscribe())
+                .await
+                .with_context(|| format!("cannot listen on api.listen {addr}"))?;
+            info!(addr = %bound, tokens = cfg.api.tokens.len(), "Operator API listening.");
+            Some((bound, task))
+        }
+        None => None,
+    };
     info!(stations = cfg.stations.len(), broker = %format!("{}:{}", cfg.mqtt.host, cfg.mqtt.port),
         tick_ms = cfg.tick.as_millis() as u64, "Engine started.");
     Ok(EngineHandle {
@@ -211,6 +296,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
         stop_writer,
         fsync,
         spool,
+        changes,
+        api,
     })
 }
 
@@ -241,6 +328,21 @@ impl EngineHandle {
         &self.stats
     }
 
+    /// Where the operator API listens, if enabled.
+    pub fn api_addr(&self) -> Option<std::net::SocketAddr> {
+        self.api.as_ref().map(|(a, _)| *a)
+    }
+
+    /// Applies an operator change as `user` (what the API does for a request).
+    pub async fn apply(
+        &self,
+        station: &str,
+        change: Change,
+        user: &str,
+    ) -> Result<Applied, ChangeError> {
+        crate::api::send_change(&self.changes, station, change, user).await
+    }
+
     /// Points and bytes waiting in the spool now.
     pub fn spool_depth(&self) -> store::spool::Depth {
         self.spool.depth()
@@ -249,6 +351,9 @@ impl EngineHandle {
     /// Ordered shutdown: control, then MQTT (queued commands and presence go out), then storage.
     pub async fn shutdown(self) {
         let _ = self.stop_control.send(true);
+        if let Some((_, api)) = self.api {
+            let _ = api.await;
+        }
         if let Err(e) = self.control.await {
             error!(error = %e, "Control task failed.");
         }
@@ -302,18 +407,170 @@ struct Control {
     default_outdoor_c: f64,
     weather_max_age_ms: i64,
     status_tx: watch::Sender<Arc<Vec<StationStatus>>>,
+    audit: crate::audit::Audit,
 }
 
 impl Control {
-    async fn run(mut self, tick: Duration, mut stop: watch::Receiver<bool>) {
+    async fn run(
+        mut self,
+        tick: Duration,
+        mut stop: watch::Receiver<bool>,
+        mut changes: mpsc::Receiver<ChangeRequest>,
+    ) {
         let mut interval = tokio::time::interval(tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = interval.tick() => self.tick(now_ms()),
+                Some(req) = changes.recv() => {
+                    let result = self.apply(&req.station, &req.change, &req.user);
+                    let _ = req.reply.send(result);
+                }
                 _ = stop.wait_for(|s| *s) => return,
             }
         }
+    }
+
+    /// Applies one operator change within the station's hard limits, audits it, and returns
+    /// what changed. The next tick's command carries it to the station.
+    fn apply(
+        &mut self,
+        station: &str,
+        change: &Change,
+        user: &str,
+    ) -> Result<Applied, ChangeError> {
+        let (cfg, _, ctrl) = self
+            .stations
+            .iter_mut()
+            .find(|(c, _, _)| c.id.as_str() == station)
+            .ok_or_else(|| ChangeError::UnknownStation(station.to_owned()))?;
+        let p = ctrl.params().clone();
+        let finite = |name: &str, x: Option<f64>| match x {
+            Some(v) if !v.is_finite() => Err(ChangeError::Invalid(format!(
+                "{name} must be a finite number"
+            ))),
+            _ => Ok(()),
+        };
+        let (action, before, after) = match change {
+            Change::Supply {
+                offset_k,
+                fixed_c,
+                expires_in_s,
+                clear_fixed,
+            } => {
+                finite("offset_k", *offset_k)?;
+                finite("fixed_c", *fixed_c)?;
+                finite("expires_in_s", *expires_in_s)?;
+                if offset_k.is_none() && fixed_c.is_none() && !clear_fixed {
+                    return Err(ChangeError::Invalid(
+                        "give offset_k, fixed_c or clear_fixed".into(),
+                    ));
+                }
+                if let Some(k) = offset_k {
+                    if k.abs() > MAX_OFFSET_K {
+                        return Err(ChangeError::Limit(format!(
+                            "supply offset {k} K is outside ±{MAX_OFFSET_K} K"
+                        )));
+                    }
+                }
+                if let Some(c) = fixed_c {
+                    if *c < p.supply_min_c || *c > p.supply_max_c {
+                        return Err(ChangeError::Limit(format!(
+                            "supply setpoint {c} °C is outside supply_min_c..supply_max_c = {}..{} °C",
+                            p.supply_min_c, p.supply_max_c
+                        )));
+                    }
+                }
+                if expires_in_s.is_some_and(|e| e <= 0.0) {
+                    return Err(ChangeError::Invalid("expires_in_s must be positive".into()));
+                }
+                let describe = |c: &StationController| match c.fixed_supply() {
+                    Some((v, exp)) => format!(
+                        "offset {:+} K, fixed {v} °C{}",
+                        c.supply_offset_k(),
+                        exp.map(|e| format!(" until {e}")).unwrap_or_default()
+                    ),
+                    None => format!("offset {:+} K, curve", c.supply_offset_k()),
+                };
+                let before = describe(ctrl);
+                if let Some(k) = offset_k {
+                    ctrl.set_supply_offset_k(*k);
+                }
+                if *clear_fixed {
+                    ctrl.set_fixed_supply(None);
+                }
+                if let Some(c) = fixed_c {
+                    let exp = expires_in_s.map(|s| now_ms() + (s * 1000.0) as i64);
+                    ctrl.set_fixed_supply(Some((*c, exp)));
+                }
+                ("set_supply", before, describe(ctrl))
+            }
+            Change::Mode {
+                mode,
+                valve_pct,
+                pump_pct,
+            } => {
+                finite("valve_pct", *valve_pct)?;
+                finite("pump_pct", *pump_pct)?;
+                let manual = match (mode, valve_pct, pump_pct) {
+                    (Mode::Manual, Some(v), Some(pu)) => {
+                        if *v < p.valve.out_min || *v > p.valve.out_max {
+                            return Err(ChangeError::Limit(format!(
+                                "valve {v} % is outside valve_min_pct..valve_max_pct = {}..{} %",
+                                p.valve.out_min, p.valve.out_max
+                            )));
+                        }
+                        if *pu < p.pump.out_min || *pu > p.pump.out_max {
+                            return Err(ChangeError::Limit(format!(
+                                "pump {pu} % is outside pump_min_pct..pump_max_pct = {}..{} %",
+                                p.pump.out_min, p.pump.out_max
+                            )));
+                        }
+                        Some((*v, *pu))
+                    }
+                    (Mode::Manual, _, _) => {
+                        return Err(ChangeError::Invalid(
+                            "manual mode needs valve_pct and pump_pct".into(),
+                        ))
+                    }
+                    (_, None, None) => None,
+                    _ => {
+                        return Err(ChangeError::Invalid(
+                            "valve_pct/pump_pct only go with manual".into(),
+                        ))
+                    }
+                };
+                let before = ctrl.mode().as_str().to_owned();
+                ctrl.set_mode(*mode, manual);
+                let after = match manual {
+                    Some((v, pu)) => format!("manual (valve {v} %, pump {pu} %)"),
+                    None => mode.as_str().to_owned(),
+                };
+                ("set_mode", before, after)
+            }
+        };
+        let applied = Applied {
+            station: station.to_owned(),
+            action: action.to_owned(),
+            before,
+            after,
+        };
+        let now = now_ms();
+        self.audit.record(now, user, &applied);
+        let line = line_protocol::LineBuilder::new("operator_action")
+            .tag("station", cfg.id.as_str())
+            .tag("action", action)
+            .tag("user", user)
+            .string(
+                "detail",
+                &format!("{} -> {}", applied.before, applied.after),
+            )
+            .finish(now);
+        if let Some(line) = line {
+            self.store.submit(line);
+        }
+        info!(station, user, action, before = %applied.before, after = %applied.after, "Operator change applied.");
+        Ok(applied)
     }
 
     fn tick(&mut self, now: i64) {
@@ -360,6 +617,8 @@ impl Control {
                 reading,
                 outputs: ctrl.last_outputs().copied(),
                 seq: self.seqs.last(&cfg.id),
+                supply_offset_k: ctrl.supply_offset_k(),
+                fixed_supply: ctrl.fixed_supply(),
             });
         }
         // Numbers are on disk before any of them can reach a station.
@@ -388,6 +647,9 @@ impl Control {
         let _ = self.status_tx.send(Arc::new(status));
     }
 }
+
+/// Largest operator offset on the heating curve, K (the config allows the same).
+pub const MAX_OFFSET_K: f64 = 20.0;
 
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0

@@ -23,7 +23,10 @@
 //! * [`engine`]: wiring and ordered shutdown; [`config`]: TOML → validated [`config::Config`].
 //! * `demo` (feature `demo`): embedded broker + simulator + engine in one process.
 
+pub mod api;
+pub mod audit;
 pub mod backoff;
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod decode;

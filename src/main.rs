@@ -15,6 +15,8 @@ use heatgrid::config::{self, Config};
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
+    #[command(flatten)]
+    remote: heatgrid::cli::Remote,
 }
 
 #[derive(Subcommand, Debug)]
@@ -35,6 +37,9 @@ enum Cmd {
         /// Where to write it; refuses to overwrite an existing file.
         file: Option<PathBuf>,
     },
+    /// Operator verbs against a running engine (status, stations, station, set, mode).
+    #[command(flatten)]
+    Operator(heatgrid::cli::Verb),
     /// Zero-setup demonstration: embedded broker, simulated stations, engine, local storage.
     #[cfg(feature = "demo")]
     Demo(heatgrid::demo::DemoArgs),
@@ -59,6 +64,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Cmd::Operator(verb) => Ok(heatgrid::cli::run(cli.remote, verb)),
         Cmd::Check { config } => {
             let c = Config::load(&config)?;
             println!(

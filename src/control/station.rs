@@ -76,6 +76,8 @@ pub struct StationController {
     pump: Option<PiLoop>,
     stale: bool,
     last: Option<Outputs>,
+    /// An operator's fixed supply setpoint (°C) replacing the curve, until the optional expiry.
+    fixed: Option<(f64, Option<i64>)>,
 }
 
 impl StationController {
@@ -92,7 +94,34 @@ impl StationController {
             pump: None,
             stale: true,
             last: None,
+            fixed: None,
         }
+    }
+
+    /// The operator offset added to the curve, K.
+    pub fn supply_offset_k(&self) -> f64 {
+        self.params.supply_offset_k
+    }
+
+    /// Sets the operator offset. The caller checks it against the safety limits.
+    pub fn set_supply_offset_k(&mut self, k: f64) {
+        self.params.supply_offset_k = k;
+    }
+
+    /// The fixed supply setpoint and its expiry (Unix ms), if one is set.
+    pub fn fixed_supply(&self) -> Option<(f64, Option<i64>)> {
+        self.fixed
+    }
+
+    /// Fixes the supply setpoint (°C, clamped to the hard limits) until `expires_at_ms`, or
+    /// clears it with `None`. The ramp still applies, so the change is gradual.
+    pub fn set_fixed_supply(&mut self, fixed: Option<(f64, Option<i64>)>) {
+        self.fixed = fixed.map(|(c, exp)| {
+            (
+                c.clamp(self.params.supply_min_c, self.params.supply_max_c),
+                exp,
+            )
+        });
     }
 
     pub fn params(&self) -> &StationParams {
@@ -124,10 +153,14 @@ impl StationController {
         });
     }
 
-    /// The heating-curve target for `outdoor_c` including offset and return correction, clamped.
+    /// The target for `outdoor_c`: the operator's fixed setpoint, else the heating curve plus
+    /// offset; then the return correction; clamped to the hard limits.
     fn target_c(&self, outdoor_c: f64) -> f64 {
-        (self.params.curve.supply_c(outdoor_c) + self.params.supply_offset_k + self.return_corr_k)
-            .clamp(self.params.supply_min_c, self.params.supply_max_c)
+        let base = match self.fixed {
+            Some((c, _)) => c,
+            None => self.params.curve.supply_c(outdoor_c) + self.params.supply_offset_k,
+        };
+        (base + self.return_corr_k).clamp(self.params.supply_min_c, self.params.supply_max_c)
     }
 
     /// One tick at `now_ms` with the latest accepted reading and the outdoor temperature to use
@@ -147,6 +180,12 @@ impl StationController {
                 newly,
             };
         };
+        if self
+            .fixed
+            .is_some_and(|(_, exp)| exp.is_some_and(|e| now_ms >= e))
+        {
+            self.fixed = None; // expired: back to the curve (ramped)
+        }
         let p = &self.params;
         let dt_min = self.dt_s / 60.0;
         let outdoor_c = r.outdoor_temp_c.unwrap_or(fallback_outdoor_c);
@@ -425,6 +464,26 @@ pub(crate) mod tests {
             "{}",
             o.supply_setpoint_c
         );
+    }
+
+    #[test]
+    fn a_fixed_setpoint_is_clamped_ramped_and_expires() {
+        let mut c = StationController::new(params(), 60.0);
+        act(c.tick(Some(&reading(0, 53.8, 40.0)), 0.0, 0));
+        c.set_fixed_supply(Some((90.0, Some(600_000))));
+        assert_eq!(
+            c.fixed_supply(),
+            Some((75.0, Some(600_000))),
+            "clamped to supply_max_c"
+        );
+        let o = act(c.tick(Some(&reading(60_000, 53.8, 40.0)), 0.0, 60_000));
+        assert!(
+            (o.supply_setpoint_c - (53.8 + 2.0)).abs() < 0.2,
+            "ramped: {}",
+            o.supply_setpoint_c
+        );
+        act(c.tick(Some(&reading(600_000, 53.8, 40.0)), 0.0, 600_000));
+        assert_eq!(c.fixed_supply(), None, "expired");
     }
 
     #[test]

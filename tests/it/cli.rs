@@ -16,6 +16,10 @@ fn init_writes_an_example_that_check_accepts_and_refuses_to_overwrite() {
         .args(["check", "--config"])
         .arg(&file)
         .env("HEATGRID_INFLUX_TOKEN", "secret")
+        .env(
+            "HEATGRID_TOKEN_CONTROL_ROOM",
+            "a-long-enough-operator-token",
+        )
         .output()
         .unwrap();
     assert!(

@@ -30,7 +30,7 @@ fn config_text(
     let mut text = format!(
         "[engine]\ndata_dir = {:?}\ntick_s = {}\nstaleness_s = 2\ncommand_valid_for_s = 30\ntime_scale = {SPEED}\n\
          [mqtt]\nport = {mqtt_port}\nclient_id = \"engine-durability-{}\"\n\
-         [storage]\nflush_interval_ms = 200\n{extra_storage}\n\
+         [api]\nlisten = \"\"\n[storage]\nflush_interval_ms = 200\n{extra_storage}\n\
          [storage.influxdb]\nurl = \"http://127.0.0.1:{influx_port}\"\norg = \"o\"\nbucket = \"b\"\ntimeout_s = 2\n",
         data_dir.display().to_string(),
         5.0 / SPEED,

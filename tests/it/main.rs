@@ -6,5 +6,6 @@ mod cli;
 mod closed_loop;
 mod durability;
 mod fault_http;
+mod operator;
 mod peer;
 mod util;

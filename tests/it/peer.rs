@@ -24,7 +24,7 @@ async fn python_station_emulator_is_controlled_and_stored() {
          [mqtt]\nport = {}\nclient_id = \"engine-peer\"\n\
          [storage]\nflush_interval_ms = 200\n\
          [storage.influxdb]\nurl = \"http://127.0.0.1:{}\"\norg = \"o\"\nbucket = \"b\"\n\
-         [weather]\ndefault_outdoor_temp_c = -5.0\n\
+         [weather]\ndefault_outdoor_temp_c = -5.0\n[api]\nlisten = \"\"\n\
          [[station]]\nid = \"peer-01\"\nsetpoint_ramp_k_per_min = 30\nvalve_kp_pct_per_k = 3.0\nvalve_ti_s = 15\n",
         dir.path().display().to_string(),
         broker.port,

@@ -144,7 +144,7 @@ pub fn engine_config(
     let mut text = format!(
         "[engine]\ndata_dir = {:?}\ntick_s = {}\nstaleness_s = {}\ncommand_valid_for_s = 30\ntime_scale = {speed}\n\
          [mqtt]\nport = {mqtt_port}\nversion = {version:?}\nclient_id = \"engine-{}\"\n\
-         [storage]\nflush_interval_ms = 200\n",
+         [storage]\nflush_interval_ms = 200\n[api]\nlisten = \"\"\n",
         data_dir.display().to_string(),
         5.0 / speed,
         (30.0 / speed).max(2.0),

@@ -1,0 +1,368 @@
+//! The operators' HTTP API (JSON, versioned under `/api/v1`), served with axum.
+//!
+//! Sits beside the engine: reads the per-station status the control task publishes after every
+//! tick and the engine counters; sends changes to the control task over a bounded channel and
+//! waits for its verdict (applied, or refused with the limit named). Every request needs a
+//! bearer token from `[[api.token]]`; tokens are kept only as SHA-256 and compared in constant
+//! time. `viewer` tokens read; `operator` tokens also change. Documented in `docs/api.md`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::{ApiToken, Role, StationConfig};
+use crate::engine::{now_ms, Applied, Change, ChangeError, ChangeRequest, StationStatus};
+use crate::model::Mode;
+use crate::stats::Stats;
+use crate::store::spool::Spool;
+
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+pub fn parse_sha256_hex(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.trim();
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    pub status: watch::Receiver<Arc<Vec<StationStatus>>>,
+    pub stats: Arc<Stats>,
+    pub spool: Arc<Spool>,
+    pub changes: mpsc::Sender<ChangeRequest>,
+    pub tokens: Arc<Vec<ApiToken>>,
+    pub stations: Arc<Vec<StationConfig>>,
+}
+
+/// Binds `addr` and serves until `stop` turns true. Returns the bound address (port 0 works).
+pub async fn serve(
+    addr: SocketAddr,
+    state: ApiState,
+    mut stop: watch::Receiver<bool>,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let app = Router::new()
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/stations", get(stations))
+        .route("/api/v1/stations/{id}", get(station))
+        .route("/api/v1/stations/{id}/supply", post(set_supply))
+        .route("/api/v1/stations/{id}/mode", post(set_mode))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "Operator API stopped.");
+        }
+    });
+    Ok((bound, task))
+}
+
+/// Sends a change to the control task and waits for its verdict.
+pub async fn send_change(
+    changes: &mpsc::Sender<ChangeRequest>,
+    station: &str,
+    change: Change,
+    user: &str,
+) -> Result<Applied, ChangeError> {
+    let (reply, rx) = oneshot::channel();
+    changes
+        .try_send(ChangeRequest {
+            station: station.to_owned(),
+            change,
+            user: user.to_owned(),
+            reply,
+        })
+        .map_err(|_| ChangeError::ShuttingDown)?;
+    rx.await.map_err(|_| ChangeError::ShuttingDown)?
+}
+
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+fn authorize(state: &ApiState, headers: &HeaderMap, need: Role) -> Result<String, ApiError> {
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError(
+                StatusCode::UNAUTHORIZED,
+                "missing bearer token (Authorization: Bearer …)".into(),
+            )
+        })?;
+    let hash = sha256(presented.trim().as_bytes());
+    // Constant-time comparison against every token, so timing says nothing about which matched.
+    let mut found: Option<&ApiToken> = None;
+    for t in state.tokens.iter() {
+        let diff = t
+            .sha256
+            .iter()
+            .zip(hash.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        if diff == 0 {
+            found = Some(t);
+        }
+    }
+    let token = found.ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "unknown token".into()))?;
+    if need == Role::Operator && token.role != Role::Operator {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            format!(
+                "token {:?} is a viewer; changes need an operator token",
+                token.name
+            ),
+        ));
+    }
+    Ok(token.name.clone())
+}
+
+fn row(s: &StationStatus, now: i64) -> Value {
+    let r = s.reading.as_ref();
+    let o = s.outputs.as_ref();
+    json!({
+        "id": s.id.as_str(),
+        "mode": s.mode.as_str(),
+        "stale": s.stale,
+        "age_s": r.map(|r| (now - r.ts_ms) as f64 / 1000.0),
+        "supply_temp_c": r.map(|r| r.supply_temp_c),
+        "supply_setpoint_c": o.map(|o| o.supply_setpoint_c),
+        "return_temp_c": r.map(|r| r.return_temp_c),
+        "delta_t_k": r.map(|r| r.delta_t_k()),
+        "flow_m3h": r.map(|r| r.flow_m3h),
+        "flow_setpoint_m3h": o.map(|o| o.flow_setpoint_m3h),
+        "valve_pct": o.map(|o| o.valve_pct),
+        "pump_pct": o.map(|o| o.pump_pct),
+        "heat_kw": r.map(|r| r.heat_kw()),
+        "outdoor_temp_c": o.map(|o| o.outdoor_c),
+        "indoor_temp_c": r.and_then(|r| r.indoor_temp_c),
+        "seq": s.seq,
+    })
+}
+
+async fn status(State(st): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authorize(&st, &headers, Role::Viewer)?;
+    let all = st.status.borrow().clone();
+    let count = |f: &dyn Fn(&StationStatus) -> bool| all.iter().filter(|s| f(s)).count();
+    let g = |c: &std::sync::atomic::AtomicU64| Stats::get(c);
+    let depth = st.spool.depth();
+    let reasons = st
+        .stats
+        .rejects_by_reason
+        .lock()
+        .map(|m| m.clone())
+        .unwrap_or_default();
+    let oldest = g(&st.stats.spool_oldest_ts_ms);
+    Ok(Json(json!({
+        "stations": {
+            "total": all.len(),
+            "online": count(&|s| !s.stale),
+            "stale": count(&|s| s.stale),
+            "manual": count(&|s| s.mode == Mode::Manual),
+            "hold": count(&|s| s.mode == Mode::Hold),
+        },
+        "ingest": {
+            "messages_in": g(&st.stats.messages_in),
+            "readings_accepted": g(&st.stats.readings_accepted),
+            "readings_rejected": g(&st.stats.readings_rejected),
+            "rejects_by_reason": reasons,
+        },
+        "commands": { "sent": g(&st.stats.commands_sent), "failed": g(&st.stats.commands_failed) },
+        "storage": {
+            "spool_points": depth.points,
+            "spool_bytes": depth.bytes,
+            "oldest_point_age_s": if depth.points > 0 && oldest > 0 { Some((now_ms() - oldest as i64) / 1000) } else { None },
+            "written": g(&st.stats.store_written),
+            "write_errors": g(&st.stats.store_write_errors),
+            "dead_letters": g(&st.stats.dead_letters),
+            "refused": g(&st.stats.spool_refused),
+        },
+    })))
+}
+
+async fn stations(State(st): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authorize(&st, &headers, Role::Viewer)?;
+    let now = now_ms();
+    let rows: Vec<Value> = st.status.borrow().iter().map(|s| row(s, now)).collect();
+    Ok(Json(json!({ "stations": rows })))
+}
+
+async fn station(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&st, &headers, Role::Viewer)?;
+    let all = st.status.borrow().clone();
+    let s = all
+        .iter()
+        .find(|s| s.id.as_str() == id)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("unknown station {id:?}")))?;
+    let cfg = st.stations.iter().find(|c| c.id.as_str() == id);
+    let mut v = row(s, now_ms());
+    let o = s.outputs.as_ref();
+    let term = |t: Option<crate::control::pi::PiStep>| {
+        t.map(|t| json!({ "p": t.p, "i": t.i, "output": t.output, "anti_windup": t.anti_windup }))
+    };
+    v["reading"] = s.reading.as_ref().map_or(Value::Null, |r| {
+        let mut m = json!({
+            "ts": r.ts_ms, "supply_temp_c": r.supply_temp_c, "return_temp_c": r.return_temp_c,
+            "flow_m3h": r.flow_m3h, "heated_area_m2": r.heated_area_m2, "outdoor_temp_c": r.outdoor_temp_c,
+            "indoor_temp_c": r.indoor_temp_c, "valve_pct": r.valve_pct, "pump_pct": r.pump_pct,
+        });
+        for (k, x) in &r.extra {
+            m[k] = json!(x);
+        }
+        m
+    });
+    v["controller"] = json!({
+        "supply_offset_k": s.supply_offset_k,
+        "fixed_supply_c": s.fixed_supply.map(|f| f.0),
+        "fixed_until_ms": s.fixed_supply.and_then(|f| f.1),
+        "return_correction_k": o.map(|o| o.return_correction_k),
+        "valve_loop": term(o.map(|o| o.valve_terms)),
+        "pump_loop": term(o.map(|o| o.pump_terms)),
+    });
+    if let Some(c) = cfg {
+        let p = &c.params;
+        v["tags"] = json!(c.tags);
+        v["limits"] = json!({
+            "supply_min_c": p.supply_min_c, "supply_max_c": p.supply_max_c,
+            "supply_offset_max_k": crate::engine::MAX_OFFSET_K,
+            "valve_min_pct": p.valve.out_min, "valve_max_pct": p.valve.out_max,
+            "pump_min_pct": p.pump.out_min, "pump_max_pct": p.pump.out_max,
+        });
+    }
+    Ok(Json(v))
+}
+
+async fn apply(
+    st: &ApiState,
+    headers: &HeaderMap,
+    id: &str,
+    change: Change,
+) -> Result<Json<Value>, ApiError> {
+    let user = authorize(st, headers, Role::Operator)?;
+    match send_change(&st.changes, id, change, &user).await {
+        Ok(applied) => Ok(Json(json!({ "applied": applied }))),
+        Err(e) => {
+            let code = match e {
+                ChangeError::UnknownStation(_) => StatusCode::NOT_FOUND,
+                ChangeError::Limit(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                ChangeError::Invalid(_) => StatusCode::BAD_REQUEST,
+                ChangeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            Err(ApiError(code, e.to_string()))
+        }
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SupplyBody {
+    offset_k: Option<f64>,
+    fixed_c: Option<f64>,
+    expires_in_s: Option<f64>,
+    #[serde(default)]
+    clear_fixed: bool,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModeBody {
+    mode: Mode,
+    valve_pct: Option<f64>,
+    pump_pct: Option<f64>,
+}
+
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+}
+
+async fn set_supply(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    raw: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&st, &headers, Role::Operator)?;
+    let b: SupplyBody = body(&raw)?;
+    apply(
+        &st,
+        &headers,
+        &id,
+        Change::Supply {
+            offset_k: b.offset_k,
+            fixed_c: b.fixed_c,
+            expires_in_s: b.expires_in_s,
+            clear_fixed: b.clear_fixed,
+        },
+    )
+    .await
+}
+
+async fn set_mode(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    raw: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&st, &headers, Role::Operator)?;
+    let b: ModeBody = body(&raw)?;
+    apply(
+        &st,
+        &headers,
+        &id,
+        Change::Mode {
+            mode: b.mode,
+            valve_pct: b.valve_pct,
+            pump_pct: b.pump_pct,
+        },
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_hex_round_trip() {
+        let h = sha256(b"abc");
+        let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(parse_sha256_hex(&hex), Some(h));
+        assert_eq!(parse_sha256_hex("zz"), None);
+    }
+}

@@ -1,0 +1,360 @@
+//! The operator verbs of the `heatgrid` binary: clients of a running engine's HTTP API.
+//!
+//! `status`, `stations`, `station ID` read (`--json` prints the API's JSON unchanged);
+//! `set ID …` and `mode ID …` change. The engine address and token come from flags or
+//! `HEATGRID_API` / `HEATGRID_TOKEN`. Errors are one line on stderr; exit codes: 3 engine
+//! unreachable, 4 refused by the engine (token, unknown station, safety limit), 2 other.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use comfy_table::{presets, CellAlignment, Table};
+use serde_json::Value;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Remote {
+    /// Base URL of the engine's API.
+    #[arg(
+        long,
+        env = "HEATGRID_API",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub api: String,
+    /// Bearer token (never shown in logs).
+    #[arg(long, env = "HEATGRID_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+}
+
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum Verb {
+    /// Engine health: stations online/stale/manual, ingest, commands, storage backlog.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One row per station.
+    Stations {
+        #[arg(long)]
+        json: bool,
+        /// Sort by: id, error (|supply − setpoint|, largest first), age, heat.
+        #[arg(long, default_value = "id")]
+        sort: String,
+        /// Only stations that are stale or not in auto.
+        #[arg(long)]
+        attention: bool,
+    },
+    /// Everything about one station.
+    Station {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a station's supply target within its safety limits.
+    Set {
+        id: String,
+        /// Offset on the heating curve, K.
+        #[arg(long, allow_hyphen_values = true)]
+        offset: Option<f64>,
+        /// Fixed supply setpoint, °C (replaces the curve).
+        #[arg(long)]
+        fixed: Option<f64>,
+        /// With --fixed: back to the curve after this many seconds.
+        #[arg(long)]
+        expires_in: Option<f64>,
+        /// Remove a fixed setpoint (back to the curve).
+        #[arg(long)]
+        clear: bool,
+    },
+    /// Change a station's mode; manual needs --valve and --pump.
+    Mode {
+        id: String,
+        #[arg(value_parser = ["auto", "manual", "hold"])]
+        mode: String,
+        #[arg(long)]
+        valve: Option<f64>,
+        #[arg(long)]
+        pump: Option<f64>,
+    },
+}
+
+struct Failure(u8, String);
+
+pub fn run(remote: Remote, verb: Verb) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("heatgrid: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(execute(&remote, verb)) {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(Failure(code, msg)) => {
+            eprintln!("heatgrid: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn call(
+    remote: &Remote,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value, Failure> {
+    let base = remote.api.trim_end_matches('/');
+    let url = format!("{base}{path}");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| Failure(2, e.to_string()))?;
+    let mut req = http.request(method, &url);
+    if let Some(t) = &remote.token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.map_err(|e| {
+        Failure(
+            3,
+            format!("engine unreachable at {base}: {}", root_cause(&e)),
+        )
+    })?;
+    let status = resp.status();
+    let v: Value = resp.json().await.unwrap_or(Value::Null);
+    if status.is_success() {
+        return Ok(v);
+    }
+    let msg = v["error"].as_str().unwrap_or("no detail").to_owned();
+    Err(Failure(
+        if status.is_client_error() { 4 } else { 2 },
+        match status.as_u16() {
+            401 => format!("unauthorized: {msg} (set --token or HEATGRID_TOKEN)"),
+            403 => format!("forbidden: {msg}"),
+            _ => msg,
+        },
+    ))
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+fn f(v: &Value, decimals: usize) -> String {
+    v.as_f64()
+        .map(|x| format!("{x:.decimals$}"))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING).set_header(header.to_vec());
+    for i in 1..header.len() {
+        if let Some(c) = t.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    t
+}
+
+async fn execute(remote: &Remote, verb: Verb) -> Result<String, Failure> {
+    use reqwest::Method;
+    let pretty = |v: &Value| serde_json::to_string_pretty(v).unwrap_or_default() + "\n";
+    match verb {
+        Verb::Status { json } => {
+            let v = call(remote, Method::GET, "/api/v1/status", None).await?;
+            if json {
+                return Ok(pretty(&v));
+            }
+            let s = &v["stations"];
+            let st = &v["storage"];
+            Ok(format!(
+                "stations  {} total, {} online, {} stale, {} manual, {} hold\n\
+                 ingest    {} readings accepted, {} rejected\n\
+                 commands  {} sent, {} failed\n\
+                 storage   {} points written, backlog {} points ({} bytes), {} dead letters, {} refused\n",
+                s["total"], s["online"], s["stale"], s["manual"], s["hold"],
+                v["ingest"]["readings_accepted"], v["ingest"]["readings_rejected"],
+                v["commands"]["sent"], v["commands"]["failed"],
+                st["written"], st["spool_points"], st["spool_bytes"], st["dead_letters"], st["refused"],
+            ))
+        }
+        Verb::Stations {
+            json,
+            sort,
+            attention,
+        } => {
+            let v = call(remote, Method::GET, "/api/v1/stations", None).await?;
+            if json {
+                return Ok(pretty(&v));
+            }
+            let mut rows: Vec<Value> = v["stations"].as_array().cloned().unwrap_or_default();
+            if attention {
+                rows.retain(|r| r["stale"] == true || r["mode"] != "auto");
+            }
+            let err =
+                |r: &Value| match (r["supply_temp_c"].as_f64(), r["supply_setpoint_c"].as_f64()) {
+                    (Some(a), Some(b)) => (a - b).abs(),
+                    _ => f64::INFINITY,
+                };
+            let key = |r: &Value, k: &str| r[k].as_f64().unwrap_or(f64::INFINITY);
+            match sort.as_str() {
+                "id" => {}
+                "error" => rows.sort_by(|a, b| err(b).total_cmp(&err(a))),
+                "age" => rows.sort_by(|a, b| key(b, "age_s").total_cmp(&key(a, "age_s"))),
+                "heat" => rows.sort_by(|a, b| key(b, "heat_kw").total_cmp(&key(a, "heat_kw"))),
+                other => {
+                    return Err(Failure(
+                        2,
+                        format!("--sort {other:?}: use id, error, age or heat"),
+                    ))
+                }
+            }
+            let mut t = table(&[
+                "station", "supply", "setpt", "return", "flow", "valve", "pump", "age s", "state",
+            ]);
+            for r in &rows {
+                let state = if r["stale"] == true {
+                    "STALE".to_owned()
+                } else {
+                    r["mode"].as_str().unwrap_or("-").to_owned()
+                };
+                t.add_row(vec![
+                    r["id"].as_str().unwrap_or("?").to_owned(),
+                    f(&r["supply_temp_c"], 1),
+                    f(&r["supply_setpoint_c"], 1),
+                    f(&r["return_temp_c"], 1),
+                    f(&r["flow_m3h"], 0),
+                    f(&r["valve_pct"], 1),
+                    f(&r["pump_pct"], 1),
+                    f(&r["age_s"], 0),
+                    state,
+                ]);
+            }
+            Ok(format!("{t}\n"))
+        }
+        Verb::Station { id, json } => {
+            let v = call(remote, Method::GET, &format!("/api/v1/stations/{id}"), None).await?;
+            if json {
+                return Ok(pretty(&v));
+            }
+            let c = &v["controller"];
+            let l = &v["limits"];
+            let lp = |k: &str| &c[k];
+            let aw = |k: &str| {
+                if lp(k)["anti_windup"] == true {
+                    ", anti-windup"
+                } else {
+                    ""
+                }
+            };
+            Ok(format!(
+                "station   {}  mode {}{}  seq {}\n\
+                 supply    {} °C, setpoint {} °C\n\
+                 target    offset {} K, fixed {}, return correction {} K\n\
+                 return    {} °C, ΔT {} K, heat {} kW\n\
+                 flow      {} m³/h, setpoint {} m³/h\n\
+                 valve     {} % (P {}, I {}{})\n\
+                 pump      {} % (P {}, I {}{})\n\
+                 outdoor   {} °C, indoor {} °C, reading age {} s\n\
+                 limits    supply {}..{} °C, offset ±{} K, valve {}..{} %, pump {}..{} %\n",
+                v["id"].as_str().unwrap_or("?"),
+                v["mode"].as_str().unwrap_or("-"),
+                if v["stale"] == true { " STALE" } else { "" },
+                v["seq"],
+                f(&v["supply_temp_c"], 2),
+                f(&v["supply_setpoint_c"], 2),
+                f(&c["supply_offset_k"], 1),
+                c["fixed_supply_c"]
+                    .as_f64()
+                    .map(|x| format!("{x} °C"))
+                    .unwrap_or_else(|| "no".into()),
+                f(&c["return_correction_k"], 2),
+                f(&v["return_temp_c"], 2),
+                f(&v["delta_t_k"], 2),
+                f(&v["heat_kw"], 0),
+                f(&v["flow_m3h"], 1),
+                f(&v["flow_setpoint_m3h"], 1),
+                f(&v["valve_pct"], 1),
+                f(&lp("valve_loop")["p"], 2),
+                f(&lp("valve_loop")["i"], 2),
+                aw("valve_loop"),
+                f(&v["pump_pct"], 1),
+                f(&lp("pump_loop")["p"], 2),
+                f(&lp("pump_loop")["i"], 2),
+                aw("pump_loop"),
+                f(&v["outdoor_temp_c"], 1),
+                f(&v["indoor_temp_c"], 1),
+                f(&v["age_s"], 1),
+                f(&l["supply_min_c"], 0),
+                f(&l["supply_max_c"], 0),
+                f(&l["supply_offset_max_k"], 0),
+                f(&l["valve_min_pct"], 0),
+                f(&l["valve_max_pct"], 0),
+                f(&l["pump_min_pct"], 0),
+                f(&l["pump_max_pct"], 0),
+            ))
+        }
+        Verb::Set {
+            id,
+            offset,
+            fixed,
+            expires_in,
+            clear,
+        } => {
+            if offset.is_none() && fixed.is_none() && !clear {
+                return Err(Failure(
+                    2,
+                    "set needs --offset K, --fixed C or --clear".into(),
+                ));
+            }
+            let body = serde_json::json!({ "offset_k": offset, "fixed_c": fixed, "expires_in_s": expires_in, "clear_fixed": clear });
+            let v = call(
+                remote,
+                Method::POST,
+                &format!("/api/v1/stations/{id}/supply"),
+                Some(body),
+            )
+            .await?;
+            let a = &v["applied"];
+            Ok(format!(
+                "{id}: {} -> {}\n",
+                a["before"].as_str().unwrap_or(""),
+                a["after"].as_str().unwrap_or("")
+            ))
+        }
+        Verb::Mode {
+            id,
+            mode,
+            valve,
+            pump,
+        } => {
+            let body = serde_json::json!({ "mode": mode, "valve_pct": valve, "pump_pct": pump });
+            let v = call(
+                remote,
+                Method::POST,
+                &format!("/api/v1/stations/{id}/mode"),
+                Some(body),
+            )
+            .await?;
+            let a = &v["applied"];
+            Ok(format!(
+                "{id}: {} -> {}\n",
+                a["before"].as_str().unwrap_or(""),
+                a["after"].as_str().unwrap_or("")
+            ))
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! The operators' control room: HTTP API and CLI verbs end to end against a running engine
+//! with simulated stations (mosquitto), storing in VictoriaMetrics.
+
+use std::process::Command;
+use std::time::Duration;
+
+use heatgrid::config::Config;
+use heatgrid::engine;
+use heatgrid_sim::SimConfig;
+
+use crate::util::{self, error_k};
+
+const OPERATOR: &str = "alice-operator-token-0123456789";
+const VIEWER: &str = "bob-viewer-token-0123456789";
+
+struct Cli {
+    api: String,
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Cli {
+    async fn run(&self, token: Option<&str>, args: &[&str]) -> Out {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_heatgrid"));
+        cmd.args(args)
+            .env("HEATGRID_API", &self.api)
+            .env_remove("HEATGRID_TOKEN");
+        if let Some(t) = token {
+            cmd.env("HEATGRID_TOKEN", t);
+        }
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        Out {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    async fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.run(Some(VIEWER), args).await;
+        assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
+        serde_json::from_str(&out.stdout).unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_sees_the_fleet_changes_a_station_and_finds_it_in_the_audit_trail() {
+    let broker = util::mosquitto();
+    let vm = util::victoria_metrics();
+    let dir = tempfile::tempdir().unwrap();
+    let speed = 20.0;
+    let mut text = format!(
+        "[engine]\ndata_dir = {:?}\ntick_s = {}\nstaleness_s = 2\ncommand_valid_for_s = 30\ntime_scale = {speed}\n\
+         [mqtt]\nport = {}\nclient_id = \"engine-operator\"\n[storage]\nflush_interval_ms = 200\n\
+         [storage.influxdb]\nurl = \"http://127.0.0.1:{}\"\norg = \"o\"\nbucket = \"b\"\n\
+         [api]\nlisten = \"127.0.0.1:0\"\n\
+         [[api.token]]\nname = \"alice\"\nrole = \"operator\"\ntoken_env = \"T_ALICE\"\n\
+         [[api.token]]\nname = \"bob\"\nrole = \"viewer\"\ntoken_env = \"T_BOB\"\n",
+        dir.path().display().to_string(),
+        5.0 / speed,
+        broker.port,
+        vm.port
+    );
+    for i in 1..=3 {
+        text.push_str(&format!(
+            "[[station]]\nid = \"st-{i:03}\"\nsupply_max_c = 70\n"
+        ));
+    }
+    let env = |k: &str| match k {
+        "T_ALICE" => Some(OPERATOR.to_owned()),
+        "T_BOB" => Some(VIEWER.to_owned()),
+        _ => None,
+    };
+    let engine = engine::start(Config::parse(&text, &env).unwrap())
+        .await
+        .unwrap();
+    let cli = Cli {
+        api: format!("http://{}", engine.api_addr().unwrap()),
+    };
+    let sim = heatgrid_sim::spawn(SimConfig {
+        port: broker.port,
+        stations: 3,
+        speed,
+        ..SimConfig::default()
+    })
+    .await;
+    assert!(
+        util::eventually(Duration::from_secs(60), || engine
+            .status()
+            .iter()
+            .all(|s| error_k(s).is_some_and(|e| e < 1.0)))
+        .await,
+        "fleet did not settle"
+    );
+
+    // Read verbs, human and JSON.
+    let out = cli.run(Some(VIEWER), &["status"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("3 total, 3 online, 0 stale"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        cli.json(&["status", "--json"]).await["stations"]["total"],
+        3
+    );
+    let out = cli.run(Some(VIEWER), &["stations"]).await;
+    assert_eq!(out.code, 0);
+    assert_eq!(
+        out.stdout
+            .lines()
+            .filter(|l| l.trim_start().starts_with("st-"))
+            .count(),
+        3,
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.lines().all(|l| l.chars().count() <= 80),
+        "stations table wider than 80 columns:\n{}",
+        out.stdout
+    );
+    let rows = cli.json(&["stations", "--json"]).await;
+    assert_eq!(rows["stations"].as_array().unwrap().len(), 3);
+    let out = cli.run(Some(VIEWER), &["station", "st-002"]).await;
+    assert!(
+        out.stdout.contains("limits    supply 30..70 °C"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.lines().all(|l| l.chars().count() <= 80),
+        "{}",
+        out.stdout
+    );
+    let st2 = cli.json(&["station", "st-002", "--json"]).await;
+    assert!(
+        st2["controller"]["valve_loop"]["output"].is_number(),
+        "{st2}"
+    );
+
+    // An operator change reaches the station as a command, the audit log and the TSDB.
+    let out = cli
+        .run(Some(OPERATOR), &["set", "st-001", "--offset", "3"])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout.trim(),
+        "st-001: offset +0 K, curve -> offset +3 K, curve"
+    );
+    let raised = util::eventually(Duration::from_secs(30), || {
+        let snap = sim.snapshot();
+        match (snap[0].commanded_setpoint_c, snap[1].commanded_setpoint_c) {
+            (Some(a), Some(b)) => a - b > 2.9,
+            _ => false,
+        }
+    })
+    .await;
+    assert!(raised, "the offset never reached st-001 as a command");
+    let audit = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+    let rec: serde_json::Value = serde_json::from_str(audit.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (
+            rec["user"].as_str(),
+            rec["station"].as_str(),
+            rec["action"].as_str()
+        ),
+        (Some("alice"), Some("st-001"), Some("set_supply"))
+    );
+    assert_eq!(rec["after"], "offset +3 K, curve");
+    let actions = util::vm_wait_total(
+        vm.port,
+        "operator_action_detail",
+        1,
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(actions, 1, "operator_action in the TSDB");
+
+    // Refusals change nothing and say why on one line with a non-zero exit.
+    let before = cli.json(&["station", "st-001", "--json"]).await["controller"].clone();
+    let out = cli
+        .run(Some(VIEWER), &["set", "st-001", "--offset", "1"])
+        .await;
+    assert_eq!(out.code, 4);
+    assert!(
+        out.stderr.contains("forbidden") && out.stderr.lines().count() == 1,
+        "{}",
+        out.stderr
+    );
+    let out = cli
+        .run(Some(OPERATOR), &["set", "st-001", "--fixed", "95"])
+        .await;
+    assert_eq!(out.code, 4);
+    assert!(
+        out.stderr.contains("supply_min_c..supply_max_c = 30..70"),
+        "{}",
+        out.stderr
+    );
+    let out = cli
+        .run(
+            Some(OPERATOR),
+            &["mode", "st-001", "manual", "--valve", "120", "--pump", "50"],
+        )
+        .await;
+    assert_eq!(out.code, 4);
+    assert!(
+        out.stderr.contains("valve 120 % is outside"),
+        "{}",
+        out.stderr
+    );
+    let after = cli.json(&["station", "st-001", "--json"]).await;
+    assert_eq!(
+        after["controller"]["supply_offset_k"],
+        before["supply_offset_k"]
+    );
+    assert_eq!(after["mode"], "auto");
+    let out = cli.run(Some(OPERATOR), &["station", "st-999"]).await;
+    assert!(
+        out.code == 4 && out.stderr.contains("unknown station"),
+        "{}",
+        out.stderr
+    );
+    let out = cli.run(None, &["stations"]).await;
+    assert!(
+        out.code == 4 && out.stderr.contains("unauthorized"),
+        "{}",
+        out.stderr
+    );
+    let out = cli
+        .run(Some("wrong-token-xxxxxxxxxxxxxxxx"), &["stations"])
+        .await;
+    assert!(
+        out.code == 4 && out.stderr.contains("unknown token"),
+        "{}",
+        out.stderr
+    );
+    let down = Cli {
+        api: format!("http://127.0.0.1:{}", util::free_port()),
+    };
+    let out = down.run(Some(VIEWER), &["status"]).await;
+    assert!(
+        out.code == 3 && out.stderr.contains("engine unreachable"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("audit.log"))
+            .unwrap()
+            .lines()
+            .count(),
+        1,
+        "refusals are not changes"
+    );
+
+    // Manual, then back to auto without a bump.
+    let out = cli
+        .run(
+            Some(OPERATOR),
+            &["mode", "st-003", "manual", "--valve", "45", "--pump", "70"],
+        )
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let valve_of = |e: &engine::EngineHandle| e.status()[2].outputs.map(|o| (o.mode, o.valve_pct));
+    assert!(
+        util::eventually(Duration::from_secs(10), || valve_of(&engine)
+            == Some((heatgrid::model::Mode::Manual, 45.0)))
+        .await
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await; // the supply drifts away under the fixed valve
+    let out = cli.run(Some(OPERATOR), &["mode", "st-003", "auto"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut first_auto = None;
+    assert!(
+        util::eventually(Duration::from_secs(10), || {
+            first_auto = valve_of(&engine)
+                .filter(|(m, _)| *m == heatgrid::model::Mode::Auto)
+                .map(|(_, v)| v);
+            first_auto.is_some()
+        })
+        .await
+    );
+    let v = first_auto.unwrap();
+    assert!(
+        (v - 45.0).abs() <= 2.0,
+        "manual → auto bumped the valve from 45 % to {v} %"
+    );
+
+    sim.stop().await;
+    engine.shutdown().await;
+}
