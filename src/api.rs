@@ -48,6 +48,7 @@ pub struct ApiState {
     pub spool: Arc<Spool>,
     pub changes: mpsc::Sender<ChangeRequest>,
     pub tokens: Arc<Vec<ApiToken>>,
+    pub alarms: watch::Receiver<Arc<crate::engine::AlarmView>>,
     pub stations: Arc<Vec<StationConfig>>,
 }
 
@@ -63,6 +64,8 @@ pub async fn serve(
         .route("/api/v1/stations/{id}", get(station))
         .route("/api/v1/stations/{id}/supply", post(set_supply))
         .route("/api/v1/stations/{id}/mode", post(set_mode))
+        .route("/api/v1/alarms", get(alarms))
+        .route("/api/v1/alarms/{id}/ack", post(ack_alarm))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
@@ -274,7 +277,9 @@ async fn apply(
         Ok(applied) => Ok(Json(json!({ "applied": applied }))),
         Err(e) => {
             let code = match e {
-                ChangeError::UnknownStation(_) => StatusCode::NOT_FOUND,
+                ChangeError::UnknownStation(_) | ChangeError::UnknownAlarm(_) => {
+                    StatusCode::NOT_FOUND
+                }
                 ChangeError::Limit(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 ChangeError::Invalid(_) => StatusCode::BAD_REQUEST,
                 ChangeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
@@ -282,6 +287,22 @@ async fn apply(
             Err(ApiError(code, e.to_string()))
         }
     }
+}
+
+async fn alarms(State(st): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authorize(&st, &headers, Role::Viewer)?;
+    let view = st.alarms.borrow().clone();
+    Ok(Json(
+        json!({ "active": view.active, "recent": view.recent }),
+    ))
+}
+
+async fn ack_alarm(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<u64>,
+) -> Result<Json<Value>, ApiError> {
+    apply(&st, &headers, "", Change::AckAlarm { id }).await
 }
 
 #[derive(Debug, serde::Deserialize)]

@@ -66,6 +66,16 @@ pub enum Verb {
         #[arg(long)]
         clear: bool,
     },
+    /// List active alarms (and recently cleared ones with --all), or acknowledge one.
+    Alarms {
+        #[command(subcommand)]
+        action: Option<AlarmAction>,
+        #[arg(long)]
+        json: bool,
+        /// Include recently cleared alarms.
+        #[arg(long)]
+        all: bool,
+    },
     /// Change a station's mode; manual needs --valve and --pump.
     Mode {
         id: String,
@@ -76,6 +86,12 @@ pub enum Verb {
         #[arg(long)]
         pump: Option<f64>,
     },
+}
+
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum AlarmAction {
+    /// Acknowledge an active alarm by its id.
+    Ack { id: u64 },
 }
 
 struct Failure(u8, String);
@@ -334,6 +350,69 @@ async fn execute(remote: &Remote, verb: Verb) -> Result<String, Failure> {
                 a["before"].as_str().unwrap_or(""),
                 a["after"].as_str().unwrap_or("")
             ))
+        }
+        Verb::Alarms {
+            action: Some(AlarmAction::Ack { id }),
+            ..
+        } => {
+            let v = call(
+                remote,
+                Method::POST,
+                &format!("/api/v1/alarms/{id}/ack"),
+                Some(serde_json::json!({})),
+            )
+            .await?;
+            let a = &v["applied"];
+            Ok(format!(
+                "alarm {id} ({}): {}\n",
+                a["station"].as_str().unwrap_or(""),
+                a["after"].as_str().unwrap_or("")
+            ))
+        }
+        Verb::Alarms {
+            action: None,
+            json,
+            all,
+        } => {
+            let v = call(remote, Method::GET, "/api/v1/alarms", None).await?;
+            if json {
+                return Ok(pretty(&v));
+            }
+            let mut rows: Vec<Value> = v["active"].as_array().cloned().unwrap_or_default();
+            if all {
+                rows.extend(v["recent"].as_array().cloned().unwrap_or_default());
+            }
+            if rows.is_empty() {
+                return Ok("no active alarms\n".into());
+            }
+            let now = crate::engine::now_ms();
+            let mut t = table(&["id", "station", "kind", "severity", "since", "state"]);
+            if let Some(c) = t.column_mut(1) {
+                c.set_cell_alignment(CellAlignment::Left);
+            }
+            let mut messages = String::new();
+            for a in &rows {
+                let age = (now - a["raised_ms"].as_i64().unwrap_or(now)) / 1000;
+                let state = match (a["cleared_ms"].is_null(), a["acked_by"].as_str()) {
+                    (false, _) => "cleared".to_owned(),
+                    (true, Some(u)) => format!("acked:{u}"),
+                    (true, None) => "ACTIVE".to_owned(),
+                };
+                t.add_row(vec![
+                    a["id"].to_string(),
+                    a["station"].as_str().unwrap_or("?").to_owned(),
+                    a["kind"].as_str().unwrap_or("?").to_owned(),
+                    a["severity"].as_str().unwrap_or("?").to_owned(),
+                    format!("{}m{:02}s", age / 60, age % 60),
+                    state,
+                ]);
+                messages.push_str(&format!(
+                    "  {:>4}  {}\n",
+                    a["id"],
+                    a["message"].as_str().unwrap_or("")
+                ));
+            }
+            Ok(format!("{t}\n{messages}"))
         }
         Verb::Mode {
             id,

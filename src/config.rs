@@ -36,6 +36,8 @@ struct Raw {
     #[serde(default)]
     api: RawApi,
     #[serde(default)]
+    alarms: RawAlarms,
+    #[serde(default)]
     defaults: RawControl,
     #[serde(default, rename = "station")]
     stations: Vec<RawStation>,
@@ -245,10 +247,26 @@ struct RawControl {
     pump_max_pct: Option<f64>,
 }
 
+/// Alarm thresholds: `[alarms]` for all; `[station.alarms]` overrides per station.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlarms {
+    deviation_k: Option<f64>,
+    deviation_for_s: Option<f64>,
+    return_high_for_s: Option<f64>,
+    valve_saturated_for_s: Option<f64>,
+    low_delta_t_k: Option<f64>,
+    low_delta_t_for_s: Option<f64>,
+    rejected_per_min: Option<u64>,
+    out_of_range_margin_k: Option<f64>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawStation {
     id: String,
+    #[serde(default)]
+    alarms: RawAlarms,
     heated_area_m2: Option<f64>,
     #[serde(default)]
     tags: BTreeMap<String, String>,
@@ -305,6 +323,7 @@ pub struct StorageConfig {
 #[derive(Debug, Clone)]
 pub struct StationConfig {
     pub id: StationId,
+    pub alarms: crate::alarms::Thresholds,
     pub tags: BTreeMap<String, String>,
     pub mode: Mode,
     pub params: StationParams,
@@ -570,9 +589,11 @@ impl Config {
                 &place,
                 &mut v,
             );
+            let alarms = alarm_thresholds(&raw.alarms, &st.alarms, &place, &mut v);
             if let (Some(id), Some(params)) = (id, params) {
                 stations.push(StationConfig {
                     id,
+                    alarms,
                     tags: st.tags.clone(),
                     mode: st.mode,
                     params,
@@ -616,6 +637,68 @@ impl Config {
             weather_max_age_ms: (w.max_age_s * 1000.0) as i64,
             stations,
         })
+    }
+}
+
+fn alarm_thresholds(
+    d: &RawAlarms,
+    s: &RawAlarms,
+    place: &str,
+    v: &mut Errors,
+) -> crate::alarms::Thresholds {
+    let def = crate::alarms::Thresholds::default();
+    let ms = |x: Option<f64>, y: Option<f64>, name: &str, default: i64, v: &mut Errors| -> i64 {
+        match x.or(y) {
+            Some(secs) if secs >= 0.0 && secs.is_finite() => (secs * 1000.0) as i64,
+            Some(_) => {
+                v.push(format!("{place}.alarms.{name}: must be ≥ 0"));
+                default
+            }
+            None => default,
+        }
+    };
+    crate::alarms::Thresholds {
+        deviation_k: s.deviation_k.or(d.deviation_k).unwrap_or(def.deviation_k),
+        deviation_for_ms: ms(
+            s.deviation_for_s,
+            d.deviation_for_s,
+            "deviation_for_s",
+            def.deviation_for_ms,
+            v,
+        ),
+        return_high_for_ms: ms(
+            s.return_high_for_s,
+            d.return_high_for_s,
+            "return_high_for_s",
+            def.return_high_for_ms,
+            v,
+        ),
+        valve_saturated_for_ms: ms(
+            s.valve_saturated_for_s,
+            d.valve_saturated_for_s,
+            "valve_saturated_for_s",
+            def.valve_saturated_for_ms,
+            v,
+        ),
+        low_delta_t_k: s
+            .low_delta_t_k
+            .or(d.low_delta_t_k)
+            .unwrap_or(def.low_delta_t_k),
+        low_delta_t_for_ms: ms(
+            s.low_delta_t_for_s,
+            d.low_delta_t_for_s,
+            "low_delta_t_for_s",
+            def.low_delta_t_for_ms,
+            v,
+        ),
+        rejected_per_min: s
+            .rejected_per_min
+            .or(d.rejected_per_min)
+            .unwrap_or(def.rejected_per_min),
+        out_of_range_margin_k: s
+            .out_of_range_margin_k
+            .or(d.out_of_range_margin_k)
+            .unwrap_or(def.out_of_range_margin_k),
     }
 }
 

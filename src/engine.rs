@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
+use crate::alarms::AlarmBook;
 use crate::config::{Config, StationConfig};
 use crate::control::{Outputs, StationController, Tick};
 use crate::ingest::{Ingest, StationSlot, Weather};
@@ -61,6 +62,8 @@ pub enum Change {
         #[serde(default)]
         clear_fixed: bool,
     },
+    /// Acknowledge an active alarm (the station is ignored).
+    AckAlarm { id: u64 },
     /// Mode change; `manual` needs `valve_pct` and `pump_pct`.
     Mode {
         mode: Mode,
@@ -76,6 +79,8 @@ pub enum Change {
 pub enum ChangeError {
     #[error("unknown station {0:?}")]
     UnknownStation(String),
+    #[error("{0}")]
+    UnknownAlarm(String),
     #[error("refused by safety limit: {0}")]
     Limit(String),
     #[error("invalid change: {0}")]
@@ -119,6 +124,7 @@ pub struct EngineHandle {
     spool: Arc<Spool>,
     changes: mpsc::Sender<ChangeRequest>,
     api: Option<(std::net::SocketAddr, JoinHandle<()>)>,
+    alarms: watch::Receiver<Arc<AlarmView>>,
 }
 
 /// Current wall-clock time in Unix milliseconds.
@@ -188,6 +194,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
         .map(|s| {
             let slot = StationSlot {
                 latest: Mutex::new(None),
+                rejects: Default::default(),
+                presence: Default::default(),
                 tags: s.tags.clone(),
                 area_m2: s.params.heated_area_m2,
             };
@@ -238,6 +246,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
     let (changes, changes_rx) = mpsc::channel(64);
     let audit = crate::audit::Audit::open(&cfg.data_dir.join("audit.log"))
         .with_context(|| format!("cannot open {}", cfg.data_dir.join("audit.log").display()))?;
+    let alarms = AlarmBook::open(cfg.data_dir.join("alarms.json")).map_err(anyhow::Error::msg)?;
+    let (alarms_tx, alarms_rx) = watch::channel(Arc::new(AlarmView::default()));
     let control = Control {
         stations: slots
             .into_iter()
@@ -261,7 +271,14 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
         weather_max_age_ms: cfg.weather_max_age_ms,
         status_tx,
         audit,
+        alarms,
+        alarms_tx,
+        reject_window: vec![Default::default(); cfg.stations.len()],
+        started_ms: now_ms(),
+        storage_seen: (0, 0, 0),
+        storage_problem_ms: None,
     };
+    control.publish_alarms();
     let control = tokio::spawn(control.run(cfg.tick, stop_control_rx, changes_rx));
     let api = match cfg.api.listen {
         Some(addr) => {
@@ -271,6 +288,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
                 spool: spool.clone(),
                 changes: changes.clone(),
                 tokens: Arc::new(cfg.api.tokens.clone()),
+                alarms: alarms_rx.clone(),
                 stations: Arc::new(cfg.stations.clone()),
             };
             let (bound, task) = crate::api::serve(addr, state, stop_control.subscribe())
@@ -298,6 +316,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
         spool,
         changes,
         api,
+        alarms: alarms_rx,
     })
 }
 
@@ -326,6 +345,11 @@ impl EngineHandle {
 
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
+    }
+
+    /// Active and recently cleared alarms.
+    pub fn alarms(&self) -> Arc<AlarmView> {
+        self.alarms.borrow().clone()
     }
 
     /// Where the operator API listens, if enabled.
@@ -408,6 +432,20 @@ struct Control {
     weather_max_age_ms: i64,
     status_tx: watch::Sender<Arc<Vec<StationStatus>>>,
     audit: crate::audit::Audit,
+    alarms: AlarmBook,
+    alarms_tx: watch::Sender<Arc<AlarmView>>,
+    /// Per station: (when, rejects so far) samples over the last minute.
+    reject_window: Vec<std::collections::VecDeque<(i64, u64)>>,
+    started_ms: i64,
+    storage_seen: (u64, u64, u64),
+    storage_problem_ms: Option<i64>,
+}
+
+/// Active and recently cleared alarms, published after every change.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct AlarmView {
+    pub active: Vec<crate::alarms::Alarm>,
+    pub recent: Vec<crate::alarms::Alarm>,
 }
 
 impl Control {
@@ -439,6 +477,9 @@ impl Control {
         change: &Change,
         user: &str,
     ) -> Result<Applied, ChangeError> {
+        if let Change::AckAlarm { id } = change {
+            return self.ack_alarm(*id, user);
+        }
         let (cfg, _, ctrl) = self
             .stations
             .iter_mut()
@@ -504,6 +545,9 @@ impl Control {
                     ctrl.set_fixed_supply(Some((*c, exp)));
                 }
                 ("set_supply", before, describe(ctrl))
+            }
+            Change::AckAlarm { .. } => {
+                return Err(ChangeError::Invalid("not a station change".into()))
             }
             Change::Mode {
                 mode,
@@ -644,7 +688,184 @@ impl Control {
             }
         }
         self.store.submit_many(&lines);
+        self.evaluate_alarms(&status, now);
         let _ = self.status_tx.send(Arc::new(status));
+    }
+}
+
+impl Control {
+    fn ack_alarm(&mut self, id: u64, user: &str) -> Result<Applied, ChangeError> {
+        let now = now_ms();
+        let a = self
+            .alarms
+            .ack(id, user, now)
+            .map_err(ChangeError::UnknownAlarm)?;
+        self.alarms.persist();
+        self.publish_alarms();
+        let applied = Applied {
+            station: a.station.clone(),
+            action: "ack_alarm".into(),
+            before: format!("alarm {} {} raised", a.id, a.kind.as_str()),
+            after: format!("acknowledged by {}", a.acked_by.as_deref().unwrap_or(user)),
+        };
+        self.audit.record(now, user, &applied);
+        if let Some(line) = line_protocol::LineBuilder::new("operator_action")
+            .tag("station", &a.station)
+            .tag("action", "ack_alarm")
+            .tag("user", user)
+            .string("detail", &format!("alarm {} {}", a.id, a.kind.as_str()))
+            .finish(now)
+        {
+            self.store.submit(line);
+        }
+        Ok(applied)
+    }
+
+    fn publish_alarms(&self) {
+        let _ = self.alarms_tx.send(Arc::new(AlarmView {
+            active: self.alarms.active(),
+            recent: self.alarms.recent(),
+        }));
+    }
+
+    /// Every station's alarm conditions, and the engine's storage condition, at `now`.
+    fn evaluate_alarms(&mut self, status: &[StationStatus], now: i64) {
+        use crate::alarms::AlarmKind as K;
+        let mut lines = Vec::new();
+        for (i, st) in status.iter().enumerate() {
+            let (cfg, slot, ctrl) = &self.stations[i];
+            let th = &cfg.alarms;
+            let p = ctrl.params();
+            let id = st.id.as_str();
+            let book = &mut self.alarms;
+            let mut eval = |kind, cond: bool, hold: i64, value: f64, msg: &dyn Fn() -> String| {
+                if let Some(l) = book.evaluate(id, kind, cond, hold, value, now, msg) {
+                    lines.push(l);
+                }
+            };
+            let age_s = st.reading.as_ref().map(|r| (now - r.ts_ms) as f64 / 1000.0);
+            let stale =
+                st.stale && (st.reading.is_some() || now - self.started_ms > p.staleness_ms);
+            eval(K::Stale, stale, 0, age_s.unwrap_or(-1.0), &|| match age_s {
+                Some(a) => {
+                    format!("no fresh telemetry for {a:.0} s; outputs held, no command sent")
+                }
+                None => "no telemetry received since the engine started".into(),
+            });
+            let offline = slot.presence.load(Ordering::Relaxed) == 2;
+            eval(K::CommLost, offline, 0, 0.0, &|| {
+                "station presence is offline".into()
+            });
+
+            let window = &mut self.reject_window[i];
+            let rejects = slot.rejects.load(Ordering::Relaxed);
+            window.push_back((now, rejects));
+            while window.front().is_some_and(|(t, _)| now - t > 60_000) {
+                window.pop_front();
+            }
+            let per_min = rejects - window.front().map_or(rejects, |(_, r)| *r);
+            eval(
+                K::RejectedRepeatedly,
+                per_min > th.rejected_per_min,
+                0,
+                per_min as f64,
+                &|| format!("{per_min} payloads rejected in the last minute"),
+            );
+
+            let fresh = !st.stale;
+            // Without fresh data the remaining conditions cannot be judged: they keep their state.
+            let (Some(r), Some(o)) = (st.reading.as_ref().filter(|_| fresh), st.outputs.as_ref())
+            else {
+                continue;
+            };
+            let limit = p.supply_max_c + th.out_of_range_margin_k;
+            eval(
+                K::OutOfRange,
+                r.supply_temp_c > limit,
+                0,
+                r.supply_temp_c,
+                &|| {
+                    format!(
+                        "supply reading {:.1} °C above {limit:.1} °C",
+                        r.supply_temp_c
+                    )
+                },
+            );
+            let auto = st.mode == Mode::Auto;
+            let dev = r.supply_temp_c - o.supply_setpoint_c;
+            eval(
+                K::SupplyDeviation,
+                auto && dev.abs() > th.deviation_k,
+                th.deviation_for_ms,
+                dev,
+                &|| {
+                    format!(
+                        "supply {:.1} °C is {dev:+.1} K from its setpoint {:.1} °C",
+                        r.supply_temp_c, o.supply_setpoint_c
+                    )
+                },
+            );
+            eval(
+                K::ReturnHigh,
+                r.return_temp_c > p.return_limit_c,
+                th.return_high_for_ms,
+                r.return_temp_c,
+                &|| {
+                    format!(
+                        "return {:.1} °C above its limit {:.1} °C",
+                        r.return_temp_c, p.return_limit_c
+                    )
+                },
+            );
+            let db = p.valve.dead_band;
+            let saturated = auto
+                && ((o.valve_pct >= p.valve.out_max - 0.5 && dev < -db)
+                    || (o.valve_pct <= p.valve.out_min + 0.5 && dev > db));
+            eval(
+                K::ValveSaturated,
+                saturated,
+                th.valve_saturated_for_ms,
+                o.valve_pct,
+                &|| {
+                    format!("valve at {:.0} % and supply still {dev:+.1} K from setpoint: cannot reach it", o.valve_pct)
+                },
+            );
+            let dt = r.delta_t_k();
+            eval(
+                K::LowDeltaT,
+                r.flow_m3h > 0.0 && dt < th.low_delta_t_k,
+                th.low_delta_t_for_ms,
+                dt,
+                &|| {
+                    format!(
+                        "supply − return only {dt:.1} K (below {:.1} K): poor cooling",
+                        th.low_delta_t_k
+                    )
+                },
+            );
+        }
+        // Storage: write failures, refusals or dead letters in the last 30 s, for 15 s.
+        let seen = (
+            Stats::get(&self.stats.store_write_errors),
+            Stats::get(&self.stats.spool_refused),
+            Stats::get(&self.stats.dead_letters),
+        );
+        if seen != self.storage_seen {
+            self.storage_seen = seen;
+            self.storage_problem_ms = Some(now);
+        }
+        let problem = self.storage_problem_ms.is_some_and(|t| now - t < 30_000);
+        let (errors, refused, dead) = seen;
+        if let Some(l) = self.alarms.evaluate("engine", K::Storage, problem, 15_000, refused as f64, now, || {
+            format!("storage trouble: {errors} write errors, {refused} points refused, {dead} dead letters so far")
+        }) {
+            lines.push(l);
+        }
+        if !lines.is_empty() {
+            self.store.submit_many(&lines);
+            self.alarms.persist();
+            self.publish_alarms();
+        }
     }
 }
 

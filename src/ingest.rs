@@ -24,6 +24,10 @@ const REJECT_LOG_INTERVAL: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub struct StationSlot {
     pub latest: Mutex<Option<Reading>>,
+    /// Payloads rejected for this station so far.
+    pub rejects: std::sync::atomic::AtomicU64,
+    /// The station's MQTT presence (`…/state`): 0 unknown, 1 online, 2 offline.
+    pub presence: std::sync::atomic::AtomicU8,
     pub tags: BTreeMap<String, String>,
     pub area_m2: Option<f64>,
 }
@@ -71,6 +75,7 @@ impl Ingest {
                 telemetry_qos1,
             ),
             (format!("{}/weather", self.prefix), true),
+            (format!("{}/station/+/state", self.prefix), true),
         ]
     }
 
@@ -81,6 +86,20 @@ impl Ingest {
         };
         if rest == "/weather" {
             return self.on_weather(payload, now_ms);
+        }
+        if let Some(id) = rest
+            .strip_prefix("/station/")
+            .and_then(|r| r.strip_suffix("/state"))
+        {
+            if let Some(slot) = StationId::new(id).ok().and_then(|s| self.slots.get(&s)) {
+                let v = match payload {
+                    b"online" => 1,
+                    b"offline" => 2,
+                    _ => 0,
+                };
+                slot.presence.store(v, Ordering::Relaxed);
+            }
+            return;
         }
         let Some(id) = rest
             .strip_prefix("/station/")
@@ -111,6 +130,7 @@ impl Ingest {
                 }
             }
             Err(rej) => {
+                slot.rejects.fetch_add(1, Ordering::Relaxed);
                 let label = rej.label();
                 self.reject(id, label, &rej.to_string());
             }

@@ -23,6 +23,7 @@
 //! * [`engine`]: wiring and ordered shutdown; [`config`]: TOML → validated [`config::Config`].
 //! * `demo` (feature `demo`): embedded broker + simulator + engine in one process.
 
+pub mod alarms;
 pub mod api;
 pub mod audit;
 pub mod backoff;

@@ -101,6 +101,17 @@ impl SimConfig {
     }
 }
 
+/// Faults a test can inject into a running station.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fault {
+    /// The supply sensor reads this many K too high (0 removes it).
+    SensorOffsetK(f64),
+    /// The network's primary supply is held at this temperature (`None` removes it).
+    PrimarySupplyC(Option<f64>),
+    /// This share of the supply is short-circuited into the return (0 removes it).
+    Bypass(f64),
+}
+
 /// What a caller can see of one station.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StationView {
@@ -360,6 +371,34 @@ impl SimHandle {
     /// Telemetry messages that could not be queued for MQTT.
     pub fn publish_failures(&self) -> u64 {
         self.shared.lock().map(|s| s.publish_failures).unwrap_or(0)
+    }
+
+    /// Injects (or with `Fault::None`-like values removes) a fault at station `id`.
+    pub fn set_fault(&self, id: &str, fault: Fault) -> bool {
+        let Ok(mut sh) = self.shared.lock() else {
+            return false;
+        };
+        let Some(s) = sh.stations.iter_mut().find(|s| s.id == id) else {
+            return false;
+        };
+        match fault {
+            Fault::SensorOffsetK(k) => s.sensor_offset_k = k,
+            Fault::PrimarySupplyC(c) => s.plant.primary_supply_override_c = c,
+            Fault::Bypass(f) => s.plant.bypass = f.clamp(0.0, 1.0),
+        }
+        true
+    }
+
+    /// Publishes station `id`'s presence (`{prefix}/station/{id}/state`, retained).
+    pub fn set_presence(&self, id: &str, online: bool) -> bool {
+        self.client
+            .try_publish(
+                format!("{}/station/{id}/state", self.prefix),
+                QoS::AtLeastOnce,
+                true,
+                if online { "online" } else { "offline" },
+            )
+            .is_ok()
     }
 
     /// Stops (or resumes) publishing telemetry for station `id`; its plant keeps running.

@@ -147,6 +147,11 @@ pub struct Plant {
     pub heat_w: f64,
     pub radiator_heat_w: f64,
     pub energy_j: f64,
+    /// Fault: the network's primary supply held at this temperature (too cold a network).
+    pub primary_supply_override_c: Option<f64>,
+    /// Fault: share of the supply short-circuited into the return at the station (an open
+    /// bypass): raises the return, lowers ΔT.
+    pub bypass: f64,
 }
 
 impl Plant {
@@ -165,8 +170,15 @@ impl Plant {
             heat_w: 0.0,
             radiator_heat_w: 0.0,
             energy_j: 0.0,
+            primary_supply_override_c: None,
+            bypass: 0.0,
             p,
         }
+    }
+
+    /// Return temperature entering the heat exchanger (after a bypass, if any).
+    pub fn station_return_c(&self) -> f64 {
+        (1.0 - self.bypass) * self.return_c + self.bypass * self.supply_c
     }
 
     pub fn secondary_kgs(&self) -> f64 {
@@ -188,8 +200,16 @@ impl Plant {
             p.primary_max_kgs * p.valve_rangeability.powf(self.valve - 1.0)
         };
         let m2 = self.pump * p.pump_max_kgs;
-        self.primary_supply_c = primary_supply_c(outdoor_c);
-        let hx = heat_exchanger(p.hx_ua_w_k, m1, self.primary_supply_c, m2, self.return_c);
+        self.primary_supply_c = self
+            .primary_supply_override_c
+            .unwrap_or_else(|| primary_supply_c(outdoor_c));
+        let hx = heat_exchanger(
+            p.hx_ua_w_k,
+            m1,
+            self.primary_supply_c,
+            m2,
+            self.station_return_c(),
+        );
         self.primary_kgs = m1;
         self.primary_return_c = hx.primary_out_c;
         self.heat_w = hx.heat_w;

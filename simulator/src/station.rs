@@ -92,6 +92,8 @@ pub struct SimStation {
     pub published: u64,
     /// A silenced station keeps running its plant but publishes nothing.
     pub silenced: bool,
+    /// Fault: added to the supply temperature it reports (a drifting sensor).
+    pub sensor_offset_k: f64,
 }
 
 impl SimStation {
@@ -110,6 +112,7 @@ impl SimStation {
             max_command_data_age_ms: 0,
             published: 0,
             silenced: false,
+            sensor_offset_k: 0.0,
         }
     }
 
@@ -147,7 +150,9 @@ impl SimStation {
             }
             None => {
                 self.control = Control::Local;
-                let e = self.local.setpoint_c(outdoor_c) - self.plant.supply_sensor_c;
+                let e = self.local.setpoint_c(outdoor_c)
+                    - self.plant.supply_sensor_c
+                    - self.sensor_offset_k;
                 let u = self.local_integral + self.local.kp_per_k * e;
                 if (0.0..=1.0).contains(&u) {
                     self.local_integral += self.local.kp_per_k * dt / self.local.ti_s * e;
@@ -167,8 +172,8 @@ impl SimStation {
         let r2 = |x: f64| (x * 100.0).round() / 100.0;
         serde_json::json!({
             "ts": now_ms,
-            "supply_temp_c": r2(p.supply_sensor_c),
-            "return_temp_c": r2(p.return_c),
+            "supply_temp_c": r2(p.supply_sensor_c + self.sensor_offset_k),
+            "return_temp_c": r2(p.station_return_c()),
             "flow_m3h": r2(p.secondary_kgs() / crate::plant::KGS_PER_M3H),
             "heated_area_m2": p.p.area_m2.round(),
             "outdoor_temp_c": r2(outdoor_c),

@@ -2,6 +2,7 @@
 //! VictoriaMetrics over the InfluxDB v2 write API, the simulator, a Python station emulator).
 //! Run them through `scripts/test.sh`, which installs the peers.
 
+mod alarms;
 mod cli;
 mod closed_loop;
 mod durability;
