@@ -65,6 +65,7 @@ pub async fn serve(
         .route("/api/v1/stations/{id}/supply", post(set_supply))
         .route("/api/v1/stations/{id}/mode", post(set_mode))
         .route("/api/v1/alarms", get(alarms))
+        .route("/metrics", get(metrics))
         .route("/api/v1/alarms/{id}/ack", post(ack_alarm))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -287,6 +288,25 @@ async fn apply(
             Err(ApiError(code, e.to_string()))
         }
     }
+}
+
+async fn metrics(State(st): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    authorize(&st, &headers, Role::Viewer)?;
+    let registry = crate::metrics::registry(
+        st.stats.clone(),
+        st.spool.clone(),
+        st.status.clone(),
+        st.alarms.clone(),
+    );
+    let body = crate::metrics::render(&registry);
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
 }
 
 async fn alarms(State(st): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {

@@ -76,6 +76,12 @@ pub enum Verb {
         #[arg(long)]
         all: bool,
     },
+    /// Live full-screen view of all stations and alarms (keys: s sort, f filter, q quit).
+    Top {
+        /// Refresh interval, ms.
+        #[arg(long, default_value_t = 1000)]
+        interval_ms: u64,
+    },
     /// Change a station's mode; manual needs --valve and --pump.
     Mode {
         id: String,
@@ -97,6 +103,9 @@ pub enum AlarmAction {
 struct Failure(u8, String);
 
 pub fn run(remote: Remote, verb: Verb) -> ExitCode {
+    if let Verb::Top { interval_ms } = verb {
+        return crate::top::run(remote, Duration::from_millis(interval_ms.max(100)));
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -351,6 +360,7 @@ async fn execute(remote: &Remote, verb: Verb) -> Result<String, Failure> {
                 a["after"].as_str().unwrap_or("")
             ))
         }
+        Verb::Top { .. } => Err(Failure(2, "top runs in a terminal".into())),
         Verb::Alarms {
             action: Some(AlarmAction::Ack { id }),
             ..

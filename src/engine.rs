@@ -459,7 +459,13 @@ impl Control {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = interval.tick() => self.tick(now_ms()),
+                scheduled = interval.tick() => {
+                    let late = scheduled.elapsed().as_micros() as u64;
+                    self.stats.tick_lateness_us.store(late, Ordering::Relaxed);
+                    self.stats.tick_lateness_max_us.fetch_max(late, Ordering::Relaxed);
+                    self.stats.ticks.fetch_add(1, Ordering::Relaxed);
+                    self.tick(now_ms());
+                }
                 Some(req) = changes.recv() => {
                     let result = self.apply(&req.station, &req.change, &req.user);
                     let _ = req.reply.send(result);

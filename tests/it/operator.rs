@@ -293,6 +293,106 @@ async fn operator_sees_the_fleet_changes_a_station_and_finds_it_in_the_audit_tra
         "manual → auto bumped the valve from 45 % to {v} %"
     );
 
+    // Prometheus metrics, behind the same tokens.
+    let http = reqwest::Client::new();
+    let metrics = http
+        .get(format!("{}/metrics", cli.api))
+        .bearer_auth(VIEWER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.unwrap();
+    for name in [
+        "heatgrid_readings_accepted_total",
+        "heatgrid_commands_sent_total",
+        "heatgrid_storage_backlog_points",
+        "heatgrid_control_tick_lateness_us",
+        "heatgrid_stations_stale 0",
+    ] {
+        assert!(text.contains(name), "{name} missing in /metrics:\n{text}");
+    }
+    assert_eq!(
+        http.get(format!("{}/metrics", cli.api))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    // `top` in a real terminal (tmux): the fleet is on screen, keys sort and filter, q quits.
+    let session = format!("heatgrid-top-{}", std::process::id());
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .args(args)
+            .output()
+            .expect("tmux (installed by scripts/test.sh)")
+    };
+    let cmd = format!(
+        "HEATGRID_API={} HEATGRID_TOKEN={VIEWER} {} top --interval-ms 300",
+        cli.api,
+        env!("CARGO_BIN_EXE_heatgrid")
+    );
+    assert!(tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        &session,
+        "-x",
+        "100",
+        "-y",
+        "30",
+        &cmd
+    ])
+    .status
+    .success());
+    let screen = || {
+        String::from_utf8_lossy(&tmux(&["capture-pane", "-p", "-t", &session]).stdout).into_owned()
+    };
+    let shows = |want: &[&str]| {
+        let want: Vec<String> = want.iter().map(|s| s.to_string()).collect();
+        let mut last = String::new();
+        let ok = (0..50).any(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            last = screen();
+            want.iter().all(|w| last.contains(w.as_str()))
+        });
+        (ok, last)
+    };
+    let (ok, s1) = tokio::task::block_in_place(|| {
+        shows(&[
+            "heatgrid top  3 stations",
+            "st-001",
+            "st-002",
+            "st-003",
+            "sort: id",
+        ])
+    });
+    assert!(ok, "top screen:\n{s1}");
+    let keys = |k: &str| {
+        tmux(&["send-keys", "-t", &session, k]);
+    };
+    keys("s");
+    let (ok, s2) = tokio::task::block_in_place(|| shows(&["sort: error"]));
+    assert!(ok, "{s2}");
+    keys("f");
+    let (ok, s3) = tokio::task::block_in_place(|| shows(&["filter: attention"]));
+    assert!(ok, "{s3}");
+    assert!(
+        !s3.contains("st-002"),
+        "the attention filter hides stations in auto:\n{s3}"
+    );
+    keys("q");
+    let gone = util::eventually(Duration::from_secs(5), || {
+        !tmux(&["has-session", "-t", &session]).status.success()
+    })
+    .await;
+    if !gone {
+        tmux(&["kill-session", "-t", &session]);
+    }
+    assert!(gone, "top did not quit on q");
+
     sim.stop().await;
     engine.shutdown().await;
 }
