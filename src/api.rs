@@ -64,6 +64,8 @@ pub async fn serve(
         .route("/api/v1/stations/{id}", get(station))
         .route("/api/v1/stations/{id}/supply", post(set_supply))
         .route("/api/v1/stations/{id}/mode", post(set_mode))
+        .route("/api/v1/stations/{id}/curve", post(set_curve))
+        .route("/api/v1/groups/{key}/{value}/{what}", post(group_change))
         .route("/api/v1/alarms", get(alarms))
         .route("/metrics", get(metrics))
         .route("/api/v1/alarms/{id}/ack", post(ack_alarm))
@@ -168,6 +170,9 @@ fn row(s: &StationStatus, now: i64) -> Value {
         "outdoor_temp_c": o.map(|o| o.outdoor_c),
         "indoor_temp_c": r.and_then(|r| r.indoor_temp_c),
         "seq": s.seq,
+        "acked_seq": s.acked_seq,
+        "heat_today_gj": s.heat_today_gj,
+        "tags": s.tags,
     })
 }
 
@@ -214,7 +219,21 @@ async fn status(State(st): State<ApiState>, headers: HeaderMap) -> Result<Json<V
 async fn stations(State(st): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     authorize(&st, &headers, Role::Viewer)?;
     let now = now_ms();
-    let rows: Vec<Value> = st.status.borrow().iter().map(|s| row(s, now)).collect();
+    let alarms = st.alarms.borrow().clone();
+    let rows: Vec<Value> = st
+        .status
+        .borrow()
+        .iter()
+        .map(|s| {
+            let mut r = row(s, now);
+            r["alarms"] = json!(alarms
+                .active
+                .iter()
+                .filter(|a| a.station == s.id.as_str())
+                .count());
+            r
+        })
+        .collect();
     Ok(Json(json!({ "stations": rows })))
 }
 
@@ -246,6 +265,19 @@ async fn station(
         }
         m
     });
+    v["ack_error"] = json!(s.ack_error);
+    v["trend"] = json!(s
+        .trend
+        .iter()
+        .map(|(a, b)| json!({ "supply_temp_c": a, "supply_setpoint_c": b }))
+        .collect::<Vec<_>>());
+    v["alarms"] = json!(st
+        .alarms
+        .borrow()
+        .active
+        .iter()
+        .filter(|a| a.station == id)
+        .collect::<Vec<_>>());
     v["controller"] = json!({
         "supply_offset_k": s.supply_offset_k,
         "fixed_supply_c": s.fixed_supply.map(|f| f.0),
@@ -333,6 +365,75 @@ struct SupplyBody {
     expires_in_s: Option<f64>,
     #[serde(default)]
     clear_fixed: bool,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CurveBody {
+    points: Vec<[f64; 2]>,
+}
+
+async fn set_curve(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    raw: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&st, &headers, Role::Operator)?;
+    let b: CurveBody = body(&raw)?;
+    apply(&st, &headers, &id, Change::Curve { points: b.points }).await
+}
+
+/// The same change for every station whose static tag `key` is `value` (e.g. a district).
+/// Each station is checked against its own limits: the answer lists what was applied and
+/// what was refused.
+async fn group_change(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    Path((key, value, what)): Path<(String, String, String)>,
+    raw: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let user = authorize(&st, &headers, Role::Operator)?;
+    let change = match what.as_str() {
+        "supply" => {
+            let b: SupplyBody = body(&raw)?;
+            Change::Supply {
+                offset_k: b.offset_k,
+                fixed_c: b.fixed_c,
+                expires_in_s: b.expires_in_s,
+                clear_fixed: b.clear_fixed,
+            }
+        }
+        "curve" => Change::Curve {
+            points: body::<CurveBody>(&raw)?.points,
+        },
+        other => {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!("group changes are supply or curve, not {other:?}"),
+            ))
+        }
+    };
+    let members: Vec<String> = st
+        .stations
+        .iter()
+        .filter(|c| c.tags.get(&key) == Some(&value))
+        .map(|c| c.id.to_string())
+        .collect();
+    if members.is_empty() {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no station has tag {key}={value}"),
+        ));
+    }
+    let (mut applied, mut refused) = (Vec::new(), Vec::new());
+    for id in members {
+        match send_change(&st.changes, &id, change.clone(), &user).await {
+            Ok(a) => applied.push(json!(a)),
+            Err(e) => refused.push(json!({ "station": id, "error": e.to_string() })),
+        }
+    }
+    Ok(Json(json!({ "applied": applied, "refused": refused })))
 }
 
 #[derive(Debug, serde::Deserialize)]

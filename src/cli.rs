@@ -43,6 +43,12 @@ pub enum Verb {
         /// Only stations that are stale or not in auto.
         #[arg(long)]
         attention: bool,
+        /// Only stations with an active alarm.
+        #[arg(long)]
+        alarm: bool,
+        /// Only stations with this static tag, e.g. district=north.
+        #[arg(long, value_name = "KEY=VALUE")]
+        group: Option<String>,
     },
     /// Everything about one station.
     Station {
@@ -50,9 +56,13 @@ pub enum Verb {
         #[arg(long)]
         json: bool,
     },
-    /// Change a station's supply target within its safety limits.
+    /// Change a station's (or a group's) supply target or heating curve within safety limits.
     Set {
-        id: String,
+        /// The station; or use --group.
+        id: Option<String>,
+        /// Every station with this static tag, e.g. district=north.
+        #[arg(long, value_name = "KEY=VALUE")]
+        group: Option<String>,
         /// Offset on the heating curve, K.
         #[arg(long, allow_hyphen_values = true)]
         offset: Option<f64>,
@@ -65,6 +75,9 @@ pub enum Verb {
         /// Remove a fixed setpoint (back to the curve).
         #[arg(long)]
         clear: bool,
+        /// New heating curve: outdoor:supply points, e.g. "-10:60,0:47.4,10:33.3".
+        #[arg(long, allow_hyphen_values = true)]
+        curve: Option<String>,
     },
     /// List active alarms (and recently cleared ones with --all), or acknowledge one.
     Alarms {
@@ -169,6 +182,55 @@ async fn call(
     ))
 }
 
+fn split_group(g: &str) -> Result<(&str, &str), Failure> {
+    g.split_once('=')
+        .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+        .ok_or_else(|| {
+            Failure(
+                2,
+                format!("--group {g:?}: expected KEY=VALUE, e.g. district=north"),
+            )
+        })
+}
+
+/// "-10:60,0:47.4" → [[-10, 60], [0, 47.4]].
+fn parse_curve(s: &str) -> Result<Vec<[f64; 2]>, Failure> {
+    s.split(',')
+        .map(|p| {
+            let (o, c) = p.trim().split_once(':').ok_or(())?;
+            Ok([
+                o.trim().parse().map_err(|_| ())?,
+                c.trim().parse().map_err(|_| ())?,
+            ])
+        })
+        .collect::<Result<_, ()>>()
+        .map_err(|_| {
+            Failure(
+                2,
+                format!(
+                    "--curve {s:?}: expected outdoor:supply points, e.g. \"-10:60,0:47.4,10:33.3\""
+                ),
+            )
+        })
+}
+
+/// A one-line sparkline of `values`.
+fn sparkline(values: &[f64]) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let (lo, hi) = values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+            (l.min(*v), h.max(*v))
+        });
+    values
+        .iter()
+        .map(|v| {
+            let x = if hi > lo { (v - lo) / (hi - lo) } else { 0.5 };
+            BARS[((x * 7.0).round() as usize).min(7)]
+        })
+        .collect()
+}
+
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = e;
     while let Some(next) = cur.source() {
@@ -220,6 +282,8 @@ async fn execute(remote: &Remote, verb: Verb) -> Result<String, Failure> {
             json,
             sort,
             attention,
+            alarm,
+            group,
         } => {
             let v = call(remote, Method::GET, "/api/v1/stations", None).await?;
             if json {
@@ -228,6 +292,13 @@ async fn execute(remote: &Remote, verb: Verb) -> Result<String, Failure> {
             let mut rows: Vec<Value> = v["stations"].as_array().cloned().unwrap_or_default();
             if attention {
                 rows.retain(|r| r["stale"] == true || r["mode"] != "auto");
+            }
+            if alarm {
+                rows.retain(|r| r["alarms"].as_u64().unwrap_or(0) > 0);
+            }
+            if let Some(g) = &group {
+                let (k, v) = split_group(g)?;
+                rows.retain(|r| r["tags"][k] == v);
             }
             let err =
                 |r: &Value| match (r["supply_temp_c"].as_f64(), r["supply_setpoint_c"].as_f64()) {
@@ -285,6 +356,14 @@ async fn execute(remote: &Remote, verb: Verb) -> Result<String, Failure> {
                     ""
                 }
             };
+            let trend: Vec<f64> = v["trend"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|p| p["supply_temp_c"].as_f64())
+                        .collect()
+                })
+                .unwrap_or_default();
             Ok(format!(
                 "station   {}  mode {}{}  seq {}\n\
                  supply    {} °C, setpoint {} °C\n\
@@ -294,6 +373,9 @@ async fn execute(remote: &Remote, verb: Verb) -> Result<String, Failure> {
                  valve     {} % (P {}, I {}{})\n\
                  pump      {} % (P {}, I {}{})\n\
                  outdoor   {} °C, indoor {} °C, reading age {} s\n\
+                 commands  last seq {}, acknowledged {}{}\n\
+                 heat      {} GJ since 00:00 UTC\n\
+                 trend     {} supply, last {} min ({}..{} °C)\n\
                  limits    supply {}..{} °C, offset ±{} K, valve {}..{} %, pump {}..{} %\n",
                 v["id"].as_str().unwrap_or("?"),
                 v["mode"].as_str().unwrap_or("-"),
@@ -323,6 +405,31 @@ async fn execute(remote: &Remote, verb: Verb) -> Result<String, Failure> {
                 f(&v["outdoor_temp_c"], 1),
                 f(&v["indoor_temp_c"], 1),
                 f(&v["age_s"], 1),
+                v["seq"],
+                if v["acked_seq"].as_u64().unwrap_or(0) == 0 {
+                    "never".to_owned()
+                } else {
+                    format!("up to {}", v["acked_seq"])
+                },
+                v["ack_error"]
+                    .as_str()
+                    .map(|e| format!(" (refused: {e})"))
+                    .unwrap_or_default(),
+                f(&v["heat_today_gj"], 3),
+                sparkline(&trend),
+                trend.len(),
+                trend
+                    .iter()
+                    .copied()
+                    .fold(f64::INFINITY, f64::min)
+                    .clamp(-99.0, 999.0)
+                    .round(),
+                trend
+                    .iter()
+                    .copied()
+                    .fold(f64::NEG_INFINITY, f64::max)
+                    .clamp(-99.0, 999.0)
+                    .round(),
                 f(&l["supply_min_c"], 0),
                 f(&l["supply_max_c"], 0),
                 f(&l["supply_offset_max_k"], 0),
@@ -334,31 +441,79 @@ async fn execute(remote: &Remote, verb: Verb) -> Result<String, Failure> {
         }
         Verb::Set {
             id,
+            group,
             offset,
             fixed,
             expires_in,
             clear,
+            curve,
         } => {
-            if offset.is_none() && fixed.is_none() && !clear {
-                return Err(Failure(
-                    2,
-                    "set needs --offset K, --fixed C or --clear".into(),
+            let (what, body) = match (&curve, offset.is_some() || fixed.is_some() || clear) {
+                (Some(c), false) => ("curve", serde_json::json!({ "points": parse_curve(c)? })),
+                (None, true) => (
+                    "supply",
+                    serde_json::json!({ "offset_k": offset, "fixed_c": fixed, "expires_in_s": expires_in, "clear_fixed": clear }),
+                ),
+                (Some(_), true) => {
+                    return Err(Failure(
+                        2,
+                        "--curve goes alone, without --offset/--fixed/--clear".into(),
+                    ))
+                }
+                (None, false) => {
+                    return Err(Failure(
+                        2,
+                        "set needs --offset K, --fixed C, --clear or --curve POINTS".into(),
+                    ))
+                }
+            };
+            let path = match (&id, &group) {
+                (Some(id), None) => format!("/api/v1/stations/{id}/{what}"),
+                (None, Some(g)) => {
+                    let (k, v) = split_group(g)?;
+                    format!("/api/v1/groups/{k}/{v}/{what}")
+                }
+                _ => {
+                    return Err(Failure(
+                        2,
+                        "give a station ID or --group KEY=VALUE, not both".into(),
+                    ))
+                }
+            };
+            let v = call(remote, Method::POST, &path, Some(body)).await?;
+            let applied = match &v["applied"] {
+                Value::Array(a) => a.clone(),
+                one => vec![one.clone()],
+            };
+            let mut out = String::new();
+            for a in &applied {
+                out.push_str(&format!(
+                    "{}: {} -> {}\n",
+                    a["station"].as_str().unwrap_or(""),
+                    a["before"].as_str().unwrap_or(""),
+                    a["after"].as_str().unwrap_or("")
                 ));
             }
-            let body = serde_json::json!({ "offset_k": offset, "fixed_c": fixed, "expires_in_s": expires_in, "clear_fixed": clear });
-            let v = call(
-                remote,
-                Method::POST,
-                &format!("/api/v1/stations/{id}/supply"),
-                Some(body),
-            )
-            .await?;
-            let a = &v["applied"];
-            Ok(format!(
-                "{id}: {} -> {}\n",
-                a["before"].as_str().unwrap_or(""),
-                a["after"].as_str().unwrap_or("")
-            ))
+            let refused = v["refused"].as_array().cloned().unwrap_or_default();
+            if refused.is_empty() {
+                Ok(out)
+            } else {
+                print!("{out}");
+                let list: Vec<String> = refused
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{}: {}",
+                            r["station"].as_str().unwrap_or("?"),
+                            r["error"].as_str().unwrap_or("")
+                        )
+                    })
+                    .collect();
+                Err(Failure(
+                    4,
+                    format!("refused for {} station(s): {}", list.len(), list.join("; ")),
+                ))
+            }
         }
         Verb::Top { .. } => Err(Failure(2, "top runs in a terminal".into())),
         Verb::Alarms {

@@ -44,6 +44,14 @@ pub struct StationStatus {
     pub supply_offset_k: f64,
     /// Operator's fixed supply setpoint and its expiry (Unix ms).
     pub fixed_supply: Option<(f64, Option<i64>)>,
+    /// Highest `seq` the station acknowledged on `…/ack` (0: none), and its last ack error.
+    pub acked_seq: u64,
+    pub ack_error: Option<String>,
+    /// Heat delivered since 00:00 UTC, GJ (integrated from heat_kw over plant time).
+    pub heat_today_gj: f64,
+    /// Recent (supply °C, setpoint °C) samples, one per minute of plant time, oldest first.
+    pub trend: Vec<(f64, f64)>,
+    pub tags: std::collections::BTreeMap<String, String>,
 }
 
 /// An operator's change to one station, checked against the station's hard safety limits.
@@ -62,6 +70,8 @@ pub enum Change {
         #[serde(default)]
         clear_fixed: bool,
     },
+    /// Replace the station's heating curve: [outdoor °C, supply °C] points.
+    Curve { points: Vec<[f64; 2]> },
     /// Acknowledge an active alarm (the station is ignored).
     AckAlarm { id: u64 },
     /// Mode change; `manual` needs `valve_pct` and `pump_pct`.
@@ -196,6 +206,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
                 latest: Mutex::new(None),
                 rejects: Default::default(),
                 presence: Default::default(),
+                acked_seq: Default::default(),
+                ack_error: Mutex::new(None),
                 tags: s.tags.clone(),
                 area_m2: s.params.heated_area_m2,
             };
@@ -277,6 +289,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
         started_ms: now_ms(),
         storage_seen: (0, 0, 0),
         storage_problem_ms: None,
+        kpis: vec![Kpi::default(); cfg.stations.len()],
+        dt_s: cfg.tick.as_secs_f64() * cfg.time_scale,
+        ticks: 0,
     };
     control.publish_alarms();
     let control = tokio::spawn(control.run(cfg.tick, stop_control_rx, changes_rx));
@@ -439,6 +454,21 @@ struct Control {
     started_ms: i64,
     storage_seen: (u64, u64, u64),
     storage_problem_ms: Option<i64>,
+    kpis: Vec<Kpi>,
+    /// Plant seconds per tick.
+    dt_s: f64,
+    ticks: u64,
+}
+
+/// Samples kept for a station's recent trend (one per minute of plant time).
+const TREND_LEN: usize = 30;
+
+/// Per-station figures the control task accumulates.
+#[derive(Debug, Default, Clone)]
+struct Kpi {
+    day: i64,
+    heat_today_gj: f64,
+    trend: std::collections::VecDeque<(f64, f64)>,
 }
 
 /// Active and recently cleared alarms, published after every change.
@@ -555,6 +585,33 @@ impl Control {
             Change::AckAlarm { .. } => {
                 return Err(ChangeError::Invalid("not a station change".into()))
             }
+            Change::Curve { points } => {
+                let curve = crate::control::curve::Curve::new(
+                    points.iter().map(|p| (p[0], p[1])).collect(),
+                )
+                .map_err(ChangeError::Invalid)?;
+                if let Some((o, c)) = curve
+                    .points()
+                    .iter()
+                    .find(|(_, c)| *c < p.supply_min_c || *c > p.supply_max_c)
+                {
+                    return Err(ChangeError::Limit(format!(
+                        "curve point [{o}, {c}] is outside supply_min_c..supply_max_c = {}..{} °C",
+                        p.supply_min_c, p.supply_max_c
+                    )));
+                }
+                let show = |c: &crate::control::curve::Curve| {
+                    c.points()
+                        .iter()
+                        .map(|(o, s)| format!("{o}:{s}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                let before = show(&p.curve);
+                let after = show(&curve);
+                ctrl.set_curve(curve);
+                ("set_curve", before, after)
+            }
             Change::Mode {
                 mode,
                 valve_pct,
@@ -630,14 +687,31 @@ impl Control {
         };
         let mut commands = Vec::new();
         let mut status = Vec::with_capacity(self.stations.len());
-        for (cfg, slot, ctrl) in &mut self.stations {
+        let day = now.div_euclid(86_400_000);
+        let trend_every = (60.0 / self.dt_s).round().max(1.0) as u64;
+        for (i, (cfg, slot, ctrl)) in self.stations.iter_mut().enumerate() {
             let reading = slot
                 .latest
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
+            let kpi = &mut self.kpis[i];
+            if kpi.day != day {
+                kpi.day = day;
+                kpi.heat_today_gj = 0.0;
+            }
             match ctrl.tick(reading.as_ref(), fallback_outdoor, now) {
                 Tick::Act(o) => {
+                    if let Some(r) = &reading {
+                        // kW × s = kJ; 1 GJ = 10⁶ kJ. Plant time, so an accelerated run adds up.
+                        kpi.heat_today_gj += r.heat_kw().max(0.0) * self.dt_s / 1e6;
+                        if self.ticks % trend_every == 0 {
+                            kpi.trend.push_back((r.supply_temp_c, o.supply_setpoint_c));
+                            if kpi.trend.len() > TREND_LEN {
+                                kpi.trend.pop_front();
+                            }
+                        }
+                    }
                     let cmd = Command {
                         seq: self.seqs.next(&cfg.id),
                         ts: now,
@@ -669,8 +743,14 @@ impl Control {
                 seq: self.seqs.last(&cfg.id),
                 supply_offset_k: ctrl.supply_offset_k(),
                 fixed_supply: ctrl.fixed_supply(),
+                acked_seq: slot.acked_seq.load(Ordering::Relaxed),
+                ack_error: slot.ack_error.lock().ok().and_then(|e| e.clone()),
+                heat_today_gj: self.kpis[i].heat_today_gj,
+                trend: self.kpis[i].trend.iter().copied().collect(),
+                tags: cfg.tags.clone(),
             });
         }
+        self.ticks += 1;
         // Numbers are on disk before any of them can reach a station.
         if let Err(e) = self.seqs.persist() {
             error!(error = %e, "Cannot persist command sequence numbers; commands withheld this tick.");

@@ -28,6 +28,9 @@ pub struct StationSlot {
     pub rejects: std::sync::atomic::AtomicU64,
     /// The station's MQTT presence (`…/state`): 0 unknown, 1 online, 2 offline.
     pub presence: std::sync::atomic::AtomicU8,
+    /// Highest command `seq` the station acknowledged on `…/ack`, and its last error text.
+    pub acked_seq: std::sync::atomic::AtomicU64,
+    pub ack_error: Mutex<Option<String>>,
     pub tags: BTreeMap<String, String>,
     pub area_m2: Option<f64>,
 }
@@ -76,6 +79,7 @@ impl Ingest {
             ),
             (format!("{}/weather", self.prefix), true),
             (format!("{}/station/+/state", self.prefix), true),
+            (format!("{}/station/+/ack", self.prefix), true),
         ]
     }
 
@@ -98,6 +102,36 @@ impl Ingest {
                     _ => 0,
                 };
                 slot.presence.store(v, Ordering::Relaxed);
+            }
+            return;
+        }
+        if let Some(id) = rest
+            .strip_prefix("/station/")
+            .and_then(|r| r.strip_suffix("/ack"))
+        {
+            #[derive(serde::Deserialize)]
+            struct Ack {
+                seq: u64,
+                error: Option<String>,
+            }
+            let slot = StationId::new(id)
+                .ok()
+                .and_then(|s| self.slots.get(&s).cloned());
+            match (slot, serde_json::from_slice::<Ack>(payload)) {
+                (Some(slot), Ok(ack)) => {
+                    slot.acked_seq.fetch_max(ack.seq, Ordering::Relaxed);
+                    let mut e = slot.ack_error.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(err) = &ack.error {
+                        warn!(station = id, seq = ack.seq, error = %err, "Station refused a command.");
+                    }
+                    *e = ack.error.map(|err| format!("seq {}: {err}", ack.seq));
+                }
+                (None, _) => self.reject(
+                    id,
+                    "unknown_station",
+                    "ack from a station not in the config",
+                ),
+                (_, Err(e)) => self.reject(id, "bad_ack", &e.to_string()),
             }
             return;
         }

@@ -226,10 +226,25 @@ pub async fn spawn(cfg: SimConfig) -> SimHandle {
                             .map(str::to_owned);
                         let cmd = serde_json::from_slice::<station::Command>(&p.payload);
                         if let (Some(id), Ok(cmd)) = (id, cmd) {
-                            if let Ok(mut sh) = shared.lock() {
-                                if let Some(s) = sh.stations.iter_mut().find(|s| s.id == id) {
-                                    s.on_command(cmd, now_ms());
-                                }
+                            let verdict = shared.lock().ok().and_then(|mut sh| {
+                                sh.stations
+                                    .iter_mut()
+                                    .find(|s| s.id == id)
+                                    .map(|s| s.on_command(cmd, now_ms()))
+                            });
+                            // Acknowledge (contract: `{prefix}/station/{id}/ack`, optional).
+                            let ack = match verdict {
+                                Some(Ok(seq)) => Some(serde_json::json!({ "seq": seq })),
+                                Some(Err(e)) => Some(serde_json::json!({ "seq": 0, "error": e })),
+                                None => None,
+                            };
+                            if let Some(ack) = ack {
+                                let _ = client.try_publish(
+                                    format!("{prefix}/station/{id}/ack"),
+                                    QoS::AtLeastOnce,
+                                    false,
+                                    ack.to_string(),
+                                );
                             }
                         }
                     }

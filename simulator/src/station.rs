@@ -116,8 +116,8 @@ impl SimStation {
         }
     }
 
-    /// A command arrived at wall time `now_ms`.
-    pub fn on_command(&mut self, cmd: Command, now_ms: i64) {
+    /// A command arrived at wall time `now_ms`. Returns `Err(reason)` if it was refused.
+    pub fn on_command(&mut self, cmd: Command, now_ms: i64) -> Result<u64, String> {
         self.commands_received += 1;
         let key = (cmd.epoch.unwrap_or(0), cmd.seq);
         let finite = [cmd.valve_pct, cmd.pump_pct, cmd.supply_setpoint_c]
@@ -125,13 +125,19 @@ impl SimStation {
             .all(|x| x.is_finite());
         if self.last_accepted.is_some_and(|last| key <= last) || !finite {
             self.commands_refused += 1;
-            return;
+            return Err(if finite {
+                "seq not newer than the last accepted".into()
+            } else {
+                "non-finite value".into()
+            });
         }
         self.last_accepted = Some(key);
         if let Some(t) = self.last_telemetry_ms {
             self.max_command_data_age_ms = self.max_command_data_age_ms.max(cmd.ts - t);
         }
+        let seq = cmd.seq;
         self.active = Some((cmd, now_ms));
+        Ok(seq)
     }
 
     /// Advances the plant by `dt` simulated seconds at wall time `now_ms`.
@@ -227,13 +233,13 @@ mod tests {
     #[test]
     fn follows_valid_commands_then_falls_back_when_they_expire() {
         let mut s = station();
-        s.on_command(cmd(1, 20.0, 60), 0);
+        assert_eq!(s.on_command(cmd(1, 20.0, 60), 0), Ok(1));
         for k in 0..50 {
             s.step(1.0, -5.0, k * 1000);
         }
         assert_eq!(s.control, Control::Engine);
         assert!((s.plant.valve - 0.2).abs() < 1e-9);
-        s.on_command(cmd(1, 90.0, 60), 50_000);
+        assert!(s.on_command(cmd(1, 90.0, 60), 50_000).is_err());
         assert_eq!(s.commands_refused, 1, "a replayed seq is refused");
         s.step(1.0, -5.0, 61_000);
         assert_eq!(s.control, Control::Local, "expired after valid_for_s");

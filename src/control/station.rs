@@ -103,6 +103,11 @@ impl StationController {
         self.params.supply_offset_k
     }
 
+    /// Replaces the heating curve (already validated).
+    pub fn set_curve(&mut self, curve: Curve) {
+        self.params.curve = curve;
+    }
+
     /// Sets the operator offset. The caller checks it against the safety limits.
     pub fn set_supply_offset_k(&mut self, k: f64) {
         self.params.supply_offset_k = k;

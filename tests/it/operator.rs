@@ -67,9 +67,9 @@ async fn operator_sees_the_fleet_changes_a_station_and_finds_it_in_the_audit_tra
         broker.port,
         vm.port
     );
-    for i in 1..=3 {
+    for (i, district) in [(1, "north"), (2, "north"), (3, "south")] {
         text.push_str(&format!(
-            "[[station]]\nid = \"st-{i:03}\"\nsupply_max_c = 70\n"
+            "[[station]]\nid = \"st-{i:03}\"\nsupply_max_c = 70\ntags = {{ district = \"{district}\" }}\n"
         ));
     }
     let env = |k: &str| match k {
@@ -259,6 +259,84 @@ async fn operator_sees_the_fleet_changes_a_station_and_finds_it_in_the_audit_tra
         1,
         "refusals are not changes"
     );
+
+    // Station detail: acknowledgements, heat today, a short trend.
+    assert!(
+        util::eventually(Duration::from_secs(10), || engine.status()[1].acked_seq > 0).await,
+        "the simulator acknowledges commands on …/ack"
+    );
+    let out = cli.run(Some(VIEWER), &["station", "st-002"]).await;
+    assert!(out.stdout.contains("acknowledged up to"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("GJ since 00:00 UTC") && out.stdout.contains("trend     "),
+        "{}",
+        out.stdout
+    );
+    let st2 = cli.json(&["station", "st-002", "--json"]).await;
+    assert!(
+        st2["heat_today_gj"].as_f64().unwrap() > 0.0
+            && !st2["trend"].as_array().unwrap().is_empty(),
+        "{st2}"
+    );
+
+    // Filters, and a heating-curve change for a group (each station checked on its own limits).
+    let out = cli
+        .run(Some(VIEWER), &["stations", "--group", "district=north"])
+        .await;
+    assert_eq!(
+        out.stdout
+            .lines()
+            .filter(|l| l.trim_start().starts_with("st-"))
+            .count(),
+        2,
+        "{}",
+        out.stdout
+    );
+    let out = cli.run(Some(VIEWER), &["stations", "--alarm"]).await;
+    assert_eq!(
+        out.stdout
+            .lines()
+            .filter(|l| l.trim_start().starts_with("st-"))
+            .count(),
+        0,
+        "{}",
+        out.stdout
+    );
+    let out = cli
+        .run(
+            Some(OPERATOR),
+            &["set", "st-003", "--curve", "-10:80,10:40"],
+        )
+        .await;
+    assert!(
+        out.code == 4 && out.stderr.contains("curve point [-10, 80] is outside"),
+        "{}",
+        out.stderr
+    );
+    let out = cli
+        .run(
+            Some(OPERATOR),
+            &[
+                "set",
+                "--group",
+                "district=north",
+                "--curve",
+                "-10:62,0:49,10:35",
+            ],
+        )
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout
+            .lines()
+            .filter(|l| l.ends_with("-> -10:62,0:49,10:35"))
+            .count(),
+        2,
+        "{}",
+        out.stdout
+    );
+    let audit = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+    assert_eq!(audit.lines().filter(|l| l.contains("set_curve")).count(), 2);
 
     // Manual, then back to auto without a bump.
     let out = cli
