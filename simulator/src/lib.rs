@@ -446,10 +446,11 @@ impl SimHandle {
         let _ = self.client.disconnect().await;
         // The event loop ends after sending DISCONNECT (everything queued before it went first).
         let mut el = self.event_loop;
-        if tokio::time::timeout(Duration::from_secs(5), &mut el)
+        if tokio::time::timeout(Duration::from_secs(20), &mut el)
             .await
             .is_err()
         {
+            warn!("Simulator MQTT did not flush within 20 s; queued telemetry may be lost.");
             el.abort();
         }
         snapshot

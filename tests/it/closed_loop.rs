@@ -70,7 +70,7 @@ async fn stop_all(
     let published: u64 = views.iter().map(|v| v.published).sum();
     let stats = engine.stats().clone();
     // Everything published must have reached the engine before it stops.
-    let arrived = util::eventually(Duration::from_secs(15), || {
+    let arrived = util::eventually(Duration::from_secs(30), || {
         Stats::get(&stats.readings_accepted) + Stats::get(&stats.readings_rejected) >= published
     })
     .await;

@@ -104,7 +104,7 @@ async fn database_down_for_30_s_loses_no_point() {
     let views = sim.stop().await;
     let published: u64 = views.iter().map(|v| v.published).sum();
     assert!(
-        util::eventually(Duration::from_secs(15), || Stats::get(
+        util::eventually(Duration::from_secs(30), || Stats::get(
             &stats.readings_accepted
         ) >= published)
         .await
@@ -291,7 +291,7 @@ async fn database_errors_get_the_right_policy_and_bad_lines_become_dead_letters(
     let published: u64 = views.iter().map(|v| v.published).sum();
     let stats = engine.stats().clone();
     assert!(
-        util::eventually(Duration::from_secs(15), || Stats::get(
+        util::eventually(Duration::from_secs(30), || Stats::get(
             &stats.readings_accepted
         ) >= published)
         .await
@@ -398,7 +398,7 @@ async fn a_full_spool_refuses_new_points_loudly_and_recovers() {
     let views = sim.stop().await;
     let published: u64 = views.iter().map(|v| v.published).sum();
     assert!(
-        util::eventually(Duration::from_secs(15), || Stats::get(
+        util::eventually(Duration::from_secs(30), || Stats::get(
             &stats.readings_accepted
         ) >= published)
         .await
