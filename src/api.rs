@@ -167,6 +167,7 @@ fn row(s: &StationStatus, now: i64) -> Value {
         "valve_pct": o.map(|o| o.valve_pct),
         "pump_pct": o.map(|o| o.pump_pct),
         "heat_kw": r.map(|r| r.heat_kw()),
+        "heat_w_m2": r.zip(s.area_m2.filter(|a| *a > 0.0)).map(|(r, a)| r.heat_kw() * 1000.0 / a),
         "outdoor_temp_c": o.map(|o| o.outdoor_c),
         "indoor_temp_c": r.and_then(|r| r.indoor_temp_c),
         "seq": s.seq,
@@ -200,6 +201,7 @@ async fn status(State(st): State<ApiState>, headers: HeaderMap) -> Result<Json<V
         "ingest": {
             "messages_in": g(&st.stats.messages_in),
             "readings_accepted": g(&st.stats.readings_accepted),
+            "readings_per_s": g(&st.stats.ingest_rate_milli) as f64 / 1000.0,
             "readings_rejected": g(&st.stats.readings_rejected),
             "rejects_by_reason": reasons,
         },
@@ -252,7 +254,8 @@ async fn station(
     let mut v = row(s, now_ms());
     let o = s.outputs.as_ref();
     let term = |t: Option<crate::control::pi::PiStep>| {
-        t.map(|t| json!({ "p": t.p, "i": t.i, "output": t.output, "anti_windup": t.anti_windup }))
+        // D is 0 by design (district-heating practice); reported so the shape names all terms.
+        t.map(|t| json!({ "p": t.p, "i": t.i, "d": 0.0, "output": t.output, "anti_windup": t.anti_windup }))
     };
     v["reading"] = s.reading.as_ref().map_or(Value::Null, |r| {
         let mut m = json!({

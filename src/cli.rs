@@ -269,11 +269,11 @@ async fn execute(remote: &Remote, verb: Verb) -> Result<String, Failure> {
             let st = &v["storage"];
             Ok(format!(
                 "stations  {} total, {} online, {} stale, {} manual, {} hold\n\
-                 ingest    {} readings accepted, {} rejected\n\
+                 ingest    {} readings/s, {} accepted, {} rejected\n\
                  commands  {} sent, {} failed\n\
                  storage   {} points written, backlog {} points ({} bytes), {} dead letters, {} refused\n",
                 s["total"], s["online"], s["stale"], s["manual"], s["hold"],
-                v["ingest"]["readings_accepted"], v["ingest"]["readings_rejected"],
+                f(&v["ingest"]["readings_per_s"], 1), v["ingest"]["readings_accepted"], v["ingest"]["readings_rejected"],
                 v["commands"]["sent"], v["commands"]["failed"],
                 st["written"], st["spool_points"], st["spool_bytes"], st["dead_letters"], st["refused"],
             ))
@@ -368,7 +368,7 @@ async fn execute(remote: &Remote, verb: Verb) -> Result<String, Failure> {
                 "station   {}  mode {}{}  seq {}\n\
                  supply    {} °C, setpoint {} °C\n\
                  target    offset {} K, fixed {}, return correction {} K\n\
-                 return    {} °C, ΔT {} K, heat {} kW\n\
+                 return    {} °C, ΔT {} K, heat {} kW ({} W/m²)\n\
                  flow      {} m³/h, setpoint {} m³/h\n\
                  valve     {} % (P {}, I {}{})\n\
                  pump      {} % (P {}, I {}{})\n\
@@ -392,6 +392,7 @@ async fn execute(remote: &Remote, verb: Verb) -> Result<String, Failure> {
                 f(&v["return_temp_c"], 2),
                 f(&v["delta_t_k"], 2),
                 f(&v["heat_kw"], 0),
+                f(&v["heat_w_m2"], 1),
                 f(&v["flow_m3h"], 1),
                 f(&v["flow_setpoint_m3h"], 1),
                 f(&v["valve_pct"], 1),

@@ -259,6 +259,9 @@ struct RawAlarms {
     low_delta_t_for_s: Option<f64>,
     rejected_per_min: Option<u64>,
     out_of_range_margin_k: Option<f64>,
+    /// `[alarms.group.<tag>.<value>]`: thresholds for every station with that static tag.
+    #[serde(default)]
+    group: BTreeMap<String, BTreeMap<String, RawAlarms>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -589,7 +592,17 @@ impl Config {
                 &place,
                 &mut v,
             );
-            let alarms = alarm_thresholds(&raw.alarms, &st.alarms, &place, &mut v);
+            v.check(
+                st.alarms.group.is_empty(),
+                format!("{place}.alarms.group: groups are set in [alarms.group.<tag>.<value>], not per station"),
+            );
+            // The first group (by tag name) the station belongs to.
+            let group = raw
+                .alarms
+                .group
+                .iter()
+                .find_map(|(tag, values)| values.get(st.tags.get(tag)?));
+            let alarms = alarm_thresholds(&raw.alarms, group, &st.alarms, &place, &mut v);
             if let (Some(id), Some(params)) = (id, params) {
                 stations.push(StationConfig {
                     id,
@@ -640,13 +653,34 @@ impl Config {
     }
 }
 
+/// Station overrides, then its group's, then `[alarms]`, then the defaults.
 fn alarm_thresholds(
     d: &RawAlarms,
+    g: Option<&RawAlarms>,
     s: &RawAlarms,
     place: &str,
     v: &mut Errors,
 ) -> crate::alarms::Thresholds {
     let def = crate::alarms::Thresholds::default();
+    // Fold the group into the global layer so the two-level lookups below see three levels.
+    let merged;
+    let d = match g {
+        Some(g) => {
+            merged = RawAlarms {
+                deviation_k: g.deviation_k.or(d.deviation_k),
+                deviation_for_s: g.deviation_for_s.or(d.deviation_for_s),
+                return_high_for_s: g.return_high_for_s.or(d.return_high_for_s),
+                valve_saturated_for_s: g.valve_saturated_for_s.or(d.valve_saturated_for_s),
+                low_delta_t_k: g.low_delta_t_k.or(d.low_delta_t_k),
+                low_delta_t_for_s: g.low_delta_t_for_s.or(d.low_delta_t_for_s),
+                rejected_per_min: g.rejected_per_min.or(d.rejected_per_min),
+                out_of_range_margin_k: g.out_of_range_margin_k.or(d.out_of_range_margin_k),
+                group: BTreeMap::new(),
+            };
+            &merged
+        }
+        None => d,
+    };
     let ms = |x: Option<f64>, y: Option<f64>, name: &str, default: i64, v: &mut Errors| -> i64 {
         match x.or(y) {
             Some(secs) if secs >= 0.0 && secs.is_finite() => (secs * 1000.0) as i64,
@@ -931,6 +965,30 @@ mod tests {
             errs[0].contains("line 2") && errs[0].contains("tick_seconds"),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn alarm_thresholds_layer_station_over_group_over_global() {
+        let text = r#"
+            [alarms]
+            deviation_k = 4
+            low_delta_t_k = 6
+            [alarms.group.district.north]
+            deviation_k = 2
+            [[station]]
+            id = "a"
+            tags = { district = "north" }
+            [[station]]
+            id = "b"
+            tags = { district = "north" }
+            alarms = { deviation_k = 1.5 }
+            [[station]]
+            id = "c"
+        "#;
+        let c = Config::parse(text, &no_env).unwrap();
+        let dev: Vec<f64> = c.stations.iter().map(|s| s.alarms.deviation_k).collect();
+        assert_eq!(dev, vec![2.0, 1.5, 4.0]);
+        assert!(c.stations.iter().all(|s| s.alarms.low_delta_t_k == 6.0));
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub struct StationStatus {
     /// Recent (supply °C, setpoint °C) samples, one per minute of plant time, oldest first.
     pub trend: Vec<(f64, f64)>,
     pub tags: std::collections::BTreeMap<String, String>,
+    /// Heated area: the reading's, else the config's.
+    pub area_m2: Option<f64>,
 }
 
 /// An operator's change to one station, checked against the station's hard safety limits.
@@ -290,6 +292,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
         storage_seen: (0, 0, 0),
         storage_problem_ms: None,
         kpis: vec![Kpi::default(); cfg.stations.len()],
+        rate_window: Default::default(),
         dt_s: cfg.tick.as_secs_f64() * cfg.time_scale,
         ticks: 0,
     };
@@ -455,6 +458,7 @@ struct Control {
     storage_seen: (u64, u64, u64),
     storage_problem_ms: Option<i64>,
     kpis: Vec<Kpi>,
+    rate_window: std::collections::VecDeque<(i64, u64)>,
     /// Plant seconds per tick.
     dt_s: f64,
     ticks: u64,
@@ -734,6 +738,10 @@ impl Control {
                 }
                 Tick::Stale { .. } => {}
             }
+            let area_m2 = reading
+                .as_ref()
+                .and_then(|r| r.heated_area_m2)
+                .or(ctrl.params().heated_area_m2);
             status.push(StationStatus {
                 id: cfg.id.clone(),
                 mode: ctrl.mode(),
@@ -748,9 +756,31 @@ impl Control {
                 heat_today_gj: self.kpis[i].heat_today_gj,
                 trend: self.kpis[i].trend.iter().copied().collect(),
                 tags: cfg.tags.clone(),
+                area_m2,
             });
         }
         self.ticks += 1;
+        // Ingest rate over the last ~10 s, for the status view.
+        let accepted = Stats::get(&self.stats.readings_accepted);
+        self.rate_window.push_back((now, accepted));
+        while self.rate_window.len() > 2
+            && self
+                .rate_window
+                .front()
+                .is_some_and(|(t, _)| now - t > 10_000)
+        {
+            self.rate_window.pop_front();
+        }
+        if let (Some((t0, a0)), Some((t1, a1))) =
+            (self.rate_window.front(), self.rate_window.back())
+        {
+            if t1 > t0 {
+                let per_s_milli = (a1 - a0) * 1_000_000 / (t1 - t0) as u64;
+                self.stats
+                    .ingest_rate_milli
+                    .store(per_s_milli, Ordering::Relaxed);
+            }
+        }
         // Numbers are on disk before any of them can reach a station.
         if let Err(e) = self.seqs.persist() {
             error!(error = %e, "Cannot persist command sequence numbers; commands withheld this tick.");

@@ -34,6 +34,8 @@ pub struct Stats {
     pub tick_lateness_us: AtomicU64,
     pub tick_lateness_max_us: AtomicU64,
     pub ticks: AtomicU64,
+    /// Readings accepted per second over the last ~10 s, × 1000.
+    pub ingest_rate_milli: AtomicU64,
     /// Rejections by reason label.
     pub rejects_by_reason: Mutex<BTreeMap<&'static str, u64>>,
 }
