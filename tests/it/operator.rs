@@ -107,6 +107,13 @@ async fn operator_sees_the_fleet_changes_a_station_and_finds_it_in_the_audit_tra
         "{}",
         out.stdout
     );
+    let rate = cli.json(&["status", "--json"]).await["ingest"]["readings_per_s"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        rate > 1.0,
+        "ingest rate {rate}/s (3 stations at 4 readings/s)"
+    );
     assert_eq!(
         cli.json(&["status", "--json"]).await["stations"]["total"],
         3
@@ -272,6 +279,7 @@ async fn operator_sees_the_fleet_changes_a_station_and_finds_it_in_the_audit_tra
         "{}",
         out.stdout
     );
+    assert!(out.stdout.contains(" W/m²)"), "{}", out.stdout);
     let st2 = cli.json(&["station", "st-002", "--json"]).await;
     assert!(
         st2["heat_today_gj"].as_f64().unwrap() > 0.0
