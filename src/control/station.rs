@@ -150,12 +150,14 @@ impl StationController {
     /// last sent.
     pub fn set_mode(&mut self, mode: Mode, manual: Option<(f64, f64)>) {
         self.mode = mode;
-        self.manual = manual.map(|(v, p)| {
-            (
-                v.clamp(self.params.valve.out_min, self.params.valve.out_max),
-                p.clamp(self.params.pump.out_min, self.params.pump.out_max),
-            )
-        });
+        self.manual = manual
+            .filter(|(v, p)| v.is_finite() && p.is_finite())
+            .map(|(v, p)| {
+                (
+                    v.clamp(self.params.valve.out_min, self.params.valve.out_max),
+                    p.clamp(self.params.pump.out_min, self.params.pump.out_max),
+                )
+            });
     }
 
     /// The target for `outdoor_c`: the operator's fixed setpoint, else the heating curve plus
@@ -176,7 +178,14 @@ impl StationController {
         fallback_outdoor_c: f64,
         now_ms: i64,
     ) -> Tick {
-        let fresh = reading.filter(|r| now_ms - r.ts_ms <= self.params.staleness_ms);
+        // Defence in depth: the decoder already refuses non-finite values, but a controller
+        // must never turn one into an output.
+        let usable = |r: &&Reading| {
+            r.supply_temp_c.is_finite() && r.return_temp_c.is_finite() && r.flow_m3h.is_finite()
+        };
+        let fresh = reading
+            .filter(usable)
+            .filter(|r| now_ms - r.ts_ms <= self.params.staleness_ms);
         let Some(r) = fresh else {
             let newly = !self.stale;
             self.stale = true;
@@ -511,5 +520,82 @@ pub(crate) mod tests {
         c.set_mode(Mode::Auto, None);
         let o = act(c.tick(Some(&reading(265_000, 52.0, 40.0)), 0.0, 265_000));
         assert!((o.valve_pct - 35.0).abs() < 1.0, "bump to {}", o.valve_pct);
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    //! For any sequence of readings (including nonsense the decoder would refuse, and NaN), the
+    //! controller's outputs stay finite, inside their limits and inside the rate limits.
+    use proptest::prelude::*;
+
+    use super::tests::params;
+    use super::*;
+    use crate::model::StationId;
+
+    fn reading(ts_ms: i64, supply: f64, ret: f64, flow: f64, outdoor: Option<f64>) -> Reading {
+        Reading {
+            station: StationId::new("p").unwrap(),
+            ts_ms,
+            supply_temp_c: supply,
+            return_temp_c: ret,
+            flow_m3h: flow,
+            heated_area_m2: None,
+            outdoor_temp_c: outdoor,
+            indoor_temp_c: None,
+            valve_pct: None,
+            pump_pct: None,
+            heat_kw: None,
+            extra: vec![],
+        }
+    }
+
+    fn temp() -> impl Strategy<Value = f64> {
+        prop_oneof![8 => -50.0..200.0f64, 1 => Just(f64::NAN), 1 => Just(f64::INFINITY)]
+    }
+
+    proptest! {
+        #[test]
+        fn outputs_stay_finite_bounded_and_rate_limited(
+            steps in proptest::collection::vec(
+                (temp(), temp(), prop_oneof![9 => 0.0..2000.0f64, 1 => Just(f64::NAN)],
+                 proptest::option::of(-40.0..30.0f64), any::<bool>(), 0u8..20),
+                1..200),
+        ) {
+            let p = params();
+            let dt = 5.0;
+            let mut c = StationController::new(p.clone(), dt);
+            let mut last: Option<Outputs> = None;
+            for (k, (supply, ret, flow, outdoor, fresh, mode)) in steps.into_iter().enumerate() {
+                let now = k as i64 * 5000;
+                match mode {
+                    0 => c.set_mode(Mode::Manual, Some((supply, ret))),
+                    1 => c.set_mode(Mode::Hold, None),
+                    2 => c.set_mode(Mode::Auto, None),
+                    _ => {}
+                }
+                let ts = if fresh { now } else { now - 60_000 };
+                let r = reading(ts, supply, ret, flow, outdoor);
+                if let Tick::Act(o) = c.tick(Some(&r), -5.0, now) {
+                    prop_assert!(o.supply_setpoint_c.is_finite() && o.valve_pct.is_finite() && o.pump_pct.is_finite());
+                    prop_assert!(o.supply_setpoint_c >= p.supply_min_c && o.supply_setpoint_c <= p.supply_max_c);
+                    prop_assert!(o.valve_pct >= p.valve.out_min && o.valve_pct <= p.valve.out_max);
+                    prop_assert!(o.pump_pct >= p.pump.out_min && o.pump_pct <= p.pump.out_max);
+                    if let Some(l) = last {
+                        // Auto outputs move at most one rate-limit step per tick (manual and
+                        // hold are the operator's values, still within the limits above).
+                        if o.mode == Mode::Auto && l.mode == Mode::Auto {
+                            prop_assert!((o.valve_pct - l.valve_pct).abs() <= p.valve.max_rate_per_s * dt + 1e-9);
+                            prop_assert!((o.pump_pct - l.pump_pct).abs() <= p.pump.max_rate_per_s * dt + 1e-9);
+                        }
+                        prop_assert!((o.supply_setpoint_c - l.supply_setpoint_c).abs() <= p.ramp_k_per_min * dt / 60.0 + 1e-9);
+                    }
+                    last = Some(o);
+                } else {
+                    let usable = supply.is_finite() && ret.is_finite() && flow.is_finite();
+                    prop_assert!(!(fresh && usable), "a fresh, finite reading must be acted on");
+                }
+            }
+        }
     }
 }
