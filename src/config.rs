@@ -80,6 +80,7 @@ struct RawMqtt {
     telemetry_qos: u8,
     keep_alive_s: u64,
     ack_after_spool: bool,
+    watchdog_s: f64,
     username: Option<String>,
     password_env: Option<String>,
 }
@@ -95,6 +96,7 @@ impl Default for RawMqtt {
             telemetry_qos: 1,
             keep_alive_s: 30,
             ack_after_spool: true,
+            watchdog_s: 120.0,
             username: None,
             password_env: None,
         }
@@ -300,6 +302,8 @@ pub struct MqttConfig {
     /// Acknowledge a QoS 1 telemetry message only after its point is in the spool, on a
     /// persistent session (the broker redelivers what a crashed engine had not acknowledged).
     pub ack_after_spool: bool,
+    /// Connected but nothing received for this long: subscribe again and say so.
+    pub watchdog: Duration,
     pub credentials: Option<(String, String)>,
 }
 
@@ -635,6 +639,7 @@ impl Config {
                 telemetry_qos: m.telemetry_qos,
                 keep_alive: Duration::from_secs(m.keep_alive_s.max(5)),
                 ack_after_spool: m.ack_after_spool,
+                watchdog: Duration::from_secs_f64(m.watchdog_s.max(1.0)),
                 credentials,
             },
             storage: StorageConfig {

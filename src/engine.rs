@@ -243,6 +243,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
         el,
         link.clone(),
         cfg.mqtt.ack_after_spool,
+        Some(cfg.mqtt.watchdog),
         subs,
         Some(presence.clone()),
         stop_mqtt_rx,

@@ -22,6 +22,11 @@ use crate::config::{MqttConfig, MqttVersion};
 /// A full channel makes `try_publish` fail; the caller counts that as an undelivered command.
 pub const REQUEST_CAPACITY: usize = 10_000;
 
+/// Largest MQTT packet the engine accepts (16 MiB). Payloads over `max_payload_bytes` are
+/// still rejected by the decoder; the broker should cap packets lower (README, operating
+/// safely).
+pub const MAX_INCOMING_PACKET: usize = 16 << 20;
+
 /// The publishing handle, cheap to clone.
 #[derive(Debug, Clone)]
 pub enum Link {
@@ -150,7 +155,9 @@ pub fn connect(
         MqttVersion::V311 => {
             let mut o = rumqttc::MqttOptions::new(client_id, &cfg.host, cfg.port);
             o.set_keep_alive(cfg.keep_alive);
-            o.set_max_packet_size(1 << 20, 1 << 20);
+            // Above any broker's recommended limit (1 MiB): an oversize packet would otherwise
+            // drop the connection and, on a persistent session, come back forever.
+            o.set_max_packet_size(MAX_INCOMING_PACKET, 1 << 20);
             o.set_inflight(20); // mosquitto's default limit for 3.1.1
             if cfg.ack_after_spool {
                 o.set_manual_acks(true).set_clean_session(false);
@@ -168,7 +175,7 @@ pub fn connect(
         MqttVersion::V5 => {
             let mut o = rumqttc::v5::MqttOptions::new(client_id, &cfg.host, cfg.port);
             o.set_keep_alive(cfg.keep_alive);
-            o.set_max_packet_size(Some(1 << 20));
+            o.set_max_packet_size(Some(MAX_INCOMING_PACKET as u32));
             if cfg.ack_after_spool {
                 // Keep the session (and what it queued) for a week of engine downtime.
                 o.set_manual_acks(true)
@@ -229,6 +236,7 @@ pub async fn run_event_loop(
     mut el: EventLoop,
     link: Link,
     manual_acks: bool,
+    watchdog: Option<Duration>,
     subscriptions: Vec<(String, bool)>,
     presence: Option<Presence>,
     mut stop: watch::Receiver<bool>,
@@ -236,14 +244,34 @@ pub async fn run_event_loop(
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     let mut connected = false;
+    // Watchdog against silent stalls: connected, yet nothing received for `watchdog`. Checked
+    // whenever the event loop yields (at least every keep-alive, by the pings), so the poll
+    // future is never cancelled mid-flight.
+    let mut last_message = tokio::time::Instant::now();
     loop {
         let polled = tokio::select! {
             r = poll_once(&mut el) => r,
             _ = stop.wait_for(|s| *s) => return,
         };
+        if let Some(w) = watchdog {
+            if connected && !subscriptions.is_empty() && last_message.elapsed() >= w {
+                warn!(
+                    silent_s = last_message.elapsed().as_secs(),
+                    "MQTT connected but nothing received; subscribing again (watchdog)."
+                );
+                for (filter, qos1) in &subscriptions {
+                    let _ = link.try_subscribe(filter, *qos1);
+                }
+                last_message = tokio::time::Instant::now();
+            }
+        }
+        if matches!(polled, Ok(Polled::Publish4(_) | Polled::Publish5(_))) {
+            last_message = tokio::time::Instant::now();
+        }
         match polled {
             Ok(Polled::ConnAck) => {
                 connected = true;
+                last_message = tokio::time::Instant::now();
                 backoff.reset();
                 info!(
                     subscriptions = subscriptions.len(),

@@ -276,6 +276,7 @@ async fn malformed_burst_and_a_silent_station_leave_the_others_in_control() {
     // A hostile publisher: 1,500 bad payloads on a real station's topic and on odd topics.
     let mut opts = rumqttc::MqttOptions::new("hostile", "127.0.0.1", broker.port);
     opts.set_inflight(20);
+    opts.set_max_packet_size(2 << 20, 2 << 20); // rumqttc's default is 10 KiB
     let (client, mut el) = rumqttc::AsyncClient::new(opts, 4000);
     let poller = tokio::spawn(async move { while el.poll().await.is_ok() {} });
     let bad: [&[u8]; 6] = [
@@ -301,23 +302,51 @@ async fn malformed_burst_and_a_silent_station_leave_the_others_in_control() {
             .await
             .unwrap();
     }
+    // And the odd ones: a 1,000,000-byte payload, 10,000 levels of nesting, an id with a
+    // character the contract forbids, a topic with an extra level (not subscribed: ignored).
+    let odd: [(&str, Vec<u8>); 4] = [
+        ("heating/station/st-001/telemetry", vec![b' '; 1_000_000]),
+        (
+            "heating/station/st-001/telemetry",
+            "[".repeat(10_000).into_bytes(),
+        ),
+        (
+            "heating/station/st.001/telemetry",
+            br#"{"supply_temp_c": 50}"#.to_vec(),
+        ),
+        (
+            "heating/station/st-001/telemetry/x",
+            br#"{"supply_temp_c": 50}"#.to_vec(),
+        ),
+    ];
+    for (topic, payload) in odd {
+        client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
+    }
     let stats = engine.stats().clone();
     assert!(
         util::eventually(Duration::from_secs(20), || Stats::get(
             &stats.readings_rejected
-        ) >= 1500)
+        ) >= 1503)
         .await,
-        "rejected {}",
-        Stats::get(&stats.readings_rejected)
+        "rejected {}: {:?}, connects {}",
+        Stats::get(&stats.readings_rejected),
+        stats.rejects_by_reason.lock().unwrap().clone(),
+        Stats::get(&stats.mqtt_connects)
     );
     {
         let reasons = stats.rejects_by_reason.lock().unwrap().clone();
-        // 1,000 bad payloads on st-001's topic (6 kinds in turn), 500 on unknown stations.
+        // 1,000 bad payloads on st-001's topic (6 kinds in turn), 500 on unknown stations,
+        // and the odd ones.
         let expected = [
-            ("not_json", 250),
+            ("not_json", 251),
             ("not_object", 250),
             ("out_of_range", 500),
             ("unknown_station", 500),
+            ("too_large", 1),
+            ("bad_topic", 1),
         ];
         for (label, n) in expected {
             assert_eq!(reasons.get(label).copied(), Some(n), "{label}: {reasons:?}");

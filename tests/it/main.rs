@@ -7,6 +7,7 @@ mod cli;
 mod closed_loop;
 mod durability;
 mod fault_http;
+mod faults;
 mod operator;
 mod peer;
 mod util;

@@ -76,15 +76,19 @@ impl Drop for Proc {
 
 /// mosquitto with the settings from stack-notes.md (unlimited queue, no Nagle, stderr log).
 pub fn mosquitto() -> Proc {
+    mosquitto_on(free_port())
+}
+
+/// mosquitto on a given port (to restart a broker where clients expect it).
+pub fn mosquitto_on(port: u16) -> Proc {
     let bin = find_binary("mosquitto", &["/usr/sbin/mosquitto"]);
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let conf = dir.path().join("mosquitto.conf");
     std::fs::write(
         &conf,
         format!(
             "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\n\
-             max_queued_messages 0\nset_tcp_nodelay true\nmax_inflight_messages 0\n"
+             max_queued_messages 0\nset_tcp_nodelay true\nmax_inflight_messages 0\nmax_packet_size 1048576\n"
         ),
     )
     .unwrap();
