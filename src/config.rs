@@ -83,6 +83,16 @@ struct RawMqtt {
     watchdog_s: f64,
     username: Option<String>,
     password_env: Option<String>,
+    tls: Option<RawTls>,
+}
+
+/// `[mqtt.tls]`: verify the broker with `ca_file`; optional client certificate.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    ca_file: PathBuf,
+    client_cert_file: Option<PathBuf>,
+    client_key_file: Option<PathBuf>,
 }
 
 impl Default for RawMqtt {
@@ -99,6 +109,7 @@ impl Default for RawMqtt {
             watchdog_s: 120.0,
             username: None,
             password_env: None,
+            tls: None,
         }
     }
 }
@@ -305,6 +316,23 @@ pub struct MqttConfig {
     /// Connected but nothing received for this long: subscribe again and say so.
     pub watchdog: Duration,
     pub credentials: Option<(String, String)>,
+    pub tls: Option<MqttTls>,
+}
+
+/// PEM contents for a TLS connection to the broker (read when the config is loaded).
+#[derive(Clone)]
+pub struct MqttTls {
+    pub ca_pem: Vec<u8>,
+    pub client_auth: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for MqttTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttTls")
+            .field("ca_pem_bytes", &self.ca_pem.len())
+            .field("client_auth", &self.client_auth.is_some())
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -431,6 +459,41 @@ impl Config {
             }
             (None, None) => None,
         };
+
+        let tls = m.tls.as_ref().and_then(|t| {
+            let mut read = |what: &str, p: &Path| {
+                std::fs::read(p)
+                    .map_err(|e| {
+                        v.push(format!("mqtt.tls.{what}: cannot read {}: {e}", p.display()))
+                    })
+                    .ok()
+            };
+            let ca_pem = read("ca_file", &t.ca_file);
+            let client_auth = match (&t.client_cert_file, &t.client_key_file) {
+                (Some(c), Some(k)) => {
+                    Some((read("client_cert_file", c), read("client_key_file", k)))
+                }
+                (None, None) => None,
+                _ => {
+                    v.push(
+                        "mqtt.tls: give both client_cert_file and client_key_file, or neither"
+                            .into(),
+                    );
+                    None
+                }
+            };
+            match (ca_pem, client_auth) {
+                (Some(ca_pem), None) => Some(MqttTls {
+                    ca_pem,
+                    client_auth: None,
+                }),
+                (Some(ca_pem), Some((Some(c), Some(k)))) => Some(MqttTls {
+                    ca_pem,
+                    client_auth: Some((c, k)),
+                }),
+                _ => None,
+            }
+        });
 
         let s = &raw.storage;
         v.check(s.batch_size > 0, "storage.batch_size: must be positive");
@@ -641,6 +704,7 @@ impl Config {
                 ack_after_spool: m.ack_after_spool,
                 watchdog: Duration::from_secs_f64(m.watchdog_s.max(1.0)),
                 credentials,
+                tls,
             },
             storage: StorageConfig {
                 batch_size: s.batch_size,

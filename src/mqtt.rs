@@ -165,6 +165,9 @@ pub fn connect(
             if let Some((u, p)) = &cfg.credentials {
                 o.set_credentials(u, p);
             }
+            if let Some(t) = &cfg.tls {
+                o.set_transport(tls_transport(t));
+            }
             if let Some(p) = presence {
                 o.set_last_will(LastWill::new(&p.topic, p.offline, QoS::AtLeastOnce, true));
             }
@@ -185,6 +188,9 @@ pub fn connect(
             if let Some((u, p)) = &cfg.credentials {
                 o.set_credentials(u, p);
             }
+            if let Some(t) = &cfg.tls {
+                o.set_transport(tls_transport(t));
+            }
             if let Some(p) = presence {
                 o.set_last_will(LastWillV5::new(
                     &p.topic,
@@ -199,6 +205,14 @@ pub fn connect(
             (Link::V5(client), EventLoop::V5(Box::new(el)))
         }
     }
+}
+
+/// TLS to the broker: the server is verified against the configured CA (and the host name in
+/// `mqtt.host`); the client certificate is optional. rustls with the ring provider.
+fn tls_transport(t: &crate::config::MqttTls) -> rumqttc::Transport {
+    // rumqttc builds its rustls config with the process-wide provider: make sure it is ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    rumqttc::Transport::tls(t.ca_pem.clone(), t.client_auth.clone(), None)
 }
 
 enum Polled {

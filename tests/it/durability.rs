@@ -294,7 +294,13 @@ async fn database_errors_get_the_right_policy_and_bad_lines_become_dead_letters(
         util::eventually(Duration::from_secs(30), || Stats::get(
             &stats.readings_accepted
         ) >= published)
-        .await
+        .await,
+        "accepted {} rejected {} {:?} of {published} published; messages in {}, connects {}",
+        Stats::get(&stats.readings_accepted),
+        Stats::get(&stats.readings_rejected),
+        stats.rejects_by_reason.lock().unwrap().clone(),
+        Stats::get(&stats.messages_in),
+        Stats::get(&stats.mqtt_connects),
     );
     assert!(
         wait_drained(&engine, Duration::from_secs(30)).await,

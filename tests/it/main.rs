@@ -10,4 +10,5 @@ mod fault_http;
 mod faults;
 mod operator;
 mod peer;
+mod tls;
 mod util;
