@@ -175,6 +175,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     let cfg = demo_config(args.stations, port, args.speed, &args.data_dir, api_listen)?;
     let engine = engine::start(cfg).await?;
+    // Telemetry published before the engine's subscriptions exist would reach nobody.
+    if !engine.wait_subscribed(Duration::from_secs(10)).await {
+        tracing::warn!("The engine's MQTT subscriptions were not confirmed within 10 s.");
+    }
     let sim = heatgrid_sim::spawn(heatgrid_sim::SimConfig {
         port,
         stations: args.stations,

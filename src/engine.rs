@@ -251,6 +251,12 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
             mqtt::Event::Connected => {
                 ev_stats.mqtt_connects.fetch_add(1, Ordering::Relaxed);
             }
+            mqtt::Event::Subscribed => {
+                let n = ev_stats.mqtt_subacks.fetch_add(1, Ordering::Relaxed) + 1;
+                if n % crate::ingest::SUBSCRIPTIONS as u64 == 0 {
+                    info!("MQTT subscriptions confirmed.");
+                }
+            }
             mqtt::Event::Message { topic, payload } => ingest.on_message(topic, payload, now_ms()),
         },
     ));
@@ -364,6 +370,19 @@ impl EngineHandle {
 
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
+    }
+
+    /// Resolves once the broker confirmed every subscription of the first connection (or
+    /// `timeout` passed: returns false). Messages published before that reach nobody.
+    pub async fn wait_subscribed(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while Stats::get(&self.stats.mqtt_subacks) < crate::ingest::SUBSCRIPTIONS as u64 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
     }
 
     /// Active and recently cleared alarms.

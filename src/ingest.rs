@@ -20,6 +20,9 @@ use crate::store::{line_protocol, StoreHandle};
 
 const REJECT_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
+/// Number of topic filters the engine subscribes to (telemetry, weather, state, ack).
+pub const SUBSCRIPTIONS: usize = 4;
+
 /// The latest accepted reading of one configured station, shared with the control task.
 #[derive(Debug)]
 pub struct StationSlot {
@@ -70,7 +73,7 @@ impl Ingest {
         }
     }
 
-    /// The topic filters to subscribe: (filter, qos1).
+    /// The topic filters to subscribe: (filter, qos1). There are [`SUBSCRIPTIONS`] of them.
     pub fn subscriptions(&self, telemetry_qos1: bool) -> Vec<(String, bool)> {
         vec![
             (

@@ -39,6 +39,8 @@ pub enum Link {
 pub enum Event<'a> {
     /// Connected (or reconnected); subscriptions were just requested again.
     Connected,
+    /// The broker confirmed a subscription.
+    Subscribed,
     Message {
         topic: &'a str,
         payload: &'a [u8],
@@ -217,6 +219,7 @@ fn tls_transport(t: &crate::config::MqttTls) -> rumqttc::Transport {
 
 enum Polled {
     ConnAck,
+    SubAck,
     Publish4(rumqttc::Publish),
     Publish5(rumqttc::v5::mqttbytes::v5::Publish),
     Disconnected,
@@ -229,12 +232,14 @@ async fn poll_once(el: &mut EventLoop) -> Result<Polled, String> {
     match el {
         EventLoop::V311(el) => Ok(match el.poll().await.map_err(|e| e.to_string())? {
             E4::Incoming(I4::ConnAck(_)) => Polled::ConnAck,
+            E4::Incoming(I4::SubAck(_)) => Polled::SubAck,
             E4::Incoming(I4::Publish(p)) => Polled::Publish4(p),
             E4::Outgoing(O4::Disconnect) => Polled::Disconnected,
             _ => Polled::Other,
         }),
         EventLoop::V5(el) => Ok(match el.poll().await.map_err(|e| e.to_string())? {
             E5::Incoming(I5::ConnAck(_)) => Polled::ConnAck,
+            E5::Incoming(I5::SubAck(_)) => Polled::SubAck,
             E5::Incoming(I5::Publish(p)) => Polled::Publish5(p),
             E5::Outgoing(rumqttc::Outgoing::Disconnect) => Polled::Disconnected,
             _ => Polled::Other,
@@ -327,6 +332,7 @@ pub async fn run_event_loop(
                     }
                 }
             }
+            Ok(Polled::SubAck) => on_event(Event::Subscribed),
             Ok(Polled::Disconnected) => return,
             Ok(Polled::Other) => {}
             Err(e) => {

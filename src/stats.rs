@@ -30,6 +30,8 @@ pub struct Stats {
     /// Duration of the last successful write, µs.
     pub store_write_us: AtomicU64,
     pub mqtt_connects: AtomicU64,
+    /// Subscriptions the broker confirmed (SUBACK), over all connections.
+    pub mqtt_subacks: AtomicU64,
     /// Control tick lateness: the last one and the largest seen, µs.
     pub tick_lateness_us: AtomicU64,
     pub tick_lateness_max_us: AtomicU64,

@@ -99,6 +99,10 @@ async fn mosquitto_loop_settles_and_every_point_reaches_the_tsdb() {
     );
     let staleness_ms = cfg.stations[0].params.staleness_ms;
     let engine = engine::start(cfg).await.unwrap();
+    assert!(
+        engine.wait_subscribed(Duration::from_secs(20)).await,
+        "engine never subscribed"
+    );
     let sim = heatgrid_sim::spawn(sim_config(broker.port, n, 7)).await;
 
     let worst = wait_settled(
@@ -177,6 +181,10 @@ async fn embedded_broker_with_mqtt5_engine_settles_and_writes_local_files() {
     // The engine speaks MQTT 5, the simulator 3.1.1: the broker bridges them.
     let cfg = util::engine_config(&ids(n), ports.v5, "5", SPEED, dir.path(), None);
     let engine = engine::start(cfg).await.unwrap();
+    assert!(
+        engine.wait_subscribed(Duration::from_secs(20)).await,
+        "engine never subscribed"
+    );
     let sim = heatgrid_sim::spawn(sim_config(ports.v311, n, 11)).await;
     wait_settled(
         &engine,
@@ -262,6 +270,10 @@ async fn malformed_burst_and_a_silent_station_leave_the_others_in_control() {
     let cfg = util::engine_config(&ids(n), broker.port, "3.1.1", SPEED, dir.path(), None);
     let staleness_ms = cfg.stations[0].params.staleness_ms;
     let engine = engine::start(cfg).await.unwrap();
+    assert!(
+        engine.wait_subscribed(Duration::from_secs(20)).await,
+        "engine never subscribed"
+    );
     let sim = heatgrid_sim::spawn(sim_config(broker.port, n, 3)).await;
     wait_settled(
         &engine,

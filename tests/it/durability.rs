@@ -82,6 +82,10 @@ async fn database_down_for_30_s_loses_no_point() {
     )
     .unwrap();
     let engine = engine::start(cfg).await.unwrap();
+    assert!(
+        engine.wait_subscribed(Duration::from_secs(20)).await,
+        "engine never subscribed"
+    );
     let sim = heatgrid_sim::spawn(sim(broker.port, n, 5.0)).await;
     let stats = engine.stats().clone();
     assert!(
@@ -165,6 +169,35 @@ fn unconfirmed_bytes(spool_dir: &std::path::Path) -> u64 {
         .sum()
 }
 
+/// Waits (up to 20 s) for `heating/engine/state` = `online`.
+async fn engine_online(port: u16) -> bool {
+    let (client, mut el) = rumqttc::AsyncClient::new(
+        rumqttc::MqttOptions::new("presence-probe", "127.0.0.1", port),
+        10,
+    );
+    let _ = client
+        .subscribe("heating/engine/state", rumqttc::QoS::AtLeastOnce)
+        .await;
+    let wait = async {
+        loop {
+            match el.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Incoming::Publish(p)))
+                    if &p.payload[..] == b"online" =>
+                {
+                    return
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    };
+    let ok = tokio::time::timeout(Duration::from_secs(20), wait)
+        .await
+        .is_ok();
+    let _ = client.disconnect().await;
+    ok
+}
+
 fn spawn_engine(config: &std::path::Path, log: &std::path::Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_heatgrid"))
         .args(["run", "--config"])
@@ -190,6 +223,11 @@ async fn engine_killed_with_sigkill_loses_nothing_and_never_reuses_a_seq() {
     )
     .unwrap();
     let mut engine = spawn_engine(&config, &dir.path().join("engine1.log"));
+    // Telemetry published before the engine's subscriptions exist reaches nobody: wait for the
+    // engine's retained `online` presence (published right after it requested its
+    // subscriptions), then a moment for the broker's SUBACKs.
+    assert!(engine_online(broker.port).await, "engine never came online");
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let sim = heatgrid_sim::spawn(sim(broker.port, n, 5.0)).await;
     let commanded =
         |sim: &heatgrid_sim::SimHandle| sim.snapshot().iter().all(|v| v.commands_received > 5);
@@ -285,6 +323,10 @@ async fn database_errors_get_the_right_policy_and_bad_lines_become_dead_letters(
     )
     .unwrap();
     let engine = engine::start(cfg).await.unwrap();
+    assert!(
+        engine.wait_subscribed(Duration::from_secs(20)).await,
+        "engine never subscribed"
+    );
     let sim = heatgrid_sim::spawn(sim(broker.port, n, 5.0)).await;
     tokio::time::sleep(Duration::from_secs(12)).await;
     let views = sim.stop().await;
@@ -382,6 +424,10 @@ async fn a_full_spool_refuses_new_points_loudly_and_recovers() {
     )
     .unwrap();
     let engine = engine::start(cfg).await.unwrap();
+    assert!(
+        engine.wait_subscribed(Duration::from_secs(20)).await,
+        "engine never subscribed"
+    );
     let sim = heatgrid_sim::spawn(sim(broker.port, n, 1.0)).await;
     let stats = engine.stats().clone();
     assert!(

@@ -32,6 +32,10 @@ async fn python_station_emulator_is_controlled_and_stored() {
     );
     let cfg = Config::parse(&text, &|_| None).unwrap();
     let engine = engine::start(cfg).await.unwrap();
+    assert!(
+        engine.wait_subscribed(Duration::from_secs(20)).await,
+        "engine never subscribed"
+    );
 
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/station.py");
     let mut child = Command::new(python())
