@@ -540,7 +540,7 @@ impl Control {
         if let Change::AckAlarm { id } = change {
             return self.ack_alarm(*id, user);
         }
-        let (cfg, _, ctrl) = self
+        let (_, _, ctrl) = self
             .stations
             .iter_mut()
             .find(|(c, _, _)| c.id.as_str() == station)
@@ -686,22 +686,25 @@ impl Control {
             before,
             after,
         };
-        let now = now_ms();
-        self.audit.record(now, user, &applied);
+        self.record_action(now_ms(), user, &applied);
+        Ok(applied)
+    }
+
+    /// An applied operator action goes to the audit log, to storage (`operator_action`, with
+    /// "before -> after" as its detail) and to the log.
+    fn record_action(&mut self, now: i64, user: &str, a: &Applied) {
+        self.audit.record(now, user, a);
         let line = line_protocol::LineBuilder::new("operator_action")
-            .tag("station", cfg.id.as_str())
-            .tag("action", action)
+            .tag("station", &a.station)
+            .tag("action", &a.action)
             .tag("user", user)
-            .string(
-                "detail",
-                &format!("{} -> {}", applied.before, applied.after),
-            )
+            .string("detail", &format!("{} -> {}", a.before, a.after))
             .finish(now);
         if let Some(line) = line {
             self.store.submit(line);
         }
-        info!(station, user, action, before = %applied.before, after = %applied.after, "Operator change applied.");
-        Ok(applied)
+        info!(station = %a.station, user, action = %a.action, before = %a.before, after = %a.after,
+            "Operator action applied.");
     }
 
     fn tick(&mut self, now: i64) {
@@ -844,16 +847,7 @@ impl Control {
             before: format!("alarm {} {} raised", a.id, a.kind.as_str()),
             after: format!("acknowledged by {}", a.acked_by.as_deref().unwrap_or(user)),
         };
-        self.audit.record(now, user, &applied);
-        if let Some(line) = line_protocol::LineBuilder::new("operator_action")
-            .tag("station", &a.station)
-            .tag("action", "ack_alarm")
-            .tag("user", user)
-            .string("detail", &format!("alarm {} {}", a.id, a.kind.as_str()))
-            .finish(now)
-        {
-            self.store.submit(line);
-        }
+        self.record_action(now, user, &applied);
         Ok(applied)
     }
 
