@@ -206,15 +206,19 @@ pub async fn vm_count(port: u16, metric: &str) -> std::collections::BTreeMap<Str
         .text()
         .await
         .unwrap();
-    // Distinct (series, timestamp) pairs: a point written twice counts once.
-    let mut seen = std::collections::BTreeMap::<String, std::collections::BTreeSet<i64>>::new();
+    // Distinct (series, timestamp) pairs per station: a point written twice counts once.
+    let mut seen =
+        std::collections::BTreeMap::<String, std::collections::BTreeSet<(String, i64)>>::new();
     for line in body.lines().filter(|l| !l.trim().is_empty()) {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         let station = v["metric"]["station"].as_str().unwrap_or("?").to_owned();
+        let series = v["metric"].to_string();
         let ts = v["timestamps"].as_array().cloned().unwrap_or_default();
-        seen.entry(station)
-            .or_default()
-            .extend(ts.iter().filter_map(|t| t.as_i64()));
+        seen.entry(station).or_default().extend(
+            ts.iter()
+                .filter_map(|t| t.as_i64())
+                .map(|t| (series.clone(), t)),
+        );
     }
     seen.into_iter().map(|(k, v)| (k, v.len())).collect()
 }
