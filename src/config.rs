@@ -288,8 +288,45 @@ struct RawStation {
     tags: BTreeMap<String, String>,
     #[serde(default)]
     mode: Mode,
+    /// Present for a Modbus TCP station (absent: the station speaks MQTT).
+    modbus: Option<RawModbus>,
     #[serde(flatten)]
     control: RawControl,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModbus {
+    /// `host:port` or `host` (port 502).
+    address: String,
+    /// Register map file; a relative path is relative to the config file.
+    map: String,
+    #[serde(default = "default_unit_id")]
+    unit_id: u16,
+    #[serde(default = "default_poll_interval_s")]
+    poll_interval_s: f64,
+    #[serde(default = "default_modbus_timeout_ms")]
+    timeout_ms: u64,
+    #[serde(default = "default_max_registers")]
+    max_registers: u16,
+    #[serde(default = "default_true")]
+    coalesce: bool,
+}
+
+fn default_unit_id() -> u16 {
+    1
+}
+fn default_poll_interval_s() -> f64 {
+    5.0
+}
+fn default_modbus_timeout_ms() -> u64 {
+    1000
+}
+fn default_max_registers() -> u16 {
+    100
+}
+fn default_true() -> bool {
+    true
 }
 
 // ---------------------------------------------------------------- validated phase
@@ -362,6 +399,8 @@ pub struct StationConfig {
     pub tags: BTreeMap<String, String>,
     pub mode: Mode,
     pub params: StationParams,
+    /// `Some` for a Modbus TCP station: its poller's settings and register map.
+    pub modbus: Option<crate::modbus::poller::PollerConfig>,
 }
 
 /// A whole, valid configuration.
@@ -397,7 +436,8 @@ impl Config {
             path: path.display().to_string(),
             errors: vec![format!("cannot read the file: {e}")],
         })?;
-        Self::parse(&text, &|k| std::env::var(k).ok()).map_err(|errors| ConfigError {
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse_in(&text, &|k| std::env::var(k).ok(), base).map_err(|errors| ConfigError {
             path: path.display().to_string(),
             errors,
         })
@@ -405,6 +445,15 @@ impl Config {
 
     /// Parses and validates TOML text; `env` resolves secret variables. Every error at once.
     pub fn parse(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, Vec<String>> {
+        Self::parse_in(text, env, Path::new("."))
+    }
+
+    /// [`Config::parse`] with relative paths (register maps) resolved against `base`.
+    pub fn parse_in(
+        text: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+        base: &Path,
+    ) -> Result<Self, Vec<String>> {
         let raw: Raw = toml::from_str(text).map_err(|e| vec![e.to_string().trim().to_owned()])?;
         let mut v = Errors::default();
 
@@ -621,6 +670,9 @@ impl Config {
 
         let mut stations = Vec::new();
         let mut seen = HashSet::new();
+        // Each register map file is read and validated once, however many stations use it.
+        let mut maps: BTreeMap<PathBuf, Option<std::sync::Arc<crate::modbus::map::RegisterMap>>> =
+            BTreeMap::new();
         v.check(
             !raw.stations.is_empty(),
             "station: at least one [[station]] is required",
@@ -670,6 +722,10 @@ impl Config {
                 .iter()
                 .find_map(|(tag, values)| values.get(st.tags.get(tag)?));
             let alarms = alarm_thresholds(&raw.alarms, group, &st.alarms, &place, &mut v);
+            let modbus = match (&st.modbus, &id) {
+                (Some(m), Some(id)) => modbus_station(m, id, base, &mut maps, &place, &mut v),
+                _ => None,
+            };
             if let (Some(id), Some(params)) = (id, params) {
                 stations.push(StationConfig {
                     id,
@@ -677,6 +733,7 @@ impl Config {
                     tags: st.tags.clone(),
                     mode: st.mode,
                     params,
+                    modbus,
                 });
             }
         }
@@ -720,6 +777,86 @@ impl Config {
             stations,
         })
     }
+}
+
+/// A station's `modbus` table, validated, with its register map loaded (once per file).
+fn modbus_station(
+    m: &RawModbus,
+    id: &StationId,
+    base: &Path,
+    maps: &mut BTreeMap<PathBuf, Option<std::sync::Arc<crate::modbus::map::RegisterMap>>>,
+    place: &str,
+    v: &mut Errors,
+) -> Option<crate::modbus::poller::PollerConfig> {
+    let place = format!("{place}.modbus");
+    let n = v.0.len();
+    let address = if m.address.contains(':') {
+        m.address.clone()
+    } else {
+        format!("{}:502", m.address)
+    };
+    v.check(
+        address
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0)),
+        format!("{place}.address: {:?} is not host:port", m.address),
+    );
+    v.check(
+        (1..=255).contains(&m.unit_id),
+        format!(
+            "{place}.unit_id: {} must be 1–255 (0 is broadcast)",
+            m.unit_id
+        ),
+    );
+    v.positive(&format!("{place}.poll_interval_s"), m.poll_interval_s);
+    v.check(
+        m.timeout_ms > 0 && (m.timeout_ms as f64) < m.poll_interval_s * 1000.0,
+        format!("{place}.timeout_ms: must be positive and shorter than poll_interval_s"),
+    );
+    v.check(
+        (1..=125).contains(&m.max_registers),
+        format!(
+            "{place}.max_registers: {} must be 1–125 (the protocol's limit)",
+            m.max_registers
+        ),
+    );
+    let path = base.join(&m.map);
+    let map = maps
+        .entry(path.clone())
+        .or_insert_with(|| {
+            match std::fs::read_to_string(&path)
+                .map_err(|e| vec![format!("cannot read: {e}")])
+                .and_then(|t| crate::modbus::map::RegisterMap::parse(&t))
+            {
+                Ok(map) => Some(std::sync::Arc::new(map)),
+                Err(errs) => {
+                    for e in errs {
+                        v.push(format!("register map {}: {e}", path.display()));
+                    }
+                    None
+                }
+            }
+        })
+        .clone();
+    if map.is_none() {
+        v.push(format!(
+            "{place}.map: {} is not usable (see above)",
+            path.display()
+        ));
+    }
+    if v.0.len() > n {
+        return None;
+    }
+    Some(crate::modbus::poller::PollerConfig {
+        station: id.clone(),
+        address,
+        unit_id: m.unit_id as u8,
+        interval: Duration::from_secs_f64(m.poll_interval_s),
+        timeout: Duration::from_millis(m.timeout_ms),
+        max_registers: m.max_registers,
+        coalesce: m.coalesce,
+        map: map?,
+    })
 }
 
 /// Station overrides, then its group's, then `[alarms]`, then the defaults.

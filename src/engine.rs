@@ -137,6 +137,9 @@ pub struct EngineHandle {
     changes: mpsc::Sender<ChangeRequest>,
     api: Option<(std::net::SocketAddr, JoinHandle<()>)>,
     alarms: watch::Receiver<Arc<AlarmView>>,
+    stop_modbus: watch::Sender<bool>,
+    pollers: Vec<JoinHandle<()>>,
+    modbus: Vec<(StationId, Arc<crate::modbus::poller::Counters>)>,
 }
 
 /// Current wall-clock time in Unix milliseconds.
@@ -212,6 +215,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
                 ack_error: Mutex::new(None),
                 tags: s.tags.clone(),
                 area_m2: s.params.heated_area_m2,
+                comm_error: Mutex::new(None),
+                modbus: s.modbus.as_ref().map(|_| Default::default()),
             };
             (s.clone(), Arc::new(slot))
         })
@@ -261,6 +266,37 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
         },
     ));
 
+    // Modbus stations: one poller each, fed commands through a latest-wins channel.
+    let (stop_modbus, stop_modbus_rx) = watch::channel(false);
+    let mut modbus_tx = Vec::with_capacity(slots.len());
+    let mut pollers = Vec::new();
+    let modbus: Vec<_> = slots
+        .iter()
+        .filter_map(|(c, s)| Some((c.id.clone(), s.modbus.clone()?)))
+        .collect();
+    for (c, slot) in &slots {
+        let (Some(m), Some(counters)) = (&c.modbus, &slot.modbus) else {
+            modbus_tx.push(None);
+            continue;
+        };
+        let (tx, rx) = watch::channel(None);
+        modbus_tx.push(Some(tx));
+        pollers.push(tokio::spawn(crate::modbus::poller::run(
+            m.clone(),
+            slot.clone(),
+            counters.clone(),
+            store.clone(),
+            stats.clone(),
+            cfg.decode,
+            cfg.tick.max(m.interval),
+            rx,
+            stop_modbus_rx.clone(),
+        )));
+    }
+    if !pollers.is_empty() {
+        info!(stations = pollers.len(), "Modbus pollers started.");
+    }
+
     let (status_tx, status) = watch::channel(Arc::new(Vec::new()));
     let (stop_control, stop_control_rx) = watch::channel(false);
     // Operator changes: bounded; a full queue makes the API answer 503 rather than wait.
@@ -282,6 +318,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
             })
             .collect(),
         link: link.clone(),
+        modbus_tx,
         store,
         seqs,
         weather,
@@ -342,6 +379,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
         changes,
         api,
         alarms: alarms_rx,
+        stop_modbus,
+        pollers,
+        modbus,
     })
 }
 
@@ -406,6 +446,11 @@ impl EngineHandle {
     }
 
     /// Points and bytes waiting in the spool now.
+    /// The Modbus stations' poller counters, in config order.
+    pub fn modbus_counters(&self) -> &[(StationId, Arc<crate::modbus::poller::Counters>)] {
+        &self.modbus
+    }
+
     pub fn spool_depth(&self) -> store::spool::Depth {
         self.spool.depth()
     }
@@ -418,6 +463,16 @@ impl EngineHandle {
         }
         if let Err(e) = self.control.await {
             error!(error = %e, "Control task failed.");
+        }
+        // Modbus pollers: each finishes the request in hand (bounded by its timeout).
+        let _ = self.stop_modbus.send(true);
+        for p in self.pollers {
+            if tokio::time::timeout(Duration::from_secs(10), p)
+                .await
+                .is_err()
+            {
+                warn!("A Modbus poller did not stop within 10 s.");
+            }
         }
         let _ = self.link.try_publish(
             &self.presence.topic,
@@ -460,6 +515,8 @@ impl EngineHandle {
 struct Control {
     stations: Vec<(StationConfig, Arc<StationSlot>, StationController)>,
     link: Link,
+    /// Per station: the Modbus poller's command channel (`None`: an MQTT station).
+    modbus_tx: Vec<Option<watch::Sender<Option<Command>>>>,
     store: StoreHandle,
     seqs: SeqStore,
     weather: Weather,
@@ -750,7 +807,7 @@ impl Control {
                         valid_for_s: self.valid_for_s,
                         epoch: None,
                     };
-                    commands.push((cfg.id.clone(), cmd, &cfg.tags));
+                    commands.push((i, cfg.id.clone(), cmd, &cfg.tags));
                 }
                 Tick::Stale {
                     age_ms,
@@ -810,7 +867,12 @@ impl Control {
             return;
         }
         let mut lines = Vec::with_capacity(commands.len());
-        for (id, cmd, tags) in commands {
+        for (i, id, cmd, tags) in commands {
+            if let Some(tx) = &self.modbus_tx[i] {
+                // The poller writes it now and counts and stores it once the device confirmed.
+                tx.send_replace(Some(cmd));
+                continue;
+            }
             let topic = format!("{}/station/{}/command", self.prefix, id);
             let payload = serde_json::to_vec(&cmd).unwrap_or_default();
             match self.link.try_publish(&topic, true, false, payload) {
@@ -883,9 +945,17 @@ impl Control {
                 None => "no telemetry received since the engine started".into(),
             });
             let offline = slot.presence.load(Ordering::Relaxed) == 2;
-            eval(K::CommLost, offline, 0, 0.0, &|| {
-                "station presence is offline".into()
-            });
+            let link = slot.comm_error.lock().ok().and_then(|e| e.clone());
+            eval(
+                K::CommLost,
+                offline || link.is_some(),
+                0,
+                0.0,
+                &|| match &link {
+                    Some(e) => format!("Modbus: {e}"),
+                    None => "station presence is offline".into(),
+                },
+            );
 
             let window = &mut self.reject_window[i];
             let rejects = slot.rejects.load(Ordering::Relaxed);

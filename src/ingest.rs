@@ -36,6 +36,23 @@ pub struct StationSlot {
     pub ack_error: Mutex<Option<String>>,
     pub tags: BTreeMap<String, String>,
     pub area_m2: Option<f64>,
+    /// Modbus stations: why the link is down or the device refuses (`None` while polls
+    /// succeed), and the poller's counters.
+    pub comm_error: Mutex<Option<String>>,
+    pub modbus: Option<Arc<crate::modbus::poller::Counters>>,
+}
+
+/// Takes one validated reading of a configured station, whichever way it came (MQTT or a
+/// Modbus poll): counted, queued for storage, and made the station's latest unless a newer one
+/// is already there.
+pub fn accept(slot: &StationSlot, reading: Reading, store: &StoreHandle, stats: &Stats) {
+    stats.readings_accepted.fetch_add(1, Ordering::Relaxed);
+    store.submit(line_protocol::telemetry(&reading, &slot.tags, slot.area_m2));
+    let mut latest = slot.latest.lock().unwrap_or_else(|p| p.into_inner());
+    // Out-of-order delivery must not replace a newer reading with an older one.
+    if latest.as_ref().is_none_or(|l| l.ts_ms <= reading.ts_ms) {
+        *latest = Some(reading);
+    }
 }
 
 /// The latest weather-feed outdoor temperature: (ts_ms, °C).
@@ -156,16 +173,7 @@ impl Ingest {
             );
         };
         match decode::decode(&station, payload, now_ms, &self.limits) {
-            Ok(reading) => {
-                self.stats.readings_accepted.fetch_add(1, Ordering::Relaxed);
-                self.store
-                    .submit(line_protocol::telemetry(&reading, &slot.tags, slot.area_m2));
-                let mut latest = slot.latest.lock().unwrap_or_else(|p| p.into_inner());
-                // Out-of-order delivery must not replace a newer reading with an older one.
-                if latest.as_ref().is_none_or(|l| l.ts_ms <= reading.ts_ms) {
-                    *latest = Some(reading);
-                }
-            }
+            Ok(reading) => accept(slot, reading, &self.store, &self.stats),
             Err(rej) => {
                 slot.rejects.fetch_add(1, Ordering::Relaxed);
                 let label = rej.label();

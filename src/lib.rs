@@ -36,6 +36,7 @@ pub mod demo;
 pub mod engine;
 pub mod ingest;
 pub mod metrics;
+pub mod modbus;
 pub mod model;
 pub mod mqtt;
 pub mod physics;

@@ -103,6 +103,41 @@ impl Collector for EngineCollector {
             "Largest control tick lateness, µs",
             g(&s.tick_lateness_max_us) as i64,
         )?;
+        for (name, help, v) in [
+            (
+                "heatgrid_modbus_polls",
+                "Modbus poll cycles that produced a reading",
+                &s.modbus_polls,
+            ),
+            (
+                "heatgrid_modbus_poll_failures",
+                "Modbus poll cycles that failed (link, timeout or exception)",
+                &s.modbus_poll_failures,
+            ),
+            (
+                "heatgrid_modbus_exceptions",
+                "Modbus exception replies (device refused)",
+                &s.modbus_exceptions,
+            ),
+            (
+                "heatgrid_modbus_writes",
+                "Commands written to Modbus stations",
+                &s.modbus_writes,
+            ),
+            (
+                "heatgrid_modbus_write_failures",
+                "Modbus command writes that failed",
+                &s.modbus_write_failures,
+            ),
+        ] {
+            counter(&mut e, name, help, g(v))?;
+        }
+        gauge(
+            &mut e,
+            "heatgrid_modbus_poll_lateness_max_us",
+            "Largest Modbus poll-cycle lateness on any station, µs",
+            g(&s.modbus_lateness_max_us) as i64,
+        )?;
         let depth = self.spool.depth();
         gauge(
             &mut e,

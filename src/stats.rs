@@ -38,6 +38,15 @@ pub struct Stats {
     pub ticks: AtomicU64,
     /// Readings accepted per second over the last ~10 s, × 1000.
     pub ingest_rate_milli: AtomicU64,
+    /// Modbus: poll cycles that produced a reading, and those that did not (link failure,
+    /// timeout or a device exception), exceptions alone, and command writes.
+    pub modbus_polls: AtomicU64,
+    pub modbus_poll_failures: AtomicU64,
+    pub modbus_exceptions: AtomicU64,
+    pub modbus_writes: AtomicU64,
+    pub modbus_write_failures: AtomicU64,
+    /// Largest Modbus poll-cycle lateness seen on any station, µs.
+    pub modbus_lateness_max_us: AtomicU64,
     /// Rejections by reason label.
     pub rejects_by_reason: Mutex<BTreeMap<&'static str, u64>>,
 }

@@ -1,0 +1,755 @@
+//! Register maps: which contract field lives in which Modbus register, as data.
+//!
+//! A map is a TOML file a user writes from the PLC's manual (see `config/modbus/`). It is read
+//! once, at config time, into a [`RegisterMap`]: validated with every error reported at once,
+//! each with its line in the file, then compiled into the read requests the poller sends
+//! ([`RegisterMap::read_plan`]) and the write requests that carry a command
+//! ([`RegisterMap::write_plan`]). Encoding and decoding of one value (type, byte order, scale,
+//! offset) live here too, so the poller only moves words.
+//!
+//! Addresses: the file says which numbering it uses (`address_base`): `0` is the address on the
+//! wire (the PDU address), `1` is the 1-based register number most manuals print, and
+//! `"modicon"` is the 5-digit 3xxxx (input) / 4xxxx (holding) numbering. Everything is
+//! converted to wire addresses here; nothing else in the engine sees a manual number.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+
+/// Fields a map may read (contract §1).
+pub const READ_FIELDS: &[&str] = &[
+    "supply_temp_c",
+    "return_temp_c",
+    "flow_m3h",
+    "heated_area_m2",
+    "outdoor_temp_c",
+    "indoor_temp_c",
+    "primary_supply_temp_c",
+    "primary_return_temp_c",
+    "primary_flow_m3h",
+    "valve_pct",
+    "pump_pct",
+    "heat_kw",
+    "heat_energy_gj",
+];
+
+/// Command fields a map may write (contract §2.2).
+pub const WRITE_FIELDS: &[&str] = &[
+    "supply_setpoint_c",
+    "valve_pct",
+    "pump_pct",
+    "flow_setpoint_m3h",
+    "mode",
+    "valid_for_s",
+    "seq",
+];
+
+/// The Modbus table of a register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Table {
+    Input,
+    Holding,
+}
+
+/// The register's data type on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataType {
+    U16,
+    I16,
+    U32,
+    I32,
+    F32,
+}
+
+impl DataType {
+    /// Registers the type occupies.
+    pub fn words(self) -> u16 {
+        match self {
+            DataType::U16 | DataType::I16 => 1,
+            _ => 2,
+        }
+    }
+
+    /// The integer range a scaled value must fit (f32: finite).
+    fn range(self) -> (f64, f64) {
+        match self {
+            DataType::U16 => (0.0, u16::MAX as f64),
+            DataType::I16 => (i16::MIN as f64, i16::MAX as f64),
+            DataType::U32 => (0.0, u32::MAX as f64),
+            DataType::I32 => (i32::MIN as f64, i32::MAX as f64),
+            DataType::F32 => (-(f32::MAX as f64), f32::MAX as f64),
+        }
+    }
+}
+
+/// Byte order of a value, named by where the bytes of the big-endian value `ABCD` land
+/// (Telegraf's naming): `ABCD` high word first (contract: `big`), `CDAB` low word first
+/// (`little`), `BADC` and `DCBA` the byte-swapped variants. For 16-bit types only whether the
+/// bytes are swapped matters (`BADC`/`DCBA` swap them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ByteOrder {
+    #[default]
+    Abcd,
+    Cdab,
+    Badc,
+    Dcba,
+}
+
+impl ByteOrder {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_uppercase().as_str() {
+            "ABCD" | "BIG" => ByteOrder::Abcd,
+            "CDAB" | "LITTLE" => ByteOrder::Cdab,
+            "BADC" => ByteOrder::Badc,
+            "DCBA" => ByteOrder::Dcba,
+            _ => return None,
+        })
+    }
+
+    fn swap_bytes(self) -> bool {
+        matches!(self, ByteOrder::Badc | ByteOrder::Dcba)
+    }
+
+    fn low_word_first(self) -> bool {
+        matches!(self, ByteOrder::Cdab | ByteOrder::Dcba)
+    }
+}
+
+/// What the engine does with a register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Read into the station's reading.
+    Read,
+    /// Written with each command (holding registers only).
+    ReadWrite,
+}
+
+/// One mapped value, validated, at its wire address.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Register {
+    pub field: String,
+    pub table: Table,
+    /// Wire (PDU) address of the first word.
+    pub address: u16,
+    pub data_type: DataType,
+    pub order: ByteOrder,
+    pub scale: f64,
+    pub offset: f64,
+    pub access: Access,
+}
+
+impl Register {
+    /// The engineering value of this register's words (`words.len() == data_type.words()`).
+    pub fn decode(&self, words: &[u16]) -> f64 {
+        let fix = |w: u16| {
+            if self.order.swap_bytes() {
+                w.swap_bytes()
+            } else {
+                w
+            }
+        };
+        let raw = match self.data_type {
+            DataType::U16 => fix(words[0]) as f64,
+            DataType::I16 => fix(words[0]) as i16 as f64,
+            t => {
+                let (hi, lo) = if self.order.low_word_first() {
+                    (fix(words[1]), fix(words[0]))
+                } else {
+                    (fix(words[0]), fix(words[1]))
+                };
+                let bits = ((hi as u32) << 16) | lo as u32;
+                match t {
+                    DataType::U32 => bits as f64,
+                    DataType::I32 => bits as i32 as f64,
+                    _ => f32::from_bits(bits) as f64,
+                }
+            }
+        };
+        raw * self.scale + self.offset
+    }
+
+    /// The words that carry engineering value `value`: (value − offset) / scale, rounded to the
+    /// integer type. A value that does not fit the type is an error, never a wrapped integer.
+    pub fn encode(&self, value: f64) -> Result<Vec<u16>, EncodeError> {
+        let raw = (value - self.offset) / self.scale;
+        let raw = if self.data_type == DataType::F32 {
+            raw
+        } else {
+            raw.round()
+        };
+        let (lo, hi) = self.data_type.range();
+        if !raw.is_finite() || raw < lo || raw > hi {
+            return Err(EncodeError {
+                field: self.field.clone(),
+                value,
+                raw,
+                data_type: self.data_type,
+            });
+        }
+        let fix = |w: u16| {
+            if self.order.swap_bytes() {
+                w.swap_bytes()
+            } else {
+                w
+            }
+        };
+        Ok(match self.data_type {
+            DataType::U16 => vec![fix(raw as u16)],
+            DataType::I16 => vec![fix(raw as i16 as u16)],
+            t => {
+                let bits = match t {
+                    DataType::U32 => raw as u32,
+                    DataType::I32 => raw as i32 as u32,
+                    _ => (raw as f32).to_bits(),
+                };
+                let (hi, lo) = (fix((bits >> 16) as u16), fix(bits as u16));
+                if self.order.low_word_first() {
+                    vec![lo, hi]
+                } else {
+                    vec![hi, lo]
+                }
+            }
+        })
+    }
+
+    fn end(&self) -> u32 {
+        self.address as u32 + self.data_type.words() as u32
+    }
+}
+
+/// A command value that does not fit its register.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EncodeError {
+    pub field: String,
+    pub value: f64,
+    pub raw: f64,
+    pub data_type: DataType,
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} = {} needs raw value {} which does not fit {:?}",
+            self.field, self.value, self.raw, self.data_type
+        )
+    }
+}
+
+/// One read request: `count` words from `address` of `table`, and the registers inside it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadBlock {
+    pub table: Table,
+    pub address: u16,
+    pub count: u16,
+    /// Indexes into [`RegisterMap::registers`].
+    pub registers: Vec<usize>,
+}
+
+/// How commands are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteFunction {
+    /// Function 16 (write multiple registers), one request per contiguous run.
+    #[default]
+    Multiple,
+    /// Function 6 (write single register), one request per word.
+    Single,
+}
+
+/// A validated register map.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegisterMap {
+    pub device: String,
+    pub registers: Vec<Register>,
+    pub write_function: WriteFunction,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMap {
+    device: Option<String>,
+    address_base: Option<toml::Value>,
+    #[serde(default)]
+    write_function: WriteFunction,
+    #[serde(default)]
+    register: Vec<toml::Spanned<RawRegister>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegister {
+    field: String,
+    table: Table,
+    address: u32,
+    #[serde(rename = "type")]
+    data_type: DataType,
+    order: Option<String>,
+    #[serde(default = "one")]
+    scale: f64,
+    #[serde(default)]
+    offset: f64,
+    #[serde(default = "read")]
+    access: String,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn read() -> String {
+    "read".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Base {
+    Zero,
+    One,
+    Modicon,
+}
+
+impl RegisterMap {
+    /// Parses and validates a map file's text; `Err` lists every problem, each with its line.
+    pub fn parse(text: &str) -> Result<Self, Vec<String>> {
+        let raw: RawMap = toml::from_str(text).map_err(|e| vec![e.to_string()])?;
+        let line_of = |pos: usize| {
+            text.as_bytes()[..pos.min(text.len())]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1
+        };
+        let mut errors = Vec::new();
+        let base = match &raw.address_base {
+            None => {
+                errors.push(
+                    "address_base is required: 0 (wire addresses), 1 (register numbers from 1) \
+                     or \"modicon\" (3xxxx input / 4xxxx holding)"
+                        .to_owned(),
+                );
+                Base::Zero
+            }
+            Some(toml::Value::Integer(0)) => Base::Zero,
+            Some(toml::Value::Integer(1)) => Base::One,
+            Some(toml::Value::String(s)) if s == "modicon" => Base::Modicon,
+            Some(v) => {
+                errors.push(format!("address_base = {v}: expected 0, 1 or \"modicon\""));
+                Base::Zero
+            }
+        };
+        let mut registers = Vec::new();
+        for spanned in &raw.register {
+            let line = line_of(spanned.span().start);
+            let r = spanned.get_ref();
+            let mut err = |m: String| errors.push(format!("line {line}: {} {m}", r.field));
+            let access = match r.access.as_str() {
+                "read" => Access::Read,
+                "read_write" | "read-write" | "write" => Access::ReadWrite,
+                a => {
+                    err(format!(
+                        "access = {a:?}: expected \"read\" or \"read_write\""
+                    ));
+                    continue;
+                }
+            };
+            let known = match access {
+                Access::Read => READ_FIELDS,
+                Access::ReadWrite => WRITE_FIELDS,
+            };
+            if !known.contains(&r.field.as_str()) {
+                err(format!(
+                    "is not a field heatgrid can {} (known: {})",
+                    if access == Access::Read {
+                        "read"
+                    } else {
+                        "write"
+                    },
+                    known.join(", ")
+                ));
+            }
+            if access == Access::ReadWrite && r.table != Table::Holding {
+                err("is written, so it must be in the holding table".into());
+            }
+            let address = match (base, r.table) {
+                (Base::Zero, _) => Some(r.address),
+                (Base::One, _) => r.address.checked_sub(1),
+                (Base::Modicon, Table::Input) => (30_001..=39_999)
+                    .contains(&r.address)
+                    .then(|| r.address - 30_001),
+                (Base::Modicon, Table::Holding) => (40_001..=49_999)
+                    .contains(&r.address)
+                    .then(|| r.address - 40_001),
+            };
+            let Some(address) = address.and_then(|a| u16::try_from(a).ok()) else {
+                err(format!(
+                    "address {} is not valid with address_base {} for the {:?} table",
+                    r.address, base, r.table
+                ));
+                continue;
+            };
+            if address as u32 + r.data_type.words() as u32 > 65_536 {
+                err(format!("address {} runs past the last register", r.address));
+            }
+            let order = match &r.order {
+                None => ByteOrder::default(),
+                Some(o) => match ByteOrder::parse(o) {
+                    Some(o) => o,
+                    None => {
+                        err(format!(
+                            "order = {o:?}: expected ABCD (big), CDAB (little), BADC or DCBA"
+                        ));
+                        ByteOrder::default()
+                    }
+                },
+            };
+            if !r.scale.is_finite() || r.scale == 0.0 {
+                err(format!("scale = {} must be finite and non-zero", r.scale));
+            }
+            if !r.offset.is_finite() {
+                err(format!("offset = {} must be finite", r.offset));
+            }
+            registers.push((
+                line,
+                Register {
+                    field: r.field.clone(),
+                    table: r.table,
+                    address,
+                    data_type: r.data_type,
+                    order,
+                    scale: r.scale,
+                    offset: r.offset,
+                    access,
+                },
+            ));
+        }
+        // Duplicates and overlaps.
+        let mut seen = BTreeMap::new();
+        for (line, r) in &registers {
+            if let Some(first) = seen.insert((r.field.clone(), r.access == Access::Read), *line) {
+                errors.push(format!(
+                    "line {line}: {} is mapped twice (first on line {first})",
+                    r.field
+                ));
+            }
+        }
+        for (i, (line, a)) in registers.iter().enumerate() {
+            for (line_b, b) in &registers[..i] {
+                if a.table == b.table
+                    && (a.address as u32) < b.end()
+                    && (b.address as u32) < a.end()
+                {
+                    errors.push(format!(
+                        "line {line}: {} overlaps {} (line {line_b}) in the {:?} table",
+                        a.field, b.field, a.table
+                    ));
+                }
+            }
+        }
+        for required in ["supply_temp_c", "return_temp_c", "flow_m3h"] {
+            if !raw
+                .register
+                .iter()
+                .any(|r| r.get_ref().field == required && r.get_ref().access == "read")
+            {
+                errors.push(format!(
+                    "{required} is required in telemetry (contract §1) but not mapped"
+                ));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(RegisterMap {
+            device: raw.device.unwrap_or_else(|| "unnamed device".into()),
+            registers: registers.into_iter().map(|(_, r)| r).collect(),
+            write_function: raw.write_function,
+        })
+    }
+
+    /// The read requests for one poll: registers sorted by table and address, adjacent ones
+    /// merged (when `coalesce`) into requests of at most `max_registers` words.
+    pub fn read_plan(&self, coalesce: bool, max_registers: u16) -> Vec<ReadBlock> {
+        let mut idx: Vec<usize> = (0..self.registers.len())
+            .filter(|&i| self.registers[i].access == Access::Read)
+            .collect();
+        idx.sort_by_key(|&i| (self.registers[i].table, self.registers[i].address));
+        let mut blocks: Vec<ReadBlock> = Vec::new();
+        for i in idx {
+            let r = &self.registers[i];
+            let words = r.data_type.words();
+            if let Some(b) = blocks.last_mut() {
+                let end = b.address as u32 + b.count as u32;
+                if coalesce
+                    && b.table == r.table
+                    && end == r.address as u32
+                    && b.count as u32 + words as u32 <= max_registers.max(words) as u32
+                {
+                    b.count += words;
+                    b.registers.push(i);
+                    continue;
+                }
+            }
+            blocks.push(ReadBlock {
+                table: r.table,
+                address: r.address,
+                count: words,
+                registers: vec![i],
+            });
+        }
+        blocks
+    }
+
+    /// Decodes one poll: `words[k]` answers `plan[k]`. Returns (field, value) pairs.
+    pub fn decode(&self, plan: &[ReadBlock], words: &[Vec<u16>]) -> Vec<(&str, f64)> {
+        let mut out = Vec::new();
+        for (b, w) in plan.iter().zip(words) {
+            for &i in &b.registers {
+                let r = &self.registers[i];
+                let at = (r.address - b.address) as usize;
+                if let Some(slice) = w.get(at..at + r.data_type.words() as usize) {
+                    out.push((r.field.as_str(), r.decode(slice)));
+                }
+            }
+        }
+        out
+    }
+
+    /// The write requests for one command: (address, words) runs of contiguous holding
+    /// registers, with the run holding `seq` last (a PLC can take a new `seq` as "the command
+    /// is complete"). `value` gives each command field's engineering value.
+    pub fn write_plan(
+        &self,
+        value: impl Fn(&str) -> Option<f64>,
+    ) -> Result<Vec<(u16, Vec<u16>)>, EncodeError> {
+        let mut regs: Vec<&Register> = self
+            .registers
+            .iter()
+            .filter(|r| r.access == Access::ReadWrite)
+            .collect();
+        regs.sort_by_key(|r| r.address);
+        let mut runs: Vec<(u16, Vec<u16>, bool)> = Vec::new();
+        for r in regs {
+            let Some(v) = value(&r.field) else { continue };
+            let is_seq = r.field == "seq";
+            // `seq` is a counter: a register narrower than it carries it modulo its range.
+            let v = if is_seq {
+                v.rem_euclid(r.data_type.range().1 + 1.0)
+            } else {
+                v
+            };
+            let words = r.encode(v)?;
+            match runs.last_mut() {
+                Some((addr, w, seq))
+                    if self.write_function == WriteFunction::Multiple
+                        && *addr as u32 + w.len() as u32 == r.address as u32
+                        && w.len() + words.len() <= 123 =>
+                {
+                    w.extend(words);
+                    *seq |= is_seq;
+                }
+                _ => {
+                    if self.write_function == WriteFunction::Single {
+                        for (k, word) in words.into_iter().enumerate() {
+                            runs.push((r.address + k as u16, vec![word], is_seq));
+                        }
+                    } else {
+                        runs.push((r.address, words, is_seq));
+                    }
+                }
+            }
+        }
+        runs.sort_by_key(|(_, _, seq)| *seq);
+        Ok(runs.into_iter().map(|(a, w, _)| (a, w)).collect())
+    }
+
+    /// The value a `mode` register carries: 0 auto, 1 manual, 2 hold.
+    pub fn mode_value(mode: crate::model::Mode) -> f64 {
+        match mode {
+            crate::model::Mode::Auto => 0.0,
+            crate::model::Mode::Manual => 1.0,
+            crate::model::Mode::Hold => 2.0,
+        }
+    }
+}
+
+impl fmt::Display for Base {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Base::Zero => "0",
+            Base::One => "1",
+            Base::Modicon => "modicon",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SIM_MAP: &str = include_str!("../../config/modbus/heatgrid-sim.toml");
+
+    fn reg(t: DataType, order: ByteOrder, scale: f64) -> Register {
+        Register {
+            field: "x".into(),
+            table: Table::Holding,
+            address: 0,
+            data_type: t,
+            order,
+            scale,
+            offset: 0.0,
+            access: Access::ReadWrite,
+        }
+    }
+
+    #[test]
+    fn the_shipped_maps_are_valid() {
+        let m = RegisterMap::parse(SIM_MAP).unwrap();
+        assert!(m.registers.len() >= 10);
+        let ecl = include_str!("../../config/modbus/example-ecl-comfort.toml");
+        RegisterMap::parse(ecl).unwrap();
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_line() {
+        let text = "device = \"x\"\naddress_base = 1\n\
+            [[register]]\nfield = \"supply_temp_c\"\ntable = \"input\"\naddress = 0\ntype = \"i16\"\n\
+            [[register]]\nfield = \"suply_temp_c\"\ntable = \"input\"\naddress = 5\ntype = \"i16\"\n\
+            [[register]]\nfield = \"valve_pct\"\ntable = \"input\"\naddress = 9\ntype = \"u16\"\naccess = \"read_write\"\n\
+            [[register]]\nfield = \"flow_m3h\"\ntable = \"input\"\naddress = 6\ntype = \"u32\"\norder = \"XYZW\"\nscale = 0.0\n";
+        let errs = RegisterMap::parse(text).unwrap_err();
+        let all = errs.join("\n");
+        assert!(
+            all.contains("line 3: supply_temp_c address 0 is not valid"),
+            "{all}"
+        );
+        assert!(all.contains("line 8: suply_temp_c is not a field"), "{all}");
+        assert!(
+            all.contains("line 13: valve_pct is written, so it must be in the holding"),
+            "{all}"
+        );
+        assert!(all.contains("line 19: flow_m3h order = \"XYZW\""), "{all}");
+        assert!(
+            all.contains("scale = 0 must be finite and non-zero"),
+            "{all}"
+        );
+        assert!(all.contains("return_temp_c is required"), "{all}");
+        assert!(errs.len() >= 6, "{all}");
+    }
+
+    #[test]
+    fn address_bases_convert_to_wire_addresses() {
+        let body = |a: &str, b: &str, c: &str| {
+            format!(
+                "[[register]]\nfield = \"supply_temp_c\"\ntable = \"input\"\naddress = {a}\ntype = \"i16\"\n\
+                 [[register]]\nfield = \"return_temp_c\"\ntable = \"input\"\naddress = {b}\ntype = \"i16\"\n\
+                 [[register]]\nfield = \"flow_m3h\"\ntable = \"holding\"\naddress = {c}\ntype = \"u16\"\n"
+            )
+        };
+        let addrs = |text: String| -> Vec<u16> {
+            RegisterMap::parse(&text)
+                .unwrap()
+                .registers
+                .iter()
+                .map(|r| r.address)
+                .collect()
+        };
+        assert_eq!(
+            addrs(format!("address_base = 0\n{}", body("0", "1", "7"))),
+            [0, 1, 7]
+        );
+        assert_eq!(
+            addrs(format!("address_base = 1\n{}", body("1", "2", "8"))),
+            [0, 1, 7]
+        );
+        assert_eq!(
+            addrs(format!(
+                "address_base = \"modicon\"\n{}",
+                body("30001", "30002", "40008")
+            )),
+            [0, 1, 7]
+        );
+        // A 4xxxx number for an input register is a mistake, not a silent wrong address.
+        assert!(RegisterMap::parse(&format!(
+            "address_base = \"modicon\"\n{}",
+            body("40001", "30002", "40008")
+        ))
+        .is_err());
+    }
+
+    #[test]
+    fn four_byte_orders_round_trip_and_match_known_words() {
+        // 123456.0_f32 = 0x47F1_2000.
+        let v = 123_456.0;
+        let cases = [
+            (ByteOrder::Abcd, [0x47F1, 0x2000]),
+            (ByteOrder::Cdab, [0x2000, 0x47F1]),
+            (ByteOrder::Badc, [0xF147, 0x0020]),
+            (ByteOrder::Dcba, [0x0020, 0xF147]),
+        ];
+        for (order, words) in cases {
+            let r = reg(DataType::F32, order, 1.0);
+            assert_eq!(r.encode(v).unwrap(), words, "{order:?}");
+            assert_eq!(r.decode(&words), v, "{order:?}");
+        }
+        let r = reg(DataType::I32, ByteOrder::Cdab, 0.01);
+        assert_eq!(r.encode(-1.5).unwrap(), [0xFF6A, 0xFFFF]);
+        assert_eq!(r.decode(&[0xFF6A, 0xFFFF]), -1.5);
+        let r = reg(DataType::I16, ByteOrder::Abcd, 0.1);
+        assert_eq!(r.decode(&[0xFF9C]), -10.0);
+    }
+
+    #[test]
+    fn out_of_range_writes_are_errors_never_wrapped() {
+        let r = reg(DataType::U16, ByteOrder::Abcd, 0.01);
+        assert_eq!(r.encode(655.35).unwrap(), [65_535]);
+        assert!(r.encode(655.36).is_err());
+        assert!(r.encode(-0.01).is_err());
+        assert!(r.encode(f64::NAN).is_err());
+        let r = reg(DataType::I16, ByteOrder::Abcd, 0.1);
+        assert!(r.encode(3276.8).is_err());
+        assert_eq!(r.encode(-3276.8).unwrap(), [0x8000]);
+    }
+
+    #[test]
+    fn reads_coalesce_within_the_request_limit() {
+        let m = RegisterMap::parse(SIM_MAP).unwrap();
+        let plan = m.read_plan(true, 125);
+        assert_eq!(plan.len(), 1, "{plan:?}");
+        let split = m.read_plan(true, 4);
+        assert!(split.iter().all(|b| b.count <= 4));
+        assert_eq!(
+            split.iter().map(|b| b.count as usize).sum::<usize>(),
+            plan[0].count as usize
+        );
+        let single = m.read_plan(false, 125);
+        assert_eq!(
+            single.len(),
+            m.registers
+                .iter()
+                .filter(|r| r.access == Access::Read)
+                .count()
+        );
+    }
+
+    #[test]
+    fn writes_put_seq_last() {
+        let text = "address_base = 0\nwrite_function = \"multiple\"\n\
+            [[register]]\nfield = \"supply_temp_c\"\ntable = \"input\"\naddress = 0\ntype = \"i16\"\n\
+            [[register]]\nfield = \"return_temp_c\"\ntable = \"input\"\naddress = 1\ntype = \"i16\"\n\
+            [[register]]\nfield = \"flow_m3h\"\ntable = \"input\"\naddress = 2\ntype = \"u16\"\n\
+            [[register]]\nfield = \"seq\"\ntable = \"holding\"\naddress = 0\ntype = \"u32\"\naccess = \"read_write\"\n\
+            [[register]]\nfield = \"valve_pct\"\ntable = \"holding\"\naddress = 10\ntype = \"u16\"\nscale = 0.1\naccess = \"read_write\"\n";
+        let m = RegisterMap::parse(text).unwrap();
+        let plan = m
+            .write_plan(|f| match f {
+                "seq" => Some(70_000.0),
+                "valve_pct" => Some(43.46),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(plan, vec![(10, vec![435]), (0, vec![1, 4_464])]);
+    }
+}

@@ -1,0 +1,446 @@
+//! One task per Modbus station: poll its registers on a fixed interval, write its commands.
+//!
+//! Data flow: [`run`] reads the blocks of the station's [`RegisterMap`] read plan, turns the
+//! values into a telemetry object and hands it to the same decoder and [`ingest::accept`] as an
+//! MQTT payload, so validation, storage and control are identical for both transports. The
+//! control task sends each command over a `watch` channel (latest wins); the poller writes it
+//! to the holding registers at once and counts it as delivered only when the device confirmed
+//! every write.
+//!
+//! Failure handling (stack-notes: tokio-modbus has no request timeout): every connect, read and
+//! write is wrapped in the station's timeout. A timeout, a link error or a reply of the wrong
+//! size drops the connection, which is re-established with capped, jittered backoff; a Modbus
+//! exception (the device refused) keeps it. Either way the cycle produces no reading — the
+//! station goes stale, its last value is never repeated with a new timestamp — and the failure
+//! is counted, logged once per change of state, and shown as `comm_error` (comm-lost alarm).
+//! Each station has its own task, connection and backoff: a dead or refusing device never
+//! delays another.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_modbus::client::{Client, Context, Reader, Writer};
+use tokio_modbus::Slave;
+use tracing::{info, warn};
+
+use super::map::{ReadBlock, RegisterMap, Table};
+use crate::backoff::Backoff;
+use crate::decode::{self, DecodeLimits};
+use crate::ingest::{self, StationSlot};
+use crate::model::{Command, StationId};
+use crate::stats::Stats;
+use crate::store::{line_protocol, StoreHandle};
+
+/// One station's Modbus settings, validated.
+#[derive(Debug, Clone)]
+pub struct PollerConfig {
+    pub station: StationId,
+    /// `host:port` (resolved at each connect, so a DNS change is picked up).
+    pub address: String,
+    pub unit_id: u8,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub max_registers: u16,
+    pub coalesce: bool,
+    pub map: Arc<RegisterMap>,
+}
+
+/// Per-station counters, shown in the status view and used by tests and benchmarks.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub cycles: AtomicU64,
+    pub polls_ok: AtomicU64,
+    pub link_failures: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub exceptions: AtomicU64,
+    pub connects: AtomicU64,
+    pub writes_ok: AtomicU64,
+    pub write_failures: AtomicU64,
+    /// Lateness of poll-cycle starts against their schedule, µs: the last and the largest.
+    pub lateness_us: AtomicU64,
+    pub lateness_max_us: AtomicU64,
+}
+
+/// Why a request failed.
+#[derive(Debug)]
+enum Failure {
+    /// The device answered with a Modbus exception: it refused.
+    Exception(String),
+    /// No answer in time.
+    Timeout,
+    /// Connection refused/reset, or a reply that does not match the request.
+    Link(String),
+}
+
+impl Failure {
+    fn keeps_connection(&self) -> bool {
+        matches!(self, Failure::Exception(_))
+    }
+
+    fn describe(&self, what: &str, timeout: Duration) -> String {
+        match self {
+            Failure::Exception(e) => format!("device refused {what}: Modbus exception {e}"),
+            Failure::Timeout => format!("{what}: no answer within {} ms", timeout.as_millis()),
+            Failure::Link(e) => format!("{what}: link failure: {e}"),
+        }
+    }
+}
+
+struct Poller {
+    cfg: PollerConfig,
+    plan: Vec<ReadBlock>,
+    slot: Arc<StationSlot>,
+    counters: Arc<Counters>,
+    store: StoreHandle,
+    stats: Arc<Stats>,
+    limits: DecodeLimits,
+    ctx: Option<Context>,
+    backoff: Backoff,
+    reconnect_at: Instant,
+    /// The command not yet delivered, if any.
+    pending: Option<Command>,
+    /// How long an undelivered command is retried before it is dropped as too old.
+    retry_for: Duration,
+    /// The problem last logged, so each change of state is logged once.
+    logged: Option<String>,
+}
+
+/// Polls and commands one station until `stop` turns true.
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    cfg: PollerConfig,
+    slot: Arc<StationSlot>,
+    counters: Arc<Counters>,
+    store: StoreHandle,
+    stats: Arc<Stats>,
+    limits: DecodeLimits,
+    retry_for: Duration,
+    mut commands: watch::Receiver<Option<Command>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let plan = cfg.map.read_plan(cfg.coalesce, cfg.max_registers);
+    let interval = cfg.interval;
+    let mut p = Poller {
+        cfg,
+        plan,
+        slot,
+        counters,
+        store,
+        stats,
+        limits,
+        ctx: None,
+        backoff: Backoff::new(Duration::from_millis(200), Duration::from_secs(30)),
+        reconnect_at: Instant::now(),
+        pending: None,
+        retry_for,
+        logged: None,
+    };
+    let mut next = Instant::now();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {
+                let late = next.elapsed().as_micros() as u64;
+                p.counters.lateness_us.store(late, Ordering::Relaxed);
+                p.counters.lateness_max_us.fetch_max(late, Ordering::Relaxed);
+                p.stats.modbus_lateness_max_us.fetch_max(late, Ordering::Relaxed);
+                next += interval;
+                // After a long stall, skip the missed cycles instead of bursting them.
+                let now = Instant::now();
+                if next < now {
+                    next = now + interval;
+                }
+                p.poll().await;
+                if p.pending.is_some() {
+                    p.write().await;
+                }
+            }
+            changed = commands.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                p.pending = commands.borrow_and_update().clone();
+                p.write().await;
+            }
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    break;
+                }
+            }
+        }
+    }
+    if let Some(mut ctx) = p.ctx.take() {
+        let _ = tokio::time::timeout(p.cfg.timeout, ctx.disconnect()).await;
+    }
+}
+
+impl Poller {
+    /// The open connection, connecting first if the backoff allows. `None`: not now.
+    async fn connection(&mut self) -> Option<&mut Context> {
+        if self.ctx.is_none() {
+            if Instant::now() < self.reconnect_at {
+                return None;
+            }
+            match connect(&self.cfg.address, self.cfg.unit_id, self.cfg.timeout).await {
+                Ok(ctx) => {
+                    self.counters.connects.fetch_add(1, Ordering::Relaxed);
+                    self.ctx = Some(ctx);
+                }
+                Err(f) => {
+                    let what = format!("connect to {}", self.cfg.address);
+                    self.failed(&what, f);
+                    return None;
+                }
+            }
+        }
+        self.ctx.as_mut()
+    }
+
+    /// Records a failure: counters, state, connection, backoff, one log line per change.
+    fn failed(&mut self, what: &str, f: Failure) {
+        match &f {
+            Failure::Exception(_) => &self.counters.exceptions,
+            Failure::Timeout => &self.counters.timeouts,
+            Failure::Link(_) => &self.counters.link_failures,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        if matches!(f, Failure::Exception(_)) {
+            self.stats.modbus_exceptions.fetch_add(1, Ordering::Relaxed);
+        }
+        if !f.keeps_connection() {
+            self.ctx = None;
+            self.reconnect_at = Instant::now() + self.backoff.next_delay();
+        }
+        let text = f.describe(what, self.cfg.timeout);
+        // Log once per kind of problem, not once per cycle.
+        let kind = text.split(':').next().unwrap_or_default().to_owned();
+        if self.logged.as_deref() != Some(kind.as_str()) {
+            warn!(station = %self.cfg.station, address = %self.cfg.address, unit = self.cfg.unit_id,
+                problem = %text, "Modbus station failing; it goes stale and is retried with backoff.");
+            self.logged = Some(kind);
+        }
+        *self
+            .slot
+            .comm_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(text);
+    }
+
+    fn recovered(&mut self) {
+        self.backoff.reset();
+        if self.logged.take().is_some() {
+            info!(station = %self.cfg.station, address = %self.cfg.address, "Modbus station answering again.");
+        }
+        *self
+            .slot
+            .comm_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// One poll cycle: read every block; a reading only if all of them answered.
+    async fn poll(&mut self) {
+        self.counters.cycles.fetch_add(1, Ordering::Relaxed);
+        let ts = crate::engine::now_ms();
+        let timeout = self.cfg.timeout;
+        let plan = std::mem::take(&mut self.plan);
+        let mut words = Vec::with_capacity(plan.len());
+        let mut failure = None;
+        if let Some(ctx) = self.connection().await {
+            for b in &plan {
+                let what = format!("read {:?} {}+{}", b.table, b.address, b.count);
+                let reply = match b.table {
+                    Table::Input => {
+                        tokio::time::timeout(timeout, ctx.read_input_registers(b.address, b.count))
+                            .await
+                    }
+                    Table::Holding => {
+                        tokio::time::timeout(
+                            timeout,
+                            ctx.read_holding_registers(b.address, b.count),
+                        )
+                        .await
+                    }
+                };
+                let r =
+                    match reply {
+                        Err(_) => Err(Failure::Timeout),
+                        Ok(Err(e)) => Err(Failure::Link(e.to_string())),
+                        Ok(Ok(Err(exc))) => Err(Failure::Exception(format!("{exc:?}"))),
+                        Ok(Ok(Ok(w))) if w.len() != b.count as usize => Err(Failure::Link(
+                            format!("{} words in the reply, {} asked", w.len(), b.count),
+                        )),
+                        Ok(Ok(Ok(w))) => Ok(w),
+                    };
+                match r {
+                    Ok(w) => words.push(w),
+                    Err(f) => {
+                        failure = Some((what, f));
+                        break;
+                    }
+                }
+            }
+        } else {
+            self.plan = plan;
+            self.stats
+                .modbus_poll_failures
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if let Some((what, f)) = failure {
+            self.plan = plan;
+            self.stats
+                .modbus_poll_failures
+                .fetch_add(1, Ordering::Relaxed);
+            return self.failed(&what, f);
+        }
+        self.recovered();
+        self.counters.polls_ok.fetch_add(1, Ordering::Relaxed);
+        self.stats.modbus_polls.fetch_add(1, Ordering::Relaxed);
+        let mut obj = serde_json::Map::new();
+        obj.insert("ts".into(), ts.into());
+        for (field, v) in self.cfg.map.decode(&plan, &words) {
+            // Trim binary noise of the scaling (0.01 × 5240 = 52.400000000000006).
+            let v = (v * 1e6).round() / 1e6;
+            if let Some(n) = serde_json::Number::from_f64(v) {
+                obj.insert(field.to_owned(), n.into());
+            }
+        }
+        self.plan = plan;
+        let payload = serde_json::Value::Object(obj).to_string();
+        match decode::decode(&self.cfg.station, payload.as_bytes(), ts, &self.limits) {
+            Ok(reading) => ingest::accept(&self.slot, reading, &self.store, &self.stats),
+            Err(rej) => {
+                // The device answered with values that are not physical: same policy as MQTT.
+                self.slot.rejects.fetch_add(1, Ordering::Relaxed);
+                self.stats.count_reject(rej.label());
+                let kind = format!("rejected {}", rej.label());
+                if self.logged.as_deref() != Some(kind.as_str()) {
+                    warn!(station = %self.cfg.station, reason = rej.label(), detail = %rej,
+                        "Modbus reading rejected; not used for control.");
+                    self.logged = Some(kind);
+                }
+            }
+        }
+    }
+
+    /// Writes the pending command; on success it counts as delivered (and acknowledged).
+    async fn write(&mut self) {
+        let Some(cmd) = self.pending.clone() else {
+            return;
+        };
+        let age_ms = crate::engine::now_ms() - cmd.ts;
+        if age_ms > self.retry_for.as_millis() as i64 {
+            warn!(station = %self.cfg.station, seq = cmd.seq, age_ms,
+                "Command could not be written in time; dropped undelivered.");
+            self.pending = None;
+            return;
+        }
+        let runs = match self.cfg.map.write_plan(|f| command_value(&cmd, f)) {
+            Ok(r) => r,
+            Err(e) => {
+                // Not retryable: the same values would fail again.
+                self.counters.write_failures.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .modbus_write_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                self.stats.commands_failed.fetch_add(1, Ordering::Relaxed);
+                warn!(station = %self.cfg.station, seq = cmd.seq, error = %e,
+                    "Command does not fit the register map; not written.");
+                *self
+                    .slot
+                    .ack_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(format!("seq {}: {e}", cmd.seq));
+                self.pending = None;
+                return;
+            }
+        };
+        let timeout = self.cfg.timeout;
+        let single = self.cfg.map.write_function == super::map::WriteFunction::Single;
+        let Some(ctx) = self.connection().await else {
+            self.write_failed();
+            return;
+        };
+        let mut failure = None;
+        for (addr, words) in &runs {
+            let what = format!("write holding {addr}+{}", words.len());
+            let reply = if single && words.len() == 1 {
+                tokio::time::timeout(timeout, ctx.write_single_register(*addr, words[0])).await
+            } else {
+                tokio::time::timeout(timeout, ctx.write_multiple_registers(*addr, words)).await
+            };
+            let r = match reply {
+                Err(_) => Err(Failure::Timeout),
+                Ok(Err(e)) => Err(Failure::Link(e.to_string())),
+                Ok(Ok(Err(exc))) => Err(Failure::Exception(format!("{exc:?}"))),
+                Ok(Ok(Ok(()))) => Ok(()),
+            };
+            if let Err(f) = r {
+                failure = Some((what, f));
+                break;
+            }
+        }
+        if let Some((what, f)) = failure {
+            self.failed(&what, f);
+            self.write_failed();
+            return;
+        }
+        self.pending = None;
+        self.counters.writes_ok.fetch_add(1, Ordering::Relaxed);
+        self.stats.modbus_writes.fetch_add(1, Ordering::Relaxed);
+        self.stats.commands_sent.fetch_add(1, Ordering::Relaxed);
+        self.slot.acked_seq.fetch_max(cmd.seq, Ordering::Relaxed);
+        *self
+            .slot
+            .ack_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+        self.store.submit(line_protocol::command(
+            &self.cfg.station,
+            &self.slot.tags,
+            &cmd,
+        ));
+    }
+
+    fn write_failed(&mut self) {
+        self.counters.write_failures.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .modbus_write_failures
+            .fetch_add(1, Ordering::Relaxed);
+        self.stats.commands_failed.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+async fn connect(address: &str, unit: u8, t: Duration) -> Result<Context, Failure> {
+    let addr: SocketAddr = tokio::time::timeout(t, tokio::net::lookup_host(address))
+        .await
+        .map_err(|_| Failure::Timeout)?
+        .map_err(|e| Failure::Link(format!("cannot resolve: {e}")))?
+        .next()
+        .ok_or_else(|| Failure::Link("address resolves to nothing".into()))?;
+    tokio::time::timeout(
+        t,
+        tokio_modbus::client::tcp::connect_slave(addr, Slave(unit)),
+    )
+    .await
+    .map_err(|_| Failure::Timeout)?
+    .map_err(|e| Failure::Link(e.to_string()))
+}
+
+/// The engineering value of command field `field`.
+pub fn command_value(cmd: &Command, field: &str) -> Option<f64> {
+    Some(match field {
+        "supply_setpoint_c" => cmd.supply_setpoint_c,
+        "valve_pct" => cmd.valve_pct,
+        "pump_pct" => cmd.pump_pct,
+        "flow_setpoint_m3h" => cmd.flow_setpoint_m3h,
+        "mode" => RegisterMap::mode_value(cmd.mode),
+        "valid_for_s" => cmd.valid_for_s as f64,
+        "seq" => cmd.seq as f64,
+        _ => return None,
+    })
+}
