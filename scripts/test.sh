@@ -3,7 +3,8 @@
 #
 # 1. Installs what the tests need when it is missing: mosquitto and VictoriaMetrics (Debian
 #    packages; VictoriaMetrics accepts the InfluxDB v2 write API) and a Python virtualenv with
-#    paho-mqtt for the independent station emulator (tests/peers/station.py).
+#    paho-mqtt and pymodbus for the independent peers (tests/peers/station.py, plc.py), and
+#    Debian's mbpoll (a Modbus master we did not write).
 # 2. Runs cargo fmt --check, clippy -D warnings, and every test of the workspace. The
 #    integration tests start their own mosquitto and VictoriaMetrics processes on free loopback
 #    ports and stop them by PID when they finish (tests/it/util.rs).
@@ -17,6 +18,7 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(
 command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
 command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v mbpoll >/dev/null 2>&1 || missing+=(mbpoll)
 if [ ${#missing[@]} -gt 0 ]; then
   log "Installing ${missing[*]} (Debian packages)"
   SUDO=""
@@ -28,10 +30,10 @@ fi
 # their own instances on free ports, so that one is left alone.
 
 VENV=.venv
-if ! "$VENV/bin/python" -c 'import paho.mqtt' >/dev/null 2>&1; then
-  log "Creating $VENV with paho-mqtt (Python peer for the interop test)"
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check 'paho-mqtt==2.1.0'
+if ! "$VENV/bin/python" -c 'import paho.mqtt, pymodbus' >/dev/null 2>&1; then
+  log "Creating $VENV with paho-mqtt and pymodbus (Python peers for the interop tests)"
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check 'paho-mqtt==2.1.0' 'pymodbus==3.6.9'
 fi
 export HEATGRID_TEST_PYTHON="$PWD/$VENV/bin/python"
 

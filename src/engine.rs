@@ -445,12 +445,12 @@ impl EngineHandle {
         crate::api::send_change(&self.changes, station, change, user).await
     }
 
-    /// Points and bytes waiting in the spool now.
     /// The Modbus stations' poller counters, in config order.
     pub fn modbus_counters(&self) -> &[(StationId, Arc<crate::modbus::poller::Counters>)] {
         &self.modbus
     }
 
+    /// Points and bytes waiting in the spool now.
     pub fn spool_depth(&self) -> store::spool::Depth {
         self.spool.depth()
     }

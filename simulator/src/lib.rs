@@ -13,6 +13,7 @@
 //! Tests and `heatgrid demo` start it in-process with [`spawn`]; the `heatgrid-sim` binary wraps
 //! the same function.
 
+pub mod modbus;
 pub mod plant;
 pub mod station;
 
@@ -26,6 +27,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+pub use modbus::ModbusFault;
 use plant::PlantParams;
 use station::SimStation;
 
@@ -53,6 +55,34 @@ pub struct SimConfig {
     /// Simulated hours of local-only operation before going online (settles the plant).
     pub warmup_h: f64,
     pub telemetry_qos1: bool,
+    /// Serve the stations over Modbus TCP instead of MQTT (see [`modbus`]).
+    pub modbus: Option<SimModbus>,
+}
+
+/// Modbus TCP settings of a simulator whose stations are PLCs.
+#[derive(Debug, Clone)]
+pub struct SimModbus {
+    pub host: String,
+    /// Station n listens on `base_port + n - 1`; 0 gives each an ephemeral port.
+    pub base_port: u16,
+    /// Register map text; [`DEFAULT_MAP`] is the one heatgrid ships.
+    pub map: String,
+    /// Faults from the start, by station id.
+    pub faults: Vec<(String, ModbusFault)>,
+}
+
+/// The default register map (`config/modbus/heatgrid-sim.toml`).
+pub const DEFAULT_MAP: &str = include_str!("../../config/modbus/heatgrid-sim.toml");
+
+impl Default for SimModbus {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            base_port: 0,
+            map: DEFAULT_MAP.into(),
+            faults: Vec::new(),
+        }
+    }
 }
 
 impl Default for SimConfig {
@@ -72,6 +102,7 @@ impl Default for SimConfig {
             start_hour: 6.0,
             warmup_h: 6.0,
             telemetry_qos1: true,
+            modbus: None,
         }
     }
 }
@@ -136,6 +167,11 @@ struct Shared {
     stations: Vec<SimStation>,
     sim_time_s: f64,
     publish_failures: u64,
+    /// Outdoor temperature at `sim_time_s`.
+    outdoor_c: f64,
+    /// Modbus only: per station, its fault and its holding registers.
+    modbus_faults: Vec<ModbusFault>,
+    holding: Vec<std::collections::HashMap<u16, u16>>,
 }
 
 /// A running simulator.
@@ -147,6 +183,8 @@ pub struct SimHandle {
     event_loop: JoinHandle<()>,
     client: AsyncClient,
     prefix: String,
+    modbus_addrs: Vec<std::net::SocketAddr>,
+    modbus_tasks: Vec<JoinHandle<()>>,
 }
 
 fn now_ms() -> i64 {
@@ -168,11 +206,59 @@ pub async fn spawn(cfg: SimConfig) -> SimHandle {
             s.step(2.0, out, 0);
         }
     }
+    let n = stations.len();
+    let modbus_map = match &cfg.modbus {
+        Some(m) => match modbus::SimMap::parse(&m.map) {
+            Ok(map) => Some(Arc::new(map)),
+            Err(e) => {
+                warn!(error = %e, "Simulator register map unreadable; Modbus disabled.");
+                None
+            }
+        },
+        None => None,
+    };
+    let holding_image: std::collections::HashMap<u16, u16> = modbus_map
+        .iter()
+        .flat_map(|m| m.registers.iter().filter(|r| r.holding))
+        .flat_map(|r| {
+            let words = r.encode(0.0).len() as u16;
+            (0..words).map(move |k| (r.address + k, 0))
+        })
+        .collect();
+    let faults = cfg
+        .modbus
+        .as_ref()
+        .map(|m| m.faults.clone())
+        .unwrap_or_default();
     let shared = Arc::new(Mutex::new(Shared {
+        modbus_faults: stations
+            .iter()
+            .map(|s| {
+                faults
+                    .iter()
+                    .find(|(id, _)| *id == s.id)
+                    .map_or(ModbusFault::None, |(_, f)| *f)
+            })
+            .collect(),
+        holding: vec![holding_image; n],
         stations,
         sim_time_s: 0.0,
         publish_failures: 0,
+        outdoor_c: cfg.outdoor_c(0.0),
     }));
+    let (modbus_addrs, modbus_tasks) = match (&cfg.modbus, modbus_map) {
+        (Some(m), Some(map)) => {
+            match modbus::serve(shared.clone(), map, &m.host, m.base_port, n).await {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(error = %e, "Simulator cannot listen for Modbus.");
+                    (Vec::new(), Vec::new())
+                }
+            }
+        }
+        _ => (Vec::new(), Vec::new()),
+    };
+    let over_modbus = cfg.modbus.is_some();
 
     let mut opts = MqttOptions::new(
         format!(
@@ -196,7 +282,10 @@ pub async fn spawn(cfg: SimConfig) -> SimHandle {
         .lock()
         .map(|s| s.stations.iter().map(|s| s.id.clone()).collect())
         .unwrap_or_default();
-    let event_loop = {
+    let event_loop = if over_modbus {
+        // Modbus stations speak no MQTT.
+        tokio::spawn(async {})
+    } else {
         let shared = shared.clone();
         let client = client.clone();
         let prefix = prefix.clone();
@@ -306,6 +395,7 @@ pub async fn spawn(cfg: SimConfig) -> SimHandle {
                             .min(cfg.step_s)
                             .min((next_telemetry - sh.sim_time_s).max(1e-3));
                         let outdoor = cfg.outdoor_c(sh.sim_time_s);
+                        sh.outdoor_c = outdoor;
                         for s in &mut sh.stations {
                             s.step(dt, outdoor, wall);
                         }
@@ -314,7 +404,9 @@ pub async fn spawn(cfg: SimConfig) -> SimHandle {
                         if sh.sim_time_s + 1e-9 >= next_telemetry {
                             next_telemetry += cfg.telemetry_period_s;
                             let ts = wall_of(sh.sim_time_s);
-                            for s in sh.stations.iter_mut().filter(|s| !s.silenced) {
+                            // Modbus PLCs are read when polled, not published.
+                            let publishing = !over_modbus;
+                            for s in sh.stations.iter_mut().filter(|s| publishing && !s.silenced) {
                                 let payload = s.telemetry(ts, outdoor);
                                 out.push((
                                     format!("{}/station/{}/telemetry", cfg.topic_prefix, s.id),
@@ -338,7 +430,11 @@ pub async fn spawn(cfg: SimConfig) -> SimHandle {
             }
         })
     };
-    info!(stations = n_stations, speed, broker, "Simulator started.");
+    if over_modbus {
+        info!(stations = n_stations, speed, first = ?modbus_addrs.first(), "Simulator started (Modbus TCP).");
+    } else {
+        info!(stations = n_stations, speed, broker, "Simulator started.");
+    }
     SimHandle {
         shared,
         stop,
@@ -346,6 +442,8 @@ pub async fn spawn(cfg: SimConfig) -> SimHandle {
         event_loop,
         client,
         prefix,
+        modbus_addrs,
+        modbus_tasks,
     }
 }
 
@@ -404,6 +502,25 @@ impl SimHandle {
         true
     }
 
+    /// Modbus: the address each station listens on, in station order (empty over MQTT).
+    pub fn modbus_addrs(&self) -> &[std::net::SocketAddr] {
+        &self.modbus_addrs
+    }
+
+    /// Modbus: makes station `id` dead, refusing, or healthy again.
+    pub fn set_modbus_fault(&self, id: &str, fault: ModbusFault) -> bool {
+        let Ok(mut sh) = self.shared.lock() else {
+            return false;
+        };
+        match sh.stations.iter().position(|s| s.id == id) {
+            Some(i) => {
+                sh.modbus_faults[i] = fault;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Publishes station `id`'s presence (`{prefix}/station/{id}/state`, retained).
     pub fn set_presence(&self, id: &str, online: bool) -> bool {
         self.client
@@ -434,6 +551,12 @@ impl SimHandle {
     pub async fn stop(self) -> Vec<StationView> {
         let _ = self.stop.send(true);
         let _ = self.stepper.await;
+        for t in &self.modbus_tasks {
+            t.abort();
+        }
+        if !self.modbus_addrs.is_empty() {
+            return Self::views(&self.shared);
+        }
         let snapshot = Self::views(&self.shared);
         for s in &snapshot {
             let _ = self.client.try_publish(

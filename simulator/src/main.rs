@@ -40,6 +40,13 @@ struct Args {
     /// Daily outdoor amplitude, K.
     #[arg(long, default_value_t = 4.0)]
     outdoor_amplitude_k: f64,
+    /// Serve the stations as Modbus TCP PLCs instead of MQTT: station n listens on this port
+    /// + n − 1 (on --host).
+    #[arg(long)]
+    modbus_base_port: Option<u16>,
+    /// Register map the PLCs serve (default: the shipped config/modbus/heatgrid-sim.toml).
+    #[arg(long, requires = "modbus_base_port")]
+    modbus_map: Option<std::path::PathBuf>,
     /// Stop after this many wall-clock seconds (default: run until Ctrl-C).
     #[arg(long)]
     duration_s: Option<f64>,
@@ -59,7 +66,29 @@ async fn main() -> std::process::ExitCode {
         eprintln!("heatgrid-sim: --speed and --telemetry-period-s must be positive and --stations at least 1");
         return std::process::ExitCode::from(2);
     }
+    let modbus = match (a.modbus_base_port, &a.modbus_map) {
+        (None, _) => None,
+        (Some(port), path) => {
+            let map = match path {
+                Some(p) => match std::fs::read_to_string(p) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        eprintln!("heatgrid-sim: cannot read {}: {e}", p.display());
+                        return std::process::ExitCode::from(2);
+                    }
+                },
+                None => heatgrid_sim::DEFAULT_MAP.to_owned(),
+            };
+            Some(heatgrid_sim::SimModbus {
+                host: a.host.clone(),
+                base_port: port,
+                map,
+                faults: Vec::new(),
+            })
+        }
+    };
     let sim = spawn(SimConfig {
+        modbus,
         host: a.host,
         port: a.port,
         topic_prefix: a.topic_prefix,

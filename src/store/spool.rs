@@ -267,13 +267,23 @@ impl Spool {
     }
 
     /// fsyncs the active segment if something was appended since the last call.
+    ///
+    /// The fsync runs on a duplicate of the file handle, outside the lock: appends (called from
+    /// the ingest and poller tasks) never wait for the disk.
     pub fn sync(&self) -> io::Result<()> {
-        let mut inner = self.lock();
-        if inner.unsynced {
-            inner.active.sync_data()?;
+        let file = {
+            let mut inner = self.lock();
+            if !inner.unsynced {
+                return Ok(());
+            }
             inner.unsynced = false;
+            inner.active.try_clone()
+        };
+        let r = file.and_then(|f| f.sync_data());
+        if r.is_err() {
+            self.lock().unsynced = true;
         }
-        Ok(())
+        r
     }
 
     pub fn depth(&self) -> Depth {

@@ -26,7 +26,7 @@ fn sim_config(port: u16, stations: usize, seed: u64) -> SimConfig {
 
 /// Waits until every station named in `which` (all when empty) has stayed within `band` K of
 /// its setpoint for `hold` consecutive seconds. Returns the worst error seen in the hold window.
-async fn wait_settled(
+pub(crate) async fn wait_settled(
     engine: &EngineHandle,
     which: &[String],
     band: f64,

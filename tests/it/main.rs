@@ -8,6 +8,7 @@ mod closed_loop;
 mod durability;
 mod fault_http;
 mod faults;
+mod modbus;
 mod operator;
 mod peer;
 mod tls;
