@@ -1,8 +1,8 @@
 //! `heatgrid demo`: the whole closed loop in one process, with nothing to install.
 //!
 //! Starts an embedded MQTT broker (rumqttd, on its own thread: `Broker::start` blocks and has no
-//! stop), the station simulator (accelerated), and the engine with local-file storage, all on
-//! loopback. Shows a live per-station summary; with `--duration` it ends with a summary table and
+//! stop), the station simulator (accelerated) — MQTT stations plus a few Modbus TCP PLCs served
+//! from the shipped register map — and the engine with local-file storage, all on loopback. Shows a live per-station summary; with `--duration` it ends with a summary table and
 //! exits 1 if any station's supply was not within ±1 K of its setpoint over the last quarter of
 //! the run (the settling check).
 
@@ -42,6 +42,9 @@ pub struct DemoArgs {
     /// Settling band, K.
     #[arg(long, default_value_t = 1.0)]
     pub band_k: f64,
+    /// How many more stations are Modbus TCP PLCs (ids plc-001…), polled by the same engine.
+    #[arg(long, default_value_t = 2)]
+    pub modbus_stations: usize,
 }
 
 /// Loopback ports of the embedded broker.
@@ -113,14 +116,17 @@ dynamic_filters = true
 /// The operator token of the demo's API (printed at start; the demo is loopback-only).
 pub const DEMO_TOKEN: &str = "heatgrid-demo-operator-token";
 
-/// The engine configuration of the demo: `n` stations `st-001…`, local files, accelerated,
-/// the operator API on `api_listen` with [`DEMO_TOKEN`].
+/// The engine configuration of the demo: `n` MQTT stations `st-001…` and one Modbus station
+/// `plc-001…` per address in `plcs` (register map at `map`), local files, accelerated, the
+/// operator API on `api_listen` with [`DEMO_TOKEN`].
 pub fn demo_config(
     n: usize,
     port: u16,
     speed: f64,
     data_dir: &std::path::Path,
     api_listen: &str,
+    plcs: &[SocketAddr],
+    map: &std::path::Path,
 ) -> anyhow::Result<Config> {
     let tick_s = 5.0 / speed; // 5 simulated seconds per tick
     let mut text = format!(
@@ -157,6 +163,17 @@ token_sha256 = "{token_hash}"
             ["north", "south", "east", "west"][i % 4]
         );
     }
+    for (i, addr) in plcs.iter().enumerate() {
+        let _ = writeln!(
+            text,
+            "[[station]]\nid = \"plc-{:03}\"\ntags = {{ district = \"plc\" }}\n\
+             modbus = {{ address = \"{addr}\", map = {:?}, poll_interval_s = {}, timeout_ms = {} }}",
+            i + 1,
+            map.display().to_string(),
+            tick_s,
+            (tick_s * 600.0) as u64,
+        );
+    }
     Config::parse(&text, &|_| None).map_err(|e| anyhow::anyhow!("demo config: {}", e.join("; ")))
 }
 
@@ -173,7 +190,41 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     } else {
         "127.0.0.1:0"
     };
-    let cfg = demo_config(args.stations, port, args.speed, &args.data_dir, api_listen)?;
+    // The Modbus PLCs listen first: the engine's config names their addresses.
+    let plcs = if args.modbus_stations > 0 {
+        Some(
+            heatgrid_sim::spawn(heatgrid_sim::SimConfig {
+                stations: args.modbus_stations,
+                id_prefix: "plc-".into(),
+                seed: args.seed + 1000,
+                speed: args.speed,
+                outdoor_mean_c: args.outdoor_mean_c,
+                modbus: Some(heatgrid_sim::SimModbus::default()),
+                ..heatgrid_sim::SimConfig::default()
+            })
+            .await,
+        )
+    } else {
+        None
+    };
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let map = args.data_dir.join("heatgrid-sim.modbus.toml");
+    std::fs::write(&map, heatgrid_sim::DEFAULT_MAP)
+        .with_context(|| format!("cannot write {}", map.display()))?;
+    let addrs = plcs
+        .as_ref()
+        .map(|p| p.modbus_addrs().to_vec())
+        .unwrap_or_default();
+    let cfg = demo_config(
+        args.stations,
+        port,
+        args.speed,
+        &args.data_dir,
+        api_listen,
+        &addrs,
+        &map,
+    )?;
     let engine = engine::start(cfg).await?;
     // Telemetry published before the engine's subscriptions exist would reach nobody.
     if !engine.wait_subscribed(Duration::from_secs(10)).await {
@@ -189,8 +240,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     })
     .await;
     eprintln!(
-        "heatgrid demo: {} stations, broker 127.0.0.1:{port}, simulator at {}x, storage {}",
+        "heatgrid demo: {} MQTT stations (broker 127.0.0.1:{port}) + {} Modbus TCP PLCs ({}), simulator at {}x, storage {}",
         args.stations,
+        addrs.len(),
+        addrs
+            .first()
+            .map(|a| format!("from {a}"))
+            .unwrap_or_else(|| "none".into()),
         args.speed,
         args.data_dir.join("lp").display()
     );
@@ -203,8 +259,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let tty = std::io::stdout().is_terminal();
     let window_from = args.duration.map(|d| d * 0.75);
-    let mut worst: Vec<f64> = vec![0.0; args.stations];
-    let mut samples: Vec<u32> = vec![0; args.stations];
+    let total = args.stations + addrs.len();
+    let mut worst: Vec<f64> = vec![0.0; total];
+    let mut samples: Vec<u32> = vec![0; total];
     let mut sample = tokio::time::interval(Duration::from_millis(250));
     let mut last_print = Instant::now() - Duration::from_secs(60);
     let ctrl_c = tokio::signal::ctrl_c();
@@ -220,7 +277,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
         let status = engine.status();
         if window_from.is_some_and(|w| elapsed >= w) {
-            for (i, st) in status.iter().enumerate().take(args.stations) {
+            for (i, st) in status.iter().enumerate().take(total) {
                 // A station without a fresh reading and an output counts as not settled.
                 let err = error_k(st).unwrap_or(f64::INFINITY);
                 worst[i] = worst[i].max(err);
@@ -234,7 +291,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         };
         if last_print.elapsed() >= every {
             last_print = Instant::now();
-            let table = render(&status, &sim.snapshot(), sim.sim_time_s());
+            let mut views = sim.snapshot();
+            views.extend(plcs.iter().flat_map(|p| p.snapshot()));
+            let table = render(&status, &views, sim.sim_time_s());
             if tty {
                 print!("\x1b[2J\x1b[H");
             }
@@ -248,7 +307,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let final_status = engine.status();
-    let final_sim = sim.stop().await;
+    let mut final_sim = sim.stop().await;
+    if let Some(p) = plcs {
+        final_sim.extend(p.stop().await);
+    }
     let stats = engine.stats().clone();
     engine.shutdown().await;
 
