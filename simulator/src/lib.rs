@@ -184,7 +184,8 @@ pub struct SimHandle {
     client: AsyncClient,
     prefix: String,
     modbus_addrs: Vec<std::net::SocketAddr>,
-    modbus_tasks: Vec<JoinHandle<()>>,
+    modbus_tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    modbus_map: Option<Arc<modbus::SimMap>>,
 }
 
 fn now_ms() -> i64 {
@@ -246,7 +247,7 @@ pub async fn spawn(cfg: SimConfig) -> SimHandle {
         publish_failures: 0,
         outdoor_c: cfg.outdoor_c(0.0),
     }));
-    let (modbus_addrs, modbus_tasks) = match (&cfg.modbus, modbus_map) {
+    let (modbus_addrs, modbus_tasks) = match (&cfg.modbus, modbus_map.clone()) {
         (Some(m), Some(map)) => {
             match modbus::serve(shared.clone(), map, &m.host, m.base_port, n).await {
                 Ok(r) => r,
@@ -443,7 +444,8 @@ pub async fn spawn(cfg: SimConfig) -> SimHandle {
         client,
         prefix,
         modbus_addrs,
-        modbus_tasks,
+        modbus_tasks: Arc::new(Mutex::new(modbus_tasks)),
+        modbus_map,
     }
 }
 
@@ -521,6 +523,50 @@ impl SimHandle {
         }
     }
 
+    /// Modbus: station `id`'s PLC drops every connection and stops listening, as a rebooting
+    /// PLC does, and is back on the same port after `down_for` (zero: at once — a PLC closing
+    /// its connections, like the ECL Comfort does after ~75 s idle). Returns once the old
+    /// listener is closed (and, for a zero outage, the new one is listening).
+    pub async fn modbus_outage(&self, id: &str, down_for: Duration) -> bool {
+        let (Some(index), Some(map)) = (
+            self.shared
+                .lock()
+                .ok()
+                .and_then(|sh| sh.stations.iter().position(|s| s.id == id)),
+            self.modbus_map.clone(),
+        ) else {
+            return false;
+        };
+        let Some(addr) = self.modbus_addrs.get(index).copied() else {
+            return false;
+        };
+        let old = match self.modbus_tasks.lock() {
+            Ok(mut tasks) => std::mem::replace(&mut tasks[index], tokio::spawn(async {})),
+            Err(_) => return false,
+        };
+        old.abort();
+        let _ = old.await;
+        let (shared, tasks) = (self.shared.clone(), self.modbus_tasks.clone());
+        let back = async move {
+            tokio::time::sleep(down_for).await;
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => {
+                    let task = modbus::serve_one(shared, map, index, l);
+                    if let Ok(mut t) = tasks.lock() {
+                        t[index] = task;
+                    }
+                }
+                Err(e) => warn!(%addr, error = %e, "Simulated PLC could not listen again."),
+            }
+        };
+        if down_for.is_zero() {
+            back.await;
+        } else {
+            tokio::spawn(back);
+        }
+        true
+    }
+
     /// Publishes station `id`'s presence (`{prefix}/station/{id}/state`, retained).
     pub fn set_presence(&self, id: &str, online: bool) -> bool {
         self.client
@@ -551,8 +597,10 @@ impl SimHandle {
     pub async fn stop(self) -> Vec<StationView> {
         let _ = self.stop.send(true);
         let _ = self.stepper.await;
-        for t in &self.modbus_tasks {
-            t.abort();
+        if let Ok(tasks) = self.modbus_tasks.lock() {
+            for t in tasks.iter() {
+                t.abort();
+            }
         }
         if !self.modbus_addrs.is_empty() {
             return Self::views(&self.shared);

@@ -367,21 +367,28 @@ pub(crate) async fn serve(
         };
         let listener = TcpListener::bind((host, port)).await?;
         addrs.push(listener.local_addr()?);
-        let plc = Arc::new(Plc {
-            shared: shared.clone(),
-            index,
-            map: map.clone(),
-        });
-        tasks.push(tokio::spawn(async move {
-            let server = Server::new(listener);
-            let on_connected = |stream, _addr| {
-                let plc = plc.clone();
-                async move { Ok(Some((plc, stream))) }
-            };
-            let _ = server.serve(&on_connected, |_e| {}).await;
-        }));
+        tasks.push(serve_one(shared.clone(), map.clone(), index, listener));
     }
     Ok((addrs, tasks))
+}
+
+/// Serves station `index` on `listener` until the task is aborted, which closes the listener
+/// and every connection it accepted (tokio-modbus cancels them when `serve` is dropped).
+pub(crate) fn serve_one(
+    shared: Arc<Mutex<Shared>>,
+    map: Arc<SimMap>,
+    index: usize,
+    listener: TcpListener,
+) -> JoinHandle<()> {
+    let plc = Arc::new(Plc { shared, index, map });
+    tokio::spawn(async move {
+        let server = Server::new(listener);
+        let on_connected = |stream, _addr| {
+            let plc = plc.clone();
+            async move { Ok(Some((plc, stream))) }
+        };
+        let _ = server.serve(&on_connected, |_e| {}).await;
+    })
 }
 
 #[cfg(test)]

@@ -241,62 +241,78 @@ impl Poller {
             .unwrap_or_else(|p| p.into_inner()) = None;
     }
 
+    /// Reads every block of the plan on the open connection (connecting first if allowed).
+    /// `Ok(None)`: no connection this cycle (backoff running or connect failed, recorded).
+    async fn read_all(
+        &mut self,
+        plan: &[ReadBlock],
+    ) -> Result<Option<Vec<Vec<u16>>>, (String, Failure)> {
+        let timeout = self.cfg.timeout;
+        let Some(ctx) = self.connection().await else {
+            return Ok(None);
+        };
+        let mut words = Vec::with_capacity(plan.len());
+        for b in plan {
+            let reply = match b.table {
+                Table::Input => {
+                    tokio::time::timeout(timeout, ctx.read_input_registers(b.address, b.count))
+                        .await
+                }
+                Table::Holding => {
+                    tokio::time::timeout(timeout, ctx.read_holding_registers(b.address, b.count))
+                        .await
+                }
+            };
+            let r = match reply {
+                Err(_) => Err(Failure::Timeout),
+                Ok(Err(e)) => Err(Failure::Link(e.to_string())),
+                Ok(Ok(Err(exc))) => Err(Failure::Exception(format!("{exc:?}"))),
+                Ok(Ok(Ok(w))) if w.len() != b.count as usize => Err(Failure::Link(format!(
+                    "{} words in the reply, {} asked",
+                    w.len(),
+                    b.count
+                ))),
+                Ok(Ok(Ok(w))) => Ok(w),
+            };
+            match r {
+                Ok(w) => words.push(w),
+                Err(f) => return Err((format!("read {:?} {}+{}", b.table, b.address, b.count), f)),
+            }
+        }
+        Ok(Some(words))
+    }
+
     /// One poll cycle: read every block; a reading only if all of them answered.
     async fn poll(&mut self) {
         self.counters.cycles.fetch_add(1, Ordering::Relaxed);
         let ts = crate::engine::now_ms();
-        let timeout = self.cfg.timeout;
         let plan = std::mem::take(&mut self.plan);
-        let mut words = Vec::with_capacity(plan.len());
-        let mut failure = None;
-        if let Some(ctx) = self.connection().await {
-            for b in &plan {
-                let what = format!("read {:?} {}+{}", b.table, b.address, b.count);
-                let reply = match b.table {
-                    Table::Input => {
-                        tokio::time::timeout(timeout, ctx.read_input_registers(b.address, b.count))
-                            .await
-                    }
-                    Table::Holding => {
-                        tokio::time::timeout(
-                            timeout,
-                            ctx.read_holding_registers(b.address, b.count),
-                        )
-                        .await
-                    }
-                };
-                let r =
-                    match reply {
-                        Err(_) => Err(Failure::Timeout),
-                        Ok(Err(e)) => Err(Failure::Link(e.to_string())),
-                        Ok(Ok(Err(exc))) => Err(Failure::Exception(format!("{exc:?}"))),
-                        Ok(Ok(Ok(w))) if w.len() != b.count as usize => Err(Failure::Link(
-                            format!("{} words in the reply, {} asked", w.len(), b.count),
-                        )),
-                        Ok(Ok(Ok(w))) => Ok(w),
-                    };
-                match r {
-                    Ok(w) => words.push(w),
-                    Err(f) => {
-                        failure = Some((what, f));
-                        break;
-                    }
-                }
+        let reused = self.ctx.is_some();
+        let mut result = self.read_all(&plan).await;
+        // A connection the device closed while idle (the ECL Comfort does after ~75 s) fails
+        // with a link error on its next use: reconnect at once and retry the cycle, once.
+        if reused && matches!(result, Err((_, Failure::Link(_)))) {
+            self.counters.link_failures.fetch_add(1, Ordering::Relaxed);
+            self.ctx = None;
+            result = self.read_all(&plan).await;
+        }
+        let words = match result {
+            Ok(Some(words)) => words,
+            Ok(None) => {
+                self.plan = plan;
+                self.stats
+                    .modbus_poll_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                return;
             }
-        } else {
-            self.plan = plan;
-            self.stats
-                .modbus_poll_failures
-                .fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        if let Some((what, f)) = failure {
-            self.plan = plan;
-            self.stats
-                .modbus_poll_failures
-                .fetch_add(1, Ordering::Relaxed);
-            return self.failed(&what, f);
-        }
+            Err((what, f)) => {
+                self.plan = plan;
+                self.stats
+                    .modbus_poll_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                return self.failed(&what, f);
+            }
+        };
         self.recovered();
         self.counters.polls_ok.fetch_add(1, Ordering::Relaxed);
         self.stats.modbus_polls.fetch_add(1, Ordering::Relaxed);

@@ -448,3 +448,104 @@ async fn mbpoll_reads_the_simulator_registers() {
     );
     assert!((50_000..=200_000).contains(&area), "{area}");
 }
+
+/// A PLC that closes its connections (as the ECL Comfort does when idle) costs no reading; a
+/// PLC that reboots goes stale with a comm-lost alarm and is back under control when it
+/// returns, without restarting anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plcs_closing_connections_or_rebooting_recover_without_restart() {
+    let broker = util::mosquitto();
+    let dir = tempfile::tempdir().unwrap();
+    let plcs = heatgrid_sim::spawn(SimConfig {
+        stations: 3,
+        id_prefix: "plc-".into(),
+        speed: SPEED,
+        modbus: Some(SimModbus::default()),
+        ..SimConfig::default()
+    })
+    .await;
+    let mut text = engine_head(dir.path(), broker.port, 2.0);
+    for (i, addr) in plcs.modbus_addrs().iter().enumerate() {
+        text.push_str(&modbus_station(
+            &format!("plc-{:03}", i + 1),
+            *addr,
+            &sim_map_path(),
+            0.25,
+        ));
+    }
+    let engine = engine::start(Config::parse(&text, &|_| None).unwrap())
+        .await
+        .unwrap();
+    let counters: BTreeMap<String, _> = engine
+        .modbus_counters()
+        .iter()
+        .map(|(id, c)| (id.to_string(), c.clone()))
+        .collect();
+    let c1 = counters["plc-001"].clone();
+    assert!(
+        util::eventually(Duration::from_secs(20), || {
+            c1.polls_ok.load(Ordering::Relaxed) > 10
+                && engine
+                    .status()
+                    .iter()
+                    .all(|s| !s.stale && s.outputs.is_some())
+        })
+        .await
+    );
+
+    // 1. plc-001 drops its connections and listens again at once.
+    let (links0, connects0, cycles0, ok0) = (
+        c1.link_failures.load(Ordering::Relaxed),
+        c1.connects.load(Ordering::Relaxed),
+        c1.cycles.load(Ordering::Relaxed),
+        c1.polls_ok.load(Ordering::Relaxed),
+    );
+    assert!(plcs.modbus_outage("plc-001", Duration::ZERO).await);
+    let watch_until = tokio::time::Instant::now() + Duration::from_secs(4);
+    while tokio::time::Instant::now() < watch_until {
+        let st = engine.status();
+        assert!(
+            !st[0].stale,
+            "plc-001 went stale after a dropped connection"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(c1.link_failures.load(Ordering::Relaxed) > links0);
+    assert!(c1.connects.load(Ordering::Relaxed) > connects0);
+    // Not one cycle lost: the closed connection was replaced within the cycle.
+    let cycles = c1.cycles.load(Ordering::Relaxed) - cycles0;
+    let ok = c1.polls_ok.load(Ordering::Relaxed) - ok0;
+    assert!(cycles >= 10 && ok == cycles, "{ok} of {cycles} cycles read");
+
+    // 2. plc-002 reboots for 4 s.
+    let received = |views: &[heatgrid_sim::StationView]| views[1].commands_received;
+    let before = received(&plcs.snapshot());
+    assert!(plcs.modbus_outage("plc-002", Duration::from_secs(4)).await);
+    let comm_lost = |engine: &engine::EngineHandle| {
+        engine
+            .alarms()
+            .active
+            .iter()
+            .any(|a| a.station == "plc-002" && a.kind.as_str() == "comm_lost")
+    };
+    assert!(
+        util::eventually(Duration::from_secs(4), || comm_lost(&engine)
+            && engine.status()[1].stale)
+        .await,
+        "no comm_lost alarm / stale during the reboot"
+    );
+    let during = received(&plcs.snapshot());
+    assert!(
+        util::eventually(Duration::from_secs(30), || {
+            !comm_lost(&engine)
+                && !engine.status()[1].stale
+                && received(&plcs.snapshot()) > during + 5
+        })
+        .await,
+        "plc-002 not back under control after its reboot"
+    );
+    assert!(during >= before);
+    let views = plcs.stop().await;
+    engine.shutdown().await;
+    assert!(views[1].engine_in_control, "{:?}", views[1]);
+}
