@@ -28,3 +28,7 @@ done
 HEATGRID_BENCH_INFLUX_URL="http://127.0.0.1:$vm_port" HEATGRID_BENCH_MQTT_PORT="$mq_port" \
   cargo bench --bench durability
 cargo bench --bench engine -- --warm-up-time 1 --measurement-time 3
+# Modbus at scale: 2,000 simulated PLCs (a separate heatgrid-sim process) polled at 1 s.
+cargo build --release -p heatgrid-sim
+cargo bench --bench modbus
+HEATGRID_BENCH_FAULTY=1 cargo bench --bench modbus

@@ -172,6 +172,8 @@ fn row(s: &StationStatus, now: i64) -> Value {
         "indoor_temp_c": r.and_then(|r| r.indoor_temp_c),
         "seq": s.seq,
         "acked_seq": s.acked_seq,
+        "link": s.link,
+        "link_error": s.link_error,
         "heat_today_gj": s.heat_today_gj,
         "tags": s.tags,
     })

@@ -373,6 +373,7 @@ async fn execute(remote: &Remote, verb: Verb) -> Result<String, Failure> {
                  valve     {} % (P {}, I {}{})\n\
                  pump      {} % (P {}, I {}{})\n\
                  outdoor   {} °C, indoor {} °C, reading age {} s\n\
+                 link      {}{}\n\
                  commands  last seq {}, acknowledged {}{}\n\
                  heat      {} GJ since 00:00 UTC\n\
                  trend     {} supply, last {} min ({}..{} °C)\n\
@@ -406,6 +407,11 @@ async fn execute(remote: &Remote, verb: Verb) -> Result<String, Failure> {
                 f(&v["outdoor_temp_c"], 1),
                 f(&v["indoor_temp_c"], 1),
                 f(&v["age_s"], 1),
+                v["link"].as_str().unwrap_or("-"),
+                v["link_error"]
+                    .as_str()
+                    .map(|e| format!(" — FAILING: {e}"))
+                    .unwrap_or_default(),
                 v["seq"],
                 if v["acked_seq"].as_u64().unwrap_or(0) == 0 {
                     "never".to_owned()

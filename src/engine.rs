@@ -54,6 +54,10 @@ pub struct StationStatus {
     pub tags: std::collections::BTreeMap<String, String>,
     /// Heated area: the reading's, else the config's.
     pub area_m2: Option<f64>,
+    /// How the station is reached: `mqtt`, or `modbus tcp://host:port unit N`.
+    pub link: String,
+    /// Modbus: why the last poll or write failed (`None` while it answers).
+    pub link_error: Option<String>,
 }
 
 /// An operator's change to one station, checked against the station's hard safety limits.
@@ -837,6 +841,11 @@ impl Control {
                 trend: self.kpis[i].trend.iter().copied().collect(),
                 tags: cfg.tags.clone(),
                 area_m2,
+                link: match &cfg.modbus {
+                    Some(m) => format!("modbus tcp://{} unit {}", m.address, m.unit_id),
+                    None => "mqtt".into(),
+                },
+                link_error: slot.comm_error.lock().ok().and_then(|e| e.clone()),
             });
         }
         self.ticks += 1;

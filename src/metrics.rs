@@ -134,6 +134,13 @@ impl Collector for EngineCollector {
         }
         gauge(
             &mut e,
+            "heatgrid_modbus_poll_lateness_p99_us",
+            "99th percentile of Modbus poll-cycle lateness (bucket upper bound), µs",
+            s.modbus_lateness_quantile_us(0.99)
+                .map_or(0, |v| v.min(i64::MAX as u64) as i64),
+        )?;
+        gauge(
+            &mut e,
             "heatgrid_modbus_poll_lateness_max_us",
             "Largest Modbus poll-cycle lateness on any station, µs",
             g(&s.modbus_lateness_max_us) as i64,

@@ -45,13 +45,51 @@ pub struct Stats {
     pub modbus_exceptions: AtomicU64,
     pub modbus_writes: AtomicU64,
     pub modbus_write_failures: AtomicU64,
-    /// Largest Modbus poll-cycle lateness seen on any station, µs.
+    /// Largest Modbus poll-cycle lateness seen on any station, µs, and how the lateness of
+    /// every cycle is distributed ([`LATENESS_BUCKETS_US`]).
     pub modbus_lateness_max_us: AtomicU64,
+    pub modbus_lateness_hist: [AtomicU64; LATENESS_BUCKETS_US.len() + 1],
     /// Rejections by reason label.
     pub rejects_by_reason: Mutex<BTreeMap<&'static str, u64>>,
 }
 
+/// Upper bounds of the lateness histogram's buckets, µs; one more bucket holds the rest.
+pub const LATENESS_BUCKETS_US: [u64; 15] = [
+    500, 1_000, 2_000, 5_000, 10_000, 20_000, 30_000, 50_000, 75_000, 100_000, 200_000, 500_000,
+    1_000_000, 2_000_000, 5_000_000,
+];
+
 impl Stats {
+    /// Counts one Modbus poll cycle that started `us` after its schedule.
+    pub fn record_modbus_lateness(&self, us: u64) {
+        self.modbus_lateness_max_us.fetch_max(us, Ordering::Relaxed);
+        let i = LATENESS_BUCKETS_US.partition_point(|&b| b < us);
+        self.modbus_lateness_hist[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The upper bound of the bucket holding quantile `q` (0–1) of the recorded lateness, µs
+    /// (`u64::MAX`: above the last bound); `None` before any cycle.
+    pub fn modbus_lateness_quantile_us(&self, q: f64) -> Option<u64> {
+        let counts: Vec<u64> = self
+            .modbus_lateness_hist
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = (q * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some(LATENESS_BUCKETS_US.get(i).copied().unwrap_or(u64::MAX));
+            }
+        }
+        Some(u64::MAX)
+    }
+
     pub fn get(c: &AtomicU64) -> u64 {
         c.load(Ordering::Relaxed)
     }
@@ -61,5 +99,25 @@ impl Stats {
         if let Ok(mut m) = self.rejects_by_reason.lock() {
             *m.entry(label).or_default() += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lateness_quantiles_come_from_the_buckets() {
+        let s = Stats::default();
+        assert_eq!(s.modbus_lateness_quantile_us(0.99), None);
+        for _ in 0..98 {
+            s.record_modbus_lateness(300);
+        }
+        s.record_modbus_lateness(15_000);
+        s.record_modbus_lateness(9_000_000);
+        assert_eq!(s.modbus_lateness_quantile_us(0.5), Some(500));
+        assert_eq!(s.modbus_lateness_quantile_us(0.99), Some(20_000));
+        assert_eq!(s.modbus_lateness_quantile_us(1.0), Some(u64::MAX));
+        assert_eq!(Stats::get(&s.modbus_lateness_max_us), 9_000_000);
     }
 }

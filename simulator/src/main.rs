@@ -47,6 +47,12 @@ struct Args {
     /// Register map the PLCs serve (default: the shipped config/modbus/heatgrid-sim.toml).
     #[arg(long, requires = "modbus_base_port")]
     modbus_map: Option<std::path::PathBuf>,
+    /// Modbus: this station's PLC accepts connections and never answers (repeatable).
+    #[arg(long, requires = "modbus_base_port")]
+    modbus_dead: Vec<String>,
+    /// Modbus: this station's PLC answers every request with exception 2 (repeatable).
+    #[arg(long, requires = "modbus_base_port")]
+    modbus_refuse: Vec<String>,
     /// Stop after this many wall-clock seconds (default: run until Ctrl-C).
     #[arg(long)]
     duration_s: Option<f64>,
@@ -83,7 +89,16 @@ async fn main() -> std::process::ExitCode {
                 host: a.host.clone(),
                 base_port: port,
                 map,
-                faults: Vec::new(),
+                faults: a
+                    .modbus_dead
+                    .iter()
+                    .map(|id| (id.clone(), heatgrid_sim::ModbusFault::Dead))
+                    .chain(
+                        a.modbus_refuse
+                            .iter()
+                            .map(|id| (id.clone(), heatgrid_sim::ModbusFault::Refuse)),
+                    )
+                    .collect(),
             })
         }
     };

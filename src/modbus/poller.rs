@@ -139,14 +139,25 @@ pub async fn run(
         retry_for,
         logged: None,
     };
-    let mut next = Instant::now();
+    // Stations start at different phases of the interval (from a hash of the id), so a fleet
+    // polled at the same interval does not wake, and load the network, all at one instant.
+    let phase = p
+        .cfg
+        .station
+        .as_str()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        })
+        % 1000;
+    let mut next = Instant::now() + interval.mul_f64(phase as f64 / 1000.0);
     loop {
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {
                 let late = next.elapsed().as_micros() as u64;
                 p.counters.lateness_us.store(late, Ordering::Relaxed);
                 p.counters.lateness_max_us.fetch_max(late, Ordering::Relaxed);
-                p.stats.modbus_lateness_max_us.fetch_max(late, Ordering::Relaxed);
+                p.stats.record_modbus_lateness(late);
                 next += interval;
                 // After a long stall, skip the missed cycles instead of bursting them.
                 let now = Instant::now();

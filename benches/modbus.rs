@@ -1,0 +1,151 @@
+//! Modbus polling at scale: one engine polls N simulated PLCs (default 2,000) at a 1 s interval
+//! and reports the poll-cycle lateness (p50/p99/max), the cycles that read, the engine's CPU and
+//! memory. The simulator runs as its own process (`heatgrid-sim --modbus-base-port`) on the
+//! same machine, so both share its cores, as they would on a small box.
+//!
+//! `cargo build --release -p heatgrid-sim && cargo bench --bench modbus` (benches/run.sh does
+//! both). Environment: `HEATGRID_BENCH_STATIONS` (2000), `HEATGRID_BENCH_SECONDS` (60),
+//! `HEATGRID_BENCH_BASE_PORT` (31000: N consecutive ports must be free),
+//! `HEATGRID_BENCH_FAULTY=1` makes one PLC dead and one refusing (the isolation figure).
+//! A benchmark, not a test: the figures go to docs/performance.md.
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use heatgrid::config::Config;
+use heatgrid::stats::Stats;
+
+fn env<T: std::str::FromStr>(k: &str, d: T) -> T {
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
+}
+
+/// (user + system CPU seconds, VmRSS MiB, VmHWM MiB) of this process.
+fn usage() -> (f64, f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // Fields after the command: state is index 0, utime 11, stime 12 (clock ticks of 10 ms).
+    let cpu = (ticks(11) + ticks(12)) / 100.0;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    };
+    (cpu, kb("VmRSS:"), kb("VmHWM:"))
+}
+
+fn main() {
+    let n: usize = env("HEATGRID_BENCH_STATIONS", 2000);
+    let seconds: f64 = env("HEATGRID_BENCH_SECONDS", 60.0);
+    let base: u16 = env("HEATGRID_BENCH_BASE_PORT", 31000);
+    let faulty = std::env::var("HEATGRID_BENCH_FAULTY").is_ok_and(|v| v == "1");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let sim_bin = format!("{root}/target/release/heatgrid-sim");
+    assert!(
+        std::path::Path::new(&sim_bin).exists(),
+        "build the simulator first: cargo build --release -p heatgrid-sim"
+    );
+    let mut args = vec![
+        "-n".to_owned(),
+        n.to_string(),
+        "--id-prefix".into(),
+        "plc-".into(),
+        "--modbus-base-port".into(),
+        base.to_string(),
+    ];
+    if faulty {
+        args.extend(["--modbus-dead", "plc-004", "--modbus-refuse", "plc-009"].map(String::from));
+    }
+    let mut sim = Command::new(&sim_bin)
+        .args(&args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start heatgrid-sim");
+
+    let dir = tempfile::tempdir().unwrap();
+    let map = format!("{root}/config/modbus/heatgrid-sim.toml");
+    let mut text = format!(
+        "[engine]\ndata_dir = {:?}\ntick_s = 5\nstaleness_s = 30\n\
+         [mqtt]\nport = 1\n[api]\nlisten = \"\"\n",
+        dir.path().display().to_string()
+    );
+    for i in 0..n {
+        text.push_str(&format!(
+            "[[station]]\nid = \"plc-{:03}\"\nmodbus = {{ address = \"127.0.0.1:{}\", map = {map:?}, poll_interval_s = 1, timeout_ms = 500 }}\n",
+            i + 1,
+            base as usize + i
+        ));
+    }
+    let cfg = Config::parse(&text, &|_| None).unwrap_or_else(|e| panic!("{e:#?}"));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        // The simulator warms its plants up (6 simulated hours) before it listens.
+        let last = format!("127.0.0.1:{}", base as usize + n - 1);
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while tokio::net::TcpStream::connect(&last).await.is_err() {
+            assert!(Instant::now() < deadline, "heatgrid-sim never listened on {last}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let engine = heatgrid::engine::start(cfg).await.unwrap();
+        let stats = engine.stats().clone();
+        // Warm-up: connections, first cycles. Then measure from a clean histogram.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        for b in &stats.modbus_lateness_hist {
+            b.store(0, Ordering::Relaxed);
+        }
+        stats.modbus_lateness_max_us.store(0, Ordering::Relaxed);
+        let (polls0, fails0) = (
+            Stats::get(&stats.modbus_polls),
+            Stats::get(&stats.modbus_poll_failures),
+        );
+        let (cpu0, _, _) = usage();
+        let t0 = Instant::now();
+        tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+        let wall = t0.elapsed().as_secs_f64();
+        let (cpu1, rss, hwm) = usage();
+        let polls = Stats::get(&stats.modbus_polls) - polls0;
+        let fails = Stats::get(&stats.modbus_poll_failures) - fails0;
+        let q = |x| {
+            stats
+                .modbus_lateness_quantile_us(x)
+                .map_or("-".into(), |v| format!("≤ {:.1} ms", v as f64 / 1000.0))
+        };
+        println!(
+            "modbus: {n} stations at 1 s{} for {wall:.0} s: {polls} polls ok ({:.0}/s, {:.2} % of schedule), \
+             {fails} failed; lateness p50 {} p99 {} max {:.1} ms; engine CPU {:.0} % of a core, RSS {rss:.0} MiB (peak {hwm:.0} MiB); \
+             writes {}",
+            if faulty { " (1 dead, 1 refusing)" } else { "" },
+            polls as f64 / wall,
+            polls as f64 / (wall * n as f64) * 100.0,
+            q(0.5),
+            q(0.99),
+            Stats::get(&stats.modbus_lateness_max_us) as f64 / 1000.0,
+            (cpu1 - cpu0) / wall * 100.0,
+            Stats::get(&stats.modbus_writes),
+        );
+        engine.shutdown().await;
+    });
+    let _ = sim.kill();
+    let _ = sim.wait();
+}
