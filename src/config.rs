@@ -1116,6 +1116,43 @@ mod tests {
     }
 
     #[test]
+    fn modbus_stations_load_their_map_once_and_report_its_errors_with_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = include_str!("../config/modbus/heatgrid-sim.toml");
+        std::fs::write(dir.path().join("good.toml"), good).unwrap();
+        std::fs::write(
+            dir.path().join("bad.toml"),
+            "address_base = 0\n[[register]]\nfield = \"supply_temp_c\"\ntable = \"input\"\naddress = 0\ntype = \"i64\"\n",
+        )
+        .unwrap();
+        let text = "[[station]]\nid = \"a\"\nmodbus = { address = \"10.0.0.1\", map = \"good.toml\" }\n\
+            [[station]]\nid = \"b\"\nmodbus = { address = \"10.0.0.2:1502\", map = \"good.toml\", unit_id = 3, poll_interval_s = 2 }\n";
+        let c = Config::parse_in(text, &no_env, dir.path()).unwrap();
+        let (a, b) = (
+            c.stations[0].modbus.as_ref().unwrap(),
+            c.stations[1].modbus.as_ref().unwrap(),
+        );
+        assert_eq!(a.address, "10.0.0.1:502");
+        assert_eq!((b.unit_id, b.interval), (3, Duration::from_secs(2)));
+        assert!(std::sync::Arc::ptr_eq(&a.map, &b.map), "one map, read once");
+
+        let text = "[[station]]\nid = \"a\"\nmodbus = { address = \"h:0\", map = \"bad.toml\", unit_id = 0, timeout_ms = 9000 }\n\
+            [[station]]\nid = \"b\"\nmodbus = { address = \"h\", map = \"missing.toml\" }\n";
+        let errs = Config::parse_in(text, &no_env, dir.path())
+            .unwrap_err()
+            .join("\n");
+        for want in [
+            "station[0] \"a\".modbus.address",
+            "unit_id: 0 must be 1–255",
+            "timeout_ms: must be positive and shorter",
+            "bad.toml",
+            "missing.toml: cannot read",
+        ] {
+            assert!(errs.contains(want), "{want:?} not in:\n{errs}");
+        }
+    }
+
+    #[test]
     fn the_shipped_example_is_valid() {
         let env = |k: &str| match k {
             "HEATGRID_INFLUX_TOKEN" => Some("t".to_owned()),

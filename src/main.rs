@@ -68,9 +68,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Check { config } => {
             let c = Config::load(&config)?;
             println!(
-                "{}: OK ({} stations, storage: {})",
+                "{}: OK ({} stations, {} of them Modbus TCP; storage: {})",
                 config.display(),
                 c.stations.len(),
+                c.stations.iter().filter(|s| s.modbus.is_some()).count(),
                 match &c.storage.influxdb {
                     Some(i) => format!("InfluxDB {}", i.url),
                     None => format!("files in {}", c.data_dir.join("lp").display()),
