@@ -266,6 +266,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
                     info!("MQTT subscriptions confirmed.");
                 }
             }
+            mqtt::Event::Watchdog => {
+                ev_stats.mqtt_watchdog.fetch_add(1, Ordering::Relaxed);
+            }
             mqtt::Event::Message { topic, payload } => ingest.on_message(topic, payload, now_ms()),
         },
     ));

@@ -105,6 +105,11 @@ impl Collector for EngineCollector {
         )?;
         for (name, help, v) in [
             (
+                "heatgrid_mqtt_watchdog",
+                "Times the MQTT connection was silent for watchdog_s and subscribed again",
+                &s.mqtt_watchdog,
+            ),
+            (
                 "heatgrid_modbus_polls",
                 "Modbus poll cycles that produced a reading",
                 &s.modbus_polls,

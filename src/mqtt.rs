@@ -41,6 +41,8 @@ pub enum Event<'a> {
     Connected,
     /// The broker confirmed a subscription.
     Subscribed,
+    /// Connected but silent for the watchdog period: subscriptions were requested again.
+    Watchdog,
     Message {
         topic: &'a str,
         payload: &'a [u8],
@@ -282,6 +284,7 @@ pub async fn run_event_loop(
                     let _ = link.try_subscribe(filter, *qos1);
                 }
                 last_message = tokio::time::Instant::now();
+                on_event(Event::Watchdog);
             }
         }
         if matches!(polled, Ok(Polled::Publish4(_) | Polled::Publish5(_))) {

@@ -32,6 +32,8 @@ pub struct Stats {
     pub mqtt_connects: AtomicU64,
     /// Subscriptions the broker confirmed (SUBACK), over all connections.
     pub mqtt_subacks: AtomicU64,
+    /// Times the MQTT watchdog found the connection silent and subscribed again.
+    pub mqtt_watchdog: AtomicU64,
     /// Control tick lateness: the last one and the largest seen, µs.
     pub tick_lateness_us: AtomicU64,
     pub tick_lateness_max_us: AtomicU64,

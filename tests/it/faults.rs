@@ -131,3 +131,50 @@ async fn stations_fall_back_when_the_engine_goes_away_and_return_when_it_is_back
     sim.stop().await;
     engine.shutdown().await;
 }
+
+/// Connected but nothing arriving: the watchdog notices, says so (counter) and subscribes
+/// again, and data flows as soon as there is some.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_connection_trips_the_watchdog_which_subscribes_again() {
+    let broker = util::mosquitto();
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[engine]\ndata_dir = {:?}\ntick_s = 0.25\nstaleness_s = 2\ntime_scale = {SPEED}\n\
+         [mqtt]\nport = {}\nclient_id = \"engine-watchdog\"\nkeep_alive_s = 5\nwatchdog_s = 2\n\
+         [storage]\nflush_interval_ms = 200\n[api]\nlisten = \"\"\n[[station]]\nid = \"st-001\"\n",
+        dir.path().display().to_string(),
+        broker.port,
+    );
+    let engine = engine::start(Config::parse(&text, &|_| None).unwrap())
+        .await
+        .unwrap();
+    let stats = engine.stats().clone();
+    assert!(engine.wait_subscribed(Duration::from_secs(20)).await);
+    let subacks = Stats::get(&stats.mqtt_subacks);
+    // Nobody publishes: within a keep-alive or two the watchdog fires and resubscribes.
+    assert!(
+        util::eventually(Duration::from_secs(20), || Stats::get(&stats.mqtt_watchdog)
+            >= 1
+            && Stats::get(&stats.mqtt_subacks)
+                >= subacks + heatgrid::ingest::SUBSCRIPTIONS as u64)
+        .await,
+        "watchdog {} subacks {} (from {subacks})",
+        Stats::get(&stats.mqtt_watchdog),
+        Stats::get(&stats.mqtt_subacks)
+    );
+    assert_eq!(
+        Stats::get(&stats.mqtt_connects),
+        1,
+        "resubscribed, not reconnected"
+    );
+    let sim = heatgrid_sim::spawn(sim(broker.port, 1)).await;
+    assert!(
+        util::eventually(Duration::from_secs(20), || Stats::get(
+            &stats.readings_accepted
+        ) > 10
+            && Stats::get(&stats.commands_sent) > 5)
+        .await
+    );
+    sim.stop().await;
+    engine.shutdown().await;
+}
