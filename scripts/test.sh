@@ -5,7 +5,8 @@
 #    packages; VictoriaMetrics accepts the InfluxDB v2 write API) and a Python virtualenv with
 #    paho-mqtt and pymodbus for the independent peers (tests/peers/station.py, plc.py), and
 #    Debian's mbpoll (a Modbus master we did not write).
-# 2. Runs cargo fmt --check, clippy -D warnings, and every test of the workspace. The
+# 2. Runs cargo fmt --check, clippy -D warnings, every test of the workspace, then every fuzz
+#    target for a bounded time (scripts/fuzz.sh). The
 #    integration tests start their own mosquitto and VictoriaMetrics processes on free loopback
 #    ports and stop them by PID when they finish (tests/it/util.rs).
 set -euo pipefail
@@ -43,5 +44,8 @@ cargo fmt --all -- --check
 log "cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 
-log "cargo test (unit + integration against mosquitto, rumqttd, VictoriaMetrics, Python peer)"
+log "cargo test (unit + integration against mosquitto, rumqttd, VictoriaMetrics, Python peers)"
 cargo test --workspace -- --test-threads 2
+
+log "fuzzing: decode, register_map, config for ${FUZZ_SECONDS:-60} s each (scripts/fuzz.sh)"
+bash scripts/fuzz.sh

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs every fuzz target (fuzz/fuzz_targets/) for FUZZ_SECONDS each (default 60) on the
+# stable toolchain: the targets are built with the sanitizer-coverage flags cargo-fuzz uses
+# (libFuzzer from the libfuzzer-sys crate), starting from the checked-in seed corpus
+# (fuzz/corpus/<target>; new inputs go to a temporary directory, the seeds stay as they are).
+# A finding stops the run with libFuzzer's report and a non-zero exit; the input that caused
+# it is left in fuzz/artifacts/<target>/. With a nightly toolchain and cargo-fuzz installed,
+# `cd fuzz && cargo fuzz run decode` runs the same targets.
+set -euo pipefail
+cd "$(dirname "$0")/../fuzz"
+seconds=${FUZZ_SECONDS:-60}
+target=x86_64-unknown-linux-gnu
+export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+-Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
+-Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions"
+cargo build --release --bins --target "$target" --quiet
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+for t in decode register_map config; do
+  mkdir -p "$work/$t" "artifacts/$t"
+  log="$work/$t.log"
+  if ! "target/$target/release/$t" "$work/$t" "corpus/$t" \
+      -max_total_time="$seconds" -rss_limit_mb=4096 -timeout=10 \
+      -artifact_prefix="artifacts/$t/" >"$log" 2>&1; then
+    tail -40 "$log"
+    echo "fuzz: $t FOUND A PROBLEM (input in fuzz/artifacts/$t/)" >&2
+    exit 1
+  fi
+  runs=$(grep -o 'Done [0-9]* runs in [0-9]* second' "$log" | tail -1)
+  echo "fuzz: $t: $runs(s), corpus $(ls "$work/$t" | wc -l) new inputs, no finding"
+done
