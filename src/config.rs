@@ -53,6 +53,20 @@ struct RawEngine {
     future_tolerance_s: f64,
     max_payload_bytes: usize,
     time_scale: f64,
+    control_on: ControlOn,
+}
+
+/// When a station's controller runs and a command is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ControlOn {
+    /// Every station once per `tick_s`, on its latest fresh reading (the default).
+    #[default]
+    Tick,
+    /// Each station as soon as a new reading of it is accepted: one command per reading, with
+    /// the loops' time step the time since that station's last step. The tick still runs
+    /// staleness, alarms and the status view, and steps a station whose trigger was missed.
+    Telemetry,
 }
 
 impl Default for RawEngine {
@@ -65,6 +79,7 @@ impl Default for RawEngine {
             future_tolerance_s: 60.0,
             max_payload_bytes: 64 * 1024,
             time_scale: 1.0,
+            control_on: ControlOn::Tick,
         }
     }
 }
@@ -411,6 +426,7 @@ pub struct Config {
     /// Plant seconds per wall-clock second: 1 in production; > 1 only against an accelerated
     /// simulator, so per-tick gains and ramps see the simulated time step.
     pub time_scale: f64,
+    pub control_on: ControlOn,
     pub command_valid_for_s: u32,
     pub decode: crate::decode::DecodeLimits,
     pub mqtt: MqttConfig,
@@ -745,6 +761,7 @@ impl Config {
             data_dir: e.data_dir.clone(),
             tick: Duration::from_secs_f64(e.tick_s),
             time_scale: e.time_scale,
+            control_on: e.control_on,
             command_valid_for_s: e.command_valid_for_s,
             decode: crate::decode::DecodeLimits {
                 max_payload_bytes: e.max_payload_bytes,

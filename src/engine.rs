@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::alarms::AlarmBook;
-use crate::config::{Config, StationConfig};
+use crate::config::{Config, ControlOn, StationConfig};
 use crate::control::{Outputs, StationController, Tick};
 use crate::ingest::{Ingest, StationSlot, Weather};
 use crate::model::{Command, Mode, Reading, StationId};
@@ -207,10 +207,19 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
         _ => None,
     };
 
+    // Control following telemetry: accepted readings wake the control task (bounded queue).
+    let (trigger_tx, trigger_rx) = match cfg.control_on {
+        ControlOn::Telemetry => {
+            let (tx, rx) = mpsc::channel(TRIGGER_CAPACITY);
+            (Some(tx), Some(rx))
+        }
+        ControlOn::Tick => (None, None),
+    };
     let slots: Vec<(StationConfig, Arc<StationSlot>)> = cfg
         .stations
         .iter()
-        .map(|s| {
+        .enumerate()
+        .map(|(index, s)| {
             let slot = StationSlot {
                 latest: Mutex::new(None),
                 rejects: Default::default(),
@@ -221,6 +230,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
                 area_m2: s.params.heated_area_m2,
                 comm_error: Mutex::new(None),
                 modbus: s.modbus.as_ref().map(|_| Default::default()),
+                index,
+                trigger: trigger_tx.clone(),
             };
             (s.clone(), Arc::new(slot))
         })
@@ -345,10 +356,14 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
         kpis: vec![Kpi::default(); cfg.stations.len()],
         rate_window: Default::default(),
         dt_s: cfg.tick.as_secs_f64() * cfg.time_scale,
+        time_scale: cfg.time_scale,
         ticks: 0,
+        control_on: cfg.control_on,
+        last_step_ms: vec![0; cfg.stations.len()],
+        stepped_ts: vec![i64::MIN; cfg.stations.len()],
     };
     control.publish_alarms();
-    let control = tokio::spawn(control.run(cfg.tick, stop_control_rx, changes_rx));
+    let control = tokio::spawn(control.run(cfg.tick, stop_control_rx, changes_rx, trigger_rx));
     let api = match cfg.api.listen {
         Some(addr) => {
             let state = crate::api::ApiState {
@@ -543,10 +558,21 @@ struct Control {
     storage_problem_ms: Option<i64>,
     kpis: Vec<Kpi>,
     rate_window: std::collections::VecDeque<(i64, u64)>,
-    /// Plant seconds per tick.
+    /// Plant seconds per tick, and plant seconds per wall second.
     dt_s: f64,
+    time_scale: f64,
     ticks: u64,
+    control_on: ControlOn,
+    /// Per station: wall time of its last controller step, and the `ts` of the reading that
+    /// step acted on (a reading is acted on once).
+    last_step_ms: Vec<i64>,
+    stepped_ts: Vec<i64>,
 }
+
+/// Control following telemetry: wake-ups queued for the control task, and the most it takes
+/// in one batch.
+const TRIGGER_CAPACITY: usize = 65_536;
+const TRIGGER_BATCH: usize = 4_096;
 
 /// Samples kept for a station's recent trend (one per minute of plant time).
 const TREND_LEN: usize = 30;
@@ -557,6 +583,8 @@ struct Kpi {
     day: i64,
     heat_today_gj: f64,
     trend: std::collections::VecDeque<(f64, f64)>,
+    /// Wall time of the last trend sample (one per minute of plant time).
+    trend_at_ms: i64,
 }
 
 /// Active and recently cleared alarms, published after every change.
@@ -572,7 +600,14 @@ impl Control {
         tick: Duration,
         mut stop: watch::Receiver<bool>,
         mut changes: mpsc::Receiver<ChangeRequest>,
+        mut triggers: Option<mpsc::Receiver<u32>>,
     ) {
+        async fn next(rx: &mut Option<mpsc::Receiver<u32>>) -> Option<u32> {
+            match rx {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        }
         let mut interval = tokio::time::interval(tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -583,6 +618,19 @@ impl Control {
                     self.stats.tick_lateness_max_us.fetch_max(late, Ordering::Relaxed);
                     self.stats.ticks.fetch_add(1, Ordering::Relaxed);
                     self.tick(now_ms());
+                }
+                Some(first) = next(&mut triggers) => {
+                    // Everything queued now goes in one batch: one seq fsync for all of it.
+                    let mut batch = vec![first];
+                    if let Some(rx) = triggers.as_mut() {
+                        while batch.len() < TRIGGER_BATCH {
+                            match rx.try_recv() {
+                                Ok(i) => batch.push(i),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    self.on_telemetry(&batch, now_ms());
                 }
                 Some(req) = changes.recv() => {
                     let result = self.apply(&req.station, &req.change, &req.user);
@@ -771,60 +819,175 @@ impl Control {
             "Operator action applied.");
     }
 
-    fn tick(&mut self, now: i64) {
-        let fallback_outdoor = match *self.weather.lock().unwrap_or_else(|p| p.into_inner()) {
+    fn fallback_outdoor(&self, now: i64) -> f64 {
+        match *self.weather.lock().unwrap_or_else(|p| p.into_inner()) {
             Some((ts, t)) if now - ts <= self.weather_max_age_ms => t,
             _ => self.default_outdoor_c,
-        };
+        }
+    }
+
+    /// Runs station `i`'s controller on its latest reading at `now`, covering `dt_s` plant
+    /// seconds; the command to send if it acted.
+    fn step(&mut self, i: usize, now: i64, fallback_outdoor: f64, dt_s: f64) -> Option<Command> {
+        let (cfg, slot, ctrl) = &mut self.stations[i];
+        let reading = slot
+            .latest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let day = now.div_euclid(86_400_000);
+        let kpi = &mut self.kpis[i];
+        if kpi.day != day {
+            kpi.day = day;
+            kpi.heat_today_gj = 0.0;
+        }
+        ctrl.set_dt(dt_s);
+        self.last_step_ms[i] = now;
+        match ctrl.tick(reading.as_ref(), fallback_outdoor, now) {
+            Tick::Act(o) => {
+                if let Some(r) = &reading {
+                    self.stepped_ts[i] = r.ts_ms;
+                    // kW × s = kJ; 1 GJ = 10⁶ kJ. Plant time, so an accelerated run adds up.
+                    kpi.heat_today_gj += r.heat_kw().max(0.0) * dt_s / 1e6;
+                    if now - kpi.trend_at_ms >= (60_000.0 / self.time_scale) as i64 {
+                        kpi.trend_at_ms = now;
+                        kpi.trend.push_back((r.supply_temp_c, o.supply_setpoint_c));
+                        if kpi.trend.len() > TREND_LEN {
+                            kpi.trend.pop_front();
+                        }
+                    }
+                }
+                Some(Command {
+                    seq: self.seqs.next(&cfg.id),
+                    ts: now,
+                    mode: o.mode,
+                    supply_setpoint_c: round2(o.supply_setpoint_c),
+                    valve_pct: round2(o.valve_pct),
+                    pump_pct: round2(o.pump_pct),
+                    flow_setpoint_m3h: round2(o.flow_setpoint_m3h),
+                    valid_for_s: self.valid_for_s,
+                    epoch: None,
+                })
+            }
+            Tick::Stale {
+                age_ms,
+                newly: true,
+            } => {
+                warn!(station = %cfg.id, age_s = age_ms.map(|a| a / 1000),
+                    "Station stale: outputs held, no command sent until fresh telemetry arrives.");
+                None
+            }
+            Tick::Stale { .. } => None,
+        }
+    }
+
+    /// Control following telemetry: steps each station in `which` that has a reading it has
+    /// not acted on yet, with the plant time since its last step, and sends the commands.
+    fn on_telemetry(&mut self, which: &[u32], now: i64) {
+        let fallback = self.fallback_outdoor(now);
+        let mut commands = Vec::with_capacity(which.len());
+        for &i in which {
+            let i = i as usize;
+            let Some(ts) = self.stations.get(i).and_then(|(_, slot, _)| {
+                slot.latest
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_ref()
+                    .map(|r| r.ts_ms)
+            }) else {
+                continue;
+            };
+            if ts <= self.stepped_ts[i] {
+                continue; // already acted on (duplicate trigger)
+            }
+            let dt = self.event_dt(i, now);
+            if let Some(cmd) = self.step(i, now, fallback, dt) {
+                commands.push((i, cmd));
+            }
+        }
+        self.send(commands);
+    }
+
+    /// Plant seconds since station `i`'s last step, within [tick/20, 4 × tick].
+    fn event_dt(&self, i: usize, now: i64) -> f64 {
+        let last = self.last_step_ms[i];
+        if last == 0 {
+            return self.dt_s;
+        }
+        ((now - last) as f64 / 1000.0 * self.time_scale).clamp(self.dt_s / 20.0, self.dt_s * 4.0)
+    }
+
+    /// Persists the sequence numbers, then publishes (MQTT) or hands to the poller (Modbus)
+    /// each command, and stores the ones that went out.
+    fn send(&mut self, commands: Vec<(usize, Command)>) {
+        if commands.is_empty() {
+            return;
+        }
+        // Numbers are on disk before any of them can reach a station.
+        if let Err(e) = self.seqs.persist() {
+            error!(error = %e, "Cannot persist command sequence numbers; commands withheld.");
+            return;
+        }
+        let mut lines = Vec::with_capacity(commands.len());
+        for (i, cmd) in commands {
+            if let Some(tx) = &self.modbus_tx[i] {
+                // The poller writes it now and counts and stores it once the device confirmed.
+                tx.send_replace(Some(cmd));
+                continue;
+            }
+            let (cfg, _, _) = &self.stations[i];
+            let topic = format!("{}/station/{}/command", self.prefix, cfg.id);
+            let payload = serde_json::to_vec(&cmd).unwrap_or_default();
+            match self.link.try_publish(&topic, true, false, payload) {
+                Ok(()) => {
+                    self.stats.commands_sent.fetch_add(1, Ordering::Relaxed);
+                    lines.push(line_protocol::command(&cfg.id, &cfg.tags, &cmd));
+                }
+                Err(e) => {
+                    let n = self.stats.commands_failed.fetch_add(1, Ordering::Relaxed);
+                    if n.is_power_of_two() {
+                        warn!(station = %cfg.id, error = %e, failed_total = n + 1, "Command not queued for MQTT.");
+                    }
+                }
+            }
+        }
+        self.store.submit_many(&lines);
+    }
+
+    fn tick(&mut self, now: i64) {
+        let fallback_outdoor = self.fallback_outdoor(now);
         let mut commands = Vec::new();
         let mut status = Vec::with_capacity(self.stations.len());
-        let day = now.div_euclid(86_400_000);
-        let trend_every = (60.0 / self.dt_s).round().max(1.0) as u64;
-        for (i, (cfg, slot, ctrl)) in self.stations.iter_mut().enumerate() {
+        for i in 0..self.stations.len() {
+            let reading_ts = self.stations[i]
+                .1
+                .latest
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .map(|r| r.ts_ms);
+            let step = match self.control_on {
+                ControlOn::Tick => Some(self.dt_s),
+                // Following telemetry, the tick only steps a station whose data went stale
+                // (so it is marked stale) or whose trigger was missed.
+                ControlOn::Telemetry => {
+                    let stale = reading_ts
+                        .is_none_or(|ts| now - ts > self.stations[i].2.params().staleness_ms);
+                    let missed = reading_ts.is_some_and(|ts| ts > self.stepped_ts[i]);
+                    (stale || missed).then(|| self.event_dt(i, now))
+                }
+            };
+            if let Some(dt) = step {
+                if let Some(cmd) = self.step(i, now, fallback_outdoor, dt) {
+                    commands.push((i, cmd));
+                }
+            }
+            let (cfg, slot, ctrl) = &self.stations[i];
             let reading = slot
                 .latest
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone();
-            let kpi = &mut self.kpis[i];
-            if kpi.day != day {
-                kpi.day = day;
-                kpi.heat_today_gj = 0.0;
-            }
-            match ctrl.tick(reading.as_ref(), fallback_outdoor, now) {
-                Tick::Act(o) => {
-                    if let Some(r) = &reading {
-                        // kW × s = kJ; 1 GJ = 10⁶ kJ. Plant time, so an accelerated run adds up.
-                        kpi.heat_today_gj += r.heat_kw().max(0.0) * self.dt_s / 1e6;
-                        if self.ticks % trend_every == 0 {
-                            kpi.trend.push_back((r.supply_temp_c, o.supply_setpoint_c));
-                            if kpi.trend.len() > TREND_LEN {
-                                kpi.trend.pop_front();
-                            }
-                        }
-                    }
-                    let cmd = Command {
-                        seq: self.seqs.next(&cfg.id),
-                        ts: now,
-                        mode: o.mode,
-                        supply_setpoint_c: round2(o.supply_setpoint_c),
-                        valve_pct: round2(o.valve_pct),
-                        pump_pct: round2(o.pump_pct),
-                        flow_setpoint_m3h: round2(o.flow_setpoint_m3h),
-                        valid_for_s: self.valid_for_s,
-                        epoch: None,
-                    };
-                    commands.push((i, cfg.id.clone(), cmd, &cfg.tags));
-                }
-                Tick::Stale {
-                    age_ms,
-                    newly: true,
-                } => {
-                    warn!(station = %cfg.id, age_s = age_ms.map(|a| a / 1000),
-                        "Station stale: outputs held, no command sent until fresh telemetry arrives.");
-                }
-                Tick::Stale { .. } => {}
-            }
             let area_m2 = reading
                 .as_ref()
                 .and_then(|r| r.heated_area_m2)
@@ -873,34 +1036,7 @@ impl Control {
                     .store(per_s_milli, Ordering::Relaxed);
             }
         }
-        // Numbers are on disk before any of them can reach a station.
-        if let Err(e) = self.seqs.persist() {
-            error!(error = %e, "Cannot persist command sequence numbers; commands withheld this tick.");
-            return;
-        }
-        let mut lines = Vec::with_capacity(commands.len());
-        for (i, id, cmd, tags) in commands {
-            if let Some(tx) = &self.modbus_tx[i] {
-                // The poller writes it now and counts and stores it once the device confirmed.
-                tx.send_replace(Some(cmd));
-                continue;
-            }
-            let topic = format!("{}/station/{}/command", self.prefix, id);
-            let payload = serde_json::to_vec(&cmd).unwrap_or_default();
-            match self.link.try_publish(&topic, true, false, payload) {
-                Ok(()) => {
-                    self.stats.commands_sent.fetch_add(1, Ordering::Relaxed);
-                    lines.push(line_protocol::command(&id, tags, &cmd));
-                }
-                Err(e) => {
-                    let n = self.stats.commands_failed.fetch_add(1, Ordering::Relaxed);
-                    if n.is_power_of_two() {
-                        warn!(station = %id, error = %e, failed_total = n + 1, "Command not queued for MQTT.");
-                    }
-                }
-            }
-        }
-        self.store.submit_many(&lines);
+        self.send(commands);
         self.evaluate_alarms(&status, now);
         let _ = self.status_tx.send(Arc::new(status));
     }

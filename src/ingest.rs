@@ -40,11 +40,16 @@ pub struct StationSlot {
     /// succeed), and the poller's counters.
     pub comm_error: Mutex<Option<String>>,
     pub modbus: Option<Arc<crate::modbus::poller::Counters>>,
+    /// Position in the config, and the control task's wake-up channel when control follows
+    /// telemetry (`engine.control_on = "telemetry"`).
+    pub index: usize,
+    pub trigger: Option<tokio::sync::mpsc::Sender<u32>>,
 }
 
 /// Takes one validated reading of a configured station, whichever way it came (MQTT or a
 /// Modbus poll): counted, queued for storage, and made the station's latest unless a newer one
 /// is already there.
+/// With control following telemetry, a new latest reading also wakes the control task.
 pub fn accept(slot: &StationSlot, reading: Reading, store: &StoreHandle, stats: &Stats) {
     stats.readings_accepted.fetch_add(1, Ordering::Relaxed);
     store.submit(line_protocol::telemetry(&reading, &slot.tags, slot.area_m2));
@@ -52,6 +57,15 @@ pub fn accept(slot: &StationSlot, reading: Reading, store: &StoreHandle, stats: 
     // Out-of-order delivery must not replace a newer reading with an older one.
     if latest.as_ref().is_none_or(|l| l.ts_ms <= reading.ts_ms) {
         *latest = Some(reading);
+        drop(latest);
+        if let Some(trigger) = &slot.trigger {
+            // Full: the control task is behind; the tick steps a station it missed.
+            if trigger.try_send(slot.index as u32).is_err() {
+                stats
+                    .control_triggers_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 }
 

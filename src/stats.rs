@@ -38,6 +38,8 @@ pub struct Stats {
     pub tick_lateness_us: AtomicU64,
     pub tick_lateness_max_us: AtomicU64,
     pub ticks: AtomicU64,
+    /// Control following telemetry: wake-ups lost to a full queue (the tick catches up).
+    pub control_triggers_dropped: AtomicU64,
     /// Readings accepted per second over the last ~10 s, × 1000.
     pub ingest_rate_milli: AtomicU64,
     /// Modbus: poll cycles that produced a reading, and those that did not (link failure,

@@ -45,7 +45,8 @@ pub struct PiStep {
     pub anti_windup: bool,
 }
 
-/// One PI loop's state. `dt_s` is fixed at construction: gains are per tick.
+/// One PI loop's state. `dt_s` is the time step of the next [`PiLoop::step`] (set at
+/// construction; [`PiLoop::set_dt`] changes it when steps follow telemetry instead of a tick).
 #[derive(Debug, Clone)]
 pub struct PiLoop {
     cfg: PiConfig,
@@ -68,6 +69,13 @@ impl PiLoop {
 
     pub fn output(&self) -> f64 {
         self.output
+    }
+
+    /// The time step of the following steps, seconds (> 0; anything else is ignored).
+    pub fn set_dt(&mut self, dt_s: f64) {
+        if dt_s.is_finite() && dt_s > 0.0 {
+            self.dt_s = dt_s;
+        }
     }
 
     pub fn config(&self) -> &PiConfig {

@@ -129,6 +129,18 @@ impl StationController {
         });
     }
 
+    /// The plant time the next [`StationController::tick`] covers, seconds: the tick, or the
+    /// time since the last step when control follows telemetry. Ramps, the return limitation
+    /// and both loops' integral and rate limits all scale with it.
+    pub fn set_dt(&mut self, dt_s: f64) {
+        if dt_s.is_finite() && dt_s > 0.0 {
+            self.dt_s = dt_s;
+            for l in [&mut self.valve, &mut self.pump].into_iter().flatten() {
+                l.set_dt(dt_s);
+            }
+        }
+    }
+
     pub fn params(&self) -> &StationParams {
         &self.params
     }
@@ -559,14 +571,16 @@ mod properties {
         fn outputs_stay_finite_bounded_and_rate_limited(
             steps in proptest::collection::vec(
                 (temp(), temp(), prop_oneof![9 => 0.0..2000.0f64, 1 => Just(f64::NAN)],
-                 proptest::option::of(-40.0..30.0f64), any::<bool>(), 0u8..20),
+                 proptest::option::of(-40.0..30.0f64), any::<bool>(), 0u8..20,
+                 // Time since the last step: a fixed tick, or control following telemetry.
+                 prop_oneof![3 => Just(5.0), 1 => 0.05..30.0f64]),
                 1..200),
         ) {
             let p = params();
-            let dt = 5.0;
-            let mut c = StationController::new(p.clone(), dt);
+            let mut c = StationController::new(p.clone(), 5.0);
             let mut last: Option<Outputs> = None;
-            for (k, (supply, ret, flow, outdoor, fresh, mode)) in steps.into_iter().enumerate() {
+            for (k, (supply, ret, flow, outdoor, fresh, mode, dt)) in steps.into_iter().enumerate() {
+                c.set_dt(dt);
                 let now = k as i64 * 5000;
                 match mode {
                     0 => c.set_mode(Mode::Manual, Some((supply, ret))),

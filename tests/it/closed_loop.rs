@@ -426,3 +426,50 @@ async fn malformed_burst_and_a_silent_station_leave_the_others_in_control() {
         );
     }
 }
+
+/// `control_on = "telemetry"`: one command per reading, computed as soon as it arrives, with
+/// a tick four times longer than the telemetry period (a tick-driven engine would send a
+/// quarter as many); the loops, stepping with the time since each station's last step, settle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_following_telemetry_answers_every_reading_and_settles() {
+    let broker = util::mosquitto();
+    let dir = tempfile::tempdir().unwrap();
+    let n = 4;
+    let mut text = format!(
+        "[engine]\ndata_dir = {:?}\ntick_s = {}\nstaleness_s = 3\ncommand_valid_for_s = 30\ntime_scale = {SPEED}\ncontrol_on = \"telemetry\"\n\
+         [mqtt]\nport = {}\nclient_id = \"engine-on-telemetry\"\n[storage]\nflush_interval_ms = 200\n[api]\nlisten = \"\"\n",
+        dir.path().display().to_string(),
+        4.0 * 5.0 / SPEED,
+        broker.port,
+    );
+    for id in ids(n) {
+        text.push_str(&format!("[[station]]\nid = {id:?}\n"));
+    }
+    let engine = engine::start(heatgrid::config::Config::parse(&text, &|_| None).unwrap())
+        .await
+        .unwrap();
+    assert!(engine.wait_subscribed(Duration::from_secs(20)).await);
+    // Telemetry every 5 simulated seconds = 250 ms; the tick is 1 s.
+    let sim = heatgrid_sim::spawn(sim_config(broker.port, n, 3)).await;
+    let worst = wait_settled(
+        &engine,
+        &[],
+        1.0,
+        Duration::from_secs(10),
+        Duration::from_secs(120),
+    )
+    .await
+    .unwrap();
+    println!("settled following telemetry: worst {worst:.2} K");
+    let (views, stats) = stop_all(sim, engine).await;
+    let readings = Stats::get(&stats.readings_accepted);
+    let commands = Stats::get(&stats.commands_sent);
+    assert!(
+        commands as f64 >= 0.95 * readings as f64 && commands <= readings + n as u64,
+        "{commands} commands for {readings} readings"
+    );
+    assert_eq!(Stats::get(&stats.control_triggers_dropped), 0);
+    for v in &views {
+        assert_eq!(v.commands_refused, 0, "{}", v.id);
+    }
+}
