@@ -159,7 +159,7 @@ pub fn now_ms() -> i64 {
 pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("cannot create data_dir {}", cfg.data_dir.display()))?;
-    let seqs = SeqStore::open(&cfg.data_dir).map_err(anyhow::Error::msg)?;
+    let seqs = SeqStore::open(&cfg.data_dir, cfg.storage.fsync).map_err(anyhow::Error::msg)?;
     let stats = Arc::new(Stats::default());
 
     let sink = match &cfg.storage.influxdb {

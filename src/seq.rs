@@ -1,39 +1,95 @@
 //! Command sequence numbers that survive a restart (contract §2.2: `seq` +1 per command per
 //! station, continuing after an engine restart).
 //!
-//! Owned by the control task. The whole map is written to `data_dir/seq.json` (temp file +
-//! rename, so a crash leaves the old or the new file, never half of one) once per tick,
-//! *before* the tick's commands are published: a number that reached a station is never
-//! handed out again.
+//! Owned by the control task. Stored as a snapshot, `data_dir/seq.json` (temp file + rename,
+//! so a crash leaves the old or the new file), plus an append-only log, `data_dir/seq.log`, of
+//! `station seq` lines. [`SeqStore::persist`] runs *before* a batch of commands is published
+//! and appends only the stations that changed, so its cost follows the commands sent, not the
+//! fleet size (control following telemetry persists once per batch). When the log outgrows the
+//! snapshot it is folded into a new snapshot. On open, the snapshot is read and the log
+//! replayed, taking the larger number per station; a torn last line (a crash mid-append) is
+//! ignored. A number that reached a station is never handed out again.
+//!
+//! Durability follows the spool's fsync policy: `always` fsyncs every append, `interval`
+//! at most once per interval (a power failure can lose that much; a process crash loses
+//! nothing, the data is in the page cache), `never` leaves it to the operating system.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use crate::model::StationId;
+use crate::store::spool::FsyncPolicy;
 
 #[derive(Debug)]
 pub struct SeqStore {
     path: PathBuf,
+    log_path: PathBuf,
     last: BTreeMap<String, u64>,
-    dirty: bool,
+    changed: BTreeSet<String>,
+    log: Option<File>,
+    log_bytes: u64,
+    fsync: FsyncPolicy,
+    last_sync: Instant,
 }
 
+/// The log is folded into the snapshot when it is this many times larger (and over 64 KiB).
+const COMPACT_FACTOR: u64 = 4;
+
 impl SeqStore {
-    /// Loads `dir/seq.json` if present. A corrupt file is an error: silently restarting at 1
-    /// would make stations refuse (or, worse, reorder) commands.
-    pub fn open(dir: &Path) -> Result<Self, String> {
+    /// Loads `dir/seq.json` and replays `dir/seq.log` if present. A corrupt snapshot or a
+    /// corrupt line before the log's last is an error: silently restarting at 1 would make
+    /// stations refuse (or, worse, reorder) commands.
+    pub fn open(dir: &Path, fsync: FsyncPolicy) -> Result<Self, String> {
         let path = dir.join("seq.json");
-        let last = match std::fs::read(&path) {
+        let log_path = dir.join("seq.log");
+        let mut last: BTreeMap<String, u64> = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map_err(|e| format!("{} is corrupt ({e}); fix or remove it", path.display()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         };
+        let log_text = match std::fs::read(&log_path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(format!("cannot read {}: {e}", log_path.display())),
+        };
+        let text = String::from_utf8_lossy(&log_text);
+        let lines: Vec<&str> = text.split('\n').collect();
+        for (k, line) in lines.iter().enumerate() {
+            // The text after the last newline is empty, or a line torn by a crash mid-append
+            // (its numbers were never sent: persist had not returned).
+            if k + 1 == lines.len() {
+                break;
+            }
+            let parsed = line
+                .split_once(' ')
+                .and_then(|(id, n)| Some((id, n.parse::<u64>().ok()?)));
+            match parsed {
+                Some((id, n)) => {
+                    let e = last.entry(id.to_owned()).or_insert(0);
+                    *e = (*e).max(n);
+                }
+                None => {
+                    return Err(format!(
+                        "{} line {} is corrupt ({line:?}); fix or remove it",
+                        log_path.display(),
+                        k + 1
+                    ))
+                }
+            }
+        }
         Ok(Self {
             path,
+            log_path,
             last,
-            dirty: false,
+            changed: BTreeSet::new(),
+            log: None,
+            log_bytes: log_text.len() as u64,
+            fsync,
+            last_sync: Instant::now(),
         })
     }
 
@@ -42,29 +98,91 @@ impl SeqStore {
         self.last.get(station.as_str()).copied().unwrap_or(0)
     }
 
+    /// Every station's last number.
+    pub fn all(&self) -> &BTreeMap<String, u64> {
+        &self.last
+    }
+
     /// Hands out the next number for `station`.
     pub fn next(&mut self, station: &StationId) -> u64 {
         let n = self.last.entry(station.as_str().to_owned()).or_insert(0);
         *n += 1;
-        self.dirty = true;
+        self.changed.insert(station.as_str().to_owned());
         *n
     }
 
-    /// Writes the map if it changed since the last call.
+    /// Records every number handed out since the last call; must succeed before they are sent.
     pub fn persist(&mut self) -> Result<(), String> {
-        if !self.dirty {
+        if self.changed.is_empty() {
             return Ok(());
         }
-        let tmp = self.path.with_extension("json.tmp");
-        let body = serde_json::to_vec(&self.last).map_err(|e| e.to_string())?;
-        let write = || -> std::io::Result<()> {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&body)?;
-            f.sync_data()?;
-            std::fs::rename(&tmp, &self.path)
+        let mut body = String::with_capacity(self.changed.len() * 24);
+        for id in std::mem::take(&mut self.changed) {
+            let n = self.last.get(&id).copied().unwrap_or(0);
+            body.push_str(&id);
+            body.push(' ');
+            body.push_str(&n.to_string());
+            body.push('\n');
+        }
+        let r = self.append(body.as_bytes());
+        if r.is_err() {
+            // Nothing is known to be on disk: everything is written again next time.
+            self.changed.extend(self.last.keys().cloned());
+            self.log = None;
+        }
+        r.map_err(|e| format!("cannot write {}: {e}", self.log_path.display()))?;
+        if self.log_bytes > 64 * 1024 && self.log_bytes > COMPACT_FACTOR * self.snapshot_size() {
+            self.compact()
+                .map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, body: &[u8]) -> std::io::Result<()> {
+        if self.log.is_none() {
+            self.log = Some(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&self.log_path)?,
+            );
+        }
+        let log = self.log.as_mut().expect("opened above");
+        log.write_all(body)?;
+        self.log_bytes += body.len() as u64;
+        let sync = match self.fsync {
+            FsyncPolicy::Always => true,
+            FsyncPolicy::Interval(every) => self.last_sync.elapsed() >= every,
+            FsyncPolicy::Never => false,
         };
-        write().map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
-        self.dirty = false;
+        if sync {
+            log.sync_data()?;
+            self.last_sync = Instant::now();
+        }
+        Ok(())
+    }
+
+    fn snapshot_size(&self) -> u64 {
+        self.last.keys().map(|k| k.len() as u64 + 16).sum()
+    }
+
+    /// Writes a new snapshot (fsynced), then empties the log.
+    fn compact(&mut self) -> std::io::Result<()> {
+        let tmp = self.path.with_extension("json.tmp");
+        let body = serde_json::to_vec(&self.last).map_err(std::io::Error::other)?;
+        let mut f = File::create(&tmp)?;
+        f.write_all(&body)?;
+        f.sync_data()?;
+        std::fs::rename(&tmp, &self.path)?;
+        // Replay takes the larger number, so a crash between these two steps loses nothing.
+        let log = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(&self.log_path)?;
+        log.sync_data()?;
+        self.log = None;
+        self.log_bytes = 0;
         Ok(())
     }
 }
@@ -77,13 +195,54 @@ mod tests {
     fn numbers_continue_after_reopen_and_corruption_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let a = StationId::new("a").unwrap();
-        let mut s = SeqStore::open(dir.path()).unwrap();
+        let mut s = SeqStore::open(dir.path(), FsyncPolicy::Always).unwrap();
         assert_eq!((s.next(&a), s.next(&a)), (1, 2));
         s.persist().unwrap();
-        let mut s = SeqStore::open(dir.path()).unwrap();
+        let mut s = SeqStore::open(dir.path(), FsyncPolicy::Always).unwrap();
         assert_eq!(s.last(&a), 2);
         assert_eq!(s.next(&a), 3);
         std::fs::write(dir.path().join("seq.json"), b"{oops").unwrap();
-        assert!(SeqStore::open(dir.path()).unwrap_err().contains("corrupt"));
+        assert!(SeqStore::open(dir.path(), FsyncPolicy::Always)
+            .unwrap_err()
+            .contains("corrupt"));
+    }
+
+    #[test]
+    fn the_log_is_replayed_compacted_and_survives_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids: Vec<StationId> = (0..50)
+            .map(|i| StationId::new(&format!("st-{i:03}")).unwrap())
+            .collect();
+        let mut s = SeqStore::open(dir.path(), FsyncPolicy::Never).unwrap();
+        // Enough batches to compact several times (the log outgrows the snapshot).
+        for round in 1..=2_000u64 {
+            let id = &ids[(round % 50) as usize];
+            s.next(id);
+            s.persist().unwrap();
+        }
+        let want: Vec<u64> = ids.iter().map(|i| s.last(i)).collect();
+        assert_eq!(want.iter().sum::<u64>(), 2_000);
+        // A crash mid-append leaves a torn line; it is ignored.
+        let mut log = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("seq.log"))
+            .unwrap();
+        log.write_all(b"st-001 99").unwrap();
+        let s = SeqStore::open(dir.path(), FsyncPolicy::Never).unwrap();
+        let got: Vec<u64> = ids.iter().map(|i| s.last(i)).collect();
+        assert_eq!(got, want);
+        assert!(
+            std::fs::metadata(dir.path().join("seq.log")).unwrap().len() < 200 * 1024,
+            "the log was never compacted"
+        );
+        // A corrupt line in the middle is refused.
+        std::fs::write(
+            dir.path().join("seq.log"),
+            b"st-001 5\nnonsense\nst-002 7\n",
+        )
+        .unwrap();
+        assert!(SeqStore::open(dir.path(), FsyncPolicy::Never)
+            .unwrap_err()
+            .contains("line 2 is corrupt"));
     }
 }

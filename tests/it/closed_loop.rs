@@ -207,8 +207,7 @@ async fn embedded_broker_with_mqtt5_engine_settles_and_writes_local_files() {
     }
     assert_eq!(telemetry as u64, published);
     assert_eq!(commands as u64, Stats::get(&stats.commands_sent));
-    let seqs: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("seq.json")).unwrap()).unwrap();
+    let seqs: serde_json::Value = util::seqs(dir.path());
     for v in &views {
         assert!(
             seqs[&v.id].as_u64().unwrap() >= v.commands_received,

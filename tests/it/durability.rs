@@ -381,8 +381,7 @@ async fn database_errors_get_the_right_policy_and_bad_lines_become_dead_letters(
     assert!(Stats::get(&stats.store_retries) >= 5);
 
     // Dead letters hold exactly st-003's command lines, each once, with the reason.
-    let seqs: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("seq.json")).unwrap()).unwrap();
+    let seqs: serde_json::Value = util::seqs(dir.path());
     let mut dead = Vec::new();
     for e in std::fs::read_dir(dir.path().join("dead-letter")).unwrap() {
         let text = std::fs::read_to_string(e.unwrap().path()).unwrap();

@@ -235,3 +235,10 @@ pub async fn vm_wait_total(port: u16, metric: &str, expected: usize, timeout: Du
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// The engine's command sequence numbers in `data_dir`, as JSON `{station: seq}`.
+pub fn seqs(data_dir: &Path) -> serde_json::Value {
+    let store = heatgrid::seq::SeqStore::open(data_dir, heatgrid::store::spool::FsyncPolicy::Never)
+        .expect("seq store");
+    serde_json::to_value(store.all()).unwrap()
+}
