@@ -380,9 +380,21 @@ fn main() {
     let mut text = format!(
         "[engine]\ndata_dir = {:?}\ntick_s = 5\nstaleness_s = 30\ncontrol_on = \"telemetry\"\n\
          [mqtt]\nport = {port}\nclient_id = \"heatgrid-load\"\ntelemetry_qos = 0\n\
-         [storage.influxdb]\nurl = \"http://127.0.0.1:{vm}\"\norg = \"o\"\nbucket = \"b\"\n[api]\nlisten = \"\"\n",
-        dir.path().join("data").display().to_string()
+         [storage]\nfsync = \"{fsync}\"\n[storage.influxdb]\nurl = \"http://127.0.0.1:{vm}\"\norg = \"o\"\nbucket = \"b\"\n\
+         [api]\nlisten = \"127.0.0.1:{api}\"\n[[api.token]]\nname = \"load\"\nrole = \"viewer\"\ntoken_env = \"LOAD_API_TOKEN\"\n",
+        dir.path().join("data").display().to_string(),
+        fsync = std::env::var("LOAD_FSYNC").unwrap_or_else(|_| "interval".into()),
+        api = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap()
     );
+    let api_port: u16 = text
+        .split("listen = \"127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
     for i in 1..=n {
         text.push_str(&format!("[[station]]\nid = \"st-{i:04}\"\n"));
     }
@@ -393,11 +405,41 @@ fn main() {
         .args(["run", "--config"])
         .arg(&cfg)
         .env("RUST_LOG", "warn")
+        .env("LOAD_API_TOKEN", "load-bench-viewer-token")
         .spawn()
         .expect("target/release/heatgrid (cargo build --release)");
     std::thread::sleep(Duration::from_secs(2));
     let (_, rss_idle) = usage(engine.id());
     let hg_results = rt.block_on(ramp(port, n, &rates, step_s, engine.id()));
+    // The engine's own counters, for the record.
+    let counters = rt.block_on(async {
+        let text = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{api_port}/metrics"))
+            .bearer_auth("load-bench-viewer-token")
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        Some(
+            text.lines()
+                .filter(|l| {
+                    [
+                        "readings_accepted_total",
+                        "readings_rejected",
+                        "commands_sent_total",
+                        "commands_failed_total",
+                        "messages_in_total",
+                    ]
+                    .iter()
+                    .any(|k| l.starts_with(&format!("heatgrid_{k}")))
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    });
+    println!("heatgrid counters: {}", counters.unwrap_or_default());
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &engine.id().to_string()])
         .status();
