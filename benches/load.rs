@@ -431,6 +431,8 @@ fn main() {
                         "commands_sent_total",
                         "commands_failed_total",
                         "messages_in_total",
+                        "mqtt_connects_total",
+                        "mqtt_watchdog_total",
                     ]
                     .iter()
                     .any(|k| l.starts_with(&format!("heatgrid_{k}")))
