@@ -386,35 +386,25 @@ impl Poller {
                 return;
             }
         };
-        let timeout = self.cfg.timeout;
-        let single = self.cfg.map.write_function == super::map::WriteFunction::Single;
-        let Some(ctx) = self.connection().await else {
-            self.write_failed();
-            return;
-        };
-        let mut failure = None;
-        for (addr, words) in &runs {
-            let what = format!("write holding {addr}+{}", words.len());
-            let reply = if single && words.len() == 1 {
-                tokio::time::timeout(timeout, ctx.write_single_register(*addr, words[0])).await
-            } else {
-                tokio::time::timeout(timeout, ctx.write_multiple_registers(*addr, words)).await
-            };
-            let r = match reply {
-                Err(_) => Err(Failure::Timeout),
-                Ok(Err(e)) => Err(Failure::Link(e.to_string())),
-                Ok(Ok(Err(exc))) => Err(Failure::Exception(format!("{exc:?}"))),
-                Ok(Ok(Ok(()))) => Ok(()),
-            };
-            if let Err(f) = r {
-                failure = Some((what, f));
-                break;
-            }
+        let reused = self.ctx.is_some();
+        let mut result = self.write_all(&runs).await;
+        // As for polls: a connection the PLC closed while idle is replaced at once, once.
+        if reused && matches!(result, Err((_, Failure::Link(_)))) {
+            self.counters.link_failures.fetch_add(1, Ordering::Relaxed);
+            self.ctx = None;
+            result = self.write_all(&runs).await;
         }
-        if let Some((what, f)) = failure {
-            self.failed(&what, f);
-            self.write_failed();
-            return;
+        match result {
+            Ok(true) => {}
+            Ok(false) => {
+                self.write_failed();
+                return;
+            }
+            Err((what, f)) => {
+                self.failed(&what, f);
+                self.write_failed();
+                return;
+            }
         }
         self.pending = None;
         self.counters.writes_ok.fetch_add(1, Ordering::Relaxed);
@@ -431,6 +421,33 @@ impl Poller {
             &self.slot.tags,
             &cmd,
         ));
+    }
+
+    /// Writes every run on the open connection (connecting first if allowed). `Ok(false)`:
+    /// no connection this time (backoff running or connect failed, recorded).
+    async fn write_all(&mut self, runs: &[(u16, Vec<u16>)]) -> Result<bool, (String, Failure)> {
+        let timeout = self.cfg.timeout;
+        let single = self.cfg.map.write_function == super::map::WriteFunction::Single;
+        let Some(ctx) = self.connection().await else {
+            return Ok(false);
+        };
+        for (addr, words) in runs {
+            let reply = if single && words.len() == 1 {
+                tokio::time::timeout(timeout, ctx.write_single_register(*addr, words[0])).await
+            } else {
+                tokio::time::timeout(timeout, ctx.write_multiple_registers(*addr, words)).await
+            };
+            let r = match reply {
+                Err(_) => Err(Failure::Timeout),
+                Ok(Err(e)) => Err(Failure::Link(e.to_string())),
+                Ok(Ok(Err(exc))) => Err(Failure::Exception(format!("{exc:?}"))),
+                Ok(Ok(Ok(()))) => Ok(()),
+            };
+            if let Err(f) = r {
+                return Err((format!("write holding {addr}+{}", words.len()), f));
+            }
+        }
+        Ok(true)
     }
 
     fn write_failed(&mut self) {

@@ -470,7 +470,7 @@ async fn plcs_closing_connections_or_rebooting_recover_without_restart() {
             &format!("plc-{:03}", i + 1),
             *addr,
             &sim_map_path(),
-            0.25,
+            0.5,
         ));
     }
     let engine = engine::start(Config::parse(&text, &|_| None).unwrap())
@@ -494,14 +494,15 @@ async fn plcs_closing_connections_or_rebooting_recover_without_restart() {
     );
 
     // 1. plc-001 drops its connections and listens again at once.
-    let (links0, connects0, cycles0, ok0) = (
+    let (links0, connects0, cycles0, ok0, wfail0) = (
         c1.link_failures.load(Ordering::Relaxed),
         c1.connects.load(Ordering::Relaxed),
         c1.cycles.load(Ordering::Relaxed),
         c1.polls_ok.load(Ordering::Relaxed),
+        c1.write_failures.load(Ordering::Relaxed),
     );
     assert!(plcs.modbus_outage("plc-001", Duration::ZERO).await);
-    let watch_until = tokio::time::Instant::now() + Duration::from_secs(4);
+    let watch_until = tokio::time::Instant::now() + Duration::from_secs(6);
     while tokio::time::Instant::now() < watch_until {
         let st = engine.status();
         assert!(
@@ -512,10 +513,16 @@ async fn plcs_closing_connections_or_rebooting_recover_without_restart() {
     }
     assert!(c1.link_failures.load(Ordering::Relaxed) > links0);
     assert!(c1.connects.load(Ordering::Relaxed) > connects0);
-    // Not one cycle lost: the closed connection was replaced within the cycle.
+    // Not one cycle or command lost: whichever request met the closed connection first (a
+    // poll or a command write) replaced it at once and went through.
     let cycles = c1.cycles.load(Ordering::Relaxed) - cycles0;
     let ok = c1.polls_ok.load(Ordering::Relaxed) - ok0;
-    assert!(cycles >= 10 && ok == cycles, "{ok} of {cycles} cycles read");
+    assert!(cycles >= 8 && ok == cycles, "{ok} of {cycles} cycles read");
+    assert_eq!(
+        c1.write_failures.load(Ordering::Relaxed),
+        wfail0,
+        "a command write failed"
+    );
 
     // 2. plc-002 reboots for 4 s.
     let received = |views: &[heatgrid_sim::StationView]| views[1].commands_received;
