@@ -310,6 +310,9 @@ async fn reads_and_writes_a_pymodbus_plc_with_another_register_map() {
         engine.status().first().is_some_and(|s| s.reading.is_some())
     })
     .await;
+    if let Ok(Some(status)) = child.try_wait() {
+        panic!("tests/peers/plc.py exited ({status}): is pymodbus installed? (scripts/test.sh)");
+    }
     assert!(got, "no reading from the pymodbus PLC");
     let r = engine.status()[0].reading.clone().unwrap();
     assert_eq!(r.supply_temp_c, 52.4);
