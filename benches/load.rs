@@ -122,11 +122,18 @@ async fn ramp(port: u16, n: usize, rates: &[f64], step_s: f64, pid: u32) -> Vec<
         latencies_us: Vec::new(),
     }));
     // Commands back: one subscriber connection.
-    let (sub, mut sub_el) = client(&format!("load-sub-{}", std::process::id()), port);
+    // Client ids unique per ramp, and every connection closed at its end: a second ramp
+    // reusing an id would have the broker hand the session back and forth between the two.
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() % 1_000_000_007)
+        .unwrap_or(0);
+    let mut tasks = Vec::new();
+    let (sub, mut sub_el) = client(&format!("load-sub-{nonce}"), port);
     let (ready_tx, mut ready) = tokio::sync::watch::channel(false);
     {
         let pending = pending.clone();
-        tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             loop {
                 match sub_el.poll().await {
                     Ok(Event::Incoming(Incoming::ConnAck(_))) => {
@@ -151,23 +158,27 @@ async fn ramp(port: u16, n: usize, rates: &[f64], step_s: f64, pid: u32) -> Vec<
                         }
                     }
                     Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    Err(e) => {
+                        eprintln!("load: command subscriber connection error: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await
+                    }
                 }
             }
-        });
+        }));
     }
     let _ = ready.wait_for(|r| *r).await;
     // Telemetry out: two publisher connections, stations split between them.
     let publishers: Vec<AsyncClient> = (0..2)
         .map(|k| {
-            let (c, mut el) = client(&format!("load-pub-{k}-{}", std::process::id()), port);
-            tokio::spawn(async move {
+            let (c, mut el) = client(&format!("load-pub-{k}-{nonce}"), port);
+            tasks.push(tokio::spawn(async move {
                 loop {
-                    if el.poll().await.is_err() {
+                    if let Err(e) = el.poll().await {
+                        eprintln!("load: telemetry publisher connection error: {e}");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 }
-            });
+            }));
             c
         })
         .collect();
@@ -268,6 +279,9 @@ async fn ramp(port: u16, n: usize, rates: &[f64], step_s: f64, pid: u32) -> Vec<
         if stop {
             break;
         }
+    }
+    for t in tasks {
+        t.abort();
     }
     results
 }
