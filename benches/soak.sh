@@ -11,24 +11,8 @@ SAMPLE_S=${SAMPLE_S:-60}
 N=${STATIONS:-1000}
 PERIOD=${PERIOD_S:-0.2}
 cargo build --release -q -p heatgrid -p heatgrid-sim
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-tmp=$(mktemp -d)
-pids=()
-# Stop in reverse order of start: load first, database last.
-cleanup() { for ((i=${#pids[@]}-1; i>=0; i--)); do kill "${pids[$i]}" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$tmp"; }
-trap cleanup EXIT
-vm_port=$(free_port); mq_port=$(free_port); api_port=$(free_port)
-victoria-metrics -storageDataPath="$tmp/vm" -httpListenAddr="127.0.0.1:$vm_port" -loggerLevel=ERROR >/dev/null 2>&1 &
-pids+=($!)
-cat > "$tmp/mosquitto.conf" <<CONF
-listener $mq_port 127.0.0.1
-allow_anonymous true
-persistence false
-max_queued_messages 0
-set_tcp_nodelay true
-CONF
-/usr/sbin/mosquitto -c "$tmp/mosquitto.conf" >/dev/null 2>&1 &
-pids+=($!)
+source benches/peers.sh
+api_port=$(free_port)
 token=soak-viewer-token-0123456789
 hash=$(printf '%s' "$token" | sha256sum | cut -d' ' -f1)
 {
@@ -38,7 +22,6 @@ hash=$(printf '%s' "$token" | sha256sum | cut -d' ' -f1)
   printf '[api]\nlisten = "127.0.0.1:%s"\n[[api.token]]\nname = "soak"\nrole = "viewer"\ntoken_sha256 = "%s"\n' "$api_port" "$hash"
   for i in $(seq 1 "$N"); do printf '[[station]]\nid = "st-%03d"\n' "$i"; done
 } > "$tmp/heatgrid.toml"
-for i in $(seq 100); do curl -sf "http://127.0.0.1:$vm_port/health" >/dev/null 2>&1 && break; sleep 0.1; done
 RUST_LOG=warn target/release/heatgrid run --config "$tmp/heatgrid.toml" 2>"$tmp/engine.log" &
 engine=$!
 pids+=($engine)
