@@ -56,6 +56,13 @@ struct Args {
     /// Stop after this many wall-clock seconds (default: run until Ctrl-C).
     #[arg(long)]
     duration_s: Option<f64>,
+    /// Simulated hours of local-only operation before going online (settles the plants).
+    #[arg(long, default_value_t = 6.0)]
+    warmup_h: f64,
+    /// Run this many simulated hours offline, as fast as possible (no broker, no PLC
+    /// listener), print how long it took and exit. A benchmark of the plant model.
+    #[arg(long)]
+    offline_hours: Option<f64>,
 }
 
 #[tokio::main]
@@ -71,6 +78,31 @@ async fn main() -> std::process::ExitCode {
     if !(a.speed > 0.0 && a.telemetry_period_s > 0.0) || a.stations == 0 {
         eprintln!("heatgrid-sim: --speed and --telemetry-period-s must be positive and --stations at least 1");
         return std::process::ExitCode::from(2);
+    }
+    if let Some(hours) = a.offline_hours {
+        let cfg = SimConfig {
+            stations: a.stations,
+            seed: a.seed,
+            telemetry_period_s: a.telemetry_period_s,
+            outdoor_mean_c: a.outdoor_mean_c,
+            outdoor_amplitude_k: a.outdoor_amplitude_k,
+            warmup_h: a.warmup_h,
+            ..SimConfig::default()
+        };
+        let t0 = std::time::Instant::now();
+        let run = cfg.run_offline(hours);
+        let wall = t0.elapsed().as_secs_f64();
+        println!(
+            "{} stations, {hours} h simulated (+{} h warm-up) in {wall:.2} s wall: {} station-steps, \
+             {} telemetry payloads ({} bytes), {:.0}x real time",
+            a.stations,
+            a.warmup_h,
+            run.station_steps,
+            run.messages,
+            run.payload_bytes,
+            (hours + a.warmup_h) * 3600.0 / wall
+        );
+        return std::process::ExitCode::SUCCESS;
     }
     let modbus = match (a.modbus_base_port, &a.modbus_map) {
         (None, _) => None,
@@ -114,6 +146,7 @@ async fn main() -> std::process::ExitCode {
         telemetry_period_s: a.telemetry_period_s,
         outdoor_mean_c: a.outdoor_mean_c,
         outdoor_amplitude_k: a.outdoor_amplitude_k,
+        warmup_h: a.warmup_h,
         ..SimConfig::default()
     })
     .await;
@@ -135,7 +168,8 @@ async fn main() -> std::process::ExitCode {
                 let engine = snap.iter().filter(|s| s.engine_in_control).count();
                 let published: u64 = snap.iter().map(|s| s.published).sum();
                 tracing::info!(sim_time_h = format!("{:.2}", sim.sim_time_s() / 3600.0), published,
-                    engine_controlled = engine, local = snap.len() - engine, "Simulator status.");
+                    publish_failures = sim.publish_failures(), engine_controlled = engine,
+                    local = snap.len() - engine, "Simulator status.");
             }
         }
     }

@@ -218,16 +218,10 @@ impl Plc {
     fn input_image(&self, sh: &mut Shared) -> HashMap<u16, u16> {
         let outdoor = sh.outdoor_c;
         let st = &mut sh.stations[self.index];
-        let values: HashMap<String, f64> = match st.telemetry(now_ms(), outdoor) {
-            serde_json::Value::Object(o) => o
-                .into_iter()
-                .filter_map(|(k, v)| Some((k, v.as_f64()?)))
-                .collect(),
-            _ => HashMap::new(),
-        };
+        let values = st.telemetry(now_ms(), outdoor).fields();
         let mut image = HashMap::new();
         for r in self.map.registers.iter().filter(|r| !r.holding) {
-            if let Some(v) = values.get(&r.field) {
+            if let Some((_, v)) = values.iter().find(|(k, _)| *k == r.field) {
                 for (k, w) in r.encode(*v).into_iter().enumerate() {
                     image.insert(r.address + k as u16, w);
                 }

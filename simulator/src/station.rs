@@ -6,7 +6,7 @@
 //! heating curve with its own PI on the valve and a fixed pump speed (`domain.md` §2.8). The
 //! local PI tracks the valve while the engine is in charge, so both hand-overs are bumpless.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::plant::{Plant, PlantParams};
 
@@ -170,28 +170,74 @@ impl SimStation {
         self.plant.step(dt, valve, pump, outdoor_c);
     }
 
-    /// The telemetry payload (contract §2.1) at wall time `now_ms`.
-    pub fn telemetry(&mut self, now_ms: i64, outdoor_c: f64) -> serde_json::Value {
+    /// The telemetry sample (contract §2.1) at wall time `now_ms`.
+    pub fn telemetry(&mut self, now_ms: i64, outdoor_c: f64) -> Telemetry {
         self.last_telemetry_ms = Some(now_ms);
         self.published += 1;
         let p = &self.plant;
         let r2 = |x: f64| (x * 100.0).round() / 100.0;
-        serde_json::json!({
-            "ts": now_ms,
-            "supply_temp_c": r2(p.supply_sensor_c + self.sensor_offset_k),
-            "return_temp_c": r2(p.station_return_c()),
-            "flow_m3h": r2(p.secondary_kgs() / crate::plant::KGS_PER_M3H),
-            "heated_area_m2": p.p.area_m2.round(),
-            "outdoor_temp_c": r2(outdoor_c),
-            "indoor_temp_c": r2(p.indoor_c),
-            "valve_pct": r2(p.valve * 100.0),
-            "pump_pct": r2(p.pump * 100.0),
-            "primary_supply_temp_c": r2(p.primary_supply_c),
-            "primary_return_temp_c": r2(p.primary_return_c),
-            "primary_flow_m3h": r2(p.primary_kgs / crate::plant::KGS_PER_M3H),
-            "heat_kw": r2(p.heat_w / 1000.0),
-            "heat_energy_gj": (p.energy_j / 1e9 * 1e6).round() / 1e6,
-        })
+        Telemetry {
+            ts: now_ms,
+            supply_temp_c: r2(p.supply_sensor_c + self.sensor_offset_k),
+            return_temp_c: r2(p.station_return_c()),
+            flow_m3h: r2(p.secondary_kgs() / crate::plant::KGS_PER_M3H),
+            heated_area_m2: p.p.area_m2.round(),
+            outdoor_temp_c: r2(outdoor_c),
+            indoor_temp_c: r2(p.indoor_c),
+            valve_pct: r2(p.valve * 100.0),
+            pump_pct: r2(p.pump * 100.0),
+            primary_supply_temp_c: r2(p.primary_supply_c),
+            primary_return_temp_c: r2(p.primary_return_c),
+            primary_flow_m3h: r2(p.primary_kgs / crate::plant::KGS_PER_M3H),
+            heat_kw: r2(p.heat_w / 1000.0),
+            heat_energy_gj: (p.energy_j / 1e9 * 1e6).round() / 1e6,
+        }
+    }
+}
+
+/// One telemetry sample as the station reports it (contract §2.1; a struct, not a JSON map:
+/// serialising it is a third of what building a `serde_json::Value` cost).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Telemetry {
+    pub ts: i64,
+    pub supply_temp_c: f64,
+    pub return_temp_c: f64,
+    pub flow_m3h: f64,
+    pub heated_area_m2: f64,
+    pub outdoor_temp_c: f64,
+    pub indoor_temp_c: f64,
+    pub valve_pct: f64,
+    pub pump_pct: f64,
+    pub primary_supply_temp_c: f64,
+    pub primary_return_temp_c: f64,
+    pub primary_flow_m3h: f64,
+    pub heat_kw: f64,
+    pub heat_energy_gj: f64,
+}
+
+impl Telemetry {
+    /// The JSON payload.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The numeric fields by contract name (what a PLC's register map can carry).
+    pub fn fields(&self) -> [(&'static str, f64); 13] {
+        [
+            ("supply_temp_c", self.supply_temp_c),
+            ("return_temp_c", self.return_temp_c),
+            ("flow_m3h", self.flow_m3h),
+            ("heated_area_m2", self.heated_area_m2),
+            ("outdoor_temp_c", self.outdoor_temp_c),
+            ("indoor_temp_c", self.indoor_temp_c),
+            ("valve_pct", self.valve_pct),
+            ("pump_pct", self.pump_pct),
+            ("primary_supply_temp_c", self.primary_supply_temp_c),
+            ("primary_return_temp_c", self.primary_return_temp_c),
+            ("primary_flow_m3h", self.primary_flow_m3h),
+            ("heat_kw", self.heat_kw),
+            ("heat_energy_gj", self.heat_energy_gj),
+        ]
     }
 }
 
