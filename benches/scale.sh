@@ -26,7 +26,7 @@ for n in $NS; do
   } > "$dir/heatgrid.toml"
   size=$(du -k "$dir/heatgrid.toml" | cut -f1)
   t0=$(ms)
-  RUST_LOG=info target/release/heatgrid run --config "$dir/heatgrid.toml" 2>"$dir/engine.log" &
+  RUST_LOG=info target/release/heatgrid run --config "$dir/heatgrid.toml" >"$dir/engine.log" 2>&1 &
   engine=$!
   pids+=($engine)
   for _ in $(seq 3000); do
