@@ -40,6 +40,8 @@ pub mod modbus;
 pub mod model;
 pub mod mqtt;
 pub mod physics;
+#[cfg(feature = "demo")]
+pub mod scenario;
 pub mod seq;
 pub mod stats;
 pub mod store;

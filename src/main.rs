@@ -43,6 +43,23 @@ enum Cmd {
     /// Zero-setup demonstration: embedded broker, simulated stations, engine, local storage.
     #[cfg(feature = "demo")]
     Demo(heatgrid::demo::DemoArgs),
+    /// Run a simulator scenario offline three times — the baseline (fixed curve, pump at full
+    /// speed), the stations' own curve, heatgrid's controller — and compare heat, pump energy
+    /// and comfort from the simulator's ground truth.
+    #[cfg(feature = "demo")]
+    Scenario {
+        /// winter-day, cold-snap or mild.
+        name: String,
+        #[arg(long, default_value_t = 100)]
+        stations: usize,
+        #[arg(long, default_value_t = 24.0)]
+        hours: f64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Every run with every station's KPIs, as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -101,6 +118,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         #[cfg(feature = "demo")]
         Cmd::Demo(args) => runtime()?.block_on(heatgrid::demo::run(args)),
+        #[cfg(feature = "demo")]
+        Cmd::Scenario {
+            name,
+            stations,
+            hours,
+            seed,
+            json,
+        } => {
+            let Some(scenario) = heatgrid_sim::scenario::Scenario::parse(&name) else {
+                anyhow::bail!("unknown scenario {name:?}: winter-day, cold-snap or mild");
+            };
+            let runs = heatgrid::scenario::compare(scenario, stations, hours, seed)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&runs)?);
+            } else {
+                print!("{}", heatgrid::scenario::table(&runs));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

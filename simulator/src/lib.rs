@@ -15,6 +15,7 @@
 
 pub mod modbus;
 pub mod plant;
+pub mod scenario;
 pub mod station;
 
 use std::f64::consts::PI;

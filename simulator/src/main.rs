@@ -63,6 +63,14 @@ struct Args {
     /// listener), print how long it took and exit. A benchmark of the plant model.
     #[arg(long)]
     offline_hours: Option<f64>,
+    /// With --offline-hours: run this named scenario (winter-day, cold-snap, mild) under the
+    /// stations' own control and under the baseline (fixed curve, pump at full speed), and
+    /// print both runs' KPIs from the simulator's ground truth.
+    #[arg(long, requires = "offline_hours")]
+    scenario: Option<String>,
+    /// With --scenario: print the two runs as JSON (every station's KPIs) instead of a table.
+    #[arg(long, requires = "scenario")]
+    json: bool,
 }
 
 #[tokio::main]
@@ -78,6 +86,13 @@ async fn main() -> std::process::ExitCode {
     if !(a.speed > 0.0 && a.telemetry_period_s > 0.0) || a.stations == 0 {
         eprintln!("heatgrid-sim: --speed and --telemetry-period-s must be positive and --stations at least 1");
         return std::process::ExitCode::from(2);
+    }
+    if let (Some(hours), Some(name)) = (a.offline_hours, &a.scenario) {
+        let Some(scenario) = heatgrid_sim::scenario::Scenario::parse(name) else {
+            eprintln!("heatgrid-sim: unknown scenario {name:?} (winter-day, cold-snap, mild)");
+            return std::process::ExitCode::from(2);
+        };
+        return run_scenario(&a, scenario, hours);
     }
     if let Some(hours) = a.offline_hours {
         let cfg = SimConfig {
@@ -192,6 +207,58 @@ async fn main() -> std::process::ExitCode {
             } else {
                 "local"
             }
+        );
+    }
+    std::process::ExitCode::SUCCESS
+}
+
+/// `--scenario`: the scenario under local control and under the baseline, KPIs side by side.
+fn run_scenario(
+    a: &Args,
+    scenario: heatgrid_sim::scenario::Scenario,
+    hours: f64,
+) -> std::process::ExitCode {
+    use heatgrid_sim::scenario::{run, Policy};
+    let cfg = SimConfig {
+        stations: a.stations,
+        seed: a.seed,
+        telemetry_period_s: a.telemetry_period_s,
+        warmup_h: a.warmup_h,
+        ..SimConfig::default()
+    };
+    let runs = [
+        run(&cfg, scenario, hours, Policy::Baseline),
+        run(&cfg, scenario, hours, Policy::Local),
+    ];
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&runs).unwrap_or_default()
+        );
+        return std::process::ExitCode::SUCCESS;
+    }
+    println!(
+        "scenario {} · {} stations · seed {} · {hours} h · {:.2} degree-days (base 18 °C)",
+        scenario.name(),
+        a.stations,
+        a.seed,
+        runs[0].degree_days
+    );
+    println!(
+        "{:<10} {:>10} {:>12} {:>10} {:>9} {:>8} {:>8} {:>10}",
+        "policy", "heat GJ", "GJ/degree-day", "pump h", "18-22 °C", "<18 °C", ">22 °C", "supply±1K"
+    );
+    for r in &runs {
+        println!(
+            "{:<10} {:>10.1} {:>12.2} {:>10.1} {:>8.1}% {:>7.1}% {:>7.1}% {:>9.1}%",
+            r.policy,
+            r.heat_gj,
+            r.heat_gj_per_degree_day,
+            r.pump_full_speed_h,
+            r.indoor_comfort * 100.0,
+            r.indoor_under * 100.0,
+            r.indoor_over * 100.0,
+            r.supply_within_1k * 100.0
         );
     }
     std::process::ExitCode::SUCCESS

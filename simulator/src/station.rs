@@ -116,6 +116,14 @@ impl SimStation {
         }
     }
 
+    /// The supply setpoint being followed: the valid command's, else the local curve's.
+    pub fn setpoint_in_force_c(&self, outdoor_c: f64) -> f64 {
+        match &self.active {
+            Some((c, _)) => c.supply_setpoint_c,
+            None => self.local.setpoint_c(outdoor_c),
+        }
+    }
+
     /// A command arrived at wall time `now_ms`. Returns `Err(reason)` if it was refused.
     pub fn on_command(&mut self, cmd: Command, now_ms: i64) -> Result<u64, String> {
         self.commands_received += 1;
