@@ -227,17 +227,7 @@ impl StationController {
         }
         .clamp(-p.return_limit_max_k, 0.0);
 
-        // Setpoint ramp; the first tick starts from the measured supply (bumpless take-over).
-        let target = self.target_c(outdoor_c);
         let p = &self.params;
-        let max_step = p.ramp_k_per_min * dt_min;
-        let from = self
-            .setpoint_c
-            .unwrap_or_else(|| r.supply_temp_c.clamp(p.supply_min_c, p.supply_max_c));
-        let setpoint = (from + (target - from).clamp(-max_step, max_step))
-            .clamp(p.supply_min_c, p.supply_max_c);
-        self.setpoint_c = Some(setpoint);
-
         let area = r.heated_area_m2.or(p.heated_area_m2).unwrap_or(0.0);
         let demand_kw = physics::heat_demand_kw(
             p.heat_index_w_m2,
@@ -259,6 +249,30 @@ impl StationController {
         )
         .max(1e-9);
         let flow_pct = |v: f64| 100.0 * v / design_flow;
+        // The curve is the supply temperature at design flow. Below it (the pump follows the
+        // load) the same radiator mean temperature needs a hotter supply: raise it for the
+        // flow actually measured. Without this the scenarios showed homes below 18 °C on
+        // mild days (docs/scenarios.md).
+        let compensation_k = if area > 0.0 && self.fixed.is_none() {
+            flow_compensation_k(
+                p.design_delta_t_k,
+                (p.design_indoor_c - outdoor_c) / (p.design_indoor_c - p.design_outdoor_c),
+                r.flow_m3h / design_flow,
+            )
+        } else {
+            0.0
+        };
+
+        // Setpoint ramp; the first tick starts from the measured supply (bumpless take-over).
+        let target =
+            (self.target_c(outdoor_c) + compensation_k).clamp(p.supply_min_c, p.supply_max_c);
+        let max_step = p.ramp_k_per_min * dt_min;
+        let from = self
+            .setpoint_c
+            .unwrap_or_else(|| r.supply_temp_c.clamp(p.supply_min_c, p.supply_max_c));
+        let setpoint = (from + (target - from).clamp(-max_step, max_step))
+            .clamp(p.supply_min_c, p.supply_max_c);
+        self.setpoint_c = Some(setpoint);
 
         let (valve_fb, pump_fb) = (r.valve_pct, r.pump_pct);
         let (init_v, init_p) = (p.initial_valve_pct, p.initial_pump_pct);
@@ -341,6 +355,26 @@ impl StationController {
     }
 }
 
+/// Supply rise (K) that keeps the radiators' mean temperature when the secondary flow is `g`
+/// times the design flow at relative load `q` = (Ti,d − To)/(Ti,d − To,d): with ΔT = ΔT_d·q/g
+/// the quality-regulation formula (domain.md §2.1) gives Ts = curve + ½·ΔT_d·q·(1/g − 1).
+/// `g` is bounded to 0.3–1.5 so a bad flow reading cannot swing the setpoint far (the result
+/// is clamped to the station's supply limits afterwards anyway).
+pub fn flow_compensation_k(design_delta_t_k: f64, q: f64, g: f64) -> f64 {
+    if !(q.is_finite() && g.is_finite()) {
+        return 0.0;
+    }
+    let (q, g) = (q.clamp(0.0, 1.5), g.clamp(0.3, 1.5));
+    let k = 0.5 * design_delta_t_k * q * (1.0 / g - 1.0);
+    // Colder than the design point a curve is flat at its design supply, already short of
+    // what the buildings need: extra flow must not lower it further (seen in the cold snap).
+    if q > 1.0 {
+        k.max(0.0)
+    } else {
+        k
+    }
+}
+
 fn held(output: f64) -> PiStep {
     PiStep {
         output,
@@ -396,7 +430,8 @@ pub(crate) mod tests {
             ts_ms,
             supply_temp_c: supply,
             return_temp_c: ret,
-            flow_m3h: 200.0,
+            // The design flow of `params()` (4.5 MW at 15 K): no flow compensation.
+            flow_m3h: DESIGN_FLOW,
             heated_area_m2: None,
             outdoor_temp_c: Some(-5.0),
             indoor_temp_c: None,
@@ -405,6 +440,55 @@ pub(crate) mod tests {
             heat_kw: None,
             extra: vec![],
         }
+    }
+
+    const DESIGN_FLOW: f64 = 4500.0 / (15.0 * 1.163);
+
+    #[test]
+    fn below_design_flow_the_supply_rises_to_keep_the_radiators_mean_temperature() {
+        // Half the load on half the design flow: ΔT stays 15 K instead of 7.5 K, so the
+        // supply must be 3.75 K above the design-flow curve.
+        assert!((flow_compensation_k(15.0, 0.5, 0.5) - 3.75).abs() < 1e-12);
+        assert_eq!(flow_compensation_k(15.0, 0.7, 1.0), 0.0);
+        assert!(
+            flow_compensation_k(15.0, 0.7, 1.2) < 0.0,
+            "above design flow: cooler"
+        );
+        // Bounded: a nonsense flow reading moves it at most as much as 30 % flow would.
+        assert_eq!(
+            flow_compensation_k(15.0, 0.5, 0.0),
+            flow_compensation_k(15.0, 0.5, 0.3)
+        );
+        assert_eq!(flow_compensation_k(15.0, f64::NAN, 0.5), 0.0);
+        assert_eq!(
+            flow_compensation_k(15.0, 1.2, 1.25),
+            0.0,
+            "beyond design: never lower"
+        );
+        assert!(flow_compensation_k(15.0, 1.2, 0.8) > 0.0);
+
+        let mut c = StationController::new(params(), 5.0);
+        let mut r = reading(0, 53.8, 40.0);
+        r.flow_m3h = DESIGN_FLOW / 2.0;
+        for k in 0..200 {
+            r.ts_ms = k * 5000;
+            c.tick(Some(&r), 0.0, k * 5000);
+        }
+        // −5 °C: q = 23/28, g = 0.5 → 53.8 + 7.5 × 23/28 = 59.96 °C.
+        let o = c.last_outputs().unwrap();
+        let want = 53.8 + 7.5 * 23.0 / 28.0;
+        assert!(
+            (o.supply_setpoint_c - want).abs() < 1e-9,
+            "{}",
+            o.supply_setpoint_c
+        );
+        // A fixed setpoint is taken as given.
+        c.set_fixed_supply(Some((50.0, None)));
+        for k in 200..400 {
+            r.ts_ms = k * 5000;
+            c.tick(Some(&r), 0.0, k * 5000);
+        }
+        assert!((c.last_outputs().unwrap().supply_setpoint_c - 50.0).abs() < 1e-9);
     }
 
     fn act(t: Tick) -> Outputs {
