@@ -41,6 +41,8 @@ pub mod model;
 pub mod mqtt;
 pub mod physics;
 #[cfg(feature = "demo")]
+pub mod report;
+#[cfg(feature = "demo")]
 pub mod scenario;
 pub mod seq;
 pub mod stats;

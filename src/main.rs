@@ -59,6 +59,9 @@ enum Cmd {
         /// Every run with every station's KPIs, as JSON.
         #[arg(long)]
         json: bool,
+        /// Also write a self-contained HTML report with charts to this file.
+        #[arg(long)]
+        html: Option<PathBuf>,
     },
 }
 
@@ -125,15 +128,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             hours,
             seed,
             json,
+            html,
         } => {
             let Some(scenario) = heatgrid_sim::scenario::Scenario::parse(&name) else {
                 anyhow::bail!("unknown scenario {name:?}: winter-day, cold-snap or mild");
             };
             let runs = heatgrid::scenario::compare(scenario, stations, hours, seed)?;
+            let table = heatgrid::scenario::table(&runs);
             if json {
                 println!("{}", serde_json::to_string_pretty(&runs)?);
             } else {
-                print!("{}", heatgrid::scenario::table(&runs));
+                print!("{table}");
+            }
+            if let Some(path) = html {
+                std::fs::write(&path, heatgrid::report::html(&runs, &table))
+                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+                eprintln!("report: {}", path.display());
             }
             Ok(ExitCode::SUCCESS)
         }

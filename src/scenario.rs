@@ -158,5 +158,14 @@ mod tests {
         assert!(text.contains("pump at constant full speed"), "{text}");
         assert!(text.contains("degree-days"), "{text}");
         assert!(compare(Scenario::Mild, 0, 1.0, 1).is_err());
+        let html = crate::report::html(&runs, &text);
+        assert!(html.starts_with("<!doctype html>") && html.trim_end().ends_with("</html>"));
+        assert_eq!(
+            html.matches("<svg").count(),
+            5,
+            "outdoor, heat, indoor, supply, actuators"
+        );
+        assert!(html.contains("constant full speed") && html.contains("<td>heatgrid</td>"));
+        assert!(!html.contains("<script"), "self-contained, no scripts");
     }
 }

@@ -244,6 +244,28 @@ pub struct RunReport {
     pub commands_accepted: u64,
     pub commands_refused: u64,
     pub stations: Vec<StationKpis>,
+    /// District and first-station state every [`SERIES_STEP_S`] (for charts).
+    pub series: Vec<SeriesPoint>,
+}
+
+/// Interval of [`RunReport::series`], simulated seconds.
+pub const SERIES_STEP_S: f64 = 900.0;
+
+/// One point of a run's time series.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SeriesPoint {
+    pub t_h: f64,
+    pub outdoor_c: f64,
+    /// Heat through every station's exchanger, MW.
+    pub district_heat_mw: f64,
+    pub indoor_min_c: f64,
+    pub indoor_mean_c: f64,
+    pub indoor_max_c: f64,
+    /// The first station: supply, the setpoint in force, valve and pump.
+    pub supply_c: f64,
+    pub setpoint_c: f64,
+    pub valve_pct: f64,
+    pub pump_pct: f64,
 }
 
 /// Runs `scenario` for `hours` with `cfg`'s fleet (stations, seed, steps, telemetry period;
@@ -270,10 +292,15 @@ pub fn run(cfg: &SimConfig, scenario: Scenario, hours: f64, mut policy: Policy) 
         .map(|s| StationKpis::new(&s.id, s.plant.p.area_m2))
         .collect();
     let (mut t, mut next_telemetry, mut degree_s) = (0.0, 0.0, 0.0);
+    let (mut series, mut next_point) = (Vec::new(), 0.0);
     let end = hours * 3600.0;
     while t < end - 1e-9 {
         let now_ms = DAY_START_MS + (t * 1000.0).round() as i64;
         let outdoor = scenario.outdoor_c(t);
+        if t + 1e-9 >= next_point {
+            next_point += SERIES_STEP_S;
+            series.push(series_point(t, outdoor, &stations));
+        }
         if t + 1e-9 >= next_telemetry {
             next_telemetry += cfg.telemetry_period_s;
             for (s, k) in stations.iter_mut().zip(&mut kpis) {
@@ -301,6 +328,7 @@ pub fn run(cfg: &SimConfig, scenario: Scenario, hours: f64, mut policy: Policy) 
         degree_s += (DEGREE_DAY_BASE_C - outdoor).max(0.0) * dt;
         t += dt;
     }
+    series.push(series_point(t, scenario.outdoor_c(t), &stations));
     for k in &mut kpis {
         k.finish();
     }
@@ -327,6 +355,26 @@ pub fn run(cfg: &SimConfig, scenario: Scenario, hours: f64, mut policy: Policy) 
             .sum(),
         commands_refused: stations.iter().map(|s| s.commands_refused).sum(),
         stations: kpis,
+        series,
+    }
+}
+
+fn series_point(t: f64, outdoor_c: f64, stations: &[SimStation]) -> SeriesPoint {
+    let n = stations.len().max(1) as f64;
+    let indoor = stations.iter().map(|s| s.plant.indoor_c);
+    let first = stations.first();
+    let of_first = |f: &dyn Fn(&SimStation) -> f64| first.map_or(f64::NAN, f);
+    SeriesPoint {
+        t_h: t / 3600.0,
+        outdoor_c,
+        district_heat_mw: stations.iter().map(|s| s.plant.heat_w).sum::<f64>() / 1e6,
+        indoor_min_c: indoor.clone().fold(f64::INFINITY, f64::min),
+        indoor_mean_c: indoor.clone().sum::<f64>() / n,
+        indoor_max_c: indoor.fold(f64::NEG_INFINITY, f64::max),
+        supply_c: of_first(&|s| s.plant.supply_c),
+        setpoint_c: of_first(&|s| s.setpoint_in_force_c(outdoor_c)),
+        valve_pct: of_first(&|s| s.plant.valve * 100.0),
+        pump_pct: of_first(&|s| s.plant.pump * 100.0),
     }
 }
 
@@ -471,6 +519,9 @@ mod tests {
         assert!((ratio - 1.0 / 0.729).abs() < 0.02, "{ratio}");
         assert!(snap.heat_gj > local.heat_gj * 1.1);
         assert!(snap.degree_days > local.degree_days);
+        // A point every 15 minutes, the first at midnight and one at the end.
+        assert_eq!(local.series.len(), 12 * 4 + 1);
+        assert_eq!((local.series[0].t_h, local.series[48].t_h), (0.0, 12.0));
         // Deterministic from the seed.
         let again = run(&cfg, Scenario::WinterDay, 12.0, Policy::Local);
         assert_eq!(again.heat_gj, local.heat_gj);
