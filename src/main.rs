@@ -56,6 +56,10 @@ enum Cmd {
         hours: f64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// A fault on the first tenth of the fleet: comms-loss (08:00–14:00) or sensor-drift
+        /// (supply sensor +0.5 K/h from 06:00).
+        #[arg(long, default_value = "none")]
+        disturbance: String,
         /// Every run with every station's KPIs, as JSON.
         #[arg(long)]
         json: bool,
@@ -127,13 +131,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             stations,
             hours,
             seed,
+            disturbance,
             json,
             html,
         } => {
             let Some(scenario) = heatgrid_sim::scenario::Scenario::parse(&name) else {
                 anyhow::bail!("unknown scenario {name:?}: winter-day, cold-snap or mild");
             };
-            let runs = heatgrid::scenario::compare(scenario, stations, hours, seed)?;
+            let Some(disturbance) = heatgrid_sim::scenario::Disturbance::parse(&disturbance) else {
+                anyhow::bail!(
+                    "unknown disturbance {disturbance:?}: none, comms-loss or sensor-drift"
+                );
+            };
+            let runs = heatgrid::scenario::compare(scenario, disturbance, stations, hours, seed)?;
             let table = heatgrid::scenario::table(&runs);
             if json {
                 println!("{}", serde_json::to_string_pretty(&runs)?);

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use anyhow::{bail, Context};
-use heatgrid_sim::scenario::{self, Policy, RunReport, Scenario};
+use heatgrid_sim::scenario::{self, Disturbance, Policy, RunReport, Scenario};
 use heatgrid_sim::SimConfig;
 
 use crate::config::Config;
@@ -22,6 +22,7 @@ use crate::model::{Command, StationId};
 /// One scenario, three runs: the baseline, the stations' own curve, heatgrid.
 pub fn compare(
     scenario: Scenario,
+    disturbance: Disturbance,
     stations: usize,
     hours: f64,
     seed: u64,
@@ -80,11 +81,17 @@ pub fn compare(
         }
     };
     Ok([
-        scenario::run(&sim, scenario, hours, Policy::Baseline),
-        scenario::run(&sim, scenario, hours, Policy::Local),
+        scenario::run_with(&sim, scenario, disturbance, hours, Policy::Baseline),
+        scenario::run_with(&sim, scenario, disturbance, hours, Policy::Local),
         RunReport {
             policy: "heatgrid",
-            ..scenario::run(&sim, scenario, hours, Policy::Controller(&mut heatgrid))
+            ..scenario::run_with(
+                &sim,
+                scenario,
+                disturbance,
+                hours,
+                Policy::Controller(&mut heatgrid),
+            )
         },
     ])
 }
@@ -93,9 +100,17 @@ pub fn compare(
 pub fn table(runs: &[RunReport; 3]) -> String {
     let r0 = &runs[0];
     let mut out = format!(
-        "scenario {} · {} stations · seed {} · {} h · {:.2} heating degree-days (base 18 °C)\n\
+        "scenario {}{} · {} stations · seed {} · {} h · {:.2} heating degree-days (base 18 °C)\n\
          baseline: the stations' fixed heating curve with the pump at constant full speed\n\n",
         r0.scenario.name(),
+        match r0.disturbance {
+            Disturbance::None => String::new(),
+            d => format!(
+                " + {} on {} station(s)",
+                d.name(),
+                d.affected(r0.stations.len())
+            ),
+        },
         r0.stations.len(),
         r0.seed,
         r0.hours,
@@ -138,7 +153,7 @@ mod tests {
 
     #[test]
     fn heatgrid_drives_every_station_of_a_short_scenario() {
-        let runs = compare(Scenario::ColdSnap, 3, 2.0, 5).unwrap();
+        let runs = compare(Scenario::ColdSnap, Disturbance::None, 3, 2.0, 5).unwrap();
         let [base, local, hg] = &runs;
         assert_eq!(
             (base.policy, local.policy, hg.policy),
@@ -157,7 +172,11 @@ mod tests {
         let text = table(&runs);
         assert!(text.contains("pump at constant full speed"), "{text}");
         assert!(text.contains("degree-days"), "{text}");
-        assert!(compare(Scenario::Mild, 0, 1.0, 1).is_err());
+        assert!(compare(Scenario::Mild, Disturbance::None, 0, 1.0, 1).is_err());
+        let lost = compare(Scenario::WinterDay, Disturbance::CommsLoss, 3, 9.0, 5).unwrap();
+        // One station hit: it misses 08:00–09:00, 720 samples of the 3 × 6,480.
+        assert_eq!(lost[2].commands_accepted, 3 * 9 * 720 - 720);
+        assert!(table(&lost).contains("comms-loss on 1 station"));
         let html = crate::report::html(&runs, &text);
         assert!(html.starts_with("<!doctype html>") && html.trim_end().ends_with("</html>"));
         assert_eq!(

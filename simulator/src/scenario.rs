@@ -73,6 +73,48 @@ impl Scenario {
     }
 }
 
+/// A fault laid over a scenario, hitting the first tenth of the fleet (at least one station).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Disturbance {
+    #[default]
+    None,
+    /// 08:00–14:00 the link is down: no telemetry reaches the controller, no command reaches
+    /// the station (which falls back to its own curve when the last command expires).
+    CommsLoss,
+    /// From 06:00 the supply sensor drifts up by 0.5 K per hour (at most 5 K): the station
+    /// reads too warm and is driven too cold.
+    SensorDrift,
+}
+
+impl Disturbance {
+    pub const ALL: [Disturbance; 3] = [
+        Disturbance::None,
+        Disturbance::CommsLoss,
+        Disturbance::SensorDrift,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Disturbance::None => "none",
+            Disturbance::CommsLoss => "comms-loss",
+            Disturbance::SensorDrift => "sensor-drift",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.name() == name)
+    }
+
+    /// How many of `n` stations it hits (the first ones).
+    pub fn affected(self, n: usize) -> usize {
+        match self {
+            Disturbance::None => 0,
+            _ => (n / 10).max(1),
+        }
+    }
+}
+
 /// Who drives the stations during a run.
 pub enum Policy<'a> {
     /// Each station's own PLC: fixed heating curve, PI on the valve, pump at 90 %.
@@ -225,6 +267,7 @@ impl StationKpis {
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
     pub scenario: Scenario,
+    pub disturbance: Disturbance,
     pub policy: &'static str,
     pub seed: u64,
     pub hours: f64,
@@ -272,8 +315,20 @@ pub struct SeriesPoint {
 /// its weather fields are replaced by the scenario's) after `cfg.warmup_h` of local control.
 /// Simulated time stands in for the wall clock: telemetry `ts` and command validity are in
 /// simulated milliseconds from midnight.
-pub fn run(cfg: &SimConfig, scenario: Scenario, hours: f64, mut policy: Policy) -> RunReport {
+pub fn run(cfg: &SimConfig, scenario: Scenario, hours: f64, policy: Policy) -> RunReport {
+    run_with(cfg, scenario, Disturbance::None, hours, policy)
+}
+
+/// [`run`] with a [`Disturbance`] laid over the scenario.
+pub fn run_with(
+    cfg: &SimConfig,
+    scenario: Scenario,
+    disturbance: Disturbance,
+    hours: f64,
+    mut policy: Policy,
+) -> RunReport {
     let mut stations = cfg.build_stations();
+    let hit = disturbance.affected(stations.len());
     if matches!(policy, Policy::Baseline) {
         for s in &mut stations {
             s.local.pump = 1.0;
@@ -301,9 +356,17 @@ pub fn run(cfg: &SimConfig, scenario: Scenario, hours: f64, mut policy: Policy) 
             next_point += SERIES_STEP_S;
             series.push(series_point(t, outdoor, &stations));
         }
+        if disturbance == Disturbance::SensorDrift {
+            let drift = (0.5 * (t / 3600.0 - 6.0)).clamp(0.0, 5.0);
+            for s in stations.iter_mut().take(hit) {
+                s.sensor_offset_k = drift;
+            }
+        }
+        let link_down =
+            disturbance == Disturbance::CommsLoss && (8.0..14.0).contains(&(t / 3600.0));
         if t + 1e-9 >= next_telemetry {
             next_telemetry += cfg.telemetry_period_s;
-            for (s, k) in stations.iter_mut().zip(&mut kpis) {
+            for (i, (s, k)) in stations.iter_mut().zip(&mut kpis).enumerate() {
                 let tm = s.telemetry(now_ms, outdoor);
                 k.record_metered(
                     cfg.telemetry_period_s.min(end - t),
@@ -311,6 +374,9 @@ pub fn run(cfg: &SimConfig, scenario: Scenario, hours: f64, mut policy: Policy) 
                     tm.supply_temp_c,
                     tm.return_temp_c,
                 );
+                if link_down && i < hit {
+                    continue;
+                }
                 if let Policy::Controller(f) = &mut policy {
                     let answer = f(&s.id, &tm.to_json(), now_ms);
                     if let Some(cmd) = answer.and_then(|j| serde_json::from_str::<Command>(&j).ok())
@@ -337,6 +403,7 @@ pub fn run(cfg: &SimConfig, scenario: Scenario, hours: f64, mut policy: Policy) 
     let heat_gj: f64 = kpis.iter().map(|k| k.heat_gj).sum();
     RunReport {
         scenario,
+        disturbance,
         policy: policy.name(),
         seed: cfg.seed,
         hours,
@@ -525,6 +592,48 @@ mod tests {
         // Deterministic from the seed.
         let again = run(&cfg, Scenario::WinterDay, 12.0, Policy::Local);
         assert_eq!(again.heat_gj, local.heat_gj);
+    }
+
+    #[test]
+    fn a_comms_loss_silences_the_hit_stations_and_they_fall_back() {
+        let cfg = SimConfig {
+            telemetry_period_s: 60.0,
+            ..fleet(20)
+        };
+        let mut calls = std::collections::HashMap::<String, u32>::new();
+        let mut ctl = |id: &str, _t: &str, now_ms: i64| {
+            *calls.entry(id.to_owned()).or_default() += 1;
+            Some(format!(
+                r#"{{"seq": {}, "ts": {now_ms}, "mode": "auto", "supply_setpoint_c": 45.0,
+                   "valve_pct": 30.0, "pump_pct": 70.0, "flow_setpoint_m3h": 0.0, "valid_for_s": 300}}"#,
+                (now_ms - DAY_START_MS) / 1000 + 1
+            ))
+        };
+        let r = run_with(
+            &cfg,
+            Scenario::WinterDay,
+            Disturbance::CommsLoss,
+            16.0,
+            Policy::Controller(&mut ctl),
+        );
+        assert_eq!(Disturbance::CommsLoss.affected(20), 2);
+        // 16 h at one sample a minute; the two hit stations miss 6 h of it.
+        assert_eq!(calls["st-001"], 16 * 60 - 6 * 60);
+        assert_eq!(calls["st-002"], 16 * 60 - 6 * 60);
+        assert_eq!(calls["st-003"], 16 * 60);
+        assert_eq!(r.disturbance, Disturbance::CommsLoss);
+
+        let drift = run_with(
+            &fleet(10),
+            Scenario::WinterDay,
+            Disturbance::SensorDrift,
+            12.0,
+            Policy::Local,
+        );
+        let clean = run(&fleet(10), Scenario::WinterDay, 12.0, Policy::Local);
+        // The drifting station reads warm and is driven cold: less heat, the others unchanged.
+        assert!(drift.stations[0].heat_gj < clean.stations[0].heat_gj * 0.98);
+        assert_eq!(drift.stations[1].heat_gj, clean.stations[1].heat_gj);
     }
 
     #[test]
