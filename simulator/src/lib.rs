@@ -118,9 +118,15 @@ impl SimConfig {
     /// Runs the stations under their local control for `warmup_h` simulated hours (2 s steps,
     /// no I/O), so they start from a settled plant.
     pub fn warm_up(&self, stations: &mut [SimStation]) {
+        self.warm_up_in(stations, |t| self.outdoor_c(t));
+    }
+
+    /// [`SimConfig::warm_up`] in the weather `outdoor_c(t)`, `t` seconds from the start (so
+    /// negative during the warm-up).
+    pub fn warm_up_in(&self, stations: &mut [SimStation], outdoor_c: impl Fn(f64) -> f64) {
         let warm_steps = (self.warmup_h * 3600.0 / 2.0) as usize;
         for k in 0..warm_steps {
-            let out = self.outdoor_c(-self.warmup_h * 3600.0 + k as f64 * 2.0);
+            let out = outdoor_c(-self.warmup_h * 3600.0 + k as f64 * 2.0);
             for s in stations.iter_mut() {
                 s.step(2.0, out, 0);
             }

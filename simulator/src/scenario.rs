@@ -335,13 +335,7 @@ pub fn run_with(
         }
     }
     // Warm-up in the scenario's weather of the day before, under the policy's local control.
-    let warm_steps = (cfg.warmup_h * 3600.0 / 2.0) as usize;
-    for k in 0..warm_steps {
-        let out = scenario.outdoor_c(-cfg.warmup_h * 3600.0 + k as f64 * 2.0 + 86_400.0);
-        for s in &mut stations {
-            s.step(2.0, out, 0);
-        }
-    }
+    cfg.warm_up_in(&mut stations, |t| scenario.outdoor_c(t + 86_400.0));
     let mut kpis: Vec<StationKpis> = stations
         .iter()
         .map(|s| StationKpis::new(&s.id, s.plant.p.area_m2))
