@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::control::coordinator::CoordinatorConfig;
 use crate::control::curve::Curve;
 use crate::control::pi::PiConfig;
 use crate::control::StationParams;
@@ -37,6 +38,8 @@ struct Raw {
     api: RawApi,
     #[serde(default)]
     alarms: RawAlarms,
+    #[serde(default)]
+    coordinator: RawCoordinator,
     #[serde(default)]
     defaults: RawControl,
     #[serde(default, rename = "station")]
@@ -228,6 +231,38 @@ impl std::fmt::Debug for ApiToken {
 pub struct ApiConfig {
     pub listen: Option<std::net::SocketAddr>,
     pub tokens: Vec<ApiToken>,
+}
+
+/// `[coordinator]`: the district coordinator (off unless `enabled`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawCoordinator {
+    enabled: bool,
+    period_s: f64,
+    filter_tau_s: f64,
+    gain_k_per_h: f64,
+    max_offset_k: f64,
+    max_rate_k_per_h: f64,
+    dead_band_pct: f64,
+    indoor_target_c: Option<f64>,
+    min_stations: usize,
+}
+
+impl Default for RawCoordinator {
+    fn default() -> Self {
+        let d = CoordinatorConfig::default();
+        Self {
+            enabled: false,
+            period_s: d.period_s,
+            filter_tau_s: d.filter_tau_s,
+            gain_k_per_h: d.gain_k_per_h,
+            max_offset_k: d.max_offset_k,
+            max_rate_k_per_h: d.max_rate_k_per_h,
+            dead_band_pct: d.dead_band * 100.0,
+            indoor_target_c: d.indoor_target_c,
+            min_stations: d.min_stations,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -434,6 +469,8 @@ pub struct Config {
     pub api: ApiConfig,
     pub default_outdoor_c: f64,
     pub weather_max_age_ms: i64,
+    /// The district coordinator, when enabled.
+    pub coordinator: Option<CoordinatorConfig>,
     pub stations: Vec<StationConfig>,
 }
 
@@ -684,6 +721,48 @@ impl Config {
             "weather.default_outdoor_temp_c: must be within -50..50",
         );
 
+        let c = &raw.coordinator;
+        for (place, x) in [
+            ("coordinator.period_s", c.period_s),
+            ("coordinator.filter_tau_s", c.filter_tau_s),
+        ] {
+            v.positive(place, x);
+        }
+        v.check(
+            c.gain_k_per_h.is_finite() && c.gain_k_per_h >= 0.0,
+            "coordinator.gain_k_per_h: must be 0 or more",
+        );
+        v.check(
+            (0.0..=20.0).contains(&c.max_offset_k),
+            "coordinator.max_offset_k: must be within 0..20 K",
+        );
+        v.check(
+            (0.0..=10.0).contains(&c.max_rate_k_per_h),
+            "coordinator.max_rate_k_per_h: must be within 0..10 K/h (it is meant to act over hours)",
+        );
+        v.check(
+            (0.0..50.0).contains(&c.dead_band_pct),
+            "coordinator.dead_band_pct: must be within 0..50",
+        );
+        v.check(
+            c.indoor_target_c.is_none_or(|t| (10.0..=26.0).contains(&t)),
+            "coordinator.indoor_target_c: must be within 10..26 °C",
+        );
+        v.check(
+            c.min_stations >= 1,
+            "coordinator.min_stations: must be at least 1",
+        );
+        let coordinator = c.enabled.then(|| CoordinatorConfig {
+            period_s: c.period_s,
+            filter_tau_s: c.filter_tau_s,
+            gain_k_per_h: c.gain_k_per_h,
+            max_offset_k: c.max_offset_k,
+            max_rate_k_per_h: c.max_rate_k_per_h,
+            dead_band: c.dead_band_pct / 100.0,
+            indoor_target_c: c.indoor_target_c,
+            min_stations: c.min_stations,
+        });
+
         let mut stations = Vec::new();
         let mut seen = HashSet::new();
         // Each register map file is read and validated once, however many stations use it.
@@ -791,6 +870,7 @@ impl Config {
             api,
             default_outdoor_c: w.default_outdoor_temp_c,
             weather_max_age_ms: (w.max_age_s * 1000.0) as i64,
+            coordinator,
             stations,
         })
     }

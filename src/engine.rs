@@ -22,6 +22,7 @@ use tracing::{error, info, warn};
 
 use crate::alarms::AlarmBook;
 use crate::config::{Config, ControlOn, StationConfig};
+use crate::control::coordinator::{Coordinator, Observation};
 use crate::control::{Outputs, StationController, Tick};
 use crate::ingest::{Ingest, StationSlot, Weather};
 use crate::model::{Command, Mode, Reading, StationId};
@@ -42,6 +43,8 @@ pub struct StationStatus {
     /// Last command seq sent (0: none yet).
     pub seq: u64,
     pub supply_offset_k: f64,
+    /// The district coordinator's offset on the curve, K (0 without a coordinator).
+    pub district_offset_k: f64,
     /// Operator's fixed supply setpoint and its expiry (Unix ms).
     pub fixed_supply: Option<(f64, Option<i64>)>,
     /// Highest `seq` the station acknowledged on `…/ack` (0: none), and its last ack error.
@@ -361,6 +364,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
         control_on: cfg.control_on,
         last_step_ms: vec![0; cfg.stations.len()],
         stepped_ts: vec![i64::MIN; cfg.stations.len()],
+        coordinator: cfg
+            .coordinator
+            .clone()
+            .map(|c| Coordinator::new(c, cfg.stations.len())),
     };
     control.publish_alarms();
     let control = tokio::spawn(control.run(cfg.tick, stop_control_rx, changes_rx, trigger_rx));
@@ -567,6 +574,9 @@ struct Control {
     /// step acted on (a reading is acted on once).
     last_step_ms: Vec<i64>,
     stepped_ts: Vec<i64>,
+    /// The district coordinator, when enabled: observes every step, moves the stations'
+    /// district offsets once per period of plant time.
+    coordinator: Option<Coordinator>,
 }
 
 /// Control following telemetry: wake-ups queued for the control task, and the most it takes
@@ -846,6 +856,13 @@ impl Control {
         match ctrl.tick(reading.as_ref(), fallback_outdoor, now) {
             Tick::Act(o) => {
                 if let Some(r) = &reading {
+                    // Only automatic control with the curve is coordinated: an operator's
+                    // manual, hold or fixed setpoint is left alone (and its offset held).
+                    if let Some(c) = &mut self.coordinator {
+                        if o.mode == Mode::Auto && ctrl.fixed_supply().is_none() {
+                            c.observe(i, &Observation::of_step(ctrl, r, &o, dt_s));
+                        }
+                    }
                     self.stepped_ts[i] = r.ts_ms;
                     // kW × s = kJ; 1 GJ = 10⁶ kJ. Plant time, so an accelerated run adds up.
                     kpi.heat_today_gj += r.heat_kw().max(0.0) * dt_s / 1e6;
@@ -879,6 +896,49 @@ impl Control {
             }
             Tick::Stale { .. } => None,
         }
+    }
+
+    /// Advances the coordinator by one tick of plant time; after an update, hands each station
+    /// its new district offset and stores them (`coordinator` measurement).
+    fn coordinate(&mut self, now: i64) {
+        let Some(c) = &mut self.coordinator else {
+            return;
+        };
+        if !c.advance(self.dt_s) {
+            return;
+        }
+        let mut lines = Vec::new();
+        let (mut moved, mut largest) = (0usize, 0.0f64);
+        for (i, (cfg, _, ctrl)) in self.stations.iter_mut().enumerate() {
+            let m = &c.members()[i];
+            if m.offset_k != ctrl.district_offset_k() {
+                moved += 1;
+            }
+            largest = largest.max(m.offset_k.abs());
+            ctrl.set_district_offset_k(m.offset_k);
+            let Some(ratio) = m.ratio else {
+                continue; // never reported: nothing to store
+            };
+            let mut b =
+                line_protocol::LineBuilder::new("coordinator").tag("station", cfg.id.as_str());
+            for (k, v) in &cfg.tags {
+                b = b.tag(k, v);
+            }
+            let mut b = b.float("offset_k", m.offset_k).float("load_ratio", ratio);
+            if let Some(t) = m.target_ratio {
+                b = b.float("target_ratio", t);
+            }
+            if let Some(line) = b.finish(now) {
+                lines.push(line);
+            }
+        }
+        self.store.submit_many(&lines);
+        info!(
+            update = c.updates(),
+            moved,
+            largest_offset_k = largest,
+            "District coordinator updated the stations' offsets."
+        );
     }
 
     /// Control following telemetry: steps each station in `which` that has a reading it has
@@ -1000,6 +1060,7 @@ impl Control {
                 outputs: ctrl.last_outputs().copied(),
                 seq: self.seqs.last(&cfg.id),
                 supply_offset_k: ctrl.supply_offset_k(),
+                district_offset_k: ctrl.district_offset_k(),
                 fixed_supply: ctrl.fixed_supply(),
                 acked_seq: slot.acked_seq.load(Ordering::Relaxed),
                 ack_error: slot.ack_error.lock().ok().and_then(|e| e.clone()),
@@ -1037,6 +1098,7 @@ impl Control {
             }
         }
         self.send(commands);
+        self.coordinate(now);
         self.evaluate_alarms(&status, now);
         let _ = self.status_tx.send(Arc::new(status));
     }

@@ -43,9 +43,10 @@ enum Cmd {
     /// Zero-setup demonstration: embedded broker, simulated stations, engine, local storage.
     #[cfg(feature = "demo")]
     Demo(heatgrid::demo::DemoArgs),
-    /// Run a simulator scenario offline three times — the baseline (fixed curve, pump at full
-    /// speed), the stations' own curve, heatgrid's controller — and compare heat, pump energy
-    /// and comfort from the simulator's ground truth.
+    /// Run a simulator scenario offline four times — the baseline (fixed curve, pump at full
+    /// speed), the stations' own curve, heatgrid's controllers, and those with the district
+    /// coordinator — and compare heat, pump energy and comfort from the simulator's ground
+    /// truth.
     #[cfg(feature = "demo")]
     Scenario {
         /// winter-day, cold-snap or mild.
@@ -60,6 +61,15 @@ enum Cmd {
         /// (supply sensor +0.5 K/h from 06:00).
         #[arg(long, default_value = "none")]
         disturbance: String,
+        /// balanced (radiators and buildings as designed) or unbalanced (radiators 75–135 %
+        /// of design, buildings ±5 %: some stations overheat on the common curve, some stay
+        /// cold).
+        #[arg(long, default_value = "balanced")]
+        fleet: String,
+        /// The coordinator aims every station at the heat the weather asks for at this indoor
+        /// temperature (°C); 0 makes it equalise heat per design m² on the district's mean.
+        #[arg(long, default_value_t = 20.0)]
+        indoor_target: f64,
         /// Every run with every station's KPIs, as JSON.
         #[arg(long)]
         json: bool,
@@ -132,6 +142,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             hours,
             seed,
             disturbance,
+            fleet,
+            indoor_target,
             json,
             html,
         } => {
@@ -143,7 +155,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     "unknown disturbance {disturbance:?}: none, comms-loss or sensor-drift"
                 );
             };
-            let runs = heatgrid::scenario::compare(scenario, disturbance, stations, hours, seed)?;
+            let Some(fleet) = heatgrid_sim::Fleet::parse(&fleet) else {
+                anyhow::bail!("unknown fleet {fleet:?}: balanced or unbalanced");
+            };
+            let mut opts = heatgrid::scenario::Options::new(scenario, stations, hours, seed);
+            opts.disturbance = disturbance;
+            opts.fleet = fleet;
+            opts.coordinator.indoor_target_c = (indoor_target != 0.0).then_some(indoor_target);
+            let runs = heatgrid::scenario::compare(&opts)?;
             let table = heatgrid::scenario::table(&runs);
             if json {
                 println!("{}", serde_json::to_string_pretty(&runs)?);

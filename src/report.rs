@@ -16,8 +16,8 @@ const RIGHT: f64 = 16.0;
 /// Room for the title and two rows of legend.
 const TOP: f64 = 58.0;
 const BOTTOM: f64 = 30.0;
-/// Run colours: baseline, local, heatgrid.
-const COLORS: [&str; 3] = ["#9e9e9e", "#6d8fb3", "#d9480f"];
+/// Run colours: baseline, local, heatgrid, heatgrid with the coordinator.
+const COLORS: [&str; 4] = ["#9e9e9e", "#6d8fb3", "#d9480f", "#2b8a3e"];
 
 /// One line of a chart: label, colour, (hours, value) points.
 #[derive(Debug)]
@@ -138,9 +138,10 @@ pub fn chart(title: &str, unit: &str, lines: &[Line], band: Option<(f64, f64)>) 
 }
 
 /// The whole report for the runs of one scenario (baseline first, heatgrid last).
-pub fn html(runs: &[RunReport; 3], table_markdown: &str) -> String {
-    let r0 = &runs[0];
-    let hg = &runs[2];
+pub fn html(runs: &[RunReport], table_markdown: &str) -> String {
+    let (Some(r0), Some(hg)) = (runs.first(), runs.last()) else {
+        return String::new();
+    };
     let series = |r: &RunReport, f: fn(&heatgrid_sim::scenario::SeriesPoint) -> f64| {
         r.series.iter().map(|p| (p.t_h, f(p))).collect::<Vec<_>>()
     };
@@ -171,6 +172,7 @@ pub fn html(runs: &[RunReport; 3], table_markdown: &str) -> String {
         });
     }
     let first = hg.stations.first().map_or("", |s| s.id.as_str());
+    let hg_color = COLORS[(runs.len() - 1).min(COLORS.len() - 1)];
     let charts = [
         chart(
             "Outdoor temperature",
@@ -196,12 +198,12 @@ pub fn html(runs: &[RunReport; 3], table_markdown: &str) -> String {
             Some((18.0, 22.0)),
         ),
         chart(
-            &format!("Station {first} under heatgrid: supply and setpoint"),
+            &format!("Station {first} under {}: supply and setpoint", hg.policy),
             "°C",
             &[
                 Line {
                     label: "supply".into(),
-                    color: COLORS[2],
+                    color: hg_color,
                     dashed: false,
                     points: series(hg, |p| p.supply_c),
                 },
@@ -215,18 +217,18 @@ pub fn html(runs: &[RunReport; 3], table_markdown: &str) -> String {
             None,
         ),
         chart(
-            &format!("Station {first}: valve and pump, heatgrid vs baseline"),
+            &format!("Station {first}: valve and pump, {} vs baseline", hg.policy),
             "%",
             &[
                 Line {
-                    label: "heatgrid valve".into(),
-                    color: COLORS[2],
+                    label: format!("{} valve", hg.policy),
+                    color: hg_color,
                     dashed: false,
                     points: series(hg, |p| p.valve_pct),
                 },
                 Line {
-                    label: "heatgrid pump".into(),
-                    color: COLORS[2],
+                    label: format!("{} pump", hg.policy),
+                    color: hg_color,
                     dashed: true,
                     points: series(hg, |p| p.pump_pct),
                 },
@@ -259,21 +261,43 @@ pub fn html(runs: &[RunReport; 3], table_markdown: &str) -> String {
         }
         let _ = writeln!(rows, "</tr>");
     }
-    let mut worst: Vec<_> = hg.stations.iter().collect();
-    worst.sort_by(|a, b| b.indoor_under.total_cmp(&a.indoor_under));
-    let mut worst_rows = String::new();
-    for k in worst.iter().take(5) {
-        let _ = writeln!(
-            worst_rows,
-            "<tr><td>{}</td><td>{:.0}</td><td>{:.3}</td><td>{:.1}</td><td>{:.1} %</td><td>{:.2} – {:.2}</td></tr>",
-            esc(&k.id),
-            k.area_m2,
-            k.heat_gj_per_m2 * 1000.0,
-            k.mean_w_m2,
-            k.indoor_under * 100.0,
-            k.indoor_min_c,
-            k.indoor_max_c
+    // The stations worst off under the baseline (most time below 18 °C, then the coldest),
+    // and how each run treated those same stations.
+    let mut worst: Vec<usize> = (0..r0.stations.len()).collect();
+    worst.sort_by(|&a, &b| {
+        let (a, b) = (&r0.stations[a], &r0.stations[b]);
+        b.indoor_under
+            .total_cmp(&a.indoor_under)
+            .then(a.indoor_min_c.total_cmp(&b.indoor_min_c))
+    });
+    let mut worst_head = String::from("<tr><th>station</th><th>area m²</th>");
+    for r in runs {
+        let _ = write!(
+            worst_head,
+            "<th>{0}: below 18 °C</th><th>{0}: indoor °C</th><th>{0}: W/m²</th>",
+            esc(r.policy)
         );
+    }
+    worst_head.push_str("</tr>");
+    let mut worst_rows = String::new();
+    for &i in worst.iter().take(5) {
+        let _ = write!(
+            worst_rows,
+            "<tr><td>{}</td><td>{:.0}</td>",
+            esc(&r0.stations[i].id),
+            r0.stations[i].area_m2
+        );
+        for k in runs.iter().filter_map(|r| r.stations.get(i)) {
+            let _ = write!(
+                worst_rows,
+                "<td>{:.1} %</td><td>{:.2} – {:.2}</td><td>{:.1}</td>",
+                k.indoor_under * 100.0,
+                k.indoor_min_c,
+                k.indoor_max_c,
+                k.mean_w_m2
+            );
+        }
+        let _ = writeln!(worst_rows, "</tr>");
     }
     format!(
         r#"<!doctype html>
@@ -282,20 +306,21 @@ pub fn html(runs: &[RunReport; 3], table_markdown: &str) -> String {
 table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 7px;text-align:right}}
 td:first-child,th:first-child{{text-align:left}}svg{{display:block;margin:1.2em 0}}</style></head><body>
 <h1>Scenario {name}</h1>
-<p>{stations} simulated stations, seed {seed}, {hours} h after 12 h of local warm-up;
-{dd:.2} heating degree-days (base 18 °C). All figures are the simulator's ground truth
-(heat through the exchangers, indoor temperature, pump speed).</p>
+<p>{stations} simulated stations ({fleet} fleet), seed {seed}, {hours} h after {warm} h of
+local warm-up; {dd:.2} heating degree-days (base 18 °C). All figures are the simulator's ground
+truth (heat through the exchangers, indoor temperature, pump speed).</p>
 <p><b>Baseline</b>: every station on its fixed heating curve with its circulation pump at
 constant full speed, no central coordination. <b>local</b>: the same curve, pump at 90 %.
 <b>heatgrid</b>: heatgrid's station controller in the loop through the MQTT contract.
-Savings are per heating degree-day against the baseline and count only at equal or better
-comfort (share of station-time with indoor 18–22 °C).</p>
+<b>heatgrid + coordinator</b>: the same with the district coordinator balancing heat per
+design m² across the stations. Savings are per heating degree-day against the baseline and
+count only at equal or better comfort (share of station-time with indoor 18–22 °C).</p>
 <table>{rows}</table>
 {charts}
-<h2>heatgrid: the five stations with most time below 18 °C</h2>
-<table><tr><th>station</th><th>area m²</th><th>MJ/m²</th><th>W/m²</th><th>below 18 °C</th><th>indoor °C</th></tr>
+<h2>The five stations worst off under the baseline, under each policy</h2>
+<table>{worst_head}
 {worst_rows}</table>
-<p>Made by <code>heatgrid scenario {name} --stations {stations} --hours {hours} --seed {seed} --html FILE</code>.</p>
+<p>Made by <code>heatgrid scenario {name} --fleet {fleet} --stations {stations} --hours {hours} --seed {seed} --html FILE</code>.</p>
 </body></html>
 "#,
         name = r0.scenario.name(),
@@ -303,6 +328,8 @@ comfort (share of station-time with indoor 18–22 °C).</p>
         seed = r0.seed,
         hours = r0.hours,
         dd = r0.degree_days,
+        fleet = r0.fleet.name(),
+        warm = crate::scenario::warmup_h(r0.fleet),
         charts = charts.concat(),
     )
 }

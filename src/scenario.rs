@@ -11,58 +11,192 @@ use std::collections::HashMap;
 
 use anyhow::{bail, Context};
 use heatgrid_sim::scenario::{self, Disturbance, Policy, RunReport, Scenario};
-use heatgrid_sim::SimConfig;
+use heatgrid_sim::{Fleet, SimConfig};
 
 use crate::config::Config;
+use crate::control::coordinator::{Coordinator, CoordinatorConfig, Observation};
 use crate::control::station::Tick;
 use crate::control::StationController;
 use crate::decode::{decode, DecodeLimits};
 use crate::model::{Command, StationId};
 
-/// One scenario, three runs: the baseline, the stations' own curve, heatgrid.
-pub fn compare(
-    scenario: Scenario,
-    disturbance: Disturbance,
-    stations: usize,
-    hours: f64,
-    seed: u64,
-) -> anyhow::Result<[RunReport; 3]> {
-    if stations == 0 || hours.is_nan() || hours <= 0.0 {
+/// What to run: the scenario, what is laid over it, and the fleet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    pub scenario: Scenario,
+    pub disturbance: Disturbance,
+    pub fleet: Fleet,
+    pub stations: usize,
+    pub hours: f64,
+    pub seed: u64,
+    /// The coordinator of the fourth run.
+    pub coordinator: CoordinatorConfig,
+}
+
+impl Options {
+    pub fn new(scenario: Scenario, stations: usize, hours: f64, seed: u64) -> Self {
+        Self {
+            scenario,
+            disturbance: Disturbance::None,
+            fleet: Fleet::Balanced,
+            stations,
+            hours,
+            seed,
+            // Aim a little above the 18 °C minimum, so that the stations whose buildings lose
+            // a few per cent more than their design data say stay above it.
+            coordinator: CoordinatorConfig {
+                indoor_target_c: Some(20.0),
+                ..CoordinatorConfig::default()
+            },
+        }
+    }
+}
+
+/// Hours of local control before a run: enough for the plant to settle, and for an
+/// unbalanced fleet's buildings (time constants 30–50 h) to reach the temperatures the common
+/// curve gives them, as a district that has run that way all season.
+pub fn warmup_h(_fleet: Fleet) -> f64 {
+    12.0
+}
+
+/// Hours heatgrid (and every other policy) drives the fleet before the measured day: none for
+/// a balanced fleet; three days for an unbalanced one, because balancing moves buildings with
+/// 30–50 h time constants and a coordinator runs all season, not from this morning.
+pub fn lead_h(fleet: Fleet) -> f64 {
+    match fleet {
+        Fleet::Balanced => 0.0,
+        Fleet::Unbalanced => 72.0,
+    }
+}
+
+/// One scenario, four runs: the baseline, the stations' own curve, heatgrid's station
+/// controllers, and the same with the district coordinator.
+pub fn compare(o: &Options) -> anyhow::Result<Vec<RunReport>> {
+    if o.stations == 0 || o.hours.is_nan() || o.hours <= 0.0 {
         bail!("--stations must be at least 1 and --hours positive");
     }
     let sim = SimConfig {
-        stations,
-        seed,
+        stations: o.stations,
+        seed: o.seed,
         telemetry_period_s: 5.0,
-        warmup_h: 12.0,
+        warmup_h: warmup_h(o.fleet),
+        lead_h: lead_h(o.fleet),
+        fleet: o.fleet,
         ..SimConfig::default()
     };
-    // The engine's defaults for every station of the fleet (ids as the simulator names them).
-    let toml: String = (1..=stations)
-        .map(|n| format!("[[station]]\nid = \"{}{n:03}\"\n", sim.id_prefix))
-        .collect();
-    let cfg = Config::parse(&toml, &|_| None)
-        .map_err(|e| anyhow::anyhow!("{}", e.join("; ")))
-        .context("building the fleet's configuration")?;
-    let valid_for_s = cfg.command_valid_for_s;
-    let mut loops: HashMap<String, (StationId, StationController, u64)> = cfg
-        .stations
-        .iter()
-        .map(|s| {
-            let ctrl = StationController::new(s.params.clone(), sim.telemetry_period_s);
-            (s.id.as_str().to_owned(), (s.id.clone(), ctrl, 0))
+    let run =
+        |policy: Policy<'_>| scenario::run_with(&sim, o.scenario, o.disturbance, o.hours, policy);
+    let one = |k: usize| -> anyhow::Result<RunReport> {
+        Ok(match k {
+            0 => run(Policy::Baseline),
+            1 => run(Policy::Local),
+            _ => {
+                let coordinate = k == 3;
+                let mut hg = Heatgrid::new(&sim, coordinate.then(|| o.coordinator.clone()))?;
+                let mut policy =
+                    |id: &str, telemetry: &str, now_ms: i64| hg.answer(id, telemetry, now_ms);
+                RunReport {
+                    policy: if coordinate {
+                        "heatgrid + coordinator"
+                    } else {
+                        "heatgrid"
+                    },
+                    ..run(Policy::Controller(&mut policy))
+                }
+            }
         })
-        .collect();
-    let limits = DecodeLimits::default();
-    let mut heatgrid = |id: &str, telemetry: &str, now_ms: i64| -> Option<String> {
-        let (sid, ctrl, seq) = loops.get_mut(id)?;
-        let reading = decode(sid, telemetry.as_bytes(), now_ms, &limits).ok()?;
+    };
+    // The four runs are independent: one thread each (the machine's cores share them).
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4).map(|k| s.spawn(move || one(k))).collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("a scenario run panicked"))?
+            })
+            .collect()
+    })
+}
+
+/// heatgrid's side of a run: a controller per station (and the coordinator over them), fed
+/// contract JSON, answering with contract JSON.
+struct Heatgrid {
+    loops: HashMap<String, usize>,
+    stations: Vec<(StationId, StationController, u64)>,
+    coordinator: Option<Coordinator>,
+    limits: DecodeLimits,
+    valid_for_s: u32,
+    period_s: f64,
+    /// Simulated time of the last telemetry seen, ms (the coordinator's clock).
+    last_ms: Option<i64>,
+}
+
+impl Heatgrid {
+    fn new(sim: &SimConfig, coordinator: Option<CoordinatorConfig>) -> anyhow::Result<Self> {
+        // The engine's defaults for every station, with the heat index from each station's
+        // data sheet (ids as the simulator names them).
+        let toml: String = sim
+            .design_heat_index_w_m2()
+            .iter()
+            .enumerate()
+            .map(|(n, w)| {
+                format!(
+                    "[[station]]\nid = \"{}{:03}\"\nheat_index_w_m2 = {w}\n",
+                    sim.id_prefix,
+                    n + 1
+                )
+            })
+            .collect();
+        let cfg = Config::parse(&toml, &|_| None)
+            .map_err(|e| anyhow::anyhow!("{}", e.join("; ")))
+            .context("building the fleet's configuration")?;
+        let stations: Vec<_> = cfg
+            .stations
+            .iter()
+            .map(|s| {
+                let ctrl = StationController::new(s.params.clone(), sim.telemetry_period_s);
+                (s.id.clone(), ctrl, 0)
+            })
+            .collect();
+        Ok(Self {
+            loops: cfg
+                .stations
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.id.as_str().to_owned(), i))
+                .collect(),
+            coordinator: coordinator.map(|c| Coordinator::new(c, stations.len())),
+            stations,
+            limits: DecodeLimits::default(),
+            valid_for_s: cfg.command_valid_for_s,
+            period_s: sim.telemetry_period_s,
+            last_ms: None,
+        })
+    }
+
+    fn answer(&mut self, id: &str, telemetry: &str, now_ms: i64) -> Option<String> {
+        if let Some(c) = &mut self.coordinator {
+            // The clock moves once per telemetry round (all stations report at the same time).
+            if self.last_ms.is_some_and(|t| now_ms > t) && c.advance(self.period_s) {
+                for (i, (_, ctrl, _)) in self.stations.iter_mut().enumerate() {
+                    ctrl.set_district_offset_k(c.offset_k(i));
+                }
+            }
+        }
+        self.last_ms = Some(now_ms);
+        let &i = self.loops.get(id)?;
+        let (sid, ctrl, seq) = &mut self.stations[i];
+        let reading = decode(sid, telemetry.as_bytes(), now_ms, &self.limits).ok()?;
         match ctrl.tick(
             Some(&reading),
             reading.outdoor_temp_c.unwrap_or(-5.0),
             now_ms,
         ) {
             Tick::Act(o) => {
+                if let Some(c) = &mut self.coordinator {
+                    c.observe(i, &Observation::of_step(ctrl, &reading, &o, self.period_s));
+                }
                 *seq += 1;
                 let cmd = Command {
                     seq: *seq,
@@ -72,35 +206,24 @@ pub fn compare(
                     valve_pct: o.valve_pct,
                     pump_pct: o.pump_pct,
                     flow_setpoint_m3h: o.flow_setpoint_m3h,
-                    valid_for_s,
+                    valid_for_s: self.valid_for_s,
                     epoch: None,
                 };
                 serde_json::to_string(&cmd).ok()
             }
             Tick::Stale { .. } => None,
         }
-    };
-    Ok([
-        scenario::run_with(&sim, scenario, disturbance, hours, Policy::Baseline),
-        scenario::run_with(&sim, scenario, disturbance, hours, Policy::Local),
-        RunReport {
-            policy: "heatgrid",
-            ..scenario::run_with(
-                &sim,
-                scenario,
-                disturbance,
-                hours,
-                Policy::Controller(&mut heatgrid),
-            )
-        },
-    ])
+    }
 }
 
 /// The comparison as a table, savings against the baseline stated with their normalisation.
-pub fn table(runs: &[RunReport; 3]) -> String {
-    let r0 = &runs[0];
+pub fn table(runs: &[RunReport]) -> String {
+    let Some(r0) = runs.first() else {
+        return String::new();
+    };
     let mut out = format!(
-        "scenario {}{} · {} stations · seed {} · {} h · {:.2} heating degree-days (base 18 °C)\n\
+        "scenario {}{} · {} fleet · {} stations · seed {} · {} h · {:.2} heating degree-days \
+         (base 18 °C)\n\
          baseline: the stations' fixed heating curve with the pump at constant full speed\n\n",
         r0.scenario.name(),
         match r0.disturbance {
@@ -111,6 +234,7 @@ pub fn table(runs: &[RunReport; 3]) -> String {
                 d.affected(r0.stations.len())
             ),
         },
+        r0.fleet.name(),
         r0.stations.len(),
         r0.seed,
         r0.hours,
@@ -153,18 +277,21 @@ mod tests {
 
     #[test]
     fn heatgrid_drives_every_station_of_a_short_scenario() {
-        let runs = compare(Scenario::ColdSnap, Disturbance::None, 3, 2.0, 5).unwrap();
-        let [base, local, hg] = &runs;
+        let runs = compare(&Options::new(Scenario::ColdSnap, 3, 2.0, 5)).unwrap();
+        let policies: Vec<_> = runs.iter().map(|r| r.policy).collect();
         assert_eq!(
-            (base.policy, local.policy, hg.policy),
-            ("baseline", "local", "heatgrid")
+            policies,
+            ["baseline", "local", "heatgrid", "heatgrid + coordinator"]
         );
         // One command per station per 5 s telemetry period, every one accepted.
-        assert_eq!(hg.commands_accepted, 3 * 2 * 720);
-        assert_eq!(hg.commands_refused, 0);
-        assert_eq!(base.commands_accepted + local.commands_accepted, 0);
-        // Same fleet and weather for all three.
-        assert_eq!(base.degree_days, hg.degree_days);
+        for hg in &runs[2..] {
+            assert_eq!(hg.commands_accepted, 3 * 2 * 720, "{}", hg.policy);
+            assert_eq!(hg.commands_refused, 0);
+        }
+        assert_eq!(runs[0].commands_accepted + runs[1].commands_accepted, 0);
+        // Same fleet and weather for all; a balanced fleet's baseline is the design curve.
+        assert_eq!(runs[0].degree_days, runs[2].degree_days);
+        assert_eq!(runs[0].baseline_raise_k, 0.0);
         for r in &runs {
             let err = (r.heat_metered_gj - r.heat_gj).abs() / r.heat_gj;
             assert!(err < 0.01, "{}: energy balance off by {err}", r.policy);
@@ -172,8 +299,10 @@ mod tests {
         let text = table(&runs);
         assert!(text.contains("pump at constant full speed"), "{text}");
         assert!(text.contains("degree-days"), "{text}");
-        assert!(compare(Scenario::Mild, Disturbance::None, 0, 1.0, 1).is_err());
-        let lost = compare(Scenario::WinterDay, Disturbance::CommsLoss, 3, 9.0, 5).unwrap();
+        assert!(compare(&Options::new(Scenario::Mild, 0, 1.0, 1)).is_err());
+        let mut o = Options::new(Scenario::WinterDay, 3, 9.0, 5);
+        o.disturbance = Disturbance::CommsLoss;
+        let lost = compare(&o).unwrap();
         // One station hit: it misses 08:00–09:00, 720 samples of the 3 × 6,480.
         assert_eq!(lost[2].commands_accepted, 3 * 9 * 720 - 720);
         assert!(table(&lost).contains("comms-loss on 1 station"));
@@ -185,6 +314,43 @@ mod tests {
             "outdoor, heat, indoor, supply, actuators"
         );
         assert!(html.contains("constant full speed") && html.contains("<td>heatgrid</td>"));
+        assert!(html.contains("<td>heatgrid + coordinator</td>"));
         assert!(!html.contains("<script"), "self-contained, no scripts");
+    }
+
+    /// An unbalanced district: the baseline raises the common curve until its coldest station
+    /// gets 18 °C and overheats the rest; the coordinator (after the same three-day lead) gives
+    /// each station the heat its design asks for: more comfort for less heat.
+    #[test]
+    fn the_coordinator_balances_an_unbalanced_fleet_with_less_heat() {
+        let mut o = Options::new(Scenario::WinterDay, 8, 6.0, 3);
+        o.fleet = Fleet::Unbalanced;
+        let runs = compare(&o).unwrap();
+        let (base, hg, coord) = (&runs[0], &runs[2], &runs[3]);
+        assert!(base.baseline_raise_k > 1.0, "{}", base.baseline_raise_k);
+        assert!(table(&runs).contains("unbalanced fleet"));
+        // Against the raised baseline: less heat, more of the time in the comfort band.
+        assert!(
+            coord.heat_gj < 0.97 * base.heat_gj,
+            "{} vs {}",
+            coord.heat_gj,
+            base.heat_gj
+        );
+        assert!(coord.indoor_comfort > base.indoor_comfort + 0.2);
+        assert!(coord.indoor_over < 0.01);
+        // Against heatgrid without it (the design curve): the coldest station is warmer.
+        let coldest = |r: &RunReport| {
+            r.stations
+                .iter()
+                .map(|k| k.indoor_min_c)
+                .fold(f64::INFINITY, f64::min)
+        };
+        assert!(
+            coldest(coord) > coldest(hg) + 1.0,
+            "{} vs {}",
+            coldest(coord),
+            coldest(hg)
+        );
+        assert!(coord.indoor_under < hg.indoor_under);
     }
 }

@@ -58,6 +58,40 @@ pub struct SimConfig {
     pub telemetry_qos1: bool,
     /// Serve the stations over Modbus TCP instead of MQTT (see [`modbus`]).
     pub modbus: Option<SimModbus>,
+    /// How the fleet's buildings deviate from their design.
+    pub fleet: Fleet,
+    /// Scenario runs only: hours the run's policy drives the fleet before the measured window
+    /// (in the weather of the days before), so a controller is judged in its own steady state.
+    pub lead_h: f64,
+}
+
+/// The fleet's buildings against their design data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fleet {
+    /// Every station's radiators and building exactly as designed: one curve suits all.
+    #[default]
+    Balanced,
+    /// As real districts are: each station's installed radiators give 75–135 % of its design
+    /// load (oversizing is the usual error, and flow starvation the cause of the low end), and
+    /// its buildings lose 95–105 % of the design heat. On the common curve the oversized ones
+    /// overheat and the undersized ones stay cold (`domain.md` §2.5).
+    Unbalanced,
+}
+
+impl Fleet {
+    pub const ALL: [Fleet; 2] = [Fleet::Balanced, Fleet::Unbalanced];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fleet::Balanced => "balanced",
+            Fleet::Unbalanced => "unbalanced",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.name() == name)
+    }
 }
 
 /// Modbus TCP settings of a simulator whose stations are PLCs.
@@ -104,6 +138,8 @@ impl Default for SimConfig {
             warmup_h: 6.0,
             telemetry_qos1: true,
             modbus: None,
+            fleet: Fleet::Balanced,
+            lead_h: 0.0,
         }
     }
 }
@@ -164,19 +200,35 @@ impl SimConfig {
     }
 
     /// The stations of this configuration, varied from the seed: areas 50k–200k m², heat index
-    /// 40–50 W/m², building time constants 30–50 h.
+    /// 40–50 W/m², building time constants 30–50 h; an unbalanced [`Fleet`] also varies the
+    /// radiators and buildings against that design (from a second stream of the seed, so the
+    /// design data are the same for both fleets).
     pub fn build_stations(&self) -> Vec<SimStation> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed);
+        let mut off_design = rand::rngs::StdRng::seed_from_u64(self.seed ^ 0x5eed_ba1a_ce00_0000);
         (1..=self.stations)
             .map(|n| {
                 let area = (rng.random_range(50_000.0..=200_000.0_f64) / 1000.0).round() * 1000.0;
-                let params = PlantParams::for_area(
+                let mut params = PlantParams::for_area(
                     area,
                     rng.random_range(40.0..=50.0),
                     rng.random_range(30.0..=50.0),
                 );
+                if self.fleet == Fleet::Unbalanced {
+                    params.radiator_design_w *= off_design.random_range(0.75..=1.35);
+                    params.building_ua_w_k *= off_design.random_range(0.95..=1.05);
+                }
                 SimStation::new(format!("{}{n:03}", self.id_prefix), params)
             })
+            .collect()
+    }
+
+    /// The heat index (W/m²) each station was designed for, as its station data sheet gives it
+    /// to the heating centre, in the order of [`SimConfig::build_stations`].
+    pub fn design_heat_index_w_m2(&self) -> Vec<f64> {
+        self.build_stations()
+            .iter()
+            .map(|s| s.plant.p.design_heat_w / s.plant.p.area_m2)
             .collect()
     }
 }

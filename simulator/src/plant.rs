@@ -67,6 +67,10 @@ pub struct PlantParams {
     pub area_m2: f64,
     /// Design heat load, W.
     pub design_heat_w: f64,
+    /// What the installed radiators give at the design temperatures, W: the design load when
+    /// they are sized right, more when oversized (those homes overheat on the common curve),
+    /// less when undersized or starved of flow (they stay cold).
+    pub radiator_design_w: f64,
     pub design_outdoor_c: f64,
     pub design_indoor_c: f64,
     /// Secondary design supply/return, °C.
@@ -97,6 +101,7 @@ impl PlantParams {
         Self {
             area_m2,
             design_heat_w: q,
+            radiator_design_w: q,
             design_outdoor_c: -10.0,
             design_indoor_c: 18.0,
             design_supply_c: 60.0,
@@ -244,6 +249,23 @@ impl Plant {
     }
 }
 
+/// Indoor temperature (°C) at which the building's loss balances what its radiators give with
+/// supply `ts` at `m2` kg/s and outdoor `to` (steady state, no gains).
+pub fn steady_indoor_c(p: &PlantParams, m2: f64, ts: f64, to: f64) -> f64 {
+    // Radiator output minus loss falls strictly as the room warms: bisect on [to, ts].
+    let (mut lo, mut hi) = (to, ts.max(to));
+    for _ in 0..60 {
+        let ti = 0.5 * (lo + hi);
+        let (q, _) = radiators(p, m2, ts, ti, 0.5 * (ts + ti));
+        if q > p.building_ua_w_k * (ti - to) {
+            lo = ti;
+        } else {
+            hi = ti;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
 /// Radiator heat output (W) and return temperature for supply `ts` at `m2` kg/s, room `ti`;
 /// `guess` is where the solver starts (the previous step's return temperature: usually within
 /// millikelvin, so two evaluations suffice).
@@ -265,7 +287,7 @@ pub fn radiators(p: &PlantParams, m2: f64, ts: f64, ti: f64, guess: f64) -> (f64
     };
     for _ in 0..60 {
         let x = ((ts + tr) / 2.0 - ti).max(0.0);
-        let q = p.design_heat_w * (x / dmean_d).powf(RADIATOR_EXPONENT);
+        let q = p.radiator_design_w * (x / dmean_d).powf(RADIATOR_EXPONENT);
         let f = mcp * (ts - tr) - q;
         if f > 0.0 {
             lo = tr;
@@ -297,6 +319,21 @@ pub fn radiators(p: &PlantParams, m2: f64, ts: f64, ti: f64, guess: f64) -> (f64
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steady_indoor_at_the_design_point_is_the_design_indoor() {
+        let p = PlantParams::for_area(100_000.0, 45.0, 40.0);
+        // Design supply at design flow at the design outdoor temperature: 18 °C inside.
+        let ti = steady_indoor_c(&p, p.design_flow_kgs(), 60.0, -10.0);
+        assert!((ti - 18.0).abs() < 0.01, "{ti}");
+        // Oversized radiators on the same supply: warmer; a colder supply: colder.
+        let big = PlantParams {
+            radiator_design_w: 1.3 * p.design_heat_w,
+            ..p.clone()
+        };
+        assert!(steady_indoor_c(&big, p.design_flow_kgs(), 60.0, -10.0) > ti + 1.0);
+        assert!(steady_indoor_c(&p, p.design_flow_kgs(), 50.0, -10.0) < ti - 1.0);
+    }
 
     #[test]
     fn epsilon_ntu_reference_point() {
@@ -334,7 +371,8 @@ mod tests {
         fn bisect(p: &PlantParams, m2: f64, ts: f64, ti: f64) -> f64 {
             let dmd = (p.design_supply_c + p.design_return_c) / 2.0 - p.design_indoor_c;
             let q_of = |tr: f64| {
-                p.design_heat_w * (((ts + tr) / 2.0 - ti).max(0.0) / dmd).powf(RADIATOR_EXPONENT)
+                p.radiator_design_w
+                    * (((ts + tr) / 2.0 - ti).max(0.0) / dmd).powf(RADIATOR_EXPONENT)
             };
             let (mut lo, mut hi) = (ti, ts);
             for _ in 0..60 {

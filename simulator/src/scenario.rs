@@ -268,6 +268,10 @@ impl StationKpis {
 pub struct RunReport {
     pub scenario: Scenario,
     pub disturbance: Disturbance,
+    pub fleet: crate::Fleet,
+    /// How far the baseline's curve was raised for the coldest station, K (an unbalanced
+    /// fleet's baseline; see [`raise_for_coldest_k`]).
+    pub baseline_raise_k: f64,
     pub policy: &'static str,
     pub seed: u64,
     pub hours: f64,
@@ -329,24 +333,54 @@ pub fn run_with(
 ) -> RunReport {
     let mut stations = cfg.build_stations();
     let hit = disturbance.affected(stations.len());
+    let lead_s = cfg.lead_h.max(0.0) * 3600.0;
+    let mut baseline_raise_k = 0.0;
     if matches!(policy, Policy::Baseline) {
         for s in &mut stations {
             s.local.pump = 1.0;
         }
+        if cfg.fleet == crate::Fleet::Unbalanced {
+            // The day before's mean outdoor temperature, as the operator tuned for it.
+            let day_before = (0..96)
+                .map(|k| scenario.outdoor_c(-86_400.0 + k as f64 * 900.0))
+                .sum::<f64>()
+                / 96.0;
+            baseline_raise_k = raise_for_coldest_k(&stations, day_before, COMFORT_LOW_C);
+            for s in &mut stations {
+                for point in &mut s.local.curve {
+                    point.1 += baseline_raise_k;
+                }
+            }
+        }
     }
-    // Warm-up in the scenario's weather of the day before, under the policy's local control.
-    cfg.warm_up_in(&mut stations, |t| scenario.outdoor_c(t + 86_400.0));
+    // Warm-up in the scenario's weather of the day before, under the policy's local control,
+    // with the buildings' thermal mass cut tenfold so that their indoor temperatures settle
+    // where the local curve holds them (the 30–50 h building time constants would otherwise
+    // leave the run drifting from the start value).
+    for s in &mut stations {
+        s.plant.p.building_tau_h /= 10.0;
+    }
+    cfg.warm_up_in(&mut stations, |t| scenario.outdoor_c(t - lead_s + 86_400.0));
+    for s in &mut stations {
+        s.plant.p.building_tau_h *= 10.0;
+    }
     let mut kpis: Vec<StationKpis> = stations
         .iter()
         .map(|s| StationKpis::new(&s.id, s.plant.p.area_m2))
         .collect();
-    let (mut t, mut next_telemetry, mut degree_s) = (0.0, 0.0, 0.0);
+    // The lead (t < 0) runs under the policy and is not measured.
+    let (mut t, mut next_telemetry, mut degree_s) = (-lead_s, -lead_s, 0.0);
     let (mut series, mut next_point) = (Vec::new(), 0.0);
+    let mut commands_before = None;
     let end = hours * 3600.0;
     while t < end - 1e-9 {
         let now_ms = DAY_START_MS + (t * 1000.0).round() as i64;
         let outdoor = scenario.outdoor_c(t);
-        if t + 1e-9 >= next_point {
+        let measured = t >= -1e-9;
+        if measured && commands_before.is_none() {
+            commands_before = Some(command_counts(&stations));
+        }
+        if measured && t + 1e-9 >= next_point {
             next_point += SERIES_STEP_S;
             series.push(series_point(t, outdoor, &stations));
         }
@@ -362,12 +396,14 @@ pub fn run_with(
             next_telemetry += cfg.telemetry_period_s;
             for (i, (s, k)) in stations.iter_mut().zip(&mut kpis).enumerate() {
                 let tm = s.telemetry(now_ms, outdoor);
-                k.record_metered(
-                    cfg.telemetry_period_s.min(end - t),
-                    tm.flow_m3h,
-                    tm.supply_temp_c,
-                    tm.return_temp_c,
-                );
+                if measured {
+                    k.record_metered(
+                        cfg.telemetry_period_s.min(end - t),
+                        tm.flow_m3h,
+                        tm.supply_temp_c,
+                        tm.return_temp_c,
+                    );
+                }
                 if link_down && i < hit {
                     continue;
                 }
@@ -380,12 +416,19 @@ pub fn run_with(
                 }
             }
         }
-        let dt = cfg.step_s.min((next_telemetry - t).max(1e-3)).min(end - t);
+        let mut dt = cfg.step_s.min((next_telemetry - t).max(1e-3)).min(end - t);
+        if !measured {
+            dt = dt.min(-t); // land exactly on the start of the measured window
+        }
         for (s, k) in stations.iter_mut().zip(&mut kpis) {
             s.step(dt, outdoor, now_ms);
-            k.record(dt, &sample(s, outdoor));
+            if measured {
+                k.record(dt, &sample(s, outdoor));
+            }
         }
-        degree_s += (DEGREE_DAY_BASE_C - outdoor).max(0.0) * dt;
+        if measured {
+            degree_s += (DEGREE_DAY_BASE_C - outdoor).max(0.0) * dt;
+        }
         t += dt;
     }
     series.push(series_point(t, scenario.outdoor_c(t), &stations));
@@ -398,6 +441,8 @@ pub fn run_with(
     RunReport {
         scenario,
         disturbance,
+        fleet: cfg.fleet,
+        baseline_raise_k,
         policy: policy.name(),
         seed: cfg.seed,
         hours,
@@ -410,14 +455,51 @@ pub fn run_with(
         indoor_under: kpis.iter().map(|k| k.indoor_under).sum::<f64>() / n,
         indoor_over: kpis.iter().map(|k| k.indoor_over).sum::<f64>() / n,
         supply_within_1k: kpis.iter().map(|k| k.supply_within_1k).sum::<f64>() / n,
-        commands_accepted: stations
-            .iter()
-            .map(|s| s.commands_received - s.commands_refused)
-            .sum(),
-        commands_refused: stations.iter().map(|s| s.commands_refused).sum(),
+        commands_accepted: command_counts(&stations).0 - commands_before.unwrap_or_default().0,
+        commands_refused: command_counts(&stations).1 - commands_before.unwrap_or_default().1,
         stations: kpis,
         series,
     }
+}
+
+/// The least raise of the stations' common curve (K, to 0.01 K) that brings the coldest of
+/// them to `indoor_c` in steady state at outdoor `outdoor_c` with the pumps at full speed: how
+/// an unbalanced district is run without coordination — the whole curve goes up until the
+/// coldest building stops complaining, and the rest overheat (`domain.md` §2.5).
+pub fn raise_for_coldest_k(stations: &[SimStation], outdoor_c: f64, indoor_c: f64) -> f64 {
+    let coldest = |raise: f64| {
+        stations
+            .iter()
+            .map(|s| {
+                let p = &s.plant.p;
+                let supply = s.local.setpoint_c(outdoor_c) + raise;
+                crate::plant::steady_indoor_c(p, p.pump_max_kgs, supply, outdoor_c)
+            })
+            .fold(f64::INFINITY, f64::min)
+    };
+    if coldest(0.0) >= indoor_c {
+        return 0.0;
+    }
+    let (mut lo, mut hi) = (0.0, 40.0);
+    while hi - lo > 0.01 {
+        let mid = 0.5 * (lo + hi);
+        if coldest(mid) >= indoor_c {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    (hi * 100.0).round() / 100.0
+}
+
+/// Commands accepted and refused by the fleet so far.
+fn command_counts(stations: &[SimStation]) -> (u64, u64) {
+    stations.iter().fold((0, 0), |(a, r), s| {
+        (
+            a + s.commands_received - s.commands_refused,
+            r + s.commands_refused,
+        )
+    })
 }
 
 fn series_point(t: f64, outdoor_c: f64, stations: &[SimStation]) -> SeriesPoint {
@@ -547,6 +629,55 @@ mod tests {
             warmup_h: 12.0,
             ..SimConfig::default()
         }
+    }
+
+    #[test]
+    fn an_unbalanced_fleet_keeps_the_design_data_and_varies_the_radiators() {
+        let balanced = fleet(20).build_stations();
+        let unbalanced = SimConfig {
+            fleet: crate::Fleet::Unbalanced,
+            ..fleet(20)
+        }
+        .build_stations();
+        let mut factors = Vec::new();
+        for (b, u) in balanced.iter().zip(&unbalanced) {
+            assert_eq!(b.plant.p.area_m2, u.plant.p.area_m2);
+            assert_eq!(b.plant.p.design_heat_w, u.plant.p.design_heat_w);
+            let f = u.plant.p.radiator_design_w / u.plant.p.design_heat_w;
+            let ua = u.plant.p.building_ua_w_k / b.plant.p.building_ua_w_k;
+            assert!((0.75..=1.35).contains(&f) && (0.95..=1.05).contains(&ua));
+            factors.push(f);
+        }
+        let spread = factors.iter().fold(0.0f64, |m, f| m.max(*f))
+            - factors.iter().fold(f64::INFINITY, |m, f| m.min(*f));
+        assert!(spread > 0.3, "{factors:?}");
+    }
+
+    #[test]
+    fn the_raised_baseline_brings_exactly_the_coldest_station_to_18_c() {
+        let stations = SimConfig {
+            fleet: crate::Fleet::Unbalanced,
+            ..fleet(20)
+        }
+        .build_stations();
+        let coldest = |raise: f64| {
+            stations
+                .iter()
+                .map(|s| {
+                    let p = &s.plant.p;
+                    let supply = s.local.setpoint_c(-5.0) + raise;
+                    crate::plant::steady_indoor_c(p, p.pump_max_kgs, supply, -5.0)
+                })
+                .fold(f64::INFINITY, f64::min)
+        };
+        let raise = raise_for_coldest_k(&stations, -5.0, 18.0);
+        assert!(raise > 1.0, "{raise}");
+        assert!(coldest(raise) >= 18.0 && coldest(raise - 0.02) < 18.0);
+        // A balanced fleet at its design flow needs no raise.
+        assert_eq!(
+            raise_for_coldest_k(&fleet(20).build_stations(), -5.0, 17.0),
+            0.0
+        );
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! Sits between ingest (latest accepted reading per station) and the command publisher.
 //! Pure and synchronous: [`curve`] (outdoor → supply), [`pi`] (one loop with limits, rate
 //! limit, dead band, anti-windup, bumpless transfer) and [`station`] (the whole per-station
-//! controller, with staleness and modes).
+//! controller, with staleness and modes); [`coordinator`] balances the stations of a district
+//! against each other, slowly, through an offset on each one's curve.
 
+pub mod coordinator;
 pub mod curve;
 pub mod pi;
 pub mod station;

@@ -78,6 +78,8 @@ pub struct StationController {
     last: Option<Outputs>,
     /// An operator's fixed supply setpoint (°C) replacing the curve, until the optional expiry.
     fixed: Option<(f64, Option<i64>)>,
+    /// The district coordinator's offset on the curve, K (0 without a coordinator).
+    district_offset_k: f64,
 }
 
 impl StationController {
@@ -95,6 +97,7 @@ impl StationController {
             stale: true,
             last: None,
             fixed: None,
+            district_offset_k: 0.0,
         }
     }
 
@@ -111,6 +114,20 @@ impl StationController {
     /// Sets the operator offset. The caller checks it against the safety limits.
     pub fn set_supply_offset_k(&mut self, k: f64) {
         self.params.supply_offset_k = k;
+    }
+
+    /// The district coordinator's offset, K.
+    pub fn district_offset_k(&self) -> f64 {
+        self.district_offset_k
+    }
+
+    /// Sets the district coordinator's offset (already within the coordinator's bounds; a
+    /// non-finite value is ignored). Added to the curve like the operator's offset, never to a
+    /// fixed setpoint; the sum is clamped to the supply limits and ramped.
+    pub fn set_district_offset_k(&mut self, k: f64) {
+        if k.is_finite() {
+            self.district_offset_k = k;
+        }
     }
 
     /// The fixed supply setpoint and its expiry (Unix ms), if one is set.
@@ -173,11 +190,15 @@ impl StationController {
     }
 
     /// The target for `outdoor_c`: the operator's fixed setpoint, else the heating curve plus
-    /// offset; then the return correction; clamped to the hard limits.
+    /// offset and the district offset; then the return correction; clamped to the hard limits.
     fn target_c(&self, outdoor_c: f64) -> f64 {
         let base = match self.fixed {
             Some((c, _)) => c,
-            None => self.params.curve.supply_c(outdoor_c) + self.params.supply_offset_k,
+            None => {
+                self.params.curve.supply_c(outdoor_c)
+                    + self.params.supply_offset_k
+                    + self.district_offset_k
+            }
         };
         (base + self.return_corr_k).clamp(self.params.supply_min_c, self.params.supply_max_c)
     }

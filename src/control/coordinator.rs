@@ -1,0 +1,458 @@
+//! The district coordinator: slow balancing across stations (`domain.md` §2.5).
+//!
+//! Where it sits: beside the per-station controllers, inside the engine's control task (and
+//! the offline scenario runner). Every reading a station's controller acts on is also
+//! [`Coordinator::observe`]d: the heat the station delivered (flow × ΔT × 1.163) against its
+//! design load (heat index × heated area). Every `period_s` of plant time
+//! [`Coordinator::update`] compares each station's filtered **load ratio** (heat / design
+//! heat — heat per m² normalised by the station's own design W/m²) with a common target and
+//! moves that station's *district offset* on the supply setpoint a little towards closing the
+//! gap. The target is the district's design-weighted mean ratio (equal heat per design m²
+//! everywhere, so the stations that overheat give up what the cold ones lack), or, with
+//! `indoor_target_c`, the ratio the weather asks for at that indoor temperature
+//! ((target − outdoor) / (design indoor − design outdoor)), which also lowers a district that
+//! is over-fired as a whole.
+//!
+//! Safety: the offset never leaves ±`max_offset_k`, never moves faster than
+//! `max_rate_k_per_h`, does not integrate towards a side where the station is already at a
+//! limit (anti-windup: supply setpoint or valve saturated), holds while a station has no fresh
+//! data or is not in automatic, and stops moving altogether when fewer than `min_stations`
+//! reported in the period. The station controller adds the offset to its curve and clamps the
+//! result to the station's own supply limits and ramp, like every other setpoint.
+
+use crate::control::{Outputs, StationController};
+use crate::model::Reading;
+
+/// How the coordinator is tuned. Built from the validated `[coordinator]` config section.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoordinatorConfig {
+    /// Plant seconds between two updates.
+    pub period_s: f64,
+    /// Time constant of each station's load-ratio filter, plant seconds.
+    pub filter_tau_s: f64,
+    /// Offset change per hour for a station 100 % off its target ratio, K/h.
+    pub gain_k_per_h: f64,
+    /// Largest district offset either way, K.
+    pub max_offset_k: f64,
+    /// Largest offset change per hour, K/h.
+    pub max_rate_k_per_h: f64,
+    /// Relative deviation inside which nothing moves.
+    pub dead_band: f64,
+    /// `None`: equalise on the district mean. `Some(t)`: aim every station at the heat the
+    /// weather asks for at indoor `t` °C.
+    pub indoor_target_c: Option<f64>,
+    /// Fewer stations with fresh data in a period than this, and no offset moves.
+    pub min_stations: usize,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        Self {
+            period_s: 900.0,
+            filter_tau_s: 3600.0,
+            gain_k_per_h: 10.0,
+            max_offset_k: 8.0,
+            max_rate_k_per_h: 1.0,
+            dead_band: 0.02,
+            indoor_target_c: None,
+            min_stations: 3,
+        }
+    }
+}
+
+/// What a station did over one controller step, as [`Coordinator::observe`] takes it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Observation {
+    /// Heat delivered (from flow and ΔT), kW.
+    pub heat_kw: f64,
+    /// The station's design load (heat index × heated area), kW.
+    pub design_kw: f64,
+    /// Outdoor temperature, and the station's design indoor and outdoor temperatures, °C.
+    pub outdoor_c: f64,
+    pub design_indoor_c: f64,
+    pub design_outdoor_c: f64,
+    /// Plant seconds the step covered.
+    pub dt_s: f64,
+    /// The station can still deliver more (its setpoint is below its supply maximum and its
+    /// valve is not wide open) / less (setpoint above its minimum, valve not shut).
+    pub can_raise: bool,
+    pub can_lower: bool,
+}
+
+impl Observation {
+    /// What the coordinator learns from one step of station controller `ctrl` on reading `r`
+    /// that produced `o`, covering `dt_s` plant seconds.
+    pub fn of_step(ctrl: &StationController, r: &Reading, o: &Outputs, dt_s: f64) -> Self {
+        let p = ctrl.params();
+        let area = r.heated_area_m2.or(p.heated_area_m2).unwrap_or(0.0);
+        let valve_open = r.valve_pct.unwrap_or(o.valve_pct);
+        Self {
+            heat_kw: r.heat_kw(),
+            design_kw: p.heat_index_w_m2 * area / 1000.0,
+            outdoor_c: o.outdoor_c,
+            design_indoor_c: p.design_indoor_c,
+            design_outdoor_c: p.design_outdoor_c,
+            dt_s,
+            can_raise: o.supply_setpoint_c < p.supply_max_c - 0.05
+                && valve_open < p.valve.out_max - 0.5,
+            can_lower: o.supply_setpoint_c > p.supply_min_c + 0.05
+                && valve_open > p.valve.out_min + 0.5,
+        }
+    }
+}
+
+/// One station's coordination state.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Member {
+    /// The offset the station's controller adds to its curve, K.
+    pub offset_k: f64,
+    /// Filtered load ratio (heat / design heat), and the ratio the weather asks for.
+    pub ratio: Option<f64>,
+    pub demand_ratio: Option<f64>,
+    /// The target it was last moved towards.
+    pub target_ratio: Option<f64>,
+    acc: Acc,
+}
+
+/// Sums over the current period.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Acc {
+    heat_kj: f64,
+    design_kj: f64,
+    demand_kj: f64,
+    dt_s: f64,
+    can_raise: bool,
+    can_lower: bool,
+}
+
+/// The coordinator over a fixed list of stations (indices as the engine numbers them).
+#[derive(Debug, Clone)]
+pub struct Coordinator {
+    cfg: CoordinatorConfig,
+    members: Vec<Member>,
+    /// Plant seconds since the last update.
+    clock_s: f64,
+    updates: u64,
+}
+
+impl Coordinator {
+    pub fn new(cfg: CoordinatorConfig, stations: usize) -> Self {
+        Self {
+            cfg,
+            members: vec![Member::default(); stations],
+            clock_s: 0.0,
+            updates: 0,
+        }
+    }
+
+    pub fn config(&self) -> &CoordinatorConfig {
+        &self.cfg
+    }
+
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    /// The district offset of station `i`, K (0 for an unknown index).
+    pub fn offset_k(&self, i: usize) -> f64 {
+        self.members.get(i).map_or(0.0, |m| m.offset_k)
+    }
+
+    pub fn updates(&self) -> u64 {
+        self.updates
+    }
+
+    /// Adds one controller step of station `i`. Observations with non-finite or non-positive
+    /// figures are ignored (a station without a heated area has no design load to compare).
+    pub fn observe(&mut self, i: usize, o: &Observation) {
+        let Some(m) = self.members.get_mut(i) else {
+            return;
+        };
+        let span = o.design_indoor_c - o.design_outdoor_c;
+        let ok = [o.heat_kw, o.design_kw, o.outdoor_c, o.dt_s, span]
+            .iter()
+            .all(|x| x.is_finite())
+            && o.design_kw > 0.0
+            && o.dt_s > 0.0
+            && span > 0.0;
+        if !ok {
+            return;
+        }
+        let target_indoor = self.cfg.indoor_target_c.unwrap_or(o.design_indoor_c);
+        let demand = ((target_indoor - o.outdoor_c) / span).max(0.0);
+        let a = &mut m.acc;
+        if a.dt_s == 0.0 {
+            a.can_raise = true;
+            a.can_lower = true;
+        }
+        a.heat_kj += o.heat_kw.max(0.0) * o.dt_s;
+        a.design_kj += o.design_kw * o.dt_s;
+        a.demand_kj += demand * o.design_kw * o.dt_s;
+        a.dt_s += o.dt_s;
+        // A station that hit a limit at any point in the period is treated as at that limit.
+        a.can_raise &= o.can_raise;
+        a.can_lower &= o.can_lower;
+    }
+
+    /// Advances the coordinator's clock by `dt_s` plant seconds; runs an update when a period
+    /// is complete and returns whether it did.
+    pub fn advance(&mut self, dt_s: f64) -> bool {
+        if !(dt_s.is_finite() && dt_s > 0.0) {
+            return false;
+        }
+        self.clock_s += dt_s;
+        if self.clock_s + 1e-9 < self.cfg.period_s {
+            return false;
+        }
+        let span = self.clock_s;
+        self.clock_s = 0.0;
+        self.update(span);
+        true
+    }
+
+    /// One update over a period of `span_s` plant seconds: filters the period's ratios, sets
+    /// the targets and moves the offsets. Clears the period's sums.
+    pub fn update(&mut self, span_s: f64) {
+        self.updates += 1;
+        let c = &self.cfg;
+        let mut fresh = vec![false; self.members.len()];
+        let (mut weighted, mut weights) = (0.0, 0.0);
+        for (m, f) in self.members.iter_mut().zip(&mut fresh) {
+            let a = m.acc;
+            if a.dt_s <= 0.0 || a.design_kj <= 0.0 {
+                continue;
+            }
+            *f = true;
+            let ratio = a.heat_kj / a.design_kj;
+            let demand = a.demand_kj / a.design_kj;
+            let alpha = 1.0 - (-a.dt_s / c.filter_tau_s.max(1e-9)).exp();
+            let filt =
+                |old: Option<f64>, new: f64| Some(old.map_or(new, |o| o + alpha * (new - o)));
+            m.ratio = filt(m.ratio, ratio);
+            m.demand_ratio = filt(m.demand_ratio, demand);
+            let design_kw = a.design_kj / a.dt_s;
+            weighted += m.ratio.unwrap_or(ratio) * design_kw;
+            weights += design_kw;
+        }
+        let n_fresh = fresh.iter().filter(|f| **f).count();
+        let mean = (weights > 0.0).then(|| weighted / weights);
+        let hours = span_s.max(0.0) / 3600.0;
+        let max_step = c.max_rate_k_per_h * hours;
+        for (m, f) in self.members.iter_mut().zip(fresh) {
+            let a = std::mem::take(&mut m.acc);
+            if !f || n_fresh < c.min_stations {
+                continue; // hold
+            }
+            let target = match c.indoor_target_c {
+                Some(_) => m.demand_ratio,
+                None => mean,
+            };
+            m.target_ratio = target;
+            let (Some(target), Some(ratio)) = (target, m.ratio) else {
+                continue;
+            };
+            if target <= 1e-6 {
+                continue; // no heating demand: nothing to balance
+            }
+            let dev = ((target - ratio) / target).clamp(-1.0, 1.0);
+            if dev.abs() <= c.dead_band {
+                continue;
+            }
+            let mut step = (c.gain_k_per_h * dev * hours).clamp(-max_step, max_step);
+            // Anti-windup: no further push towards a side the station cannot follow.
+            if (step > 0.0 && !a.can_raise) || (step < 0.0 && !a.can_lower) {
+                step = 0.0;
+            }
+            m.offset_k = (m.offset_k + step).clamp(-c.max_offset_k, c.max_offset_k);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn obs(heat_kw: f64, design_kw: f64) -> Observation {
+        Observation {
+            heat_kw,
+            design_kw,
+            outdoor_c: -5.0,
+            design_indoor_c: 18.0,
+            design_outdoor_c: -10.0,
+            dt_s: 5.0,
+            can_raise: true,
+            can_lower: true,
+        }
+    }
+
+    /// Feeds one full period of constant observations and runs the update.
+    fn period(c: &mut Coordinator, stations: &[Observation]) {
+        let steps = (c.config().period_s / 5.0).round() as usize;
+        for _ in 0..steps {
+            for (i, o) in stations.iter().enumerate() {
+                c.observe(i, o);
+            }
+            c.advance(5.0);
+        }
+    }
+
+    #[test]
+    fn an_overheating_station_is_lowered_and_a_cold_one_raised_towards_the_mean() {
+        let mut c = Coordinator::new(CoordinatorConfig::default(), 3);
+        // Same design load; heat 120 %, 100 % and 80 % of the mean of the three.
+        let fleet = [obs(600.0, 1000.0), obs(500.0, 1000.0), obs(400.0, 1000.0)];
+        period(&mut c, &fleet);
+        let m = c.members();
+        assert!((m[1].target_ratio.unwrap() - 0.5).abs() < 1e-9);
+        // 20 % off at 10 K/h over 0.25 h would be 0.5 K; the rate limit holds it to 0.25 K.
+        assert!((m[0].offset_k + 0.25).abs() < 1e-9, "{}", m[0].offset_k);
+        assert!((m[2].offset_k - 0.25).abs() < 1e-9, "{}", m[2].offset_k);
+        assert_eq!(m[1].offset_k, 0.0, "inside the dead band");
+        // Kept up for a day the offsets stop at the bound.
+        for _ in 0..96 {
+            period(&mut c, &fleet);
+        }
+        assert_eq!(c.offset_k(0), -8.0);
+        assert_eq!(c.offset_k(2), 8.0);
+    }
+
+    #[test]
+    fn with_an_indoor_target_an_over_fired_district_is_lowered_as_a_whole() {
+        let cfg = CoordinatorConfig {
+            indoor_target_c: Some(18.0),
+            ..CoordinatorConfig::default()
+        };
+        let mut c = Coordinator::new(cfg, 3);
+        // At −5 °C the weather asks for (18 + 5) / 28 = 0.821 of design; all get 1.0.
+        period(&mut c, &[obs(1000.0, 1000.0); 3]);
+        for m in c.members() {
+            assert!((m.demand_ratio.unwrap() - 23.0 / 28.0).abs() < 1e-9);
+            assert!((m.offset_k + 0.25).abs() < 1e-9, "{}", m.offset_k);
+        }
+    }
+
+    #[test]
+    fn holds_without_enough_fresh_stations_and_for_a_silent_one() {
+        let mut c = Coordinator::new(CoordinatorConfig::default(), 4);
+        period(&mut c, &[obs(600.0, 1000.0), obs(400.0, 1000.0)]);
+        assert!(
+            c.members().iter().all(|m| m.offset_k == 0.0),
+            "2 < 3 stations"
+        );
+        let fleet = [obs(600.0, 1000.0), obs(400.0, 1000.0), obs(500.0, 1000.0)];
+        period(&mut c, &fleet);
+        assert!(c.offset_k(0) < 0.0 && c.offset_k(1) > 0.0);
+        assert_eq!(c.offset_k(3), 0.0, "never reported");
+        // Station 0 falls silent: its offset is held while the others go on.
+        let before = c.offset_k(0);
+        let mut only = [
+            obs(0.0, 0.0),
+            obs(400.0, 1000.0),
+            obs(500.0, 1000.0),
+            obs(600.0, 1000.0),
+        ];
+        only[0].dt_s = 0.0;
+        period(&mut c, &only);
+        assert_eq!(c.offset_k(0), before);
+        assert!(c.offset_k(3) < 0.0);
+    }
+
+    #[test]
+    fn no_windup_towards_a_side_the_station_cannot_follow() {
+        let mut c = Coordinator::new(CoordinatorConfig::default(), 3);
+        let mut cold = obs(300.0, 1000.0);
+        cold.can_raise = false; // valve wide open
+        let mut hot = obs(700.0, 1000.0);
+        hot.can_lower = false; // at its supply minimum
+        for _ in 0..8 {
+            period(&mut c, &[cold, obs(500.0, 1000.0), hot]);
+        }
+        assert_eq!(c.offset_k(0), 0.0);
+        assert_eq!(c.offset_k(2), 0.0);
+        // The permitted direction still works.
+        let mut hot_only_raise = obs(300.0, 1000.0);
+        hot_only_raise.can_lower = false;
+        period(
+            &mut c,
+            &[hot_only_raise, obs(500.0, 1000.0), obs(700.0, 1000.0)],
+        );
+        assert!(c.offset_k(0) > 0.0);
+    }
+
+    #[test]
+    fn bad_observations_are_ignored() {
+        let mut c = Coordinator::new(CoordinatorConfig::default(), 3);
+        for bad in [
+            obs(f64::NAN, 1000.0),
+            obs(500.0, 0.0),
+            obs(500.0, f64::INFINITY),
+            Observation {
+                dt_s: -1.0,
+                ..obs(500.0, 1000.0)
+            },
+            Observation {
+                design_indoor_c: -20.0,
+                ..obs(500.0, 1000.0)
+            },
+        ] {
+            c.observe(0, &bad);
+        }
+        c.observe(99, &obs(500.0, 1000.0)); // unknown index
+        c.update(900.0);
+        assert!(c.members()[0].ratio.is_none());
+    }
+
+    proptest! {
+        /// Whatever the stations report, the offsets stay within ±max_offset_k and never move
+        /// faster than max_rate_k_per_h.
+        #[test]
+        fn never_exceeds_its_limits(
+            periods in proptest::collection::vec(
+                proptest::collection::vec(
+                    (-1e4..1e5f64, 0.0..1e4f64, -40.0..30.0f64, 0.0..100.0f64, any::<bool>(), any::<bool>()),
+                    4,
+                ),
+                1..60,
+            ),
+            max_offset_k in 0.0..10.0f64,
+            max_rate_k_per_h in 0.0..5.0f64,
+            gain_k_per_h in 0.0..100.0f64,
+            period_s in 60.0..3600.0f64,
+            target in proptest::option::of(10.0..25.0f64),
+        ) {
+            let cfg = CoordinatorConfig {
+                period_s,
+                max_offset_k,
+                max_rate_k_per_h,
+                gain_k_per_h,
+                indoor_target_c: target,
+                min_stations: 1,
+                ..CoordinatorConfig::default()
+            };
+            let mut c = Coordinator::new(cfg, 4);
+            for p in periods {
+                let before: Vec<f64> = c.members().iter().map(|m| m.offset_k).collect();
+                for (i, (heat, design, out, dt, up, down)) in p.into_iter().enumerate() {
+                    c.observe(i, &Observation {
+                        heat_kw: heat,
+                        design_kw: design,
+                        outdoor_c: out,
+                        design_indoor_c: 18.0,
+                        design_outdoor_c: -10.0,
+                        dt_s: dt,
+                        can_raise: up,
+                        can_lower: down,
+                    });
+                }
+                c.update(period_s);
+                let max_step = max_rate_k_per_h * period_s / 3600.0 + 1e-9;
+                for (m, b) in c.members().iter().zip(before) {
+                    prop_assert!(m.offset_k.is_finite());
+                    prop_assert!(m.offset_k.abs() <= max_offset_k + 1e-12);
+                    prop_assert!((m.offset_k - b).abs() <= max_step);
+                }
+            }
+        }
+    }
+}
