@@ -285,6 +285,7 @@ async fn station(
         .collect::<Vec<_>>());
     v["controller"] = json!({
         "supply_offset_k": s.supply_offset_k,
+        "district_offset_k": s.district_offset_k,
         "fixed_supply_c": s.fixed_supply.map(|f| f.0),
         "fixed_until_ms": s.fixed_supply.and_then(|f| f.1),
         "return_correction_k": o.map(|o| o.return_correction_k),

@@ -367,7 +367,7 @@ async fn execute(remote: &Remote, verb: Verb) -> Result<String, Failure> {
             Ok(format!(
                 "station   {}  mode {}{}  seq {}\n\
                  supply    {} °C, setpoint {} °C\n\
-                 target    offset {} K, fixed {}, return correction {} K\n\
+                 target    offset {} K, district {} K, fixed {}, return correction {} K\n\
                  return    {} °C, ΔT {} K, heat {} kW ({} W/m²)\n\
                  flow      {} m³/h, setpoint {} m³/h\n\
                  valve     {} % (P {}, I {}{})\n\
@@ -385,6 +385,7 @@ async fn execute(remote: &Remote, verb: Verb) -> Result<String, Failure> {
                 f(&v["supply_temp_c"], 2),
                 f(&v["supply_setpoint_c"], 2),
                 f(&c["supply_offset_k"], 1),
+                f(&c["district_offset_k"], 2),
                 c["fixed_supply_c"]
                     .as_f64()
                     .map(|x| format!("{x} °C"))

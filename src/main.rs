@@ -57,8 +57,10 @@ enum Cmd {
         hours: f64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// A fault on the first tenth of the fleet: comms-loss (08:00–14:00) or sensor-drift
-        /// (supply sensor +0.5 K/h from 06:00).
+        /// A disturbance on the first tenth of the fleet: comms-loss (08:00–14:00),
+        /// sensor-drift (supply sensor +0.5 K/h from 06:00), area-change (+30 % heated area at
+        /// 12:00), undersized-hx (half the exchanger's UA) or gains (3 W/m² internal, sun up to
+        /// 12 W/m² 08:00–16:00).
         #[arg(long, default_value = "none")]
         disturbance: String,
         /// balanced (radiators and buildings as designed) or unbalanced (radiators 75–135 %
@@ -152,7 +154,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let Some(disturbance) = heatgrid_sim::scenario::Disturbance::parse(&disturbance) else {
                 anyhow::bail!(
-                    "unknown disturbance {disturbance:?}: none, comms-loss or sensor-drift"
+                    "unknown disturbance {disturbance:?}: none, comms-loss, sensor-drift, \
+                     area-change, undersized-hx or gains"
                 );
             };
             let Some(fleet) = heatgrid_sim::Fleet::parse(&fleet) else {

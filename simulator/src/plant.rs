@@ -159,6 +159,8 @@ pub struct Plant {
     /// Fault: share of the supply short-circuited into the return at the station (an open
     /// bypass): raises the return, lowers ΔT.
     pub bypass: f64,
+    /// Free heat into the buildings (sun, people, appliances), W.
+    pub gains_w: f64,
 }
 
 impl Plant {
@@ -180,6 +182,7 @@ impl Plant {
             energy_j: 0.0,
             primary_supply_override_c: None,
             bypass: 0.0,
+            gains_w: 0.0,
             p,
         }
     }
@@ -244,8 +247,9 @@ impl Plant {
         lag(&mut self.return_c, t_ret, net_tau);
 
         let c_building = p.building_tau_h * 3600.0 * p.building_ua_w_k;
-        self.indoor_c +=
-            dt * (q_rad - p.building_ua_w_k * (self.indoor_c - outdoor_c)) / c_building;
+        self.indoor_c += dt
+            * (q_rad + self.gains_w - p.building_ua_w_k * (self.indoor_c - outdoor_c))
+            / c_building;
     }
 }
 

@@ -85,13 +85,24 @@ pub enum Disturbance {
     /// From 06:00 the supply sensor drifts up by 0.5 K per hour (at most 5 K): the station
     /// reads too warm and is driven too cold.
     SensorDrift,
+    /// At 12:00 new buildings are connected: heated area, building loss and radiators all
+    /// grow by 30 % on the same station equipment, and the telemetry reports the new area.
+    AreaChange,
+    /// The heat exchanger has half the design UA (fouled or undersized) all along.
+    UndersizedHx,
+    /// Free heat: 3 W/m² from people and appliances all day, and sun up to 12 W/m² between
+    /// 08:00 and 16:00 (peak at noon) — heat the buildings get without the network.
+    Gains,
 }
 
 impl Disturbance {
-    pub const ALL: [Disturbance; 3] = [
+    pub const ALL: [Disturbance; 6] = [
         Disturbance::None,
         Disturbance::CommsLoss,
         Disturbance::SensorDrift,
+        Disturbance::AreaChange,
+        Disturbance::UndersizedHx,
+        Disturbance::Gains,
     ];
 
     pub fn name(self) -> &'static str {
@@ -99,6 +110,9 @@ impl Disturbance {
             Disturbance::None => "none",
             Disturbance::CommsLoss => "comms-loss",
             Disturbance::SensorDrift => "sensor-drift",
+            Disturbance::AreaChange => "area-change",
+            Disturbance::UndersizedHx => "undersized-hx",
+            Disturbance::Gains => "gains",
         }
     }
 
@@ -333,6 +347,11 @@ pub fn run_with(
 ) -> RunReport {
     let mut stations = cfg.build_stations();
     let hit = disturbance.affected(stations.len());
+    if disturbance == Disturbance::UndersizedHx {
+        for s in stations.iter_mut().take(hit) {
+            s.plant.p.hx_ua_w_k *= 0.5;
+        }
+    }
     let lead_s = cfg.lead_h.max(0.0) * 3600.0;
     let mut baseline_raise_k = 0.0;
     if matches!(policy, Policy::Baseline) {
@@ -372,6 +391,7 @@ pub fn run_with(
     let (mut t, mut next_telemetry, mut degree_s) = (-lead_s, -lead_s, 0.0);
     let (mut series, mut next_point) = (Vec::new(), 0.0);
     let mut commands_before = None;
+    let mut area_changed = false;
     let end = hours * 3600.0;
     while t < end - 1e-9 {
         let now_ms = DAY_START_MS + (t * 1000.0).round() as i64;
@@ -384,11 +404,37 @@ pub fn run_with(
             next_point += SERIES_STEP_S;
             series.push(series_point(t, outdoor, &stations));
         }
-        if disturbance == Disturbance::SensorDrift {
-            let drift = (0.5 * (t / 3600.0 - 6.0)).clamp(0.0, 5.0);
-            for s in stations.iter_mut().take(hit) {
-                s.sensor_offset_k = drift;
+        match disturbance {
+            Disturbance::SensorDrift => {
+                let drift = (0.5 * (t / 3600.0 - 6.0)).clamp(0.0, 5.0);
+                for s in stations.iter_mut().take(hit) {
+                    s.sensor_offset_k = drift;
+                }
             }
+            Disturbance::AreaChange if !area_changed && t >= 12.0 * 3600.0 => {
+                area_changed = true;
+                for s in stations.iter_mut().take(hit) {
+                    let p = &mut s.plant.p;
+                    p.area_m2 *= 1.3;
+                    p.building_ua_w_k *= 1.3;
+                    p.radiator_design_w *= 1.3;
+                }
+                for (k, s) in kpis.iter_mut().zip(&stations).take(hit) {
+                    k.area_m2 = s.plant.p.area_m2;
+                }
+            }
+            Disturbance::Gains => {
+                let hour = (t / 3600.0).rem_euclid(24.0);
+                let sun = if (8.0..16.0).contains(&hour) {
+                    12.0 * (PI * (hour - 8.0) / 8.0).sin()
+                } else {
+                    0.0
+                };
+                for s in stations.iter_mut().take(hit) {
+                    s.plant.gains_w = (3.0 + sun) * s.plant.p.area_m2;
+                }
+            }
+            _ => {}
         }
         let link_down =
             disturbance == Disturbance::CommsLoss && (8.0..14.0).contains(&(t / 3600.0));
@@ -759,6 +805,47 @@ mod tests {
         // The drifting station reads warm and is driven cold: less heat, the others unchanged.
         assert!(drift.stations[0].heat_gj < clean.stations[0].heat_gj * 0.98);
         assert_eq!(drift.stations[1].heat_gj, clean.stations[1].heat_gj);
+    }
+
+    #[test]
+    fn area_change_undersized_exchanger_and_gains_hit_only_their_stations() {
+        let clean = run(&fleet(10), Scenario::WinterDay, 16.0, Policy::Local);
+        let with = |d| run_with(&fleet(10), Scenario::WinterDay, d, 16.0, Policy::Local);
+        // New buildings at 12:00: the station's area and heat grow, its homes cool (same
+        // equipment, same curve, 30 % more radiators and loss).
+        let area = with(Disturbance::AreaChange);
+        let (a, c) = (&area.stations[0], &clean.stations[0]);
+        assert!((a.area_m2 - 1.3 * c.area_m2).abs() < 1e-6);
+        assert!(
+            a.heat_gj > c.heat_gj * 1.03,
+            "{} vs {}",
+            a.heat_gj,
+            c.heat_gj
+        );
+        assert_eq!(area.stations[1].heat_gj, clean.stations[1].heat_gj);
+        // Half the exchanger: in the cold morning the valve opens further, more often at its end.
+        let hx = with(Disturbance::UndersizedHx);
+        assert!(
+            hx.stations[0].valve_saturated_h > clean.stations[0].valve_saturated_h,
+            "{} vs {}",
+            hx.stations[0].valve_saturated_h,
+            clean.stations[0].valve_saturated_h
+        );
+        assert_eq!(hx.stations[1].heat_gj, clean.stations[1].heat_gj);
+        // Free heat: warmer homes on the same curve, and less from the network.
+        let gains = with(Disturbance::Gains);
+        let (g, c) = (&gains.stations[0], &clean.stations[0]);
+        assert!(
+            g.indoor_max_c > c.indoor_max_c + 0.3,
+            "{} vs {}",
+            g.indoor_max_c,
+            c.indoor_max_c
+        );
+        assert!(g.heat_gj < c.heat_gj, "{} vs {}", g.heat_gj, c.heat_gj);
+        assert_eq!(
+            gains.stations[1].indoor_max_c,
+            clean.stations[1].indoor_max_c
+        );
     }
 
     #[test]
