@@ -72,6 +72,10 @@ enum Cmd {
         /// temperature (°C); 0 makes it equalise heat per design m² on the district's mean.
         #[arg(long, default_value_t = 20.0)]
         indoor_target: f64,
+        /// Let heatgrid see each station's representative indoor temperature (the coordinator
+        /// then steers on it); by default it is withheld, as most stations have no such sensor.
+        #[arg(long)]
+        indoor_sensor: bool,
         /// Every run with every station's KPIs, as JSON.
         #[arg(long)]
         json: bool,
@@ -146,6 +150,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             disturbance,
             fleet,
             indoor_target,
+            indoor_sensor,
             json,
             html,
         } => {
@@ -165,6 +170,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             opts.disturbance = disturbance;
             opts.fleet = fleet;
             opts.coordinator.indoor_target_c = (indoor_target != 0.0).then_some(indoor_target);
+            opts.indoor_sensor = indoor_sensor;
             let runs = heatgrid::scenario::compare(&opts)?;
             let table = heatgrid::scenario::table(&runs);
             if json {

@@ -31,6 +31,9 @@ pub struct Options {
     pub seed: u64,
     /// The coordinator of the fourth run.
     pub coordinator: CoordinatorConfig,
+    /// Whether heatgrid sees the stations' representative indoor temperature (the simulator
+    /// always sends it; most real stations have no such sensor, so by default it is dropped).
+    pub indoor_sensor: bool,
 }
 
 impl Options {
@@ -48,6 +51,7 @@ impl Options {
                 indoor_target_c: Some(20.0),
                 ..CoordinatorConfig::default()
             },
+            indoor_sensor: false,
         }
     }
 }
@@ -93,6 +97,7 @@ pub fn compare(o: &Options) -> anyhow::Result<Vec<RunReport>> {
             _ => {
                 let coordinate = k == 3;
                 let mut hg = Heatgrid::new(&sim, coordinate.then(|| o.coordinator.clone()))?;
+                hg.indoor_sensor = o.indoor_sensor;
                 let mut policy =
                     |id: &str, telemetry: &str, now_ms: i64| hg.answer(id, telemetry, now_ms);
                 RunReport {
@@ -130,6 +135,7 @@ struct Heatgrid {
     period_s: f64,
     /// Simulated time of the last telemetry seen, ms (the coordinator's clock).
     last_ms: Option<i64>,
+    indoor_sensor: bool,
 }
 
 impl Heatgrid {
@@ -172,6 +178,7 @@ impl Heatgrid {
             valid_for_s: cfg.command_valid_for_s,
             period_s: sim.telemetry_period_s,
             last_ms: None,
+            indoor_sensor: false,
         })
     }
 
@@ -187,7 +194,10 @@ impl Heatgrid {
         self.last_ms = Some(now_ms);
         let &i = self.loops.get(id)?;
         let (sid, ctrl, seq) = &mut self.stations[i];
-        let reading = decode(sid, telemetry.as_bytes(), now_ms, &self.limits).ok()?;
+        let mut reading = decode(sid, telemetry.as_bytes(), now_ms, &self.limits).ok()?;
+        if !self.indoor_sensor {
+            reading.indoor_temp_c = None;
+        }
         match ctrl.tick(
             Some(&reading),
             reading.outdoor_temp_c.unwrap_or(-5.0),
@@ -224,7 +234,7 @@ pub fn table(runs: &[RunReport]) -> String {
     let mut out = format!(
         "scenario {}{} · {} fleet · {} stations · seed {} · {} h · {:.2} heating degree-days \
          (base 18 °C)\n\
-         baseline: the stations' fixed heating curve with the pump at constant full speed\n\n",
+         baseline: the stations' fixed heating curve{} with the pump at constant full speed\n\n",
         r0.scenario.name(),
         match r0.disturbance {
             Disturbance::None => String::new(),
@@ -238,7 +248,15 @@ pub fn table(runs: &[RunReport]) -> String {
         r0.stations.len(),
         r0.seed,
         r0.hours,
-        r0.degree_days
+        r0.degree_days,
+        if r0.baseline_raise_k > 0.0 {
+            format!(
+                " raised by {:.2} K (the least that gives its coldest station 18 °C)",
+                r0.baseline_raise_k
+            )
+        } else {
+            String::new()
+        }
     );
     let mut t = comfy_table::Table::new();
     t.load_preset(comfy_table::presets::ASCII_MARKDOWN)
@@ -248,6 +266,7 @@ pub fn table(runs: &[RunReport]) -> String {
             "GJ / degree-day",
             "heat vs baseline",
             "pump (full-speed h)",
+            "indoor mean °C",
             "indoor 18–22 °C",
             "< 18 °C",
             "> 22 °C",
@@ -260,6 +279,7 @@ pub fn table(runs: &[RunReport]) -> String {
             format!("{:.2}", r.heat_gj_per_degree_day),
             format!("{:+.1} %", (r.heat_gj / r0.heat_gj - 1.0) * 100.0),
             format!("{:.1}", r.pump_full_speed_h),
+            format!("{:.2}", r.indoor_mean_c),
             format!("{:.1} %", r.indoor_comfort * 100.0),
             format!("{:.1} %", r.indoor_under * 100.0),
             format!("{:.1} %", r.indoor_over * 100.0),

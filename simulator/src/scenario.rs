@@ -186,6 +186,8 @@ pub struct StationKpis {
     pub indoor_over: f64,
     pub indoor_min_c: f64,
     pub indoor_max_c: f64,
+    /// Time-mean indoor temperature, °C.
+    pub indoor_mean_c: f64,
     #[serde(skip)]
     acc: Acc,
 }
@@ -201,6 +203,7 @@ struct Acc {
     flow_return_s: f64,
     under_s: f64,
     comfort_s: f64,
+    indoor_ks: f64,
     over_s: f64,
 }
 
@@ -254,6 +257,7 @@ impl StationKpis {
         }
         self.indoor_min_c = self.indoor_min_c.min(s.indoor_c);
         self.indoor_max_c = self.indoor_max_c.max(s.indoor_c);
+        a.indoor_ks += s.indoor_c * dt;
     }
 
     /// Accounts one telemetry sample standing for `period_s` seconds (the metered heat).
@@ -273,6 +277,7 @@ impl StationKpis {
         self.return_flow_weighted_c = a.flow_return_s / a.flow_s.max(f64::MIN_POSITIVE);
         self.indoor_under = a.under_s / t;
         self.indoor_comfort = a.comfort_s / t;
+        self.indoor_mean_c = a.indoor_ks / t;
         self.indoor_over = a.over_s / t;
     }
 }
@@ -299,6 +304,9 @@ pub struct RunReport {
     pub indoor_comfort: f64,
     pub indoor_under: f64,
     pub indoor_over: f64,
+    /// Mean over stations of each one's time-mean indoor temperature, °C: heat use follows it
+    /// (loss ∝ indoor − outdoor), so compare heat only beside it.
+    pub indoor_mean_c: f64,
     /// Share of station-time with supply within ±1 K of its setpoint.
     pub supply_within_1k: f64,
     /// Commands the stations accepted and refused (a [`Policy::Controller`] run).
@@ -500,6 +508,7 @@ pub fn run_with(
         indoor_comfort: kpis.iter().map(|k| k.indoor_comfort).sum::<f64>() / n,
         indoor_under: kpis.iter().map(|k| k.indoor_under).sum::<f64>() / n,
         indoor_over: kpis.iter().map(|k| k.indoor_over).sum::<f64>() / n,
+        indoor_mean_c: kpis.iter().map(|k| k.indoor_mean_c).sum::<f64>() / n,
         supply_within_1k: kpis.iter().map(|k| k.supply_within_1k).sum::<f64>() / n,
         commands_accepted: command_counts(&stations).0 - commands_before.unwrap_or_default().0,
         commands_refused: command_counts(&stations).1 - commands_before.unwrap_or_default().1,
@@ -638,6 +647,7 @@ mod tests {
             assert!((share - 1.0 / 3.0).abs() < 1e-12);
         }
         assert_eq!((k.indoor_min_c, k.indoor_max_c), (17.0, 23.0));
+        assert!((k.indoor_mean_c - 20.0).abs() < 1e-12);
     }
 
     #[test]

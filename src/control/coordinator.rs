@@ -11,7 +11,10 @@
 //! everywhere, so the stations that overheat give up what the cold ones lack), or, with
 //! `indoor_target_c`, the ratio the weather asks for at that indoor temperature
 //! ((target − outdoor) / (design indoor − design outdoor)), which also lowers a district that
-//! is over-fired as a whole.
+//! is over-fired as a whole. A station that reports a representative indoor temperature
+//! (`indoor_temp_c`) is, with `indoor_target_c`, steered on that instead: the relative
+//! deviation is (target − indoor) / (target − outdoor), which sees free heat (sun, people)
+//! and buildings that lose more or less than their design data say, where heat alone cannot.
 //!
 //! Safety: the offset never leaves ±`max_offset_k`, never moves faster than
 //! `max_rate_k_per_h`, does not integrate towards a side where the station is already at a
@@ -77,6 +80,8 @@ pub struct Observation {
     /// valve is not wide open) / less (setpoint above its minimum, valve not shut).
     pub can_raise: bool,
     pub can_lower: bool,
+    /// The station's representative indoor temperature, °C, if it reports one.
+    pub indoor_c: Option<f64>,
 }
 
 impl Observation {
@@ -97,6 +102,7 @@ impl Observation {
                 && valve_open < p.valve.out_max - 0.5,
             can_lower: o.supply_setpoint_c > p.supply_min_c + 0.05
                 && valve_open > p.valve.out_min + 0.5,
+            indoor_c: r.indoor_temp_c,
         }
     }
 }
@@ -111,6 +117,8 @@ pub struct Member {
     pub demand_ratio: Option<f64>,
     /// The target it was last moved towards.
     pub target_ratio: Option<f64>,
+    /// Mean indoor temperature over the last period, when the station reports one.
+    pub indoor_c: Option<f64>,
     acc: Acc,
 }
 
@@ -123,6 +131,10 @@ struct Acc {
     dt_s: f64,
     can_raise: bool,
     can_lower: bool,
+    /// Indoor and outdoor temperature × seconds over the steps with an indoor reading.
+    indoor_ks: f64,
+    outdoor_ks: f64,
+    indoor_s: f64,
 }
 
 /// The coordinator over a fixed list of stations (indices as the engine numbers them).
@@ -192,6 +204,11 @@ impl Coordinator {
         // A station that hit a limit at any point in the period is treated as at that limit.
         a.can_raise &= o.can_raise;
         a.can_lower &= o.can_lower;
+        if let Some(ti) = o.indoor_c.filter(|t| t.is_finite()) {
+            a.indoor_ks += ti * o.dt_s;
+            a.outdoor_ks += o.outdoor_c * o.dt_s;
+            a.indoor_s += o.dt_s;
+        }
     }
 
     /// Advances the coordinator's clock by `dt_s` plant seconds; runs an update when a period
@@ -254,7 +271,14 @@ impl Coordinator {
             if target <= 1e-6 {
                 continue; // no heating demand: nothing to balance
             }
-            let dev = ((target - ratio) / target).clamp(-1.0, 1.0);
+            let indoor =
+                (a.indoor_s > 0.0).then(|| (a.indoor_ks / a.indoor_s, a.outdoor_ks / a.indoor_s));
+            m.indoor_c = indoor.map(|(ti, _)| ti);
+            let dev = match (c.indoor_target_c, indoor) {
+                // Indoor feedback: the heat that is missing, relative, from the room itself.
+                (Some(t), Some((ti, to))) => ((t - ti) / (t - to).max(1.0)).clamp(-1.0, 1.0),
+                _ => ((target - ratio) / target).clamp(-1.0, 1.0),
+            };
             if dev.abs() <= c.dead_band {
                 continue;
             }
@@ -283,6 +307,7 @@ mod tests {
             dt_s: 5.0,
             can_raise: true,
             can_lower: true,
+            indoor_c: None,
         }
     }
 
@@ -330,6 +355,37 @@ mod tests {
             assert!((m.demand_ratio.unwrap() - 23.0 / 28.0).abs() < 1e-9);
             assert!((m.offset_k + 0.25).abs() < 1e-9, "{}", m.offset_k);
         }
+    }
+
+    #[test]
+    fn a_reported_indoor_temperature_steers_instead_of_heat() {
+        let cfg = CoordinatorConfig {
+            indoor_target_c: Some(20.0),
+            ..CoordinatorConfig::default()
+        };
+        let mut c = Coordinator::new(cfg, 4);
+        // All four get exactly the heat the weather asks for at 20 °C ((20 + 5) / 28); the
+        // rooms say otherwise for three of them (sun, a leaky block, no sensor).
+        let heat = 1000.0 * 25.0 / 28.0;
+        let with = |t: Option<f64>| Observation {
+            indoor_c: t,
+            ..obs(heat, 1000.0)
+        };
+        period(
+            &mut c,
+            &[
+                with(Some(22.5)),
+                with(Some(17.5)),
+                with(None),
+                with(Some(20.1)),
+            ],
+        );
+        let m = c.members();
+        assert!(m[0].offset_k < 0.0 && m[1].offset_k > 0.0, "{m:?}");
+        assert_eq!(m[2].offset_k, 0.0, "no sensor: on target by heat");
+        assert_eq!(m[3].offset_k, 0.0, "within the dead band");
+        assert_eq!(m[0].indoor_c, Some(22.5));
+        assert_eq!(m[2].indoor_c, None);
     }
 
     #[test]
@@ -410,7 +466,7 @@ mod tests {
         fn never_exceeds_its_limits(
             periods in proptest::collection::vec(
                 proptest::collection::vec(
-                    (-1e4..1e5f64, 0.0..1e4f64, -40.0..30.0f64, 0.0..100.0f64, any::<bool>(), any::<bool>()),
+                    (-1e4..1e5f64, 0.0..1e4f64, -40.0..30.0f64, 0.0..100.0f64, any::<bool>(), any::<bool>(), proptest::option::of(-10.0..40.0f64)),
                     4,
                 ),
                 1..60,
@@ -433,7 +489,7 @@ mod tests {
             let mut c = Coordinator::new(cfg, 4);
             for p in periods {
                 let before: Vec<f64> = c.members().iter().map(|m| m.offset_k).collect();
-                for (i, (heat, design, out, dt, up, down)) in p.into_iter().enumerate() {
+                for (i, (heat, design, out, dt, up, down, indoor)) in p.into_iter().enumerate() {
                     c.observe(i, &Observation {
                         heat_kw: heat,
                         design_kw: design,
@@ -443,6 +499,7 @@ mod tests {
                         dt_s: dt,
                         can_raise: up,
                         can_lower: down,
+                        indoor_c: indoor,
                     });
                 }
                 c.update(period_s);
