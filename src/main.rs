@@ -55,6 +55,10 @@ enum Cmd {
         stations: usize,
         #[arg(long, default_value_t = 24.0)]
         hours: f64,
+        /// Hours each policy drives the fleet before the measured hours (the buildings take
+        /// days to follow a policy).
+        #[arg(long, default_value_t = 72.0)]
+        lead_hours: f64,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// A disturbance on the first tenth of the fleet: comms-loss (08:00–14:00),
@@ -146,6 +150,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             name,
             stations,
             hours,
+            lead_hours,
             seed,
             disturbance,
             fleet,
@@ -171,6 +176,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             opts.fleet = fleet;
             opts.coordinator.indoor_target_c = (indoor_target != 0.0).then_some(indoor_target);
             opts.indoor_sensor = indoor_sensor;
+            opts.lead_h = lead_hours;
             let runs = heatgrid::scenario::compare(&opts)?;
             let table = heatgrid::scenario::table(&runs);
             if json {

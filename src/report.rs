@@ -307,7 +307,7 @@ table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;pad
 td:first-child,th:first-child{{text-align:left}}svg{{display:block;margin:1.2em 0}}</style></head><body>
 <h1>Scenario {name}</h1>
 <p>{stations} simulated stations ({fleet} fleet), seed {seed}, {hours} h after {warm} h of
-local warm-up; {dd:.2} heating degree-days (base 18 °C). All figures are the simulator's ground
+local warm-up and {lead} h under each policy; {dd:.2} heating degree-days (base 18 °C). All figures are the simulator's ground
 truth (heat through the exchangers, indoor temperature, pump speed).</p>
 <p><b>Baseline</b>: every station on its fixed heating curve with its circulation pump at
 constant full speed, no central coordination. <b>local</b>: the same curve, pump at 90 %.
@@ -329,7 +329,8 @@ count only at equal or better comfort (share of station-time with indoor 18–22
         hours = r0.hours,
         dd = r0.degree_days,
         fleet = r0.fleet.name(),
-        warm = crate::scenario::warmup_h(r0.fleet),
+        warm = crate::scenario::WARMUP_H,
+        lead = r0.lead_h,
         charts = charts.concat(),
     )
 }

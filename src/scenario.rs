@@ -31,6 +31,12 @@ pub struct Options {
     pub seed: u64,
     /// The coordinator of the fourth run.
     pub coordinator: CoordinatorConfig,
+    /// Hours every policy drives the fleet before the measured window (after the local
+    /// warm-up). Three days by default: the buildings' time constants are 30–50 h, so a policy
+    /// that holds them at another temperature than the local curve (the coordinator aiming at
+    /// 20 °C, the raised baseline) would otherwise be measured while it is still warming or
+    /// cooling them, heat going into or out of their mass.
+    pub lead_h: f64,
     /// Whether heatgrid sees the stations' representative indoor temperature (the simulator
     /// always sends it; most real stations have no such sensor, so by default it is dropped).
     pub indoor_sensor: bool,
@@ -51,27 +57,15 @@ impl Options {
                 indoor_target_c: Some(20.0),
                 ..CoordinatorConfig::default()
             },
+            lead_h: 72.0,
             indoor_sensor: false,
         }
     }
 }
 
-/// Hours of local control before a run: enough for the plant to settle, and for an
-/// unbalanced fleet's buildings (time constants 30–50 h) to reach the temperatures the common
-/// curve gives them, as a district that has run that way all season.
-pub fn warmup_h(_fleet: Fleet) -> f64 {
-    12.0
-}
-
-/// Hours heatgrid (and every other policy) drives the fleet before the measured day: none for
-/// a balanced fleet; three days for an unbalanced one, because balancing moves buildings with
-/// 30–50 h time constants and a coordinator runs all season, not from this morning.
-pub fn lead_h(fleet: Fleet) -> f64 {
-    match fleet {
-        Fleet::Balanced => 0.0,
-        Fleet::Unbalanced => 72.0,
-    }
-}
+/// Hours of local control before a run (the buildings settle where the local curve holds
+/// them: the simulator cuts their thermal mass during it).
+pub const WARMUP_H: f64 = 12.0;
 
 /// One scenario, four runs: the baseline, the stations' own curve, heatgrid's station
 /// controllers, and the same with the district coordinator.
@@ -79,12 +73,15 @@ pub fn compare(o: &Options) -> anyhow::Result<Vec<RunReport>> {
     if o.stations == 0 || o.hours.is_nan() || o.hours <= 0.0 {
         bail!("--stations must be at least 1 and --hours positive");
     }
+    if !(0.0..=24.0 * 30.0).contains(&o.lead_h) {
+        bail!("--lead-hours must be within 0..720");
+    }
     let sim = SimConfig {
         stations: o.stations,
         seed: o.seed,
         telemetry_period_s: 5.0,
-        warmup_h: warmup_h(o.fleet),
-        lead_h: lead_h(o.fleet),
+        warmup_h: WARMUP_H,
+        lead_h: o.lead_h,
         fleet: o.fleet,
         ..SimConfig::default()
     };
@@ -232,8 +229,8 @@ pub fn table(runs: &[RunReport]) -> String {
         return String::new();
     };
     let mut out = format!(
-        "scenario {}{} · {} fleet · {} stations · seed {} · {} h · {:.2} heating degree-days \
-         (base 18 °C)\n\
+        "scenario {}{} · {} fleet · {} stations · seed {} · {} h after {} h under each policy · \
+         {:.2} heating degree-days (base 18 °C)\n\
          baseline: the stations' fixed heating curve{} with the pump at constant full speed\n\n",
         r0.scenario.name(),
         match r0.disturbance {
@@ -248,6 +245,7 @@ pub fn table(runs: &[RunReport]) -> String {
         r0.stations.len(),
         r0.seed,
         r0.hours,
+        r0.lead_h,
         r0.degree_days,
         if r0.baseline_raise_k > 0.0 {
             format!(
@@ -297,7 +295,11 @@ mod tests {
 
     #[test]
     fn heatgrid_drives_every_station_of_a_short_scenario() {
-        let runs = compare(&Options::new(Scenario::ColdSnap, 3, 2.0, 5)).unwrap();
+        let quick = |scenario, hours| Options {
+            lead_h: 0.0,
+            ..Options::new(scenario, 3, hours, 5)
+        };
+        let runs = compare(&quick(Scenario::ColdSnap, 2.0)).unwrap();
         let policies: Vec<_> = runs.iter().map(|r| r.policy).collect();
         assert_eq!(
             policies,
@@ -320,7 +322,7 @@ mod tests {
         assert!(text.contains("pump at constant full speed"), "{text}");
         assert!(text.contains("degree-days"), "{text}");
         assert!(compare(&Options::new(Scenario::Mild, 0, 1.0, 1)).is_err());
-        let mut o = Options::new(Scenario::WinterDay, 3, 9.0, 5);
+        let mut o = quick(Scenario::WinterDay, 9.0);
         o.disturbance = Disturbance::CommsLoss;
         let lost = compare(&o).unwrap();
         // One station hit: it misses 08:00–09:00, 720 samples of the 3 × 6,480.

@@ -291,6 +291,8 @@ pub struct RunReport {
     /// How far the baseline's curve was raised for the coldest station, K (an unbalanced
     /// fleet's baseline; see [`raise_for_coldest_k`]).
     pub baseline_raise_k: f64,
+    /// Hours the policy ran before the measured window (after the local warm-up).
+    pub lead_h: f64,
     pub policy: &'static str,
     pub seed: u64,
     pub hours: f64,
@@ -497,6 +499,7 @@ pub fn run_with(
         disturbance,
         fleet: cfg.fleet,
         baseline_raise_k,
+        lead_h: cfg.lead_h.max(0.0),
         policy: policy.name(),
         seed: cfg.seed,
         hours,
