@@ -142,6 +142,10 @@ port = {port}
 client_id = "heatgrid-demo-engine"
 [storage]
 flush_interval_ms = 500
+[coordinator]
+enabled = true
+period_s = 300
+indoor_target_c = 20.0
 [api]
 listen = "{api_listen}"
 [[api.token]]
@@ -366,8 +370,18 @@ fn render(status: &[StationStatus], sim: &[heatgrid_sim::StationView], sim_time_
     }
     let _ = writeln!(
         s,
-        "{:<8} {:>7} {:>7} {:>6} {:>6} {:>6} {:>7} {:>7} {:>6} {:>6}",
-        "station", "supply", "setpt", "error", "valve", "pump", "flow", "flowsp", "indoor", "state"
+        "{:<8} {:>7} {:>7} {:>6} {:>6} {:>6} {:>7} {:>7} {:>6} {:>8} {:>6}",
+        "station",
+        "supply",
+        "setpt",
+        "error",
+        "valve",
+        "pump",
+        "flow",
+        "flowsp",
+        "indoor",
+        "district",
+        "state"
     );
     for st in status {
         let r = st.reading.as_ref();
@@ -380,7 +394,7 @@ fn render(status: &[StationStatus], sim: &[heatgrid_sim::StationView], sim_time_
             |x: Option<f64>, p: usize| x.map(|v| format!("{v:.p$}")).unwrap_or_else(|| "-".into());
         let _ = writeln!(
             s,
-            "{:<8} {:>7} {:>7} {:>6} {:>6} {:>6} {:>7} {:>7} {:>6} {:>6}",
+            "{:<8} {:>7} {:>7} {:>6} {:>6} {:>6} {:>7} {:>7} {:>6} {:>8} {:>6}",
             st.id.as_str(),
             f(r.map(|r| r.supply_temp_c), 2),
             f(o.map(|o| o.supply_setpoint_c), 2),
@@ -390,6 +404,7 @@ fn render(status: &[StationStatus], sim: &[heatgrid_sim::StationView], sim_time_
             f(r.map(|r| r.flow_m3h), 0),
             f(o.map(|o| o.flow_setpoint_m3h), 0),
             f(indoor, 1),
+            format!("{:+.2}", st.district_offset_k),
             if st.stale { "STALE" } else { st.mode.as_str() },
         );
     }
