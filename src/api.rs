@@ -283,6 +283,7 @@ async fn station(
         .iter()
         .filter(|a| a.station == id)
         .collect::<Vec<_>>());
+    v["kpis_today"] = json!(s.kpis_today);
     v["controller"] = json!({
         "supply_offset_k": s.supply_offset_k,
         "district_offset_k": s.district_offset_k,

@@ -348,6 +348,8 @@ async fn execute(remote: &Remote, verb: Verb) -> Result<String, Failure> {
             }
             let c = &v["controller"];
             let l = &v["limits"];
+            let k = &v["kpis_today"];
+            let within_pct: Value = k["supply_within_1k"].as_f64().map(|x| x * 100.0).into();
             let lp = |k: &str| &c[k];
             let aw = |k: &str| {
                 if lp(k)["anti_windup"] == true {
@@ -375,7 +377,9 @@ async fn execute(remote: &Remote, verb: Verb) -> Result<String, Failure> {
                  outdoor   {} °C, indoor {} °C, reading age {} s\n\
                  link      {}{}\n\
                  commands  last seq {}, acknowledged {}{}\n\
-                 heat      {} GJ since 00:00 UTC\n\
+                 heat      {} GJ since 00:00 UTC ({} h), {} W/m², {} GJ/degree-day\n\
+                 today     supply ±1 K {} %, ΔT {} K, return {} °C (flow-weighted)\n\
+                 \x20         pump {} full-speed h, valve saturated {} h, 18–22 °C {}\n\
                  trend     {} supply, last {} min ({}..{} °C)\n\
                  limits    supply {}..{} °C, offset ±{} K, valve {}..{} %, pump {}..{} %\n",
                 v["id"].as_str().unwrap_or("?"),
@@ -424,6 +428,18 @@ async fn execute(remote: &Remote, verb: Verb) -> Result<String, Failure> {
                     .map(|e| format!(" (refused: {e})"))
                     .unwrap_or_default(),
                 f(&v["heat_today_gj"], 3),
+                f(&k["hours"], 1),
+                f(&k["heat_w_m2"], 1),
+                f(&k["heat_gj_per_degree_day"], 2),
+                f(&within_pct, 1),
+                f(&k["delta_t_mean_k"], 1),
+                f(&k["return_flow_weighted_c"], 1),
+                f(&k["pump_full_speed_h"], 2),
+                f(&k["valve_saturated_h"], 2),
+                k["indoor_comfort"]
+                    .as_f64()
+                    .map(|x| format!("{:.1} %", x * 100.0))
+                    .unwrap_or_else(|| "- (no sensor)".into()),
                 sparkline(&trend),
                 trend.len(),
                 trend

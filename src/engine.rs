@@ -52,6 +52,8 @@ pub struct StationStatus {
     pub ack_error: Option<String>,
     /// Heat delivered since 00:00 UTC, GJ (integrated from heat_kw over plant time).
     pub heat_today_gj: f64,
+    /// Every KPI of the day so far, from telemetry.
+    pub kpis_today: crate::kpi::DayKpis,
     /// Recent (supply °C, setpoint °C) samples, one per minute of plant time, oldest first.
     pub trend: Vec<(f64, f64)>,
     pub tags: std::collections::BTreeMap<String, String>,
@@ -591,7 +593,7 @@ const TREND_LEN: usize = 30;
 #[derive(Debug, Default, Clone)]
 struct Kpi {
     day: i64,
-    heat_today_gj: f64,
+    today: crate::kpi::DayKpis,
     trend: std::collections::VecDeque<(f64, f64)>,
     /// Wall time of the last trend sample (one per minute of plant time).
     trend_at_ms: i64,
@@ -849,7 +851,7 @@ impl Control {
         let kpi = &mut self.kpis[i];
         if kpi.day != day {
             kpi.day = day;
-            kpi.heat_today_gj = 0.0;
+            kpi.today = Default::default();
         }
         ctrl.set_dt(dt_s);
         self.last_step_ms[i] = now;
@@ -865,7 +867,8 @@ impl Control {
                     }
                     self.stepped_ts[i] = r.ts_ms;
                     // kW × s = kJ; 1 GJ = 10⁶ kJ. Plant time, so an accelerated run adds up.
-                    kpi.heat_today_gj += r.heat_kw().max(0.0) * dt_s / 1e6;
+                    let area = r.heated_area_m2.or(ctrl.params().heated_area_m2);
+                    kpi.today.record(r, &o, area, dt_s);
                     if now - kpi.trend_at_ms >= (60_000.0 / self.time_scale) as i64 {
                         kpi.trend_at_ms = now;
                         kpi.trend.push_back((r.supply_temp_c, o.supply_setpoint_c));
@@ -1064,7 +1067,8 @@ impl Control {
                 fixed_supply: ctrl.fixed_supply(),
                 acked_seq: slot.acked_seq.load(Ordering::Relaxed),
                 ack_error: slot.ack_error.lock().ok().and_then(|e| e.clone()),
-                heat_today_gj: self.kpis[i].heat_today_gj,
+                heat_today_gj: self.kpis[i].today.heat_gj,
+                kpis_today: self.kpis[i].today.clone(),
                 trend: self.kpis[i].trend.iter().copied().collect(),
                 tags: cfg.tags.clone(),
                 area_m2,

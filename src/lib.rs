@@ -35,6 +35,7 @@ pub mod decode;
 pub mod demo;
 pub mod engine;
 pub mod ingest;
+pub mod kpi;
 pub mod metrics;
 pub mod modbus;
 pub mod model;

@@ -280,12 +280,26 @@ async fn operator_sees_the_fleet_changes_a_station_and_finds_it_in_the_audit_tra
         out.stdout
     );
     assert!(out.stdout.contains(" W/m²)"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("today     supply ±1 K ") && out.stdout.contains(", 18–22 °C "),
+        "{}",
+        out.stdout
+    );
     let st2 = cli.json(&["station", "st-002", "--json"]).await;
     assert!(
         st2["heat_today_gj"].as_f64().unwrap() > 0.0
             && !st2["trend"].as_array().unwrap().is_empty(),
         "{st2}"
     );
+    // The day's KPIs from telemetry: the same heat, time covered, shares within 0..1, and the
+    // simulator reports an indoor temperature, so the comfort share is there.
+    let k = &st2["kpis_today"];
+    assert_eq!(k["heat_gj"], st2["heat_today_gj"]);
+    assert!(k["hours"].as_f64().unwrap() > 0.0, "{k}");
+    for share in ["supply_within_1k", "indoor_comfort"] {
+        assert!((0.0..=1.0).contains(&k[share].as_f64().unwrap()), "{k}");
+    }
+    assert!(k["pump_full_speed_h"].as_f64().unwrap() > 0.0, "{k}");
 
     // Filters, and a heating-curve change for a group (each station checked on its own limits).
     let out = cli
