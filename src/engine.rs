@@ -328,7 +328,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
         .with_context(|| format!("cannot open {}", cfg.data_dir.join("audit.log").display()))?;
     let alarms = AlarmBook::open(cfg.data_dir.join("alarms.json")).map_err(anyhow::Error::msg)?;
     let (alarms_tx, alarms_rx) = watch::channel(Arc::new(AlarmView::default()));
-    let control = Control {
+    let mut control = Control {
         stations: slots
             .into_iter()
             .map(|(c, slot)| {
@@ -366,11 +366,13 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
         control_on: cfg.control_on,
         last_step_ms: vec![0; cfg.stations.len()],
         stepped_ts: vec![i64::MIN; cfg.stations.len()],
-        coordinator: cfg
-            .coordinator
-            .clone()
-            .map(|c| Coordinator::new(c, cfg.stations.len())),
+        coordinator: None,
+        coordinator_path: cfg.data_dir.join("coordinator.json"),
     };
+    if let Some(c) = cfg.coordinator.clone() {
+        control.coordinator = Some(Coordinator::new(c, cfg.stations.len()));
+        control.restore_district_offsets()?;
+    }
     control.publish_alarms();
     let control = tokio::spawn(control.run(cfg.tick, stop_control_rx, changes_rx, trigger_rx));
     let api = match cfg.api.listen {
@@ -579,6 +581,8 @@ struct Control {
     /// The district coordinator, when enabled: observes every step, moves the stations'
     /// district offsets once per period of plant time.
     coordinator: Option<Coordinator>,
+    /// Where the offsets are kept across restarts: `{"station id": offset_k, …}`.
+    coordinator_path: std::path::PathBuf,
 }
 
 /// Control following telemetry: wake-ups queued for the control task, and the most it takes
@@ -942,6 +946,50 @@ impl Control {
             largest_offset_k = largest,
             "District coordinator updated the stations' offsets."
         );
+        // Kept across restarts (temp file + rename): without them a restart would drop every
+        // station back to its bare curve and the cold ones would take hours to recover.
+        let offsets: std::collections::BTreeMap<&str, f64> = self
+            .stations
+            .iter()
+            .map(|(cfg, _, ctrl)| (cfg.id.as_str(), ctrl.district_offset_k()))
+            .collect();
+        let tmp = self.coordinator_path.with_extension("json.tmp");
+        let r = serde_json::to_vec(&offsets)
+            .map_err(std::io::Error::other)
+            .and_then(|b| std::fs::write(&tmp, b))
+            .and_then(|_| std::fs::rename(&tmp, &self.coordinator_path));
+        if let Err(e) = r {
+            error!(error = %e, path = %self.coordinator_path.display(),
+                "Cannot persist the district offsets.");
+        }
+    }
+
+    /// Loads the district offsets kept by the last run (none if there is no file) and hands
+    /// them to the coordinator and the controllers, clamped to today's bound; offsets of
+    /// stations no longer configured are dropped. A corrupt file stops the start-up, like the
+    /// other state files: fix or remove it.
+    fn restore_district_offsets(&mut self) -> anyhow::Result<()> {
+        let Some(c) = &mut self.coordinator else {
+            return Ok(());
+        };
+        let path = &self.coordinator_path;
+        let kept: std::collections::BTreeMap<String, f64> = match std::fs::read(path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+                anyhow::anyhow!("{} is corrupt ({e}); fix or remove it", path.display())
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+        };
+        let mut restored = 0;
+        for (i, (cfg, _, ctrl)) in self.stations.iter_mut().enumerate() {
+            if let Some(&k) = kept.get(cfg.id.as_str()) {
+                c.restore(i, k);
+                ctrl.set_district_offset_k(c.offset_k(i));
+                restored += 1;
+            }
+        }
+        info!(restored, path = %path.display(), "District offsets restored.");
+        Ok(())
     }
 
     /// Control following telemetry: steps each station in `which` that has a reading it has

@@ -167,6 +167,15 @@ impl Coordinator {
         &self.members
     }
 
+    /// Puts back station `i`'s offset as it was before a restart, clamped to the bound (a
+    /// non-finite value or an unknown index is ignored).
+    pub fn restore(&mut self, i: usize, offset_k: f64) {
+        let bound = self.cfg.max_offset_k;
+        if let Some(m) = self.members.get_mut(i).filter(|_| offset_k.is_finite()) {
+            m.offset_k = offset_k.clamp(-bound, bound);
+        }
+    }
+
     /// The district offset of station `i`, K (0 for an unknown index).
     pub fn offset_k(&self, i: usize) -> f64 {
         self.members.get(i).map_or(0.0, |m| m.offset_k)
@@ -436,6 +445,16 @@ mod tests {
             &[hot_only_raise, obs(500.0, 1000.0), obs(700.0, 1000.0)],
         );
         assert!(c.offset_k(0) > 0.0);
+    }
+
+    #[test]
+    fn a_restored_offset_is_clamped_to_the_bound() {
+        let mut c = Coordinator::new(CoordinatorConfig::default(), 2);
+        c.restore(0, 30.0);
+        c.restore(1, -2.5);
+        c.restore(1, f64::NAN);
+        c.restore(7, 1.0);
+        assert_eq!((c.offset_k(0), c.offset_k(1)), (12.0, -2.5));
     }
 
     #[test]

@@ -110,4 +110,20 @@ async fn coordinator_lowers_the_oversized_station_raises_the_undersized_within_b
             .any(|l| l.contains(&hot_id) && l.contains("offset_k=-") && l.contains("load_ratio=")),
         "{lines:?}"
     );
+
+    // A restart on the same data directory starts from the kept offsets, not from zero.
+    let kept: std::collections::BTreeMap<String, f64> =
+        serde_json::from_slice(&std::fs::read(dir.path().join("coordinator.json")).unwrap())
+            .unwrap();
+    assert!(
+        kept[&fleet[hot].id] < 0.0 && kept[&fleet[cold].id] > 0.0,
+        "{kept:?}"
+    );
+    let cfg = heatgrid::config::Config::parse(&text, &|_| None).unwrap();
+    let engine = engine::start(cfg).await.unwrap();
+    assert!(util::eventually(Duration::from_secs(10), || engine.status().len() == 4).await);
+    for s in engine.status().iter() {
+        assert_eq!(s.district_offset_k, kept[s.id.as_str()], "{}", s.id);
+    }
+    engine.shutdown().await;
 }
