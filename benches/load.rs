@@ -15,7 +15,10 @@
 //! VictoriaMetrics, passes their ports). heatgrid runs as its own process
 //! (`target/release/heatgrid run`, `control_on = "telemetry"`, storage to VictoriaMetrics);
 //! the echo engine is this binary re-executed with `--echo`. Environment: `LOAD_STATIONS`
-//! (1000), `LOAD_RATES` (comma-separated msg/s), `LOAD_STEP_S` (10), `LOAD_OUT` (SVG plot).
+//! (1000), `LOAD_RATES` (comma-separated msg/s), `LOAD_STEP_S` (10), `LOAD_OUT` (SVG plot);
+//! for diagnosis: `LOAD_FSYNC` (the spool's policy), `LOAD_BATCH` (storage batch size) and
+//! `LOAD_STORAGE=files` (heatgrid stores to local files instead: the database's share of
+//! the machine; stored-vs-sent then reads `?`).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -412,6 +415,15 @@ fn main() {
     for i in 1..=n {
         text.push_str(&format!("[[station]]\nid = \"st-{i:04}\"\n"));
     }
+    if let Ok(b) = std::env::var("LOAD_BATCH") {
+        text = text.replace("[storage]\n", &format!("[storage]\nbatch_size = {b}\n"));
+    }
+    if std::env::var("LOAD_STORAGE").is_ok_and(|s| s == "files") {
+        let db = format!(
+            "[storage.influxdb]\nurl = \"http://127.0.0.1:{vm}\"\norg = \"o\"\nbucket = \"b\"\n"
+        );
+        text = text.replace(&db, "");
+    }
     let cfg = dir.path().join("heatgrid.toml");
     std::fs::write(&cfg, text).unwrap();
     let started = Instant::now();
@@ -447,6 +459,7 @@ fn main() {
                         "messages_in_total",
                         "mqtt_connects_total",
                         "mqtt_watchdog_total",
+                        "control_latency_",
                     ]
                     .iter()
                     .any(|k| l.starts_with(&format!("heatgrid_{k}")))

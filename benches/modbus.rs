@@ -10,7 +10,6 @@
 //! A benchmark, not a test: the figures go to docs/performance.md.
 
 use std::process::{Command, Stdio};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use heatgrid::config::Config;
@@ -111,10 +110,7 @@ fn main() {
         let stats = engine.stats().clone();
         // Warm-up: connections, first cycles. Then measure from a clean histogram.
         tokio::time::sleep(Duration::from_secs(10)).await;
-        for b in &stats.modbus_lateness_hist {
-            b.store(0, Ordering::Relaxed);
-        }
-        stats.modbus_lateness_max_us.store(0, Ordering::Relaxed);
+        stats.modbus_lateness.reset();
         let (polls0, fails0) = (
             Stats::get(&stats.modbus_polls),
             Stats::get(&stats.modbus_poll_failures),
@@ -128,7 +124,8 @@ fn main() {
         let fails = Stats::get(&stats.modbus_poll_failures) - fails0;
         let q = |x| {
             stats
-                .modbus_lateness_quantile_us(x)
+                .modbus_lateness
+                .quantile_us(x)
                 .map_or("-".into(), |v| format!("≤ {:.1} ms", v as f64 / 1000.0))
         };
         println!(
@@ -140,7 +137,7 @@ fn main() {
             polls as f64 / (wall * n as f64) * 100.0,
             q(0.5),
             q(0.99),
-            Stats::get(&stats.modbus_lateness_max_us) as f64 / 1000.0,
+            Stats::get(&stats.modbus_lateness.max_us) as f64 / 1000.0,
             (cpu1 - cpu0) / wall * 100.0,
             Stats::get(&stats.modbus_writes),
         );

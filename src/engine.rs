@@ -235,6 +235,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
                 area_m2: s.params.heated_area_m2,
                 comm_error: Mutex::new(None),
                 modbus: s.modbus.as_ref().map(|_| Default::default()),
+                accepted_us: Default::default(),
                 index,
                 trigger: trigger_tx.clone(),
             };
@@ -286,6 +287,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
                 ev_stats.mqtt_watchdog.fetch_add(1, Ordering::Relaxed);
             }
             mqtt::Event::Message { topic, payload } => ingest.on_message(topic, payload, now_ms()),
+            mqtt::Event::BurstEnd => ingest.flush(),
         },
     ));
 
@@ -585,9 +587,9 @@ struct Control {
     coordinator_path: std::path::PathBuf,
 }
 
-/// Control following telemetry: wake-ups queued for the control task, and the most it takes
-/// in one batch.
-const TRIGGER_CAPACITY: usize = 65_536;
+/// Control following telemetry: wake-ups queued for the control task (one per burst of
+/// readings, each listing its stations), and the most stations it takes in one batch.
+const TRIGGER_CAPACITY: usize = 8_192;
 const TRIGGER_BATCH: usize = 4_096;
 
 /// Samples kept for a station's recent trend (one per minute of plant time).
@@ -616,9 +618,9 @@ impl Control {
         tick: Duration,
         mut stop: watch::Receiver<bool>,
         mut changes: mpsc::Receiver<ChangeRequest>,
-        mut triggers: Option<mpsc::Receiver<u32>>,
+        mut triggers: Option<mpsc::Receiver<Vec<u32>>>,
     ) {
-        async fn next(rx: &mut Option<mpsc::Receiver<u32>>) -> Option<u32> {
+        async fn next(rx: &mut Option<mpsc::Receiver<Vec<u32>>>) -> Option<Vec<u32>> {
             match rx {
                 Some(rx) => rx.recv().await,
                 None => std::future::pending().await,
@@ -635,13 +637,12 @@ impl Control {
                     self.stats.ticks.fetch_add(1, Ordering::Relaxed);
                     self.tick(now_ms());
                 }
-                Some(first) = next(&mut triggers) => {
+                Some(mut batch) = next(&mut triggers) => {
                     // Everything queued now goes in one batch: one seq fsync for all of it.
-                    let mut batch = vec![first];
                     if let Some(rx) = triggers.as_mut() {
                         while batch.len() < TRIGGER_BATCH {
                             match rx.try_recv() {
-                                Ok(i) => batch.push(i),
+                                Ok(more) => batch.extend(more),
                                 Err(_) => break,
                             }
                         }
@@ -1016,7 +1017,7 @@ impl Control {
                 commands.push((i, cmd));
             }
         }
-        self.send(commands);
+        self.send(commands, true);
     }
 
     /// Plant seconds since station `i`'s last step, within [tick/20, 4 × tick].
@@ -1030,7 +1031,10 @@ impl Control {
 
     /// Persists the sequence numbers, then publishes (MQTT) or hands to the poller (Modbus)
     /// each command, and stores the ones that went out.
-    fn send(&mut self, commands: Vec<(usize, Command)>) {
+    ///
+    /// `following`: the commands answer new readings (control following telemetry); each
+    /// one's time since its reading was accepted goes to the `control_latency` histogram.
+    fn send(&mut self, commands: Vec<(usize, Command)>, following: bool) {
         if commands.is_empty() {
             return;
         }
@@ -1040,7 +1044,14 @@ impl Control {
             return;
         }
         let mut lines = Vec::with_capacity(commands.len());
+        let now_us = crate::stats::mono_us();
         for (i, cmd) in commands {
+            if following {
+                let accepted = self.stations[i].1.accepted_us.load(Ordering::Relaxed);
+                self.stats
+                    .control_latency
+                    .record(now_us.saturating_sub(accepted));
+            }
             if let Some(tx) = &self.modbus_tx[i] {
                 // The poller writes it now and counts and stores it once the device confirmed.
                 tx.send_replace(Some(cmd));
@@ -1149,7 +1160,7 @@ impl Control {
                     .store(per_s_milli, Ordering::Relaxed);
             }
         }
-        self.send(commands);
+        self.send(commands, false);
         self.coordinate(now);
         self.evaluate_alarms(&status, now);
         let _ = self.status_tx.send(Arc::new(status));

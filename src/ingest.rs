@@ -2,9 +2,17 @@
 //!
 //! Called synchronously from the MQTT event-loop task (it must never block): telemetry is
 //! decoded and validated, the accepted reading replaces the station's latest (latest-value
-//! policy: the controller only needs the newest) and its line is queued for storage; a rejected
-//! payload is counted by reason and logged at most once per station per minute, and nothing
-//! else happens. Weather messages update the shared outdoor temperature.
+//! policy: the controller only needs the newest) and its line is gathered for storage; a
+//! rejected payload is counted by reason and logged at most once per station per minute, and
+//! nothing else happens. Weather messages update the shared outdoor temperature.
+//!
+//! Readings arrive in bursts (the MQTT client reads up to ten packets per socket read). What
+//! a burst's readings leave to do is gathered in [`Gathered`] and done once when the burst
+//! ends ([`Ingest::flush`], called by the event loop before it waits on the socket again):
+//! one spool append for all their lines, then one wake-up of the control task for all their
+//! stations. At 10,000 msg/s that replaced ~10,000 `write` calls and control wake-ups a second
+//! by one per burst. With `ack_after_spool` the broker's acknowledgements go out only after
+//! the flush, so the guarantee is unchanged: acknowledged means in the spool.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
@@ -43,28 +51,88 @@ pub struct StationSlot {
     /// Position in the config, and the control task's wake-up channel when control follows
     /// telemetry (`engine.control_on = "telemetry"`).
     pub index: usize,
-    pub trigger: Option<tokio::sync::mpsc::Sender<u32>>,
+    pub trigger: Option<Trigger>,
+    /// When the latest reading was accepted ([`crate::stats::mono_us`]).
+    pub accepted_us: std::sync::atomic::AtomicU64,
+}
+
+/// Wakes the control task with the config indices of stations that have a new reading
+/// (control following telemetry).
+pub type Trigger = tokio::sync::mpsc::Sender<Vec<u32>>;
+
+/// What accepted readings leave to do until [`Gathered::flush`]: their storage lines and the
+/// stations whose control step they call for.
+#[derive(Debug)]
+pub struct Gathered {
+    store: StoreHandle,
+    trigger: Option<Trigger>,
+    body: Vec<u8>,
+    lines: u64,
+    woken: Vec<u32>,
+}
+
+impl Gathered {
+    pub fn new(store: StoreHandle, trigger: Option<Trigger>) -> Self {
+        Self {
+            store,
+            trigger,
+            body: Vec::new(),
+            lines: 0,
+            woken: Vec::new(),
+        }
+    }
+
+    /// True when nothing waits for a flush.
+    pub fn is_empty(&self) -> bool {
+        self.lines == 0 && self.woken.is_empty()
+    }
+
+    /// Appends the gathered lines to the spool in one write, then wakes the control task once
+    /// for every station gathered (so control never acts before the reading is spooled).
+    pub fn flush(&mut self, stats: &Stats) {
+        if self.lines > 0 {
+            self.store.append(&self.body, self.lines);
+            self.body.clear();
+            self.lines = 0;
+        }
+        if self.woken.is_empty() {
+            return;
+        }
+        let Some(trigger) = &self.trigger else {
+            self.woken.clear();
+            return;
+        };
+        let woken = std::mem::take(&mut self.woken);
+        let n = woken.len() as u64;
+        // Full: the control task is behind; the tick steps the stations it missed.
+        if trigger.try_send(woken).is_err() {
+            stats
+                .control_triggers_dropped
+                .fetch_add(n, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Takes one validated reading of a configured station, whichever way it came (MQTT or a
-/// Modbus poll): counted, queued for storage, and made the station's latest unless a newer one
-/// is already there.
-/// With control following telemetry, a new latest reading also wakes the control task.
-pub fn accept(slot: &StationSlot, reading: Reading, store: &StoreHandle, stats: &Stats) {
+/// Modbus poll): counted, its line gathered for storage, and made the station's latest unless
+/// a newer one is already there. With control following telemetry, a new latest reading also
+/// gathers the station for the control task's next wake-up. Nothing is written or woken
+/// before `out.flush`.
+pub fn accept(slot: &StationSlot, reading: Reading, out: &mut Gathered, stats: &Stats) {
     stats.readings_accepted.fetch_add(1, Ordering::Relaxed);
-    store.submit(line_protocol::telemetry(&reading, &slot.tags, slot.area_m2));
+    let line = line_protocol::telemetry(&reading, &slot.tags, slot.area_m2);
+    out.body.extend_from_slice(line.as_bytes());
+    out.body.push(b'\n');
+    out.lines += 1;
     let mut latest = slot.latest.lock().unwrap_or_else(|p| p.into_inner());
     // Out-of-order delivery must not replace a newer reading with an older one.
     if latest.as_ref().is_none_or(|l| l.ts_ms <= reading.ts_ms) {
         *latest = Some(reading);
         drop(latest);
-        if let Some(trigger) = &slot.trigger {
-            // Full: the control task is behind; the tick steps a station it missed.
-            if trigger.try_send(slot.index as u32).is_err() {
-                stats
-                    .control_triggers_dropped
-                    .fetch_add(1, Ordering::Relaxed);
-            }
+        slot.accepted_us
+            .store(crate::stats::mono_us(), Ordering::Relaxed);
+        if slot.trigger.is_some() {
+            out.woken.push(slot.index as u32);
         }
     }
 }
@@ -77,7 +145,7 @@ pub struct Ingest {
     prefix: String,
     slots: HashMap<StationId, Arc<StationSlot>>,
     weather: Weather,
-    store: StoreHandle,
+    gathered: Gathered,
     stats: Arc<Stats>,
     limits: DecodeLimits,
     /// Per source (station id or topic): when we last logged a rejection, and how many since.
@@ -93,11 +161,12 @@ impl Ingest {
         stats: Arc<Stats>,
         limits: DecodeLimits,
     ) -> Self {
+        let trigger = slots.values().find_map(|s| s.trigger.clone());
         Self {
             prefix: prefix.to_owned(),
             slots,
             weather,
-            store,
+            gathered: Gathered::new(store, trigger),
             stats,
             limits,
             reject_log: HashMap::new(),
@@ -187,12 +256,20 @@ impl Ingest {
             );
         };
         match decode::decode(&station, payload, now_ms, &self.limits) {
-            Ok(reading) => accept(slot, reading, &self.store, &self.stats),
+            Ok(reading) => accept(slot, reading, &mut self.gathered, &self.stats),
             Err(rej) => {
                 slot.rejects.fetch_add(1, Ordering::Relaxed);
                 let label = rej.label();
                 self.reject(id, label, &rej.to_string());
             }
+        }
+    }
+
+    /// Ends a burst: stores what was gathered and wakes the control task (see the module
+    /// docs). Cheap when nothing was gathered.
+    pub fn flush(&mut self) {
+        if !self.gathered.is_empty() {
+            self.gathered.flush(&self.stats);
         }
     }
 

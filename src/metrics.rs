@@ -137,18 +137,39 @@ impl Collector for EngineCollector {
         ] {
             counter(&mut e, name, help, g(v))?;
         }
+        let p99 = |h: &crate::stats::Histogram| {
+            h.quantile_us(0.99)
+                .map_or(0, |v| v.min(i64::MAX as u64) as i64)
+        };
         gauge(
             &mut e,
             "heatgrid_modbus_poll_lateness_p99_us",
             "99th percentile of Modbus poll-cycle lateness (bucket upper bound), µs",
-            s.modbus_lateness_quantile_us(0.99)
-                .map_or(0, |v| v.min(i64::MAX as u64) as i64),
+            p99(&s.modbus_lateness),
         )?;
         gauge(
             &mut e,
             "heatgrid_modbus_poll_lateness_max_us",
             "Largest Modbus poll-cycle lateness on any station, µs",
-            g(&s.modbus_lateness_max_us) as i64,
+            g(&s.modbus_lateness.max_us) as i64,
+        )?;
+        gauge(
+            &mut e,
+            "heatgrid_control_latency_p50_us",
+            "Control following telemetry: median time from a reading's acceptance to its command queued (bucket upper bound), µs",
+            s.control_latency.quantile_us(0.5).map_or(0, |v| v.min(i64::MAX as u64) as i64),
+        )?;
+        gauge(
+            &mut e,
+            "heatgrid_control_latency_p99_us",
+            "Control following telemetry: 99th percentile of the same, µs",
+            p99(&s.control_latency),
+        )?;
+        gauge(
+            &mut e,
+            "heatgrid_control_latency_max_us",
+            "Control following telemetry: the largest such time, µs",
+            g(&s.control_latency.max_us) as i64,
         )?;
         let depth = self.spool.depth();
         gauge(

@@ -6,6 +6,11 @@
 //! awaits a publish itself (rumqttc deadlocks when the polling task awaits `publish`). On every
 //! ConnAck it subscribes again (a broker restart loses the session); on every connection error
 //! it sleeps a capped, jittered backoff (rumqttc would otherwise reconnect in a hot loop).
+//!
+//! Messages come in bursts: rumqttc reads up to ten packets per socket read and hands them
+//! out one per poll. When the last one of a burst was handed over the callback gets
+//! [`Event::BurstEnd`] (ingest then does its disk write and control wake-up once for the
+//! burst), and only after it the manual acknowledgements of the burst's messages are queued.
 
 use std::time::Duration;
 
@@ -47,6 +52,10 @@ pub enum Event<'a> {
         topic: &'a str,
         payload: &'a [u8],
     },
+    /// Every message read so far was handed over; the next poll waits on the network. Also
+    /// sent before the loop returns or backs off after an error, if a message came since the
+    /// last one.
+    BurstEnd,
 }
 
 impl Link {
@@ -162,7 +171,7 @@ pub fn connect(
             // Above any broker's recommended limit (1 MiB): an oversize packet would otherwise
             // drop the connection and, on a persistent session, come back forever.
             o.set_max_packet_size(MAX_INCOMING_PACKET, 1 << 20);
-            o.set_inflight(20); // mosquitto's default limit for 3.1.1
+            o.set_inflight(1000);
             if cfg.ack_after_spool {
                 o.set_manual_acks(true).set_clean_session(false);
             }
@@ -219,6 +228,22 @@ fn tls_transport(t: &crate::config::MqttTls) -> rumqttc::Transport {
     rumqttc::Transport::tls(t.ca_pem.clone(), t.client_auth.clone(), None)
 }
 
+impl EventLoop {
+    /// Events rumqttc has read from the socket but not handed out yet.
+    fn buffered(&self) -> usize {
+        match self {
+            EventLoop::V311(el) => el.state.events.len(),
+            EventLoop::V5(el) => el.state.events.len(),
+        }
+    }
+}
+
+/// A received publish whose acknowledgement waits for the end of its burst.
+enum Unacked {
+    V311(rumqttc::Publish),
+    V5(rumqttc::v5::mqttbytes::v5::Publish),
+}
+
 enum Polled {
     ConnAck,
     SubAck,
@@ -269,10 +294,37 @@ pub async fn run_event_loop(
     // whenever the event loop yields (at least every keep-alive, by the pings), so the poll
     // future is never cancelled mid-flight.
     let mut last_message = tokio::time::Instant::now();
+    // Messages handed over since the last BurstEnd, and those of them to acknowledge after it.
+    let mut in_burst = false;
+    let mut unacked: Vec<Unacked> = Vec::new();
+    let end_burst = |on_event: &mut dyn FnMut(Event<'_>), unacked: &mut Vec<Unacked>| {
+        on_event(Event::BurstEnd);
+        for u in unacked.drain(..) {
+            let _ = match (&u, &link) {
+                (Unacked::V311(p), Link::V311(c)) => c.try_ack(p).map_err(|e| e.to_string()),
+                (Unacked::V5(p), Link::V5(c)) => c.try_ack(p).map_err(|e| e.to_string()),
+                _ => Ok(()),
+            };
+        }
+    };
     loop {
+        if in_burst && el.buffered() == 0 {
+            in_burst = false;
+            end_burst(&mut on_event, &mut unacked);
+            // Let the task the burst woke (control) run now. A task woken from this one
+            // waits in this worker's not-stealable next-task slot until this one yields,
+            // and under load this one would only yield when its cooperative budget ran out:
+            // measured at 10,000 msg/s, reading → command p99 ≤ 10 ms with p50 ≤ 0.1 ms.
+            tokio::task::yield_now().await;
+        }
         let polled = tokio::select! {
             r = poll_once(&mut el) => r,
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.wait_for(|s| *s) => {
+                if in_burst {
+                    end_burst(&mut on_event, &mut unacked);
+                }
+                return;
+            }
         };
         if let Some(w) = watchdog {
             if connected && !subscriptions.is_empty() && last_message.elapsed() >= w {
@@ -310,35 +362,45 @@ pub async fn run_event_loop(
                 on_event(Event::Connected);
             }
             // With manual acks (ack_after_spool) the acknowledgement goes out only after the
-            // callback returned, i.e. after the point is in the spool (or was rejected: bad
+            // burst's BurstEnd, i.e. after the point is in the spool (or was rejected: bad
             // input must never hold a slot in the broker's in-flight window).
             Ok(Polled::Publish4(p)) => {
+                in_burst = true;
                 on_event(Event::Message {
                     topic: &p.topic,
                     payload: &p.payload,
                 });
-                if let Link::V311(c) = &link {
-                    if manual_acks {
-                        let _ = c.try_ack(&p);
-                    }
+                if manual_acks {
+                    unacked.push(Unacked::V311(p));
                 }
             }
             Ok(Polled::Publish5(p)) => {
+                in_burst = true;
                 let topic = String::from_utf8_lossy(&p.topic);
                 on_event(Event::Message {
                     topic: &topic,
                     payload: &p.payload,
                 });
-                if let Link::V5(c) = &link {
-                    if manual_acks {
-                        let _ = c.try_ack(&p);
-                    }
+                if manual_acks {
+                    unacked.push(Unacked::V5(p));
                 }
             }
             Ok(Polled::SubAck) => on_event(Event::Subscribed),
-            Ok(Polled::Disconnected) => return,
+            Ok(Polled::Disconnected) => {
+                if in_burst {
+                    end_burst(&mut on_event, &mut unacked);
+                }
+                return;
+            }
             Ok(Polled::Other) => {}
             Err(e) => {
+                if in_burst {
+                    // Stored and control woken, but no acks: a packet id of the lost
+                    // connection means nothing on the next one (the broker redelivers them).
+                    in_burst = false;
+                    unacked.clear();
+                    on_event(Event::BurstEnd);
+                }
                 let delay = backoff.next_delay();
                 if connected || backoff.attempts() == 1 || backoff.attempts().is_power_of_two() {
                     warn!(error = %e, attempt = backoff.attempts(), retry_in_ms = delay.as_millis() as u64,

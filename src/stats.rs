@@ -49,33 +49,53 @@ pub struct Stats {
     pub modbus_exceptions: AtomicU64,
     pub modbus_writes: AtomicU64,
     pub modbus_write_failures: AtomicU64,
-    /// Largest Modbus poll-cycle lateness seen on any station, µs, and how the lateness of
-    /// every cycle is distributed ([`LATENESS_BUCKETS_US`]).
-    pub modbus_lateness_max_us: AtomicU64,
-    pub modbus_lateness_hist: [AtomicU64; LATENESS_BUCKETS_US.len() + 1],
+    /// Modbus poll-cycle lateness against its schedule, every cycle of every station.
+    pub modbus_lateness: Histogram,
+    /// Control following telemetry: from a reading's acceptance to its station's command
+    /// queued for the broker (decode, storage append, control step, seq log), per command.
+    pub control_latency: Histogram,
     /// Rejections by reason label.
     pub rejects_by_reason: Mutex<BTreeMap<&'static str, u64>>,
 }
 
-/// Upper bounds of the lateness histogram's buckets, µs; one more bucket holds the rest.
-pub const LATENESS_BUCKETS_US: [u64; 15] = [
-    500, 1_000, 2_000, 5_000, 10_000, 20_000, 30_000, 50_000, 75_000, 100_000, 200_000, 500_000,
-    1_000_000, 2_000_000, 5_000_000,
+/// Upper bounds of a [`Histogram`]'s buckets, µs; one more bucket holds the rest.
+pub const BUCKETS_US: [u64; 19] = [
+    50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 30_000, 50_000, 75_000, 100_000,
+    200_000, 500_000, 1_000_000, 2_000_000, 5_000_000, 10_000_000,
 ];
 
-impl Stats {
-    /// Counts one Modbus poll cycle that started `us` after its schedule.
-    pub fn record_modbus_lateness(&self, us: u64) {
-        self.modbus_lateness_max_us.fetch_max(us, Ordering::Relaxed);
-        let i = LATENESS_BUCKETS_US.partition_point(|&b| b < us);
-        self.modbus_lateness_hist[i].fetch_add(1, Ordering::Relaxed);
+/// A lock-free histogram of durations in µs over fixed buckets ([`BUCKETS_US`]), with the
+/// largest value seen. Quantiles are bucket upper bounds.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    pub max_us: AtomicU64,
+    counts: [AtomicU64; BUCKETS_US.len() + 1],
+}
+
+impl Histogram {
+    pub fn record(&self, us: u64) {
+        self.max_us.fetch_max(us, Ordering::Relaxed);
+        let i = BUCKETS_US.partition_point(|&b| b < us);
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The upper bound of the bucket holding quantile `q` (0–1) of the recorded lateness, µs
-    /// (`u64::MAX`: above the last bound); `None` before any cycle.
-    pub fn modbus_lateness_quantile_us(&self, q: f64) -> Option<u64> {
+    /// Forgets everything recorded (benchmarks measure from a clean histogram).
+    pub fn reset(&self) {
+        for c in &self.counts {
+            c.store(0, Ordering::Relaxed);
+        }
+        self.max_us.store(0, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    /// The upper bound of the bucket holding quantile `q` (0–1) of what was recorded, µs
+    /// (`u64::MAX`: above the last bound); `None` before anything was recorded.
+    pub fn quantile_us(&self, q: f64) -> Option<u64> {
         let counts: Vec<u64> = self
-            .modbus_lateness_hist
+            .counts
             .iter()
             .map(|c| c.load(Ordering::Relaxed))
             .collect();
@@ -88,12 +108,24 @@ impl Stats {
         for (i, c) in counts.iter().enumerate() {
             seen += c;
             if seen >= rank {
-                return Some(LATENESS_BUCKETS_US.get(i).copied().unwrap_or(u64::MAX));
+                return Some(BUCKETS_US.get(i).copied().unwrap_or(u64::MAX));
             }
         }
         Some(u64::MAX)
     }
+}
 
+/// Microseconds on a monotonic clock since the first call in this process: a cheap instant
+/// to keep in an atomic.
+pub fn mono_us() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_micros() as u64
+}
+
+impl Stats {
     pub fn get(c: &AtomicU64) -> u64 {
         c.load(Ordering::Relaxed)
     }
@@ -111,17 +143,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lateness_quantiles_come_from_the_buckets() {
-        let s = Stats::default();
-        assert_eq!(s.modbus_lateness_quantile_us(0.99), None);
+    fn quantiles_come_from_the_buckets() {
+        let h = Histogram::default();
+        assert_eq!(h.quantile_us(0.99), None);
         for _ in 0..98 {
-            s.record_modbus_lateness(300);
+            h.record(300);
         }
-        s.record_modbus_lateness(15_000);
-        s.record_modbus_lateness(9_000_000);
-        assert_eq!(s.modbus_lateness_quantile_us(0.5), Some(500));
-        assert_eq!(s.modbus_lateness_quantile_us(0.99), Some(20_000));
-        assert_eq!(s.modbus_lateness_quantile_us(1.0), Some(u64::MAX));
-        assert_eq!(Stats::get(&s.modbus_lateness_max_us), 9_000_000);
+        h.record(15_000);
+        h.record(19_000_000);
+        assert_eq!(h.count(), 100);
+        assert_eq!(h.quantile_us(0.5), Some(500));
+        assert_eq!(h.quantile_us(0.99), Some(20_000));
+        assert_eq!(h.quantile_us(1.0), Some(u64::MAX));
+        assert_eq!(Stats::get(&h.max_us), 19_000_000);
+        h.reset();
+        assert_eq!((h.quantile_us(0.5), h.count()), (None, 0));
     }
 }

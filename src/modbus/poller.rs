@@ -157,7 +157,7 @@ pub async fn run(
                 let late = next.elapsed().as_micros() as u64;
                 p.counters.lateness_us.store(late, Ordering::Relaxed);
                 p.counters.lateness_max_us.fetch_max(late, Ordering::Relaxed);
-                p.stats.record_modbus_lateness(late);
+                p.stats.modbus_lateness.record(late);
                 next += interval;
                 // After a long stall, skip the missed cycles instead of bursting them.
                 let now = Instant::now();
@@ -339,7 +339,11 @@ impl Poller {
         self.plan = plan;
         let payload = serde_json::Value::Object(obj).to_string();
         match decode::decode(&self.cfg.station, payload.as_bytes(), ts, &self.limits) {
-            Ok(reading) => ingest::accept(&self.slot, reading, &self.store, &self.stats),
+            Ok(reading) => {
+                let mut out = ingest::Gathered::new(self.store.clone(), self.slot.trigger.clone());
+                ingest::accept(&self.slot, reading, &mut out, &self.stats);
+                out.flush(&self.stats);
+            }
             Err(rej) => {
                 // The device answered with values that are not physical: same policy as MQTT.
                 self.slot.rejects.fetch_add(1, Ordering::Relaxed);

@@ -105,7 +105,8 @@ impl StoreHandle {
         self.append(&body, lines.len() as u64)
     }
 
-    fn append(&self, body: &[u8], lines: u64) -> bool {
+    /// Appends `lines` complete, `\n`-terminated lines in one write (see [`Self::submit`]).
+    pub fn append(&self, body: &[u8], lines: u64) -> bool {
         match self.spool.append(body, lines) {
             Ok(()) => {
                 self.stats
@@ -173,6 +174,7 @@ impl Writer {
                 return;
             }
         };
+        self.spool.wake_writer_at(self.cfg.batch_size as u64);
         let start_depth = self.spool.depth();
         info!(sink = %self.sink.describe(), spool_points = start_depth.points, spool_bytes = start_depth.bytes,
             "Storage writer started; replaying the spool first.");

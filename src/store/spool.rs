@@ -89,6 +89,7 @@ pub struct Spool {
     /// Lines appended and not yet confirmed.
     pending_points: AtomicU64,
     appended: tokio::sync::Notify,
+    wake_at: AtomicU64,
 }
 
 fn seg_path(dir: &Path, id: u64) -> PathBuf {
@@ -160,6 +161,23 @@ fn count_lines(path: &Path, from: u64) -> io::Result<u64> {
     }
 }
 
+/// fsyncs `file` on tokio's blocking pool (inline when called outside a runtime) and drops
+/// it; a failure is logged as an alarm naming `path`. For fsyncs whose caller must not wait:
+/// a full spool segment, the command-number log under the `interval` policy.
+pub(crate) fn sync_detached(file: File, path: PathBuf) {
+    let sync = move || {
+        if let Err(e) = file.sync_data() {
+            tracing::error!(error = %e, file = %path.display(), "ALARM fsync failed.");
+        }
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => {
+            rt.spawn_blocking(sync);
+        }
+        Err(_) => sync(),
+    }
+}
+
 impl Spool {
     /// Opens (or creates) the spool in `cfg.dir`, repairs a torn tail, and starts a new
     /// active segment after the existing ones.
@@ -216,6 +234,7 @@ impl Spool {
             }),
             pending_points: AtomicU64::new(pending_points),
             appended: tokio::sync::Notify::new(),
+            wake_at: AtomicU64::new(1),
         }))
     }
 
@@ -253,16 +272,26 @@ impl Spool {
         };
         if seg_len >= self.cfg.segment_bytes {
             let id = inner.segments.back().map_or(1, |s| s.id + 1);
-            inner.active.sync_data()?;
-            inner.active = OpenOptions::new()
+            let next = OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(seg_path(&self.cfg.dir, id))?;
+            let full = std::mem::replace(&mut inner.active, next);
             inner.segments.push_back(Segment { id, len: 0 });
+            if self.cfg.fsync != FsyncPolicy::Never {
+                // Off the appending task: ingest must not wait for the disk.
+                sync_detached(full, seg_path(&self.cfg.dir, id - 1));
+            }
         }
         drop(inner);
-        self.pending_points.fetch_add(lines, Ordering::Relaxed);
-        self.appended.notify_one();
+        let before = self.pending_points.fetch_add(lines, Ordering::Relaxed);
+        // Wake the writer only when the spool stops being empty or reaches its batch size:
+        // in between its flush timer serves (a wake-up per append cost a futex call and a
+        // task switch per reading).
+        let at = self.wake_at.load(Ordering::Relaxed);
+        if before == 0 || (before < at && before + lines >= at) {
+            self.appended.notify_one();
+        }
         Ok(())
     }
 
@@ -295,9 +324,16 @@ impl Spool {
         }
     }
 
-    /// Resolves after the next append (or at once if one happened since the last wait).
+    /// Resolves after the next append that made the spool non-empty or brought it to the
+    /// [`Self::wake_writer_at`] depth (or at once if one happened since the last wait).
     pub async fn appended(&self) {
         self.appended.notified().await;
+    }
+
+    /// The depth, in points, at which an append wakes [`Self::appended`] besides the first
+    /// append into an empty spool (the writer sets its batch size).
+    pub fn wake_writer_at(&self, points: u64) {
+        self.wake_at.store(points.max(1), Ordering::Relaxed);
     }
 
     /// A reader positioned at the cursor.
