@@ -16,7 +16,9 @@
 //! (`target/release/heatgrid run`, `control_on = "telemetry"`, storage to VictoriaMetrics);
 //! the echo engine is this binary re-executed with `--echo`. Environment: `LOAD_STATIONS`
 //! (1000), `LOAD_RATES` (comma-separated msg/s), `LOAD_STEP_S` (10), `LOAD_OUT` (SVG plot);
-//! for diagnosis: `LOAD_FSYNC` (the spool's policy), `LOAD_BATCH` (storage batch size) and
+//! for diagnosis: `LOAD_FSYNC` (the spool's policy), `LOAD_BATCH` and `LOAD_FLUSH_MS`
+//! (storage batch size and flush interval), `LOAD_ENGINE_THREADS` (the engine's tokio
+//! workers, via `TOKIO_WORKER_THREADS`) and
 //! `LOAD_STORAGE=files` (heatgrid stores to local files instead: the database's share of
 //! the machine; stored-vs-sent then reads `?`).
 
@@ -418,6 +420,12 @@ fn main() {
     if let Ok(b) = std::env::var("LOAD_BATCH") {
         text = text.replace("[storage]\n", &format!("[storage]\nbatch_size = {b}\n"));
     }
+    if let Ok(ms) = std::env::var("LOAD_FLUSH_MS") {
+        text = text.replace(
+            "[storage]\n",
+            &format!("[storage]\nflush_interval_ms = {ms}\n"),
+        );
+    }
     if std::env::var("LOAD_STORAGE").is_ok_and(|s| s == "files") {
         let db = format!(
             "[storage.influxdb]\nurl = \"http://127.0.0.1:{vm}\"\norg = \"o\"\nbucket = \"b\"\n"
@@ -432,6 +440,7 @@ fn main() {
         .arg(&cfg)
         .env("RUST_LOG", "warn")
         .env("LOAD_API_TOKEN", "load-bench-viewer-token")
+        .envs(std::env::var("LOAD_ENGINE_THREADS").map(|n| ("TOKIO_WORKER_THREADS", n)))
         .spawn()
         .expect("target/release/heatgrid (cargo build --release)");
     std::thread::sleep(Duration::from_secs(2));

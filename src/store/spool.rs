@@ -490,6 +490,33 @@ mod tests {
             .collect()
     }
 
+    #[test]
+    fn the_writer_is_woken_when_the_spool_stops_being_empty_or_reaches_a_batch() {
+        use futures::FutureExt;
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(cfg(dir.path(), 1 << 20, 1 << 30)).unwrap();
+        spool.wake_writer_at(10);
+        let woken = |s: &Spool| s.appended().now_or_never().is_some();
+        assert!(!woken(&spool));
+        spool.append(&lines(0..1), 1).unwrap();
+        assert!(woken(&spool), "first point into an empty spool");
+        spool.append(&lines(1..6), 5).unwrap();
+        spool.append(&lines(6..9), 3).unwrap();
+        assert!(
+            !woken(&spool),
+            "9 points, below the batch: the flush timer serves"
+        );
+        spool.append(&lines(9..12), 3).unwrap();
+        assert!(woken(&spool), "the batch size was reached");
+        spool.append(&lines(12..13), 1).unwrap();
+        assert!(
+            !woken(&spool),
+            "already past the batch: the writer is busy anyway"
+        );
+        let mut reader = spool.reader().unwrap();
+        assert_eq!(drain(&mut reader).len(), 13);
+    }
+
     fn drain(reader: &mut Reader) -> Vec<String> {
         let mut out = Vec::new();
         while let Some(b) = reader.next_batch(7, 1 << 20).unwrap() {
