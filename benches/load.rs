@@ -526,7 +526,11 @@ fn main() {
     println!(
         "{}",
         table(
-            "heatgrid (control_on = telemetry, every point stored in VictoriaMetrics)",
+            if std::env::var("LOAD_STORAGE").is_ok_and(|s| s == "files") {
+                "heatgrid (control_on = telemetry, every point stored in local files)"
+            } else {
+                "heatgrid (control_on = telemetry, every point stored in VictoriaMetrics)"
+            },
             &hg_results
         )
     );
