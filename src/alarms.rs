@@ -276,11 +276,9 @@ impl AlarmBook {
             next_id: self.next_id,
             active: self.active.values().cloned().collect(),
         };
-        let tmp = self.path.with_extension("json.tmp");
         let r = serde_json::to_vec(&body)
             .map_err(std::io::Error::other)
-            .and_then(|b| std::fs::write(&tmp, b))
-            .and_then(|_| std::fs::rename(&tmp, &self.path));
+            .and_then(|b| crate::files::replace(&self.path, &b, false));
         match r {
             Ok(()) => self.dirty = false,
             Err(e) => error!(error = %e, path = %self.path.display(), "Cannot persist alarms."),

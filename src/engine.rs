@@ -958,11 +958,9 @@ impl Control {
             .iter()
             .map(|(cfg, _, ctrl)| (cfg.id.as_str(), ctrl.district_offset_k()))
             .collect();
-        let tmp = self.coordinator_path.with_extension("json.tmp");
         let r = serde_json::to_vec(&offsets)
             .map_err(std::io::Error::other)
-            .and_then(|b| std::fs::write(&tmp, b))
-            .and_then(|_| std::fs::rename(&tmp, &self.coordinator_path));
+            .and_then(|b| crate::files::replace(&self.coordinator_path, &b, false));
         if let Err(e) = r {
             error!(error = %e, path = %self.coordinator_path.display(),
                 "Cannot persist the district offsets.");

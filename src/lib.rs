@@ -34,6 +34,7 @@ pub mod decode;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod engine;
+pub mod files;
 pub mod ingest;
 pub mod kpi;
 pub mod metrics;

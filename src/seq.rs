@@ -175,7 +175,7 @@ impl SeqStore {
             self.last_sync = Instant::now();
             match self.fsync {
                 FsyncPolicy::Always => log.sync_data()?,
-                _ => crate::store::spool::sync_detached(log.try_clone()?, self.log_path.clone()),
+                _ => crate::files::sync_detached(log.try_clone()?, self.log_path.clone()),
             }
         }
         Ok(())
@@ -187,12 +187,8 @@ impl SeqStore {
 
     /// Writes a new snapshot (fsynced), then empties the log.
     fn compact(&mut self) -> std::io::Result<()> {
-        let tmp = self.path.with_extension("json.tmp");
         let body = serde_json::to_vec(&self.last).map_err(std::io::Error::other)?;
-        let mut f = File::create(&tmp)?;
-        f.write_all(&body)?;
-        f.sync_data()?;
-        std::fs::rename(&tmp, &self.path)?;
+        crate::files::replace(&self.path, &body, true)?;
         // Replay takes the larger number, so a crash between these two steps loses nothing.
         let log = OpenOptions::new()
             .create(true)

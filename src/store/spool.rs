@@ -114,9 +114,11 @@ fn read_cursor(dir: &Path) -> io::Result<Option<(u64, u64)>> {
 }
 
 fn write_cursor(dir: &Path, seg: u64, off: u64) -> io::Result<()> {
-    let tmp = dir.join("cursor.tmp");
-    fs::write(&tmp, format!("{seg} {off}\n"))?;
-    fs::rename(tmp, dir.join("cursor"))
+    crate::files::replace(
+        &dir.join("cursor"),
+        format!("{seg} {off}\n").as_bytes(),
+        false,
+    )
 }
 
 /// Cuts a torn last line (a crash in the middle of a write) off `path`; returns the new length.
@@ -158,23 +160,6 @@ fn count_lines(path: &Path, from: u64) -> io::Result<u64> {
             return Ok(n);
         }
         n += buf[..r].iter().filter(|b| **b == b'\n').count() as u64;
-    }
-}
-
-/// fsyncs `file` on tokio's blocking pool (inline when called outside a runtime) and drops
-/// it; a failure is logged as an alarm naming `path`. For fsyncs whose caller must not wait:
-/// a full spool segment, the command-number log under the `interval` policy.
-pub(crate) fn sync_detached(file: File, path: PathBuf) {
-    let sync = move || {
-        if let Err(e) = file.sync_data() {
-            tracing::error!(error = %e, file = %path.display(), "ALARM fsync failed.");
-        }
-    };
-    match tokio::runtime::Handle::try_current() {
-        Ok(rt) => {
-            rt.spawn_blocking(sync);
-        }
-        Err(_) => sync(),
     }
 }
 
@@ -280,7 +265,7 @@ impl Spool {
             inner.segments.push_back(Segment { id, len: 0 });
             if self.cfg.fsync != FsyncPolicy::Never {
                 // Off the appending task: ingest must not wait for the disk.
-                sync_detached(full, seg_path(&self.cfg.dir, id - 1));
+                crate::files::sync_detached(full, seg_path(&self.cfg.dir, id - 1));
             }
         }
         drop(inner);

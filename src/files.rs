@@ -1,0 +1,57 @@
+//! Small file helpers shared by everything that keeps state on disk: the spool and its
+//! cursor, the command-number log, the alarm book and the district offsets.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// Replaces `path` with `body` so that a crash leaves the old or the new content, never a
+/// mix: written to `path` + `.tmp`, fsynced if `sync`, then renamed over `path`.
+pub fn replace(path: &Path, body: &[u8], sync: bool) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut f = File::create(&tmp)?;
+    f.write_all(body)?;
+    if sync {
+        f.sync_data()?;
+    }
+    drop(f);
+    std::fs::rename(&tmp, path)
+}
+
+/// fsyncs `file` on tokio's blocking pool (inline when called outside a runtime) and drops
+/// it; a failure is logged as an alarm naming `path`. For fsyncs whose caller must not wait:
+/// a full spool segment, the command-number log under the `interval` policy.
+pub fn sync_detached(file: File, path: PathBuf) {
+    let sync = move || {
+        if let Err(e) = file.sync_data() {
+            tracing::error!(error = %e, file = %path.display(), "ALARM fsync failed.");
+        }
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => {
+            rt.spawn_blocking(sync);
+        }
+        Err(_) => sync(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replace_writes_the_new_content_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        replace(&path, b"one", false).unwrap();
+        replace(&path, b"two", true).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"two");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
+    }
+}
