@@ -82,11 +82,6 @@ impl Gathered {
         }
     }
 
-    /// True when nothing waits for a flush.
-    pub fn is_empty(&self) -> bool {
-        self.lines == 0 && self.woken.is_empty()
-    }
-
     /// Appends the gathered lines to the spool in one write, then wakes the control task once
     /// for every station gathered (so control never acts before the reading is spooled).
     pub fn flush(&mut self, stats: &Stats) {
@@ -268,9 +263,7 @@ impl Ingest {
     /// Ends a burst: stores what was gathered and wakes the control task (see the module
     /// docs). Cheap when nothing was gathered.
     pub fn flush(&mut self) {
-        if !self.gathered.is_empty() {
-            self.gathered.flush(&self.stats);
-        }
+        self.gathered.flush(&self.stats);
     }
 
     fn on_weather(&mut self, payload: &[u8], now_ms: i64) {

@@ -137,15 +137,15 @@ impl Collector for EngineCollector {
         ] {
             counter(&mut e, name, help, g(v))?;
         }
-        let p99 = |h: &crate::stats::Histogram| {
-            h.quantile_us(0.99)
+        let quantile = |h: &crate::stats::Histogram, q: f64| {
+            h.quantile_us(q)
                 .map_or(0, |v| v.min(i64::MAX as u64) as i64)
         };
         gauge(
             &mut e,
             "heatgrid_modbus_poll_lateness_p99_us",
             "99th percentile of Modbus poll-cycle lateness (bucket upper bound), µs",
-            p99(&s.modbus_lateness),
+            quantile(&s.modbus_lateness, 0.99),
         )?;
         gauge(
             &mut e,
@@ -157,13 +157,13 @@ impl Collector for EngineCollector {
             &mut e,
             "heatgrid_control_latency_p50_us",
             "Control following telemetry: median time from a reading's acceptance to its command queued (bucket upper bound), µs",
-            s.control_latency.quantile_us(0.5).map_or(0, |v| v.min(i64::MAX as u64) as i64),
+            quantile(&s.control_latency, 0.5),
         )?;
         gauge(
             &mut e,
             "heatgrid_control_latency_p99_us",
             "Control following telemetry: 99th percentile of the same, µs",
-            p99(&s.control_latency),
+            quantile(&s.control_latency, 0.99),
         )?;
         gauge(
             &mut e,

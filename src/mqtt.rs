@@ -300,11 +300,11 @@ pub async fn run_event_loop(
     let end_burst = |on_event: &mut dyn FnMut(Event<'_>), unacked: &mut Vec<Unacked>| {
         on_event(Event::BurstEnd);
         for u in unacked.drain(..) {
-            let _ = match (&u, &link) {
-                (Unacked::V311(p), Link::V311(c)) => c.try_ack(p).map_err(|e| e.to_string()),
-                (Unacked::V5(p), Link::V5(c)) => c.try_ack(p).map_err(|e| e.to_string()),
-                _ => Ok(()),
-            };
+            match (&u, &link) {
+                (Unacked::V311(p), Link::V311(c)) => drop(c.try_ack(p)),
+                (Unacked::V5(p), Link::V5(c)) => drop(c.try_ack(p)),
+                _ => {}
+            }
         }
     };
     loop {

@@ -184,8 +184,7 @@ impl Writer {
         let mut last_write = Instant::now();
         let mut last_report = Instant::now();
         loop {
-            // A dropped sender (the engine handle went away without a shutdown) stops too.
-            if deadline.is_none() && (*stop.borrow() || stop.has_changed().is_err()) {
+            if deadline.is_none() && stopping(&stop) {
                 deadline = Some(tokio::time::Instant::now() + drain_grace);
             }
             if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
@@ -341,7 +340,7 @@ impl Writer {
                     }
                 };
                 // Wait before retrying, unless the shutdown deadline comes first.
-                if deadline.is_none() && (*stop.borrow() || stop.has_changed().is_err()) {
+                if deadline.is_none() && stopping(stop) {
                     deadline = Some(tokio::time::Instant::now() + Duration::ZERO);
                 }
                 if let Some(d) = deadline {
@@ -385,6 +384,11 @@ impl Writer {
                 "ALARM cannot write the dead-letter file; the refused point is only in this log."),
         }
     }
+}
+
+/// Stop asked for, or its sender dropped (the engine handle went away without a shutdown).
+fn stopping(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow() || stop.has_changed().is_err()
 }
 
 /// The timestamp (last field) of the first line of a batch.
