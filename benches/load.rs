@@ -20,7 +20,9 @@
 //! (storage batch size and flush interval), `LOAD_ENGINE_THREADS` (the engine's tokio
 //! workers, via `TOKIO_WORKER_THREADS`) and
 //! `LOAD_STORAGE=files` (heatgrid stores to local files instead: the database's share of
-//! the machine; stored-vs-sent then reads `?`).
+//! the machine; stored-vs-sent then reads `?`), `LOAD_TRACE=path` (every answer's send time
+//! and latency in µs, one file per ramp and rate: where in time the tail comes from); and in
+//! `benches/peers.sh`, `VM_PREFIX` (e.g. `chrt -i 0`: the database at idle CPU priority).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -99,6 +101,9 @@ async fn echo(port: u16) {
 struct Pending {
     queues: Vec<VecDeque<Instant>>,
     latencies_us: Vec<u32>,
+    /// (send time in µs since the step began, latency µs) of every answer: `LOAD_TRACE`.
+    trace: Vec<(u64, u32)>,
+    step_start: Instant,
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +130,8 @@ async fn ramp(port: u16, n: usize, rates: &[f64], step_s: f64, pid: u32) -> Vec<
     let pending = Arc::new(Mutex::new(Pending {
         queues: vec![VecDeque::new(); n],
         latencies_us: Vec::new(),
+        trace: Vec::new(),
+        step_start: Instant::now(),
     }));
     // Commands back: one subscriber connection.
     // Client ids unique per ramp, and every connection closed at its end: a second ramp
@@ -159,6 +166,8 @@ async fn ramp(port: u16, n: usize, rates: &[f64], step_s: f64, pid: u32) -> Vec<
                             if let Some(t) = pd.queues[i].pop_front() {
                                 let us = now.duration_since(t).as_micros().min(u32::MAX as u128);
                                 pd.latencies_us.push(us as u32);
+                                let at = t.saturating_duration_since(pd.step_start).as_micros();
+                                pd.trace.push((at as u64, us as u32));
                             }
                         }
                     }
@@ -211,9 +220,14 @@ async fn ramp(port: u16, n: usize, rates: &[f64], step_s: f64, pid: u32) -> Vec<
     let mut results = Vec::new();
     let mut next_station = 0usize;
     for &rate in rates {
-        pending.lock().unwrap().latencies_us.clear();
         let (cpu0, _) = usage(pid);
         let t0 = Instant::now();
+        {
+            let mut pd = pending.lock().unwrap();
+            pd.latencies_us.clear();
+            pd.trace.clear();
+            pd.step_start = t0;
+        }
         let mut sent = 0u64;
         let mut tick = tokio::time::interval(Duration::from_millis(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -252,6 +266,14 @@ async fn ramp(port: u16, n: usize, rates: &[f64], step_s: f64, pid: u32) -> Vec<
             // Whatever is still unanswered is lost for this step's purposes.
             for q in pd.queues.iter_mut() {
                 q.clear();
+            }
+            if let Ok(path) = std::env::var("LOAD_TRACE") {
+                let text: String = pd
+                    .trace
+                    .iter()
+                    .map(|(at, us)| format!("{at} {us}\n"))
+                    .collect();
+                let _ = std::fs::write(format!("{path}.{pid}.{rate}"), text);
             }
             std::mem::take(&mut pd.latencies_us)
         };

@@ -8,7 +8,8 @@ cleanup() { for ((i=${#pids[@]}-1; i>=0; i--)); do kill "${pids[$i]}" 2>/dev/nul
 trap cleanup EXIT
 vm_port=$(free_port); mq_port=$(free_port)
 # latencyOffset 0: points are queryable as soon as they are written (stored-vs-sent counts).
-victoria-metrics -storageDataPath="$tmp/vm" -httpListenAddr="127.0.0.1:$vm_port" \
+# VM_PREFIX: a command prefix for the database, e.g. `chrt -i 0` (run it at idle CPU priority).
+${VM_PREFIX:-} victoria-metrics -storageDataPath="$tmp/vm" -httpListenAddr="127.0.0.1:$vm_port" \
   -loggerLevel=ERROR -search.latencyOffset=0s >/dev/null 2>&1 &
 pids+=($!)
 # stack-notes: no queue limit (the default 1,000 drops QoS 1 for a slow subscriber), no Nagle.

@@ -9,8 +9,11 @@
 //!   A new segment starts at `segment_bytes` and at every start of the engine. A torn last
 //!   line (crash mid-write) is cut off on open.
 //! * `cursor`: `{segment id} {byte offset}` of the first line not yet confirmed by the
-//!   database, rewritten (temp file + rename) after every confirmed batch. A segment is deleted
-//!   once every line in it is confirmed.
+//!   database, a fixed-width record overwritten in place after every confirmed batch (one
+//!   `pwrite`: a temp file and a rename per batch cost the writer a quarter of its CPU at 40
+//!   batches a second, ext4 flushing on rename). A segment is deleted once every line in it
+//!   is confirmed. A cursor that cannot be read (a torn write on power loss) means "from the
+//!   oldest segment": lines are written again, never skipped.
 //!
 //! Durability: an appended point survives a process crash (SIGKILL) under every fsync policy,
 //! because it is in the kernel once `append` returns. On power loss, `always` loses nothing,
@@ -102,10 +105,11 @@ fn read_cursor(dir: &Path) -> io::Result<Option<(u64, u64)>> {
             let mut it = s.split_whitespace().map(str::parse::<u64>);
             match (it.next(), it.next()) {
                 (Some(Ok(seg)), Some(Ok(off))) => Ok(Some((seg, off))),
-                _ => Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("corrupt cursor file: {s:?}"),
-                )),
+                _ => {
+                    tracing::warn!(cursor = ?s, dir = %dir.display(),
+                        "Unreadable spool cursor: the spool is written again from its oldest segment.");
+                    Ok(None)
+                }
             }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -113,13 +117,28 @@ fn read_cursor(dir: &Path) -> io::Result<Option<(u64, u64)>> {
     }
 }
 
-fn write_cursor(dir: &Path, seg: u64, off: u64) -> io::Result<()> {
-    crate::files::replace(
-        &dir.join("cursor"),
-        format!("{seg} {off}\n").as_bytes(),
-        false,
-    )
+/// Overwrites the cursor record in place: fixed width, so no older record shows through.
+fn write_cursor(file: &File, seg: u64, off: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(format!("{seg:020} {off:020}\n").as_bytes(), 0)
 }
+
+/// Opens (or creates) `dir/cursor` for in-place updates and records `(seg, off)` in it.
+fn open_cursor(dir: &Path, seg: u64, off: u64) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(dir.join("cursor"))?;
+    write_cursor(&file, seg, off)?;
+    // A record of the older, variable-width format was shorter: nothing to cut, but a file
+    // of any other origin is trimmed to the one record.
+    file.set_len(CURSOR_LEN)?;
+    Ok(file)
+}
+
+/// Bytes of a cursor record: two 20-digit numbers, a space and a newline.
+const CURSOR_LEN: u64 = 42;
 
 /// Cuts a torn last line (a crash in the middle of a write) off `path`; returns the new length.
 fn repair_tail(path: &Path) -> io::Result<u64> {
@@ -207,7 +226,7 @@ impl Spool {
         if cursor.is_none_or(|(cs, _)| !segments.iter().any(|s| s.id == cs)) {
             // No valid cursor: start at the oldest segment present.
             let first = segments.front().map_or(next_id, |s| s.id);
-            write_cursor(&cfg.dir, first, 0)?;
+            open_cursor(&cfg.dir, first, 0)?;
         }
         Ok(Arc::new(Self {
             cfg,
@@ -329,6 +348,7 @@ impl Spool {
             seg,
             read_pos: off,
             file: None,
+            cursor: open_cursor(&self.cfg.dir, seg, off)?,
         })
     }
 }
@@ -348,6 +368,8 @@ pub struct Reader {
     seg: u64,
     read_pos: u64,
     file: Option<File>,
+    /// `dir/cursor`, open for in-place updates.
+    cursor: File,
 }
 
 impl Reader {
@@ -436,7 +458,7 @@ impl Reader {
     /// deletes fully confirmed segments.
     pub fn commit(&mut self, batch: &Batch) -> Result<(), SpoolError> {
         let (seg, off) = batch.end;
-        write_cursor(&self.spool.cfg.dir, seg, off)?;
+        write_cursor(&self.cursor, seg, off)?;
         let mut inner = self.spool.lock();
         while inner.segments.front().is_some_and(|s| s.id < seg) {
             if let Some(s) = inner.segments.pop_front() {
@@ -555,6 +577,49 @@ mod tests {
                 .starts_with("seg-")
         });
         assert_eq!(files.count(), 1, "confirmed segments are deleted");
+    }
+
+    #[test]
+    fn the_cursor_is_one_record_overwritten_in_place_and_a_torn_one_replays_the_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cursor");
+        // A cursor of the older, variable-width format is read and rewritten in the new one.
+        let spool = Spool::open(cfg(dir.path(), 1 << 20, 1 << 30)).unwrap();
+        spool.append(&lines(0..30), 30).unwrap();
+        let mut reader = spool.reader().unwrap();
+        for _ in 0..3 {
+            let b = reader.next_batch(10, 1 << 20).unwrap().unwrap();
+            reader.commit(&b).unwrap();
+            let text = fs::read_to_string(&path).unwrap();
+            assert_eq!(text.len() as u64, CURSOR_LEN, "{text:?}");
+            let (seg, off) = read_cursor(dir.path()).unwrap().unwrap();
+            assert_eq!((seg, off), b.end);
+        }
+        drop((reader, spool));
+        let old_format = fs::read_to_string(&path).unwrap();
+        let (seg, off) = read_cursor(dir.path()).unwrap().unwrap();
+        fs::write(&path, format!("{seg} {off}\n")).unwrap();
+        let spool = Spool::open(cfg(dir.path(), 1 << 20, 1 << 30)).unwrap();
+        assert_eq!(spool.depth().points, 0, "the short record is understood");
+        spool.append(&lines(30..35), 5).unwrap();
+        let mut reader = spool.reader().unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), old_format);
+        assert_eq!(drain(&mut reader).len(), 5);
+        drop((reader, spool));
+
+        // A torn record (power loss mid-write): nothing is skipped, the spool is read again
+        // from its oldest segment.
+        let spool = Spool::open(cfg(dir.path(), 1 << 20, 1 << 30)).unwrap();
+        spool.append(&lines(35..40), 5).unwrap();
+        drop(spool);
+        fs::write(&path, "0000000000\0\0\0 12").unwrap();
+        let spool = Spool::open(cfg(dir.path(), 1 << 20, 1 << 30)).unwrap();
+        let mut reader = spool.reader().unwrap();
+        let got = drain(&mut reader);
+        assert!(
+            got.ends_with(&["m,station=s v=39 39".to_string()]) && got.len() >= 5,
+            "{got:?}"
+        );
     }
 
     #[test]
