@@ -1,5 +1,5 @@
-//! Small file helpers shared by everything that keeps state on disk: the spool and its
-//! cursor, the command-number log, the alarm book and the district offsets.
+//! Small file helpers shared by everything that keeps state on disk: the spool, the
+//! command-number log, the alarm book and the district offsets.
 
 use std::fs::File;
 use std::io::{self, Write};

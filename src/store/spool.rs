@@ -137,6 +137,9 @@ fn open_cursor(dir: &Path, seg: u64, off: u64) -> io::Result<File> {
     Ok(file)
 }
 
+/// Bytes read from a segment at a time by [`Reader::next_batch`] (more for a longer line).
+const READ_CHUNK: usize = 256 << 10;
+
 /// Bytes of a cursor record: two 20-digit numbers, a space and a newline.
 const CURSOR_LEN: u64 = 42;
 
@@ -383,6 +386,9 @@ impl Reader {
         let mut body = Vec::new();
         let mut lines = 0u64;
         let mut pos = (self.seg, self.read_pos);
+        // Read in chunks: a backlog's whole segment (up to `max_bytes`) was read to keep
+        // `max_lines` of it (8 MiB read and zeroed for a 1.2 MB batch).
+        let mut chunk_cap = READ_CHUNK;
         loop {
             let (seg_len, is_active, next_seg) = {
                 let inner = self.spool.lock();
@@ -409,8 +415,10 @@ impl Reader {
                 self.seg = pos.0;
             }
             if pos.1 < seg_len {
-                let want =
-                    ((seg_len - pos.1) as usize).min(max_bytes.saturating_sub(body.len()).max(1));
+                let remaining = (seg_len - pos.1) as usize;
+                let want = remaining
+                    .min(max_bytes.saturating_sub(body.len()).max(1))
+                    .min(chunk_cap);
                 let file = self.file.as_mut().expect("opened above");
                 file.seek(SeekFrom::Start(pos.1))?;
                 let mut chunk = vec![0u8; want];
@@ -425,6 +433,11 @@ impl Reader {
                             break;
                         }
                     }
+                }
+                if end == 0 && want == chunk_cap && want < remaining && chunk_cap < max_bytes {
+                    // A line longer than the chunk: read it again with room for it.
+                    chunk_cap *= 2;
+                    continue;
                 }
                 body.extend_from_slice(&chunk[..end]);
                 pos.1 += end as u64;
@@ -577,6 +590,35 @@ mod tests {
                 .starts_with("seg-")
         });
         assert_eq!(files.count(), 1, "confirmed segments are deleted");
+    }
+
+    #[test]
+    fn batches_spanning_read_chunks_and_a_line_longer_than_a_chunk_are_read_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(cfg(dir.path(), 64 << 20, 1 << 30)).unwrap();
+        let pad = "x".repeat(100);
+        let line = |i: usize| format!("m,station=s v={i},pad=\"{pad}\" {i}\n");
+        let body: String = (0..6000).map(line).collect();
+        assert!(body.len() > 2 * READ_CHUNK);
+        spool.append(body.as_bytes(), 6000).unwrap();
+        let long = format!("m,station=s pad=\"{}\" 6000\n", "y".repeat(READ_CHUNK * 3));
+        spool.append(long.as_bytes(), 1).unwrap();
+        spool.append(line(6001).as_bytes(), 1).unwrap();
+
+        let mut reader = spool.reader().unwrap();
+        let b = reader.next_batch(5000, 8 << 20).unwrap().unwrap();
+        assert_eq!(b.lines, 5000);
+        let want: String = (0..5000).map(line).collect();
+        assert!(
+            b.body == want.as_bytes(),
+            "the first 5,000 lines, whole and in order"
+        );
+        reader.commit(&b).unwrap();
+        let b = reader.next_batch(5000, 8 << 20).unwrap().unwrap();
+        assert_eq!(b.lines, 1002, "the rest, the long line included");
+        assert!(b.body.ends_with(format!("{long}{}", line(6001)).as_bytes()));
+        reader.commit(&b).unwrap();
+        assert!(reader.next_batch(5000, 8 << 20).unwrap().is_none());
     }
 
     #[test]
