@@ -8,8 +8,8 @@
 //! * `seg-{id:016}.lp`: line protocol, one point per `\n`-terminated line, appended in order.
 //!   A new segment starts at `segment_bytes` and at every start of the engine. A torn last
 //!   line (crash mid-write) is cut off on open.
-//! * `cursor`: `{segment id} {byte offset}` of the first line not yet confirmed by the
-//!   database, a fixed-width record overwritten in place after every confirmed batch (one
+//! * `cursor`: `{segment id} {byte offset} {check}` of the first line not yet confirmed by
+//!   the database, a fixed-width record overwritten in place after every confirmed batch (one
 //!   `pwrite`: a temp file and a rename per batch cost the writer a quarter of its CPU at 40
 //!   batches a second, ext4 flushing on rename). A segment is deleted once every line in it
 //!   is confirmed. A cursor that cannot be read (a torn write on power loss) means "from the
@@ -103,8 +103,14 @@ fn read_cursor(dir: &Path) -> io::Result<Option<(u64, u64)>> {
     match fs::read_to_string(dir.join("cursor")) {
         Ok(s) => {
             let mut it = s.split_whitespace().map(str::parse::<u64>);
-            match (it.next(), it.next()) {
-                (Some(Ok(seg)), Some(Ok(off))) => Ok(Some((seg, off))),
+            match (it.next(), it.next(), it.next(), it.next()) {
+                (Some(Ok(seg)), Some(Ok(off)), Some(Ok(check)), None)
+                    if check == cursor_check(seg, off) =>
+                {
+                    Ok(Some((seg, off)))
+                }
+                // The older format, without the check: written by temp file and rename.
+                (Some(Ok(seg)), Some(Ok(off)), None, None) => Ok(Some((seg, off))),
                 _ => {
                     tracing::warn!(cursor = ?s, dir = %dir.display(),
                         "Unreadable spool cursor: the spool is written again from its oldest segment.");
@@ -117,10 +123,23 @@ fn read_cursor(dir: &Path) -> io::Result<Option<(u64, u64)>> {
     }
 }
 
-/// Overwrites the cursor record in place: fixed width, so no older record shows through.
+/// Overwrites the cursor record in place: fixed width, so no older record shows through,
+/// and a check of both numbers, so a record torn by power loss (old digits mixed with new,
+/// which could point past unconfirmed lines) reads as unreadable, not as a wrong position.
 fn write_cursor(file: &File, seg: u64, off: u64) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
-    file.write_all_at(format!("{seg:020} {off:020}\n").as_bytes(), 0)
+    let check = cursor_check(seg, off);
+    file.write_all_at(format!("{seg:020} {off:020} {check:020}\n").as_bytes(), 0)
+}
+
+/// A hash of a cursor's two numbers (FNV-1a over their bytes).
+fn cursor_check(seg: u64, off: u64) -> u64 {
+    seg.to_le_bytes()
+        .iter()
+        .chain(&off.to_le_bytes())
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+        })
 }
 
 /// Opens (or creates) `dir/cursor` for in-place updates and records `(seg, off)` in it.
@@ -140,8 +159,8 @@ fn open_cursor(dir: &Path, seg: u64, off: u64) -> io::Result<File> {
 /// Bytes read from a segment at a time by [`Reader::next_batch`] (more for a longer line).
 const READ_CHUNK: usize = 256 << 10;
 
-/// Bytes of a cursor record: two 20-digit numbers, a space and a newline.
-const CURSOR_LEN: u64 = 42;
+/// Bytes of a cursor record: three 20-digit numbers, two spaces and a newline.
+const CURSOR_LEN: u64 = 63;
 
 /// Cuts a torn last line (a crash in the middle of a write) off `path`; returns the new length.
 fn repair_tail(path: &Path) -> io::Result<u64> {
@@ -650,11 +669,21 @@ mod tests {
         drop((reader, spool));
 
         // A torn record (power loss mid-write): nothing is skipped, the spool is read again
-        // from its oldest segment.
+        // from its oldest segment. Torn as garbage, and torn as valid-looking digits (the
+        // new record's first half over the old one's second) that the check catches.
         let spool = Spool::open(cfg(dir.path(), 1 << 20, 1 << 30)).unwrap();
         spool.append(&lines(35..40), 5).unwrap();
         drop(spool);
         fs::write(&path, "0000000000\0\0\0 12").unwrap();
+        assert_eq!(read_cursor(dir.path()).unwrap(), None);
+        let (seg, off) = (7u64, 4_000u64);
+        let new = format!("{seg:020} {off:020} {:020}\n", cursor_check(seg, off));
+        let old = format!("{:020} {:020} {:020}\n", 6, 100, cursor_check(6, 100));
+        fs::write(&path, format!("{}{}", &new[..30], &old[30..])).unwrap();
+        assert_eq!(read_cursor(dir.path()).unwrap(), None, "torn digits");
+        fs::write(&path, &new).unwrap();
+        assert_eq!(read_cursor(dir.path()).unwrap(), Some((seg, off)));
+        fs::write(&path, format!("{}{}", &new[..30], &old[30..])).unwrap();
         let spool = Spool::open(cfg(dir.path(), 1 << 20, 1 << 30)).unwrap();
         let mut reader = spool.reader().unwrap();
         let got = drain(&mut reader);
