@@ -173,7 +173,7 @@ async fn part3(port: u16) {
             ));
         }
         let cfg = Config::parse(&text, &|_| None).unwrap();
-        let engine = heatgrid::engine::start(cfg).await.unwrap();
+        let engine = heatgrid::app::start(cfg).await.unwrap();
         let stats = engine.stats().clone();
         let mut opts =
             rumqttc::MqttOptions::new(format!("bench-pub-{ack_after_spool}"), "127.0.0.1", port);

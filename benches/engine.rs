@@ -9,9 +9,9 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion};
 use heatgrid::config::Config;
 use heatgrid::control::StationController;
-use heatgrid::decode::{decode, DecodeLimits};
-use heatgrid::modbus::map::RegisterMap;
-use heatgrid::modbus::poller::command_value;
+use heatgrid::ingest::decode::{decode, DecodeLimits};
+use heatgrid::ingest::modbus::map::RegisterMap;
+use heatgrid::ingest::modbus::poller::command_value;
 use heatgrid::model::{Command, Mode, StationId};
 use heatgrid::store::line_protocol;
 

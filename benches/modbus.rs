@@ -106,7 +106,7 @@ fn main() {
             assert!(Instant::now() < deadline, "heatgrid-sim never listened on {last}");
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let engine = heatgrid::engine::start(cfg).await.unwrap();
+        let engine = heatgrid::app::start(cfg).await.unwrap();
         let stats = engine.stats().clone();
         // Warm-up: connections, first cycles. Then measure from a clean histogram.
         tokio::time::sleep(Duration::from_secs(10)).await;

@@ -140,7 +140,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Run { config } => {
             let c = Config::load(&config)?;
-            runtime()?.block_on(heatgrid::engine::run(c, shutdown_signal()))?;
+            runtime()?.block_on(heatgrid::app::run(c, shutdown_signal()))?;
             Ok(ExitCode::SUCCESS)
         }
         #[cfg(feature = "demo")]
@@ -171,21 +171,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let Some(fleet) = heatgrid_sim::Fleet::parse(&fleet) else {
                 anyhow::bail!("unknown fleet {fleet:?}: balanced or unbalanced");
             };
-            let mut opts = heatgrid::scenario::Options::new(scenario, stations, hours, seed);
+            let mut opts = heatgrid::demo::scenario::Options::new(scenario, stations, hours, seed);
             opts.disturbance = disturbance;
             opts.fleet = fleet;
             opts.coordinator.indoor_target_c = (indoor_target != 0.0).then_some(indoor_target);
             opts.indoor_sensor = indoor_sensor;
             opts.lead_h = lead_hours;
-            let runs = heatgrid::scenario::compare(&opts)?;
-            let table = heatgrid::scenario::table(&runs);
+            let runs = heatgrid::demo::scenario::compare(&opts)?;
+            let table = heatgrid::demo::scenario::table(&runs);
             if json {
                 println!("{}", serde_json::to_string_pretty(&runs)?);
             } else {
                 print!("{table}");
             }
             if let Some(path) = html {
-                std::fs::write(&path, heatgrid::report::html(&runs, &table))
+                std::fs::write(&path, heatgrid::demo::report::html(&runs, &table))
                     .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
                 eprintln!("report: {}", path.display());
             }

@@ -115,16 +115,6 @@ impl Histogram {
     }
 }
 
-/// Microseconds on a monotonic clock since the first call in this process: a cheap instant
-/// to keep in an atomic.
-pub fn mono_us() -> u64 {
-    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    EPOCH
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_micros() as u64
-}
-
 impl Stats {
     pub fn get(c: &AtomicU64) -> u64 {
         c.load(Ordering::Relaxed)

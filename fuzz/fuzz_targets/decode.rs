@@ -2,7 +2,7 @@
 //! reading is physical (the ranges the contract promises a controller).
 #![no_main]
 
-use heatgrid::decode::{decode, DecodeLimits};
+use heatgrid::ingest::decode::{decode, DecodeLimits};
 use heatgrid::model::StationId;
 use libfuzzer_sys::fuzz_target;
 

@@ -3,7 +3,7 @@
 //! request limit, and an encodable command value decodes back to itself within rounding.
 #![no_main]
 
-use heatgrid::modbus::map::{Access, RegisterMap};
+use heatgrid::ingest::modbus::map::{Access, RegisterMap};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

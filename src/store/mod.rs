@@ -415,7 +415,7 @@ fn age_s(ts_ms: u64) -> i64 {
     if ts_ms == 0 {
         return 0;
     }
-    (crate::engine::now_ms() - ts_ms as i64) / 1000
+    (crate::clock::now_ms() - ts_ms as i64) / 1000
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
+use heatgrid::app;
 use heatgrid::config::Config;
-use heatgrid::engine;
 use heatgrid_sim::{Fault, SimConfig};
 
 use crate::util;
@@ -49,7 +49,7 @@ async fn each_alarm_kind_is_raised_acknowledged_and_cleared() {
         text.push_str(&format!("[[station]]\nid = \"st-{i:03}\"\n"));
     }
     let cfg = Config::parse(&text, &|k| (k == "T").then(|| TOKEN.to_owned())).unwrap();
-    let engine = engine::start(cfg).await.unwrap();
+    let engine = app::start(cfg).await.unwrap();
     let api = format!("http://{}", engine.api_addr().unwrap());
     let sim = heatgrid_sim::spawn(SimConfig {
         port: broker.port,
@@ -88,7 +88,7 @@ async fn each_alarm_kind_is_raised_acknowledged_and_cleared() {
             .unwrap();
     }
 
-    let kinds = |e: &engine::EngineHandle| -> BTreeSet<(String, String)> {
+    let kinds = |e: &app::EngineHandle| -> BTreeSet<(String, String)> {
         e.alarms()
             .active
             .iter()
@@ -97,7 +97,7 @@ async fn each_alarm_kind_is_raised_acknowledged_and_cleared() {
     };
     // Raised at some point (active now, or already cleared by the controller's own reaction,
     // e.g. the return limiter bringing the return back under its limit).
-    let ever = |e: &engine::EngineHandle| -> BTreeSet<(String, String)> {
+    let ever = |e: &app::EngineHandle| -> BTreeSet<(String, String)> {
         let v = e.alarms();
         v.active
             .iter()

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use heatgrid::engine::{self, EngineHandle};
+use heatgrid::app::{self, EngineHandle};
 use heatgrid::stats::Stats;
 use heatgrid_sim::{SimConfig, SimHandle};
 
@@ -98,7 +98,7 @@ async fn mosquitto_loop_settles_and_every_point_reaches_the_tsdb() {
         Some(vm.port),
     );
     let staleness_ms = cfg.stations[0].params.staleness_ms;
-    let engine = engine::start(cfg).await.unwrap();
+    let engine = app::start(cfg).await.unwrap();
     assert!(
         engine.wait_subscribed(Duration::from_secs(20)).await,
         "engine never subscribed"
@@ -180,7 +180,7 @@ async fn embedded_broker_with_mqtt5_engine_settles_and_writes_local_files() {
     let n = 4;
     // The engine speaks MQTT 5, the simulator 3.1.1: the broker bridges them.
     let cfg = util::engine_config(&ids(n), ports.v5, "5", SPEED, dir.path(), None);
-    let engine = engine::start(cfg).await.unwrap();
+    let engine = app::start(cfg).await.unwrap();
     assert!(
         engine.wait_subscribed(Duration::from_secs(20)).await,
         "engine never subscribed"
@@ -238,7 +238,7 @@ async fn embedded_broker_with_mqtt5_engine_settles_and_writes_local_files() {
             }
         }
     });
-    let engine = engine::start(util::engine_config(
+    let engine = app::start(util::engine_config(
         &ids(n),
         ports.v5,
         "5",
@@ -268,7 +268,7 @@ async fn malformed_burst_and_a_silent_station_leave_the_others_in_control() {
     let n = 5;
     let cfg = util::engine_config(&ids(n), broker.port, "3.1.1", SPEED, dir.path(), None);
     let staleness_ms = cfg.stations[0].params.staleness_ms;
-    let engine = engine::start(cfg).await.unwrap();
+    let engine = app::start(cfg).await.unwrap();
     assert!(
         engine.wait_subscribed(Duration::from_secs(20)).await,
         "engine never subscribed"
@@ -444,7 +444,7 @@ async fn control_following_telemetry_answers_every_reading_and_settles() {
     for id in ids(n) {
         text.push_str(&format!("[[station]]\nid = {id:?}\n"));
     }
-    let engine = engine::start(heatgrid::config::Config::parse(&text, &|_| None).unwrap())
+    let engine = app::start(heatgrid::config::Config::parse(&text, &|_| None).unwrap())
         .await
         .unwrap();
     assert!(engine.wait_subscribed(Duration::from_secs(20)).await);

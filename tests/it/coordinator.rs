@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use heatgrid::engine;
+use heatgrid::app;
 use heatgrid_sim::{Fleet, SimConfig};
 
 use crate::util;
@@ -59,7 +59,7 @@ async fn coordinator_lowers_the_oversized_station_raises_the_undersized_within_b
         ));
     }
     let cfg = heatgrid::config::Config::parse(&text, &|_| None).unwrap();
-    let engine = engine::start(cfg).await.unwrap();
+    let engine = app::start(cfg).await.unwrap();
     assert!(engine.wait_subscribed(Duration::from_secs(20)).await);
     let sim = heatgrid_sim::spawn(sim_cfg).await;
 
@@ -120,7 +120,7 @@ async fn coordinator_lowers_the_oversized_station_raises_the_undersized_within_b
         "{kept:?}"
     );
     let cfg = heatgrid::config::Config::parse(&text, &|_| None).unwrap();
-    let engine = engine::start(cfg).await.unwrap();
+    let engine = app::start(cfg).await.unwrap();
     assert!(util::eventually(Duration::from_secs(10), || engine.status().len() == 4).await);
     for s in engine.status().iter() {
         assert_eq!(s.district_offset_k, kept[s.id.as_str()], "{}", s.id);

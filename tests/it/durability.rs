@@ -6,8 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use heatgrid::app::{self, EngineHandle};
 use heatgrid::config::Config;
-use heatgrid::engine::{self, EngineHandle};
 use heatgrid::stats::Stats;
 use heatgrid_sim::SimConfig;
 
@@ -81,7 +81,7 @@ async fn database_down_for_30_s_loses_no_point() {
         &|_| None,
     )
     .unwrap();
-    let engine = engine::start(cfg).await.unwrap();
+    let engine = app::start(cfg).await.unwrap();
     assert!(
         engine.wait_subscribed(Duration::from_secs(20)).await,
         "engine never subscribed"
@@ -322,7 +322,7 @@ async fn database_errors_get_the_right_policy_and_bad_lines_become_dead_letters(
         &|_| None,
     )
     .unwrap();
-    let engine = engine::start(cfg).await.unwrap();
+    let engine = app::start(cfg).await.unwrap();
     assert!(
         engine.wait_subscribed(Duration::from_secs(20)).await,
         "engine never subscribed"
@@ -435,7 +435,7 @@ async fn a_full_spool_refuses_new_points_loudly_and_recovers() {
         &|_| None,
     )
     .unwrap();
-    let engine = engine::start(cfg).await.unwrap();
+    let engine = app::start(cfg).await.unwrap();
     assert!(
         engine.wait_subscribed(Duration::from_secs(20)).await,
         "engine never subscribed"

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use heatgrid::app;
 use heatgrid::config::Config;
-use heatgrid::engine;
 use heatgrid::stats::Stats;
 use heatgrid_sim::SimConfig;
 
@@ -39,9 +39,7 @@ async fn broker_down_for_30_s_then_telemetry_and_commands_flow_again() {
     let port = broker.port;
     let dir = tempfile::tempdir().unwrap();
     let n = 3;
-    let engine = engine::start(config(n, port, dir.path(), 30))
-        .await
-        .unwrap();
+    let engine = app::start(config(n, port, dir.path(), 30)).await.unwrap();
     let sim = heatgrid_sim::spawn(sim(port, n)).await;
     let stats = engine.stats().clone();
     assert!(
@@ -99,7 +97,7 @@ async fn stations_fall_back_when_the_engine_goes_away_and_return_when_it_is_back
     let dir = tempfile::tempdir().unwrap();
     let n = 3;
     let sim = heatgrid_sim::spawn(sim(broker.port, n)).await;
-    let engine = engine::start(config(n, broker.port, dir.path(), 3))
+    let engine = app::start(config(n, broker.port, dir.path(), 3))
         .await
         .unwrap();
     let all = |sim: &heatgrid_sim::SimHandle, central: bool| {
@@ -119,7 +117,7 @@ async fn stations_fall_back_when_the_engine_goes_away_and_return_when_it_is_back
         "stations kept stale commands"
     );
 
-    let engine = engine::start(config(n, broker.port, dir.path(), 3))
+    let engine = app::start(config(n, broker.port, dir.path(), 3))
         .await
         .unwrap();
     assert!(
@@ -145,7 +143,7 @@ async fn a_silent_connection_trips_the_watchdog_which_subscribes_again() {
         dir.path().display().to_string(),
         broker.port,
     );
-    let engine = engine::start(Config::parse(&text, &|_| None).unwrap())
+    let engine = app::start(Config::parse(&text, &|_| None).unwrap())
         .await
         .unwrap();
     let stats = engine.stats().clone();

@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use heatgrid::app::{self, Change};
 use heatgrid::config::Config;
-use heatgrid::engine::{self, Change};
 use heatgrid::model::Mode;
 use heatgrid_sim::{ModbusFault, SimConfig, SimModbus};
 
@@ -75,7 +75,7 @@ async fn mixed_fleet_of_modbus_and_mqtt_stations_settles_and_is_stored() {
         text.push_str(&format!("[[station]]\nid = \"st-{i:03}\"\n"));
     }
     let cfg = Config::parse(&text, &|_| None).unwrap_or_else(|e| panic!("{e:#?}"));
-    let engine = engine::start(cfg).await.unwrap();
+    let engine = app::start(cfg).await.unwrap();
     assert!(engine.wait_subscribed(Duration::from_secs(20)).await);
     let mqtt = heatgrid_sim::spawn(SimConfig {
         port: broker.port,
@@ -169,7 +169,7 @@ async fn a_dead_and_a_refusing_plc_do_not_delay_the_others() {
         ));
     }
     let cfg = Config::parse(&text, &|_| None).unwrap();
-    let engine = engine::start(cfg).await.unwrap();
+    let engine = app::start(cfg).await.unwrap();
     // Start-up (20 connections at once, a debug build, the simulator on the same two cores)
     // is not the steady state this test is about: measure from 3 s on.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -211,7 +211,8 @@ async fn a_dead_and_a_refusing_plc_do_not_delay_the_others() {
     plcs.stop().await;
     assert!(alarmed, "{:?}", alarms.active);
 
-    let get = |id: &str, f: fn(&heatgrid::modbus::poller::Counters) -> u64| f(&counters[id]);
+    let get =
+        |id: &str, f: fn(&heatgrid::ingest::modbus::poller::Counters) -> u64| f(&counters[id]);
     // The dead one times out (link), the refusing one answers with exceptions: told apart.
     assert_eq!(get("plc-004", |c| c.polls_ok.load(Ordering::Relaxed)), 0);
     assert!(get("plc-004", |c| c.timeouts.load(Ordering::Relaxed)) > 0);
@@ -303,7 +304,7 @@ async fn reads_and_writes_a_pymodbus_plc_with_another_register_map() {
         map_path.display().to_string()
     ));
     let cfg = Config::parse(&text, &|_| None).unwrap_or_else(|e| panic!("{e:#?}"));
-    let engine = engine::start(cfg).await.unwrap();
+    let engine = app::start(cfg).await.unwrap();
 
     // Reads: the exact values the Python PLC holds (tests/peers/plc.py).
     let got = util::eventually(Duration::from_secs(30), || {
@@ -476,7 +477,7 @@ async fn plcs_closing_connections_or_rebooting_recover_without_restart() {
             0.5,
         ));
     }
-    let engine = engine::start(Config::parse(&text, &|_| None).unwrap())
+    let engine = app::start(Config::parse(&text, &|_| None).unwrap())
         .await
         .unwrap();
     let counters: BTreeMap<String, _> = engine
@@ -531,7 +532,7 @@ async fn plcs_closing_connections_or_rebooting_recover_without_restart() {
     let received = |views: &[heatgrid_sim::StationView]| views[1].commands_received;
     let before = received(&plcs.snapshot());
     assert!(plcs.modbus_outage("plc-002", Duration::from_secs(4)).await);
-    let comm_lost = |engine: &engine::EngineHandle| {
+    let comm_lost = |engine: &app::EngineHandle| {
         engine
             .alarms()
             .active

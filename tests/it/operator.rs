@@ -4,8 +4,8 @@
 use std::process::Command;
 use std::time::Duration;
 
+use heatgrid::app;
 use heatgrid::config::Config;
-use heatgrid::engine;
 use heatgrid_sim::SimConfig;
 
 use crate::util::{self, error_k};
@@ -77,7 +77,7 @@ async fn operator_sees_the_fleet_changes_a_station_and_finds_it_in_the_audit_tra
         "T_BOB" => Some(VIEWER.to_owned()),
         _ => None,
     };
-    let engine = engine::start(Config::parse(&text, &env).unwrap())
+    let engine = app::start(Config::parse(&text, &env).unwrap())
         .await
         .unwrap();
     let cli = Cli {
@@ -368,7 +368,7 @@ async fn operator_sees_the_fleet_changes_a_station_and_finds_it_in_the_audit_tra
         )
         .await;
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let valve_of = |e: &engine::EngineHandle| e.status()[2].outputs.map(|o| (o.mode, o.valve_pct));
+    let valve_of = |e: &app::EngineHandle| e.status()[2].outputs.map(|o| (o.mode, o.valve_pct));
     assert!(
         util::eventually(Duration::from_secs(10), || valve_of(&engine)
             == Some((heatgrid::model::Mode::Manual, 45.0)))

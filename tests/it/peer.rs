@@ -4,8 +4,8 @@
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use heatgrid::app;
 use heatgrid::config::Config;
-use heatgrid::engine;
 use heatgrid::stats::Stats;
 
 use crate::util::{self, error_k};
@@ -31,7 +31,7 @@ async fn python_station_emulator_is_controlled_and_stored() {
         vm.port
     );
     let cfg = Config::parse(&text, &|_| None).unwrap();
-    let engine = engine::start(cfg).await.unwrap();
+    let engine = app::start(cfg).await.unwrap();
     assert!(
         engine.wait_subscribed(Duration::from_secs(20)).await,
         "engine never subscribed"

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use heatgrid::app;
 use heatgrid::config::Config;
-use heatgrid::engine;
 use heatgrid::stats::Stats;
 use heatgrid_sim::SimConfig;
 
@@ -125,7 +125,7 @@ async fn engine_talks_tls_with_a_password_and_refuses_an_untrusted_broker() {
         ..SimConfig::default()
     })
     .await;
-    let engine = engine::start(config(dir.path(), tls, "ca.pem", "engine-secret-123"))
+    let engine = app::start(config(dir.path(), tls, "ca.pem", "engine-secret-123"))
         .await
         .unwrap();
     let commanded = util::eventually(Duration::from_secs(30), || {
@@ -137,10 +137,10 @@ async fn engine_talks_tls_with_a_password_and_refuses_an_untrusted_broker() {
     assert!(commanded, "no control over TLS: {:?}", engine.status());
 
     // A wrong password and an untrusted CA never get a session.
-    let wrong_pw = engine::start(config(dir.path(), tls, "ca.pem", "not-the-password"))
+    let wrong_pw = app::start(config(dir.path(), tls, "ca.pem", "not-the-password"))
         .await
         .unwrap();
-    let wrong_ca = engine::start(config(dir.path(), tls, "other-ca.pem", "engine-secret-123"))
+    let wrong_ca = app::start(config(dir.path(), tls, "other-ca.pem", "engine-secret-123"))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;

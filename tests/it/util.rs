@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use heatgrid::app::StationStatus;
 use heatgrid::config::Config;
-use heatgrid::engine::StationStatus;
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -238,7 +238,10 @@ pub async fn vm_wait_total(port: u16, metric: &str, expected: usize, timeout: Du
 
 /// The engine's command sequence numbers in `data_dir`, as JSON `{station: seq}`.
 pub fn seqs(data_dir: &Path) -> serde_json::Value {
-    let store = heatgrid::seq::SeqStore::open(data_dir, heatgrid::store::spool::FsyncPolicy::Never)
-        .expect("seq store");
+    let store = heatgrid::command::seq::SeqStore::open(
+        data_dir,
+        heatgrid::store::spool::FsyncPolicy::Never,
+    )
+    .expect("seq store");
     serde_json::to_value(store.all()).unwrap()
 }

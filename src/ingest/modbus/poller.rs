@@ -29,7 +29,7 @@ use tracing::{info, warn};
 
 use super::map::{ReadBlock, RegisterMap, Table};
 use crate::backoff::Backoff;
-use crate::decode::{self, DecodeLimits};
+use crate::ingest::decode::{self, DecodeLimits};
 use crate::ingest::{self, StationSlot};
 use crate::model::{Command, StationId};
 use crate::stats::Stats;
@@ -296,7 +296,7 @@ impl Poller {
     /// One poll cycle: read every block; a reading only if all of them answered.
     async fn poll(&mut self) {
         self.counters.cycles.fetch_add(1, Ordering::Relaxed);
-        let ts = crate::engine::now_ms();
+        let ts = crate::clock::now_ms();
         let plan = std::mem::take(&mut self.plan);
         let reused = self.ctx.is_some();
         let mut result = self.read_all(&plan).await;
@@ -363,7 +363,7 @@ impl Poller {
         let Some(cmd) = self.pending.clone() else {
             return;
         };
-        let age_ms = crate::engine::now_ms() - cmd.ts;
+        let age_ms = crate::clock::now_ms() - cmd.ts;
         if age_ms > self.retry_for.as_millis() as i64 {
             warn!(station = %self.cfg.station, seq = cmd.seq, age_ms,
                 "Command could not be written in time; dropped undelivered.");

@@ -1,5 +1,5 @@
 //! The scenario report: one self-contained HTML page (inline SVG charts, no scripts, no
-//! external files) comparing the runs of `heatgrid scenario` (see [`crate::scenario`]).
+//! external files) comparing the runs of `heatgrid scenario` (see [`crate::demo::scenario`]).
 //!
 //! Where it sits: at the end of the offline comparison, never in the live engine. Charts are
 //! drawn here as plain SVG polylines (a charting crate would pull in a renderer for four line
@@ -329,7 +329,7 @@ count only at equal or better comfort (share of station-time with indoor 18–22
         hours = r0.hours,
         dd = r0.degree_days,
         fleet = r0.fleet.name(),
-        warm = crate::scenario::WARMUP_H,
+        warm = crate::demo::scenario::WARMUP_H,
         lead = r0.lead_h,
         charts = charts.concat(),
     )

@@ -589,7 +589,7 @@ impl fmt::Display for Base {
 mod tests {
     use super::*;
 
-    const SIM_MAP: &str = include_str!("../../config/modbus/heatgrid-sim.toml");
+    const SIM_MAP: &str = include_str!("../../../config/modbus/heatgrid-sim.toml");
 
     fn reg(t: DataType, order: ByteOrder, scale: f64) -> Register {
         Register {
@@ -608,7 +608,7 @@ mod tests {
     fn the_shipped_maps_are_valid() {
         let m = RegisterMap::parse(SIM_MAP).unwrap();
         assert!(m.registers.len() >= 10);
-        let ecl = include_str!("../../config/modbus/example-ecl-comfort.toml");
+        let ecl = include_str!("../../../config/modbus/example-ecl-comfort.toml");
         RegisterMap::parse(ecl).unwrap();
     }
 

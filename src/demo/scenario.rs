@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::control::coordinator::{Coordinator, CoordinatorConfig, Observation};
 use crate::control::station::Tick;
 use crate::control::StationController;
-use crate::decode::{decode, DecodeLimits};
+use crate::ingest::decode::{decode, DecodeLimits};
 use crate::model::{Command, StationId};
 
 /// What to run: the scenario, what is laid over it, and the fleet.
@@ -328,7 +328,7 @@ mod tests {
         // One station hit: it misses 08:00–09:00, 720 samples of the 3 × 6,480.
         assert_eq!(lost[2].commands_accepted, 3 * 9 * 720 - 720);
         assert!(table(&lost).contains("comms-loss on 1 station"));
-        let html = crate::report::html(&runs, &text);
+        let html = crate::demo::report::html(&runs, &text);
         assert!(html.starts_with("<!doctype html>") && html.trim_end().ends_with("</html>"));
         assert_eq!(
             html.matches("<svg").count(),

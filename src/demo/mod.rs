@@ -6,6 +6,9 @@
 //! exits 1 if any station's supply was not within ±1 K of its setpoint over the last quarter of
 //! the run (the settling check).
 
+pub mod report;
+pub mod scenario;
+
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -15,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::app::{self, StationStatus};
 use crate::config::Config;
-use crate::engine::{self, StationStatus};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct DemoArgs {
@@ -153,7 +156,7 @@ name = "demo"
 role = "operator"
 token_sha256 = "{token_hash}"
 "#,
-        token_hash = crate::api::sha256(DEMO_TOKEN.as_bytes())
+        token_hash = crate::api::http::sha256(DEMO_TOKEN.as_bytes())
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect::<String>(),
@@ -229,7 +232,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         &addrs,
         &map,
     )?;
-    let engine = engine::start(cfg).await?;
+    let engine = app::start(cfg).await?;
     // Telemetry published before the engine's subscriptions exist would reach nobody.
     if !engine.wait_subscribed(Duration::from_secs(10)).await {
         tracing::warn!("The engine's MQTT subscriptions were not confirmed within 10 s.");

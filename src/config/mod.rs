@@ -19,7 +19,7 @@ use crate::model::{Mode, StationId};
 use crate::store::spool::FsyncPolicy;
 
 /// The annotated example written by `heatgrid init`.
-pub const EXAMPLE: &str = include_str!("../config/heatgrid.toml");
+pub const EXAMPLE: &str = include_str!("../../config/heatgrid.toml");
 
 // ---------------------------------------------------------------- raw (serde) phase
 
@@ -450,7 +450,7 @@ pub struct StationConfig {
     pub mode: Mode,
     pub params: StationParams,
     /// `Some` for a Modbus TCP station: its poller's settings and register map.
-    pub modbus: Option<crate::modbus::poller::PollerConfig>,
+    pub modbus: Option<crate::ingest::modbus::poller::PollerConfig>,
 }
 
 /// A whole, valid configuration.
@@ -463,7 +463,7 @@ pub struct Config {
     pub time_scale: f64,
     pub control_on: ControlOn,
     pub command_valid_for_s: u32,
-    pub decode: crate::decode::DecodeLimits,
+    pub decode: crate::ingest::decode::DecodeLimits,
     pub mqtt: MqttConfig,
     pub storage: StorageConfig,
     pub api: ApiConfig,
@@ -678,7 +678,9 @@ impl Config {
                 );
                 let hash = match (&t.token_env, &t.token_sha256) {
                     (Some(var), None) => match env(var) {
-                        Some(tok) if tok.len() >= 16 => Some(crate::api::sha256(tok.as_bytes())),
+                        Some(tok) if tok.len() >= 16 => {
+                            Some(crate::api::http::sha256(tok.as_bytes()))
+                        }
                         Some(_) => {
                             v.push(format!("{place}.token_env: the token in {var} must be at least 16 characters"));
                             None
@@ -690,7 +692,7 @@ impl Config {
                             None
                         }
                     },
-                    (None, Some(hex)) => match crate::api::parse_sha256_hex(hex) {
+                    (None, Some(hex)) => match crate::api::http::parse_sha256_hex(hex) {
                         Some(h) => Some(h),
                         None => {
                             v.push(format!("{place}.token_sha256: must be 64 hex characters"));
@@ -766,8 +768,10 @@ impl Config {
         let mut stations = Vec::new();
         let mut seen = HashSet::new();
         // Each register map file is read and validated once, however many stations use it.
-        let mut maps: BTreeMap<PathBuf, Option<std::sync::Arc<crate::modbus::map::RegisterMap>>> =
-            BTreeMap::new();
+        let mut maps: BTreeMap<
+            PathBuf,
+            Option<std::sync::Arc<crate::ingest::modbus::map::RegisterMap>>,
+        > = BTreeMap::new();
         v.check(
             !raw.stations.is_empty(),
             "station: at least one [[station]] is required",
@@ -842,7 +846,7 @@ impl Config {
             time_scale: e.time_scale,
             control_on: e.control_on,
             command_valid_for_s: e.command_valid_for_s,
-            decode: crate::decode::DecodeLimits {
+            decode: crate::ingest::decode::DecodeLimits {
                 max_payload_bytes: e.max_payload_bytes,
                 future_tolerance_ms: (e.future_tolerance_s * 1000.0) as i64,
             },
@@ -881,10 +885,10 @@ fn modbus_station(
     m: &RawModbus,
     id: &StationId,
     base: &Path,
-    maps: &mut BTreeMap<PathBuf, Option<std::sync::Arc<crate::modbus::map::RegisterMap>>>,
+    maps: &mut BTreeMap<PathBuf, Option<std::sync::Arc<crate::ingest::modbus::map::RegisterMap>>>,
     place: &str,
     v: &mut Errors,
-) -> Option<crate::modbus::poller::PollerConfig> {
+) -> Option<crate::ingest::modbus::poller::PollerConfig> {
     let place = format!("{place}.modbus");
     let n = v.0.len();
     let address = if m.address.contains(':') {
@@ -923,7 +927,7 @@ fn modbus_station(
         .or_insert_with(|| {
             match std::fs::read_to_string(&path)
                 .map_err(|e| vec![format!("cannot read: {e}")])
-                .and_then(|t| crate::modbus::map::RegisterMap::parse(&t))
+                .and_then(|t| crate::ingest::modbus::map::RegisterMap::parse(&t))
             {
                 Ok(map) => Some(std::sync::Arc::new(map)),
                 Err(errs) => {
@@ -944,7 +948,7 @@ fn modbus_station(
     if v.0.len() > n {
         return None;
     }
-    Some(crate::modbus::poller::PollerConfig {
+    Some(crate::ingest::modbus::poller::PollerConfig {
         station: id.clone(),
         address,
         unit_id: m.unit_id as u8,
@@ -1215,7 +1219,7 @@ mod tests {
     #[test]
     fn modbus_stations_load_their_map_once_and_report_its_errors_with_lines() {
         let dir = tempfile::tempdir().unwrap();
-        let good = include_str!("../config/modbus/heatgrid-sim.toml");
+        let good = include_str!("../../config/modbus/heatgrid-sim.toml");
         std::fs::write(dir.path().join("good.toml"), good).unwrap();
         std::fs::write(
             dir.path().join("bad.toml"),

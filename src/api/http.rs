@@ -18,8 +18,9 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::app::{Applied, Change, ChangeError, ChangeRequest, StationStatus};
+use crate::clock::now_ms;
 use crate::config::{ApiToken, Role, StationConfig};
-use crate::engine::{now_ms, Applied, Change, ChangeError, ChangeRequest, StationStatus};
 use crate::model::Mode;
 use crate::stats::Stats;
 use crate::store::spool::Spool;
@@ -48,7 +49,7 @@ pub struct ApiState {
     pub spool: Arc<Spool>,
     pub changes: mpsc::Sender<ChangeRequest>,
     pub tokens: Arc<Vec<ApiToken>>,
-    pub alarms: watch::Receiver<Arc<crate::engine::AlarmView>>,
+    pub alarms: watch::Receiver<Arc<crate::app::AlarmView>>,
     pub stations: Arc<Vec<StationConfig>>,
 }
 
@@ -298,7 +299,7 @@ async fn station(
         v["tags"] = json!(c.tags);
         v["limits"] = json!({
             "supply_min_c": p.supply_min_c, "supply_max_c": p.supply_max_c,
-            "supply_offset_max_k": crate::engine::MAX_OFFSET_K,
+            "supply_offset_max_k": crate::app::MAX_OFFSET_K,
             "valve_min_pct": p.valve.out_min, "valve_max_pct": p.valve.out_max,
             "pump_min_pct": p.pump.out_min, "pump_max_pct": p.pump.out_max,
         });
@@ -331,13 +332,13 @@ async fn apply(
 
 async fn metrics(State(st): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
     authorize(&st, &headers, Role::Viewer)?;
-    let registry = crate::metrics::registry(
+    let registry = crate::api::metrics::registry(
         st.stats.clone(),
         st.spool.clone(),
         st.status.clone(),
         st.alarms.clone(),
     );
-    let body = crate::metrics::render(&registry);
+    let body = crate::api::metrics::render(&registry);
     Ok((
         [(
             axum::http::header::CONTENT_TYPE,

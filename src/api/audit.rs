@@ -10,7 +10,7 @@ use std::path::Path;
 
 use tracing::error;
 
-use crate::engine::Applied;
+use crate::app::Applied;
 
 #[derive(Debug)]
 pub struct Audit {

@@ -12,7 +12,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
-use crate::engine::{AlarmView, StationStatus};
+use crate::app::{AlarmView, StationStatus};
 use crate::stats::Stats;
 use crate::store::spool::Spool;
 

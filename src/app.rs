@@ -21,13 +21,14 @@ use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
 use crate::alarms::AlarmBook;
+use crate::clock::now_ms;
+use crate::command::seq::SeqStore;
 use crate::config::{Config, ControlOn, StationConfig};
 use crate::control::coordinator::{Coordinator, Observation};
 use crate::control::{Outputs, StationController, Tick};
+use crate::ingest::mqtt::{self, Link, Presence};
 use crate::ingest::{Ingest, StationSlot, Weather};
 use crate::model::{Command, Mode, Reading, StationId};
-use crate::mqtt::{self, Link, Presence};
-use crate::seq::SeqStore;
 use crate::stats::Stats;
 use crate::store::spool::{FsyncPolicy, Spool, SpoolConfig};
 use crate::store::{self, line_protocol, Sink, StoreHandle, Writer, WriterConfig};
@@ -149,15 +150,7 @@ pub struct EngineHandle {
     alarms: watch::Receiver<Arc<AlarmView>>,
     stop_modbus: watch::Sender<bool>,
     pollers: Vec<JoinHandle<()>>,
-    modbus: Vec<(StationId, Arc<crate::modbus::poller::Counters>)>,
-}
-
-/// Current wall-clock time in Unix milliseconds.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    modbus: Vec<(StationId, Arc<crate::ingest::modbus::poller::Counters>)>,
 }
 
 /// Starts every task of the engine for `cfg`. Fails only on local problems (data directory,
@@ -310,7 +303,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
         };
         let (tx, rx) = watch::channel(None);
         modbus_tx.push(Some(tx));
-        pollers.push(tokio::spawn(crate::modbus::poller::run(
+        pollers.push(tokio::spawn(crate::ingest::modbus::poller::run(
             m.clone(),
             slot.clone(),
             counters.clone(),
@@ -330,7 +323,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
     let (stop_control, stop_control_rx) = watch::channel(false);
     // Operator changes: bounded; a full queue makes the API answer 503 rather than wait.
     let (changes, changes_rx) = mpsc::channel(64);
-    let audit = crate::audit::Audit::open(&cfg.data_dir.join("audit.log"))
+    let audit = crate::api::audit::Audit::open(&cfg.data_dir.join("audit.log"))
         .with_context(|| format!("cannot open {}", cfg.data_dir.join("audit.log").display()))?;
     let alarms = AlarmBook::open(cfg.data_dir.join("alarms.json")).map_err(anyhow::Error::msg)?;
     let (alarms_tx, alarms_rx) = watch::channel(Arc::new(AlarmView::default()));
@@ -383,7 +376,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
     let control = tokio::spawn(control.run(cfg.tick, stop_control_rx, changes_rx, trigger_rx));
     let api = match cfg.api.listen {
         Some(addr) => {
-            let state = crate::api::ApiState {
+            let state = crate::api::http::ApiState {
                 status: status.clone(),
                 stats: stats.clone(),
                 spool: spool.clone(),
@@ -392,7 +385,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<EngineHandle> {
                 alarms: alarms_rx.clone(),
                 stations: Arc::new(cfg.stations.clone()),
             };
-            let (bound, task) = crate::api::serve(addr, state, stop_control.subscribe())
+            let (bound, task) = crate::api::http::serve(addr, state, stop_control.subscribe())
                 .await
                 .with_context(|| format!("cannot listen on api.listen {addr}"))?;
             info!(addr = %bound, tokens = cfg.api.tokens.len(), "Operator API listening.");
@@ -481,11 +474,11 @@ impl EngineHandle {
         change: Change,
         user: &str,
     ) -> Result<Applied, ChangeError> {
-        crate::api::send_change(&self.changes, station, change, user).await
+        crate::api::http::send_change(&self.changes, station, change, user).await
     }
 
     /// The Modbus stations' poller counters, in config order.
-    pub fn modbus_counters(&self) -> &[(StationId, Arc<crate::modbus::poller::Counters>)] {
+    pub fn modbus_counters(&self) -> &[(StationId, Arc<crate::ingest::modbus::poller::Counters>)] {
         &self.modbus
     }
 
@@ -565,7 +558,7 @@ struct Control {
     default_outdoor_c: f64,
     weather_max_age_ms: i64,
     status_tx: watch::Sender<Arc<Vec<StationStatus>>>,
-    audit: crate::audit::Audit,
+    audit: crate::api::audit::Audit,
     alarms: AlarmBook,
     alarms_tx: watch::Sender<Arc<AlarmView>>,
     /// Per station: (when, rejects so far) samples over the last minute.
@@ -1046,7 +1039,7 @@ impl Control {
             return;
         }
         let mut lines = Vec::with_capacity(commands.len());
-        let now_us = crate::stats::mono_us();
+        let now_us = crate::clock::mono_us();
         for (i, cmd) in commands {
             if following {
                 let accepted = self.stations[i].1.accepted_us.load(Ordering::Relaxed);

@@ -14,6 +14,10 @@
 //! by one per burst. With `ack_after_spool` the broker's acknowledgements go out only after
 //! the flush, so the guarantee is unchanged: acknowledged means in the spool.
 
+pub mod decode;
+pub mod modbus;
+pub mod mqtt;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -21,10 +25,10 @@ use std::time::{Duration, Instant};
 
 use tracing::warn;
 
-use crate::decode::{self, DecodeLimits};
 use crate::model::{Reading, StationId};
 use crate::stats::Stats;
 use crate::store::{line_protocol, StoreHandle};
+use decode::DecodeLimits;
 
 const REJECT_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -47,12 +51,12 @@ pub struct StationSlot {
     /// Modbus stations: why the link is down or the device refuses (`None` while polls
     /// succeed), and the poller's counters.
     pub comm_error: Mutex<Option<String>>,
-    pub modbus: Option<Arc<crate::modbus::poller::Counters>>,
+    pub modbus: Option<Arc<crate::ingest::modbus::poller::Counters>>,
     /// Position in the config, and the control task's wake-up channel when control follows
     /// telemetry (`engine.control_on = "telemetry"`).
     pub index: usize,
     pub trigger: Option<Trigger>,
-    /// When the latest reading was accepted ([`crate::stats::mono_us`]).
+    /// When the latest reading was accepted ([`crate::clock::mono_us`]).
     pub accepted_us: std::sync::atomic::AtomicU64,
 }
 
@@ -125,7 +129,7 @@ pub fn accept(slot: &StationSlot, reading: Reading, out: &mut Gathered, stats: &
         *latest = Some(reading);
         drop(latest);
         slot.accepted_us
-            .store(crate::stats::mono_us(), Ordering::Relaxed);
+            .store(crate::clock::mono_us(), Ordering::Relaxed);
         if slot.trigger.is_some() {
             out.woken.push(slot.index as u32);
         }

@@ -5,6 +5,8 @@
 //! `HEATGRID_API` / `HEATGRID_TOKEN`. Errors are one line on stderr; exit codes: 3 engine
 //! unreachable, 4 refused by the engine (token, unknown station, safety limit), 2 other.
 
+pub mod top;
+
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -117,7 +119,7 @@ struct Failure(u8, String);
 
 pub fn run(remote: Remote, verb: Verb) -> ExitCode {
     if let Verb::Top { interval_ms } = verb {
-        return crate::top::run(remote, Duration::from_millis(interval_ms.max(100)));
+        return crate::cli::top::run(remote, Duration::from_millis(interval_ms.max(100)));
     }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -574,7 +576,7 @@ async fn execute(remote: &Remote, verb: Verb) -> Result<String, Failure> {
             if rows.is_empty() {
                 return Ok("no active alarms\n".into());
             }
-            let now = crate::engine::now_ms();
+            let now = crate::clock::now_ms();
             let mut t = table(&["id", "station", "kind", "severity", "since", "state"]);
             if let Some(c) = t.column_mut(1) {
                 c.set_cell_alignment(CellAlignment::Left);
