@@ -127,9 +127,9 @@ async fn part2(url: &str) {
         spool.clone(),
         stats.clone(),
     );
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop = tokio_util::sync::CancellationToken::new();
     let t = Instant::now();
-    let task = tokio::spawn(writer.run(stop_rx, Duration::from_secs(5)));
+    let task = tokio::spawn(writer.run(stop.clone(), Duration::from_secs(5)));
     // Live producer at 20k points/s in 10 ms steps.
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     let per_tick = live_rate / 100;
@@ -145,7 +145,7 @@ async fn part2(url: &str) {
             break t.elapsed();
         }
     };
-    let _ = stop_tx.send(true);
+    stop.cancel();
     let _ = task.await;
     let written = stats.store_written.load(Ordering::Relaxed);
     println!(

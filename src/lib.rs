@@ -41,7 +41,7 @@ pub mod control;
 pub mod demo;
 pub mod files;
 pub mod ingest;
-pub mod kpi;
+
 pub mod model;
 pub mod physics;
 pub mod stats;

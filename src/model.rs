@@ -1,4 +1,5 @@
-//! Domain types shared by every stage: station ids, readings, modes and commands.
+//! Domain types shared by every stage: station ids, readings, modes, commands and applied
+//! operator actions.
 //!
 //! Sits at the centre of the data flow: `decode` produces [`Reading`]s, `control`
 //! turns them into [`Command`]s, `store` encodes both as line protocol.
@@ -129,6 +130,17 @@ pub struct Command {
     pub valid_for_s: u32,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub epoch: Option<u64>,
+}
+
+/// An operator action that took effect: an applied change or an alarm acknowledgement. It is
+/// the reply to the operator, the audit record (before → after) and the `operator_action`
+/// point in storage.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Applied {
+    pub station: String,
+    pub action: String,
+    pub before: String,
+    pub after: String,
 }
 
 #[cfg(test)]

@@ -15,31 +15,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
-use crate::app::{Applied, Change, ChangeError, ChangeRequest, StationStatus};
+use super::auth::{authorize, ApiError, ApiToken, Role};
 use crate::clock::now_ms;
-use crate::config::{ApiToken, Role, StationConfig};
+use crate::control::change::{Change, ChangeError, Inbox};
+use crate::control::status::StationStatus;
+use crate::control::StationParams;
 use crate::model::Mode;
+use crate::model::StationId;
 use crate::stats::Stats;
 use crate::store::spool::Spool;
-
-pub fn sha256(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
-}
-
-pub fn parse_sha256_hex(hex: &str) -> Option<[u8; 32]> {
-    let hex = hex.trim();
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -47,17 +34,26 @@ pub struct ApiState {
     pub status: watch::Receiver<Arc<Vec<StationStatus>>>,
     pub stats: Arc<Stats>,
     pub spool: Arc<Spool>,
-    pub changes: mpsc::Sender<ChangeRequest>,
+    pub changes: Inbox,
     pub tokens: Arc<Vec<ApiToken>>,
-    pub alarms: watch::Receiver<Arc<crate::app::AlarmView>>,
-    pub stations: Arc<Vec<StationConfig>>,
+    pub alarms: watch::Receiver<Arc<crate::alarms::AlarmView>>,
+    pub stations: Arc<Vec<StationInfo>>,
 }
 
-/// Binds `addr` and serves until `stop` turns true. Returns the bound address (port 0 works).
+/// What the API knows of a configured station beyond its status: its static tags (group
+/// changes) and its controller's limits (the station view).
+#[derive(Debug, Clone)]
+pub struct StationInfo {
+    pub id: StationId,
+    pub tags: std::collections::BTreeMap<String, String>,
+    pub params: StationParams,
+}
+
+/// Binds `addr` and serves until `stop` is cancelled. Returns the bound address (port 0 works).
 pub async fn serve(
     addr: SocketAddr,
     state: ApiState,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let app = Router::new()
         .route("/api/v1/status", get(status))
@@ -74,9 +70,7 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let task = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
+        let shutdown = async move { stop.cancelled().await };
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await
@@ -85,70 +79,6 @@ pub async fn serve(
         }
     });
     Ok((bound, task))
-}
-
-/// Sends a change to the control task and waits for its verdict.
-pub async fn send_change(
-    changes: &mpsc::Sender<ChangeRequest>,
-    station: &str,
-    change: Change,
-    user: &str,
-) -> Result<Applied, ChangeError> {
-    let (reply, rx) = oneshot::channel();
-    changes
-        .try_send(ChangeRequest {
-            station: station.to_owned(),
-            change,
-            user: user.to_owned(),
-            reply,
-        })
-        .map_err(|_| ChangeError::ShuttingDown)?;
-    rx.await.map_err(|_| ChangeError::ShuttingDown)?
-}
-
-struct ApiError(StatusCode, String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
-    }
-}
-
-fn authorize(state: &ApiState, headers: &HeaderMap, need: Role) -> Result<String, ApiError> {
-    let presented = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| {
-            ApiError(
-                StatusCode::UNAUTHORIZED,
-                "missing bearer token (Authorization: Bearer …)".into(),
-            )
-        })?;
-    let hash = sha256(presented.trim().as_bytes());
-    // Constant-time comparison against every token, so timing says nothing about which matched.
-    let mut found: Option<&ApiToken> = None;
-    for t in state.tokens.iter() {
-        let diff = t
-            .sha256
-            .iter()
-            .zip(hash.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        if diff == 0 {
-            found = Some(t);
-        }
-    }
-    let token = found.ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "unknown token".into()))?;
-    if need == Role::Operator && token.role != Role::Operator {
-        return Err(ApiError(
-            StatusCode::FORBIDDEN,
-            format!(
-                "token {:?} is a viewer; changes need an operator token",
-                token.name
-            ),
-        ));
-    }
-    Ok(token.name.clone())
 }
 
 fn row(s: &StationStatus, now: i64) -> Value {
@@ -181,7 +111,7 @@ fn row(s: &StationStatus, now: i64) -> Value {
 }
 
 async fn status(State(st): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    authorize(&st, &headers, Role::Viewer)?;
+    authorize(&st.tokens, &headers, Role::Viewer)?;
     let all = st.status.borrow().clone();
     let count = |f: &dyn Fn(&StationStatus) -> bool| all.iter().filter(|s| f(s)).count();
     let g = |c: &std::sync::atomic::AtomicU64| Stats::get(c);
@@ -222,7 +152,7 @@ async fn status(State(st): State<ApiState>, headers: HeaderMap) -> Result<Json<V
 }
 
 async fn stations(State(st): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    authorize(&st, &headers, Role::Viewer)?;
+    authorize(&st.tokens, &headers, Role::Viewer)?;
     let now = now_ms();
     let alarms = st.alarms.borrow().clone();
     let rows: Vec<Value> = st
@@ -247,7 +177,7 @@ async fn station(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&st, &headers, Role::Viewer)?;
+    authorize(&st.tokens, &headers, Role::Viewer)?;
     let all = st.status.borrow().clone();
     let s = all
         .iter()
@@ -299,7 +229,7 @@ async fn station(
         v["tags"] = json!(c.tags);
         v["limits"] = json!({
             "supply_min_c": p.supply_min_c, "supply_max_c": p.supply_max_c,
-            "supply_offset_max_k": crate::app::MAX_OFFSET_K,
+            "supply_offset_max_k": crate::control::change::MAX_OFFSET_K,
             "valve_min_pct": p.valve.out_min, "valve_max_pct": p.valve.out_max,
             "pump_min_pct": p.pump.out_min, "pump_max_pct": p.pump.out_max,
         });
@@ -313,8 +243,8 @@ async fn apply(
     id: &str,
     change: Change,
 ) -> Result<Json<Value>, ApiError> {
-    let user = authorize(st, headers, Role::Operator)?;
-    match send_change(&st.changes, id, change, &user).await {
+    let user = authorize(&st.tokens, headers, Role::Operator)?;
+    match st.changes.send(id, change, &user).await {
         Ok(applied) => Ok(Json(json!({ "applied": applied }))),
         Err(e) => {
             let code = match e {
@@ -331,7 +261,7 @@ async fn apply(
 }
 
 async fn metrics(State(st): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    authorize(&st, &headers, Role::Viewer)?;
+    authorize(&st.tokens, &headers, Role::Viewer)?;
     let registry = crate::api::metrics::registry(
         st.stats.clone(),
         st.spool.clone(),
@@ -350,7 +280,7 @@ async fn metrics(State(st): State<ApiState>, headers: HeaderMap) -> Result<Respo
 }
 
 async fn alarms(State(st): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    authorize(&st, &headers, Role::Viewer)?;
+    authorize(&st.tokens, &headers, Role::Viewer)?;
     let view = st.alarms.borrow().clone();
     Ok(Json(
         json!({ "active": view.active, "recent": view.recent }),
@@ -387,7 +317,7 @@ async fn set_curve(
     Path(id): Path<String>,
     raw: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&st, &headers, Role::Operator)?;
+    authorize(&st.tokens, &headers, Role::Operator)?;
     let b: CurveBody = body(&raw)?;
     apply(&st, &headers, &id, Change::Curve { points: b.points }).await
 }
@@ -401,7 +331,7 @@ async fn group_change(
     Path((key, value, what)): Path<(String, String, String)>,
     raw: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let user = authorize(&st, &headers, Role::Operator)?;
+    let user = authorize(&st.tokens, &headers, Role::Operator)?;
     let change = match what.as_str() {
         "supply" => {
             let b: SupplyBody = body(&raw)?;
@@ -436,7 +366,7 @@ async fn group_change(
     }
     let (mut applied, mut refused) = (Vec::new(), Vec::new());
     for id in members {
-        match send_change(&st.changes, &id, change.clone(), &user).await {
+        match st.changes.send(&id, change.clone(), &user).await {
             Ok(a) => applied.push(json!(a)),
             Err(e) => refused.push(json!({ "station": id, "error": e.to_string() })),
         }
@@ -463,7 +393,7 @@ async fn set_supply(
     Path(id): Path<String>,
     raw: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&st, &headers, Role::Operator)?;
+    authorize(&st.tokens, &headers, Role::Operator)?;
     let b: SupplyBody = body(&raw)?;
     apply(
         &st,
@@ -485,7 +415,7 @@ async fn set_mode(
     Path(id): Path<String>,
     raw: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    authorize(&st, &headers, Role::Operator)?;
+    authorize(&st.tokens, &headers, Role::Operator)?;
     let b: ModeBody = body(&raw)?;
     apply(
         &st,
@@ -498,21 +428,4 @@ async fn set_mode(
         },
     )
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sha256_hex_round_trip() {
-        let h = sha256(b"abc");
-        let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(
-            hex,
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
-        assert_eq!(parse_sha256_hex(&hex), Some(h));
-        assert_eq!(parse_sha256_hex("zz"), None);
-    }
 }

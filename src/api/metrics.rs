@@ -12,7 +12,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
-use crate::app::{AlarmView, StationStatus};
+use crate::alarms::AlarmView;
+use crate::control::status::StationStatus;
 use crate::stats::Stats;
 use crate::store::spool::Spool;
 

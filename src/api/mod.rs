@@ -4,6 +4,6 @@
 //! Where it sits: it reads the status and alarm views the control task publishes and sends
 //! operator changes to the control task's queue; it never touches a station directly.
 
-pub mod audit;
+pub mod auth;
 pub mod http;
 pub mod metrics;

@@ -18,6 +18,12 @@ use crate::control::StationParams;
 use crate::model::{Mode, StationId};
 use crate::store::spool::FsyncPolicy;
 
+pub use crate::api::auth::{ApiSettings, ApiToken, Role};
+pub use crate::control::task::ControlOn;
+pub use crate::ingest::mqtt::{MqttConfig, MqttTls, MqttVersion};
+pub use crate::store::influx::InfluxConfig;
+pub use crate::store::StorageConfig;
+
 /// The annotated example written by `heatgrid init`.
 pub const EXAMPLE: &str = include_str!("../../config/heatgrid.toml");
 
@@ -57,19 +63,6 @@ struct RawEngine {
     max_payload_bytes: usize,
     time_scale: f64,
     control_on: ControlOn,
-}
-
-/// When a station's controller runs and a command is sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ControlOn {
-    /// Every station once per `tick_s`, on its latest fresh reading (the default).
-    #[default]
-    Tick,
-    /// Each station as soon as a new reading of it is accepted: one command per reading, with
-    /// the loops' time step the time since that station's last step. The tick still runs
-    /// staleness, alarms and the status view, and steps a station whose trigger was missed.
-    Telemetry,
 }
 
 impl Default for RawEngine {
@@ -198,39 +191,6 @@ struct RawToken {
     role: Role,
     token_env: Option<String>,
     token_sha256: Option<String>,
-}
-
-/// What an API token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Read only.
-    Viewer,
-    /// Read and change setpoints and modes.
-    Operator,
-}
-
-/// One operator's token, kept only as its SHA-256.
-#[derive(Clone)]
-pub struct ApiToken {
-    pub name: String,
-    pub role: Role,
-    pub sha256: [u8; 32],
-}
-
-impl std::fmt::Debug for ApiToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiToken")
-            .field("name", &self.name)
-            .field("role", &self.role)
-            .finish_non_exhaustive()
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct ApiConfig {
-    pub listen: Option<std::net::SocketAddr>,
-    pub tokens: Vec<ApiToken>,
 }
 
 /// `[coordinator]`: the district coordinator (off unless `enabled`).
@@ -381,67 +341,6 @@ fn default_true() -> bool {
 
 // ---------------------------------------------------------------- validated phase
 
-/// MQTT protocol version to speak to the broker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MqttVersion {
-    V311,
-    V5,
-}
-
-#[derive(Debug, Clone)]
-pub struct MqttConfig {
-    pub host: String,
-    pub port: u16,
-    pub version: MqttVersion,
-    pub client_id: String,
-    pub topic_prefix: String,
-    pub telemetry_qos: u8,
-    pub keep_alive: Duration,
-    /// Acknowledge a QoS 1 telemetry message only after its point is in the spool, on a
-    /// persistent session (the broker redelivers what a crashed engine had not acknowledged).
-    pub ack_after_spool: bool,
-    /// Connected but nothing received for this long: subscribe again and say so.
-    pub watchdog: Duration,
-    pub credentials: Option<(String, String)>,
-    pub tls: Option<MqttTls>,
-}
-
-/// PEM contents for a TLS connection to the broker (read when the config is loaded).
-#[derive(Clone)]
-pub struct MqttTls {
-    pub ca_pem: Vec<u8>,
-    pub client_auth: Option<(Vec<u8>, Vec<u8>)>,
-}
-
-impl std::fmt::Debug for MqttTls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MqttTls")
-            .field("ca_pem_bytes", &self.ca_pem.len())
-            .field("client_auth", &self.client_auth.is_some())
-            .finish()
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct InfluxConfig {
-    pub url: String,
-    pub org: String,
-    pub bucket: String,
-    pub token: String,
-    pub timeout: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct StorageConfig {
-    pub batch_size: usize,
-    pub flush_interval: Duration,
-    pub max_spool_bytes: u64,
-    pub segment_bytes: u64,
-    pub fsync: crate::store::spool::FsyncPolicy,
-    /// `None`: line protocol to local files under `data_dir/lp`.
-    pub influxdb: Option<InfluxConfig>,
-}
-
 #[derive(Debug, Clone)]
 pub struct StationConfig {
     pub id: StationId,
@@ -466,7 +365,7 @@ pub struct Config {
     pub decode: crate::ingest::decode::DecodeLimits,
     pub mqtt: MqttConfig,
     pub storage: StorageConfig,
-    pub api: ApiConfig,
+    pub api: ApiSettings,
     pub default_outdoor_c: f64,
     pub weather_max_age_ms: i64,
     /// The district coordinator, when enabled.
@@ -679,7 +578,7 @@ impl Config {
                 let hash = match (&t.token_env, &t.token_sha256) {
                     (Some(var), None) => match env(var) {
                         Some(tok) if tok.len() >= 16 => {
-                            Some(crate::api::http::sha256(tok.as_bytes()))
+                            Some(crate::api::auth::sha256(tok.as_bytes()))
                         }
                         Some(_) => {
                             v.push(format!("{place}.token_env: the token in {var} must be at least 16 characters"));
@@ -692,7 +591,7 @@ impl Config {
                             None
                         }
                     },
-                    (None, Some(hex)) => match crate::api::http::parse_sha256_hex(hex) {
+                    (None, Some(hex)) => match crate::api::auth::parse_sha256_hex(hex) {
                         Some(h) => Some(h),
                         None => {
                             v.push(format!("{place}.token_sha256: must be 64 hex characters"));
@@ -714,7 +613,7 @@ impl Config {
                     });
                 }
             }
-            ApiConfig { listen, tokens }
+            ApiSettings { listen, tokens }
         };
 
         let w = &raw.weather;

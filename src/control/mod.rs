@@ -6,9 +6,14 @@
 //! controller, with staleness and modes); [`coordinator`] balances the stations of a district
 //! against each other, slowly, through an offset on each one's curve.
 
+pub mod change;
 pub mod coordinator;
 pub mod curve;
+pub mod district;
+pub mod kpi;
 pub mod pi;
 pub mod station;
+pub mod status;
+pub mod task;
 
 pub use station::{Outputs, StationController, StationParams, Tick};

@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::app::{self, StationStatus};
+use crate::app;
 use crate::config::Config;
+use crate::control::status::StationStatus;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct DemoArgs {
@@ -156,7 +157,7 @@ name = "demo"
 role = "operator"
 token_sha256 = "{token_hash}"
 "#,
-        token_hash = crate::api::http::sha256(DEMO_TOKEN.as_bytes())
+        token_hash = crate::api::auth::sha256(DEMO_TOKEN.as_bytes())
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect::<String>(),

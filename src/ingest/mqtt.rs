@@ -17,11 +17,52 @@ use std::time::Duration;
 use rumqttc::v5::mqttbytes::v5::LastWill as LastWillV5;
 use rumqttc::v5::mqttbytes::QoS as QoSV5;
 use rumqttc::{LastWill, QoS};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::backoff::Backoff;
-use crate::config::{MqttConfig, MqttVersion};
+
+/// MQTT protocol version to speak to the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MqttVersion {
+    V311,
+    V5,
+}
+
+/// The broker connection's settings (`[mqtt]`).
+#[derive(Debug, Clone)]
+pub struct MqttConfig {
+    pub host: String,
+    pub port: u16,
+    pub version: MqttVersion,
+    pub client_id: String,
+    pub topic_prefix: String,
+    pub telemetry_qos: u8,
+    pub keep_alive: Duration,
+    /// Acknowledge a QoS 1 telemetry message only after its point is in the spool, on a
+    /// persistent session (the broker redelivers what a crashed engine had not acknowledged).
+    pub ack_after_spool: bool,
+    /// Connected but nothing received for this long: subscribe again and say so.
+    pub watchdog: Duration,
+    pub credentials: Option<(String, String)>,
+    pub tls: Option<MqttTls>,
+}
+
+/// PEM contents for a TLS connection to the broker (read when the config is loaded).
+#[derive(Clone)]
+pub struct MqttTls {
+    pub ca_pem: Vec<u8>,
+    pub client_auth: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for MqttTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttTls")
+            .field("ca_pem_bytes", &self.ca_pem.len())
+            .field("client_auth", &self.client_auth.is_some())
+            .finish()
+    }
+}
 
 /// Capacity of rumqttc's request channel: publishes and subscribes queued for the event loop.
 /// A full channel makes `try_publish` fail; the caller counts that as an undelivered command.
@@ -222,7 +263,7 @@ pub fn connect(
 
 /// TLS to the broker: the server is verified against the configured CA (and the host name in
 /// `mqtt.host`); the client certificate is optional. rustls with the ring provider.
-fn tls_transport(t: &crate::config::MqttTls) -> rumqttc::Transport {
+fn tls_transport(t: &MqttTls) -> rumqttc::Transport {
     // rumqttc builds its rustls config with the process-wide provider: make sure it is ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
     rumqttc::Transport::tls(t.ca_pem.clone(), t.client_auth.clone(), None)
@@ -275,7 +316,7 @@ async fn poll_once(el: &mut EventLoop) -> Result<Polled, String> {
 }
 
 /// Polls the connection until a DISCONNECT was sent (after [`Link::disconnect`]) or `stop`
-/// turns true. `subscriptions` are (filter, qos1) pairs requested on every ConnAck; `presence`
+/// is cancelled. `subscriptions` are (filter, qos1) pairs requested on every ConnAck; `presence`
 /// is published (retained) on every ConnAck. `on_event` must not block.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_event_loop(
@@ -285,7 +326,7 @@ pub async fn run_event_loop(
     watchdog: Option<Duration>,
     subscriptions: Vec<(String, bool)>,
     presence: Option<Presence>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
     mut on_event: impl FnMut(Event<'_>),
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
@@ -319,7 +360,7 @@ pub async fn run_event_loop(
         }
         let polled = tokio::select! {
             r = poll_once(&mut el) => r,
-            _ = stop.wait_for(|s| *s) => {
+            _ = stop.cancelled() => {
                 if in_burst {
                     end_burst(&mut on_event, &mut unacked);
                 }
@@ -409,7 +450,7 @@ pub async fn run_event_loop(
                 connected = false;
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
-                    _ = stop.wait_for(|s| *s) => return,
+                    _ = stop.cancelled() => return,
                 }
             }
         }

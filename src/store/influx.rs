@@ -9,7 +9,15 @@
 
 use std::time::Duration;
 
-use crate::config::InfluxConfig;
+/// Where and how to write (`[storage.influxdb]`); the token comes from the environment.
+#[derive(Debug, Clone)]
+pub struct InfluxConfig {
+    pub url: String,
+    pub org: String,
+    pub bucket: String,
+    pub token: String,
+    pub timeout: Duration,
+}
 
 /// Why a write did not succeed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

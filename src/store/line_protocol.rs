@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::model::{Command, Reading, StationId};
+use crate::model::{Applied, Command, Reading, StationId};
 
 /// Builds one line: measurement, tags, fields, timestamp, with the protocol's escaping.
 #[derive(Debug)]
@@ -192,6 +192,58 @@ pub fn command(station: &StationId, tags: &BTreeMap<String, String>, c: &Command
         .int("seq", i64::try_from(c.seq).unwrap_or(i64::MAX))
         .finish(c.ts)
         .unwrap_or_default()
+}
+
+/// `operator_action` line: who did what, with "before -> after" as its detail.
+pub fn operator_action(a: &Applied, user: &str, ts_ms: i64) -> Option<String> {
+    LineBuilder::new("operator_action")
+        .tag("station", &a.station)
+        .tag("action", &a.action)
+        .tag("user", user)
+        .string("detail", &format!("{} -> {}", a.before, a.after))
+        .finish(ts_ms)
+}
+
+/// One raise or clear of an alarm, as the `alarm` measurement stores it.
+#[derive(Debug, Clone, Copy)]
+pub struct AlarmPoint<'a> {
+    pub station: &'a str,
+    pub kind: &'a str,
+    pub severity: &'a str,
+    pub active: bool,
+    pub message: &'a str,
+    pub value: f64,
+    pub id: u64,
+}
+
+/// `alarm` line.
+pub fn alarm(a: &AlarmPoint<'_>, ts_ms: i64) -> Option<String> {
+    LineBuilder::new("alarm")
+        .tag("station", a.station)
+        .tag("kind", a.kind)
+        .tag("severity", a.severity)
+        .boolean("active", a.active)
+        .string("message", a.message)
+        .float("value", a.value)
+        .int("id", a.id as i64)
+        .finish(ts_ms)
+}
+
+/// `coordinator` line: a station's district offset after an update, its load ratio and the
+/// district's target ratio.
+pub fn coordinator(
+    station: &StationId,
+    tags: &BTreeMap<String, String>,
+    offset_k: f64,
+    load_ratio: f64,
+    target_ratio: Option<f64>,
+    ts_ms: i64,
+) -> Option<String> {
+    with_tags("coordinator", station, tags)
+        .float("offset_k", offset_k)
+        .float("load_ratio", load_ratio)
+        .float_opt("target_ratio", target_ratio)
+        .finish(ts_ms)
 }
 
 #[cfg(test)]

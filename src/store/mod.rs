@@ -16,6 +16,7 @@
 //! timeouts → back off with jitter (200 ms → 30 s). A spool full (`max_spool_mb`) refuses new
 //! points: counted and logged as an error (the operator's alarm) — never silent.
 
+pub mod audit;
 pub mod influx;
 pub mod line_protocol;
 pub mod spool;
@@ -26,13 +27,25 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::AsyncWriteExt;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::backoff::Backoff;
 use crate::stats::Stats;
 use influx::WriteError;
 use spool::{Batch, Spool, SpoolError};
+
+/// The storage stage's settings (`[storage]`).
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub batch_size: usize,
+    pub flush_interval: Duration,
+    pub max_spool_bytes: u64,
+    pub segment_bytes: u64,
+    pub fsync: spool::FsyncPolicy,
+    /// `None`: line protocol to local files under `data_dir/lp`.
+    pub influxdb: Option<influx::InfluxConfig>,
+}
 
 /// Where batches go.
 #[derive(Debug)]
@@ -178,9 +191,9 @@ impl Writer {
         }
     }
 
-    /// Drains the spool until `stop` turns true; then drains what is there for at most
+    /// Drains the spool until `stop` is cancelled; then drains what is there for at most
     /// `drain_grace` more and returns (the rest stays in the spool for the next start).
-    pub async fn run(self, mut stop: watch::Receiver<bool>, drain_grace: Duration) {
+    pub async fn run(self, stop: CancellationToken, drain_grace: Duration) {
         let mut reader = match self.spool.reader() {
             Ok(r) => r,
             Err(e) => {
@@ -197,7 +210,7 @@ impl Writer {
         let mut last_write = Instant::now();
         let mut last_report = Instant::now();
         loop {
-            if deadline.is_none() && stopping(&stop) {
+            if deadline.is_none() && stop.is_cancelled() {
                 deadline = Some(tokio::time::Instant::now() + drain_grace);
             }
             if deadline.is_some_and(|d| tokio::time::Instant::now() >= d) {
@@ -237,7 +250,7 @@ impl Writer {
                 tokio::select! {
                     _ = self.spool.appended(), if depth.points > 0 || deadline.is_none() => {}
                     _ = tokio::time::sleep(wait) => {}
-                    _ = stop.changed(), if deadline.is_none() => {}
+                    _ = stop.cancelled(), if deadline.is_none() => {}
                 }
                 continue;
             }
@@ -257,7 +270,7 @@ impl Writer {
                 first_ts_ms(&batch.body).unwrap_or(0) as u64,
                 Ordering::Relaxed,
             );
-            match self.deliver(&batch, &mut stop, deadline).await {
+            match self.deliver(&batch, &stop, deadline).await {
                 Ok(()) => {
                     last_write = Instant::now();
                     if let Err(e) = reader.commit(&batch) {
@@ -279,7 +292,7 @@ impl Writer {
     async fn deliver(
         &self,
         batch: &Batch,
-        stop: &mut watch::Receiver<bool>,
+        stop: &CancellationToken,
         mut deadline: Option<tokio::time::Instant>,
     ) -> Result<(), Interrupted> {
         let lines: Vec<&[u8]> = batch.body.split_inclusive(|b| *b == b'\n').collect();
@@ -353,7 +366,7 @@ impl Writer {
                     }
                 };
                 // Wait before retrying, unless the shutdown deadline comes first.
-                if deadline.is_none() && stopping(stop) {
+                if deadline.is_none() && stop.is_cancelled() {
                     deadline = Some(tokio::time::Instant::now() + Duration::ZERO);
                 }
                 if let Some(d) = deadline {
@@ -363,7 +376,7 @@ impl Writer {
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
-                    _ = stop.changed(), if deadline.is_none() => {}
+                    _ = stop.cancelled(), if deadline.is_none() => {}
                 }
             }
         }
@@ -400,10 +413,6 @@ impl Writer {
 }
 
 /// Stop asked for, or its sender dropped (the engine handle went away without a shutdown).
-fn stopping(stop: &watch::Receiver<bool>) -> bool {
-    *stop.borrow() || stop.has_changed().is_err()
-}
-
 /// The timestamp (last field) of the first line of a batch.
 fn first_ts_ms(body: &[u8]) -> Option<i64> {
     let end = body.iter().position(|b| *b == b'\n')?;
@@ -475,8 +484,8 @@ mod tests {
             spool.clone(),
             Arc::new(Stats::default()),
         );
-        let (stop, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(writer.run(stop_rx, Duration::from_secs(5)));
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(writer.run(stop.clone(), Duration::from_secs(5)));
         wait_written(&out, 250).await;
 
         // 9 points: under a tenth of a batch, they wait for the (hour-long) flush interval.
@@ -489,7 +498,7 @@ mod tests {
 
         // Stopping drains what is left, however little.
         append(&spool, 260..263);
-        stop.send(true).unwrap();
+        stop.cancel();
         task.await.unwrap();
         assert_eq!(written(&out), 263);
         assert_eq!(spool.depth().points, 0);

@@ -8,8 +8,9 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use heatgrid::app::{self, Change};
+use heatgrid::app;
 use heatgrid::config::Config;
+use heatgrid::control::change::Change;
 use heatgrid::model::Mode;
 use heatgrid_sim::{ModbusFault, SimConfig, SimModbus};
 
@@ -211,8 +212,7 @@ async fn a_dead_and_a_refusing_plc_do_not_delay_the_others() {
     plcs.stop().await;
     assert!(alarmed, "{:?}", alarms.active);
 
-    let get =
-        |id: &str, f: fn(&heatgrid::ingest::modbus::poller::Counters) -> u64| f(&counters[id]);
+    let get = |id: &str, f: fn(&heatgrid::ingest::slot::ModbusCounters) -> u64| f(&counters[id]);
     // The dead one times out (link), the refusing one answers with exceptions: told apart.
     assert_eq!(get("plc-004", |c| c.polls_ok.load(Ordering::Relaxed)), 0);
     assert!(get("plc-004", |c| c.timeouts.load(Ordering::Relaxed)) > 0);

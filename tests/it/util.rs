@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use heatgrid::app::StationStatus;
 use heatgrid::config::Config;
+use heatgrid::control::status::StationStatus;
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

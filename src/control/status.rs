@@ -1,0 +1,48 @@
+//! The status view: what the control task knows about each station after its last tick.
+//!
+//! Where it sits: the control task builds one [`StationStatus`] per station every tick and
+//! publishes the whole list on a watch channel; the API, `top`, the demo's table and the
+//! alarm evaluation read it. It is a snapshot: nothing reads back into control from it.
+
+use std::collections::BTreeMap;
+
+use super::kpi::DayKpis;
+use super::Outputs;
+use crate::model::{Mode, Reading, StationId};
+
+/// What the engine knows about one station after the last tick.
+#[derive(Debug, Clone)]
+pub struct StationStatus {
+    pub id: StationId,
+    pub mode: Mode,
+    pub stale: bool,
+    pub reading: Option<Reading>,
+    pub outputs: Option<Outputs>,
+    /// Last command seq sent (0: none yet).
+    pub seq: u64,
+    pub supply_offset_k: f64,
+    /// The district coordinator's offset on the curve, K (0 without a coordinator).
+    pub district_offset_k: f64,
+    /// Operator's fixed supply setpoint and its expiry (Unix ms).
+    pub fixed_supply: Option<(f64, Option<i64>)>,
+    /// Highest `seq` the station acknowledged on `…/ack` (0: none), and its last ack error.
+    pub acked_seq: u64,
+    pub ack_error: Option<String>,
+    /// Heat delivered since 00:00 UTC, GJ (integrated from heat_kw over plant time).
+    pub heat_today_gj: f64,
+    /// Every KPI of the day so far, from telemetry.
+    pub kpis_today: DayKpis,
+    /// Recent (supply °C, setpoint °C) samples, one per minute of plant time, oldest first.
+    pub trend: Vec<(f64, f64)>,
+    pub tags: BTreeMap<String, String>,
+    /// Heated area: the reading's, else the config's.
+    pub area_m2: Option<f64>,
+    /// How the station is reached: `mqtt`, or `modbus tcp://host:port unit N`.
+    pub link: String,
+    /// Modbus: why the last poll or write failed (`None` while it answers).
+    pub link_error: Option<String>,
+    /// The station's MQTT presence (`…/state`, its last will) is `offline`.
+    pub offline: bool,
+    /// Payloads of this station rejected so far.
+    pub rejects: u64,
+}

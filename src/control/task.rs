@@ -1,0 +1,426 @@
+//! The control task: runs every station's controller on its latest reading, hands the
+//! commands to dispatch, applies operator changes, and publishes the status view.
+//!
+//! Where it sits: between ingest and command. Ingest leaves each station's newest accepted
+//! reading in its [`StationSlot`] (and, with control following telemetry, wakes this task with
+//! the stations that have one); this task steps the controllers, numbers the commands and
+//! gives them to the [`Dispatcher`]; after each tick it publishes one [`StationStatus`] per
+//! station, which the alarm task and the API read. Nothing here blocks on the network.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use super::change::{self, Change, ChangeError, ChangeRequest};
+use super::district::District;
+use super::kpi::DayKpis;
+use super::status::StationStatus;
+use super::{StationController, Tick};
+use crate::clock::now_ms;
+use crate::command::dispatch::{Dispatcher, Outgoing};
+use crate::ingest::{StationSlot, Weather};
+use crate::model::{Applied, Command, Reading, StationId};
+use crate::stats::Stats;
+use crate::store::audit::OperatorLog;
+
+/// When a station's controller runs and a command is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ControlOn {
+    /// Every station once per `tick_s`, on its latest fresh reading (the default).
+    #[default]
+    Tick,
+    /// Each station as soon as a new reading of it is accepted: one command per reading, with
+    /// the loops' time step the time since that station's last step. The tick still runs
+    /// staleness, alarms and the status view, and steps a station whose trigger was missed.
+    Telemetry,
+}
+
+/// The control task's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ControlSettings {
+    pub tick: Duration,
+    /// Plant seconds per wall second (1 in production; the demo accelerates).
+    pub time_scale: f64,
+    pub control_on: ControlOn,
+    /// Outdoor temperature when neither the reading nor a fresh weather feed gives one.
+    pub default_outdoor_c: f64,
+    pub weather_max_age_ms: i64,
+}
+
+/// One station as the control task holds it.
+#[derive(Debug)]
+pub struct Station {
+    pub id: StationId,
+    pub tags: BTreeMap<String, String>,
+    /// How it is reached, for the status view (`mqtt`, `modbus tcp://… unit N`).
+    pub link: String,
+    pub slot: Arc<StationSlot>,
+    pub ctrl: StationController,
+    kpi: Kpi,
+    /// Wall time of its last controller step, and the `ts` of the reading that step acted on
+    /// (a reading is acted on once).
+    last_step_ms: i64,
+    stepped_ts: i64,
+}
+
+impl Station {
+    pub fn new(
+        id: StationId,
+        tags: BTreeMap<String, String>,
+        link: String,
+        slot: Arc<StationSlot>,
+        ctrl: StationController,
+    ) -> Self {
+        Self {
+            id,
+            tags,
+            link,
+            slot,
+            ctrl,
+            kpi: Kpi::default(),
+            last_step_ms: 0,
+            stepped_ts: i64::MIN,
+        }
+    }
+
+    fn latest(&self) -> Option<Reading> {
+        self.slot
+            .latest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn latest_ts(&self) -> Option<i64> {
+        self.slot
+            .latest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|r| r.ts_ms)
+    }
+}
+
+/// Control following telemetry: the most stations the task takes in one batch of wake-ups.
+const TRIGGER_BATCH: usize = 4_096;
+
+/// Samples kept for a station's recent trend (one per minute of plant time).
+const TREND_LEN: usize = 30;
+
+/// Per-station figures the control task accumulates.
+#[derive(Debug, Default, Clone)]
+struct Kpi {
+    day: i64,
+    today: DayKpis,
+    trend: VecDeque<(f64, f64)>,
+    /// Wall time of the last trend sample (one per minute of plant time).
+    trend_at_ms: i64,
+}
+
+/// The control task's state.
+#[derive(Debug)]
+pub struct ControlTask {
+    stations: Vec<Station>,
+    settings: ControlSettings,
+    /// Plant seconds per tick.
+    dt_s: f64,
+    dispatcher: Dispatcher,
+    weather: Weather,
+    stats: Arc<Stats>,
+    log: Arc<OperatorLog>,
+    district: Option<District>,
+    status: watch::Sender<Arc<Vec<StationStatus>>>,
+    rate_window: VecDeque<(i64, u64)>,
+}
+
+impl ControlTask {
+    /// The task over `stations` (config order). `district`: the coordinator, when enabled,
+    /// with its offsets already restored into the controllers.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        stations: Vec<Station>,
+        settings: ControlSettings,
+        dispatcher: Dispatcher,
+        weather: Weather,
+        stats: Arc<Stats>,
+        log: Arc<OperatorLog>,
+        district: Option<District>,
+    ) -> (Self, watch::Receiver<Arc<Vec<StationStatus>>>) {
+        let (status, status_rx) = watch::channel(Arc::new(Vec::new()));
+        let dt_s = settings.tick.as_secs_f64() * settings.time_scale;
+        let task = Self {
+            stations,
+            settings,
+            dt_s,
+            dispatcher,
+            weather,
+            stats,
+            log,
+            district,
+            status,
+            rate_window: VecDeque::new(),
+        };
+        (task, status_rx)
+    }
+
+    /// Runs until `stop` is cancelled: the tick, wake-ups from ingest, operator changes.
+    pub async fn run(
+        mut self,
+        mut changes: mpsc::Receiver<ChangeRequest>,
+        mut triggers: Option<mpsc::Receiver<Vec<u32>>>,
+        stop: CancellationToken,
+    ) {
+        async fn next(rx: &mut Option<mpsc::Receiver<Vec<u32>>>) -> Option<Vec<u32>> {
+            match rx {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        }
+        let mut interval = tokio::time::interval(self.settings.tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                scheduled = interval.tick() => {
+                    let late = scheduled.elapsed().as_micros() as u64;
+                    self.stats.tick_lateness_us.store(late, Ordering::Relaxed);
+                    self.stats.tick_lateness_max_us.fetch_max(late, Ordering::Relaxed);
+                    self.stats.ticks.fetch_add(1, Ordering::Relaxed);
+                    self.tick(now_ms());
+                }
+                Some(mut batch) = next(&mut triggers) => {
+                    // Everything queued now goes in one batch: one seq fsync for all of it.
+                    if let Some(rx) = triggers.as_mut() {
+                        while batch.len() < TRIGGER_BATCH {
+                            match rx.try_recv() {
+                                Ok(more) => batch.extend(more),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    self.on_telemetry(&batch, now_ms());
+                }
+                Some(req) = changes.recv() => {
+                    let result = self.apply(&req.station, &req.change, &req.user);
+                    let _ = req.reply.send(result);
+                }
+                _ = stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// Applies one operator change within the station's hard limits and records it; the next
+    /// command carries it to the station.
+    fn apply(&mut self, station: &str, c: &Change, user: &str) -> Result<Applied, ChangeError> {
+        let s = self
+            .stations
+            .iter_mut()
+            .find(|s| s.id.as_str() == station)
+            .ok_or_else(|| ChangeError::UnknownStation(station.to_owned()))?;
+        let now = now_ms();
+        let applied = change::apply(&mut s.ctrl, station, c, now)?;
+        self.log.record(now, user, &applied);
+        Ok(applied)
+    }
+
+    fn fallback_outdoor(&self, now: i64) -> f64 {
+        match *self.weather.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some((ts, t)) if now - ts <= self.settings.weather_max_age_ms => t,
+            _ => self.settings.default_outdoor_c,
+        }
+    }
+
+    /// Runs station `i`'s controller on its latest reading at `now`, covering `dt_s` plant
+    /// seconds; the command to send if it acted.
+    fn step(&mut self, i: usize, now: i64, fallback_outdoor: f64, dt_s: f64) -> Option<Command> {
+        let trend_every_ms = (60_000.0 / self.settings.time_scale) as i64;
+        let s = &mut self.stations[i];
+        let reading = s.latest();
+        let day = now.div_euclid(86_400_000);
+        if s.kpi.day != day {
+            s.kpi.day = day;
+            s.kpi.today = Default::default();
+        }
+        s.ctrl.set_dt(dt_s);
+        s.last_step_ms = now;
+        match s.ctrl.tick(reading.as_ref(), fallback_outdoor, now) {
+            Tick::Act(o) => {
+                if let Some(r) = &reading {
+                    if let Some(d) = &mut self.district {
+                        d.observe(i, &s.ctrl, r, &o, dt_s);
+                    }
+                    s.stepped_ts = r.ts_ms;
+                    // Plant time, so an accelerated run adds up.
+                    let area = r.heated_area_m2.or(s.ctrl.params().heated_area_m2);
+                    s.kpi.today.record(r, &o, area, dt_s);
+                    if now - s.kpi.trend_at_ms >= trend_every_ms {
+                        s.kpi.trend_at_ms = now;
+                        s.kpi
+                            .trend
+                            .push_back((r.supply_temp_c, o.supply_setpoint_c));
+                        if s.kpi.trend.len() > TREND_LEN {
+                            s.kpi.trend.pop_front();
+                        }
+                    }
+                }
+                Some(Command {
+                    seq: self.dispatcher.next_seq(i),
+                    ts: now,
+                    mode: o.mode,
+                    supply_setpoint_c: round2(o.supply_setpoint_c),
+                    valve_pct: round2(o.valve_pct),
+                    pump_pct: round2(o.pump_pct),
+                    flow_setpoint_m3h: round2(o.flow_setpoint_m3h),
+                    valid_for_s: self.dispatcher.valid_for_s(),
+                    epoch: None,
+                })
+            }
+            Tick::Stale {
+                age_ms,
+                newly: true,
+            } => {
+                warn!(station = %s.id, age_s = age_ms.map(|a| a / 1000),
+                    "Station stale: outputs held, no command sent until fresh telemetry arrives.");
+                None
+            }
+            Tick::Stale { .. } => None,
+        }
+    }
+
+    /// Control following telemetry: steps each station in `which` that has a reading it has
+    /// not acted on yet, with the plant time since its last step, and sends the commands.
+    fn on_telemetry(&mut self, which: &[u32], now: i64) {
+        let fallback = self.fallback_outdoor(now);
+        let mut commands = Vec::with_capacity(which.len());
+        for &i in which {
+            let i = i as usize;
+            let Some(ts) = self.stations.get(i).and_then(Station::latest_ts) else {
+                continue;
+            };
+            if ts <= self.stations[i].stepped_ts {
+                continue; // already acted on (duplicate trigger)
+            }
+            let dt = self.event_dt(i, now);
+            if let Some(command) = self.step(i, now, fallback, dt) {
+                commands.push(Outgoing {
+                    station: i,
+                    command,
+                    accepted_us: Some(self.stations[i].slot.accepted_us.load(Ordering::Relaxed)),
+                });
+            }
+        }
+        self.dispatcher.send(commands);
+    }
+
+    /// Plant seconds since station `i`'s last step, within [tick/20, 4 × tick].
+    fn event_dt(&self, i: usize, now: i64) -> f64 {
+        let last = self.stations[i].last_step_ms;
+        if last == 0 {
+            return self.dt_s;
+        }
+        ((now - last) as f64 / 1000.0 * self.settings.time_scale)
+            .clamp(self.dt_s / 20.0, self.dt_s * 4.0)
+    }
+
+    fn tick(&mut self, now: i64) {
+        let fallback_outdoor = self.fallback_outdoor(now);
+        let mut commands = Vec::new();
+        let mut status = Vec::with_capacity(self.stations.len());
+        for i in 0..self.stations.len() {
+            let s = &self.stations[i];
+            let reading_ts = s.latest_ts();
+            let step = match self.settings.control_on {
+                ControlOn::Tick => Some(self.dt_s),
+                // Following telemetry, the tick only steps a station whose data went stale
+                // (so it is marked stale) or whose trigger was missed.
+                ControlOn::Telemetry => {
+                    let stale = reading_ts.is_none_or(|ts| now - ts > s.ctrl.params().staleness_ms);
+                    let missed = reading_ts.is_some_and(|ts| ts > s.stepped_ts);
+                    (stale || missed).then(|| self.event_dt(i, now))
+                }
+            };
+            if let Some(dt) = step {
+                if let Some(command) = self.step(i, now, fallback_outdoor, dt) {
+                    commands.push(Outgoing {
+                        station: i,
+                        command,
+                        accepted_us: None,
+                    });
+                }
+            }
+            status.push(self.status_of(i));
+        }
+        self.update_ingest_rate(now);
+        self.dispatcher.send(commands);
+        if let Some(d) = &mut self.district {
+            d.advance(self.dt_s, &mut self.stations, now);
+        }
+        let _ = self.status.send(Arc::new(status));
+    }
+
+    fn status_of(&self, i: usize) -> StationStatus {
+        let s = &self.stations[i];
+        let reading = s.latest();
+        let area_m2 = reading
+            .as_ref()
+            .and_then(|r| r.heated_area_m2)
+            .or(s.ctrl.params().heated_area_m2);
+        let slot = &s.slot;
+        StationStatus {
+            id: s.id.clone(),
+            mode: s.ctrl.mode(),
+            stale: s.ctrl.is_stale(),
+            reading,
+            outputs: s.ctrl.last_outputs().copied(),
+            seq: self.dispatcher.last_seq(i),
+            supply_offset_k: s.ctrl.supply_offset_k(),
+            district_offset_k: s.ctrl.district_offset_k(),
+            fixed_supply: s.ctrl.fixed_supply(),
+            acked_seq: slot.acked_seq.load(Ordering::Relaxed),
+            ack_error: slot.ack_error.lock().ok().and_then(|e| e.clone()),
+            heat_today_gj: s.kpi.today.heat_gj,
+            kpis_today: s.kpi.today.clone(),
+            trend: s.kpi.trend.iter().copied().collect(),
+            tags: s.tags.clone(),
+            area_m2,
+            link: s.link.clone(),
+            link_error: slot.comm_error.lock().ok().and_then(|e| e.clone()),
+            offline: slot.presence.load(Ordering::Relaxed) == 2,
+            rejects: slot.rejects.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Ingest rate over the last ~10 s, for the status view.
+    fn update_ingest_rate(&mut self, now: i64) {
+        let accepted = Stats::get(&self.stats.readings_accepted);
+        self.rate_window.push_back((now, accepted));
+        while self.rate_window.len() > 2
+            && self
+                .rate_window
+                .front()
+                .is_some_and(|(t, _)| now - t > 10_000)
+        {
+            self.rate_window.pop_front();
+        }
+        if let (Some((t0, a0)), Some((t1, a1))) =
+            (self.rate_window.front(), self.rate_window.back())
+        {
+            if t1 > t0 {
+                let per_s_milli = (a1 - a0) * 1_000_000 / (t1 - t0) as u64;
+                self.stats
+                    .ingest_rate_milli
+                    .store(per_s_milli, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}

@@ -1,0 +1,291 @@
+//! What happens to each MQTT message the event loop receives.
+//!
+//! Called synchronously from the MQTT event-loop task (it must never block): telemetry is
+//! decoded and validated, the accepted reading replaces the station's latest (latest-value
+//! policy: the controller only needs the newest) and its line is gathered for storage; a
+//! rejected payload is counted by reason and logged at most once per station per minute, and
+//! nothing else happens. Weather messages update the shared outdoor temperature.
+//!
+//! Readings arrive in bursts (the MQTT client reads up to ten packets per socket read). What
+//! a burst's readings leave to do is gathered in [`Gathered`] and done once when the burst
+//! ends ([`Ingest::flush`], called by the event loop before it waits on the socket again):
+//! one spool append for all their lines, then one wake-up of the control task for all their
+//! stations. At 10,000 msg/s that replaced ~10,000 `write` calls and control wake-ups a second
+//! by one per burst. With `ack_after_spool` the broker's acknowledgements go out only after
+//! the flush, so the guarantee is unchanged: acknowledged means in the spool.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::warn;
+
+use super::decode::{self, DecodeLimits};
+use super::slot::{accept, Gathered, StationSlot, Weather};
+use crate::model::StationId;
+use crate::stats::Stats;
+use crate::store::StoreHandle;
+
+const REJECT_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Number of topic filters the engine subscribes to (telemetry, weather, state, ack).
+pub const SUBSCRIPTIONS: usize = 4;
+
+#[derive(Debug)]
+pub struct Ingest {
+    prefix: String,
+    slots: HashMap<StationId, Arc<StationSlot>>,
+    weather: Weather,
+    gathered: Gathered,
+    stats: Arc<Stats>,
+    limits: DecodeLimits,
+    /// Per source (station id or topic): when we last logged a rejection, and how many since.
+    reject_log: HashMap<String, (Instant, u64)>,
+}
+
+impl Ingest {
+    pub fn new(
+        prefix: &str,
+        slots: HashMap<StationId, Arc<StationSlot>>,
+        weather: Weather,
+        store: StoreHandle,
+        stats: Arc<Stats>,
+        limits: DecodeLimits,
+    ) -> Self {
+        let trigger = slots.values().find_map(|s| s.trigger.clone());
+        Self {
+            prefix: prefix.to_owned(),
+            slots,
+            weather,
+            gathered: Gathered::new(store, trigger),
+            stats,
+            limits,
+            reject_log: HashMap::new(),
+        }
+    }
+
+    /// The topic filters to subscribe: (filter, qos1). There are [`SUBSCRIPTIONS`] of them.
+    pub fn subscriptions(&self, telemetry_qos1: bool) -> Vec<(String, bool)> {
+        vec![
+            (
+                format!("{}/station/+/telemetry", self.prefix),
+                telemetry_qos1,
+            ),
+            (format!("{}/weather", self.prefix), true),
+            (format!("{}/station/+/state", self.prefix), true),
+            (format!("{}/station/+/ack", self.prefix), true),
+        ]
+    }
+
+    pub fn on_message(&mut self, topic: &str, payload: &[u8], now_ms: i64) {
+        self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+        let Some(rest) = topic.strip_prefix(self.prefix.as_str()) else {
+            return;
+        };
+        if rest == "/weather" {
+            return self.on_weather(payload, now_ms);
+        }
+        if let Some(id) = rest
+            .strip_prefix("/station/")
+            .and_then(|r| r.strip_suffix("/state"))
+        {
+            if let Some(slot) = StationId::new(id).ok().and_then(|s| self.slots.get(&s)) {
+                let v = match payload {
+                    b"online" => 1,
+                    b"offline" => 2,
+                    _ => 0,
+                };
+                slot.presence.store(v, Ordering::Relaxed);
+            }
+            return;
+        }
+        if let Some(id) = rest
+            .strip_prefix("/station/")
+            .and_then(|r| r.strip_suffix("/ack"))
+        {
+            #[derive(serde::Deserialize)]
+            struct Ack {
+                seq: u64,
+                error: Option<String>,
+            }
+            let slot = StationId::new(id)
+                .ok()
+                .and_then(|s| self.slots.get(&s).cloned());
+            match (slot, serde_json::from_slice::<Ack>(payload)) {
+                (Some(slot), Ok(ack)) => {
+                    slot.acked_seq.fetch_max(ack.seq, Ordering::Relaxed);
+                    let mut e = slot.ack_error.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(err) = &ack.error {
+                        warn!(station = id, seq = ack.seq, error = %err, "Station refused a command.");
+                    }
+                    *e = ack.error.map(|err| format!("seq {}: {err}", ack.seq));
+                }
+                (None, _) => self.reject(
+                    id,
+                    "unknown_station",
+                    "ack from a station not in the config",
+                ),
+                (_, Err(e)) => self.reject(id, "bad_ack", &e.to_string()),
+            }
+            return;
+        }
+        let Some(id) = rest
+            .strip_prefix("/station/")
+            .and_then(|r| r.strip_suffix("/telemetry"))
+        else {
+            return;
+        };
+        let station = match StationId::new(id) {
+            Ok(s) => s,
+            Err(_) => return self.reject(topic, "bad_topic", "station id in topic is invalid"),
+        };
+        let Some(slot) = self.slots.get(&station) else {
+            return self.reject(
+                id,
+                "unknown_station",
+                "telemetry from a station not in the config",
+            );
+        };
+        match decode::decode(&station, payload, now_ms, &self.limits) {
+            Ok(reading) => accept(slot, reading, &mut self.gathered, &self.stats),
+            Err(rej) => {
+                slot.rejects.fetch_add(1, Ordering::Relaxed);
+                let label = rej.label();
+                self.reject(id, label, &rej.to_string());
+            }
+        }
+    }
+
+    /// Ends a burst: stores what was gathered and wakes the control task (see the module
+    /// docs). Cheap when nothing was gathered.
+    pub fn flush(&mut self) {
+        self.gathered.flush(&self.stats);
+    }
+
+    fn on_weather(&mut self, payload: &[u8], now_ms: i64) {
+        #[derive(serde::Deserialize)]
+        struct W {
+            ts: Option<i64>,
+            outdoor_temp_c: f64,
+        }
+        match serde_json::from_slice::<W>(payload) {
+            Ok(w) if (decode::TEMP_MIN_C..=decode::TEMP_MAX_C).contains(&w.outdoor_temp_c) => {
+                let ts = w.ts.unwrap_or(now_ms);
+                *self.weather.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((ts, w.outdoor_temp_c));
+            }
+            Ok(_) => self.reject(
+                "weather",
+                "out_of_range",
+                "weather outdoor_temp_c out of range",
+            ),
+            Err(e) => self.reject("weather", "not_json", &e.to_string()),
+        }
+    }
+
+    fn reject(&mut self, source: &str, label: &'static str, detail: &str) {
+        self.stats.count_reject(label);
+        let now = Instant::now();
+        let entry = self
+            .reject_log
+            .entry(source.to_owned())
+            .or_insert((now - REJECT_LOG_INTERVAL, 0));
+        entry.1 += 1;
+        if now.duration_since(entry.0) >= REJECT_LOG_INTERVAL {
+            warn!(
+                station = source,
+                reason = label,
+                detail,
+                count = entry.1,
+                "Telemetry rejected; not used for control."
+            );
+            *entry = (now, 0);
+        }
+        // Bound the map against a flood of random ids.
+        if self.reject_log.len() > 10_000 {
+            self.reject_log.clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::slot::Trigger;
+    use crate::store::spool::{FsyncPolicy, Spool, SpoolConfig};
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    fn slot(index: usize, trigger: Option<Trigger>) -> Arc<StationSlot> {
+        Arc::new(StationSlot::new(
+            index,
+            BTreeMap::new(),
+            None,
+            false,
+            trigger,
+        ))
+    }
+
+    #[test]
+    fn a_burst_is_spooled_in_one_append_before_control_is_woken_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(SpoolConfig {
+            dir: dir.path().to_path_buf(),
+            segment_bytes: 1 << 20,
+            max_bytes: 1 << 30,
+            fsync: FsyncPolicy::Never,
+        })
+        .unwrap();
+        let stats = Arc::new(Stats::default());
+        let (tx, mut rx) = tokio::sync::mpsc::channel(8);
+        let slots: HashMap<StationId, Arc<StationSlot>> = (0..3)
+            .map(|i| {
+                let id = StationId::new(&format!("st-{i}")).unwrap();
+                (id, slot(i, Some(tx.clone())))
+            })
+            .collect();
+        let store = StoreHandle::new(spool.clone(), stats.clone());
+        let weather: Weather = Arc::new(Mutex::new(None));
+        let mut ingest = Ingest::new(
+            "heating",
+            slots,
+            weather,
+            store,
+            stats.clone(),
+            DecodeLimits::default(),
+        );
+        let now = 1_764_262_800_000;
+        for i in 0..3 {
+            let payload = format!(
+                r#"{{"ts": {now}, "supply_temp_c": 52.4, "return_temp_c": 39.8, "flow_m3h": 41.2}}"#
+            );
+            let topic = format!("heating/station/st-{i}/telemetry");
+            ingest.on_message(&topic, payload.as_bytes(), now);
+        }
+        // A rejected payload in the same burst: counted, neither stored nor woken.
+        ingest.on_message("heating/station/st-1/telemetry", b"{oops", now);
+        assert_eq!(
+            spool.depth().points,
+            0,
+            "nothing is written before the burst ends"
+        );
+        assert!(
+            rx.try_recv().is_err(),
+            "control is not woken before the burst ends"
+        );
+        assert_eq!(Stats::get(&stats.readings_accepted), 3);
+
+        ingest.flush();
+        assert_eq!(spool.depth().points, 3);
+        assert_eq!(Stats::get(&stats.spool_appended), 3);
+        let mut woken = rx.try_recv().expect("one wake-up for the burst");
+        woken.sort_unstable();
+        assert_eq!(woken, vec![0, 1, 2]);
+        assert!(rx.try_recv().is_err(), "exactly one wake-up");
+        // An empty flush does nothing.
+        ingest.flush();
+        assert_eq!(spool.depth().points, 3);
+        assert!(rx.try_recv().is_err());
+    }
+}

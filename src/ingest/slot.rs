@@ -1,0 +1,163 @@
+//! Per-station slots: where an accepted reading lands, whichever way it came (MQTT or a
+//! Modbus poll), and what a burst of readings leaves to do.
+//!
+//! Where it sits: between the ingest paths and the control task. [`accept`] makes a reading
+//! the station's latest and gathers its storage line; [`Gathered::flush`] spools a burst's
+//! lines in one append and then wakes the control task once. The control task reads each
+//! [`StationSlot`]; the alarm evaluation reads its presence, rejects and link error.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::model::Reading;
+use crate::stats::Stats;
+use crate::store::{line_protocol, StoreHandle};
+
+/// The latest accepted reading of one configured station, shared with the control task.
+#[derive(Debug)]
+pub struct StationSlot {
+    pub latest: Mutex<Option<Reading>>,
+    /// Payloads rejected for this station so far.
+    pub rejects: std::sync::atomic::AtomicU64,
+    /// The station's MQTT presence (`…/state`): 0 unknown, 1 online, 2 offline.
+    pub presence: std::sync::atomic::AtomicU8,
+    /// Highest command `seq` the station acknowledged on `…/ack`, and its last error text.
+    pub acked_seq: std::sync::atomic::AtomicU64,
+    pub ack_error: Mutex<Option<String>>,
+    pub tags: BTreeMap<String, String>,
+    pub area_m2: Option<f64>,
+    /// Modbus stations: why the link is down or the device refuses (`None` while polls
+    /// succeed), and the poller's counters.
+    pub comm_error: Mutex<Option<String>>,
+    pub modbus: Option<Arc<ModbusCounters>>,
+    /// Position in the config, and the control task's wake-up channel when control follows
+    /// telemetry (`engine.control_on = "telemetry"`).
+    pub index: usize,
+    pub trigger: Option<Trigger>,
+    /// When the latest reading was accepted ([`crate::clock::mono_us`]).
+    pub accepted_us: std::sync::atomic::AtomicU64,
+}
+
+impl StationSlot {
+    /// An empty slot for the station at config position `index`; `modbus`: it is polled over
+    /// Modbus (and gets counters); `trigger`: control follows telemetry.
+    pub fn new(
+        index: usize,
+        tags: BTreeMap<String, String>,
+        area_m2: Option<f64>,
+        modbus: bool,
+        trigger: Option<Trigger>,
+    ) -> Self {
+        Self {
+            latest: Mutex::new(None),
+            rejects: Default::default(),
+            presence: Default::default(),
+            acked_seq: Default::default(),
+            ack_error: Mutex::new(None),
+            tags,
+            area_m2,
+            comm_error: Mutex::new(None),
+            modbus: modbus.then(Default::default),
+            index,
+            trigger,
+            accepted_us: Default::default(),
+        }
+    }
+}
+
+/// Wakes the control task with the config indices of stations that have a new reading
+/// (control following telemetry).
+pub type Trigger = tokio::sync::mpsc::Sender<Vec<u32>>;
+
+/// What accepted readings leave to do until [`Gathered::flush`]: their storage lines and the
+/// stations whose control step they call for.
+#[derive(Debug)]
+pub struct Gathered {
+    store: StoreHandle,
+    trigger: Option<Trigger>,
+    body: Vec<u8>,
+    lines: u64,
+    woken: Vec<u32>,
+}
+
+impl Gathered {
+    pub fn new(store: StoreHandle, trigger: Option<Trigger>) -> Self {
+        Self {
+            store,
+            trigger,
+            body: Vec::new(),
+            lines: 0,
+            woken: Vec::new(),
+        }
+    }
+
+    /// Appends the gathered lines to the spool in one write, then wakes the control task once
+    /// for every station gathered (so control never acts before the reading is spooled).
+    pub fn flush(&mut self, stats: &Stats) {
+        if self.lines > 0 {
+            self.store.append(&self.body, self.lines);
+            self.body.clear();
+            self.lines = 0;
+        }
+        if self.woken.is_empty() {
+            return;
+        }
+        let Some(trigger) = &self.trigger else {
+            self.woken.clear();
+            return;
+        };
+        let woken = std::mem::take(&mut self.woken);
+        let n = woken.len() as u64;
+        // Full: the control task is behind; the tick steps the stations it missed.
+        if trigger.try_send(woken).is_err() {
+            stats
+                .control_triggers_dropped
+                .fetch_add(n, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Takes one validated reading of a configured station, whichever way it came (MQTT or a
+/// Modbus poll): counted, its line gathered for storage, and made the station's latest unless
+/// a newer one is already there. With control following telemetry, a new latest reading also
+/// gathers the station for the control task's next wake-up. Nothing is written or woken
+/// before `out.flush`.
+pub fn accept(slot: &StationSlot, reading: Reading, out: &mut Gathered, stats: &Stats) {
+    stats.readings_accepted.fetch_add(1, Ordering::Relaxed);
+    let line = line_protocol::telemetry(&reading, &slot.tags, slot.area_m2);
+    out.body.extend_from_slice(line.as_bytes());
+    out.body.push(b'\n');
+    out.lines += 1;
+    let mut latest = slot.latest.lock().unwrap_or_else(|p| p.into_inner());
+    // Out-of-order delivery must not replace a newer reading with an older one.
+    if latest.as_ref().is_none_or(|l| l.ts_ms <= reading.ts_ms) {
+        *latest = Some(reading);
+        drop(latest);
+        slot.accepted_us
+            .store(crate::clock::mono_us(), Ordering::Relaxed);
+        if slot.trigger.is_some() {
+            out.woken.push(slot.index as u32);
+        }
+    }
+}
+
+/// The latest weather-feed outdoor temperature: (ts_ms, °C).
+pub type Weather = Arc<Mutex<Option<(i64, f64)>>>;
+
+/// A Modbus station's poller counters, shown in the status view and used by tests and
+/// benchmarks.
+#[derive(Debug, Default)]
+pub struct ModbusCounters {
+    pub cycles: AtomicU64,
+    pub polls_ok: AtomicU64,
+    pub link_failures: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub exceptions: AtomicU64,
+    pub connects: AtomicU64,
+    pub writes_ok: AtomicU64,
+    pub write_failures: AtomicU64,
+    /// Lateness of poll-cycle starts against their schedule, µs: the last and the largest.
+    pub lateness_us: AtomicU64,
+    pub lateness_max_us: AtomicU64,
+}
