@@ -5,7 +5,8 @@
 #    packages; VictoriaMetrics accepts the InfluxDB v2 write API) and a Python virtualenv with
 #    paho-mqtt and pymodbus for the independent peers (tests/peers/station.py, plc.py), and
 #    Debian's mbpoll (a Modbus master we did not write).
-# 2. Runs cargo fmt --check, clippy -D warnings, every test of the workspace, then every fuzz
+# 2. Runs cargo fmt --check, the import-cycle check (scripts/check-cycles.py), clippy
+#    -D warnings, every test of the workspace, then every fuzz
 #    target for a bounded time (scripts/fuzz.sh). The
 #    integration tests start their own mosquitto and VictoriaMetrics processes on free loopback
 #    ports and stop them by PID when they finish (tests/it/util.rs).
@@ -40,6 +41,10 @@ export HEATGRID_TEST_PYTHON="$PWD/$VENV/bin/python"
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
+
+log "no import cycle between modules (scripts/check-cycles.py)"
+python3 scripts/check-cycles.py --self-test
+python3 scripts/check-cycles.py
 
 log "cargo clippy --all-targets -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings

@@ -129,13 +129,16 @@ pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
         store.clone(),
         stats.clone(),
     );
-    let mut stations = control_stations(&cfg, slots);
+    let stations = control_stations(&cfg, slots);
     let district = match cfg.coordinator.clone() {
         Some(c) => Some(District::open(
             c,
+            cfg.stations
+                .iter()
+                .map(|s| (s.id.clone(), s.tags.clone()))
+                .collect(),
             cfg.data_dir.join("coordinator.json"),
             store.clone(),
-            &mut stations,
         )?),
         None => None,
     };

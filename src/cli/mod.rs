@@ -5,6 +5,7 @@
 //! `HEATGRID_API` / `HEATGRID_TOKEN`. Errors are one line on stderr; exit codes: 3 engine
 //! unreachable, 4 refused by the engine (token, unknown station, safety limit), 2 other.
 
+pub mod remote;
 pub mod top;
 
 use std::process::ExitCode;
@@ -13,20 +14,8 @@ use std::time::Duration;
 use comfy_table::{presets, CellAlignment, Table};
 use serde_json::Value;
 
-#[derive(clap::Args, Debug, Clone)]
-pub struct Remote {
-    /// Base URL of the engine's API.
-    #[arg(
-        long,
-        env = "HEATGRID_API",
-        default_value = "http://127.0.0.1:8080",
-        global = true
-    )]
-    pub api: String,
-    /// Bearer token (never shown in logs).
-    #[arg(long, env = "HEATGRID_TOKEN", hide_env_values = true, global = true)]
-    pub token: Option<String>,
-}
+pub use remote::Remote;
+use remote::{call, Failure};
 
 #[derive(clap::Subcommand, Debug, Clone)]
 pub enum Verb {
@@ -115,11 +104,9 @@ pub enum AlarmAction {
     Ack { id: u64 },
 }
 
-struct Failure(u8, String);
-
 pub fn run(remote: Remote, verb: Verb) -> ExitCode {
     if let Verb::Top { interval_ms } = verb {
-        return crate::cli::top::run(remote, Duration::from_millis(interval_ms.max(100)));
+        return top::run(remote, Duration::from_millis(interval_ms.max(100)));
     }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -141,47 +128,6 @@ pub fn run(remote: Remote, verb: Verb) -> ExitCode {
             ExitCode::from(code)
         }
     }
-}
-
-async fn call(
-    remote: &Remote,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> Result<Value, Failure> {
-    let base = remote.api.trim_end_matches('/');
-    let url = format!("{base}{path}");
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| Failure(2, e.to_string()))?;
-    let mut req = http.request(method, &url);
-    if let Some(t) = &remote.token {
-        req = req.bearer_auth(t);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let resp = req.send().await.map_err(|e| {
-        Failure(
-            3,
-            format!("engine unreachable at {base}: {}", root_cause(&e)),
-        )
-    })?;
-    let status = resp.status();
-    let v: Value = resp.json().await.unwrap_or(Value::Null);
-    if status.is_success() {
-        return Ok(v);
-    }
-    let msg = v["error"].as_str().unwrap_or("no detail").to_owned();
-    Err(Failure(
-        if status.is_client_error() { 4 } else { 2 },
-        match status.as_u16() {
-            401 => format!("unauthorized: {msg} (set --token or HEATGRID_TOKEN)"),
-            403 => format!("forbidden: {msg}"),
-            _ => msg,
-        },
-    ))
 }
 
 fn split_group(g: &str) -> Result<(&str, &str), Failure> {
@@ -231,14 +177,6 @@ fn sparkline(values: &[f64]) -> String {
             BARS[((x * 7.0).round() as usize).min(7)]
         })
         .collect()
-}
-
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
 }
 
 fn f(v: &Value, decimals: usize) -> String {

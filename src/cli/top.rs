@@ -14,7 +14,7 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, Paragraph, Row, Table};
 use serde_json::Value;
 
-use crate::cli::Remote;
+use super::remote::Remote;
 
 const SORTS: [&str; 4] = ["id", "error", "age", "heat"];
 

@@ -11,9 +11,8 @@ use std::path::PathBuf;
 use tracing::{error, info};
 
 use super::coordinator::{Coordinator, CoordinatorConfig, Observation};
-use super::task::Station;
 use super::{Outputs, StationController};
-use crate::model::{Mode, Reading};
+use crate::model::{Mode, Reading, StationId};
 use crate::store::{line_protocol, StoreHandle};
 
 /// Why the kept offsets could not be restored.
@@ -32,21 +31,23 @@ pub enum RestoreError {
 #[derive(Debug)]
 pub struct District {
     coordinator: Coordinator,
+    /// The stations, config order: their ids and tags for the stored points and the file.
+    stations: Vec<(StationId, BTreeMap<String, String>)>,
     /// Where the offsets are kept across restarts: `{"station id": offset_k, …}`.
     path: PathBuf,
     store: StoreHandle,
 }
 
 impl District {
-    /// A coordinator over `stations`, with the offsets the last run kept in `path` (none if
-    /// there is no file) restored into it and into the controllers, clamped to today's bound;
-    /// offsets of stations no longer configured are dropped. A corrupt file stops the start-up,
-    /// like the other state files.
+    /// A coordinator over `stations` (config order), with the offsets the last run kept in
+    /// `path` (none if there is no file) restored, clamped to today's bound; offsets of
+    /// stations no longer configured are dropped. A corrupt file stops the start-up, like the
+    /// other state files. The controllers take [`District::offset_k`] before the first tick.
     pub fn open(
         cfg: CoordinatorConfig,
+        stations: Vec<(StationId, BTreeMap<String, String>)>,
         path: PathBuf,
         store: StoreHandle,
-        stations: &mut [Station],
     ) -> Result<Self, RestoreError> {
         let mut coordinator = Coordinator::new(cfg, stations.len());
         let shown = path.display().to_string();
@@ -55,25 +56,35 @@ impl District {
                 path: shown.clone(),
                 error,
             })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Self {
+                    coordinator,
+                    stations,
+                    path,
+                    store,
+                })
+            }
             Err(error) => return Err(RestoreError::Read { path: shown, error }),
         };
-        if !kept.is_empty() {
-            let mut restored = 0;
-            for (i, s) in stations.iter_mut().enumerate() {
-                if let Some(&k) = kept.get(s.id.as_str()) {
-                    coordinator.restore(i, k);
-                    s.ctrl.set_district_offset_k(coordinator.offset_k(i));
-                    restored += 1;
-                }
+        let mut restored = 0;
+        for (i, (id, _)) in stations.iter().enumerate() {
+            if let Some(&k) = kept.get(id.as_str()) {
+                coordinator.restore(i, k);
+                restored += 1;
             }
-            info!(restored, path = %shown, "District offsets restored.");
         }
+        info!(restored, path = %shown, "District offsets restored.");
         Ok(Self {
             coordinator,
+            stations,
             path,
             store,
         })
+    }
+
+    /// Station `i`'s district offset now, K.
+    pub fn offset_k(&self, i: usize) -> f64 {
+        self.coordinator.offset_k(i)
     }
 
     /// Feeds one step of station `i` that acted on reading `r`. Only automatic control on the
@@ -93,27 +104,22 @@ impl District {
         }
     }
 
-    /// Advances the coordinator by `dt_s` of plant time; after an update, hands each station
-    /// its new district offset, stores them (`coordinator` measurement) and keeps them on disk.
-    pub fn advance(&mut self, dt_s: f64, stations: &mut [Station], now: i64) {
+    /// Advances the coordinator by `dt_s` of plant time. After an update: stores the offsets
+    /// (`coordinator` measurement), keeps them on disk, and returns them (config order) for
+    /// the controllers.
+    pub fn advance(&mut self, dt_s: f64, now: i64) -> Option<Vec<f64>> {
         let c = &mut self.coordinator;
         if !c.advance(dt_s) {
-            return;
+            return None;
         }
         let mut lines = Vec::new();
-        let (mut moved, mut largest) = (0usize, 0.0f64);
-        for (s, m) in stations.iter_mut().zip(c.members()) {
-            if m.offset_k != s.ctrl.district_offset_k() {
-                moved += 1;
-            }
-            largest = largest.max(m.offset_k.abs());
-            s.ctrl.set_district_offset_k(m.offset_k);
+        for ((id, tags), m) in self.stations.iter().zip(c.members()) {
             let Some(ratio) = m.ratio else {
                 continue; // never reported: nothing to store
             };
             lines.extend(line_protocol::coordinator(
-                &s.id,
-                &s.tags,
+                id,
+                tags,
                 m.offset_k,
                 ratio,
                 m.target_ratio,
@@ -121,23 +127,26 @@ impl District {
             ));
         }
         self.store.submit_many(&lines);
-        info!(
-            update = c.updates(),
-            moved,
-            largest_offset_k = largest,
-            "District coordinator updated the stations' offsets."
-        );
+        let offsets: Vec<f64> = c.members().iter().map(|m| m.offset_k).collect();
         // Kept across restarts (temp file + rename): without them a restart would drop every
         // station back to its bare curve and the cold ones would take hours to recover.
-        let offsets: BTreeMap<&str, f64> = stations
+        let kept: BTreeMap<&str, f64> = self
+            .stations
             .iter()
-            .map(|s| (s.id.as_str(), s.ctrl.district_offset_k()))
+            .zip(&offsets)
+            .map(|((id, _), k)| (id.as_str(), *k))
             .collect();
-        let r = serde_json::to_vec(&offsets)
+        let r = serde_json::to_vec(&kept)
             .map_err(std::io::Error::other)
             .and_then(|b| crate::files::replace(&self.path, &b, false));
         if let Err(e) = r {
             error!(error = %e, path = %self.path.display(), "Cannot persist the district offsets.");
         }
+        Some(offsets)
+    }
+
+    /// Updates made so far.
+    pub fn updates(&self) -> u64 {
+        self.coordinator.updates()
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::change::{self, Change, ChangeError, ChangeRequest};
 use super::district::District;
@@ -141,8 +141,8 @@ pub struct ControlTask {
 }
 
 impl ControlTask {
-    /// The task over `stations` (config order). `district`: the coordinator, when enabled,
-    /// with its offsets already restored into the controllers.
+    /// The task over `stations` (config order). `district`: the coordinator, when enabled;
+    /// the controllers take its (restored) offsets here.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         stations: Vec<Station>,
@@ -154,6 +154,12 @@ impl ControlTask {
         district: Option<District>,
     ) -> (Self, watch::Receiver<Arc<Vec<StationStatus>>>) {
         let (status, status_rx) = watch::channel(Arc::new(Vec::new()));
+        let mut stations = stations;
+        if let Some(d) = &district {
+            for (i, s) in stations.iter_mut().enumerate() {
+                s.ctrl.set_district_offset_k(d.offset_k(i));
+            }
+        }
         let dt_s = settings.tick.as_secs_f64() * settings.time_scale;
         let task = Self {
             stations,
@@ -358,9 +364,7 @@ impl ControlTask {
         }
         self.update_ingest_rate(now);
         self.dispatcher.send(commands);
-        if let Some(d) = &mut self.district {
-            d.advance(self.dt_s, &mut self.stations, now);
-        }
+        self.coordinate(now);
         let _ = self.status.send(Arc::new(status));
     }
 
@@ -394,6 +398,30 @@ impl ControlTask {
             offline: slot.presence.load(Ordering::Relaxed) == 2,
             rejects: slot.rejects.load(Ordering::Relaxed),
         }
+    }
+
+    /// Advances the district coordinator; after an update, hands each station its new offset.
+    fn coordinate(&mut self, now: i64) {
+        let Some(d) = &mut self.district else {
+            return;
+        };
+        let Some(offsets) = d.advance(self.dt_s, now) else {
+            return;
+        };
+        let (mut moved, mut largest) = (0usize, 0.0f64);
+        for (s, k) in self.stations.iter_mut().zip(offsets) {
+            if k != s.ctrl.district_offset_k() {
+                moved += 1;
+            }
+            largest = largest.max(k.abs());
+            s.ctrl.set_district_offset_k(k);
+        }
+        info!(
+            update = d.updates(),
+            moved,
+            largest_offset_k = largest,
+            "District coordinator updated the stations' offsets."
+        );
     }
 
     /// Ingest rate over the last ~10 s, for the status view.

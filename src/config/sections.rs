@@ -1,0 +1,293 @@
+//! Validation of the engine-wide tables: `[engine]`, `[mqtt]`, `[storage]`, `[api]`,
+//! `[coordinator]`. Each function checks one table, pushes every problem with its place, and
+//! returns the stage's settings (or `None` where a problem leaves nothing to build).
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+use super::raw::{RawApi, RawCoordinator, RawEngine, RawMqtt, RawStorage, RawTls};
+use super::{Env, Errors};
+use crate::api::auth::{ApiSettings, ApiToken};
+use crate::control::coordinator::CoordinatorConfig;
+use crate::ingest::mqtt::{MqttConfig, MqttTls, MqttVersion};
+use crate::store::influx::InfluxConfig;
+use crate::store::spool::FsyncPolicy;
+use crate::store::StorageConfig;
+
+pub(super) fn engine(e: &RawEngine, v: &mut Errors) {
+    v.positive("engine.tick_s", e.tick_s);
+    v.positive("engine.staleness_s", e.staleness_s);
+    v.positive("engine.time_scale", e.time_scale);
+    v.check(
+        e.staleness_s >= e.tick_s,
+        "engine.staleness_s: must be at least engine.tick_s",
+    );
+    v.check(
+        f64::from(e.command_valid_for_s) > e.tick_s,
+        "engine.command_valid_for_s: must exceed engine.tick_s, or every command expires before the next",
+    );
+    v.check(
+        e.max_payload_bytes >= 256,
+        "engine.max_payload_bytes: must be at least 256",
+    );
+}
+
+pub(super) fn mqtt(m: &RawMqtt, env: Env<'_>, v: &mut Errors) -> MqttConfig {
+    let version = match m.version.as_str() {
+        "3.1.1" | "4" | "v4" => Some(MqttVersion::V311),
+        "5" | "v5" => Some(MqttVersion::V5),
+        other => {
+            v.push(format!("mqtt.version: {other:?} is not \"3.1.1\" or \"5\""));
+            None
+        }
+    };
+    v.check(!m.host.is_empty(), "mqtt.host: must not be empty");
+    v.check(m.telemetry_qos <= 1, "mqtt.telemetry_qos: must be 0 or 1");
+    v.check(
+        !m.topic_prefix.is_empty()
+            && !m.topic_prefix.contains(['+', '#'])
+            && !m.topic_prefix.ends_with('/'),
+        "mqtt.topic_prefix: must be non-empty, without wildcards or a trailing '/'",
+    );
+    let credentials = match (&m.username, &m.password_env) {
+        (Some(u), Some(var)) => match env(var) {
+            Some(p) => Some((u.clone(), p)),
+            None => {
+                v.push(format!(
+                    "mqtt.password_env: environment variable {var} is not set"
+                ));
+                None
+            }
+        },
+        (Some(u), None) => Some((u.clone(), String::new())),
+        (None, Some(_)) => {
+            v.push("mqtt.password_env: set mqtt.username too".into());
+            None
+        }
+        (None, None) => None,
+    };
+
+    MqttConfig {
+        host: m.host.clone(),
+        port: m.port,
+        version: version.unwrap_or(MqttVersion::V311),
+        client_id: m.client_id.clone(),
+        topic_prefix: m.topic_prefix.clone(),
+        telemetry_qos: m.telemetry_qos,
+        keep_alive: Duration::from_secs(m.keep_alive_s.max(5)),
+        ack_after_spool: m.ack_after_spool,
+        watchdog: Duration::from_secs_f64(m.watchdog_s.max(1.0)),
+        credentials,
+        tls: m.tls.as_ref().and_then(|t| tls(t, v)),
+    }
+}
+
+/// The PEM files of `[mqtt.tls]`, read now.
+fn tls(t: &RawTls, v: &mut Errors) -> Option<MqttTls> {
+    let mut read = |what: &str, p: &Path| {
+        std::fs::read(p)
+            .map_err(|e| v.push(format!("mqtt.tls.{what}: cannot read {}: {e}", p.display())))
+            .ok()
+    };
+    let ca_pem = read("ca_file", &t.ca_file);
+    let client_auth = match (&t.client_cert_file, &t.client_key_file) {
+        (Some(c), Some(k)) => Some((read("client_cert_file", c), read("client_key_file", k))),
+        (None, None) => None,
+        _ => {
+            v.push("mqtt.tls: give both client_cert_file and client_key_file, or neither".into());
+            None
+        }
+    };
+    match (ca_pem, client_auth) {
+        (Some(ca_pem), None) => Some(MqttTls {
+            ca_pem,
+            client_auth: None,
+        }),
+        (Some(ca_pem), Some((Some(c), Some(k)))) => Some(MqttTls {
+            ca_pem,
+            client_auth: Some((c, k)),
+        }),
+        _ => None,
+    }
+}
+
+pub(super) fn storage(s: &RawStorage, env: Env<'_>, v: &mut Errors) -> StorageConfig {
+    v.check(s.batch_size > 0, "storage.batch_size: must be positive");
+    v.check(
+        s.max_spool_mb >= 1,
+        "storage.max_spool_mb: must be at least 1",
+    );
+    v.check(
+        (1..=1024).contains(&s.segment_mb),
+        "storage.segment_mb: must be within 1..1024",
+    );
+    let fsync = match s.fsync.as_str() {
+        "always" => Some(FsyncPolicy::Always),
+        "interval" => Some(FsyncPolicy::Interval(Duration::from_millis(
+            s.fsync_interval_ms.max(1),
+        ))),
+        "never" => Some(FsyncPolicy::Never),
+        other => {
+            v.push(format!(
+                "storage.fsync: {other:?} is not \"always\", \"interval\" or \"never\""
+            ));
+            None
+        }
+    };
+    v.check(
+        s.flush_interval_ms > 0,
+        "storage.flush_interval_ms: must be positive",
+    );
+    StorageConfig {
+        batch_size: s.batch_size,
+        flush_interval: Duration::from_millis(s.flush_interval_ms),
+        max_spool_bytes: s.max_spool_mb.saturating_mul(1 << 20),
+        segment_bytes: s.segment_mb.saturating_mul(1 << 20),
+        fsync: fsync.unwrap_or(FsyncPolicy::Never),
+        influxdb: s.influxdb.as_ref().and_then(|i| influx(i, env, v)),
+    }
+}
+
+fn influx(i: &super::raw::RawInflux, env: Env<'_>, v: &mut Errors) -> Option<InfluxConfig> {
+    let ok_url = (i.url.starts_with("http://") || i.url.starts_with("https://"))
+        && i.url.len() > "https://".len();
+    v.check(
+        ok_url,
+        format!("storage.influxdb.url: {:?} is not an http(s) URL", i.url),
+    );
+    v.check(
+        !i.bucket.is_empty(),
+        "storage.influxdb.bucket: must not be empty",
+    );
+    v.positive("storage.influxdb.timeout_s", i.timeout_s);
+    let token = match &i.token_env {
+        Some(var) => env(var).or_else(|| {
+            v.push(format!(
+                "storage.influxdb.token_env: environment variable {var} is not set"
+            ));
+            None
+        })?,
+        None => String::new(),
+    };
+    ok_url.then(|| InfluxConfig {
+        url: i.url.trim_end_matches('/').to_owned(),
+        org: i.org.clone(),
+        bucket: i.bucket.clone(),
+        token,
+        timeout: Duration::from_secs_f64(i.timeout_s.max(0.001)),
+    })
+}
+
+pub(super) fn api(a: &RawApi, env: Env<'_>, v: &mut Errors) -> ApiSettings {
+    let listen = if a.listen.is_empty() {
+        None
+    } else {
+        a.listen
+            .parse()
+            .map_err(|e| v.push(format!("api.listen: {:?}: {e}", a.listen)))
+            .ok()
+    };
+    ApiSettings {
+        listen,
+        tokens: tokens(a, env, v),
+    }
+}
+
+/// `[[api.token]]`: each token's hash, from its environment variable or given as hex.
+fn tokens(a: &RawApi, env: Env<'_>, v: &mut Errors) -> Vec<ApiToken> {
+    let mut tokens = Vec::new();
+    let mut names = HashSet::new();
+    for (i, t) in a.tokens.iter().enumerate() {
+        let place = format!("api.token[{i}] {:?}", t.name);
+        v.check(
+            !t.name.is_empty(),
+            format!("{place}.name: must not be empty"),
+        );
+        v.check(
+            names.insert(t.name.clone()),
+            format!("{place}.name: duplicate token name"),
+        );
+        let hash = match (&t.token_env, &t.token_sha256) {
+            (Some(var), None) => match env(var) {
+                Some(tok) if tok.len() >= 16 => Some(crate::api::auth::sha256(tok.as_bytes())),
+                Some(_) => {
+                    v.push(format!(
+                        "{place}.token_env: the token in {var} must be at least 16 characters"
+                    ));
+                    None
+                }
+                None => {
+                    v.push(format!(
+                        "{place}.token_env: environment variable {var} is not set"
+                    ));
+                    None
+                }
+            },
+            (None, Some(hex)) => match crate::api::auth::parse_sha256_hex(hex) {
+                Some(h) => Some(h),
+                None => {
+                    v.push(format!("{place}.token_sha256: must be 64 hex characters"));
+                    None
+                }
+            },
+            _ => {
+                v.push(format!(
+                    "{place}: give exactly one of token_env and token_sha256"
+                ));
+                None
+            }
+        };
+        if let Some(sha256) = hash {
+            tokens.push(ApiToken {
+                name: t.name.clone(),
+                role: t.role,
+                sha256,
+            });
+        }
+    }
+    tokens
+}
+
+pub(super) fn coordinator(c: &RawCoordinator, v: &mut Errors) -> Option<CoordinatorConfig> {
+    for (place, x) in [
+        ("coordinator.period_s", c.period_s),
+        ("coordinator.filter_tau_s", c.filter_tau_s),
+    ] {
+        v.positive(place, x);
+    }
+    v.check(
+        c.gain_k_per_h.is_finite() && c.gain_k_per_h >= 0.0,
+        "coordinator.gain_k_per_h: must be 0 or more",
+    );
+    v.check(
+        (0.0..=20.0).contains(&c.max_offset_k),
+        "coordinator.max_offset_k: must be within 0..20 K",
+    );
+    v.check(
+        (0.0..=10.0).contains(&c.max_rate_k_per_h),
+        "coordinator.max_rate_k_per_h: must be within 0..10 K/h (it is meant to act over hours)",
+    );
+    v.check(
+        (0.0..50.0).contains(&c.dead_band_pct),
+        "coordinator.dead_band_pct: must be within 0..50",
+    );
+    v.check(
+        c.indoor_target_c.is_none_or(|t| (10.0..=26.0).contains(&t)),
+        "coordinator.indoor_target_c: must be within 10..26 °C",
+    );
+    v.check(
+        c.min_stations >= 1,
+        "coordinator.min_stations: must be at least 1",
+    );
+    c.enabled.then(|| CoordinatorConfig {
+        period_s: c.period_s,
+        filter_tau_s: c.filter_tau_s,
+        gain_k_per_h: c.gain_k_per_h,
+        max_offset_k: c.max_offset_k,
+        max_rate_k_per_h: c.max_rate_k_per_h,
+        dead_band: c.dead_band_pct / 100.0,
+        indoor_target_c: c.indoor_target_c,
+        min_stations: c.min_stations,
+    })
+}

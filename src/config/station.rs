@@ -1,0 +1,415 @@
+//! Validation of the `[[station]]` tables: ids, tags, the controller's parameters (station over
+//! `[defaults]`), alarm thresholds (station over group over `[alarms]`) and Modbus settings with
+//! their register maps.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::raw::{Raw, RawAlarms, RawControl, RawEngine, RawModbus, RawStation};
+use super::{Errors, StationConfig};
+use crate::control::curve::Curve;
+use crate::control::pi::PiConfig;
+use crate::control::StationParams;
+use crate::ingest::modbus::map::RegisterMap;
+use crate::model::StationId;
+
+/// Register maps read so far, by path: each file is read and validated once, however many
+/// stations use it (`None`: it was refused).
+type Maps = BTreeMap<PathBuf, Option<Arc<RegisterMap>>>;
+
+/// Every station of `raw`, in file order; map paths are relative to `base`.
+pub(super) fn stations(raw: &Raw, base: &Path, v: &mut Errors) -> Vec<StationConfig> {
+    let mut seen = HashSet::new();
+    let mut maps = Maps::new();
+    v.check(
+        !raw.stations.is_empty(),
+        "station: at least one [[station]] is required",
+    );
+    let mut stations = Vec::new();
+    for (i, st) in raw.stations.iter().enumerate() {
+        let place = format!("station[{i}] {:?}", st.id);
+        stations.extend(station(raw, st, &place, base, &mut maps, &mut seen, v));
+    }
+    stations
+}
+
+fn station(
+    raw: &Raw,
+    st: &RawStation,
+    place: &str,
+    base: &Path,
+    maps: &mut Maps,
+    seen: &mut HashSet<String>,
+    v: &mut Errors,
+) -> Option<StationConfig> {
+    let id = match StationId::new(&st.id) {
+        Ok(id) => Some(id),
+        Err(err) => {
+            v.push(format!("{place}.id: {err}"));
+            None
+        }
+    };
+    if !seen.insert(st.id.clone()) {
+        v.push(format!("{place}.id: duplicate station id"));
+    }
+    if let Some(a) = st.heated_area_m2 {
+        v.check(
+            a > 0.0 && a.is_finite(),
+            format!("{place}.heated_area_m2: must be positive"),
+        );
+    }
+    for k in st.tags.keys() {
+        v.check(
+            !k.is_empty()
+                && k != "station"
+                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            format!("{place}.tags.{k}: tag keys are [A-Za-z0-9_] and not 'station'"),
+        );
+    }
+    let params = station_params(
+        &raw.defaults,
+        &st.control,
+        st.heated_area_m2,
+        &raw.engine,
+        place,
+        v,
+    );
+    v.check(
+        st.alarms.group.is_empty(),
+        format!(
+            "{place}.alarms.group: groups are set in [alarms.group.<tag>.<value>], not per station"
+        ),
+    );
+    // The first group (by tag name) the station belongs to.
+    let group = raw
+        .alarms
+        .group
+        .iter()
+        .find_map(|(tag, values)| values.get(st.tags.get(tag)?));
+    let alarms = alarm_thresholds(&raw.alarms, group, &st.alarms, place, v);
+    let modbus = match (&st.modbus, &id) {
+        (Some(m), Some(id)) => modbus_station(m, id, base, maps, place, v),
+        _ => None,
+    };
+    match (id, params) {
+        (Some(id), Some(params)) => Some(StationConfig {
+            id,
+            alarms,
+            tags: st.tags.clone(),
+            mode: st.mode,
+            params,
+            modbus,
+        }),
+        _ => None,
+    }
+}
+
+/// A station's `modbus` table, validated, with its register map loaded (once per file).
+fn modbus_station(
+    m: &RawModbus,
+    id: &StationId,
+    base: &Path,
+    maps: &mut Maps,
+    place: &str,
+    v: &mut Errors,
+) -> Option<crate::ingest::modbus::poller::PollerConfig> {
+    let place = format!("{place}.modbus");
+    let n = v.0.len();
+    let address = if m.address.contains(':') {
+        m.address.clone()
+    } else {
+        format!("{}:502", m.address)
+    };
+    v.check(
+        address
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0)),
+        format!("{place}.address: {:?} is not host:port", m.address),
+    );
+    v.check(
+        (1..=255).contains(&m.unit_id),
+        format!(
+            "{place}.unit_id: {} must be 1–255 (0 is broadcast)",
+            m.unit_id
+        ),
+    );
+    v.positive(&format!("{place}.poll_interval_s"), m.poll_interval_s);
+    v.check(
+        m.timeout_ms > 0 && (m.timeout_ms as f64) < m.poll_interval_s * 1000.0,
+        format!("{place}.timeout_ms: must be positive and shorter than poll_interval_s"),
+    );
+    v.check(
+        (1..=125).contains(&m.max_registers),
+        format!(
+            "{place}.max_registers: {} must be 1–125 (the protocol's limit)",
+            m.max_registers
+        ),
+    );
+    let path = base.join(&m.map);
+    let map = maps
+        .entry(path.clone())
+        .or_insert_with(|| {
+            match std::fs::read_to_string(&path)
+                .map_err(|e| vec![format!("cannot read: {e}")])
+                .and_then(|t| crate::ingest::modbus::map::RegisterMap::parse(&t))
+            {
+                Ok(map) => Some(std::sync::Arc::new(map)),
+                Err(errs) => {
+                    for e in errs {
+                        v.push(format!("register map {}: {e}", path.display()));
+                    }
+                    None
+                }
+            }
+        })
+        .clone();
+    if map.is_none() {
+        v.push(format!(
+            "{place}.map: {} is not usable (see above)",
+            path.display()
+        ));
+    }
+    if v.0.len() > n {
+        return None;
+    }
+    Some(crate::ingest::modbus::poller::PollerConfig {
+        station: id.clone(),
+        address,
+        unit_id: m.unit_id as u8,
+        interval: Duration::from_secs_f64(m.poll_interval_s),
+        timeout: Duration::from_millis(m.timeout_ms),
+        max_registers: m.max_registers,
+        coalesce: m.coalesce,
+        map: map?,
+    })
+}
+
+/// Station overrides, then its group's, then `[alarms]`, then the defaults.
+fn alarm_thresholds(
+    d: &RawAlarms,
+    g: Option<&RawAlarms>,
+    s: &RawAlarms,
+    place: &str,
+    v: &mut Errors,
+) -> crate::alarms::Thresholds {
+    let def = crate::alarms::Thresholds::default();
+    // Fold the group into the global layer so the two-level lookups below see three levels.
+    let merged;
+    let d = match g {
+        Some(g) => {
+            merged = RawAlarms {
+                deviation_k: g.deviation_k.or(d.deviation_k),
+                deviation_for_s: g.deviation_for_s.or(d.deviation_for_s),
+                return_high_for_s: g.return_high_for_s.or(d.return_high_for_s),
+                valve_saturated_for_s: g.valve_saturated_for_s.or(d.valve_saturated_for_s),
+                low_delta_t_k: g.low_delta_t_k.or(d.low_delta_t_k),
+                low_delta_t_for_s: g.low_delta_t_for_s.or(d.low_delta_t_for_s),
+                rejected_per_min: g.rejected_per_min.or(d.rejected_per_min),
+                out_of_range_margin_k: g.out_of_range_margin_k.or(d.out_of_range_margin_k),
+                group: BTreeMap::new(),
+            };
+            &merged
+        }
+        None => d,
+    };
+    let ms = |x: Option<f64>, y: Option<f64>, name: &str, default: i64, v: &mut Errors| -> i64 {
+        match x.or(y) {
+            Some(secs) if secs >= 0.0 && secs.is_finite() => (secs * 1000.0) as i64,
+            Some(_) => {
+                v.push(format!("{place}.alarms.{name}: must be ≥ 0"));
+                default
+            }
+            None => default,
+        }
+    };
+    crate::alarms::Thresholds {
+        deviation_k: s.deviation_k.or(d.deviation_k).unwrap_or(def.deviation_k),
+        deviation_for_ms: ms(
+            s.deviation_for_s,
+            d.deviation_for_s,
+            "deviation_for_s",
+            def.deviation_for_ms,
+            v,
+        ),
+        return_high_for_ms: ms(
+            s.return_high_for_s,
+            d.return_high_for_s,
+            "return_high_for_s",
+            def.return_high_for_ms,
+            v,
+        ),
+        valve_saturated_for_ms: ms(
+            s.valve_saturated_for_s,
+            d.valve_saturated_for_s,
+            "valve_saturated_for_s",
+            def.valve_saturated_for_ms,
+            v,
+        ),
+        low_delta_t_k: s
+            .low_delta_t_k
+            .or(d.low_delta_t_k)
+            .unwrap_or(def.low_delta_t_k),
+        low_delta_t_for_ms: ms(
+            s.low_delta_t_for_s,
+            d.low_delta_t_for_s,
+            "low_delta_t_for_s",
+            def.low_delta_t_for_ms,
+            v,
+        ),
+        rejected_per_min: s
+            .rejected_per_min
+            .or(d.rejected_per_min)
+            .unwrap_or(def.rejected_per_min),
+        out_of_range_margin_k: s
+            .out_of_range_margin_k
+            .or(d.out_of_range_margin_k)
+            .unwrap_or(def.out_of_range_margin_k),
+    }
+}
+
+/// Merges `[defaults]` and a station's overrides into validated controller parameters.
+fn station_params(
+    d: &RawControl,
+    s: &RawControl,
+    area: Option<f64>,
+    e: &RawEngine,
+    place: &str,
+    v: &mut Errors,
+) -> Option<StationParams> {
+    macro_rules! get {
+        ($f:ident, $default:expr) => {
+            s.$f.or(d.$f).unwrap_or($default)
+        };
+    }
+    let before = v.0.len();
+    let curve = match s.curve.as_ref().or(d.curve.as_ref()) {
+        Some(pts) => Curve::new(pts.iter().map(|p| (p[0], p[1])).collect())
+            .map_err(|err| v.push(format!("{place}.curve: {err}")))
+            .ok(),
+        None => Some(Curve::default()),
+    };
+    let supply_min_c = get!(supply_min_c, 30.0);
+    let supply_max_c = get!(supply_max_c, 75.0);
+    v.check(
+        (0.0..=150.0).contains(&supply_min_c) && supply_min_c < supply_max_c && supply_max_c <= 150.0,
+        format!("{place}.supply_min_c/supply_max_c: need 0 ≤ min < max ≤ 150, got {supply_min_c}..{supply_max_c}"),
+    );
+    let design_outdoor_c = get!(design_outdoor_temp_c, -10.0);
+    let design_indoor_c = get!(design_indoor_temp_c, 18.0);
+    v.check(
+        design_outdoor_c < design_indoor_c,
+        format!("{place}.design_outdoor_temp_c: must be below design_indoor_temp_c"),
+    );
+    let pi = |prefix: &str,
+              kp: f64,
+              ti: f64,
+              db: f64,
+              run: f64,
+              lo: f64,
+              hi: f64,
+              v: &mut Errors| {
+        v.check(
+            kp > 0.0 && kp.is_finite(),
+            format!("{place}.{prefix}_kp: must be positive"),
+        );
+        v.check(
+            ti >= 0.0 && ti.is_finite(),
+            format!("{place}.{prefix}_ti_s: must be ≥ 0"),
+        );
+        v.check(
+            db >= 0.0,
+            format!("{place}.{prefix}_dead_band: must be ≥ 0"),
+        );
+        v.check(
+            run > 0.0,
+            format!("{place}.{prefix}_run_time_s: must be positive"),
+        );
+        v.check(
+            (0.0..=100.0).contains(&lo) && lo < hi && hi <= 100.0,
+            format!("{place}.{prefix}_min_pct/{prefix}_max_pct: need 0 ≤ min < max ≤ 100, got {lo}..{hi}"),
+        );
+        PiConfig {
+            kp,
+            ti_s: ti,
+            dead_band: db,
+            out_min: lo,
+            out_max: hi,
+            max_rate_per_s: 100.0 / run,
+        }
+    };
+    let valve = pi(
+        "valve",
+        get!(valve_kp_pct_per_k, 1.5),
+        get!(valve_ti_s, 90.0),
+        get!(valve_dead_band_k, 0.3),
+        get!(valve_run_time_s, 60.0),
+        get!(valve_min_pct, 0.0),
+        get!(valve_max_pct, 100.0),
+        v,
+    );
+    let pump = pi(
+        "pump",
+        get!(pump_kp, 0.5),
+        get!(pump_ti_s, 30.0),
+        0.0,
+        get!(pump_run_time_s, 30.0),
+        get!(pump_min_pct, 30.0),
+        get!(pump_max_pct, 100.0),
+        v,
+    );
+    let heat_index_w_m2 = get!(heat_index_w_m2, 45.0);
+    v.check(
+        heat_index_w_m2 > 0.0 && heat_index_w_m2 < 500.0,
+        format!("{place}.heat_index_w_m2: must be within 0..500"),
+    );
+    let design_delta_t_k = get!(design_delta_t_k, 15.0);
+    v.check(
+        design_delta_t_k > 0.0,
+        format!("{place}.design_delta_t_k: must be positive"),
+    );
+    let ramp = get!(setpoint_ramp_k_per_min, 2.0);
+    v.check(
+        ramp > 0.0,
+        format!("{place}.setpoint_ramp_k_per_min: must be positive"),
+    );
+    let offset = get!(supply_offset_k, 0.0);
+    v.check(
+        offset.abs() <= 20.0,
+        format!("{place}.supply_offset_k: must be within ±20 K"),
+    );
+    let rl_max = get!(return_limit_max_k, 10.0);
+    v.check(
+        rl_max >= 0.0,
+        format!("{place}.return_limit_max_k: must be ≥ 0"),
+    );
+    let rl_gain = get!(return_limit_gain_per_min, 0.2);
+    v.check(
+        rl_gain >= 0.0,
+        format!("{place}.return_limit_gain_per_min: must be ≥ 0"),
+    );
+    if v.0.len() > before {
+        return None;
+    }
+    Some(StationParams {
+        heated_area_m2: area,
+        heat_index_w_m2,
+        design_outdoor_c,
+        design_indoor_c,
+        design_delta_t_k,
+        curve: curve?,
+        supply_offset_k: offset,
+        supply_min_c,
+        supply_max_c,
+        ramp_k_per_min: ramp,
+        return_limit_c: get!(return_limit_c, 50.0),
+        return_limit_gain_per_min: rl_gain,
+        return_limit_max_k: rl_max,
+        valve,
+        pump,
+        staleness_ms: (e.staleness_s * 1000.0) as i64,
+        initial_valve_pct: 50.0,
+        initial_pump_pct: 80.0,
+    })
+}
