@@ -5,6 +5,52 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+/// Why a state file could not be read or written. A corrupt file stops the start-up: silently
+/// starting over (sequence numbers at 1, alarms forgotten) would be worse than asking.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{path} is corrupt ({detail}); fix or remove it")]
+    Corrupt { path: String, detail: String },
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: io::Error },
+    #[error("cannot write {path}: {source}")]
+    Write { path: String, source: io::Error },
+}
+
+impl StateError {
+    pub fn corrupt(path: &Path, detail: impl std::fmt::Display) -> Self {
+        Self::Corrupt {
+            path: path.display().to_string(),
+            detail: detail.to_string(),
+        }
+    }
+
+    pub fn read(path: &Path, source: io::Error) -> Self {
+        Self::Read {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
+    pub fn write(path: &Path, source: io::Error) -> Self {
+        Self::Write {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// Reads the JSON state file at `path`; `None` if there is none.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, StateError> {
+    match std::fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| StateError::corrupt(path, e)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StateError::read(path, e)),
+    }
+}
+
 /// Replaces `path` with `body` so that a crash leaves the old or the new content, never a
 /// mix: written to `path` + `.tmp`, fsynced if `sync`, then renamed over `path`.
 pub fn replace(path: &Path, body: &[u8], sync: bool) -> io::Result<()> {

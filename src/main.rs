@@ -144,7 +144,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         #[cfg(feature = "demo")]
-        Cmd::Demo(args) => runtime()?.block_on(heatgrid::demo::run(args)),
+        Cmd::Demo(args) => Ok(runtime()?.block_on(heatgrid::demo::run(args))?),
         #[cfg(feature = "demo")]
         Cmd::Scenario {
             name,

@@ -13,6 +13,15 @@ use serde::{Deserialize, Serialize};
 /// Longest station id the contract allows.
 pub const STATION_ID_MAX_LEN: usize = 64;
 
+/// Why a station id was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvalidStationId {
+    #[error("station id must be 1-{STATION_ID_MAX_LEN} characters, got {0}")]
+    Length(usize),
+    #[error("station id {id:?} contains {bad:?}; only A-Z a-z 0-9 _ - are allowed")]
+    Char { id: String, bad: char },
+}
+
 /// A validated station id: 1–64 characters of `A-Z a-z 0-9 _ -`.
 ///
 /// Ids end up in MQTT topics and InfluxDB tags, so anything else (wildcards,
@@ -22,20 +31,18 @@ pub struct StationId(Arc<str>);
 
 impl StationId {
     /// Validates `id` against the contract's alphabet and length.
-    pub fn new(id: &str) -> Result<Self, String> {
+    pub fn new(id: &str) -> Result<Self, InvalidStationId> {
         if id.is_empty() || id.len() > STATION_ID_MAX_LEN {
-            return Err(format!(
-                "station id must be 1-{STATION_ID_MAX_LEN} characters, got {}",
-                id.len()
-            ));
+            return Err(InvalidStationId::Length(id.len()));
         }
         if let Some(bad) = id
             .chars()
             .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
         {
-            return Err(format!(
-                "station id {id:?} contains {bad:?}; only A-Z a-z 0-9 _ - are allowed"
-            ));
+            return Err(InvalidStationId::Char {
+                id: id.to_owned(),
+                bad,
+            });
         }
         Ok(Self(Arc::from(id)))
     }

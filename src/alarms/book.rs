@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use tracing::{error, warn};
 
-use crate::store::line_protocol::{self, AlarmPoint};
+use crate::files::{read_json, StateError};
+use crate::store::record::AlarmPoint;
 
 /// What is wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -151,15 +152,15 @@ pub struct AlarmBook {
 
 const RECENT_CLEARED: usize = 500;
 
+/// An acknowledgement named no active alarm.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("no active alarm with id {0}")]
+pub struct UnknownAlarm(pub u64);
+
 impl AlarmBook {
     /// Loads the active alarms kept in `path` (none if it does not exist).
-    pub fn open(path: PathBuf) -> Result<Self, String> {
-        let p: Persisted = match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map_err(|e| format!("{} is corrupt ({e}); fix or remove it", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Persisted::default(),
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-        };
+    pub fn open(path: PathBuf) -> Result<Self, StateError> {
+        let p: Persisted = read_json(&path)?.unwrap_or_default();
         Ok(Self {
             path,
             next_id: p.next_id.max(1),
@@ -175,7 +176,7 @@ impl AlarmBook {
     }
 
     /// Updates one condition at `now`. Raises after it held `hold_ms`, clears when it is gone.
-    /// Returns the line-protocol point of a raise or clear, for storage.
+    /// Returns the point of a raise or clear, for storage.
     #[allow(clippy::too_many_arguments)]
     pub fn evaluate(
         &mut self,
@@ -186,14 +187,14 @@ impl AlarmBook {
         value: f64,
         now: i64,
         message: impl FnOnce() -> String,
-    ) -> Option<String> {
+    ) -> Option<AlarmPoint> {
         let key = (station.to_owned(), kind);
         if !condition {
             self.since.remove(&key);
             let mut alarm = self.active.remove(&key)?;
             alarm.cleared_ms = Some(now);
             self.dirty = true;
-            let line = point(&alarm, false, now, value);
+            let line = Some(point(&alarm, false, now, value));
             warn!(
                 station,
                 kind = kind.as_str(),
@@ -228,18 +229,18 @@ impl AlarmBook {
         self.dirty = true;
         warn!(station, kind = kind.as_str(), severity = alarm.severity.as_str(), id = alarm.id,
             message = %alarm.message, "ALARM raised.");
-        let line = point(&alarm, true, now, value);
+        let line = Some(point(&alarm, true, now, value));
         self.active.insert(key, alarm);
         line
     }
 
     /// Acknowledges active alarm `id` as `user`.
-    pub fn ack(&mut self, id: u64, user: &str, now: i64) -> Result<Alarm, String> {
+    pub fn ack(&mut self, id: u64, user: &str, now: i64) -> Result<Alarm, UnknownAlarm> {
         let a = self
             .active
             .values_mut()
             .find(|a| a.id == id)
-            .ok_or_else(|| format!("no active alarm with id {id}"))?;
+            .ok_or(UnknownAlarm(id))?;
         if a.acked_by.is_none() {
             a.acked_by = Some(user.to_owned());
             a.acked_ms = Some(now);
@@ -287,19 +288,17 @@ impl AlarmBook {
     }
 }
 
-fn point(a: &Alarm, active: bool, now: i64, value: f64) -> Option<String> {
-    line_protocol::alarm(
-        &AlarmPoint {
-            station: &a.station,
-            kind: a.kind.as_str(),
-            severity: a.severity.as_str(),
-            active,
-            message: &a.message,
-            value,
-            id: a.id,
-        },
-        now,
-    )
+fn point(a: &Alarm, active: bool, now: i64, value: f64) -> AlarmPoint {
+    AlarmPoint {
+        station: a.station.clone(),
+        kind: a.kind.as_str(),
+        severity: a.severity.as_str(),
+        active,
+        message: a.message.clone(),
+        value,
+        id: a.id,
+        ts_ms: now,
+    }
 }
 
 #[cfg(test)]
@@ -321,9 +320,19 @@ mod tests {
         let raised = book
             .evaluate("s", AlarmKind::SupplyDeviation, true, 1000, 5.0, 1000, msg)
             .unwrap();
-        assert!(
-            raised.starts_with("alarm,station=s,kind=supply_deviation,severity=minor active=true")
+        assert_eq!(
+            (
+                raised.station.as_str(),
+                raised.kind,
+                raised.severity,
+                raised.active
+            ),
+            ("s", "supply_deviation", "minor", true)
         );
+        // As the store encodes it:
+        assert!(crate::store::line_protocol::alarm(&raised)
+            .unwrap()
+            .starts_with("alarm,station=s,kind=supply_deviation,severity=minor active=true"));
         assert!(
             book.evaluate("s", AlarmKind::SupplyDeviation, true, 1000, 6.0, 2000, msg)
                 .is_none(),
@@ -346,7 +355,8 @@ mod tests {
         let cleared = book
             .evaluate("s", AlarmKind::SupplyDeviation, false, 1000, 0.0, 3000, msg)
             .unwrap();
-        assert!(cleared.contains("active=false"));
+        assert!(!cleared.active);
+        assert_eq!(cleared.ts_ms, 3000);
         assert!(book.active().is_empty());
         assert_eq!(book.recent()[0].cleared_ms, Some(3000));
         // A condition that goes away before its hold time never raises.

@@ -19,6 +19,7 @@ use crate::control::status::StationStatus;
 use crate::model::Applied;
 use crate::stats::Stats;
 use crate::store::audit::OperatorLog;
+use crate::store::record::{AlarmPoint, Record};
 use crate::store::StoreHandle;
 
 /// The alarm task's state.
@@ -115,7 +116,7 @@ impl AlarmTask {
         );
         lines.extend(feed(&mut self.book, "engine", &storage, now));
         if !lines.is_empty() {
-            self.store.submit_many(&lines);
+            self.store.submit_many(lines.into_iter().map(Record::Alarm));
             self.book.persist();
             self.publish();
         }
@@ -126,7 +127,7 @@ impl AlarmTask {
         let a = self
             .book
             .ack(id, user, now)
-            .map_err(ChangeError::UnknownAlarm)?;
+            .map_err(|e| ChangeError::UnknownAlarm(e.to_string()))?;
         self.book.persist();
         self.publish();
         let applied = Applied {
@@ -148,7 +149,7 @@ impl AlarmTask {
 }
 
 /// One check into the book; the storage point of a raise or clear.
-fn feed(book: &mut AlarmBook, station: &str, c: &Check<'_>, now: i64) -> Option<String> {
+fn feed(book: &mut AlarmBook, station: &str, c: &Check<'_>, now: i64) -> Option<AlarmPoint> {
     book.evaluate(station, c.kind, c.active, c.hold_ms, c.value, now, || {
         c.detail.to_string()
     })

@@ -21,7 +21,7 @@ use crate::command::dispatch::{Dispatcher, Route};
 use crate::command::seq::SeqStore;
 use crate::config::{Config, StationConfig};
 use crate::control::change::Inbox;
-use crate::control::district::{District, RestoreError};
+use crate::control::district::District;
 use crate::control::task::{ControlOn, ControlSettings, ControlTask, Station};
 use crate::control::StationController;
 use crate::ingest::mqtt::{self, Link, Presence};
@@ -42,10 +42,10 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Seq(String),
-    #[error("{0}")]
-    Influx(String),
+    #[error(transparent)]
+    State(#[from] crate::files::StateError),
+    #[error(transparent)]
+    Influx(#[from] crate::store::influx::SetupError),
     #[error("cannot open the spool in {path}: {source}")]
     Spool { path: String, source: SpoolError },
     #[error("cannot start {name}: {source}")]
@@ -58,10 +58,6 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Alarms(String),
-    #[error(transparent)]
-    District(#[from] RestoreError),
     #[error("cannot listen on api.listen {addr}: {source}")]
     Api {
         addr: std::net::SocketAddr,
@@ -80,7 +76,7 @@ fn create_dir(path: &Path, what: &str) -> Result<(), StartError> {
 /// seq file, database URL, API address).
 pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
     create_dir(&cfg.data_dir, "data_dir ")?;
-    let seqs = SeqStore::open(&cfg.data_dir, cfg.storage.fsync).map_err(StartError::Seq)?;
+    let seqs = SeqStore::open(&cfg.data_dir, cfg.storage.fsync)?;
     let stats = Arc::new(Stats::default());
     let stages = Stages {
         control: Stage::new("control"),
@@ -158,7 +154,7 @@ pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
         log.clone(),
         district,
     );
-    let book = AlarmBook::open(cfg.data_dir.join("alarms.json")).map_err(StartError::Alarms)?;
+    let book = AlarmBook::open(cfg.data_dir.join("alarms.json"))?;
     let (alarm_task, alarms) = AlarmTask::new(
         book,
         alarm_settings(&cfg),
@@ -223,7 +219,7 @@ fn start_storage(
     stage: &Stage,
 ) -> Result<(Arc<Spool>, StoreHandle), StartError> {
     let sink = match &cfg.storage.influxdb {
-        Some(i) => Sink::Influx(Box::new(InfluxWriter::new(i).map_err(StartError::Influx)?)),
+        Some(i) => Sink::Influx(Box::new(InfluxWriter::new(i)?)),
         None => {
             let dir = cfg.data_dir.join("lp");
             create_dir(&dir, "")?;

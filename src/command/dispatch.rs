@@ -17,7 +17,8 @@ use crate::clock::mono_us;
 use crate::ingest::mqtt::Link;
 use crate::model::{Command, StationId};
 use crate::stats::Stats;
-use crate::store::{line_protocol, StoreHandle};
+use crate::store::record::Record;
+use crate::store::StoreHandle;
 
 /// How one station is reached.
 #[derive(Debug)]
@@ -95,7 +96,7 @@ impl Dispatcher {
             error!(error = %e, "Cannot persist command sequence numbers; commands withheld.");
             return;
         }
-        let mut lines = Vec::with_capacity(commands.len());
+        let mut sent = Vec::with_capacity(commands.len());
         let now_us = mono_us();
         for out in commands {
             if let Some(accepted) = out.accepted_us {
@@ -113,7 +114,7 @@ impl Dispatcher {
             match self.link.try_publish(&route.topic, true, false, payload) {
                 Ok(()) => {
                     self.stats.commands_sent.fetch_add(1, Ordering::Relaxed);
-                    lines.push(line_protocol::command(&route.id, &route.tags, &out.command));
+                    sent.push((out.station, out.command));
                 }
                 Err(e) => {
                     let n = self.stats.commands_failed.fetch_add(1, Ordering::Relaxed);
@@ -124,6 +125,11 @@ impl Dispatcher {
                 }
             }
         }
-        self.store.submit_many(&lines);
+        self.store
+            .submit_many(sent.iter().map(|(i, command)| Record::Command {
+                station: &self.routes[*i].id,
+                tags: &self.routes[*i].tags,
+                command,
+            }));
     }
 }

@@ -23,6 +23,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use crate::files::{read_json, StateError};
 use crate::model::StationId;
 use crate::store::spool::FsyncPolicy;
 
@@ -48,19 +49,14 @@ impl SeqStore {
     /// Loads `dir/seq.json` and replays `dir/seq.log` if present. A corrupt snapshot or a
     /// corrupt line before the log's last is an error: silently restarting at 1 would make
     /// stations refuse (or, worse, reorder) commands.
-    pub fn open(dir: &Path, fsync: FsyncPolicy) -> Result<Self, String> {
+    pub fn open(dir: &Path, fsync: FsyncPolicy) -> Result<Self, StateError> {
         let path = dir.join("seq.json");
         let log_path = dir.join("seq.log");
-        let mut last: BTreeMap<String, u64> = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| format!("{} is corrupt ({e}); fix or remove it", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-        };
+        let mut last: BTreeMap<String, u64> = read_json(&path)?.unwrap_or_default();
         let log_text = match std::fs::read(&log_path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(format!("cannot read {}: {e}", log_path.display())),
+            Err(e) => return Err(StateError::read(&log_path, e)),
         };
         let text = String::from_utf8_lossy(&log_text);
         let lines: Vec<&str> = text.split('\n').collect();
@@ -79,10 +75,9 @@ impl SeqStore {
                     *e = (*e).max(n);
                 }
                 None => {
-                    return Err(format!(
-                        "{} line {} is corrupt ({line:?}); fix or remove it",
-                        log_path.display(),
-                        k + 1
+                    return Err(StateError::corrupt(
+                        &log_path,
+                        format!("line {}: {line:?}", k + 1),
                     ))
                 }
             }
@@ -126,7 +121,7 @@ impl SeqStore {
     }
 
     /// Records every number handed out since the last call; must succeed before they are sent.
-    pub fn persist(&mut self) -> Result<(), String> {
+    pub fn persist(&mut self) -> Result<(), StateError> {
         if self.changed.is_empty() {
             return Ok(());
         }
@@ -144,12 +139,12 @@ impl SeqStore {
             self.changed.extend(self.last.keys().cloned());
             self.log = None;
         }
-        r.map_err(|e| format!("cannot write {}: {e}", self.log_path.display()))?;
+        r.map_err(|e| StateError::write(&self.log_path, e))?;
         if self.log_bytes > self.compact_min_bytes
             && self.log_bytes > COMPACT_FACTOR * self.snapshot_size()
         {
             self.compact()
-                .map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
+                .map_err(|e| StateError::write(&self.path, e))?;
         }
         Ok(())
     }
@@ -219,6 +214,7 @@ mod tests {
         std::fs::write(dir.path().join("seq.json"), b"{oops").unwrap();
         assert!(SeqStore::open(dir.path(), FsyncPolicy::Always)
             .unwrap_err()
+            .to_string()
             .contains("corrupt"));
     }
 
@@ -259,6 +255,7 @@ mod tests {
         .unwrap();
         assert!(SeqStore::open(dir.path(), FsyncPolicy::Never)
             .unwrap_err()
-            .contains("line 2 is corrupt"));
+            .to_string()
+            .contains("is corrupt (line 2:"));
     }
 }

@@ -211,8 +211,8 @@ fn supply(
 }
 
 fn curve(ctrl: &mut StationController, points: &[[f64; 2]]) -> Result<Done, ChangeError> {
-    let curve =
-        Curve::new(points.iter().map(|p| (p[0], p[1])).collect()).map_err(ChangeError::Invalid)?;
+    let curve = Curve::new(points.iter().map(|p| (p[0], p[1])).collect())
+        .map_err(|e| ChangeError::Invalid(e.to_string()))?;
     let p = ctrl.params();
     if let Some((o, c)) = curve
         .points()

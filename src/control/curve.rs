@@ -15,6 +15,17 @@ pub const DEFAULT_POINTS: &[(f64, f64)] = &[
 ];
 
 /// A validated piecewise-linear curve.
+/// Why a heating curve was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CurveError {
+    #[error("a heating curve needs at least two [outdoor_c, supply_c] points")]
+    TooFew,
+    #[error("heating curve points must be finite numbers")]
+    NotFinite,
+    #[error("heating curve points must be sorted by strictly increasing outdoor temperature")]
+    NotIncreasing,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Curve {
     points: Vec<(f64, f64)>,
@@ -22,18 +33,15 @@ pub struct Curve {
 
 impl Curve {
     /// At least two points, finite, strictly increasing in outdoor temperature.
-    pub fn new(points: Vec<(f64, f64)>) -> Result<Self, String> {
+    pub fn new(points: Vec<(f64, f64)>) -> Result<Self, CurveError> {
         if points.len() < 2 {
-            return Err("a heating curve needs at least two [outdoor_c, supply_c] points".into());
+            return Err(CurveError::TooFew);
         }
         if points.iter().any(|(o, s)| !o.is_finite() || !s.is_finite()) {
-            return Err("heating curve points must be finite numbers".into());
+            return Err(CurveError::NotFinite);
         }
         if points.windows(2).any(|w| w[1].0 <= w[0].0) {
-            return Err(
-                "heating curve points must be sorted by strictly increasing outdoor temperature"
-                    .into(),
-            );
+            return Err(CurveError::NotIncreasing);
         }
         Ok(Self { points })
     }

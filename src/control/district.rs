@@ -12,20 +12,10 @@ use tracing::{error, info};
 
 use super::coordinator::{Coordinator, CoordinatorConfig, Observation};
 use super::{Outputs, StationController};
+use crate::files::{read_json, StateError};
 use crate::model::{Mode, Reading, StationId};
-use crate::store::{line_protocol, StoreHandle};
-
-/// Why the kept offsets could not be restored.
-#[derive(Debug, thiserror::Error)]
-pub enum RestoreError {
-    #[error("{path} is corrupt ({error}); fix or remove it")]
-    Corrupt {
-        path: String,
-        error: serde_json::Error,
-    },
-    #[error("cannot read {path}: {error}")]
-    Read { path: String, error: std::io::Error },
-}
+use crate::store::record::{CoordinatorPoint, Record};
+use crate::store::StoreHandle;
 
 /// The coordinator with its persistence.
 #[derive(Debug)]
@@ -48,32 +38,18 @@ impl District {
         stations: Vec<(StationId, BTreeMap<String, String>)>,
         path: PathBuf,
         store: StoreHandle,
-    ) -> Result<Self, RestoreError> {
+    ) -> Result<Self, StateError> {
         let mut coordinator = Coordinator::new(cfg, stations.len());
-        let shown = path.display().to_string();
-        let kept: BTreeMap<String, f64> = match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|error| RestoreError::Corrupt {
-                path: shown.clone(),
-                error,
-            })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Self {
-                    coordinator,
-                    stations,
-                    path,
-                    store,
-                })
+        if let Some(kept) = read_json::<BTreeMap<String, f64>>(&path)? {
+            let mut restored = 0;
+            for (i, (id, _)) in stations.iter().enumerate() {
+                if let Some(&k) = kept.get(id.as_str()) {
+                    coordinator.restore(i, k);
+                    restored += 1;
+                }
             }
-            Err(error) => return Err(RestoreError::Read { path: shown, error }),
-        };
-        let mut restored = 0;
-        for (i, (id, _)) in stations.iter().enumerate() {
-            if let Some(&k) = kept.get(id.as_str()) {
-                coordinator.restore(i, k);
-                restored += 1;
-            }
+            info!(restored, path = %path.display(), "District offsets restored.");
         }
-        info!(restored, path = %shown, "District offsets restored.");
         Ok(Self {
             coordinator,
             stations,
@@ -112,21 +88,22 @@ impl District {
         if !c.advance(dt_s) {
             return None;
         }
-        let mut lines = Vec::new();
-        for ((id, tags), m) in self.stations.iter().zip(c.members()) {
-            let Some(ratio) = m.ratio else {
-                continue; // never reported: nothing to store
-            };
-            lines.extend(line_protocol::coordinator(
-                id,
-                tags,
-                m.offset_k,
-                ratio,
-                m.target_ratio,
-                now,
-            ));
-        }
-        self.store.submit_many(&lines);
+        // A station that never reported has no ratio: nothing to store.
+        let points = self
+            .stations
+            .iter()
+            .zip(c.members())
+            .filter_map(|((id, tags), m)| {
+                Some(Record::Coordinator(CoordinatorPoint {
+                    station: id,
+                    tags,
+                    offset_k: m.offset_k,
+                    load_ratio: m.ratio?,
+                    target_ratio: m.target_ratio,
+                    ts_ms: now,
+                }))
+            });
+        self.store.submit_many(points);
         let offsets: Vec<f64> = c.members().iter().map(|m| m.offset_k).collect();
         // Kept across restarts (temp file + rename): without them a restart would drop every
         // station back to its bare curve and the cold ones would take hours to recover.

@@ -2,25 +2,25 @@
 //!
 //! Starts an embedded MQTT broker (rumqttd, on its own thread: `Broker::start` blocks and has no
 //! stop), the station simulator (accelerated) — MQTT stations plus a few Modbus TCP PLCs served
-//! from the shipped register map — and the engine with local-file storage, all on loopback. Shows a live per-station summary; with `--duration` it ends with a summary table and
-//! exits 1 if any station's supply was not within ±1 K of its setpoint over the last quarter of
+//! from the shipped register map — and the engine with local-file storage, all on loopback.
+//! Shows a live per-station summary; with `--duration` it ends with a summary table and exits 1 if any station's supply was not within ±1 K of its setpoint over the last quarter of
 //! the run (the settling check).
 
+mod broker;
 pub mod report;
 pub mod scenario;
+mod setup;
 
 use std::fmt::Write as _;
 use std::io::IsTerminal;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-
-use crate::app;
-use crate::config::Config;
+use crate::app::{EngineHandle, StartError};
 use crate::control::status::StationStatus;
+use crate::stats::Stats;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct DemoArgs {
@@ -51,146 +51,69 @@ pub struct DemoArgs {
     pub modbus_stations: usize,
 }
 
-/// Loopback ports of the embedded broker.
-#[derive(Debug, Clone, Copy)]
-pub struct BrokerPorts {
-    pub v311: u16,
-    pub v5: u16,
+pub use broker::{start_embedded_broker, BrokerPorts};
+pub use setup::{demo_config, DEMO_TOKEN};
+
+/// Why the demo (or a scenario) could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("{0}")]
+    Args(&'static str),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("embedded broker config: {0}")]
+    BrokerConfig(#[from] toml::de::Error),
+    #[error("embedded MQTT broker did not start on {0}")]
+    BrokerDown(std::net::SocketAddr),
+    #[error("demo config: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("a scenario run panicked")]
+    Panicked,
 }
 
-/// Starts rumqttd on free loopback ports (one listener for MQTT 3.1.1, one for 5) and waits
-/// until both accept connections.
-pub fn start_embedded_broker() -> anyhow::Result<BrokerPorts> {
-    let free =
-        || -> anyhow::Result<u16> { Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()) };
-    let (v4, v5) = (free()?, free()?);
-    let text = format!(
-        r#"
-id = 0
-[router]
-max_connections = 10010
-max_outgoing_packet_count = 200
-max_segment_size = 104857600
-max_segment_count = 10
-
-[v4.1]
-name = "v4-1"
-listen = "127.0.0.1:{v4}"
-next_connection_delay_ms = 1
-[v4.1.connections]
-connection_timeout_ms = 60000
-max_payload_size = 1048576
-max_inflight_count = 100
-dynamic_filters = true
-
-[v5.1]
-name = "v5-1"
-listen = "127.0.0.1:{v5}"
-next_connection_delay_ms = 1
-[v5.1.connections]
-connection_timeout_ms = 60000
-max_payload_size = 1048576
-max_inflight_count = 100
-dynamic_filters = true
-"#
-    );
-    let config: rumqttd::Config = toml::from_str(&text).context("embedded broker config")?;
-    std::thread::Builder::new()
-        .name("rumqttd".into())
-        .spawn(move || {
-            let mut broker = rumqttd::Broker::new(config);
-            if let Err(e) = broker.start() {
-                tracing::error!(error = %e, "Embedded MQTT broker stopped.");
-            }
-        })?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    for port in [v4, v5] {
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "embedded MQTT broker did not start on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+/// Wraps an I/O error with what was being done.
+fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> DemoError {
+    move |source| DemoError::Io {
+        what: what.to_string(),
+        source,
     }
-    Ok(BrokerPorts { v311: v4, v5 })
 }
 
-/// The operator token of the demo's API (printed at start; the demo is loopback-only).
-pub const DEMO_TOKEN: &str = "heatgrid-demo-operator-token";
-
-/// The engine configuration of the demo: `n` MQTT stations `st-001…` and one Modbus station
-/// `plc-001…` per address in `plcs` (register map at `map`), local files, accelerated, the
-/// operator API on `api_listen` with [`DEMO_TOKEN`].
-pub fn demo_config(
-    n: usize,
-    port: u16,
-    speed: f64,
-    data_dir: &std::path::Path,
-    api_listen: &str,
-    plcs: &[SocketAddr],
-    map: &std::path::Path,
-) -> anyhow::Result<Config> {
-    let tick_s = 5.0 / speed; // 5 simulated seconds per tick
-    let mut text = format!(
-        r#"
-[engine]
-data_dir = {dir:?}
-tick_s = {tick_s}
-staleness_s = {stale}
-command_valid_for_s = 30
-time_scale = {speed}
-[mqtt]
-port = {port}
-client_id = "heatgrid-demo-engine"
-[storage]
-flush_interval_ms = 500
-[coordinator]
-enabled = true
-period_s = 300
-indoor_target_c = 20.0
-[api]
-listen = "{api_listen}"
-[[api.token]]
-name = "demo"
-role = "operator"
-token_sha256 = "{token_hash}"
-"#,
-        token_hash = crate::api::auth::sha256(DEMO_TOKEN.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>(),
-        dir = data_dir.display().to_string(),
-        stale = (30.0 / speed).max(2.0),
-    );
-    for i in 1..=n {
-        let _ = writeln!(
-            text,
-            "[[station]]\nid = \"st-{i:03}\"\ntags = {{ district = \"{}\" }}",
-            ["north", "south", "east", "west"][i % 4]
-        );
-    }
-    for (i, addr) in plcs.iter().enumerate() {
-        let _ = writeln!(
-            text,
-            "[[station]]\nid = \"plc-{:03}\"\ntags = {{ district = \"plc\" }}\n\
-             modbus = {{ address = \"{addr}\", map = {:?}, poll_interval_s = {}, timeout_ms = {} }}",
-            i + 1,
-            map.display().to_string(),
-            tick_s,
-            (tick_s * 600.0) as u64,
-        );
-    }
-    Config::parse(&text, &|_| None).map_err(|e| anyhow::anyhow!("demo config: {}", e.join("; ")))
+/// What runs during the demo.
+struct Running {
+    engine: EngineHandle,
+    sim: heatgrid_sim::SimHandle,
+    plcs: Option<heatgrid_sim::SimHandle>,
+    /// The PLCs' Modbus addresses.
+    plc_count: usize,
 }
 
-pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(args.stations >= 1, "--stations must be at least 1");
-    anyhow::ensure!(
-        args.speed > 0.0 && args.speed <= 1000.0,
-        "--speed must be within 0..1000"
-    );
+/// Per station (config order): the largest |supply − setpoint| over the settling window, and
+/// how many samples it saw.
+struct Settling {
+    worst: Vec<f64>,
+    samples: Vec<u32>,
+}
+
+pub async fn run(args: DemoArgs) -> Result<ExitCode, DemoError> {
+    if args.stations < 1 {
+        return Err(DemoError::Args("--stations must be at least 1"));
+    }
+    if !(args.speed > 0.0 && args.speed <= 1000.0) {
+        return Err(DemoError::Args("--speed must be within 0..1000"));
+    }
+    let running = start(&args).await?;
+    let settling = watch(&args, &running).await;
+    Ok(finish(&args, running, settling).await)
+}
+
+/// Starts the broker, the PLCs, the engine and the MQTT stations, and says where they are.
+async fn start(args: &DemoArgs) -> Result<Running, DemoError> {
     let port = start_embedded_broker()?.v311;
     // The CLI's default address if it is free, else any free port.
     let api_listen = if TcpListener::bind("127.0.0.1:8080").is_ok() {
@@ -216,10 +139,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         None
     };
     std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+        .map_err(io(format!("cannot create {}", args.data_dir.display())))?;
     let map = args.data_dir.join("heatgrid-sim.modbus.toml");
     std::fs::write(&map, heatgrid_sim::DEFAULT_MAP)
-        .with_context(|| format!("cannot write {}", map.display()))?;
+        .map_err(io(format!("cannot write {}", map.display())))?;
     let addrs = plcs
         .as_ref()
         .map(|p| p.modbus_addrs().to_vec())
@@ -233,7 +156,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         &addrs,
         &map,
     )?;
-    let engine = app::start(cfg).await?;
+    let engine = crate::app::start(cfg).await?;
     // Telemetry published before the engine's subscriptions exist would reach nobody.
     if !engine.wait_subscribed(Duration::from_secs(10)).await {
         tracing::warn!("The engine's MQTT subscriptions were not confirmed within 10 s.");
@@ -263,15 +186,28 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             "operator API: HEATGRID_API=http://{addr} HEATGRID_TOKEN={DEMO_TOKEN} heatgrid stations   (also: status, station st-001, set, mode)"
         );
     }
+    Ok(Running {
+        engine,
+        sim,
+        plcs,
+        plc_count: addrs.len(),
+    })
+}
 
+/// Shows the live table until `--duration` or Ctrl-C, sampling each station's error over the
+/// last quarter of the run.
+async fn watch(args: &DemoArgs, r: &Running) -> Settling {
     let started = Instant::now();
     let tty = std::io::stdout().is_terminal();
     let window_from = args.duration.map(|d| d * 0.75);
-    let total = args.stations + addrs.len();
-    let mut worst: Vec<f64> = vec![0.0; total];
-    let mut samples: Vec<u32> = vec![0; total];
+    let total = args.stations + r.plc_count;
+    let mut s = Settling {
+        worst: vec![0.0; total],
+        samples: vec![0; total],
+    };
     let mut sample = tokio::time::interval(Duration::from_millis(250));
     let mut last_print = Instant::now() - Duration::from_secs(60);
+    let every = Duration::from_secs(if tty { 1 } else { 10 });
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
@@ -283,25 +219,20 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         if args.duration.is_some_and(|d| elapsed >= d) {
             break;
         }
-        let status = engine.status();
+        let status = r.engine.status();
         if window_from.is_some_and(|w| elapsed >= w) {
             for (i, st) in status.iter().enumerate().take(total) {
                 // A station without a fresh reading and an output counts as not settled.
                 let err = error_k(st).unwrap_or(f64::INFINITY);
-                worst[i] = worst[i].max(err);
-                samples[i] += 1;
+                s.worst[i] = s.worst[i].max(err);
+                s.samples[i] += 1;
             }
         }
-        let every = if tty {
-            Duration::from_secs(1)
-        } else {
-            Duration::from_secs(10)
-        };
         if last_print.elapsed() >= every {
             last_print = Instant::now();
-            let mut views = sim.snapshot();
-            views.extend(plcs.iter().flat_map(|p| p.snapshot()));
-            let table = render(&status, &views, sim.sim_time_s());
+            let mut views = r.sim.snapshot();
+            views.extend(r.plcs.iter().flat_map(|p| p.snapshot()));
+            let table = render(&status, &views, r.sim.sim_time_s());
             if tty {
                 print!("\x1b[2J\x1b[H");
             }
@@ -314,17 +245,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             print!("{table}");
         }
     }
-    let final_status = engine.status();
-    let mut final_sim = sim.stop().await;
-    if let Some(p) = plcs {
+    s
+}
+
+/// Stops everything, prints the final table and the closing figures, and judges settling.
+async fn finish(args: &DemoArgs, r: Running, s: Settling) -> ExitCode {
+    let final_status = r.engine.status();
+    let mut final_sim = r.sim.stop().await;
+    if let Some(p) = r.plcs {
         final_sim.extend(p.stop().await);
     }
-    let stats = engine.stats().clone();
-    engine.shutdown().await;
+    let stats = r.engine.stats().clone();
+    r.engine.shutdown().await;
 
     println!("\nFinal state:");
     print!("{}", render(&final_status, &final_sim, 0.0));
-    use crate::stats::Stats;
     println!(
         "readings accepted {}, rejected {}, commands sent {}, points stored {}, refused by the spool {}",
         Stats::get(&stats.readings_accepted),
@@ -333,29 +268,29 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         Stats::get(&stats.store_written),
         Stats::get(&stats.spool_refused),
     );
-    let Some(_) = args.duration else {
-        return Ok(ExitCode::SUCCESS);
-    };
+    if args.duration.is_none() {
+        return ExitCode::SUCCESS;
+    }
     let mut failed = Vec::new();
     for (i, st) in final_status.iter().enumerate() {
-        if samples[i] == 0 || worst[i] > args.band_k {
+        if s.samples[i] == 0 || s.worst[i] > args.band_k {
             failed.push(format!(
                 "{} (worst |supply − setpoint| {:.2} K)",
-                st.id, worst[i]
+                st.id, s.worst[i]
             ));
         }
     }
-    let max = worst.iter().copied().fold(0.0, f64::max);
+    let max = s.worst.iter().copied().fold(0.0, f64::max);
     if failed.is_empty() {
         println!(
             "Settled: all {} stations within ±{} K of setpoint over the last quarter of the run (worst {max:.2} K).",
             final_status.len(),
             args.band_k
         );
-        Ok(ExitCode::SUCCESS)
+        ExitCode::SUCCESS
     } else {
         println!("NOT settled: {}", failed.join(", "));
-        Ok(ExitCode::from(1))
+        ExitCode::from(1)
     }
 }
 

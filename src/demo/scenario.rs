@@ -7,9 +7,9 @@
 //! — so the comparison exercises the real decode and control code, with simulated time
 //! standing in for the wall clock. The KPIs come from the simulator's ground truth.
 
+use super::DemoError;
 use std::collections::HashMap;
 
-use anyhow::{bail, Context};
 use heatgrid_sim::scenario::{self, Disturbance, Policy, RunReport, Scenario};
 use heatgrid_sim::{Fleet, SimConfig};
 
@@ -69,12 +69,14 @@ pub const WARMUP_H: f64 = 12.0;
 
 /// One scenario, four runs: the baseline, the stations' own curve, heatgrid's station
 /// controllers, and the same with the district coordinator.
-pub fn compare(o: &Options) -> anyhow::Result<Vec<RunReport>> {
+pub fn compare(o: &Options) -> Result<Vec<RunReport>, DemoError> {
     if o.stations == 0 || o.hours.is_nan() || o.hours <= 0.0 {
-        bail!("--stations must be at least 1 and --hours positive");
+        return Err(DemoError::Args(
+            "--stations must be at least 1 and --hours positive",
+        ));
     }
     if !(0.0..=24.0 * 30.0).contains(&o.lead_h) {
-        bail!("--lead-hours must be within 0..720");
+        return Err(DemoError::Args("--lead-hours must be within 0..720"));
     }
     let sim = SimConfig {
         stations: o.stations,
@@ -87,7 +89,7 @@ pub fn compare(o: &Options) -> anyhow::Result<Vec<RunReport>> {
     };
     let run =
         |policy: Policy<'_>| scenario::run_with(&sim, o.scenario, o.disturbance, o.hours, policy);
-    let one = |k: usize| -> anyhow::Result<RunReport> {
+    let one = |k: usize| -> Result<RunReport, DemoError> {
         Ok(match k {
             0 => run(Policy::Baseline),
             1 => run(Policy::Local),
@@ -113,10 +115,7 @@ pub fn compare(o: &Options) -> anyhow::Result<Vec<RunReport>> {
         let handles: Vec<_> = (0..4).map(|k| s.spawn(move || one(k))).collect();
         handles
             .into_iter()
-            .map(|h| {
-                h.join()
-                    .map_err(|_| anyhow::anyhow!("a scenario run panicked"))?
-            })
+            .map(|h| h.join().map_err(|_| DemoError::Panicked)?)
             .collect()
     })
 }
@@ -136,7 +135,7 @@ struct Heatgrid {
 }
 
 impl Heatgrid {
-    fn new(sim: &SimConfig, coordinator: Option<CoordinatorConfig>) -> anyhow::Result<Self> {
+    fn new(sim: &SimConfig, coordinator: Option<CoordinatorConfig>) -> Result<Self, DemoError> {
         // The engine's defaults for every station, with the heat index from each station's
         // data sheet (ids as the simulator names them).
         let toml: String = sim
@@ -151,9 +150,12 @@ impl Heatgrid {
                 )
             })
             .collect();
-        let cfg = Config::parse(&toml, &|_| None)
-            .map_err(|e| anyhow::anyhow!("{}", e.join("; ")))
-            .context("building the fleet's configuration")?;
+        let cfg = Config::parse(&toml, &|_| None).map_err(|e| {
+            DemoError::Config(format!(
+                "building the fleet's configuration: {}",
+                e.join("; ")
+            ))
+        })?;
         let stations: Vec<_> = cfg
             .stations
             .iter()

@@ -99,6 +99,36 @@ pub enum Event<'a> {
     BurstEnd,
 }
 
+/// Why the client refused a request or the connection failed (either protocol version). The
+/// client's errors carry the refused request, so they are boxed.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error(transparent)]
+    Client(Box<rumqttc::ClientError>),
+    #[error(transparent)]
+    Client5(Box<rumqttc::v5::ClientError>),
+    #[error(transparent)]
+    Connection(Box<rumqttc::ConnectionError>),
+    #[error(transparent)]
+    Connection5(Box<rumqttc::v5::ConnectionError>),
+}
+
+macro_rules! link_error_from {
+    ($($from:ty => $variant:ident),*) => {
+        $(impl From<$from> for LinkError {
+            fn from(e: $from) -> Self {
+                Self::$variant(Box::new(e))
+            }
+        })*
+    };
+}
+link_error_from!(
+    rumqttc::ClientError => Client,
+    rumqttc::v5::ClientError => Client5,
+    rumqttc::ConnectionError => Connection,
+    rumqttc::v5::ConnectionError => Connection5
+);
+
 impl Link {
     /// Queues a publish without waiting (never blocks the caller).
     pub fn try_publish(
@@ -107,7 +137,7 @@ impl Link {
         qos1: bool,
         retain: bool,
         payload: Vec<u8>,
-    ) -> Result<(), String> {
+    ) -> Result<(), LinkError> {
         match self {
             Link::V311(c) => c
                 .try_publish(
@@ -120,7 +150,7 @@ impl Link {
                     retain,
                     payload,
                 )
-                .map_err(|e| e.to_string()),
+                .map_err(LinkError::from),
             Link::V5(c) => c
                 .try_publish(
                     topic,
@@ -132,11 +162,11 @@ impl Link {
                     retain,
                     payload,
                 )
-                .map_err(|e| e.to_string()),
+                .map_err(LinkError::from),
         }
     }
 
-    fn try_subscribe(&self, filter: &str, qos1: bool) -> Result<(), String> {
+    fn try_subscribe(&self, filter: &str, qos1: bool) -> Result<(), LinkError> {
         match self {
             Link::V311(c) => c
                 .try_subscribe(
@@ -147,7 +177,7 @@ impl Link {
                         QoS::AtMostOnce
                     },
                 )
-                .map_err(|e| e.to_string()),
+                .map_err(LinkError::from),
             Link::V5(c) => c
                 .try_subscribe(
                     filter,
@@ -157,7 +187,7 @@ impl Link {
                         QoSV5::AtMostOnce
                     },
                 )
-                .map_err(|e| e.to_string()),
+                .map_err(LinkError::from),
         }
     }
 
@@ -294,18 +324,18 @@ enum Polled {
     Other,
 }
 
-async fn poll_once(el: &mut EventLoop) -> Result<Polled, String> {
+async fn poll_once(el: &mut EventLoop) -> Result<Polled, LinkError> {
     use rumqttc::v5::{Event as E5, Incoming as I5};
     use rumqttc::{Event as E4, Incoming as I4, Outgoing as O4};
     match el {
-        EventLoop::V311(el) => Ok(match el.poll().await.map_err(|e| e.to_string())? {
+        EventLoop::V311(el) => Ok(match el.poll().await? {
             E4::Incoming(I4::ConnAck(_)) => Polled::ConnAck,
             E4::Incoming(I4::SubAck(_)) => Polled::SubAck,
             E4::Incoming(I4::Publish(p)) => Polled::Publish4(p),
             E4::Outgoing(O4::Disconnect) => Polled::Disconnected,
             _ => Polled::Other,
         }),
-        EventLoop::V5(el) => Ok(match el.poll().await.map_err(|e| e.to_string())? {
+        EventLoop::V5(el) => Ok(match el.poll().await? {
             E5::Incoming(I5::ConnAck(_)) => Polled::ConnAck,
             E5::Incoming(I5::SubAck(_)) => Polled::SubAck,
             E5::Incoming(I5::Publish(p)) => Polled::Publish5(p),

@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::model::Reading;
 use crate::stats::Stats;
-use crate::store::{line_protocol, StoreHandle};
+use crate::store::record::Record;
+use crate::store::{Points, StoreHandle};
 
 /// The latest accepted reading of one configured station, shared with the control task.
 #[derive(Debug)]
@@ -76,8 +77,7 @@ pub type Trigger = tokio::sync::mpsc::Sender<Vec<u32>>;
 pub struct Gathered {
     store: StoreHandle,
     trigger: Option<Trigger>,
-    body: Vec<u8>,
-    lines: u64,
+    points: Points,
     woken: Vec<u32>,
 }
 
@@ -86,8 +86,7 @@ impl Gathered {
         Self {
             store,
             trigger,
-            body: Vec::new(),
-            lines: 0,
+            points: Points::default(),
             woken: Vec::new(),
         }
     }
@@ -95,11 +94,7 @@ impl Gathered {
     /// Appends the gathered lines to the spool in one write, then wakes the control task once
     /// for every station gathered (so control never acts before the reading is spooled).
     pub fn flush(&mut self, stats: &Stats) {
-        if self.lines > 0 {
-            self.store.append(&self.body, self.lines);
-            self.body.clear();
-            self.lines = 0;
-        }
+        self.store.append_points(&mut self.points);
         if self.woken.is_empty() {
             return;
         }
@@ -125,10 +120,11 @@ impl Gathered {
 /// before `out.flush`.
 pub fn accept(slot: &StationSlot, reading: Reading, out: &mut Gathered, stats: &Stats) {
     stats.readings_accepted.fetch_add(1, Ordering::Relaxed);
-    let line = line_protocol::telemetry(&reading, &slot.tags, slot.area_m2);
-    out.body.extend_from_slice(line.as_bytes());
-    out.body.push(b'\n');
-    out.lines += 1;
+    out.points.push(&Record::Reading {
+        reading: &reading,
+        tags: &slot.tags,
+        area_m2: slot.area_m2,
+    });
     let mut latest = slot.latest.lock().unwrap_or_else(|p| p.into_inner());
     // Out-of-order delivery must not replace a newer reading with an older one.
     if latest.as_ref().is_none_or(|l| l.ts_ms <= reading.ts_ms) {

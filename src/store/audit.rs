@@ -12,7 +12,8 @@ use std::sync::Mutex;
 
 use tracing::{error, info};
 
-use super::{line_protocol, StoreHandle};
+use super::record::Record;
+use super::StoreHandle;
 use crate::model::Applied;
 
 /// Where applied operator actions are recorded: the audit file, storage and the log.
@@ -52,9 +53,11 @@ impl OperatorLog {
             error!(error = %e, record = %line.trim(), "ALARM cannot write the audit log.");
         }
         drop(file);
-        if let Some(point) = line_protocol::operator_action(a, user, ts_ms) {
-            self.store.submit(point);
-        }
+        self.store.submit(&Record::OperatorAction {
+            applied: a,
+            user,
+            ts_ms,
+        });
         info!(station = %a.station, user, action = %a.action, before = %a.before, after = %a.after,
             "Operator action applied.");
     }

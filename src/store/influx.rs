@@ -19,6 +19,15 @@ pub struct InfluxConfig {
     pub timeout: Duration,
 }
 
+/// Why the writer could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("storage.influxdb.url {url:?}: {detail}")]
+    Url { url: String, detail: String },
+    #[error("HTTP client: {0}")]
+    Client(reqwest::Error),
+}
+
 /// Why a write did not succeed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum WriteError {
@@ -50,12 +59,14 @@ impl std::fmt::Debug for InfluxWriter {
 }
 
 impl InfluxWriter {
-    pub fn new(cfg: &InfluxConfig) -> Result<Self, String> {
+    pub fn new(cfg: &InfluxConfig) -> Result<Self, SetupError> {
+        let bad_url = |e: &dyn std::fmt::Display| SetupError::Url {
+            url: cfg.url.clone(),
+            detail: e.to_string(),
+        };
         let base = reqwest::Url::parse(&format!("{}/", cfg.url.trim_end_matches('/')))
-            .map_err(|e| format!("storage.influxdb.url {:?}: {e}", cfg.url))?;
-        let mut write_url = base
-            .join("api/v2/write")
-            .map_err(|e| format!("storage.influxdb.url {:?}: {e}", cfg.url))?;
+            .map_err(|e| bad_url(&e))?;
+        let mut write_url = base.join("api/v2/write").map_err(|e| bad_url(&e))?;
         write_url
             .query_pairs_mut()
             .append_pair("org", &cfg.org)
@@ -65,7 +76,7 @@ impl InfluxWriter {
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout.min(Duration::from_secs(5)))
             .build()
-            .map_err(|e| format!("HTTP client: {e}"))?;
+            .map_err(SetupError::Client)?;
         Ok(Self {
             http,
             write_url,

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use super::record::{AlarmPoint, CoordinatorPoint, Record};
 use crate::model::{Applied, Command, Reading, StationId};
 
 /// Builds one line: measurement, tags, fields, timestamp, with the protocol's escaping.
@@ -204,46 +205,50 @@ pub fn operator_action(a: &Applied, user: &str, ts_ms: i64) -> Option<String> {
         .finish(ts_ms)
 }
 
-/// One raise or clear of an alarm, as the `alarm` measurement stores it.
-#[derive(Debug, Clone, Copy)]
-pub struct AlarmPoint<'a> {
-    pub station: &'a str,
-    pub kind: &'a str,
-    pub severity: &'a str,
-    pub active: bool,
-    pub message: &'a str,
-    pub value: f64,
-    pub id: u64,
-}
-
-/// `alarm` line.
-pub fn alarm(a: &AlarmPoint<'_>, ts_ms: i64) -> Option<String> {
+/// `alarm` line: one raise or clear.
+pub fn alarm(a: &AlarmPoint) -> Option<String> {
     LineBuilder::new("alarm")
-        .tag("station", a.station)
+        .tag("station", &a.station)
         .tag("kind", a.kind)
         .tag("severity", a.severity)
         .boolean("active", a.active)
-        .string("message", a.message)
+        .string("message", &a.message)
         .float("value", a.value)
         .int("id", a.id as i64)
-        .finish(ts_ms)
+        .finish(a.ts_ms)
 }
 
 /// `coordinator` line: a station's district offset after an update, its load ratio and the
 /// district's target ratio.
-pub fn coordinator(
-    station: &StationId,
-    tags: &BTreeMap<String, String>,
-    offset_k: f64,
-    load_ratio: f64,
-    target_ratio: Option<f64>,
-    ts_ms: i64,
-) -> Option<String> {
-    with_tags("coordinator", station, tags)
-        .float("offset_k", offset_k)
-        .float("load_ratio", load_ratio)
-        .float_opt("target_ratio", target_ratio)
-        .finish(ts_ms)
+pub fn coordinator(c: &CoordinatorPoint<'_>) -> Option<String> {
+    with_tags("coordinator", c.station, c.tags)
+        .float("offset_k", c.offset_k)
+        .float("load_ratio", c.load_ratio)
+        .float_opt("target_ratio", c.target_ratio)
+        .finish(c.ts_ms)
+}
+
+/// The line of any record (`None`: nothing to store, e.g. no field).
+pub fn encode(r: &Record<'_>) -> Option<String> {
+    match r {
+        Record::Reading {
+            reading,
+            tags,
+            area_m2,
+        } => Some(telemetry(reading, tags, *area_m2)),
+        Record::Command {
+            station,
+            tags,
+            command,
+        } => Some(self::command(station, tags, command)),
+        Record::Alarm(a) => alarm(a),
+        Record::OperatorAction {
+            applied,
+            user,
+            ts_ms,
+        } => operator_action(applied, user, *ts_ms),
+        Record::Coordinator(c) => coordinator(c),
+    }
 }
 
 #[cfg(test)]

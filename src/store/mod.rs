@@ -19,6 +19,7 @@
 pub mod audit;
 pub mod influx;
 pub mod line_protocol;
+pub mod record;
 pub mod spool;
 
 use std::path::PathBuf;
@@ -33,6 +34,7 @@ use tracing::{error, info, warn};
 use crate::backoff::Backoff;
 use crate::stats::Stats;
 use influx::WriteError;
+use record::Record;
 use spool::{Batch, Spool, SpoolError};
 
 /// The storage stage's settings (`[storage]`).
@@ -88,6 +90,33 @@ impl Sink {
 }
 
 /// The appending side, cloned into ingest and control.
+/// Records encoded and waiting for one spool append ([`super::StoreHandle::append_points`]).
+#[derive(Debug, Default)]
+pub struct Points {
+    body: Vec<u8>,
+    lines: u64,
+}
+
+impl Points {
+    /// Encodes `r` (a record without a line is skipped).
+    pub fn push(&mut self, r: &Record<'_>) {
+        if let Some(line) = line_protocol::encode(r) {
+            self.body.extend_from_slice(line.as_bytes());
+            self.body.push(b'\n');
+            self.lines += 1;
+        }
+    }
+
+    /// Points waiting.
+    pub fn len(&self) -> u64 {
+        self.lines
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lines == 0
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct StoreHandle {
     spool: Arc<Spool>,
@@ -99,29 +128,36 @@ impl StoreHandle {
         Self { spool, stats }
     }
 
-    /// Appends one line durably. `false` if it was refused (spool full or disk error): counted
-    /// and logged, and the caller must not treat the point as stored.
-    pub fn submit(&self, line: String) -> bool {
-        let mut body = line.into_bytes();
-        body.push(b'\n');
-        self.append(&body, 1)
+    /// Stores one record durably. `false` if it was refused (spool full or disk error):
+    /// counted and logged, and the caller must not treat the point as stored.
+    pub fn submit(&self, r: &Record<'_>) -> bool {
+        let mut points = Points::default();
+        points.push(r);
+        self.append_points(&mut points)
     }
 
-    /// Appends several lines in one write.
-    pub fn submit_many(&self, lines: &[String]) -> bool {
-        if lines.is_empty() {
+    /// Stores several records in one write.
+    pub fn submit_many<'a>(&self, records: impl IntoIterator<Item = Record<'a>>) -> bool {
+        let mut points = Points::default();
+        for r in records {
+            points.push(&r);
+        }
+        self.append_points(&mut points)
+    }
+
+    /// Appends what `points` gathered in one write and empties it (see [`Self::submit`]).
+    pub fn append_points(&self, points: &mut Points) -> bool {
+        if points.is_empty() {
             return true;
         }
-        let mut body = Vec::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
-        for l in lines {
-            body.extend_from_slice(l.as_bytes());
-            body.push(b'\n');
-        }
-        self.append(&body, lines.len() as u64)
+        let ok = self.append(&points.body, points.lines);
+        points.body.clear();
+        points.lines = 0;
+        ok
     }
 
     /// Appends `lines` complete, `\n`-terminated lines in one write (see [`Self::submit`]).
-    pub fn append(&self, body: &[u8], lines: u64) -> bool {
+    fn append(&self, body: &[u8], lines: u64) -> bool {
         match self.spool.append(body, lines) {
             Ok(()) => {
                 self.stats

@@ -34,7 +34,8 @@ use crate::ingest::decode::{self, DecodeLimits};
 use crate::ingest::slot::{self, ModbusCounters as Counters, StationSlot};
 use crate::model::{Command, StationId};
 use crate::stats::Stats;
-use crate::store::{line_protocol, StoreHandle};
+use crate::store::record::Record;
+use crate::store::StoreHandle;
 
 /// One station's Modbus settings, validated.
 #[derive(Debug, Clone)]
@@ -401,11 +402,11 @@ impl Poller {
             .ack_error
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = None;
-        self.store.submit(line_protocol::command(
-            &self.cfg.station,
-            &self.slot.tags,
-            &cmd,
-        ));
+        self.store.submit(&Record::Command {
+            station: &self.cfg.station,
+            tags: &self.slot.tags,
+            command: &cmd,
+        });
     }
 
     /// Writes every run on the open connection (connecting first if allowed). `Ok(false)`:

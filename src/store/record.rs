@@ -1,0 +1,63 @@
+//! What the stages store: typed records, encoded as line protocol only here in `store`.
+//!
+//! Where it sits: every producer (ingest, the Modbus pollers, command dispatch, the alarm
+//! task, the operator log, the district coordinator) hands [`Record`]s to the
+//! [`super::StoreHandle`], alone or gathered in [`super::Points`] for one spool append;
+//! [`super::line_protocol`] encodes them. The
+//! measurements and their fields are the storage schema of the contract.
+
+use std::collections::BTreeMap;
+
+use crate::model::{Applied, Command, Reading, StationId};
+
+/// One point to store.
+#[derive(Debug, Clone)]
+pub enum Record<'a> {
+    /// `telemetry`: an accepted reading, with the station's tags and the configured heated
+    /// area (used when the reading has none).
+    Reading {
+        reading: &'a Reading,
+        tags: &'a BTreeMap<String, String>,
+        area_m2: Option<f64>,
+    },
+    /// `command`: a command that went out (MQTT) or that the device confirmed (Modbus).
+    Command {
+        station: &'a StationId,
+        tags: &'a BTreeMap<String, String>,
+        command: &'a Command,
+    },
+    /// `alarm`: a raise or a clear.
+    Alarm(AlarmPoint),
+    /// `operator_action`: an applied operator change or acknowledgement.
+    OperatorAction {
+        applied: &'a Applied,
+        user: &'a str,
+        ts_ms: i64,
+    },
+    /// `coordinator`: a station's district offset after an update.
+    Coordinator(CoordinatorPoint<'a>),
+}
+
+/// One raise or clear of an alarm.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlarmPoint {
+    pub station: String,
+    pub kind: &'static str,
+    pub severity: &'static str,
+    pub active: bool,
+    pub message: String,
+    pub value: f64,
+    pub id: u64,
+    pub ts_ms: i64,
+}
+
+/// A station's district offset, its load ratio and the district's target after an update.
+#[derive(Debug, Clone, Copy)]
+pub struct CoordinatorPoint<'a> {
+    pub station: &'a StationId,
+    pub tags: &'a BTreeMap<String, String>,
+    pub offset_k: f64,
+    pub load_ratio: f64,
+    pub target_ratio: Option<f64>,
+    pub ts_ms: i64,
+}
