@@ -15,13 +15,13 @@ use crate::station::{Command, SimStation};
 use crate::SimConfig;
 
 /// Indoor comfort band, °C (domain.md: 18 °C design minimum; above 22 °C is overheating).
-pub const COMFORT_LOW_C: f64 = 18.0;
-pub const COMFORT_HIGH_C: f64 = 22.0;
+pub const COMFORT_LOW_C: f64 = heatgrid_kpi::COMFORT_LOW_C;
+pub const COMFORT_HIGH_C: f64 = heatgrid_kpi::COMFORT_HIGH_C;
 /// Simulated time zero (midnight of the scenario's day) as Unix ms: 2026-01-15T00:00:00Z.
 /// Telemetry `ts` and command validity count from it, so a controller sees plausible times.
 pub const DAY_START_MS: i64 = 1_768_435_200_000;
 /// Base temperature of the heating degree-days, °C.
-pub const DEGREE_DAY_BASE_C: f64 = 18.0;
+pub const DEGREE_DAY_BASE_C: f64 = heatgrid_kpi::DEGREE_DAY_BASE_C;
 
 /// The named weather scenarios. Each runs from midnight; the daily profile is coldest at 03:00
 /// and warmest at 15:00.
@@ -189,22 +189,7 @@ pub struct StationKpis {
     /// Time-mean indoor temperature, °C.
     pub indoor_mean_c: f64,
     #[serde(skip)]
-    acc: Acc,
-}
-
-/// Running sums behind [`StationKpis`].
-#[derive(Debug, Clone, Default, PartialEq)]
-struct Acc {
-    t_s: f64,
-    supply_err_ks: f64,
-    within_s: f64,
-    delta_t_ks: f64,
-    flow_s: f64,
-    flow_return_s: f64,
-    under_s: f64,
-    comfort_s: f64,
-    indoor_ks: f64,
-    over_s: f64,
+    acc: heatgrid_kpi::Kpis,
 }
 
 /// One step's ground truth, as [`StationKpis::record`] takes it.
@@ -233,31 +218,21 @@ impl StationKpis {
 
     /// Accounts `dt` seconds spent in state `s`.
     pub fn record(&mut self, dt: f64, s: &Sample) {
-        let a = &mut self.acc;
-        a.t_s += dt;
-        self.heat_gj += s.heat_w.max(0.0) * dt / 1e9;
-        self.pump_full_speed_h += s.pump.powi(3) * dt / 3600.0;
-        if s.valve <= 0.01 || s.valve >= 0.99 {
-            self.valve_saturated_h += dt / 3600.0;
-        }
-        let err = (s.supply_c - s.setpoint_c).abs();
-        a.supply_err_ks += err * dt;
-        if err <= 1.0 {
-            a.within_s += dt;
-        }
-        a.delta_t_ks += (s.supply_c - s.return_c) * dt;
-        a.flow_s += s.flow_kgs * dt;
-        a.flow_return_s += s.flow_kgs * s.return_c * dt;
-        if s.indoor_c < COMFORT_LOW_C {
-            a.under_s += dt;
-        } else if s.indoor_c > COMFORT_HIGH_C {
-            a.over_s += dt;
-        } else {
-            a.comfort_s += dt;
-        }
-        self.indoor_min_c = self.indoor_min_c.min(s.indoor_c);
-        self.indoor_max_c = self.indoor_max_c.max(s.indoor_c);
-        a.indoor_ks += s.indoor_c * dt;
+        self.acc.record(
+            dt,
+            &heatgrid_kpi::Sample {
+                heat_kw: s.heat_w / 1000.0,
+                supply_c: s.supply_c,
+                setpoint_c: s.setpoint_c,
+                return_c: s.return_c,
+                flow: s.flow_kgs,
+                pump: s.pump,
+                valve: s.valve,
+                indoor_c: Some(s.indoor_c),
+                outdoor_c: None,
+                area_m2: Some(self.area_m2),
+            },
+        );
     }
 
     /// Accounts one telemetry sample standing for `period_s` seconds (the metered heat).
@@ -268,17 +243,21 @@ impl StationKpis {
     /// Turns the running sums into the reported means and shares.
     pub fn finish(&mut self) {
         let a = &self.acc;
-        let t = a.t_s.max(f64::MIN_POSITIVE);
+        self.heat_gj = a.heat_gj();
         self.heat_gj_per_m2 = self.heat_gj / self.area_m2.max(1.0);
-        self.mean_w_m2 = self.heat_gj * 1e9 / t / self.area_m2.max(1.0);
-        self.supply_error_mean_k = a.supply_err_ks / t;
-        self.supply_within_1k = a.within_s / t;
-        self.delta_t_mean_k = a.delta_t_ks / t;
-        self.return_flow_weighted_c = a.flow_return_s / a.flow_s.max(f64::MIN_POSITIVE);
-        self.indoor_under = a.under_s / t;
-        self.indoor_comfort = a.comfort_s / t;
-        self.indoor_mean_c = a.indoor_ks / t;
-        self.indoor_over = a.over_s / t;
+        self.mean_w_m2 = a.heat_w_m2().unwrap_or(0.0);
+        self.pump_full_speed_h = a.pump_full_speed_h();
+        self.valve_saturated_h = a.valve_saturated_h();
+        self.supply_error_mean_k = a.supply_error_mean_k();
+        self.supply_within_1k = a.supply_within_1k();
+        self.delta_t_mean_k = a.delta_t_mean_k();
+        self.return_flow_weighted_c = a.return_flow_weighted_c().unwrap_or(0.0);
+        self.indoor_under = a.indoor_under().unwrap_or(0.0);
+        self.indoor_comfort = a.indoor_comfort().unwrap_or(0.0);
+        self.indoor_over = a.indoor_over().unwrap_or(0.0);
+        self.indoor_mean_c = a.indoor_mean_c().unwrap_or(0.0);
+        self.indoor_min_c = a.indoor_min_c().unwrap_or(f64::INFINITY);
+        self.indoor_max_c = a.indoor_max_c().unwrap_or(f64::NEG_INFINITY);
     }
 }
 

@@ -4,18 +4,15 @@
 //! Where it sits: the control task records every controller step that acted on a fresh
 //! reading ([`DayKpis::record`], plant seconds, so an accelerated run adds up) and starts a
 //! new day at 00:00 UTC; the status view, the API (`station ID --json`: `kpis_today`) and the
-//! CLI's station view show them. The simulator's scenario KPIs (`heatgrid scenario`) are the
-//! same figures from ground truth; these are what an operator can know from the meters.
+//! CLI's station view show them. The sums are `heatgrid_kpi`'s, the accumulator the
+//! simulator's scenario KPIs (`heatgrid scenario`) use on ground truth; these are what an
+//! operator can know from the meters.
 
+use heatgrid_kpi::{Kpis, Sample};
 use serde::Serialize;
 
 use super::Outputs;
 use crate::model::Reading;
-
-/// Indoor comfort band, °C, and the heating degree-day base (as the scenario reports use).
-const COMFORT_LOW_C: f64 = 18.0;
-const COMFORT_HIGH_C: f64 = 22.0;
-const DEGREE_DAY_BASE_C: f64 = 18.0;
 
 /// Figures since 00:00 UTC. Shares are of the time covered (`hours`); the indoor shares are of
 /// the time the station reported an indoor temperature, `None` if it never did.
@@ -43,24 +40,7 @@ pub struct DayKpis {
     pub indoor_under: Option<f64>,
     pub indoor_over: Option<f64>,
     #[serde(skip)]
-    acc: Acc,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-struct Acc {
-    t_s: f64,
-    area_s: f64,
-    area_m2_s: f64,
-    degree_s: f64,
-    err_ks: f64,
-    within_s: f64,
-    delta_t_ks: f64,
-    flow_s: f64,
-    flow_return_s: f64,
-    indoor_s: f64,
-    under_s: f64,
-    comfort_s: f64,
-    over_s: f64,
+    acc: Kpis,
 }
 
 impl DayKpis {
@@ -70,57 +50,35 @@ impl DayKpis {
         if !(dt_s.is_finite() && dt_s > 0.0) {
             return;
         }
-        let a = &mut self.acc;
-        a.t_s += dt_s;
-        let heat_kw = r.heat_kw().max(0.0);
-        // kW × s = kJ; 1 GJ = 10⁶ kJ.
-        self.heat_gj += heat_kw * dt_s / 1e6;
-        if let Some(area) = area_m2.filter(|x| *x > 0.0) {
-            a.area_s += dt_s;
-            a.area_m2_s += area * dt_s;
-        }
-        a.degree_s += (DEGREE_DAY_BASE_C - o.outdoor_c).max(0.0) * dt_s;
-        let err = (r.supply_temp_c - o.supply_setpoint_c).abs();
-        a.err_ks += err * dt_s;
-        if err <= 1.0 {
-            a.within_s += dt_s;
-        }
-        a.delta_t_ks += r.delta_t_k() * dt_s;
-        a.flow_s += r.flow_m3h.max(0.0) * dt_s;
-        a.flow_return_s += r.flow_m3h.max(0.0) * r.return_temp_c * dt_s;
-        let pump = r.pump_pct.unwrap_or(o.pump_pct) / 100.0;
-        self.pump_full_speed_h += pump.clamp(0.0, 1.0).powi(3) * dt_s / 3600.0;
-        let valve = r.valve_pct.unwrap_or(o.valve_pct);
-        if !(1.0..99.0).contains(&valve) {
-            self.valve_saturated_h += dt_s / 3600.0;
-        }
-        if let Some(ti) = r.indoor_temp_c {
-            a.indoor_s += dt_s;
-            if ti < COMFORT_LOW_C {
-                a.under_s += dt_s;
-            } else if ti > COMFORT_HIGH_C {
-                a.over_s += dt_s;
-            } else {
-                a.comfort_s += dt_s;
-            }
-        }
-
-        let a = self.acc;
-        self.hours = a.t_s / 3600.0;
-        self.heat_w_m2 = (a.area_s > 0.0).then(|| {
-            let mean_area = a.area_m2_s / a.area_s;
-            self.heat_gj * 1e9 / a.t_s / mean_area
-        });
-        self.heat_gj_per_degree_day =
-            (a.degree_s > 0.0).then(|| self.heat_gj / (a.degree_s / 86_400.0));
-        self.supply_error_mean_k = a.err_ks / a.t_s;
-        self.supply_within_1k = a.within_s / a.t_s;
-        self.delta_t_mean_k = a.delta_t_ks / a.t_s;
-        self.return_flow_weighted_c = (a.flow_s > 0.0).then(|| a.flow_return_s / a.flow_s);
-        let share = |x: f64| (a.indoor_s > 0.0).then(|| x / a.indoor_s);
-        self.indoor_comfort = share(a.comfort_s);
-        self.indoor_under = share(a.under_s);
-        self.indoor_over = share(a.over_s);
+        self.acc.record(
+            dt_s,
+            &Sample {
+                heat_kw: r.heat_kw(),
+                supply_c: r.supply_temp_c,
+                setpoint_c: o.supply_setpoint_c,
+                return_c: r.return_temp_c,
+                flow: r.flow_m3h,
+                pump: r.pump_pct.unwrap_or(o.pump_pct) / 100.0,
+                valve: r.valve_pct.unwrap_or(o.valve_pct) / 100.0,
+                indoor_c: r.indoor_temp_c,
+                outdoor_c: Some(o.outdoor_c),
+                area_m2,
+            },
+        );
+        let a = &self.acc;
+        self.hours = a.hours();
+        self.heat_gj = a.heat_gj();
+        self.heat_w_m2 = a.heat_w_m2();
+        self.heat_gj_per_degree_day = a.heat_gj_per_degree_day();
+        self.supply_error_mean_k = a.supply_error_mean_k();
+        self.supply_within_1k = a.supply_within_1k();
+        self.delta_t_mean_k = a.delta_t_mean_k();
+        self.return_flow_weighted_c = a.return_flow_weighted_c();
+        self.pump_full_speed_h = a.pump_full_speed_h();
+        self.valve_saturated_h = a.valve_saturated_h();
+        self.indoor_comfort = a.indoor_comfort();
+        self.indoor_under = a.indoor_under();
+        self.indoor_over = a.indoor_over();
     }
 }
 
