@@ -20,26 +20,33 @@ import tempfile
 
 
 def self_test():
-    """Runs this script on two small crates: one with a cycle through `super::` and a
-    `use crate::{…}` group, one without; exits 1 unless it fails the first and passes the second."""
+    """Runs this script on small crates: two with a cycle (through `use crate::{…}` and
+    `super::`, and through a `pub use child::…` re-export), one without; exits 1 unless it
+    fails the first two and passes the third."""
     files = {
         "src/lib.rs": "pub mod a;\npub mod b;\n",
-        "src/a/mod.rs": "pub mod inner;\npub struct A;\n",
-        "src/a/inner.rs": "use crate::{b::B, model};\n// use crate::nothing;\n",
+        "src/a/mod.rs": "pub mod inner;\npub use inner::I;\npub struct A;\n",
+        "src/a/inner.rs": "use crate::{b::B, model};\n// use crate::nothing;\npub struct I;\n",
         "src/b.rs": 'pub struct B;\nfn f() -> &\'static str { "crate::a" }\n',
         "src/model.rs": "pub struct M;\n",
     }
+    cases = [
+        ({"src/b.rs": files["src/b.rs"] + "use super::a::A;\n"}, 1),  # a::inner -> b -> a
+        ({"src/a/inner.rs": files["src/a/inner.rs"] + "use super::A;\n"}, 1),  # a -> inner -> a
+        ({}, 0),
+    ]
     results = []
-    for extra in ("use super::a::A;\n", ""):
+    for changes, _ in cases:
         with tempfile.TemporaryDirectory() as d:
-            for path, text in files.items():
+            for path, text in {**files, **changes}.items():
                 os.makedirs(os.path.dirname(os.path.join(d, path)), exist_ok=True)
                 with open(os.path.join(d, path), "w") as f:
-                    f.write(text + (extra if path == "src/b.rs" else ""))
+                    f.write(text)
             r = subprocess.run([sys.executable, __file__, d], capture_output=True, text=True)
             results.append(r.returncode)
-    if results != [1, 0]:
-        print(f"check-cycles self-test FAILED: exit codes {results}, expected [1, 0]")
+    expected = [e for _, e in cases]
+    if results != expected:
+        print(f"check-cycles self-test FAILED: exit codes {results}, expected {expected}")
         sys.exit(1)
     print("check-cycles self-test: a cycle fails, no cycle passes")
     sys.exit(0)
@@ -110,10 +117,20 @@ def resolve(parts):
 
 PATH = re.compile(r"\b(crate|super)((?:::(?:\w+|\{[^;]*?\}))+)")
 
+# `use child::…` / `use self::child::…` in a module that declares `child` (relative paths).
+RELATIVE = re.compile(r"\buse\s+(?:self::)?(\w+)::")
+
 edges = set()
 for mod, path in modules.items():
     is_dir_mod = path.endswith("mod.rs")
-    for m in PATH.finditer(code_of(path)):
+    code = code_of(path)
+    for m in RELATIVE.finditer(code):
+        if m.group(1) in ("crate", "super", "self"):
+            continue
+        child = (mod if is_dir_mod else mod) + (m.group(1),)
+        if is_dir_mod and child in modules:
+            edges.add((mod, child))
+    for m in PATH.finditer(code):
         head, tail = m.group(1), m.group(2)
         # Expand `a::{b, c::d}` one level into its members.
         prefix, _, group = tail.partition("{")

@@ -1,22 +1,20 @@
 //! Starting the engine: each stage built from its part of the config, in flow order (storage,
 //! ingest, Modbus, control, alarms, API), every channel between them created here.
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use tracing::info;
 
-use super::stage::{spawn_dedicated, Stage};
-use super::{EngineHandle, Stages, CHANGE_CAPACITY, TRIGGER_CAPACITY};
+use super::common::{create_dir, Common, StartError};
+use super::handle::{EngineHandle, Stages};
+use super::inputs::{start_modbus, start_mqtt};
+use super::stage::Stage;
+use super::storage::start_storage;
 use crate::alarms::evaluate::StationAlarms;
 use crate::alarms::task::AlarmTask;
 use crate::alarms::AlarmBook;
 use crate::api::http::{ApiState, StationInfo};
-use crate::clock::now_ms;
 use crate::command::dispatch::{Dispatcher, Route};
 use crate::command::seq::SeqStore;
 use crate::config::{Config, StationConfig};
@@ -24,56 +22,33 @@ use crate::control::change::Inbox;
 use crate::control::district::District;
 use crate::control::task::{ControlOn, ControlSettings, ControlTask, Station};
 use crate::control::StationController;
-use crate::ingest::mqtt::{self, Link, Presence};
 use crate::ingest::slot::{StationSlot, Trigger, Weather};
-use crate::ingest::Ingest;
 use crate::model::Command;
 use crate::stats::Stats;
 use crate::store::audit::OperatorLog;
-use crate::store::spool::{FsyncPolicy, Spool, SpoolConfig, SpoolError};
-use crate::store::{influx::InfluxWriter, Sink, StoreHandle, Writer, WriterConfig};
+use crate::store::spool::Spool;
 
-/// Why the engine could not start: a local problem (an unreachable broker or database is
-/// retried in the background instead).
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("cannot create {path}: {source}")]
-    Dir {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    State(#[from] crate::files::StateError),
-    #[error(transparent)]
-    Influx(#[from] crate::store::influx::SetupError),
-    #[error("cannot open the spool in {path}: {source}")]
-    Spool { path: String, source: SpoolError },
-    #[error("cannot start {name}: {source}")]
-    Thread {
-        name: &'static str,
-        source: std::io::Error,
-    },
-    #[error("cannot open {path}: {source}")]
-    Audit {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("cannot listen on api.listen {addr}: {source}")]
-    Api {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
-}
+/// Control following telemetry: wake-ups queued for the control task (one per burst of
+/// readings, each listing its stations).
+pub const TRIGGER_CAPACITY: usize = 8_192;
 
-fn create_dir(path: &Path, what: &str) -> Result<(), StartError> {
-    std::fs::create_dir_all(path).map_err(|source| StartError::Dir {
-        path: format!("{what}{}", path.display()),
-        source,
-    })
+/// Operator changes (and acknowledgements) waiting for the control (alarm) task.
+pub const CHANGE_CAPACITY: usize = 64;
+
+/// Runs the engine until `shutdown` resolves, then stops it in order.
+pub async fn run(
+    cfg: crate::config::Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), StartError> {
+    let engine = start(cfg).await?;
+    shutdown.await;
+    info!("Shutdown requested.");
+    engine.shutdown().await;
+    Ok(())
 }
 
 /// Starts every task of the engine for `cfg`. Fails only on local problems (data directory,
-/// seq file, database URL, API address).
+/// state files, database URL, API address).
 pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
     create_dir(&cfg.data_dir, "data_dir ")?;
     let seqs = SeqStore::open(&cfg.data_dir, cfg.storage.fsync)?;
@@ -85,7 +60,11 @@ pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
         storage: Stage::new("storage"),
     };
     let (spool, store) = start_storage(&cfg, &stats, &stages.storage)?;
-
+    let c = Common {
+        cfg: &cfg,
+        store: &store,
+        stats: &stats,
+    };
     // Control following telemetry: accepted readings wake the control task (bounded queue).
     let (trigger, triggers) = match cfg.control_on {
         ControlOn::Telemetry => {
@@ -101,90 +80,25 @@ pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
         .map(|(index, s)| Arc::new(slot(index, s, trigger.clone())))
         .collect();
     let weather: Weather = Arc::new(Mutex::new(None));
-    let (link, presence) = start_mqtt(&cfg, &slots, &weather, &store, &stats, &stages.mqtt);
-    let modbus_tx = start_modbus(&cfg, &slots, &store, &stats, &stages.modbus);
+    let (link, presence) = start_mqtt(&c, &slots, &weather, &stages.mqtt);
+    let modbus_tx = start_modbus(&c, &slots, &stages.modbus);
     let modbus = cfg
         .stations
         .iter()
         .zip(&slots)
         .filter_map(|(c, s)| Some((c.id.clone(), s.modbus.clone()?)))
         .collect();
-
-    let log_path = cfg.data_dir.join("audit.log");
-    let log = OperatorLog::open(&log_path, store.clone()).map_err(|source| StartError::Audit {
-        path: log_path.display().to_string(),
-        source,
-    })?;
-    let log = Arc::new(log);
-    let routes = routes(&cfg, modbus_tx);
     let dispatcher = Dispatcher::new(
-        routes,
+        routes(&cfg, modbus_tx),
         link.clone(),
         seqs,
         cfg.command_valid_for_s,
         store.clone(),
         stats.clone(),
     );
-    let stations = control_stations(&cfg, slots);
-    let district = match cfg.coordinator.clone() {
-        Some(c) => Some(District::open(
-            c,
-            cfg.stations
-                .iter()
-                .map(|s| (s.id.clone(), s.tags.clone()))
-                .collect(),
-            cfg.data_dir.join("coordinator.json"),
-            store.clone(),
-        )?),
-        None => None,
-    };
-    let settings = ControlSettings {
-        tick: cfg.tick,
-        time_scale: cfg.time_scale,
-        control_on: cfg.control_on,
-        default_outdoor_c: cfg.default_outdoor_c,
-        weather_max_age_ms: cfg.weather_max_age_ms,
-    };
-    let (control, status) = ControlTask::new(
-        stations,
-        settings,
-        dispatcher,
-        weather,
-        stats.clone(),
-        log.clone(),
-        district,
-    );
-    let book = AlarmBook::open(cfg.data_dir.join("alarms.json"))?;
-    let (alarm_task, alarms) = AlarmTask::new(
-        book,
-        alarm_settings(&cfg),
-        store.clone(),
-        stats.clone(),
-        log,
-    );
-    let (changes, changes_rx) = mpsc::channel(CHANGE_CAPACITY);
-    let (acks, acks_rx) = mpsc::channel(CHANGE_CAPACITY);
-    let inbox = Inbox {
-        control: changes,
-        alarms: acks,
-    };
-    let stop = stages.control.token();
-    stages
-        .control
-        .spawn(control.run(changes_rx, triggers, stop.clone()));
-    stages
-        .control
-        .spawn(alarm_task.run(status.clone(), acks_rx, stop));
-    let api = start_api(
-        &cfg,
-        &stats,
-        &spool,
-        &inbox,
-        &status,
-        &alarms,
-        &stages.control,
-    )
-    .await?;
+    let control = start_control(&c, slots, dispatcher, weather, triggers, &stages.control)?;
+    let (inbox, status, alarms) = control;
+    let api = start_api(&c, &spool, &inbox, &status, &alarms, &stages.control).await?;
     info!(stations = cfg.stations.len(), broker = %format!("{}:{}", cfg.mqtt.host, cfg.mqtt.port),
         tick_ms = cfg.tick.as_millis() as u64, "Engine started.");
     Ok(EngineHandle {
@@ -201,6 +115,76 @@ pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
     })
 }
 
+/// The control task and the alarm task (with the operator log they share) on the control
+/// stage; the operator's inbox and the two views they publish.
+fn start_control(
+    c: &Common<'_>,
+    slots: Vec<Arc<StationSlot>>,
+    dispatcher: Dispatcher,
+    weather: Weather,
+    triggers: Option<mpsc::Receiver<Vec<u32>>>,
+    stage: &Stage,
+) -> Result<(Inbox, StatusView, AlarmsView), StartError> {
+    let cfg = c.cfg;
+    let log_path = cfg.data_dir.join("audit.log");
+    let log =
+        OperatorLog::open(&log_path, c.store.clone()).map_err(|source| StartError::Audit {
+            path: log_path.display().to_string(),
+            source,
+        })?;
+    let log = Arc::new(log);
+    let district = match cfg.coordinator.clone() {
+        Some(coordinator) => Some(District::open(
+            coordinator,
+            cfg.stations
+                .iter()
+                .map(|s| (s.id.clone(), s.tags.clone()))
+                .collect(),
+            cfg.data_dir.join("coordinator.json"),
+            c.store.clone(),
+        )?),
+        None => None,
+    };
+    let settings = ControlSettings {
+        tick: cfg.tick,
+        time_scale: cfg.time_scale,
+        control_on: cfg.control_on,
+        default_outdoor_c: cfg.default_outdoor_c,
+        weather_max_age_ms: cfg.weather_max_age_ms,
+    };
+    let stations = control_stations(cfg, slots);
+    let (control, status) = ControlTask::new(
+        stations,
+        settings,
+        dispatcher,
+        weather,
+        c.stats.clone(),
+        log.clone(),
+        district,
+    );
+    let book = AlarmBook::open(cfg.data_dir.join("alarms.json"))?;
+    let (alarm_task, alarms) = AlarmTask::new(
+        book,
+        alarm_settings(cfg),
+        c.store.clone(),
+        c.stats.clone(),
+        log,
+    );
+    let (changes, changes_rx) = mpsc::channel(CHANGE_CAPACITY);
+    let (acks, acks_rx) = mpsc::channel(CHANGE_CAPACITY);
+    let stop = stage.token();
+    stage.spawn(control.run(changes_rx, triggers, stop.clone()));
+    stage.spawn(alarm_task.run(status.clone(), acks_rx, stop));
+    let inbox = Inbox {
+        control: changes,
+        alarms: acks,
+    };
+    Ok((inbox, status, alarms))
+}
+
+type StatusView = watch::Receiver<Arc<Vec<crate::control::status::StationStatus>>>;
+type AlarmsView = watch::Receiver<Arc<crate::alarms::AlarmView>>;
+
 fn slot(index: usize, c: &StationConfig, trigger: Option<Trigger>) -> StationSlot {
     StationSlot::new(
         index,
@@ -209,153 +193,6 @@ fn slot(index: usize, c: &StationConfig, trigger: Option<Trigger>) -> StationSlo
         c.modbus.is_some(),
         trigger,
     )
-}
-
-/// The spool, the handle every stage stores through, the writer on its own thread and, with
-/// the `interval` fsync policy, the task that syncs the spool.
-fn start_storage(
-    cfg: &Config,
-    stats: &Arc<Stats>,
-    stage: &Stage,
-) -> Result<(Arc<Spool>, StoreHandle), StartError> {
-    let sink = match &cfg.storage.influxdb {
-        Some(i) => Sink::Influx(Box::new(InfluxWriter::new(i)?)),
-        None => {
-            let dir = cfg.data_dir.join("lp");
-            create_dir(&dir, "")?;
-            Sink::Files { dir }
-        }
-    };
-    let dir = cfg.data_dir.join("spool");
-    let spool = Spool::open(SpoolConfig {
-        dir: dir.clone(),
-        segment_bytes: cfg.storage.segment_bytes,
-        max_bytes: cfg.storage.max_spool_bytes,
-        fsync: cfg.storage.fsync,
-    })
-    .map_err(|source| StartError::Spool {
-        path: dir.display().to_string(),
-        source,
-    })?;
-    let store = StoreHandle::new(spool.clone(), stats.clone());
-    let writer = Writer::new(
-        WriterConfig {
-            batch_size: cfg.storage.batch_size,
-            flush_interval: cfg.storage.flush_interval,
-            dead_letter_dir: cfg.data_dir.join("dead-letter"),
-        },
-        sink,
-        spool.clone(),
-        stats.clone(),
-    );
-    let done = spawn_dedicated(
-        "heatgrid-writer",
-        writer.run(stage.token(), Duration::from_secs(10)),
-    )
-    .map_err(|source| StartError::Thread {
-        name: "the storage writer's thread",
-        source,
-    })?;
-    stage.track(done);
-    if let FsyncPolicy::Interval(every) = cfg.storage.fsync {
-        stage.spawn(fsync_task(spool.clone(), every, stage.token()));
-    }
-    Ok((spool, store))
-}
-
-/// The broker connection and its event loop, which hands every message to [`Ingest`].
-fn start_mqtt(
-    cfg: &Config,
-    slots: &[Arc<StationSlot>],
-    weather: &Weather,
-    store: &StoreHandle,
-    stats: &Arc<Stats>,
-    stage: &Stage,
-) -> (Link, Presence) {
-    let prefix = &cfg.mqtt.topic_prefix;
-    let presence = Presence {
-        topic: format!("{prefix}/engine/state"),
-        online: "online",
-        offline: "offline",
-    };
-    let (link, el) = mqtt::connect(&cfg.mqtt, &cfg.mqtt.client_id, Some(&presence));
-    let by_id: HashMap<_, _> = cfg
-        .stations
-        .iter()
-        .zip(slots)
-        .map(|(c, s)| (c.id.clone(), s.clone()))
-        .collect();
-    let mut ingest = Ingest::new(
-        prefix,
-        by_id,
-        weather.clone(),
-        store.clone(),
-        stats.clone(),
-        cfg.decode,
-    );
-    let subs = ingest.subscriptions(cfg.mqtt.telemetry_qos == 1);
-    let ev_stats = stats.clone();
-    stage.spawn(mqtt::run_event_loop(
-        el,
-        link.clone(),
-        cfg.mqtt.ack_after_spool,
-        Some(cfg.mqtt.watchdog),
-        subs,
-        Some(presence.clone()),
-        stage.token(),
-        move |ev| match ev {
-            mqtt::Event::Connected => {
-                ev_stats.mqtt_connects.fetch_add(1, Ordering::Relaxed);
-            }
-            mqtt::Event::Subscribed => {
-                let n = ev_stats.mqtt_subacks.fetch_add(1, Ordering::Relaxed) + 1;
-                if n % crate::ingest::SUBSCRIPTIONS as u64 == 0 {
-                    info!("MQTT subscriptions confirmed.");
-                }
-            }
-            mqtt::Event::Watchdog => {
-                ev_stats.mqtt_watchdog.fetch_add(1, Ordering::Relaxed);
-            }
-            mqtt::Event::Message { topic, payload } => ingest.on_message(topic, payload, now_ms()),
-            mqtt::Event::BurstEnd => ingest.flush(),
-        },
-    ));
-    (link, presence)
-}
-
-/// One poller per Modbus station; per station (config order) the channel its commands go on
-/// (`None`: an MQTT station).
-fn start_modbus(
-    cfg: &Config,
-    slots: &[Arc<StationSlot>],
-    store: &StoreHandle,
-    stats: &Arc<Stats>,
-    stage: &Stage,
-) -> Vec<Option<watch::Sender<Option<Command>>>> {
-    let mut senders = Vec::with_capacity(slots.len());
-    for (c, slot) in cfg.stations.iter().zip(slots) {
-        let Some(m) = &c.modbus else {
-            senders.push(None);
-            continue;
-        };
-        let (tx, rx) = watch::channel(None);
-        senders.push(Some(tx));
-        stage.spawn(crate::ingest::modbus::poller::run(
-            m.clone(),
-            slot.clone(),
-            store.clone(),
-            stats.clone(),
-            cfg.decode,
-            cfg.tick.max(m.interval),
-            rx,
-            stage.token(),
-        ));
-    }
-    let pollers = senders.iter().flatten().count();
-    if pollers > 0 {
-        info!(stations = pollers, "Modbus pollers started.");
-    }
-    senders
 }
 
 fn routes(cfg: &Config, modbus: Vec<Option<watch::Sender<Option<Command>>>>) -> Vec<Route> {
@@ -408,14 +245,14 @@ fn alarm_settings(cfg: &Config) -> Vec<StationAlarms> {
 
 /// The operator API, if `api.listen` is set; part of the control stage.
 async fn start_api(
-    cfg: &Config,
-    stats: &Arc<Stats>,
+    c: &Common<'_>,
     spool: &Arc<Spool>,
     inbox: &Inbox,
-    status: &watch::Receiver<Arc<Vec<crate::control::status::StationStatus>>>,
-    alarms: &watch::Receiver<Arc<crate::alarms::AlarmView>>,
+    status: &StatusView,
+    alarms: &AlarmsView,
     stage: &Stage,
 ) -> Result<Option<std::net::SocketAddr>, StartError> {
+    let (cfg, stats) = (c.cfg, c.stats);
     let Some(addr) = cfg.api.listen else {
         return Ok(None);
     };
@@ -429,10 +266,10 @@ async fn start_api(
         stations: Arc::new(
             cfg.stations
                 .iter()
-                .map(|c| StationInfo {
-                    id: c.id.clone(),
-                    tags: c.tags.clone(),
-                    params: c.params.clone(),
+                .map(|s| StationInfo {
+                    id: s.id.clone(),
+                    tags: s.tags.clone(),
+                    params: s.params.clone(),
                 })
                 .collect(),
         ),
@@ -445,22 +282,4 @@ async fn start_api(
     });
     info!(addr = %bound, tokens = cfg.api.tokens.len(), "Operator API listening.");
     Ok(Some(bound))
-}
-
-/// fsyncs the spool every `every` (the `interval` policy) until `stop`.
-async fn fsync_task(spool: Arc<Spool>, every: Duration, stop: tokio_util::sync::CancellationToken) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.cancelled() => return,
-        }
-        let s = spool.clone();
-        match tokio::task::spawn_blocking(move || s.sync()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "ALARM spool fsync failed."),
-            Err(e) => tracing::error!(error = %e, "Spool fsync task failed."),
-        }
-    }
 }

@@ -4,7 +4,7 @@
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
-use super::{io, DemoError};
+use super::error::{io, DemoError};
 
 /// Loopback ports of the embedded broker.
 #[derive(Debug, Clone, Copy)]

@@ -7,6 +7,7 @@
 //! the run (the settling check).
 
 mod broker;
+mod error;
 pub mod report;
 pub mod scenario;
 mod setup;
@@ -18,7 +19,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use crate::app::{EngineHandle, StartError};
+use crate::app::EngineHandle;
 use crate::control::status::StationStatus;
 use crate::stats::Stats;
 
@@ -52,37 +53,9 @@ pub struct DemoArgs {
 }
 
 pub use broker::{start_embedded_broker, BrokerPorts};
+use error::io;
+pub use error::DemoError;
 pub use setup::{demo_config, DEMO_TOKEN};
-
-/// Why the demo (or a scenario) could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum DemoError {
-    #[error("{0}")]
-    Args(&'static str),
-    #[error("{what}: {source}")]
-    Io {
-        what: String,
-        source: std::io::Error,
-    },
-    #[error("embedded broker config: {0}")]
-    BrokerConfig(#[from] toml::de::Error),
-    #[error("embedded MQTT broker did not start on {0}")]
-    BrokerDown(std::net::SocketAddr),
-    #[error("demo config: {0}")]
-    Config(String),
-    #[error(transparent)]
-    Start(#[from] StartError),
-    #[error("a scenario run panicked")]
-    Panicked,
-}
-
-/// Wraps an I/O error with what was being done.
-fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> DemoError {
-    move |source| DemoError::Io {
-        what: what.to_string(),
-        source,
-    }
-}
 
 /// What runs during the demo.
 struct Running {

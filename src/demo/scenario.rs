@@ -7,7 +7,7 @@
 //! — so the comparison exercises the real decode and control code, with simulated time
 //! standing in for the wall clock. The KPIs come from the simulator's ground truth.
 
-use super::DemoError;
+use super::error::DemoError;
 use std::collections::HashMap;
 
 use heatgrid_sim::scenario::{self, Disturbance, Policy, RunReport, Scenario};

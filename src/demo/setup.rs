@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-use super::DemoError;
+use super::error::DemoError;
 use crate::config::Config;
 
 /// The operator token of the demo's API (printed at start; the demo is loopback-only).

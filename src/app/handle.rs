@@ -1,0 +1,132 @@
+//! The running engine as its owner holds it: the views (status, alarms, stats, spool), the
+//! operator's inbox, and the ordered shutdown of its stages.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::info;
+
+use super::stage::Stage;
+use crate::alarms::AlarmView;
+use crate::control::change::{Change, ChangeError, Inbox};
+use crate::control::status::StationStatus;
+use crate::ingest::mqtt::{Link, Presence};
+use crate::ingest::slot::ModbusCounters;
+use crate::model::{Applied, StationId};
+use crate::stats::Stats;
+use crate::store::spool::{self, Spool};
+
+/// A running engine.
+#[derive(Debug)]
+pub struct EngineHandle {
+    pub(super) status: watch::Receiver<Arc<Vec<StationStatus>>>,
+    pub(super) alarms: watch::Receiver<Arc<AlarmView>>,
+    pub(super) stats: Arc<Stats>,
+    pub(super) spool: Arc<Spool>,
+    pub(super) inbox: Inbox,
+    pub(super) api: Option<std::net::SocketAddr>,
+    pub(super) modbus: Vec<(StationId, Arc<ModbusCounters>)>,
+    pub(super) link: Link,
+    pub(super) presence: Presence,
+    pub(super) stages: Stages,
+}
+
+/// The engine's parts in the order they stop.
+#[derive(Debug)]
+pub(super) struct Stages {
+    /// The control task, the alarm task and the API.
+    pub control: Stage,
+    pub modbus: Stage,
+    pub mqtt: Stage,
+    /// The writer thread and the spool's fsync task.
+    pub storage: Stage,
+}
+
+impl EngineHandle {
+    /// Per-station state after the last tick.
+    pub fn status(&self) -> Arc<Vec<StationStatus>> {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that changes after every tick.
+    pub fn watch_status(&self) -> watch::Receiver<Arc<Vec<StationStatus>>> {
+        self.status.clone()
+    }
+
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.stats
+    }
+
+    /// Resolves once the broker confirmed every subscription of the first connection (or
+    /// `timeout` passed: returns false). Messages published before that reach nobody.
+    pub async fn wait_subscribed(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        while Stats::get(&self.stats.mqtt_subacks) < crate::ingest::SUBSCRIPTIONS as u64 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
+    /// Active and recently cleared alarms.
+    pub fn alarms(&self) -> Arc<AlarmView> {
+        self.alarms.borrow().clone()
+    }
+
+    /// Where the operator API listens, if enabled.
+    pub fn api_addr(&self) -> Option<std::net::SocketAddr> {
+        self.api
+    }
+
+    /// Applies an operator change as `user` (what the API does for a request).
+    pub async fn apply(
+        &self,
+        station: &str,
+        change: Change,
+        user: &str,
+    ) -> Result<Applied, ChangeError> {
+        self.inbox.send(station, change, user).await
+    }
+
+    /// The Modbus stations' poller counters, in config order.
+    pub fn modbus_counters(&self) -> &[(StationId, Arc<ModbusCounters>)] {
+        &self.modbus
+    }
+
+    /// Points and bytes waiting in the spool now.
+    pub fn spool_depth(&self) -> spool::Depth {
+        self.spool.depth()
+    }
+
+    /// Ordered shutdown: control, then Modbus, then MQTT (queued commands and presence go
+    /// out), then storage.
+    pub async fn shutdown(self) {
+        let s = &self.stages;
+        s.control.stop(Duration::from_secs(10)).await;
+        // Modbus pollers: each finishes the request in hand (bounded by its timeout).
+        s.modbus.stop(Duration::from_secs(10)).await;
+        let _ = self.link.try_publish(
+            &self.presence.topic,
+            true,
+            true,
+            self.presence.offline.as_bytes().to_vec(),
+        );
+        self.link.disconnect().await;
+        if !s.mqtt.wait(Duration::from_secs(5)).await {
+            info!("Closing the MQTT connection without a clean disconnect.");
+            s.mqtt.stop(Duration::from_secs(5)).await;
+        }
+        // Storage last: it drains the spool for up to 10 s; what is left stays on disk and is
+        // written first at the next start.
+        s.storage.stop(Duration::from_secs(15)).await;
+        info!(
+            written = Stats::get(&self.stats.store_written),
+            refused = Stats::get(&self.stats.spool_refused),
+            commands = Stats::get(&self.stats.commands_sent),
+            "Engine stopped."
+        );
+    }
+}

@@ -1,0 +1,110 @@
+//! The ingest stages: the broker connection with its event loop feeding [`Ingest`], and one
+//! poller per Modbus station.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tracing::info;
+
+use super::common::Common;
+use super::stage::Stage;
+use crate::clock::now_ms;
+use crate::ingest::mqtt::{self, Link, Presence};
+use crate::ingest::slot::{StationSlot, Weather};
+use crate::ingest::Ingest;
+use crate::model::Command;
+
+/// The broker connection and its event loop, which hands every message to [`Ingest`].
+pub(super) fn start_mqtt(
+    c: &Common<'_>,
+    slots: &[Arc<StationSlot>],
+    weather: &Weather,
+    stage: &Stage,
+) -> (Link, Presence) {
+    let (cfg, store, stats) = (c.cfg, c.store, c.stats);
+    let prefix = &cfg.mqtt.topic_prefix;
+    let presence = Presence {
+        topic: format!("{prefix}/engine/state"),
+        online: "online",
+        offline: "offline",
+    };
+    let (link, el) = mqtt::connect(&cfg.mqtt, &cfg.mqtt.client_id, Some(&presence));
+    let by_id: HashMap<_, _> = cfg
+        .stations
+        .iter()
+        .zip(slots)
+        .map(|(c, s)| (c.id.clone(), s.clone()))
+        .collect();
+    let mut ingest = Ingest::new(
+        prefix,
+        by_id,
+        weather.clone(),
+        store.clone(),
+        stats.clone(),
+        cfg.decode,
+    );
+    let subs = ingest.subscriptions(cfg.mqtt.telemetry_qos == 1);
+    let ev_stats = stats.clone();
+    stage.spawn(mqtt::run_event_loop(
+        el,
+        link.clone(),
+        cfg.mqtt.ack_after_spool,
+        Some(cfg.mqtt.watchdog),
+        subs,
+        Some(presence.clone()),
+        stage.token(),
+        move |ev| match ev {
+            mqtt::Event::Connected => {
+                ev_stats.mqtt_connects.fetch_add(1, Ordering::Relaxed);
+            }
+            mqtt::Event::Subscribed => {
+                let n = ev_stats.mqtt_subacks.fetch_add(1, Ordering::Relaxed) + 1;
+                if n % crate::ingest::SUBSCRIPTIONS as u64 == 0 {
+                    info!("MQTT subscriptions confirmed.");
+                }
+            }
+            mqtt::Event::Watchdog => {
+                ev_stats.mqtt_watchdog.fetch_add(1, Ordering::Relaxed);
+            }
+            mqtt::Event::Message { topic, payload } => ingest.on_message(topic, payload, now_ms()),
+            mqtt::Event::BurstEnd => ingest.flush(),
+        },
+    ));
+    (link, presence)
+}
+
+/// One poller per Modbus station; per station (config order) the channel its commands go on
+/// (`None`: an MQTT station).
+pub(super) fn start_modbus(
+    c: &Common<'_>,
+    slots: &[Arc<StationSlot>],
+    stage: &Stage,
+) -> Vec<Option<watch::Sender<Option<Command>>>> {
+    let (cfg, store, stats) = (c.cfg, c.store, c.stats);
+    let mut senders = Vec::with_capacity(slots.len());
+    for (station, slot) in cfg.stations.iter().zip(slots) {
+        let Some(m) = &station.modbus else {
+            senders.push(None);
+            continue;
+        };
+        let (tx, rx) = watch::channel(None);
+        senders.push(Some(tx));
+        stage.spawn(crate::ingest::modbus::poller::run(
+            m.clone(),
+            slot.clone(),
+            store.clone(),
+            stats.clone(),
+            cfg.decode,
+            cfg.tick.max(m.interval),
+            rx,
+            stage.token(),
+        ));
+    }
+    let pollers = senders.iter().flatten().count();
+    if pollers > 0 {
+        info!(stations = pollers, "Modbus pollers started.");
+    }
+    senders
+}
