@@ -2,7 +2,6 @@
 //! poller per Modbus station.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -10,7 +9,6 @@ use tracing::info;
 
 use super::common::Common;
 use super::stage::Stage;
-use crate::clock::now_ms;
 use crate::ingest::mqtt::{self, Link, Presence};
 use crate::ingest::slot::{StationSlot, Weather};
 use crate::ingest::Ingest;
@@ -37,7 +35,7 @@ pub(super) fn start_mqtt(
         .zip(slots)
         .map(|(c, s)| (c.id.clone(), s.clone()))
         .collect();
-    let mut ingest = Ingest::new(
+    let ingest = Ingest::new(
         prefix,
         by_id,
         weather.clone(),
@@ -46,7 +44,6 @@ pub(super) fn start_mqtt(
         cfg.decode,
     );
     let subs = ingest.subscriptions(cfg.mqtt.telemetry_qos == 1);
-    let ev_stats = stats.clone();
     stage.spawn(mqtt::run_event_loop(
         el,
         link.clone(),
@@ -55,22 +52,7 @@ pub(super) fn start_mqtt(
         subs,
         Some(presence.clone()),
         stage.token(),
-        move |ev| match ev {
-            mqtt::Event::Connected => {
-                ev_stats.mqtt_connects.fetch_add(1, Ordering::Relaxed);
-            }
-            mqtt::Event::Subscribed => {
-                let n = ev_stats.mqtt_subacks.fetch_add(1, Ordering::Relaxed) + 1;
-                if n % crate::ingest::SUBSCRIPTIONS as u64 == 0 {
-                    info!("MQTT subscriptions confirmed.");
-                }
-            }
-            mqtt::Event::Watchdog => {
-                ev_stats.mqtt_watchdog.fetch_add(1, Ordering::Relaxed);
-            }
-            mqtt::Event::Message { topic, payload } => ingest.on_message(topic, payload, now_ms()),
-            mqtt::Event::BurstEnd => ingest.flush(),
-        },
+        ingest,
     ));
     (link, presence)
 }

@@ -19,10 +19,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::decode::{self, DecodeLimits};
+use super::mqtt::{Event, Handler};
 use super::slot::{accept, Gathered, StationSlot, Weather};
+use crate::clock::now_ms;
 use crate::model::StationId;
 use crate::stats::Stats;
 use crate::store::StoreHandle;
@@ -205,6 +207,30 @@ impl Ingest {
         // Bound the map against a flood of random ids.
         if self.reject_log.len() > 10_000 {
             self.reject_log.clear();
+        }
+    }
+}
+
+/// The engine's MQTT event loop hands its events straight to ingest.
+impl Handler for Ingest {
+    /// Counts the connection's events and takes each message (see [`Ingest::on_message`]).
+    fn on_event(&mut self, ev: Event<'_>) {
+        let stats = &self.stats;
+        match ev {
+            Event::Connected => {
+                stats.mqtt_connects.fetch_add(1, Ordering::Relaxed);
+            }
+            Event::Subscribed => {
+                let n = stats.mqtt_subacks.fetch_add(1, Ordering::Relaxed) + 1;
+                if n % SUBSCRIPTIONS as u64 == 0 {
+                    info!("MQTT subscriptions confirmed.");
+                }
+            }
+            Event::Watchdog => {
+                stats.mqtt_watchdog.fetch_add(1, Ordering::Relaxed);
+            }
+            Event::Message { topic, payload } => self.on_message(topic, payload, now_ms()),
+            Event::BurstEnd => self.flush(),
         }
     }
 }

@@ -64,6 +64,18 @@ impl std::fmt::Debug for MqttTls {
     }
 }
 
+/// What the event loop hands every [`Event`] to, on the event loop's task: it must not block.
+/// [`super::Ingest`] is the engine's; a closure will do for a test or a tool.
+pub trait Handler {
+    fn on_event(&mut self, ev: Event<'_>);
+}
+
+impl<F: FnMut(Event<'_>)> Handler for F {
+    fn on_event(&mut self, ev: Event<'_>) {
+        self(ev)
+    }
+}
+
 /// Capacity of rumqttc's request channel: publishes and subscribes queued for the event loop.
 /// A full channel makes `try_publish` fail; the caller counts that as an undelivered command.
 pub const REQUEST_CAPACITY: usize = 10_000;
@@ -357,7 +369,7 @@ pub async fn run_event_loop(
     subscriptions: Vec<(String, bool)>,
     presence: Option<Presence>,
     stop: CancellationToken,
-    mut on_event: impl FnMut(Event<'_>),
+    mut on_event: impl Handler,
 ) {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
     let mut connected = false;
@@ -368,8 +380,8 @@ pub async fn run_event_loop(
     // Messages handed over since the last BurstEnd, and those of them to acknowledge after it.
     let mut in_burst = false;
     let mut unacked: Vec<Unacked> = Vec::new();
-    let end_burst = |on_event: &mut dyn FnMut(Event<'_>), unacked: &mut Vec<Unacked>| {
-        on_event(Event::BurstEnd);
+    let end_burst = |on_event: &mut dyn Handler, unacked: &mut Vec<Unacked>| {
+        on_event.on_event(Event::BurstEnd);
         for u in unacked.drain(..) {
             match (&u, &link) {
                 (Unacked::V311(p), Link::V311(c)) => drop(c.try_ack(p)),
@@ -407,7 +419,7 @@ pub async fn run_event_loop(
                     let _ = link.try_subscribe(filter, *qos1);
                 }
                 last_message = tokio::time::Instant::now();
-                on_event(Event::Watchdog);
+                on_event.on_event(Event::Watchdog);
             }
         }
         if matches!(polled, Ok(Polled::Publish4(_) | Polled::Publish5(_))) {
@@ -430,14 +442,14 @@ pub async fn run_event_loop(
                 if let Some(p) = &presence {
                     let _ = link.try_publish(&p.topic, true, true, p.online.as_bytes().to_vec());
                 }
-                on_event(Event::Connected);
+                on_event.on_event(Event::Connected);
             }
             // With manual acks (ack_after_spool) the acknowledgement goes out only after the
             // burst's BurstEnd, i.e. after the point is in the spool (or was rejected: bad
             // input must never hold a slot in the broker's in-flight window).
             Ok(Polled::Publish4(p)) => {
                 in_burst = true;
-                on_event(Event::Message {
+                on_event.on_event(Event::Message {
                     topic: &p.topic,
                     payload: &p.payload,
                 });
@@ -448,7 +460,7 @@ pub async fn run_event_loop(
             Ok(Polled::Publish5(p)) => {
                 in_burst = true;
                 let topic = String::from_utf8_lossy(&p.topic);
-                on_event(Event::Message {
+                on_event.on_event(Event::Message {
                     topic: &topic,
                     payload: &p.payload,
                 });
@@ -456,7 +468,7 @@ pub async fn run_event_loop(
                     unacked.push(Unacked::V5(p));
                 }
             }
-            Ok(Polled::SubAck) => on_event(Event::Subscribed),
+            Ok(Polled::SubAck) => on_event.on_event(Event::Subscribed),
             Ok(Polled::Disconnected) => {
                 if in_burst {
                     end_burst(&mut on_event, &mut unacked);
@@ -470,7 +482,7 @@ pub async fn run_event_loop(
                     // connection means nothing on the next one (the broker redelivers them).
                     in_burst = false;
                     unacked.clear();
-                    on_event(Event::BurstEnd);
+                    on_event.on_event(Event::BurstEnd);
                 }
                 let delay = backoff.next_delay();
                 if connected || backoff.attempts() == 1 || backoff.attempts().is_power_of_two() {

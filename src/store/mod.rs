@@ -6,7 +6,7 @@
 //!   (ingest: once per     (a write to disk,       │ fsync task           (own thread) │ files
 //!    burst of readings)    never waits on the DB) └─ cursor: first unconfirmed line  └─► dead letters
 //! ```
-//! The writer runs on its own thread (see `engine::spawn_dedicated`): its per-batch work must
+//! The writer runs on its own thread (see `app::stage::spawn_dedicated`): its per-batch work must
 //! not delay the MQTT event loop and the control task.
 //! Write-error policy of the writer: 2xx → confirmed; 413 → split the batch; 400/422 (bad
 //! data) → split down to the offending lines, which go to `data_dir/dead-letter/*.lp` with the
