@@ -75,6 +75,126 @@ fn error_k(r: &Value) -> f64 {
     }
 }
 
+/// One frame: the fleet's header, the station table, the active alarms.
+fn draw(f: &mut ratatui::Frame, view: &View, sort: usize, attention: bool) {
+    let [head, body, foot] = Layout::vertical([
+        Constraint::Length(3),
+        Constraint::Min(5),
+        Constraint::Length(view.alarms.len().clamp(1, 8) as u16 + 2),
+    ])
+    .areas(f.area());
+    f.render_widget(
+        Paragraph::new(header(view, sort, attention))
+            .block(Block::default().borders(Borders::BOTTOM)),
+        head,
+    );
+    f.render_widget(station_table(view, sort, attention), body);
+    f.render_widget(
+        Paragraph::new(alarm_lines(view))
+            .block(Block::default().borders(Borders::TOP).title("alarms")),
+        foot,
+    );
+}
+
+fn header(view: &View, sort: usize, attention: bool) -> String {
+    let s = &view.status;
+    format!(
+        "heatgrid top  {} stations: {} online, {} stale, {} manual, {} alarms{}\n\
+         readings {}, rejected {}, backlog {} | sort: {} (s) filter: {} (f) quit (q)",
+        s["stations"]["total"],
+        s["stations"]["online"],
+        s["stations"]["stale"],
+        s["stations"]["manual"],
+        view.alarms.len(),
+        view.error
+            .as_ref()
+            .map(|e| format!("  ERROR: {e}"))
+            .unwrap_or_default(),
+        s["ingest"]["readings_accepted"],
+        s["ingest"]["readings_rejected"],
+        s["storage"]["spool_points"],
+        SORTS[sort],
+        if attention { "attention" } else { "all" },
+    )
+}
+
+fn station_table(view: &View, sort: usize, attention: bool) -> Table<'_> {
+    let mut rows: Vec<&Value> = view
+        .stations
+        .iter()
+        .filter(|r| !attention || r["stale"] == true || r["mode"] != "auto")
+        .collect();
+    let key = |r: &Value, k: &str| r[k].as_f64().unwrap_or(f64::INFINITY);
+    match SORTS[sort] {
+        "error" => rows.sort_by(|a, b| error_k(b).total_cmp(&error_k(a))),
+        "age" => rows.sort_by(|a, b| key(b, "age_s").total_cmp(&key(a, "age_s"))),
+        "heat" => rows.sort_by(|a, b| key(b, "heat_kw").total_cmp(&key(a, "heat_kw"))),
+        _ => {}
+    }
+    Table::new(
+        rows.iter().map(|r| {
+            Row::new(vec![
+                r["id"].as_str().unwrap_or("?").to_owned(),
+                num(&r["supply_temp_c"], 1),
+                num(&r["supply_setpoint_c"], 1),
+                num(&r["return_temp_c"], 1),
+                num(&r["flow_m3h"], 0),
+                num(&r["valve_pct"], 1),
+                num(&r["pump_pct"], 1),
+                num(&r["heat_kw"], 0),
+                if r["stale"] == true {
+                    "STALE".into()
+                } else {
+                    r["mode"].as_str().unwrap_or("-").to_owned()
+                },
+            ])
+        }),
+        [
+            Constraint::Length(10),
+            Constraint::Length(7),
+            Constraint::Length(7),
+            Constraint::Length(7),
+            Constraint::Length(6),
+            Constraint::Length(6),
+            Constraint::Length(6),
+            Constraint::Length(7),
+            Constraint::Length(7),
+        ],
+    )
+    .header(
+        Row::new(vec![
+            "station", "supply", "setpt", "return", "flow", "valve", "pump", "heat kW", "state",
+        ])
+        .style(Style::default().add_modifier(Modifier::BOLD)),
+    )
+}
+
+fn alarm_lines(view: &View) -> Vec<Line<'_>> {
+    if view.alarms.is_empty() {
+        vec![Line::from("no active alarms")]
+    } else {
+        view.alarms
+            .iter()
+            .take(8)
+            .map(|a| {
+                Line::from(format!(
+                    "{:>4} {:<8} {:<20} {:<8} {}{}",
+                    a["id"],
+                    a["station"].as_str().unwrap_or("?"),
+                    a["kind"].as_str().unwrap_or("?"),
+                    a["severity"].as_str().unwrap_or("?"),
+                    a["message"].as_str().unwrap_or(""),
+                    if a["acked_by"].is_null() {
+                        ""
+                    } else {
+                        " (acked)"
+                    },
+                ))
+            })
+            .collect()
+    }
+}
+
 /// Runs the live view until the user quits.
 pub fn run(remote: Remote, interval: Duration) -> std::process::ExitCode {
     let rt = match tokio::runtime::Builder::new_current_thread()
@@ -106,116 +226,7 @@ pub fn run(remote: Remote, interval: Duration) -> std::process::ExitCode {
     let (mut sort, mut attention) = (0usize, false);
     let mut last = Instant::now();
     let result = loop {
-        let drawn = terminal.draw(|f| {
-            let [head, body, foot] = Layout::vertical([
-                Constraint::Length(3),
-                Constraint::Min(5),
-                Constraint::Length(view.alarms.len().clamp(1, 8) as u16 + 2),
-            ])
-            .areas(f.area());
-            let s = &view.status;
-            let header = format!(
-                "heatgrid top  {} stations: {} online, {} stale, {} manual, {} alarms{}\n\
-                 readings {}, rejected {}, backlog {} | sort: {} (s) filter: {} (f) quit (q)",
-                s["stations"]["total"],
-                s["stations"]["online"],
-                s["stations"]["stale"],
-                s["stations"]["manual"],
-                view.alarms.len(),
-                view.error
-                    .as_ref()
-                    .map(|e| format!("  ERROR: {e}"))
-                    .unwrap_or_default(),
-                s["ingest"]["readings_accepted"],
-                s["ingest"]["readings_rejected"],
-                s["storage"]["spool_points"],
-                SORTS[sort],
-                if attention { "attention" } else { "all" },
-            );
-            f.render_widget(
-                Paragraph::new(header).block(Block::default().borders(Borders::BOTTOM)),
-                head,
-            );
-
-            let mut rows: Vec<&Value> = view
-                .stations
-                .iter()
-                .filter(|r| !attention || r["stale"] == true || r["mode"] != "auto")
-                .collect();
-            let key = |r: &Value, k: &str| r[k].as_f64().unwrap_or(f64::INFINITY);
-            match SORTS[sort] {
-                "error" => rows.sort_by(|a, b| error_k(b).total_cmp(&error_k(a))),
-                "age" => rows.sort_by(|a, b| key(b, "age_s").total_cmp(&key(a, "age_s"))),
-                "heat" => rows.sort_by(|a, b| key(b, "heat_kw").total_cmp(&key(a, "heat_kw"))),
-                _ => {}
-            }
-            let table = Table::new(
-                rows.iter().map(|r| {
-                    Row::new(vec![
-                        r["id"].as_str().unwrap_or("?").to_owned(),
-                        num(&r["supply_temp_c"], 1),
-                        num(&r["supply_setpoint_c"], 1),
-                        num(&r["return_temp_c"], 1),
-                        num(&r["flow_m3h"], 0),
-                        num(&r["valve_pct"], 1),
-                        num(&r["pump_pct"], 1),
-                        num(&r["heat_kw"], 0),
-                        if r["stale"] == true {
-                            "STALE".into()
-                        } else {
-                            r["mode"].as_str().unwrap_or("-").to_owned()
-                        },
-                    ])
-                }),
-                [
-                    Constraint::Length(10),
-                    Constraint::Length(7),
-                    Constraint::Length(7),
-                    Constraint::Length(7),
-                    Constraint::Length(6),
-                    Constraint::Length(6),
-                    Constraint::Length(6),
-                    Constraint::Length(7),
-                    Constraint::Length(7),
-                ],
-            )
-            .header(
-                Row::new(vec![
-                    "station", "supply", "setpt", "return", "flow", "valve", "pump", "heat kW",
-                    "state",
-                ])
-                .style(Style::default().add_modifier(Modifier::BOLD)),
-            );
-            f.render_widget(table, body);
-
-            let lines: Vec<Line> = if view.alarms.is_empty() {
-                vec![Line::from("no active alarms")]
-            } else {
-                view.alarms
-                    .iter()
-                    .take(8)
-                    .map(|a| {
-                        Line::from(format!(
-                            "{:>4} {:<8} {:<20} {:<8} {}{}",
-                            a["id"],
-                            a["station"].as_str().unwrap_or("?"),
-                            a["kind"].as_str().unwrap_or("?"),
-                            a["severity"].as_str().unwrap_or("?"),
-                            a["message"].as_str().unwrap_or(""),
-                            if a["acked_by"].is_null() {
-                                ""
-                            } else {
-                                " (acked)"
-                            },
-                        ))
-                    })
-                    .collect()
-            };
-            f.render_widget(
-                Paragraph::new(lines).block(Block::default().borders(Borders::TOP).title("alarms")),
-                foot,
-            );
-        });
+        let drawn = terminal.draw(|f| draw(f, &view, sort, attention));
         if let Err(e) = drawn {
             break Err(e.to_string());
         }
