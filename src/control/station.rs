@@ -233,13 +233,36 @@ impl StationController {
         {
             self.fixed = None; // expired: back to the curve (ramped)
         }
-        let p = &self.params;
         let dt_min = self.dt_s / 60.0;
         let outdoor_c = r.outdoor_temp_c.unwrap_or(fallback_outdoor_c);
+        self.limit_return(r.return_temp_c, dt_min);
+        let f = self.flows(r, outdoor_c);
+        let p = &self.params;
+        let target =
+            (self.target_c(outdoor_c) + f.compensation_k).clamp(p.supply_min_c, p.supply_max_c);
+        let setpoint = self.ramp(target, r.supply_temp_c, dt_min);
+        let (valve_terms, pump_terms) = self.run_loops(r, setpoint, &f);
+        let out = Outputs {
+            mode: self.mode,
+            supply_setpoint_c: setpoint,
+            valve_pct: valve_terms.output,
+            pump_pct: pump_terms.output,
+            flow_setpoint_m3h: f.flow_sp,
+            outdoor_c,
+            return_correction_k: self.return_corr_k,
+            valve_terms,
+            pump_terms,
+        };
+        self.last = Some(out);
+        Tick::Act(out)
+    }
 
-        // Return-temperature limitation: integrate the excess into a negative correction, and
-        // let it relax towards zero at the same rate once the return is back under the limit.
-        let excess = r.return_temp_c - p.return_limit_c;
+    /// Return-temperature limitation: integrates the excess over the limit into a negative
+    /// correction, and lets it relax towards zero at the same rate once the return is back
+    /// under the limit.
+    fn limit_return(&mut self, return_c: f64, dt_min: f64) {
+        let p = &self.params;
+        let excess = return_c - p.return_limit_c;
         let step = p.return_limit_gain_per_min * excess.abs() * dt_min;
         self.return_corr_k = if excess > 0.0 {
             self.return_corr_k - step
@@ -247,29 +270,25 @@ impl StationController {
             self.return_corr_k + step
         }
         .clamp(-p.return_limit_max_k, 0.0);
+    }
 
+    /// The flow the load calls for at `outdoor_c`, the design flow, and the supply rise that
+    /// keeps the radiators' mean temperature at the flow measured.
+    fn flows(&self, r: &Reading, outdoor_c: f64) -> Flows {
         let p = &self.params;
         let area = r.heated_area_m2.or(p.heated_area_m2).unwrap_or(0.0);
-        let demand_kw = physics::heat_demand_kw(
-            p.heat_index_w_m2,
-            area,
-            outdoor_c,
-            p.design_indoor_c,
-            p.design_outdoor_c,
-        );
-        let flow_sp = physics::flow_m3h(demand_kw, p.design_delta_t_k);
-        let design_flow = physics::flow_m3h(
+        let demand = |at_c: f64| {
             physics::heat_demand_kw(
                 p.heat_index_w_m2,
                 area,
-                p.design_outdoor_c,
+                at_c,
                 p.design_indoor_c,
                 p.design_outdoor_c,
-            ),
-            p.design_delta_t_k,
-        )
-        .max(1e-9);
-        let flow_pct = |v: f64| 100.0 * v / design_flow;
+            )
+        };
+        let flow_sp = physics::flow_m3h(demand(outdoor_c), p.design_delta_t_k);
+        let design_flow =
+            physics::flow_m3h(demand(p.design_outdoor_c), p.design_delta_t_k).max(1e-9);
         // The curve is the supply temperature at design flow. Below it (the pump follows the
         // load) the same radiator mean temperature needs a hotter supply: raise it for the
         // flow actually measured. Without this the scenarios showed homes below 18 °C on
@@ -283,34 +302,46 @@ impl StationController {
         } else {
             0.0
         };
+        Flows {
+            flow_sp,
+            design_flow,
+            compensation_k,
+        }
+    }
 
-        // Setpoint ramp; the first tick starts from the measured supply (bumpless take-over).
-        let target =
-            (self.target_c(outdoor_c) + compensation_k).clamp(p.supply_min_c, p.supply_max_c);
+    /// Moves the setpoint towards `target` by at most the ramp; the first tick starts from the
+    /// measured supply (bumpless take-over).
+    fn ramp(&mut self, target: f64, supply_c: f64, dt_min: f64) -> f64 {
+        let p = &self.params;
         let max_step = p.ramp_k_per_min * dt_min;
         let from = self
             .setpoint_c
-            .unwrap_or_else(|| r.supply_temp_c.clamp(p.supply_min_c, p.supply_max_c));
+            .unwrap_or_else(|| supply_c.clamp(p.supply_min_c, p.supply_max_c));
         let setpoint = (from + (target - from).clamp(-max_step, max_step))
             .clamp(p.supply_min_c, p.supply_max_c);
         self.setpoint_c = Some(setpoint);
+        setpoint
+    }
 
+    /// The valve loop (supply temperature) and the pump loop (flow, in % of design) for this
+    /// tick, by mode: created on the first tick, re-aligned (bumpless) when auto resumes or
+    /// data returns after a gap, following fixed outputs in manual and hold.
+    fn run_loops(&mut self, r: &Reading, setpoint: f64, f: &Flows) -> (PiStep, PiStep) {
+        let (flow_sp, flow) = (f.pct(f.flow_sp), f.pct(r.flow_m3h));
+        let supply = r.supply_temp_c;
         let (valve_fb, pump_fb) = (r.valve_pct, r.pump_pct);
+        let p = &self.params;
         let (init_v, init_p) = (p.initial_valve_pct, p.initial_pump_pct);
         let (vcfg, pcfg, dt) = (p.valve.clone(), p.pump.clone(), self.dt_s);
         let was_stale = self.stale;
         let valve = self.valve.get_or_insert_with(|| {
             let mut l = PiLoop::new(vcfg, dt, valve_fb.unwrap_or(init_v));
-            l.track(valve_fb.unwrap_or(init_v), setpoint, r.supply_temp_c);
+            l.track(valve_fb.unwrap_or(init_v), setpoint, supply);
             l
         });
         let pump = self.pump.get_or_insert_with(|| {
             let mut l = PiLoop::new(pcfg, dt, pump_fb.unwrap_or(init_p));
-            l.track(
-                pump_fb.unwrap_or(init_p),
-                flow_pct(flow_sp),
-                flow_pct(r.flow_m3h),
-            );
+            l.track(pump_fb.unwrap_or(init_p), flow_sp, flow);
             l
         });
         let entering_auto =
@@ -321,33 +352,21 @@ impl StationController {
                 .last
                 .map(|o| (o.valve_pct, o.pump_pct))
                 .unwrap_or_default();
-            valve.track(last.0, setpoint, r.supply_temp_c);
-            pump.track(last.1, flow_pct(flow_sp), flow_pct(r.flow_m3h));
+            valve.track(last.0, setpoint, supply);
+            pump.track(last.1, flow_sp, flow);
         }
         if was_stale {
             // Data is back after a gap: resume from where the actuators are, not from where
             // the loops were when the data stopped.
-            valve.track(
-                valve_fb.unwrap_or(valve.output()),
-                setpoint,
-                r.supply_temp_c,
-            );
-            pump.track(
-                pump_fb.unwrap_or(pump.output()),
-                flow_pct(flow_sp),
-                flow_pct(r.flow_m3h),
-            );
+            valve.track(valve_fb.unwrap_or(valve.output()), setpoint, supply);
+            pump.track(pump_fb.unwrap_or(pump.output()), flow_sp, flow);
         }
         self.stale = false;
-
-        let (valve_terms, pump_terms) = match (self.mode, self.manual, self.last) {
-            (Mode::Auto, _, _) => (
-                valve.step(setpoint, r.supply_temp_c),
-                pump.step(flow_pct(flow_sp), flow_pct(r.flow_m3h)),
-            ),
+        match (self.mode, self.manual, self.last) {
+            (Mode::Auto, _, _) => (valve.step(setpoint, supply), pump.step(flow_sp, flow)),
             (Mode::Manual, Some((v, pu)), _) => {
-                valve.track(v, setpoint, r.supply_temp_c);
-                pump.track(pu, flow_pct(flow_sp), flow_pct(r.flow_m3h));
+                valve.track(v, setpoint, supply);
+                pump.track(pu, flow_sp, flow);
                 (held(valve.output()), held(pump.output()))
             }
             // Hold, or manual without values: freeze the outputs, keep the loops tracking them.
@@ -355,24 +374,29 @@ impl StationController {
                 let (v, pu) = last
                     .map(|o| (o.valve_pct, o.pump_pct))
                     .unwrap_or((valve.output(), pump.output()));
-                valve.track(v, setpoint, r.supply_temp_c);
-                pump.track(pu, flow_pct(flow_sp), flow_pct(r.flow_m3h));
+                valve.track(v, setpoint, supply);
+                pump.track(pu, flow_sp, flow);
                 (held(v), held(pu))
             }
-        };
-        let out = Outputs {
-            mode: self.mode,
-            supply_setpoint_c: setpoint,
-            valve_pct: valve_terms.output,
-            pump_pct: pump_terms.output,
-            flow_setpoint_m3h: flow_sp,
-            outdoor_c,
-            return_correction_k: self.return_corr_k,
-            valve_terms,
-            pump_terms,
-        };
-        self.last = Some(out);
-        Tick::Act(out)
+        }
+    }
+}
+
+/// The flows of one tick.
+#[derive(Debug, Clone, Copy)]
+struct Flows {
+    /// What the load calls for, m³/h.
+    flow_sp: f64,
+    /// At the design outdoor temperature, m³/h (> 0).
+    design_flow: f64,
+    /// Supply rise for the measured flow, K.
+    compensation_k: f64,
+}
+
+impl Flows {
+    /// `v` m³/h in % of the design flow (the pump loop's unit).
+    fn pct(&self, v: f64) -> f64 {
+        100.0 * v / self.design_flow
     }
 }
 
