@@ -11,7 +11,8 @@ use std::fmt;
 
 use super::{AlarmKind, Thresholds};
 use crate::control::status::StationStatus;
-use crate::model::Mode;
+use crate::control::Outputs;
+use crate::model::{Mode, Reading};
 
 /// One station's alarm settings: its thresholds and the limits of its controller.
 #[derive(Debug, Clone, PartialEq)]
@@ -140,60 +141,67 @@ pub fn station_checks<'a>(
     now: i64,
     out: &mut Vec<Check<'a>>,
 ) {
-    let th = &s.thresholds;
-    let mut push = |kind, active, hold_ms, value, detail| {
-        out.push(Check {
-            kind,
-            active,
-            hold_ms,
-            value,
-            detail,
-        })
-    };
     let age_s = st.reading.as_ref().map(|r| (now - r.ts_ms) as f64 / 1000.0);
     let stale = st.stale && (st.reading.is_some() || since_start_ms > s.staleness_ms);
-    push(
+    out.push(check(
         AlarmKind::Stale,
         stale,
         0,
         age_s.unwrap_or(-1.0),
         Detail::Stale { age_s },
-    );
+    ));
     let modbus_error = st.link_error.as_deref();
-    push(
+    out.push(check(
         AlarmKind::CommLost,
         st.offline || modbus_error.is_some(),
         0,
         0.0,
         Detail::CommLost { modbus_error },
-    );
-    push(
+    ));
+    out.push(check(
         AlarmKind::RejectedRepeatedly,
-        rejected_last_min > th.rejected_per_min,
+        rejected_last_min > s.thresholds.rejected_per_min,
         0,
         rejected_last_min as f64,
         Detail::Rejected {
             per_min: rejected_last_min,
         },
-    );
-    let (Some(r), Some(o)) = (
-        st.reading.as_ref().filter(|_| !st.stale),
-        st.outputs.as_ref(),
-    ) else {
-        return;
-    };
+    ));
+    if let (Some(r), Some(o)) = (st.reading.as_ref().filter(|_| !st.stale), &st.outputs) {
+        reading_checks(r, o, st.mode == Mode::Auto, s, out);
+    }
+}
+
+fn check(kind: AlarmKind, active: bool, hold_ms: i64, value: f64, detail: Detail<'_>) -> Check<'_> {
+    Check {
+        kind,
+        active,
+        hold_ms,
+        value,
+        detail,
+    }
+}
+
+/// The conditions judged on a fresh reading and the outputs computed from it.
+fn reading_checks(
+    r: &Reading,
+    o: &Outputs,
+    auto: bool,
+    s: &StationAlarms,
+    out: &mut Vec<Check<'_>>,
+) {
+    let th = &s.thresholds;
     let limit_c = s.supply_max_c + th.out_of_range_margin_k;
     let supply_c = r.supply_temp_c;
-    push(
+    out.push(check(
         AlarmKind::OutOfRange,
         supply_c > limit_c,
         0,
         supply_c,
         Detail::OutOfRange { supply_c, limit_c },
-    );
-    let auto = st.mode == Mode::Auto;
+    ));
     let dev_k = supply_c - o.supply_setpoint_c;
-    push(
+    out.push(check(
         AlarmKind::SupplyDeviation,
         auto && dev_k.abs() > th.deviation_k,
         th.deviation_for_ms,
@@ -203,8 +211,8 @@ pub fn station_checks<'a>(
             setpoint_c: o.supply_setpoint_c,
             dev_k,
         },
-    );
-    push(
+    ));
+    out.push(check(
         AlarmKind::ReturnHigh,
         r.return_temp_c > s.return_limit_c,
         th.return_high_for_ms,
@@ -213,12 +221,12 @@ pub fn station_checks<'a>(
             return_c: r.return_temp_c,
             limit_c: s.return_limit_c,
         },
-    );
+    ));
     let db = s.valve_dead_band_k;
     let saturated = auto
         && ((o.valve_pct >= s.valve_max_pct - 0.5 && dev_k < -db)
             || (o.valve_pct <= s.valve_min_pct + 0.5 && dev_k > db));
-    push(
+    out.push(check(
         AlarmKind::ValveSaturated,
         saturated,
         th.valve_saturated_for_ms,
@@ -227,9 +235,9 @@ pub fn station_checks<'a>(
             valve_pct: o.valve_pct,
             dev_k,
         },
-    );
+    ));
     let delta_t_k = r.delta_t_k();
-    push(
+    out.push(check(
         AlarmKind::LowDeltaT,
         r.flow_m3h > 0.0 && delta_t_k < th.low_delta_t_k,
         th.low_delta_t_for_ms,
@@ -238,7 +246,7 @@ pub fn station_checks<'a>(
             delta_t_k,
             limit_k: th.low_delta_t_k,
         },
-    );
+    ));
 }
 
 /// A station's rejected-payload counts over the last minute.
@@ -284,5 +292,141 @@ impl StorageWatch {
                 dead,
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::StationId;
+
+    fn settings() -> StationAlarms {
+        StationAlarms {
+            thresholds: super::super::Thresholds::default(),
+            supply_max_c: 75.0,
+            return_limit_c: 50.0,
+            valve_min_pct: 0.0,
+            valve_max_pct: 100.0,
+            valve_dead_band_k: 0.3,
+            staleness_ms: 30_000,
+        }
+    }
+
+    fn status(supply: f64, setpoint: f64, valve: f64, mode: Mode) -> StationStatus {
+        let reading = Reading {
+            station: StationId::new("s").unwrap(),
+            ts_ms: 1_000,
+            supply_temp_c: supply,
+            return_temp_c: 40.0,
+            flow_m3h: 100.0,
+            heated_area_m2: None,
+            outdoor_temp_c: None,
+            indoor_temp_c: None,
+            valve_pct: None,
+            pump_pct: None,
+            heat_kw: None,
+            extra: Vec::new(),
+        };
+        let outputs = Outputs {
+            mode,
+            supply_setpoint_c: setpoint,
+            valve_pct: valve,
+            pump_pct: 50.0,
+            flow_setpoint_m3h: 100.0,
+            outdoor_c: -5.0,
+            return_correction_k: 0.0,
+            valve_terms: Default::default(),
+            pump_terms: Default::default(),
+        };
+        StationStatus {
+            id: StationId::new("s").unwrap(),
+            mode,
+            stale: false,
+            reading: Some(reading),
+            outputs: Some(outputs),
+            seq: 0,
+            supply_offset_k: 0.0,
+            district_offset_k: 0.0,
+            fixed_supply: None,
+            acked_seq: 0,
+            ack_error: None,
+            heat_today_gj: 0.0,
+            kpis_today: Default::default(),
+            trend: Vec::new(),
+            tags: Default::default(),
+            area_m2: None,
+            link: "mqtt".into(),
+            link_error: None,
+            offline: false,
+            rejects: 0,
+        }
+    }
+
+    fn active(st: &StationStatus, rejected: u64, since_start_ms: i64) -> Vec<AlarmKind> {
+        let mut out = Vec::new();
+        station_checks(st, &settings(), rejected, since_start_ms, 2_000, &mut out);
+        out.iter().filter(|c| c.active).map(|c| c.kind).collect()
+    }
+
+    #[test]
+    fn a_station_on_its_setpoint_has_no_condition() {
+        assert!(active(&status(55.0, 55.2, 40.0, Mode::Auto), 0, 60_000).is_empty());
+    }
+
+    #[test]
+    fn deviation_and_saturation_count_only_in_auto() {
+        // 8 K short with the valve wide open: deviation and saturation in auto …
+        let short = status(47.0, 55.0, 100.0, Mode::Auto);
+        assert_eq!(
+            active(&short, 0, 60_000),
+            vec![AlarmKind::SupplyDeviation, AlarmKind::ValveSaturated]
+        );
+        // … nothing in manual (the operator chose the outputs).
+        assert!(active(&status(47.0, 55.0, 100.0, Mode::Manual), 0, 60_000).is_empty());
+    }
+
+    #[test]
+    fn stale_data_is_judged_only_for_staleness_and_a_silent_start_waits() {
+        let mut st = status(90.0, 55.0, 40.0, Mode::Auto);
+        st.stale = true;
+        // Out of range and deviating, but stale: only `stale` is judged.
+        assert_eq!(active(&st, 0, 60_000), vec![AlarmKind::Stale]);
+        // Never reported since the start: stale only after the staleness time.
+        st.reading = None;
+        assert!(active(&st, 0, 10_000).is_empty());
+        assert_eq!(active(&st, 0, 31_000), vec![AlarmKind::Stale]);
+    }
+
+    #[test]
+    fn link_and_rejects() {
+        let mut st = status(55.0, 55.0, 40.0, Mode::Auto);
+        st.link_error = Some("connect: refused".into());
+        let mut out = Vec::new();
+        station_checks(&st, &settings(), 11, 60_000, 2_000, &mut out);
+        let lost = out.iter().find(|c| c.kind == AlarmKind::CommLost).unwrap();
+        assert!(lost.active);
+        assert_eq!(lost.detail.to_string(), "Modbus: connect: refused");
+        let rejected = out
+            .iter()
+            .find(|c| c.kind == AlarmKind::RejectedRepeatedly)
+            .unwrap();
+        assert!(rejected.active, "11 > the default 10 per minute");
+    }
+
+    #[test]
+    fn rejects_are_counted_over_a_sliding_minute() {
+        let mut w = RejectWindow::default();
+        assert_eq!(w.per_min(0, 5), 0);
+        assert_eq!(w.per_min(30_000, 12), 7);
+        assert_eq!(w.per_min(70_000, 12), 0, "the first sample left the window");
+    }
+
+    #[test]
+    fn storage_trouble_holds_for_30_s_after_the_last_new_failure() {
+        let mut w = StorageWatch::default();
+        assert!(!w.check(0, 0, 0, 0).active);
+        assert!(w.check(1, 0, 0, 1_000).active);
+        assert!(w.check(1, 0, 0, 30_000).active);
+        assert!(!w.check(1, 0, 0, 31_001).active);
     }
 }
