@@ -195,27 +195,13 @@ fn alarm_thresholds(
     v: &mut Errors,
 ) -> crate::alarms::Thresholds {
     let def = crate::alarms::Thresholds::default();
-    // Fold the group into the global layer so the two-level lookups below see three levels.
-    let merged;
-    let d = match g {
-        Some(g) => {
-            merged = RawAlarms {
-                deviation_k: g.deviation_k.or(d.deviation_k),
-                deviation_for_s: g.deviation_for_s.or(d.deviation_for_s),
-                return_high_for_s: g.return_high_for_s.or(d.return_high_for_s),
-                valve_saturated_for_s: g.valve_saturated_for_s.or(d.valve_saturated_for_s),
-                low_delta_t_k: g.low_delta_t_k.or(d.low_delta_t_k),
-                low_delta_t_for_s: g.low_delta_t_for_s.or(d.low_delta_t_for_s),
-                rejected_per_min: g.rejected_per_min.or(d.rejected_per_min),
-                out_of_range_margin_k: g.out_of_range_margin_k.or(d.out_of_range_margin_k),
-                group: BTreeMap::new(),
-            };
-            &merged
-        }
-        None => d,
+    let under = match g {
+        Some(g) => layered(g, d),
+        None => layered(d, &RawAlarms::default()),
     };
-    let ms = |x: Option<f64>, y: Option<f64>, name: &str, default: i64, v: &mut Errors| -> i64 {
-        match x.or(y) {
+    let a = layered(s, &under);
+    let mut ms = |x: Option<f64>, name: &str, default: i64| -> i64 {
+        match x {
             Some(secs) if secs >= 0.0 && secs.is_finite() => (secs * 1000.0) as i64,
             Some(_) => {
                 v.push(format!("{place}.alarms.{name}: must be ≥ 0"));
@@ -225,47 +211,41 @@ fn alarm_thresholds(
         }
     };
     crate::alarms::Thresholds {
-        deviation_k: s.deviation_k.or(d.deviation_k).unwrap_or(def.deviation_k),
-        deviation_for_ms: ms(
-            s.deviation_for_s,
-            d.deviation_for_s,
-            "deviation_for_s",
-            def.deviation_for_ms,
-            v,
-        ),
+        deviation_k: a.deviation_k.unwrap_or(def.deviation_k),
+        deviation_for_ms: ms(a.deviation_for_s, "deviation_for_s", def.deviation_for_ms),
         return_high_for_ms: ms(
-            s.return_high_for_s,
-            d.return_high_for_s,
+            a.return_high_for_s,
             "return_high_for_s",
             def.return_high_for_ms,
-            v,
         ),
         valve_saturated_for_ms: ms(
-            s.valve_saturated_for_s,
-            d.valve_saturated_for_s,
+            a.valve_saturated_for_s,
             "valve_saturated_for_s",
             def.valve_saturated_for_ms,
-            v,
         ),
-        low_delta_t_k: s
-            .low_delta_t_k
-            .or(d.low_delta_t_k)
-            .unwrap_or(def.low_delta_t_k),
+        low_delta_t_k: a.low_delta_t_k.unwrap_or(def.low_delta_t_k),
         low_delta_t_for_ms: ms(
-            s.low_delta_t_for_s,
-            d.low_delta_t_for_s,
+            a.low_delta_t_for_s,
             "low_delta_t_for_s",
             def.low_delta_t_for_ms,
-            v,
         ),
-        rejected_per_min: s
-            .rejected_per_min
-            .or(d.rejected_per_min)
-            .unwrap_or(def.rejected_per_min),
-        out_of_range_margin_k: s
-            .out_of_range_margin_k
-            .or(d.out_of_range_margin_k)
-            .unwrap_or(def.out_of_range_margin_k),
+        rejected_per_min: a.rejected_per_min.unwrap_or(def.rejected_per_min),
+        out_of_range_margin_k: a.out_of_range_margin_k.unwrap_or(def.out_of_range_margin_k),
+    }
+}
+
+/// `top`'s thresholds where it sets them, else `under`'s.
+fn layered(top: &RawAlarms, under: &RawAlarms) -> RawAlarms {
+    RawAlarms {
+        deviation_k: top.deviation_k.or(under.deviation_k),
+        deviation_for_s: top.deviation_for_s.or(under.deviation_for_s),
+        return_high_for_s: top.return_high_for_s.or(under.return_high_for_s),
+        valve_saturated_for_s: top.valve_saturated_for_s.or(under.valve_saturated_for_s),
+        low_delta_t_k: top.low_delta_t_k.or(under.low_delta_t_k),
+        low_delta_t_for_s: top.low_delta_t_for_s.or(under.low_delta_t_for_s),
+        rejected_per_min: top.rejected_per_min.or(under.rejected_per_min),
+        out_of_range_margin_k: top.out_of_range_margin_k.or(under.out_of_range_margin_k),
+        group: BTreeMap::new(),
     }
 }
 
@@ -302,93 +282,35 @@ fn station_params(
         design_outdoor_c < design_indoor_c,
         format!("{place}.design_outdoor_temp_c: must be below design_indoor_temp_c"),
     );
-    let pi = |prefix: &str,
-              kp: f64,
-              ti: f64,
-              db: f64,
-              run: f64,
-              lo: f64,
-              hi: f64,
-              v: &mut Errors| {
-        v.check(
-            kp > 0.0 && kp.is_finite(),
-            format!("{place}.{prefix}_kp: must be positive"),
-        );
-        v.check(
-            ti >= 0.0 && ti.is_finite(),
-            format!("{place}.{prefix}_ti_s: must be ≥ 0"),
-        );
-        v.check(
-            db >= 0.0,
-            format!("{place}.{prefix}_dead_band: must be ≥ 0"),
-        );
-        v.check(
-            run > 0.0,
-            format!("{place}.{prefix}_run_time_s: must be positive"),
-        );
-        v.check(
-            (0.0..=100.0).contains(&lo) && lo < hi && hi <= 100.0,
-            format!("{place}.{prefix}_min_pct/{prefix}_max_pct: need 0 ≤ min < max ≤ 100, got {lo}..{hi}"),
-        );
-        PiConfig {
-            kp,
-            ti_s: ti,
-            dead_band: db,
-            out_min: lo,
-            out_max: hi,
-            max_rate_per_s: 100.0 / run,
-        }
-    };
-    let valve = pi(
-        "valve",
-        get!(valve_kp_pct_per_k, 1.5),
-        get!(valve_ti_s, 90.0),
-        get!(valve_dead_band_k, 0.3),
-        get!(valve_run_time_s, 60.0),
-        get!(valve_min_pct, 0.0),
-        get!(valve_max_pct, 100.0),
-        v,
-    );
-    let pump = pi(
-        "pump",
-        get!(pump_kp, 0.5),
-        get!(pump_ti_s, 30.0),
-        0.0,
-        get!(pump_run_time_s, 30.0),
-        get!(pump_min_pct, 30.0),
-        get!(pump_max_pct, 100.0),
-        v,
-    );
+    let (valve, pump) = loops(d, s, place, v);
     let heat_index_w_m2 = get!(heat_index_w_m2, 45.0);
-    v.check(
-        heat_index_w_m2 > 0.0 && heat_index_w_m2 < 500.0,
-        format!("{place}.heat_index_w_m2: must be within 0..500"),
-    );
     let design_delta_t_k = get!(design_delta_t_k, 15.0);
-    v.check(
-        design_delta_t_k > 0.0,
-        format!("{place}.design_delta_t_k: must be positive"),
-    );
     let ramp = get!(setpoint_ramp_k_per_min, 2.0);
-    v.check(
-        ramp > 0.0,
-        format!("{place}.setpoint_ramp_k_per_min: must be positive"),
-    );
     let offset = get!(supply_offset_k, 0.0);
-    v.check(
-        offset.abs() <= 20.0,
-        format!("{place}.supply_offset_k: must be within ±20 K"),
-    );
     let rl_max = get!(return_limit_max_k, 10.0);
-    v.check(
-        rl_max >= 0.0,
-        format!("{place}.return_limit_max_k: must be ≥ 0"),
-    );
     let rl_gain = get!(return_limit_gain_per_min, 0.2);
-    v.check(
-        rl_gain >= 0.0,
-        format!("{place}.return_limit_gain_per_min: must be ≥ 0"),
-    );
+    for (ok, key, what) in [
+        (
+            heat_index_w_m2 > 0.0 && heat_index_w_m2 < 500.0,
+            "heat_index_w_m2",
+            "must be within 0..500",
+        ),
+        (
+            design_delta_t_k > 0.0,
+            "design_delta_t_k",
+            "must be positive",
+        ),
+        (ramp > 0.0, "setpoint_ramp_k_per_min", "must be positive"),
+        (
+            offset.abs() <= 20.0,
+            "supply_offset_k",
+            "must be within ±20 K",
+        ),
+        (rl_max >= 0.0, "return_limit_max_k", "must be ≥ 0"),
+        (rl_gain >= 0.0, "return_limit_gain_per_min", "must be ≥ 0"),
+    ] {
+        v.check(ok, format!("{place}.{key}: {what}"));
+    }
     if v.0.len() > before {
         return None;
     }
@@ -412,4 +334,86 @@ fn station_params(
         initial_valve_pct: 50.0,
         initial_pump_pct: 80.0,
     })
+}
+
+/// The valve loop's and the pump loop's settings, station over `[defaults]`.
+fn loops(d: &RawControl, s: &RawControl, place: &str, v: &mut Errors) -> (PiConfig, PiConfig) {
+    macro_rules! get {
+        ($f:ident, $default:expr) => {
+            s.$f.or(d.$f).unwrap_or($default)
+        };
+    }
+    let valve = PiRaw {
+        kp: get!(valve_kp_pct_per_k, 1.5),
+        ti_s: get!(valve_ti_s, 90.0),
+        dead_band: get!(valve_dead_band_k, 0.3),
+        run_time_s: get!(valve_run_time_s, 60.0),
+        min_pct: get!(valve_min_pct, 0.0),
+        max_pct: get!(valve_max_pct, 100.0),
+    };
+    let pump = PiRaw {
+        kp: get!(pump_kp, 0.5),
+        ti_s: get!(pump_ti_s, 30.0),
+        dead_band: 0.0,
+        run_time_s: get!(pump_run_time_s, 30.0),
+        min_pct: get!(pump_min_pct, 30.0),
+        max_pct: get!(pump_max_pct, 100.0),
+    };
+    (
+        pi_config(place, "valve", valve, v),
+        pi_config(place, "pump", pump, v),
+    )
+}
+
+/// One PI loop's settings as the file gives them.
+struct PiRaw {
+    kp: f64,
+    ti_s: f64,
+    dead_band: f64,
+    run_time_s: f64,
+    min_pct: f64,
+    max_pct: f64,
+}
+
+/// Checks one loop's settings (`{prefix}_kp`, …); the actuator's run time becomes its rate
+/// limit (full travel in `run_time_s`).
+fn pi_config(place: &str, prefix: &str, r: PiRaw, v: &mut Errors) -> PiConfig {
+    let PiRaw {
+        kp,
+        ti_s,
+        dead_band,
+        run_time_s,
+        min_pct: lo,
+        max_pct: hi,
+    } = r;
+    v.check(
+        kp > 0.0 && kp.is_finite(),
+        format!("{place}.{prefix}_kp: must be positive"),
+    );
+    v.check(
+        ti_s >= 0.0 && ti_s.is_finite(),
+        format!("{place}.{prefix}_ti_s: must be ≥ 0"),
+    );
+    v.check(
+        dead_band >= 0.0,
+        format!("{place}.{prefix}_dead_band: must be ≥ 0"),
+    );
+    v.check(
+        run_time_s > 0.0,
+        format!("{place}.{prefix}_run_time_s: must be positive"),
+    );
+    v.check(
+        (0.0..=100.0).contains(&lo) && lo < hi && hi <= 100.0,
+        format!(
+            "{place}.{prefix}_min_pct/{prefix}_max_pct: need 0 ≤ min < max ≤ 100, got {lo}..{hi}"
+        ),
+    );
+    PiConfig {
+        kp,
+        ti_s,
+        dead_band,
+        out_min: lo,
+        out_max: hi,
+        max_rate_per_s: 100.0 / run_time_s,
+    }
 }
