@@ -9,6 +9,7 @@ use tracing::info;
 
 use super::common::Common;
 use super::stage::Stage;
+use crate::ingest::event_loop::{run_event_loop, LoopSettings};
 use crate::ingest::mqtt::{self, Link, Presence};
 use crate::ingest::slot::{StationSlot, Weather};
 use crate::ingest::Ingest;
@@ -43,14 +44,16 @@ pub(super) fn start_mqtt(
         stats.clone(),
         cfg.decode,
     );
-    let subs = ingest.subscriptions(cfg.mqtt.telemetry_qos == 1);
-    stage.spawn(mqtt::run_event_loop(
+    let settings = LoopSettings {
+        manual_acks: cfg.mqtt.ack_after_spool,
+        watchdog: Some(cfg.mqtt.watchdog),
+        subscriptions: ingest.subscriptions(cfg.mqtt.telemetry_qos == 1),
+        presence: Some(presence.clone()),
+    };
+    stage.spawn(run_event_loop(
         el,
         link.clone(),
-        cfg.mqtt.ack_after_spool,
-        Some(cfg.mqtt.watchdog),
-        subs,
-        Some(presence.clone()),
+        settings,
         stage.token(),
         ingest,
     ));

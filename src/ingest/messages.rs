@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use super::decode::{self, DecodeLimits};
-use super::mqtt::{Event, Handler};
+use super::event_loop::{Event, Handler};
 use super::slot::{accept, Gathered, StationSlot, Weather};
 use crate::clock::now_ms;
 use crate::model::StationId;
