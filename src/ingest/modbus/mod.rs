@@ -6,4 +6,5 @@
 //! each command the control task hands it to the map's holding registers.
 
 pub mod map;
+pub mod map_file;
 pub mod poller;
