@@ -13,6 +13,7 @@
 //! Tests and `heatgrid demo` start it in-process with [`spawn`]; the `heatgrid-sim` binary wraps
 //! the same function.
 
+mod live;
 pub mod modbus;
 pub mod plant;
 pub mod scenario;
@@ -20,10 +21,10 @@ pub mod station;
 
 use std::f64::consts::PI;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
-use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, Outgoing, QoS};
+use rumqttc::{AsyncClient, MqttOptions, QoS};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -286,6 +287,47 @@ struct Shared {
     holding: Vec<std::collections::HashMap<u16, u16>>,
 }
 
+impl Shared {
+    /// The fleet's shared state: the stations, their index by id, and for Modbus stations
+    /// their fault and a zeroed holding-register image.
+    fn new(cfg: &SimConfig, stations: Vec<SimStation>, map: Option<&modbus::SimMap>) -> Self {
+        let holding_image: std::collections::HashMap<u16, u16> = map
+            .iter()
+            .flat_map(|m| m.registers.iter().filter(|r| r.holding))
+            .flat_map(|r| {
+                let words = r.encode(0.0).len() as u16;
+                (0..words).map(move |k| (r.address + k, 0))
+            })
+            .collect();
+        let faults = cfg
+            .modbus
+            .as_ref()
+            .map(|m| m.faults.clone())
+            .unwrap_or_default();
+        Shared {
+            modbus_faults: stations
+                .iter()
+                .map(|s| {
+                    faults
+                        .iter()
+                        .find(|(id, _)| *id == s.id)
+                        .map_or(ModbusFault::None, |(_, f)| *f)
+                })
+                .collect(),
+            holding: vec![holding_image; stations.len()],
+            index: stations
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.id.clone(), i))
+                .collect(),
+            stations,
+            sim_time_s: 0.0,
+            publish_failures: 0,
+            outdoor_c: cfg.outdoor_c(0.0),
+        }
+    }
+}
+
 /// A running simulator.
 #[derive(Debug)]
 pub struct SimHandle {
@@ -312,51 +354,21 @@ pub async fn spawn(cfg: SimConfig) -> SimHandle {
     let mut stations = cfg.build_stations();
     cfg.warm_up(&mut stations);
     let n = stations.len();
-    let index = stations
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.id.clone(), i))
-        .collect();
-    let modbus_map = match &cfg.modbus {
-        Some(m) => match modbus::SimMap::parse(&m.map) {
+    let modbus_map = cfg
+        .modbus
+        .as_ref()
+        .and_then(|m| match modbus::SimMap::parse(&m.map) {
             Ok(map) => Some(Arc::new(map)),
             Err(e) => {
                 warn!(error = %e, "Simulator register map unreadable; Modbus disabled.");
                 None
             }
-        },
-        None => None,
-    };
-    let holding_image: std::collections::HashMap<u16, u16> = modbus_map
-        .iter()
-        .flat_map(|m| m.registers.iter().filter(|r| r.holding))
-        .flat_map(|r| {
-            let words = r.encode(0.0).len() as u16;
-            (0..words).map(move |k| (r.address + k, 0))
-        })
-        .collect();
-    let faults = cfg
-        .modbus
-        .as_ref()
-        .map(|m| m.faults.clone())
-        .unwrap_or_default();
-    let shared = Arc::new(Mutex::new(Shared {
-        modbus_faults: stations
-            .iter()
-            .map(|s| {
-                faults
-                    .iter()
-                    .find(|(id, _)| *id == s.id)
-                    .map_or(ModbusFault::None, |(_, f)| *f)
-            })
-            .collect(),
-        holding: vec![holding_image; n],
+        });
+    let shared = Arc::new(Mutex::new(Shared::new(
+        &cfg,
         stations,
-        index,
-        sim_time_s: 0.0,
-        publish_failures: 0,
-        outdoor_c: cfg.outdoor_c(0.0),
-    }));
+        modbus_map.as_deref(),
+    )));
     let (modbus_addrs, modbus_tasks) = match (&cfg.modbus, modbus_map.clone()) {
         (Some(m), Some(map)) => {
             match modbus::serve(shared.clone(), map, &m.host, m.base_port, n).await {
@@ -397,68 +409,13 @@ pub async fn spawn(cfg: SimConfig) -> SimHandle {
         // Modbus stations speak no MQTT.
         tokio::spawn(async {})
     } else {
-        let shared = shared.clone();
-        let client = client.clone();
-        let prefix = prefix.clone();
-        tokio::spawn(async move {
-            let mut failures = 0u32;
-            loop {
-                // Ends on the DISCONNECT sent by `stop` (after everything queued before it).
-                match el.poll().await {
-                    Ok(Event::Incoming(Incoming::ConnAck(_))) => {
-                        failures = 0;
-                        let _ = client
-                            .try_subscribe(format!("{prefix}/station/+/command"), QoS::AtLeastOnce);
-                        for id in &ids {
-                            let _ = client.try_publish(
-                                format!("{prefix}/station/{id}/state"),
-                                QoS::AtLeastOnce,
-                                true,
-                                "online",
-                            );
-                        }
-                    }
-                    Ok(Event::Incoming(Incoming::Publish(p))) => {
-                        let id = p
-                            .topic
-                            .strip_prefix(&format!("{prefix}/station/"))
-                            .and_then(|r| r.strip_suffix("/command"))
-                            .map(str::to_owned);
-                        let cmd = serde_json::from_slice::<station::Command>(&p.payload);
-                        if let (Some(id), Ok(cmd)) = (id, cmd) {
-                            let verdict = shared.lock().ok().and_then(|mut sh| {
-                                let i = *sh.index.get(&id)?;
-                                Some(sh.stations[i].on_command(cmd, now_ms()))
-                            });
-                            // Acknowledge (contract: `{prefix}/station/{id}/ack`, optional).
-                            let ack = match verdict {
-                                Some(Ok(seq)) => Some(serde_json::json!({ "seq": seq })),
-                                Some(Err(e)) => Some(serde_json::json!({ "seq": 0, "error": e })),
-                                None => None,
-                            };
-                            if let Some(ack) = ack {
-                                let _ = client.try_publish(
-                                    format!("{prefix}/station/{id}/ack"),
-                                    QoS::AtLeastOnce,
-                                    false,
-                                    ack.to_string(),
-                                );
-                            }
-                        }
-                    }
-                    Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
-                    Ok(_) => {}
-                    Err(e) => {
-                        failures += 1;
-                        if failures == 1 {
-                            warn!(error = %e, "Simulator MQTT connection error; retrying.");
-                        }
-                        let delay = Duration::from_millis((100u64 << failures.min(6)).min(5000));
-                        tokio::time::sleep(delay).await;
-                    }
-                }
-            }
-        })
+        tokio::spawn(live::mqtt_loop(
+            el,
+            client.clone(),
+            shared.clone(),
+            prefix.clone(),
+            ids,
+        ))
     };
 
     let (n_stations, speed, broker) = (
@@ -466,84 +423,19 @@ pub async fn spawn(cfg: SimConfig) -> SimHandle {
         cfg.speed,
         format!("{}:{}", cfg.host, cfg.port),
     );
-    let stepper = {
-        let shared = shared.clone();
-        let client = client.clone();
-        let mut stop_rx = stop_rx;
-        let qos = if cfg.telemetry_qos1 {
-            QoS::AtLeastOnce
-        } else {
-            QoS::AtMostOnce
-        };
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(10));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut last = Instant::now();
-            let mut next_telemetry = 0.0;
-            // Simulated seconds owed to the plant. It steps in whole `step_s` (or up to the next
-            // telemetry instant), never in 10 ms slices: at speed 1 that was 100 steps per
-            // station per second, which capped a real-time fleet at a few thousand stations.
-            let mut budget = 0.0;
-            // Wall-clock time of each sample is interpolated from simulated time, so samples
-            // taken within one wall tick still get distinct, evenly spaced timestamps.
-            let (origin_ms, origin_sim) =
-                (now_ms(), shared.lock().map(|s| s.sim_time_s).unwrap_or(0.0));
-            let wall_of =
-                |sim_t: f64| origin_ms + ((sim_t - origin_sim) / cfg.speed * 1000.0).round() as i64;
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = stop_rx.wait_for(|s| *s) => return,
-                }
-                let now = Instant::now();
-                budget += now.duration_since(last).as_secs_f64() * cfg.speed;
-                last = now;
-                let wall = now_ms();
-                let mut out = Vec::new();
-                {
-                    let Ok(mut sh) = shared.lock() else { return };
-                    loop {
-                        // Step to the next telemetry instant at most, so samples are on time.
-                        let dt = cfg.step_s.min((next_telemetry - sh.sim_time_s).max(1e-3));
-                        if budget < dt {
-                            break;
-                        }
-                        let outdoor = cfg.outdoor_c(sh.sim_time_s);
-                        sh.outdoor_c = outdoor;
-                        for s in &mut sh.stations {
-                            s.step(dt, outdoor, wall);
-                        }
-                        sh.sim_time_s += dt;
-                        budget -= dt;
-                        if sh.sim_time_s + 1e-9 >= next_telemetry {
-                            next_telemetry += cfg.telemetry_period_s;
-                            let ts = wall_of(sh.sim_time_s);
-                            // Modbus PLCs are read when polled, not published.
-                            let publishing = !over_modbus;
-                            for s in sh.stations.iter_mut().filter(|s| publishing && !s.silenced) {
-                                let payload = s.telemetry(ts, outdoor);
-                                out.push((
-                                    format!("{}/station/{}/telemetry", cfg.topic_prefix, s.id),
-                                    payload.to_json(),
-                                ));
-                            }
-                        }
-                    }
-                }
-                let mut failed = 0;
-                for (topic, payload) in out {
-                    if client.try_publish(topic, qos, false, payload).is_err() {
-                        failed += 1;
-                    }
-                }
-                if failed > 0 {
-                    if let Ok(mut sh) = shared.lock() {
-                        sh.publish_failures += failed;
-                    }
-                }
-            }
-        })
+    let qos = if cfg.telemetry_qos1 {
+        QoS::AtLeastOnce
+    } else {
+        QoS::AtMostOnce
     };
+    let stepper = tokio::spawn(live::step_loop(
+        cfg.clone(),
+        shared.clone(),
+        client.clone(),
+        qos,
+        stop_rx,
+        over_modbus,
+    ));
     if over_modbus {
         info!(stations = n_stations, speed, first = ?modbus_addrs.first(), "Simulator started (Modbus TCP).");
     } else {
