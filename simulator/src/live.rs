@@ -8,7 +8,8 @@ use rumqttc::{AsyncClient, Event, Incoming, Outgoing, QoS};
 use tokio::sync::watch;
 use tracing::warn;
 
-use crate::{now_ms, station, Shared, SimConfig};
+use crate::shared::{now_ms, Shared};
+use crate::{station, SimConfig};
 
 /// The simulator's MQTT side: on every ConnAck subscribes to the commands and announces each
 /// station online; hands each command to its station and answers on `…/ack`. Ends on the

@@ -25,8 +25,8 @@ use tokio::task::JoinHandle;
 use tokio_modbus::server::tcp::Server;
 use tokio_modbus::{ExceptionCode, Request, Response};
 
+use crate::shared::Shared;
 use crate::station::Command;
-use crate::Shared;
 
 /// How a station's PLC behaves on Modbus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -1,0 +1,312 @@
+//! A running simulator: [`spawn`] warms the plants up, starts the Modbus servers or the MQTT
+//! connection and the stepper; [`SimHandle`] reads the fleet, injects faults and stops it.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use rumqttc::{AsyncClient, MqttOptions, QoS};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::shared::Shared;
+use crate::{live, modbus, plant, station, Fault, ModbusFault, SimConfig, StationView};
+
+/// A running simulator.
+#[derive(Debug)]
+pub struct SimHandle {
+    shared: Arc<Mutex<Shared>>,
+    stop: watch::Sender<bool>,
+    stepper: JoinHandle<()>,
+    event_loop: JoinHandle<()>,
+    client: AsyncClient,
+    prefix: String,
+    modbus_addrs: Vec<std::net::SocketAddr>,
+    modbus_tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    modbus_map: Option<Arc<modbus::SimMap>>,
+}
+
+/// Warms the plants up locally, connects to the broker and starts simulating.
+pub async fn spawn(cfg: SimConfig) -> SimHandle {
+    let mut stations = cfg.build_stations();
+    cfg.warm_up(&mut stations);
+    let n = stations.len();
+    let modbus_map = cfg
+        .modbus
+        .as_ref()
+        .and_then(|m| match modbus::SimMap::parse(&m.map) {
+            Ok(map) => Some(Arc::new(map)),
+            Err(e) => {
+                warn!(error = %e, "Simulator register map unreadable; Modbus disabled.");
+                None
+            }
+        });
+    let shared = Arc::new(Mutex::new(Shared::new(
+        &cfg,
+        stations,
+        modbus_map.as_deref(),
+    )));
+    let (modbus_addrs, modbus_tasks) = match (&cfg.modbus, modbus_map.clone()) {
+        (Some(m), Some(map)) => {
+            match modbus::serve(shared.clone(), map, &m.host, m.base_port, n).await {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(error = %e, "Simulator cannot listen for Modbus.");
+                    (Vec::new(), Vec::new())
+                }
+            }
+        }
+        _ => (Vec::new(), Vec::new()),
+    };
+    let over_modbus = cfg.modbus.is_some();
+
+    let mut opts = MqttOptions::new(
+        format!(
+            "heatgrid-sim-{}-{}",
+            std::process::id(),
+            rand::rng().random::<u32>()
+        ),
+        &cfg.host,
+        cfg.port,
+    );
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_inflight(20);
+    let mut net = rumqttc::NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    let (client, mut el) = AsyncClient::new(opts, 100_000);
+    el.set_network_options(net);
+    let (stop, stop_rx) = watch::channel(false);
+
+    let prefix = cfg.topic_prefix.clone();
+    let ids: Vec<String> = shared
+        .lock()
+        .map(|s| s.stations.iter().map(|s| s.id.clone()).collect())
+        .unwrap_or_default();
+    let event_loop = if over_modbus {
+        // Modbus stations speak no MQTT.
+        tokio::spawn(async {})
+    } else {
+        tokio::spawn(live::mqtt_loop(
+            el,
+            client.clone(),
+            shared.clone(),
+            prefix.clone(),
+            ids,
+        ))
+    };
+
+    let (n_stations, speed, broker) = (
+        cfg.stations,
+        cfg.speed,
+        format!("{}:{}", cfg.host, cfg.port),
+    );
+    let qos = if cfg.telemetry_qos1 {
+        QoS::AtLeastOnce
+    } else {
+        QoS::AtMostOnce
+    };
+    let stepper = tokio::spawn(live::step_loop(
+        cfg.clone(),
+        shared.clone(),
+        client.clone(),
+        qos,
+        stop_rx,
+        over_modbus,
+    ));
+    if over_modbus {
+        info!(stations = n_stations, speed, first = ?modbus_addrs.first(), "Simulator started (Modbus TCP).");
+    } else {
+        info!(stations = n_stations, speed, broker, "Simulator started.");
+    }
+    SimHandle {
+        shared,
+        stop,
+        stepper,
+        event_loop,
+        client,
+        prefix,
+        modbus_addrs,
+        modbus_tasks: Arc::new(Mutex::new(modbus_tasks)),
+        modbus_map,
+    }
+}
+
+impl SimHandle {
+    pub fn snapshot(&self) -> Vec<StationView> {
+        Self::views(&self.shared)
+    }
+
+    fn views(shared: &Mutex<Shared>) -> Vec<StationView> {
+        let Ok(sh) = shared.lock() else {
+            return Vec::new();
+        };
+        sh.stations
+            .iter()
+            .map(|s| StationView {
+                id: s.id.clone(),
+                supply_c: s.plant.supply_sensor_c,
+                return_c: s.plant.return_c,
+                flow_m3h: s.plant.secondary_kgs() / plant::KGS_PER_M3H,
+                indoor_c: s.plant.indoor_c,
+                valve_pct: s.plant.valve * 100.0,
+                pump_pct: s.plant.pump * 100.0,
+                engine_in_control: s.control == station::Control::Engine,
+                commanded_setpoint_c: s.active.as_ref().map(|(c, _)| c.supply_setpoint_c),
+                commands_received: s.commands_received,
+                commands_refused: s.commands_refused,
+                published: s.published,
+                max_command_data_age_ms: s.max_command_data_age_ms,
+            })
+            .collect()
+    }
+
+    /// Simulated seconds since start.
+    pub fn sim_time_s(&self) -> f64 {
+        self.shared.lock().map(|s| s.sim_time_s).unwrap_or(0.0)
+    }
+
+    /// Telemetry messages that could not be queued for MQTT.
+    pub fn publish_failures(&self) -> u64 {
+        self.shared.lock().map(|s| s.publish_failures).unwrap_or(0)
+    }
+
+    /// Injects (or with `Fault::None`-like values removes) a fault at station `id`.
+    pub fn set_fault(&self, id: &str, fault: Fault) -> bool {
+        let Ok(mut sh) = self.shared.lock() else {
+            return false;
+        };
+        let Some(s) = sh.stations.iter_mut().find(|s| s.id == id) else {
+            return false;
+        };
+        match fault {
+            Fault::SensorOffsetK(k) => s.sensor_offset_k = k,
+            Fault::PrimarySupplyC(c) => s.plant.primary_supply_override_c = c,
+            Fault::Bypass(f) => s.plant.bypass = f.clamp(0.0, 1.0),
+        }
+        true
+    }
+
+    /// Modbus: the address each station listens on, in station order (empty over MQTT).
+    pub fn modbus_addrs(&self) -> &[std::net::SocketAddr] {
+        &self.modbus_addrs
+    }
+
+    /// Modbus: makes station `id` dead, refusing, or healthy again.
+    pub fn set_modbus_fault(&self, id: &str, fault: ModbusFault) -> bool {
+        let Ok(mut sh) = self.shared.lock() else {
+            return false;
+        };
+        match sh.stations.iter().position(|s| s.id == id) {
+            Some(i) => {
+                sh.modbus_faults[i] = fault;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Modbus: station `id`'s PLC drops every connection and stops listening, as a rebooting
+    /// PLC does, and is back on the same port after `down_for` (zero: at once — a PLC closing
+    /// its connections, like the ECL Comfort does after ~75 s idle). Returns once the old
+    /// listener is closed (and, for a zero outage, the new one is listening).
+    pub async fn modbus_outage(&self, id: &str, down_for: Duration) -> bool {
+        let (Some(index), Some(map)) = (
+            self.shared
+                .lock()
+                .ok()
+                .and_then(|sh| sh.stations.iter().position(|s| s.id == id)),
+            self.modbus_map.clone(),
+        ) else {
+            return false;
+        };
+        let Some(addr) = self.modbus_addrs.get(index).copied() else {
+            return false;
+        };
+        let old = match self.modbus_tasks.lock() {
+            Ok(mut tasks) => std::mem::replace(&mut tasks[index], tokio::spawn(async {})),
+            Err(_) => return false,
+        };
+        old.abort();
+        let _ = old.await;
+        let (shared, tasks) = (self.shared.clone(), self.modbus_tasks.clone());
+        let back = async move {
+            tokio::time::sleep(down_for).await;
+            match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => {
+                    let task = modbus::serve_one(shared, map, index, l);
+                    if let Ok(mut t) = tasks.lock() {
+                        t[index] = task;
+                    }
+                }
+                Err(e) => warn!(%addr, error = %e, "Simulated PLC could not listen again."),
+            }
+        };
+        if down_for.is_zero() {
+            back.await;
+        } else {
+            tokio::spawn(back);
+        }
+        true
+    }
+
+    /// Publishes station `id`'s presence (`{prefix}/station/{id}/state`, retained).
+    pub fn set_presence(&self, id: &str, online: bool) -> bool {
+        self.client
+            .try_publish(
+                format!("{}/station/{id}/state", self.prefix),
+                QoS::AtLeastOnce,
+                true,
+                if online { "online" } else { "offline" },
+            )
+            .is_ok()
+    }
+
+    /// Stops (or resumes) publishing telemetry for station `id`; its plant keeps running.
+    pub fn set_silenced(&self, id: &str, silenced: bool) -> bool {
+        let Ok(mut sh) = self.shared.lock() else {
+            return false;
+        };
+        match sh.stations.iter_mut().find(|s| s.id == id) {
+            Some(s) => {
+                s.silenced = silenced;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops stepping, lets queued telemetry go out, disconnects. Returns the final snapshot.
+    pub async fn stop(self) -> Vec<StationView> {
+        let _ = self.stop.send(true);
+        let _ = self.stepper.await;
+        if let Ok(tasks) = self.modbus_tasks.lock() {
+            for t in tasks.iter() {
+                t.abort();
+            }
+        }
+        if !self.modbus_addrs.is_empty() {
+            return Self::views(&self.shared);
+        }
+        let snapshot = Self::views(&self.shared);
+        for s in &snapshot {
+            let _ = self.client.try_publish(
+                format!("{}/station/{}/state", self.prefix, s.id),
+                QoS::AtLeastOnce,
+                true,
+                "offline",
+            );
+        }
+        let _ = self.client.disconnect().await;
+        // The event loop ends after sending DISCONNECT (everything queued before it went first).
+        let mut el = self.event_loop;
+        if tokio::time::timeout(Duration::from_secs(20), &mut el)
+            .await
+            .is_err()
+        {
+            warn!("Simulator MQTT did not flush within 20 s; queued telemetry may be lost.");
+            el.abort();
+        }
+        snapshot
+    }
+}

@@ -1,0 +1,73 @@
+//! The fleet's state shared by the simulator's tasks (stepper, MQTT loop, Modbus servers)
+//! and its handle, behind one mutex.
+
+use crate::modbus::{self, ModbusFault};
+use crate::station::SimStation;
+use crate::SimConfig;
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) stations: Vec<SimStation>,
+    /// Station id → position in `stations` (commands arrive by id).
+    pub(crate) index: std::collections::HashMap<String, usize>,
+    pub(crate) sim_time_s: f64,
+    pub(crate) publish_failures: u64,
+    /// Outdoor temperature at `sim_time_s`.
+    pub(crate) outdoor_c: f64,
+    /// Modbus only: per station, its fault and its holding registers.
+    pub(crate) modbus_faults: Vec<ModbusFault>,
+    pub(crate) holding: Vec<std::collections::HashMap<u16, u16>>,
+}
+
+impl Shared {
+    /// The fleet's shared state: the stations, their index by id, and for Modbus stations
+    /// their fault and a zeroed holding-register image.
+    pub(crate) fn new(
+        cfg: &SimConfig,
+        stations: Vec<SimStation>,
+        map: Option<&modbus::SimMap>,
+    ) -> Self {
+        let holding_image: std::collections::HashMap<u16, u16> = map
+            .iter()
+            .flat_map(|m| m.registers.iter().filter(|r| r.holding))
+            .flat_map(|r| {
+                let words = r.encode(0.0).len() as u16;
+                (0..words).map(move |k| (r.address + k, 0))
+            })
+            .collect();
+        let faults = cfg
+            .modbus
+            .as_ref()
+            .map(|m| m.faults.clone())
+            .unwrap_or_default();
+        Shared {
+            modbus_faults: stations
+                .iter()
+                .map(|s| {
+                    faults
+                        .iter()
+                        .find(|(id, _)| *id == s.id)
+                        .map_or(ModbusFault::None, |(_, f)| *f)
+                })
+                .collect(),
+            holding: vec![holding_image; stations.len()],
+            index: stations
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.id.clone(), i))
+                .collect(),
+            stations,
+            sim_time_s: 0.0,
+            publish_failures: 0,
+            outdoor_c: cfg.outdoor_c(0.0),
+        }
+    }
+}
+
+/// Wall-clock time, Unix ms.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
