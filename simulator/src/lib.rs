@@ -14,12 +14,14 @@
 //! the same function.
 
 mod handle;
+mod kpis;
 mod live;
 pub mod modbus;
 pub mod plant;
 pub mod scenario;
 mod shared;
 pub mod station;
+mod weather;
 
 use std::f64::consts::PI;
 

@@ -11,7 +11,10 @@ use std::f64::consts::PI;
 
 use serde::Serialize;
 
+use crate::kpis::sample;
+pub use crate::kpis::{Sample, StationKpis};
 use crate::station::{Command, SimStation};
+pub use crate::weather::{Disturbance, Scenario};
 use crate::SimConfig;
 
 /// Indoor comfort band, °C (domain.md: 18 °C design minimum; above 22 °C is overheating).
@@ -22,112 +25,6 @@ pub const COMFORT_HIGH_C: f64 = heatgrid_kpi::COMFORT_HIGH_C;
 pub const DAY_START_MS: i64 = 1_768_435_200_000;
 /// Base temperature of the heating degree-days, °C.
 pub const DEGREE_DAY_BASE_C: f64 = heatgrid_kpi::DEGREE_DAY_BASE_C;
-
-/// The named weather scenarios. Each runs from midnight; the daily profile is coldest at 03:00
-/// and warmest at 15:00.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Scenario {
-    /// A normal winter day around −5 °C (± 4 K).
-    WinterDay,
-    /// The winter day, then a cold front: down to −20 °C between 06:00 and 12:00, held until
-    /// 18:00, back to the day's profile by midnight.
-    ColdSnap,
-    /// A mild spell around +5 °C (± 4 K).
-    Mild,
-}
-
-impl Scenario {
-    pub const ALL: [Scenario; 3] = [Scenario::WinterDay, Scenario::ColdSnap, Scenario::Mild];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Scenario::WinterDay => "winter-day",
-            Scenario::ColdSnap => "cold-snap",
-            Scenario::Mild => "mild",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.name() == name)
-    }
-
-    /// Outdoor temperature `t_s` seconds after midnight (negative: the warm-up before it).
-    pub fn outdoor_c(self, t_s: f64) -> f64 {
-        let hour = t_s / 3600.0;
-        let day = |mean: f64| mean + 4.0 * (2.0 * PI * (hour - 15.0) / 24.0).cos();
-        match self {
-            Scenario::WinterDay => day(-5.0),
-            Scenario::Mild => day(5.0),
-            Scenario::ColdSnap => {
-                let w = match hour {
-                    h if h < 6.0 => 0.0,
-                    h if h < 12.0 => (h - 6.0) / 6.0,
-                    h if h < 18.0 => 1.0,
-                    h if h < 24.0 => (24.0 - h) / 6.0,
-                    _ => 0.0,
-                };
-                (1.0 - w) * day(-5.0) + w * -20.0
-            }
-        }
-    }
-}
-
-/// A fault laid over a scenario, hitting the first tenth of the fleet (at least one station).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Disturbance {
-    #[default]
-    None,
-    /// 08:00–14:00 the link is down: no telemetry reaches the controller, no command reaches
-    /// the station (which falls back to its own curve when the last command expires).
-    CommsLoss,
-    /// From 06:00 the supply sensor drifts up by 0.5 K per hour (at most 5 K): the station
-    /// reads too warm and is driven too cold.
-    SensorDrift,
-    /// At 12:00 new buildings are connected: heated area, building loss and radiators all
-    /// grow by 30 % on the same station equipment, and the telemetry reports the new area.
-    AreaChange,
-    /// The heat exchanger has half the design UA (fouled or undersized) all along.
-    UndersizedHx,
-    /// Free heat: 3 W/m² from people and appliances all day, and sun up to 12 W/m² between
-    /// 08:00 and 16:00 (peak at noon) — heat the buildings get without the network.
-    Gains,
-}
-
-impl Disturbance {
-    pub const ALL: [Disturbance; 6] = [
-        Disturbance::None,
-        Disturbance::CommsLoss,
-        Disturbance::SensorDrift,
-        Disturbance::AreaChange,
-        Disturbance::UndersizedHx,
-        Disturbance::Gains,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Disturbance::None => "none",
-            Disturbance::CommsLoss => "comms-loss",
-            Disturbance::SensorDrift => "sensor-drift",
-            Disturbance::AreaChange => "area-change",
-            Disturbance::UndersizedHx => "undersized-hx",
-            Disturbance::Gains => "gains",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|d| d.name() == name)
-    }
-
-    /// How many of `n` stations it hits (the first ones).
-    pub fn affected(self, n: usize) -> usize {
-        match self {
-            Disturbance::None => 0,
-            _ => (n / 10).max(1),
-        }
-    }
-}
 
 /// Who drives the stations during a run.
 pub enum Policy<'a> {
@@ -153,111 +50,6 @@ impl Policy<'_> {
             Policy::Baseline => "baseline",
             Policy::Controller(_) => "controller",
         }
-    }
-}
-
-/// What one station did over a run (ground truth unless named otherwise).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct StationKpis {
-    pub id: String,
-    pub area_m2: f64,
-    /// Heat through the heat exchanger, GJ.
-    pub heat_gj: f64,
-    /// Heat as a meter on the secondary side computes it from the telemetry every period:
-    /// flow (m³/h) × (supply − return) (K) × 1.163 kWh/(m³·K).
-    pub heat_metered_gj: f64,
-    pub heat_gj_per_m2: f64,
-    /// Mean heat per heated area, W/m².
-    pub mean_w_m2: f64,
-    /// Pump energy relative to its rated power (∝ speed³), in hours at full speed.
-    pub pump_full_speed_h: f64,
-    /// Time with the valve at a limit (≤ 1 % or ≥ 99 %), hours.
-    pub valve_saturated_h: f64,
-    /// Mean |supply − the setpoint in force|, K (the local curve's or the command's).
-    pub supply_error_mean_k: f64,
-    /// Share of the time the supply was within ±1 K of the setpoint in force.
-    pub supply_within_1k: f64,
-    /// Mean secondary ΔT and the flow-weighted return temperature, °C.
-    pub delta_t_mean_k: f64,
-    pub return_flow_weighted_c: f64,
-    /// Shares of the time with indoor below 18, within 18–22, above 22 °C.
-    pub indoor_under: f64,
-    pub indoor_comfort: f64,
-    pub indoor_over: f64,
-    pub indoor_min_c: f64,
-    pub indoor_max_c: f64,
-    /// Time-mean indoor temperature, °C.
-    pub indoor_mean_c: f64,
-    #[serde(skip)]
-    acc: heatgrid_kpi::Kpis,
-}
-
-/// One step's ground truth, as [`StationKpis::record`] takes it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Sample {
-    pub heat_w: f64,
-    pub supply_c: f64,
-    pub return_c: f64,
-    pub setpoint_c: f64,
-    pub flow_kgs: f64,
-    pub valve: f64,
-    pub pump: f64,
-    pub indoor_c: f64,
-}
-
-impl StationKpis {
-    pub fn new(id: &str, area_m2: f64) -> Self {
-        Self {
-            id: id.to_owned(),
-            area_m2,
-            indoor_min_c: f64::INFINITY,
-            indoor_max_c: f64::NEG_INFINITY,
-            ..Self::default()
-        }
-    }
-
-    /// Accounts `dt` seconds spent in state `s`.
-    pub fn record(&mut self, dt: f64, s: &Sample) {
-        self.acc.record(
-            dt,
-            &heatgrid_kpi::Sample {
-                heat_kw: s.heat_w / 1000.0,
-                supply_c: s.supply_c,
-                setpoint_c: s.setpoint_c,
-                return_c: s.return_c,
-                flow: s.flow_kgs,
-                pump: s.pump,
-                valve: s.valve,
-                indoor_c: Some(s.indoor_c),
-                outdoor_c: None,
-                area_m2: Some(self.area_m2),
-            },
-        );
-    }
-
-    /// Accounts one telemetry sample standing for `period_s` seconds (the metered heat).
-    pub fn record_metered(&mut self, period_s: f64, flow_m3h: f64, supply_c: f64, return_c: f64) {
-        self.heat_metered_gj += flow_m3h * (supply_c - return_c) * 1.163 * period_s * 1e3 / 1e9;
-    }
-
-    /// Turns the running sums into the reported means and shares.
-    pub fn finish(&mut self) {
-        let a = &self.acc;
-        self.heat_gj = a.heat_gj();
-        self.heat_gj_per_m2 = self.heat_gj / self.area_m2.max(1.0);
-        self.mean_w_m2 = a.heat_w_m2().unwrap_or(0.0);
-        self.pump_full_speed_h = a.pump_full_speed_h();
-        self.valve_saturated_h = a.valve_saturated_h();
-        self.supply_error_mean_k = a.supply_error_mean_k();
-        self.supply_within_1k = a.supply_within_1k();
-        self.delta_t_mean_k = a.delta_t_mean_k();
-        self.return_flow_weighted_c = a.return_flow_weighted_c().unwrap_or(0.0);
-        self.indoor_under = a.indoor_under().unwrap_or(0.0);
-        self.indoor_comfort = a.indoor_comfort().unwrap_or(0.0);
-        self.indoor_over = a.indoor_over().unwrap_or(0.0);
-        self.indoor_mean_c = a.indoor_mean_c().unwrap_or(0.0);
-        self.indoor_min_c = a.indoor_min_c().unwrap_or(f64::INFINITY);
-        self.indoor_max_c = a.indoor_max_c().unwrap_or(f64::NEG_INFINITY);
     }
 }
 
@@ -334,6 +126,85 @@ pub fn run_with(
     hours: f64,
     mut policy: Policy,
 ) -> RunReport {
+    let (mut stations, baseline_raise_k) = prepare(cfg, scenario, disturbance, &policy);
+    let hit = disturbance.affected(stations.len());
+    let lead_s = cfg.lead_h.max(0.0) * 3600.0;
+    let mut kpis: Vec<StationKpis> = stations
+        .iter()
+        .map(|s| StationKpis::new(&s.id, s.plant.p.area_m2))
+        .collect();
+    // The lead (t < 0) runs under the policy and is not measured.
+    let (mut t, mut next_telemetry, mut degree_s) = (-lead_s, -lead_s, 0.0);
+    let (mut series, mut next_point) = (Vec::new(), 0.0);
+    let (mut commands_before, mut area_changed) = (None, false);
+    let end = hours * 3600.0;
+    while t < end - 1e-9 {
+        let now_ms = DAY_START_MS + (t * 1000.0).round() as i64;
+        let outdoor = scenario.outdoor_c(t);
+        let measured = t >= -1e-9;
+        if measured && commands_before.is_none() {
+            commands_before = Some(command_counts(&stations));
+        }
+        if measured && t + 1e-9 >= next_point {
+            next_point += SERIES_STEP_S;
+            series.push(series_point(t, outdoor, &stations));
+        }
+        disturbance.apply(t, &mut stations[..hit], &mut kpis[..hit], &mut area_changed);
+        if t + 1e-9 >= next_telemetry {
+            next_telemetry += cfg.telemetry_period_s;
+            let link_down =
+                disturbance == Disturbance::CommsLoss && (8.0..14.0).contains(&(t / 3600.0));
+            let metered = measured.then(|| cfg.telemetry_period_s.min(end - t));
+            let cut_off = if link_down { hit } else { 0 };
+            let ctx = (now_ms, outdoor, metered, cut_off);
+            exchange(&mut stations, &mut kpis, &mut policy, ctx);
+        }
+        let mut dt = cfg.step_s.min((next_telemetry - t).max(1e-3)).min(end - t);
+        if !measured {
+            dt = dt.min(-t); // land exactly on the start of the measured window
+        }
+        for (s, k) in stations.iter_mut().zip(&mut kpis) {
+            s.step(dt, outdoor, now_ms);
+            if measured {
+                k.record(dt, &sample(s, outdoor));
+            }
+        }
+        if measured {
+            degree_s += (DEGREE_DAY_BASE_C - outdoor).max(0.0) * dt;
+        }
+        t += dt;
+    }
+    series.push(series_point(t, scenario.outdoor_c(t), &stations));
+    let (accepted, refused) = command_counts(&stations);
+    let before = commands_before.unwrap_or_default();
+    RunReport {
+        scenario,
+        disturbance,
+        fleet: cfg.fleet,
+        baseline_raise_k,
+        lead_h: cfg.lead_h.max(0.0),
+        policy: policy.name(),
+        seed: cfg.seed,
+        hours,
+        commands_accepted: accepted - before.0,
+        commands_refused: refused - before.1,
+        series,
+        ..RunReport::of_stations(kpis, degree_s / 86_400.0)
+    }
+}
+
+/// The fleet for a run: built, the disturbance's undersized exchangers, the baseline's pumps
+/// at full speed and (unbalanced fleet) its curve raised for the coldest station; then warmed
+/// up in the scenario's weather of the day before, under the policy's local control, with the
+/// buildings' thermal mass cut tenfold so that their indoor temperatures settle where the
+/// local curve holds them (the 30–50 h building time constants would otherwise leave the run
+/// drifting from the start value). Returns the stations and the baseline's raise, K.
+fn prepare(
+    cfg: &SimConfig,
+    scenario: Scenario,
+    disturbance: Disturbance,
+    policy: &Policy,
+) -> (Vec<SimStation>, f64) {
     let mut stations = cfg.build_stations();
     let hit = disturbance.affected(stations.len());
     if disturbance == Disturbance::UndersizedHx {
@@ -341,7 +212,6 @@ pub fn run_with(
             s.plant.p.hx_ua_w_k *= 0.5;
         }
     }
-    let lead_s = cfg.lead_h.max(0.0) * 3600.0;
     let mut baseline_raise_k = 0.0;
     if matches!(policy, Policy::Baseline) {
         for s in &mut stations {
@@ -361,10 +231,7 @@ pub fn run_with(
             }
         }
     }
-    // Warm-up in the scenario's weather of the day before, under the policy's local control,
-    // with the buildings' thermal mass cut tenfold so that their indoor temperatures settle
-    // where the local curve holds them (the 30–50 h building time constants would otherwise
-    // leave the run drifting from the start value).
+    let lead_s = cfg.lead_h.max(0.0) * 3600.0;
     for s in &mut stations {
         s.plant.p.building_tau_h /= 10.0;
     }
@@ -372,44 +239,61 @@ pub fn run_with(
     for s in &mut stations {
         s.plant.p.building_tau_h *= 10.0;
     }
-    let mut kpis: Vec<StationKpis> = stations
-        .iter()
-        .map(|s| StationKpis::new(&s.id, s.plant.p.area_m2))
-        .collect();
-    // The lead (t < 0) runs under the policy and is not measured.
-    let (mut t, mut next_telemetry, mut degree_s) = (-lead_s, -lead_s, 0.0);
-    let (mut series, mut next_point) = (Vec::new(), 0.0);
-    let mut commands_before = None;
-    let mut area_changed = false;
-    let end = hours * 3600.0;
-    while t < end - 1e-9 {
-        let now_ms = DAY_START_MS + (t * 1000.0).round() as i64;
-        let outdoor = scenario.outdoor_c(t);
-        let measured = t >= -1e-9;
-        if measured && commands_before.is_none() {
-            commands_before = Some(command_counts(&stations));
+    (stations, baseline_raise_k)
+}
+
+/// One telemetry instant: every station reports (metered heat counted for `metered` seconds
+/// when measuring); the first `cut_off` stations' link is down, the others get the policy's
+/// answer. `ctx` = (simulated now ms, outdoor °C, metered span, cut-off).
+fn exchange(
+    stations: &mut [SimStation],
+    kpis: &mut [StationKpis],
+    policy: &mut Policy,
+    ctx: (i64, f64, Option<f64>, usize),
+) {
+    let (now_ms, outdoor, metered, cut_off) = ctx;
+    for (i, (s, k)) in stations.iter_mut().zip(kpis).enumerate() {
+        let tm = s.telemetry(now_ms, outdoor);
+        if let Some(span) = metered {
+            k.record_metered(span, tm.flow_m3h, tm.supply_temp_c, tm.return_temp_c);
         }
-        if measured && t + 1e-9 >= next_point {
-            next_point += SERIES_STEP_S;
-            series.push(series_point(t, outdoor, &stations));
+        if i < cut_off {
+            continue;
         }
-        match disturbance {
+        if let Policy::Controller(f) = policy {
+            let answer = f(&s.id, &tm.to_json(), now_ms);
+            if let Some(cmd) = answer.and_then(|j| serde_json::from_str::<Command>(&j).ok()) {
+                let _ = s.on_command(cmd, now_ms);
+            }
+        }
+    }
+}
+
+impl Disturbance {
+    /// Lays the disturbance over `hit` (its stations, with their KPIs) at simulated time `t`;
+    /// `area_changed` records that the area change (once, at noon) happened.
+    fn apply(
+        self,
+        t: f64,
+        hit: &mut [SimStation],
+        kpis: &mut [StationKpis],
+        area_changed: &mut bool,
+    ) {
+        match self {
             Disturbance::SensorDrift => {
                 let drift = (0.5 * (t / 3600.0 - 6.0)).clamp(0.0, 5.0);
-                for s in stations.iter_mut().take(hit) {
+                for s in hit {
                     s.sensor_offset_k = drift;
                 }
             }
-            Disturbance::AreaChange if !area_changed && t >= 12.0 * 3600.0 => {
-                area_changed = true;
-                for s in stations.iter_mut().take(hit) {
+            Disturbance::AreaChange if !*area_changed && t >= 12.0 * 3600.0 => {
+                *area_changed = true;
+                for (s, k) in hit.iter_mut().zip(kpis) {
                     let p = &mut s.plant.p;
                     p.area_m2 *= 1.3;
                     p.building_ua_w_k *= 1.3;
                     p.radiator_design_w *= 1.3;
-                }
-                for (k, s) in kpis.iter_mut().zip(&stations).take(hit) {
-                    k.area_m2 = s.plant.p.area_m2;
+                    k.area_m2 = p.area_m2;
                 }
             }
             Disturbance::Gains => {
@@ -419,83 +303,49 @@ pub fn run_with(
                 } else {
                     0.0
                 };
-                for s in stations.iter_mut().take(hit) {
+                for s in hit {
                     s.plant.gains_w = (3.0 + sun) * s.plant.p.area_m2;
                 }
             }
             _ => {}
         }
-        let link_down =
-            disturbance == Disturbance::CommsLoss && (8.0..14.0).contains(&(t / 3600.0));
-        if t + 1e-9 >= next_telemetry {
-            next_telemetry += cfg.telemetry_period_s;
-            for (i, (s, k)) in stations.iter_mut().zip(&mut kpis).enumerate() {
-                let tm = s.telemetry(now_ms, outdoor);
-                if measured {
-                    k.record_metered(
-                        cfg.telemetry_period_s.min(end - t),
-                        tm.flow_m3h,
-                        tm.supply_temp_c,
-                        tm.return_temp_c,
-                    );
-                }
-                if link_down && i < hit {
-                    continue;
-                }
-                if let Policy::Controller(f) = &mut policy {
-                    let answer = f(&s.id, &tm.to_json(), now_ms);
-                    if let Some(cmd) = answer.and_then(|j| serde_json::from_str::<Command>(&j).ok())
-                    {
-                        let _ = s.on_command(cmd, now_ms);
-                    }
-                }
-            }
-        }
-        let mut dt = cfg.step_s.min((next_telemetry - t).max(1e-3)).min(end - t);
-        if !measured {
-            dt = dt.min(-t); // land exactly on the start of the measured window
-        }
-        for (s, k) in stations.iter_mut().zip(&mut kpis) {
-            s.step(dt, outdoor, now_ms);
-            if measured {
-                k.record(dt, &sample(s, outdoor));
-            }
-        }
-        if measured {
-            degree_s += (DEGREE_DAY_BASE_C - outdoor).max(0.0) * dt;
-        }
-        t += dt;
     }
-    series.push(series_point(t, scenario.outdoor_c(t), &stations));
-    for k in &mut kpis {
-        k.finish();
-    }
-    let n = kpis.len().max(1) as f64;
-    let degree_days = degree_s / 86_400.0;
-    let heat_gj: f64 = kpis.iter().map(|k| k.heat_gj).sum();
-    RunReport {
-        scenario,
-        disturbance,
-        fleet: cfg.fleet,
-        baseline_raise_k,
-        lead_h: cfg.lead_h.max(0.0),
-        policy: policy.name(),
-        seed: cfg.seed,
-        hours,
-        degree_days,
-        heat_gj,
-        heat_metered_gj: kpis.iter().map(|k| k.heat_metered_gj).sum(),
-        heat_gj_per_degree_day: heat_gj / degree_days.max(f64::MIN_POSITIVE),
-        pump_full_speed_h: kpis.iter().map(|k| k.pump_full_speed_h).sum(),
-        indoor_comfort: kpis.iter().map(|k| k.indoor_comfort).sum::<f64>() / n,
-        indoor_under: kpis.iter().map(|k| k.indoor_under).sum::<f64>() / n,
-        indoor_over: kpis.iter().map(|k| k.indoor_over).sum::<f64>() / n,
-        indoor_mean_c: kpis.iter().map(|k| k.indoor_mean_c).sum::<f64>() / n,
-        supply_within_1k: kpis.iter().map(|k| k.supply_within_1k).sum::<f64>() / n,
-        commands_accepted: command_counts(&stations).0 - commands_before.unwrap_or_default().0,
-        commands_refused: command_counts(&stations).1 - commands_before.unwrap_or_default().1,
-        stations: kpis,
-        series,
+}
+
+impl RunReport {
+    /// The district figures of a run from its stations' KPIs (finished here) and its
+    /// degree-days; the run's identity and command counts are left for the caller.
+    fn of_stations(mut kpis: Vec<StationKpis>, degree_days: f64) -> Self {
+        for k in &mut kpis {
+            k.finish();
+        }
+        let n = kpis.len().max(1) as f64;
+        let mean = |f: fn(&StationKpis) -> f64| kpis.iter().map(f).sum::<f64>() / n;
+        let heat_gj: f64 = kpis.iter().map(|k| k.heat_gj).sum();
+        RunReport {
+            scenario: Scenario::WinterDay,
+            disturbance: Disturbance::None,
+            fleet: crate::Fleet::default(),
+            baseline_raise_k: 0.0,
+            lead_h: 0.0,
+            policy: "",
+            seed: 0,
+            hours: 0.0,
+            degree_days,
+            heat_gj,
+            heat_metered_gj: kpis.iter().map(|k| k.heat_metered_gj).sum(),
+            heat_gj_per_degree_day: heat_gj / degree_days.max(f64::MIN_POSITIVE),
+            pump_full_speed_h: kpis.iter().map(|k| k.pump_full_speed_h).sum(),
+            indoor_comfort: mean(|k| k.indoor_comfort),
+            indoor_under: mean(|k| k.indoor_under),
+            indoor_over: mean(|k| k.indoor_over),
+            indoor_mean_c: mean(|k| k.indoor_mean_c),
+            supply_within_1k: mean(|k| k.supply_within_1k),
+            commands_accepted: 0,
+            commands_refused: 0,
+            stations: kpis,
+            series: Vec::new(),
+        }
     }
 }
 
@@ -555,21 +405,6 @@ fn series_point(t: f64, outdoor_c: f64, stations: &[SimStation]) -> SeriesPoint 
         setpoint_c: of_first(&|s| s.setpoint_in_force_c(outdoor_c)),
         valve_pct: of_first(&|s| s.plant.valve * 100.0),
         pump_pct: of_first(&|s| s.plant.pump * 100.0),
-    }
-}
-
-/// The ground truth of station `s` after a step at outdoor `outdoor_c`.
-fn sample(s: &SimStation, outdoor_c: f64) -> Sample {
-    let p = &s.plant;
-    Sample {
-        heat_w: p.heat_w,
-        supply_c: p.supply_c,
-        return_c: p.station_return_c(),
-        setpoint_c: s.setpoint_in_force_c(outdoor_c),
-        flow_kgs: p.secondary_kgs(),
-        valve: p.valve,
-        pump: p.pump,
-        indoor_c: p.indoor_c,
     }
 }
 

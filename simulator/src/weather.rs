@@ -1,0 +1,113 @@
+//! The named weather scenarios (a day's outdoor temperature) and the disturbances a run can
+//! lay over them. Used by [`crate::scenario`], which says what each disturbance does to the
+//! stations.
+
+use std::f64::consts::PI;
+
+use serde::Serialize;
+
+/// The named weather scenarios. Each runs from midnight; the daily profile is coldest at 03:00
+/// and warmest at 15:00.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// A normal winter day around −5 °C (± 4 K).
+    WinterDay,
+    /// The winter day, then a cold front: down to −20 °C between 06:00 and 12:00, held until
+    /// 18:00, back to the day's profile by midnight.
+    ColdSnap,
+    /// A mild spell around +5 °C (± 4 K).
+    Mild,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 3] = [Scenario::WinterDay, Scenario::ColdSnap, Scenario::Mild];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::WinterDay => "winter-day",
+            Scenario::ColdSnap => "cold-snap",
+            Scenario::Mild => "mild",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// Outdoor temperature `t_s` seconds after midnight (negative: the warm-up before it).
+    pub fn outdoor_c(self, t_s: f64) -> f64 {
+        let hour = t_s / 3600.0;
+        let day = |mean: f64| mean + 4.0 * (2.0 * PI * (hour - 15.0) / 24.0).cos();
+        match self {
+            Scenario::WinterDay => day(-5.0),
+            Scenario::Mild => day(5.0),
+            Scenario::ColdSnap => {
+                let w = match hour {
+                    h if h < 6.0 => 0.0,
+                    h if h < 12.0 => (h - 6.0) / 6.0,
+                    h if h < 18.0 => 1.0,
+                    h if h < 24.0 => (24.0 - h) / 6.0,
+                    _ => 0.0,
+                };
+                (1.0 - w) * day(-5.0) + w * -20.0
+            }
+        }
+    }
+}
+
+/// A fault laid over a scenario, hitting the first tenth of the fleet (at least one station).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Disturbance {
+    #[default]
+    None,
+    /// 08:00–14:00 the link is down: no telemetry reaches the controller, no command reaches
+    /// the station (which falls back to its own curve when the last command expires).
+    CommsLoss,
+    /// From 06:00 the supply sensor drifts up by 0.5 K per hour (at most 5 K): the station
+    /// reads too warm and is driven too cold.
+    SensorDrift,
+    /// At 12:00 new buildings are connected: heated area, building loss and radiators all
+    /// grow by 30 % on the same station equipment, and the telemetry reports the new area.
+    AreaChange,
+    /// The heat exchanger has half the design UA (fouled or undersized) all along.
+    UndersizedHx,
+    /// Free heat: 3 W/m² from people and appliances all day, and sun up to 12 W/m² between
+    /// 08:00 and 16:00 (peak at noon) — heat the buildings get without the network.
+    Gains,
+}
+
+impl Disturbance {
+    pub const ALL: [Disturbance; 6] = [
+        Disturbance::None,
+        Disturbance::CommsLoss,
+        Disturbance::SensorDrift,
+        Disturbance::AreaChange,
+        Disturbance::UndersizedHx,
+        Disturbance::Gains,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Disturbance::None => "none",
+            Disturbance::CommsLoss => "comms-loss",
+            Disturbance::SensorDrift => "sensor-drift",
+            Disturbance::AreaChange => "area-change",
+            Disturbance::UndersizedHx => "undersized-hx",
+            Disturbance::Gains => "gains",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.name() == name)
+    }
+
+    /// How many of `n` stations it hits (the first ones).
+    pub fn affected(self, n: usize) -> usize {
+        match self {
+            Disturbance::None => 0,
+            _ => (n / 10).max(1),
+        }
+    }
+}
