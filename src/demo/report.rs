@@ -68,6 +68,21 @@ pub fn chart(title: &str, unit: &str, lines: &[Line], band: Option<(f64, f64)>) 
             py(lo) - py(hi)
         );
     }
+    axes(&mut s, (y0, y1), x1, unit, &px, &py);
+    plot_lines(&mut s, lines, &px, &py);
+    s.push_str("</svg>\n");
+    s
+}
+
+/// Grid lines and labels: five on y (in `unit`), one every 1 or 3 hours on x.
+fn axes(
+    s: &mut String,
+    (y0, y1): (f64, f64),
+    x1: f64,
+    unit: &str,
+    px: &dyn Fn(f64) -> f64,
+    py: &dyn Fn(f64) -> f64,
+) {
     for k in 0..=5 {
         let y = y0 + (y1 - y0) * f64::from(k) / 5.0;
         let _ = writeln!(
@@ -98,6 +113,10 @@ pub fn chart(title: &str, unit: &str, lines: &[Line], band: Option<(f64, f64)>) 
         H / 2.0,
         esc(unit)
     );
+}
+
+/// Each line as a polyline, with its legend entry (entries wrap at the chart's width).
+fn plot_lines(s: &mut String, lines: &[Line], px: &dyn Fn(f64) -> f64, py: &dyn Fn(f64) -> f64) {
     let (mut legend_x, mut legend_y) = (LEFT, 30.0);
     for l in lines {
         let width = 30.0 + 6.5 * l.label.chars().count() as f64;
@@ -133,8 +152,6 @@ pub fn chart(title: &str, unit: &str, lines: &[Line], band: Option<(f64, f64)>) 
         );
         legend_x += width;
     }
-    s.push_str("</svg>\n");
-    s
 }
 
 /// The whole report for the runs of one scenario (baseline first, heatgrid last).
@@ -142,47 +159,93 @@ pub fn html(runs: &[RunReport], table_markdown: &str) -> String {
     let (Some(r0), Some(hg)) = (runs.first(), runs.last()) else {
         return String::new();
     };
+    let charts = charts(runs, r0, hg);
+    let rows = table_rows(table_markdown);
+    let (worst_head, worst_rows) = worst_off(runs, r0);
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>heatgrid scenario {name}</title>
+<style>body{{font-family:sans-serif;max-width:820px;margin:2em auto;color:#222}}
+table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 7px;text-align:right}}
+td:first-child,th:first-child{{text-align:left}}svg{{display:block;margin:1.2em 0}}</style></head><body>
+<h1>Scenario {name}</h1>
+<p>{stations} simulated stations ({fleet} fleet), seed {seed}, {hours} h after {warm} h of
+local warm-up and {lead} h under each policy; {dd:.2} heating degree-days (base 18 °C). All figures are the simulator's ground
+truth (heat through the exchangers, indoor temperature, pump speed).</p>
+<p><b>Baseline</b>: every station on its fixed heating curve with its circulation pump at
+constant full speed, no central coordination. <b>local</b>: the same curve, pump at 90 %.
+<b>heatgrid</b>: heatgrid's station controller in the loop through the MQTT contract.
+<b>heatgrid + coordinator</b>: the same with the district coordinator balancing heat per
+design m² across the stations. Savings are per heating degree-day against the baseline and
+count only at equal or better comfort (share of station-time with indoor 18–22 °C).</p>
+<table>{rows}</table>
+{charts}
+<h2>The five stations worst off under the baseline, under each policy</h2>
+<table>{worst_head}
+{worst_rows}</table>
+<p>Made by <code>heatgrid scenario {name} --fleet {fleet} --stations {stations} --hours {hours} --seed {seed} --html FILE</code>.</p>
+</body></html>
+"#,
+        name = r0.scenario.name(),
+        stations = r0.stations.len(),
+        seed = r0.seed,
+        hours = r0.hours,
+        dd = r0.degree_days,
+        fleet = r0.fleet.name(),
+        warm = crate::demo::scenario::WARMUP_H,
+        lead = r0.lead_h,
+        charts = charts.concat(),
+    )
+}
+
+fn line(label: impl Into<String>, color: &str, dashed: bool, points: Vec<(f64, f64)>) -> Line<'_> {
+    Line {
+        label: label.into(),
+        color,
+        dashed,
+        points,
+    }
+}
+
+/// The report's five charts: outdoor temperature, district heat, indoor mean and coldest,
+/// and heatgrid's first station (supply vs setpoint, valve and pump vs the baseline).
+fn charts(runs: &[RunReport], r0: &RunReport, hg: &RunReport) -> [String; 5] {
     let series = |r: &RunReport, f: fn(&heatgrid_sim::scenario::SeriesPoint) -> f64| {
         r.series.iter().map(|p| (p.t_h, f(p))).collect::<Vec<_>>()
     };
     let per_run = |f: fn(&heatgrid_sim::scenario::SeriesPoint) -> f64| {
         runs.iter()
             .zip(COLORS)
-            .map(|(r, c)| Line {
-                label: r.policy.to_owned(),
-                color: c,
-                dashed: false,
-                points: series(r, f),
-            })
+            .map(|(r, c)| line(r.policy.to_owned(), c, false, series(r, f)))
             .collect::<Vec<_>>()
     };
     let mut indoor = Vec::new();
     for (r, c) in runs.iter().zip(COLORS) {
-        indoor.push(Line {
-            label: format!("{} mean", r.policy),
-            color: c,
-            dashed: false,
-            points: series(r, |p| p.indoor_mean_c),
-        });
-        indoor.push(Line {
-            label: format!("{} coldest", r.policy),
-            color: c,
-            dashed: true,
-            points: series(r, |p| p.indoor_min_c),
-        });
+        indoor.push(line(
+            format!("{} mean", r.policy),
+            c,
+            false,
+            series(r, |p| p.indoor_mean_c),
+        ));
+        indoor.push(line(
+            format!("{} coldest", r.policy),
+            c,
+            true,
+            series(r, |p| p.indoor_min_c),
+        ));
     }
     let first = hg.stations.first().map_or("", |s| s.id.as_str());
     let hg_color = COLORS[(runs.len() - 1).min(COLORS.len() - 1)];
-    let charts = [
+    [
         chart(
             "Outdoor temperature",
             "°C",
-            &[Line {
-                label: r0.scenario.name().to_owned(),
-                color: "#333",
-                dashed: false,
-                points: series(r0, |p| p.outdoor_c),
-            }],
+            &[line(
+                r0.scenario.name().to_owned(),
+                "#333",
+                false,
+                series(r0, |p| p.outdoor_c),
+            )],
             None,
         ),
         chart(
@@ -201,18 +264,8 @@ pub fn html(runs: &[RunReport], table_markdown: &str) -> String {
             &format!("Station {first} under {}: supply and setpoint", hg.policy),
             "°C",
             &[
-                Line {
-                    label: "supply".into(),
-                    color: hg_color,
-                    dashed: false,
-                    points: series(hg, |p| p.supply_c),
-                },
-                Line {
-                    label: "setpoint".into(),
-                    color: "#333",
-                    dashed: true,
-                    points: series(hg, |p| p.setpoint_c),
-                },
+                line("supply", hg_color, false, series(hg, |p| p.supply_c)),
+                line("setpoint", "#333", true, series(hg, |p| p.setpoint_c)),
             ],
             None,
         ),
@@ -220,34 +273,33 @@ pub fn html(runs: &[RunReport], table_markdown: &str) -> String {
             &format!("Station {first}: valve and pump, {} vs baseline", hg.policy),
             "%",
             &[
-                Line {
-                    label: format!("{} valve", hg.policy),
-                    color: hg_color,
-                    dashed: false,
-                    points: series(hg, |p| p.valve_pct),
-                },
-                Line {
-                    label: format!("{} pump", hg.policy),
-                    color: hg_color,
-                    dashed: true,
-                    points: series(hg, |p| p.pump_pct),
-                },
-                Line {
-                    label: "baseline valve".into(),
-                    color: COLORS[0],
-                    dashed: false,
-                    points: series(r0, |p| p.valve_pct),
-                },
-                Line {
-                    label: "baseline pump".into(),
-                    color: COLORS[0],
-                    dashed: true,
-                    points: series(r0, |p| p.pump_pct),
-                },
+                line(
+                    format!("{} valve", hg.policy),
+                    hg_color,
+                    false,
+                    series(hg, |p| p.valve_pct),
+                ),
+                line(
+                    format!("{} pump", hg.policy),
+                    hg_color,
+                    true,
+                    series(hg, |p| p.pump_pct),
+                ),
+                line(
+                    "baseline valve",
+                    COLORS[0],
+                    false,
+                    series(r0, |p| p.valve_pct),
+                ),
+                line("baseline pump", COLORS[0], true, series(r0, |p| p.pump_pct)),
             ],
             None,
         ),
-    ];
+    ]
+}
+
+/// The KPI table (Markdown, as the CLI prints it) as HTML rows.
+fn table_rows(table_markdown: &str) -> String {
     let mut rows = String::new();
     for line in table_markdown.lines().filter(|l| l.starts_with('|')) {
         if line.starts_with("|-") {
@@ -261,8 +313,12 @@ pub fn html(runs: &[RunReport], table_markdown: &str) -> String {
         }
         let _ = writeln!(rows, "</tr>");
     }
-    // The stations worst off under the baseline (most time below 18 °C, then the coldest),
-    // and how each run treated those same stations.
+    rows
+}
+
+/// The stations worst off under the baseline (most time below 18 °C, then the coldest), and
+/// how each run treated those same stations: the table's head and rows.
+fn worst_off(runs: &[RunReport], r0: &RunReport) -> (String, String) {
     let mut worst: Vec<usize> = (0..r0.stations.len()).collect();
     worst.sort_by(|&a, &b| {
         let (a, b) = (&r0.stations[a], &r0.stations[b]);
@@ -299,40 +355,7 @@ pub fn html(runs: &[RunReport], table_markdown: &str) -> String {
         }
         let _ = writeln!(worst_rows, "</tr>");
     }
-    format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>heatgrid scenario {name}</title>
-<style>body{{font-family:sans-serif;max-width:820px;margin:2em auto;color:#222}}
-table{{border-collapse:collapse;font-size:13px}}td,th{{border:1px solid #ccc;padding:3px 7px;text-align:right}}
-td:first-child,th:first-child{{text-align:left}}svg{{display:block;margin:1.2em 0}}</style></head><body>
-<h1>Scenario {name}</h1>
-<p>{stations} simulated stations ({fleet} fleet), seed {seed}, {hours} h after {warm} h of
-local warm-up and {lead} h under each policy; {dd:.2} heating degree-days (base 18 °C). All figures are the simulator's ground
-truth (heat through the exchangers, indoor temperature, pump speed).</p>
-<p><b>Baseline</b>: every station on its fixed heating curve with its circulation pump at
-constant full speed, no central coordination. <b>local</b>: the same curve, pump at 90 %.
-<b>heatgrid</b>: heatgrid's station controller in the loop through the MQTT contract.
-<b>heatgrid + coordinator</b>: the same with the district coordinator balancing heat per
-design m² across the stations. Savings are per heating degree-day against the baseline and
-count only at equal or better comfort (share of station-time with indoor 18–22 °C).</p>
-<table>{rows}</table>
-{charts}
-<h2>The five stations worst off under the baseline, under each policy</h2>
-<table>{worst_head}
-{worst_rows}</table>
-<p>Made by <code>heatgrid scenario {name} --fleet {fleet} --stations {stations} --hours {hours} --seed {seed} --html FILE</code>.</p>
-</body></html>
-"#,
-        name = r0.scenario.name(),
-        stations = r0.stations.len(),
-        seed = r0.seed,
-        hours = r0.hours,
-        dd = r0.degree_days,
-        fleet = r0.fleet.name(),
-        warm = crate::demo::scenario::WARMUP_H,
-        lead = r0.lead_h,
-        charts = charts.concat(),
-    )
+    (worst_head, worst_rows)
 }
 
 fn esc(s: &str) -> String {
