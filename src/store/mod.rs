@@ -20,6 +20,7 @@ pub mod audit;
 pub mod influx;
 pub mod line_protocol;
 pub mod record;
+mod segment;
 pub mod spool;
 
 use std::path::PathBuf;
@@ -253,24 +254,7 @@ impl Writer {
                 break;
             }
             let depth = self.spool.depth();
-            self.stats
-                .spool_points
-                .store(depth.points, Ordering::Relaxed);
-            self.stats.spool_bytes.store(depth.bytes, Ordering::Relaxed);
-            if last_report.elapsed() >= Duration::from_secs(30)
-                && depth.points > self.cfg.batch_size as u64
-            {
-                last_report = Instant::now();
-                info!(
-                    spool_points = depth.points,
-                    spool_bytes = depth.bytes,
-                    oldest_age_s = age_s(self.stats.spool_oldest_ts_ms.load(Ordering::Relaxed)),
-                    last_write_ms = Stats::get(&self.stats.store_write_us) / 1000,
-                    retries = Stats::get(&self.stats.store_retries),
-                    dead_letters = Stats::get(&self.stats.dead_letters),
-                    "Storage backlog."
-                );
-            }
+            self.note_backlog(depth, &mut last_report);
             let due = depth.points >= write_at
                 || (depth.points > 0
                     && (last_write.elapsed() >= self.cfg.flush_interval || deadline.is_some()));
@@ -290,22 +274,9 @@ impl Writer {
                 }
                 continue;
             }
-            let batch = match reader.next_batch(self.cfg.batch_size, 8 << 20) {
-                Ok(Some(b)) => b,
-                Ok(None) => {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    continue;
-                }
-                Err(e) => {
-                    error!(error = %e, "ALARM cannot read the spool; retrying.");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
+            let Some(batch) = self.read_batch(&mut reader).await else {
+                continue;
             };
-            self.stats.spool_oldest_ts_ms.store(
-                first_ts_ms(&batch.body).unwrap_or(0) as u64,
-                Ordering::Relaxed,
-            );
             match self.deliver(&batch, &stop, deadline).await {
                 Ok(()) => {
                     last_write = Instant::now();
@@ -321,6 +292,51 @@ impl Writer {
         }
         let depth = self.spool.depth();
         info!(left_in_spool = depth.points, "Storage writer stopped.");
+    }
+
+    /// Publishes the spool's depth; every 30 s while more than a batch waits, logs the backlog.
+    fn note_backlog(&self, depth: spool::Depth, last_report: &mut Instant) {
+        self.stats
+            .spool_points
+            .store(depth.points, Ordering::Relaxed);
+        self.stats.spool_bytes.store(depth.bytes, Ordering::Relaxed);
+        if last_report.elapsed() >= Duration::from_secs(30)
+            && depth.points > self.cfg.batch_size as u64
+        {
+            *last_report = Instant::now();
+            info!(
+                spool_points = depth.points,
+                spool_bytes = depth.bytes,
+                oldest_age_s = age_s(self.stats.spool_oldest_ts_ms.load(Ordering::Relaxed)),
+                last_write_ms = Stats::get(&self.stats.store_write_us) / 1000,
+                retries = Stats::get(&self.stats.store_retries),
+                dead_letters = Stats::get(&self.stats.dead_letters),
+                "Storage backlog."
+            );
+        }
+    }
+
+    /// The next batch from the spool, noting its oldest point's age; `None` (after a short
+    /// wait) if there is none yet or the spool cannot be read now.
+    async fn read_batch(&self, reader: &mut spool::Reader) -> Option<Batch> {
+        match reader.next_batch(self.cfg.batch_size, 8 << 20) {
+            Ok(Some(batch)) => {
+                self.stats.spool_oldest_ts_ms.store(
+                    first_ts_ms(&batch.body).unwrap_or(0) as u64,
+                    Ordering::Relaxed,
+                );
+                Some(batch)
+            }
+            Ok(None) => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                None
+            }
+            Err(e) => {
+                error!(error = %e, "ALARM cannot read the spool; retrying.");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                None
+            }
+        }
     }
 
     /// Writes `batch` under the error policy. Returns when every line is either confirmed by
@@ -373,23 +389,7 @@ impl Writer {
                     }
                     Err(e) => {
                         self.stats.store_retries.fetch_add(1, Ordering::Relaxed);
-                        let (delay, what) = match &e {
-                            WriteError::Status {
-                                status: 401 | 403, ..
-                            } => (backoff.next_delay(), "credentials rejected"),
-                            WriteError::Status {
-                                status: 429 | 503,
-                                retry_after: Some(d),
-                                ..
-                            } => (*d, "server asked to retry later"),
-                            WriteError::Status { status: 429, .. } => {
-                                (backoff.next_delay(), "rate limited")
-                            }
-                            WriteError::Status { .. } => (backoff.next_delay(), "server error"),
-                            WriteError::Network(_) => {
-                                (backoff.next_delay(), "database unreachable")
-                            }
-                        };
+                        let (delay, what) = retry_delay(&e, &mut backoff);
                         let n = self
                             .stats
                             .store_write_errors
@@ -450,6 +450,24 @@ impl Writer {
 
 /// Stop asked for, or its sender dropped (the engine handle went away without a shutdown).
 /// The timestamp (last field) of the first line of a batch.
+/// How long to wait before writing again after `e`, and why (for the log): the server's
+/// `Retry-After` on 429/503 when it gives one, else the next backoff step.
+fn retry_delay(e: &WriteError, backoff: &mut Backoff) -> (Duration, &'static str) {
+    match e {
+        WriteError::Status {
+            status: 401 | 403, ..
+        } => (backoff.next_delay(), "credentials rejected"),
+        WriteError::Status {
+            status: 429 | 503,
+            retry_after: Some(d),
+            ..
+        } => (*d, "server asked to retry later"),
+        WriteError::Status { status: 429, .. } => (backoff.next_delay(), "rate limited"),
+        WriteError::Status { .. } => (backoff.next_delay(), "server error"),
+        WriteError::Network(_) => (backoff.next_delay(), "database unreachable"),
+    }
+}
+
 fn first_ts_ms(body: &[u8]) -> Option<i64> {
     let end = body.iter().position(|b| *b == b'\n')?;
     let line = std::str::from_utf8(&body[..end]).ok()?;

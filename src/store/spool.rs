@@ -28,10 +28,14 @@
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+
+use super::segment::{
+    count_lines, open_cursor, read_cursor, repair_tail, seg_path, write_cursor, READ_CHUNK,
+};
 
 /// When appended data is forced to the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,115 +97,6 @@ pub struct Spool {
     pending_points: AtomicU64,
     appended: tokio::sync::Notify,
     wake_at: AtomicU64,
-}
-
-fn seg_path(dir: &Path, id: u64) -> PathBuf {
-    dir.join(format!("seg-{id:016}.lp"))
-}
-
-fn read_cursor(dir: &Path) -> io::Result<Option<(u64, u64)>> {
-    match fs::read_to_string(dir.join("cursor")) {
-        Ok(s) => {
-            let mut it = s.split_whitespace().map(str::parse::<u64>);
-            match (it.next(), it.next(), it.next(), it.next()) {
-                (Some(Ok(seg)), Some(Ok(off)), Some(Ok(check)), None)
-                    if check == cursor_check(seg, off) =>
-                {
-                    Ok(Some((seg, off)))
-                }
-                // The older format, without the check: written by temp file and rename.
-                (Some(Ok(seg)), Some(Ok(off)), None, None) => Ok(Some((seg, off))),
-                _ => {
-                    tracing::warn!(cursor = ?s, dir = %dir.display(),
-                        "Unreadable spool cursor: the spool is written again from its oldest segment.");
-                    Ok(None)
-                }
-            }
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-/// Overwrites the cursor record in place: fixed width, so no older record shows through,
-/// and a check of both numbers, so a record torn by power loss (old digits mixed with new,
-/// which could point past unconfirmed lines) reads as unreadable, not as a wrong position.
-fn write_cursor(file: &File, seg: u64, off: u64) -> io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    let check = cursor_check(seg, off);
-    file.write_all_at(format!("{seg:020} {off:020} {check:020}\n").as_bytes(), 0)
-}
-
-/// A hash of a cursor's two numbers (FNV-1a over their bytes).
-fn cursor_check(seg: u64, off: u64) -> u64 {
-    seg.to_le_bytes()
-        .iter()
-        .chain(&off.to_le_bytes())
-        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
-            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-        })
-}
-
-/// Opens (or creates) `dir/cursor` for in-place updates and records `(seg, off)` in it.
-fn open_cursor(dir: &Path, seg: u64, off: u64) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(dir.join("cursor"))?;
-    write_cursor(&file, seg, off)?;
-    // A record of the older, variable-width format was shorter: nothing to cut, but a file
-    // of any other origin is trimmed to the one record.
-    file.set_len(CURSOR_LEN)?;
-    Ok(file)
-}
-
-/// Bytes read from a segment at a time by [`Reader::next_batch`] (more for a longer line).
-const READ_CHUNK: usize = 256 << 10;
-
-/// Bytes of a cursor record: three 20-digit numbers, two spaces and a newline.
-const CURSOR_LEN: u64 = 63;
-
-/// Cuts a torn last line (a crash in the middle of a write) off `path`; returns the new length.
-fn repair_tail(path: &Path) -> io::Result<u64> {
-    let mut f = OpenOptions::new().read(true).write(true).open(path)?;
-    let len = f.metadata()?.len();
-    if len == 0 {
-        return Ok(0);
-    }
-    // Look back in chunks for the last newline.
-    let mut end = len;
-    let mut buf = vec![0u8; 64 * 1024];
-    while end > 0 {
-        let start = end.saturating_sub(buf.len() as u64);
-        let n = (end - start) as usize;
-        f.seek(SeekFrom::Start(start))?;
-        f.read_exact(&mut buf[..n])?;
-        if let Some(pos) = buf[..n].iter().rposition(|b| *b == b'\n') {
-            let keep = start + pos as u64 + 1;
-            if keep != len {
-                f.set_len(keep)?;
-            }
-            return Ok(keep);
-        }
-        end = start;
-    }
-    f.set_len(0)?;
-    Ok(0)
-}
-
-fn count_lines(path: &Path, from: u64) -> io::Result<u64> {
-    let mut f = File::open(path)?;
-    f.seek(SeekFrom::Start(from))?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0;
-    loop {
-        let r = f.read(&mut buf)?;
-        if r == 0 {
-            return Ok(n);
-        }
-        n += buf[..r].iter().filter(|b| **b == b'\n').count() as u64;
-    }
 }
 
 impl Spool {
@@ -394,6 +289,35 @@ pub struct Reader {
     cursor: File,
 }
 
+/// A segment as the reader finds it: still there (its length, whether appends go to it, the
+/// next one), or gone (confirmed and deleted) with the next one if any.
+enum Located {
+    Here {
+        len: u64,
+        active: bool,
+        next: Option<u64>,
+    },
+    Gone {
+        next: Option<u64>,
+    },
+}
+
+/// The end of the last whole line among the first `room` lines of `chunk` (0: none), and how
+/// many lines that is.
+fn whole_lines(chunk: &[u8], room: usize) -> (usize, usize) {
+    let (mut end, mut found) = (0, 0);
+    for (i, b) in chunk.iter().enumerate() {
+        if found >= room {
+            break;
+        }
+        if *b == b'\n' {
+            found += 1;
+            end = i + 1;
+        }
+    }
+    (end, found)
+}
+
 impl Reader {
     /// Up to `max_lines` lines after the last batch handed out (not necessarily confirmed).
     /// `None` when nothing new is there.
@@ -409,25 +333,14 @@ impl Reader {
         // `max_lines` of it (8 MiB read and zeroed for a 1.2 MB batch).
         let mut chunk_cap = READ_CHUNK;
         loop {
-            let (seg_len, is_active, next_seg) = {
-                let inner = self.spool.lock();
-                let cur = inner.segments.iter().find(|s| s.id == pos.0);
-                let next = inner.segments.iter().find(|s| s.id > pos.0).map(|s| s.id);
-                match cur {
-                    Some(s) => (
-                        s.len,
-                        inner.segments.back().is_some_and(|b| b.id == s.id),
-                        next,
-                    ),
-                    None => match next {
-                        Some(n) => {
-                            pos = (n, 0);
-                            self.file = None;
-                            continue;
-                        }
-                        None => break,
-                    },
+            let (seg_len, is_active, next_seg) = match self.locate(pos.0) {
+                Located::Here { len, active, next } => (len, active, next),
+                Located::Gone { next: Some(n) } => {
+                    pos = (n, 0);
+                    self.file = None;
+                    continue;
                 }
+                Located::Gone { next: None } => break,
             };
             if self.file.is_none() || pos.0 != self.seg {
                 self.file = Some(File::open(seg_path(&self.spool.cfg.dir, pos.0))?);
@@ -443,16 +356,9 @@ impl Reader {
                 let mut chunk = vec![0u8; want];
                 file.read_exact(&mut chunk)?;
                 // Whole lines only, at most max_lines in total.
-                let mut end = 0;
-                for (i, b) in chunk.iter().enumerate() {
-                    if *b == b'\n' {
-                        lines += 1;
-                        end = i + 1;
-                        if lines as usize >= max_lines {
-                            break;
-                        }
-                    }
-                }
+                let room = max_lines.saturating_sub(lines as usize);
+                let (end, found) = whole_lines(&chunk, room);
+                lines += found as u64;
                 if end == 0 && want == chunk_cap && want < remaining && chunk_cap < max_bytes {
                     // A line longer than the chunk: read it again with room for it.
                     chunk_cap *= 2;
@@ -486,6 +392,20 @@ impl Reader {
         }))
     }
 
+    /// Where segment `seg` stands now.
+    fn locate(&self, seg: u64) -> Located {
+        let inner = self.spool.lock();
+        let next = inner.segments.iter().find(|s| s.id > seg).map(|s| s.id);
+        match inner.segments.iter().find(|s| s.id == seg) {
+            Some(s) => Located::Here {
+                len: s.len,
+                active: inner.segments.back().is_some_and(|b| b.id == s.id),
+                next,
+            },
+            None => Located::Gone { next },
+        }
+    }
+
     /// Records that every line up to the end of `batch` is in the database: moves the cursor,
     /// deletes fully confirmed segments.
     pub fn commit(&mut self, batch: &Batch) -> Result<(), SpoolError> {
@@ -513,6 +433,8 @@ impl Reader {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::segment::{cursor_check, CURSOR_LEN};
+    use std::path::Path;
 
     fn cfg(dir: &Path, segment_bytes: u64, max_bytes: u64) -> SpoolConfig {
         SpoolConfig {
