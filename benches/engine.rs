@@ -11,7 +11,7 @@ use heatgrid::config::Config;
 use heatgrid::control::StationController;
 use heatgrid::ingest::decode::{decode, DecodeLimits};
 use heatgrid::ingest::modbus::map::RegisterMap;
-use heatgrid::ingest::modbus::poller::command_value;
+use heatgrid::ingest::modbus::write::command_value;
 use heatgrid::model::{Command, Mode, StationId};
 use heatgrid::store::line_protocol;
 

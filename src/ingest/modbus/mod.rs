@@ -8,3 +8,4 @@
 pub mod map;
 pub mod map_file;
 pub mod poller;
+pub mod write;

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tokio_modbus::client::{Client, Context, Reader, Writer};
+use tokio_modbus::client::{Client, Context, Reader};
 use tokio_modbus::Slave;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -34,7 +34,6 @@ use crate::ingest::decode::{self, DecodeLimits};
 use crate::ingest::slot::{self, ModbusCounters as Counters, StationSlot};
 use crate::model::{Command, StationId};
 use crate::stats::Stats;
-use crate::store::record::Record;
 use crate::store::StoreHandle;
 
 /// One station's Modbus settings, validated.
@@ -53,7 +52,7 @@ pub struct PollerConfig {
 
 /// Why a request failed.
 #[derive(Debug)]
-enum Failure {
+pub(super) enum Failure {
     /// The device answered with a Modbus exception: it refused.
     Exception(String),
     /// No answer in time.
@@ -63,11 +62,11 @@ enum Failure {
 }
 
 impl Failure {
-    fn keeps_connection(&self) -> bool {
+    pub(super) fn keeps_connection(&self) -> bool {
         matches!(self, Failure::Exception(_))
     }
 
-    fn describe(&self, what: &str, timeout: Duration) -> String {
+    pub(super) fn describe(&self, what: &str, timeout: Duration) -> String {
         match self {
             Failure::Exception(e) => format!("device refused {what}: Modbus exception {e}"),
             Failure::Timeout => format!("{what}: no answer within {} ms", timeout.as_millis()),
@@ -76,23 +75,23 @@ impl Failure {
     }
 }
 
-struct Poller {
-    cfg: PollerConfig,
-    plan: Vec<ReadBlock>,
-    slot: Arc<StationSlot>,
-    counters: Arc<Counters>,
-    store: StoreHandle,
-    stats: Arc<Stats>,
-    limits: DecodeLimits,
-    ctx: Option<Context>,
-    backoff: Backoff,
-    reconnect_at: Instant,
+pub(super) struct Poller {
+    pub(super) cfg: PollerConfig,
+    pub(super) plan: Vec<ReadBlock>,
+    pub(super) slot: Arc<StationSlot>,
+    pub(super) counters: Arc<Counters>,
+    pub(super) store: StoreHandle,
+    pub(super) stats: Arc<Stats>,
+    pub(super) limits: DecodeLimits,
+    pub(super) ctx: Option<Context>,
+    pub(super) backoff: Backoff,
+    pub(super) reconnect_at: Instant,
     /// The command not yet delivered, if any.
-    pending: Option<Command>,
+    pub(super) pending: Option<Command>,
     /// How long an undelivered command is retried before it is dropped as too old.
-    retry_for: Duration,
+    pub(super) retry_for: Duration,
     /// The problem last logged, so each change of state is logged once.
-    logged: Option<String>,
+    pub(super) logged: Option<String>,
 }
 
 /// Polls and commands one station until `stop` is cancelled.
@@ -172,7 +171,7 @@ pub async fn run(
 
 impl Poller {
     /// The open connection, connecting first if the backoff allows. `None`: not now.
-    async fn connection(&mut self) -> Option<&mut Context> {
+    pub(super) async fn connection(&mut self) -> Option<&mut Context> {
         if self.ctx.is_none() {
             if Instant::now() < self.reconnect_at {
                 return None;
@@ -193,7 +192,7 @@ impl Poller {
     }
 
     /// Records a failure: counters, state, connection, backoff, one log line per change.
-    fn failed(&mut self, what: &str, f: Failure) {
+    pub(super) fn failed(&mut self, what: &str, f: Failure) {
         match &f {
             Failure::Exception(_) => &self.counters.exceptions,
             Failure::Timeout => &self.counters.timeouts,
@@ -222,7 +221,7 @@ impl Poller {
             .unwrap_or_else(|p| p.into_inner()) = Some(text);
     }
 
-    fn recovered(&mut self) {
+    pub(super) fn recovered(&mut self) {
         self.backoff.reset();
         if self.logged.take().is_some() {
             info!(station = %self.cfg.station, address = %self.cfg.address, "Modbus station answering again.");
@@ -339,110 +338,6 @@ impl Poller {
             }
         }
     }
-
-    /// Writes the pending command; on success it counts as delivered (and acknowledged).
-    async fn write(&mut self) {
-        let Some(cmd) = self.pending.clone() else {
-            return;
-        };
-        let age_ms = crate::clock::now_ms() - cmd.ts;
-        if age_ms > self.retry_for.as_millis() as i64 {
-            warn!(station = %self.cfg.station, seq = cmd.seq, age_ms,
-                "Command could not be written in time; dropped undelivered.");
-            self.pending = None;
-            return;
-        }
-        let runs = match self.cfg.map.write_plan(|f| command_value(&cmd, f)) {
-            Ok(r) => r,
-            Err(e) => {
-                // Not retryable: the same values would fail again.
-                self.counters.write_failures.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .modbus_write_failures
-                    .fetch_add(1, Ordering::Relaxed);
-                self.stats.commands_failed.fetch_add(1, Ordering::Relaxed);
-                warn!(station = %self.cfg.station, seq = cmd.seq, error = %e,
-                    "Command does not fit the register map; not written.");
-                *self
-                    .slot
-                    .ack_error
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = Some(format!("seq {}: {e}", cmd.seq));
-                self.pending = None;
-                return;
-            }
-        };
-        let reused = self.ctx.is_some();
-        let mut result = self.write_all(&runs).await;
-        // As for polls: a connection the PLC closed while idle is replaced at once, once.
-        if reused && matches!(result, Err((_, Failure::Link(_)))) {
-            self.counters.link_failures.fetch_add(1, Ordering::Relaxed);
-            self.ctx = None;
-            result = self.write_all(&runs).await;
-        }
-        match result {
-            Ok(true) => {}
-            Ok(false) => {
-                self.write_failed();
-                return;
-            }
-            Err((what, f)) => {
-                self.failed(&what, f);
-                self.write_failed();
-                return;
-            }
-        }
-        self.pending = None;
-        self.counters.writes_ok.fetch_add(1, Ordering::Relaxed);
-        self.stats.modbus_writes.fetch_add(1, Ordering::Relaxed);
-        self.stats.commands_sent.fetch_add(1, Ordering::Relaxed);
-        self.slot.acked_seq.fetch_max(cmd.seq, Ordering::Relaxed);
-        *self
-            .slot
-            .ack_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = None;
-        self.store.submit(&Record::Command {
-            station: &self.cfg.station,
-            tags: &self.slot.tags,
-            command: &cmd,
-        });
-    }
-
-    /// Writes every run on the open connection (connecting first if allowed). `Ok(false)`:
-    /// no connection this time (backoff running or connect failed, recorded).
-    async fn write_all(&mut self, runs: &[(u16, Vec<u16>)]) -> Result<bool, (String, Failure)> {
-        let timeout = self.cfg.timeout;
-        let single = self.cfg.map.write_function == super::map::WriteFunction::Single;
-        let Some(ctx) = self.connection().await else {
-            return Ok(false);
-        };
-        for (addr, words) in runs {
-            let reply = if single && words.len() == 1 {
-                tokio::time::timeout(timeout, ctx.write_single_register(*addr, words[0])).await
-            } else {
-                tokio::time::timeout(timeout, ctx.write_multiple_registers(*addr, words)).await
-            };
-            let r = match reply {
-                Err(_) => Err(Failure::Timeout),
-                Ok(Err(e)) => Err(Failure::Link(e.to_string())),
-                Ok(Ok(Err(exc))) => Err(Failure::Exception(format!("{exc:?}"))),
-                Ok(Ok(Ok(()))) => Ok(()),
-            };
-            if let Err(f) = r {
-                return Err((format!("write holding {addr}+{}", words.len()), f));
-            }
-        }
-        Ok(true)
-    }
-
-    fn write_failed(&mut self) {
-        self.counters.write_failures.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .modbus_write_failures
-            .fetch_add(1, Ordering::Relaxed);
-        self.stats.commands_failed.fetch_add(1, Ordering::Relaxed);
-    }
 }
 
 async fn connect(address: &str, unit: u8, t: Duration) -> Result<Context, Failure> {
@@ -459,18 +354,4 @@ async fn connect(address: &str, unit: u8, t: Duration) -> Result<Context, Failur
     .await
     .map_err(|_| Failure::Timeout)?
     .map_err(|e| Failure::Link(e.to_string()))
-}
-
-/// The engineering value of command field `field`.
-pub fn command_value(cmd: &Command, field: &str) -> Option<f64> {
-    Some(match field {
-        "supply_setpoint_c" => cmd.supply_setpoint_c,
-        "valve_pct" => cmd.valve_pct,
-        "pump_pct" => cmd.pump_pct,
-        "flow_setpoint_m3h" => cmd.flow_setpoint_m3h,
-        "mode" => RegisterMap::mode_value(cmd.mode),
-        "valid_for_s" => cmd.valid_for_s as f64,
-        "seq" => cmd.seq as f64,
-        _ => return None,
-    })
 }
