@@ -48,45 +48,50 @@ enum Cmd {
     /// coordinator — and compare heat, pump energy and comfort from the simulator's ground
     /// truth.
     #[cfg(feature = "demo")]
-    Scenario {
-        /// winter-day, cold-snap or mild.
-        name: String,
-        #[arg(long, default_value_t = 100)]
-        stations: usize,
-        #[arg(long, default_value_t = 24.0)]
-        hours: f64,
-        /// Hours each policy drives the fleet before the measured hours (the buildings take
-        /// days to follow a policy).
-        #[arg(long, default_value_t = 72.0)]
-        lead_hours: f64,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// A disturbance on the first tenth of the fleet: comms-loss (08:00–14:00),
-        /// sensor-drift (supply sensor +0.5 K/h from 06:00), area-change (+30 % heated area at
-        /// 12:00), undersized-hx (half the exchanger's UA) or gains (3 W/m² internal, sun up to
-        /// 12 W/m² 08:00–16:00).
-        #[arg(long, default_value = "none")]
-        disturbance: String,
-        /// balanced (radiators and buildings as designed) or unbalanced (radiators 75–135 %
-        /// of design, buildings ±5 %: some stations overheat on the common curve, some stay
-        /// cold).
-        #[arg(long, default_value = "balanced")]
-        fleet: String,
-        /// The coordinator aims every station at the heat the weather asks for at this indoor
-        /// temperature (°C); 0 makes it equalise heat per design m² on the district's mean.
-        #[arg(long, default_value_t = 20.0)]
-        indoor_target: f64,
-        /// Let heatgrid see each station's representative indoor temperature (the coordinator
-        /// then steers on it); by default it is withheld, as most stations have no such sensor.
-        #[arg(long)]
-        indoor_sensor: bool,
-        /// Every run with every station's KPIs, as JSON.
-        #[arg(long)]
-        json: bool,
-        /// Also write a self-contained HTML report with charts to this file.
-        #[arg(long)]
-        html: Option<PathBuf>,
-    },
+    Scenario(ScenarioArgs),
+}
+
+/// `heatgrid scenario`'s arguments.
+#[cfg(feature = "demo")]
+#[derive(clap::Args, Debug)]
+struct ScenarioArgs {
+    /// winter-day, cold-snap or mild.
+    name: String,
+    #[arg(long, default_value_t = 100)]
+    stations: usize,
+    #[arg(long, default_value_t = 24.0)]
+    hours: f64,
+    /// Hours each policy drives the fleet before the measured hours (the buildings take
+    /// days to follow a policy).
+    #[arg(long, default_value_t = 72.0)]
+    lead_hours: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// A disturbance on the first tenth of the fleet: comms-loss (08:00–14:00),
+    /// sensor-drift (supply sensor +0.5 K/h from 06:00), area-change (+30 % heated area at
+    /// 12:00), undersized-hx (half the exchanger's UA) or gains (3 W/m² internal, sun up to
+    /// 12 W/m² 08:00–16:00).
+    #[arg(long, default_value = "none")]
+    disturbance: String,
+    /// balanced (radiators and buildings as designed) or unbalanced (radiators 75–135 %
+    /// of design, buildings ±5 %: some stations overheat on the common curve, some stay
+    /// cold).
+    #[arg(long, default_value = "balanced")]
+    fleet: String,
+    /// The coordinator aims every station at the heat the weather asks for at this indoor
+    /// temperature (°C); 0 makes it equalise heat per design m² on the district's mean.
+    #[arg(long, default_value_t = 20.0)]
+    indoor_target: f64,
+    /// Let heatgrid see each station's representative indoor temperature (the coordinator
+    /// then steers on it); by default it is withheld, as most stations have no such sensor.
+    #[arg(long)]
+    indoor_sensor: bool,
+    /// Every run with every station's KPIs, as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Also write a self-contained HTML report with charts to this file.
+    #[arg(long)]
+    html: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -146,52 +151,57 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         #[cfg(feature = "demo")]
         Cmd::Demo(args) => Ok(runtime()?.block_on(heatgrid::demo::run(args))?),
         #[cfg(feature = "demo")]
-        Cmd::Scenario {
-            name,
-            stations,
-            hours,
-            lead_hours,
-            seed,
-            disturbance,
-            fleet,
-            indoor_target,
-            indoor_sensor,
-            json,
-            html,
-        } => {
-            let Some(scenario) = heatgrid_sim::scenario::Scenario::parse(&name) else {
-                anyhow::bail!("unknown scenario {name:?}: winter-day, cold-snap or mild");
-            };
-            let Some(disturbance) = heatgrid_sim::scenario::Disturbance::parse(&disturbance) else {
-                anyhow::bail!(
-                    "unknown disturbance {disturbance:?}: none, comms-loss, sensor-drift, \
-                     area-change, undersized-hx or gains"
-                );
-            };
-            let Some(fleet) = heatgrid_sim::Fleet::parse(&fleet) else {
-                anyhow::bail!("unknown fleet {fleet:?}: balanced or unbalanced");
-            };
-            let mut opts = heatgrid::demo::scenario::Options::new(scenario, stations, hours, seed);
-            opts.disturbance = disturbance;
-            opts.fleet = fleet;
-            opts.coordinator.indoor_target_c = (indoor_target != 0.0).then_some(indoor_target);
-            opts.indoor_sensor = indoor_sensor;
-            opts.lead_h = lead_hours;
-            let runs = heatgrid::demo::scenario::compare(&opts)?;
-            let table = heatgrid::demo::scenario::table(&runs);
-            if json {
-                println!("{}", serde_json::to_string_pretty(&runs)?);
-            } else {
-                print!("{table}");
-            }
-            if let Some(path) = html {
-                std::fs::write(&path, heatgrid::demo::report::html(&runs, &table))
-                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
-                eprintln!("report: {}", path.display());
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Cmd::Scenario(args) => scenario(args),
     }
+}
+
+/// Runs a scenario's four policies and prints (and writes) the comparison.
+#[cfg(feature = "demo")]
+fn scenario(a: ScenarioArgs) -> anyhow::Result<ExitCode> {
+    let ScenarioArgs {
+        name,
+        stations,
+        hours,
+        lead_hours,
+        seed,
+        disturbance,
+        fleet,
+        indoor_target,
+        indoor_sensor,
+        json,
+        html,
+    } = a;
+    let Some(scenario) = heatgrid_sim::scenario::Scenario::parse(&name) else {
+        anyhow::bail!("unknown scenario {name:?}: winter-day, cold-snap or mild");
+    };
+    let Some(disturbance) = heatgrid_sim::scenario::Disturbance::parse(&disturbance) else {
+        anyhow::bail!(
+            "unknown disturbance {disturbance:?}: none, comms-loss, sensor-drift, \
+             area-change, undersized-hx or gains"
+        );
+    };
+    let Some(fleet) = heatgrid_sim::Fleet::parse(&fleet) else {
+        anyhow::bail!("unknown fleet {fleet:?}: balanced or unbalanced");
+    };
+    let mut opts = heatgrid::demo::scenario::Options::new(scenario, stations, hours, seed);
+    opts.disturbance = disturbance;
+    opts.fleet = fleet;
+    opts.coordinator.indoor_target_c = (indoor_target != 0.0).then_some(indoor_target);
+    opts.indoor_sensor = indoor_sensor;
+    opts.lead_h = lead_hours;
+    let runs = heatgrid::demo::scenario::compare(&opts)?;
+    let table = heatgrid::demo::scenario::table(&runs);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+    } else {
+        print!("{table}");
+    }
+    if let Some(path) = html {
+        std::fs::write(&path, heatgrid::demo::report::html(&runs, &table))
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
+        eprintln!("report: {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
