@@ -95,58 +95,13 @@ async fn main() -> std::process::ExitCode {
         return run_scenario(&a, scenario, hours);
     }
     if let Some(hours) = a.offline_hours {
-        let cfg = SimConfig {
-            stations: a.stations,
-            seed: a.seed,
-            telemetry_period_s: a.telemetry_period_s,
-            outdoor_mean_c: a.outdoor_mean_c,
-            outdoor_amplitude_k: a.outdoor_amplitude_k,
-            warmup_h: a.warmup_h,
-            ..SimConfig::default()
-        };
-        let t0 = std::time::Instant::now();
-        let run = cfg.run_offline(hours);
-        let wall = t0.elapsed().as_secs_f64();
-        println!(
-            "{} stations, {hours} h simulated (+{} h warm-up) in {wall:.2} s wall: {} station-steps, \
-             {} telemetry payloads ({} bytes), {:.0}x real time",
-            a.stations,
-            a.warmup_h,
-            run.station_steps,
-            run.messages,
-            run.payload_bytes,
-            (hours + a.warmup_h) * 3600.0 / wall
-        );
-        return std::process::ExitCode::SUCCESS;
+        return run_offline(&a, hours);
     }
-    let modbus = match (a.modbus_base_port, &a.modbus_map) {
-        (None, _) => None,
-        (Some(port), path) => {
-            let map = match path {
-                Some(p) => match std::fs::read_to_string(p) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        eprintln!("heatgrid-sim: cannot read {}: {e}", p.display());
-                        return std::process::ExitCode::from(2);
-                    }
-                },
-                None => heatgrid_sim::DEFAULT_MAP.to_owned(),
-            };
-            Some(heatgrid_sim::SimModbus {
-                host: a.host.clone(),
-                base_port: port,
-                map,
-                faults: a
-                    .modbus_dead
-                    .iter()
-                    .map(|id| (id.clone(), heatgrid_sim::ModbusFault::Dead))
-                    .chain(
-                        a.modbus_refuse
-                            .iter()
-                            .map(|id| (id.clone(), heatgrid_sim::ModbusFault::Refuse)),
-                    )
-                    .collect(),
-            })
+    let modbus = match modbus_settings(&a) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("heatgrid-sim: {e}");
+            return std::process::ExitCode::from(2);
         }
     };
     let sim = spawn(SimConfig {
@@ -188,7 +143,67 @@ async fn main() -> std::process::ExitCode {
             }
         }
     }
-    let snap = sim.stop().await;
+    print_fleet(&sim.stop().await);
+    std::process::ExitCode::SUCCESS
+}
+
+/// `--offline-hours` without a scenario: the fleet at full speed, no I/O, timed.
+fn run_offline(a: &Args, hours: f64) -> std::process::ExitCode {
+    let cfg = SimConfig {
+        stations: a.stations,
+        seed: a.seed,
+        telemetry_period_s: a.telemetry_period_s,
+        outdoor_mean_c: a.outdoor_mean_c,
+        outdoor_amplitude_k: a.outdoor_amplitude_k,
+        warmup_h: a.warmup_h,
+        ..SimConfig::default()
+    };
+    let t0 = std::time::Instant::now();
+    let run = cfg.run_offline(hours);
+    let wall = t0.elapsed().as_secs_f64();
+    println!(
+        "{} stations, {hours} h simulated (+{} h warm-up) in {wall:.2} s wall: {} station-steps, \
+         {} telemetry payloads ({} bytes), {:.0}x real time",
+        a.stations,
+        a.warmup_h,
+        run.station_steps,
+        run.messages,
+        run.payload_bytes,
+        (hours + a.warmup_h) * 3600.0 / wall
+    );
+    std::process::ExitCode::SUCCESS
+}
+
+/// `--modbus-base-port`: the stations as Modbus TCP PLCs with the given (or shipped) map and
+/// the faults asked for.
+fn modbus_settings(a: &Args) -> Result<Option<heatgrid_sim::SimModbus>, String> {
+    let Some(port) = a.modbus_base_port else {
+        return Ok(None);
+    };
+    let map = match &a.modbus_map {
+        Some(p) => {
+            std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?
+        }
+        None => heatgrid_sim::DEFAULT_MAP.to_owned(),
+    };
+    let dead = a
+        .modbus_dead
+        .iter()
+        .map(|id| (id.clone(), heatgrid_sim::ModbusFault::Dead));
+    let refuse = a
+        .modbus_refuse
+        .iter()
+        .map(|id| (id.clone(), heatgrid_sim::ModbusFault::Refuse));
+    Ok(Some(heatgrid_sim::SimModbus {
+        host: a.host.clone(),
+        base_port: port,
+        map,
+        faults: dead.chain(refuse).collect(),
+    }))
+}
+
+/// The fleet at the end of a live run, one row per station.
+fn print_fleet(snap: &[heatgrid_sim::StationView]) {
     println!(
         "{:<10} {:>8} {:>8} {:>8} {:>7} {:>7} {:>8}",
         "station", "supply", "return", "indoor", "valve", "pump", "control"
@@ -209,7 +224,6 @@ async fn main() -> std::process::ExitCode {
             }
         );
     }
-    std::process::ExitCode::SUCCESS
 }
 
 /// `--scenario`: the scenario under local control and under the baseline, KPIs side by side.
