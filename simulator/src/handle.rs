@@ -4,8 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rand::Rng;
-use rumqttc::{AsyncClient, MqttOptions, QoS};
+use rumqttc::{AsyncClient, QoS};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -61,21 +60,7 @@ pub async fn spawn(cfg: SimConfig) -> SimHandle {
     };
     let over_modbus = cfg.modbus.is_some();
 
-    let mut opts = MqttOptions::new(
-        format!(
-            "heatgrid-sim-{}-{}",
-            std::process::id(),
-            rand::rng().random::<u32>()
-        ),
-        &cfg.host,
-        cfg.port,
-    );
-    opts.set_keep_alive(Duration::from_secs(30));
-    opts.set_inflight(20);
-    let mut net = rumqttc::NetworkOptions::new();
-    net.set_tcp_nodelay(true);
-    let (client, mut el) = AsyncClient::new(opts, 100_000);
-    el.set_network_options(net);
+    let (client, el) = live::client(&cfg);
     let (stop, stop_rx) = watch::channel(false);
 
     let prefix = cfg.topic_prefix.clone();

@@ -4,12 +4,31 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, Incoming, Outgoing, QoS};
+use rand::Rng;
+use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, Outgoing, QoS};
 use tokio::sync::watch;
 use tracing::warn;
 
 use crate::shared::{now_ms, Shared};
 use crate::{station, SimConfig};
+
+/// The simulator's MQTT client (a unique client id per run, no Nagle, a deep request queue:
+/// a whole fleet's telemetry of one step is queued at once).
+pub(crate) fn client(cfg: &SimConfig) -> (AsyncClient, rumqttc::EventLoop) {
+    let id = format!(
+        "heatgrid-sim-{}-{}",
+        std::process::id(),
+        rand::rng().random::<u32>()
+    );
+    let mut opts = MqttOptions::new(id, &cfg.host, cfg.port);
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_inflight(20);
+    let mut net = rumqttc::NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    let (client, mut el) = AsyncClient::new(opts, 100_000);
+    el.set_network_options(net);
+    (client, el)
+}
 
 /// The simulator's MQTT side: on every ConnAck subscribes to the commands and announces each
 /// station online; hands each command to its station and answers on `…/ack`. Ends on the
