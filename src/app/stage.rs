@@ -93,3 +93,54 @@ pub fn spawn_dedicated(
         let _ = finished.await;
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stage_stops_its_tasks_and_reports_one_that_ignores_the_token() {
+        let prompt = Stage::new("prompt");
+        let token = prompt.token();
+        prompt.spawn(async move { token.cancelled().await });
+        assert!(
+            prompt.stop(Duration::from_secs(5)).await,
+            "stops on the token"
+        );
+
+        let late = Stage::new("late");
+        let (_keep, never) = tokio::sync::oneshot::channel::<()>();
+        late.spawn(async move {
+            let _ = never.await; // ignores the token
+        });
+        assert!(
+            !late.stop(Duration::from_millis(50)).await,
+            "a task that does not stop within the grace is reported"
+        );
+    }
+
+    #[tokio::test]
+    async fn wait_does_not_cancel_and_track_counts_a_thread() {
+        let s = Stage::new("mqtt");
+        let token = s.token();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        s.spawn(async move {
+            let _ = done_rx.await;
+        });
+        assert!(!s.wait(Duration::from_millis(20)).await);
+        assert!(!token.is_cancelled(), "wait only waits");
+        let _ = done_tx.send(());
+        assert!(s.wait(Duration::from_secs(5)).await);
+
+        let t = Stage::new("storage");
+        let finished = spawn_dedicated("test-thread", async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        })
+        .unwrap();
+        t.track(finished);
+        assert!(
+            t.wait(Duration::from_secs(5)).await,
+            "the thread's end is awaited"
+        );
+    }
+}

@@ -133,3 +133,126 @@ impl Dispatcher {
             }));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::mqtt;
+    use crate::model::Mode;
+    use crate::store::spool::{FsyncPolicy, Spool, SpoolConfig};
+
+    fn command(seq: u64) -> Command {
+        Command {
+            seq,
+            ts: 1_764_262_805_000,
+            mode: Mode::Auto,
+            supply_setpoint_c: 53.0,
+            valve_pct: 43.5,
+            pump_pct: 76.0,
+            flow_setpoint_m3h: 236.0,
+            valid_for_s: 300,
+            epoch: None,
+        }
+    }
+
+    /// A dispatcher over an MQTT station `m` and a Modbus station `p`, seq state in `seq_dir`,
+    /// storage in `spool_dir`. The MQTT client is never polled: a publish is only queued.
+    fn dispatcher(
+        seq_dir: &std::path::Path,
+        spool_dir: &std::path::Path,
+    ) -> (
+        Dispatcher,
+        watch::Receiver<Option<Command>>,
+        Arc<Spool>,
+        mqtt::EventLoop,
+    ) {
+        let cfg =
+            crate::config::Config::parse("[[station]]\nid = \"m\"\nheated_area_m2 = 1\n", &|_| {
+                None
+            })
+            .unwrap();
+        // The event loop is kept (not polled): while it lives, a publish is queued.
+        let (link, el) = mqtt::connect(&cfg.mqtt, "dispatch-test", None);
+        let spool = Spool::open(SpoolConfig {
+            dir: spool_dir.to_path_buf(),
+            segment_bytes: 1 << 20,
+            max_bytes: 1 << 30,
+            fsync: FsyncPolicy::Never,
+        })
+        .unwrap();
+        let stats = Arc::new(Stats::default());
+        let (tx, rx) = watch::channel(None);
+        let route = |id: &str, modbus| Route {
+            id: StationId::new(id).unwrap(),
+            tags: BTreeMap::new(),
+            topic: format!("heating/station/{id}/command"),
+            modbus,
+        };
+        let d = Dispatcher::new(
+            vec![route("m", None), route("p", Some(tx))],
+            link,
+            SeqStore::open(seq_dir, FsyncPolicy::Always).unwrap(),
+            300,
+            StoreHandle::new(spool.clone(), stats.clone()),
+            stats,
+        );
+        (d, rx, spool, el)
+    }
+
+    #[tokio::test]
+    async fn numbers_are_on_disk_before_commands_go_out_and_only_sent_ones_are_stored() {
+        let (seq_dir, spool_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (mut d, rx, spool, _el) = dispatcher(seq_dir.path(), spool_dir.path());
+        let (a, b) = (d.next_seq(0), d.next_seq(1));
+        d.send(vec![
+            Outgoing {
+                station: 0,
+                command: command(a),
+                accepted_us: None,
+            },
+            Outgoing {
+                station: 1,
+                command: command(b),
+                accepted_us: Some(mono_us()),
+            },
+        ]);
+        // Both numbers are durable: a restart continues after them.
+        let again = SeqStore::open(seq_dir.path(), FsyncPolicy::Always).unwrap();
+        assert_eq!(again.last(&StationId::new("m").unwrap()), 1);
+        assert_eq!(again.last(&StationId::new("p").unwrap()), 1);
+        // MQTT: queued, counted and stored; Modbus: handed to the poller, which stores it
+        // once the device confirmed.
+        assert_eq!(Stats::get(&d.stats.commands_sent), 1);
+        assert_eq!(spool.depth().points, 1);
+        assert_eq!(rx.borrow().as_ref().map(|c| c.seq), Some(1));
+        assert_eq!(d.stats.control_latency.count(), 1);
+    }
+
+    #[tokio::test]
+    async fn nothing_goes_out_when_the_numbers_cannot_be_persisted() {
+        let (seq_dir, spool_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (mut d, rx, spool, _el) = dispatcher(seq_dir.path(), spool_dir.path());
+        // The data directory disappears under the engine: the number log cannot be written.
+        std::fs::remove_dir_all(seq_dir.path()).unwrap();
+        let seq = d.next_seq(0);
+        let p = d.next_seq(1);
+        d.send(vec![
+            Outgoing {
+                station: 0,
+                command: command(seq),
+                accepted_us: None,
+            },
+            Outgoing {
+                station: 1,
+                command: command(p),
+                accepted_us: None,
+            },
+        ]);
+        assert_eq!(Stats::get(&d.stats.commands_sent), 0);
+        assert_eq!(spool.depth().points, 0);
+        assert!(
+            rx.borrow().is_none(),
+            "no command handed to the Modbus poller"
+        );
+    }
+}
