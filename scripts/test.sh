@@ -2,7 +2,8 @@
 # Every check and test of heatgrid, on a fresh machine: the README's test command.
 #
 # 1. Installs what the tests need when it is missing: mosquitto and VictoriaMetrics (Debian
-#    packages; VictoriaMetrics accepts the InfluxDB v2 write API) and a Python virtualenv with
+#    packages; VictoriaMetrics accepts the InfluxDB v2 write API), etcd (cluster tests) and
+#    protoc (etcd-client's build) and a Python virtualenv with
 #    paho-mqtt and pymodbus for the independent peers (tests/peers/station.py, plc.py), and
 #    Debian's mbpoll (a Modbus master we did not write).
 # 2. Runs cargo fmt --check, the import-cycle check (scripts/check-cycles.py), clippy
@@ -21,6 +22,12 @@ command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
 command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v mbpoll >/dev/null 2>&1 || missing+=(mbpoll)
+# etcd for the cluster tests; protoc and the well-known .proto files for etcd-client's build
+# (protobuf-compiler alone, without recommends, lacks google/protobuf/descriptor.proto).
+command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+[ -f /usr/include/google/protobuf/descriptor.proto ] || missing+=(libprotobuf-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   log "Installing ${missing[*]} (Debian packages)"
   SUDO=""

@@ -1,9 +1,12 @@
-//! Several instances sharing one fleet: the pieces that need no coordination service.
+//! Several instances sharing one fleet (issue 15): the building blocks, not yet wired into
+//! the engine.
 //!
 //! Where it sits: beside the stages, used by none of them yet. [`partition`] says which
-//! partition a station is in and which instances should own a partition. The ownership
-//! itself (etcd leases and elections, the fencing epoch on every command, one MQTT session per
-//! partition) is the cluster issue's next step and is not here yet: without a `[cluster]`
-//! table heatgrid runs as a single instance, as it always has.
+//! partition a station is in and which instances should own a partition (pure);
+//! [`membership`] is an instance's etcd lease and member key, and the fence that stops it
+//! commanding before its lease can expire. Partition ownership (etcd elections, the fencing
+//! epoch on every command, one MQTT session per partition) is the next step: without a
+//! `[cluster]` table heatgrid runs as a single instance, as it always has.
 
+pub mod membership;
 pub mod partition;

@@ -5,6 +5,7 @@
 mod alarms;
 mod cli;
 mod closed_loop;
+mod cluster;
 mod coordinator;
 mod durability;
 mod fault_http;

@@ -46,7 +46,7 @@ fn wait_for_port(port: u16, what: &str) {
 pub struct Proc {
     pub child: Child,
     pub port: u16,
-    _dir: Option<tempfile::TempDir>,
+    pub _dir: Option<tempfile::TempDir>,
 }
 
 impl Proc {

@@ -1,0 +1,308 @@
+//! One instance's membership in a cluster: its etcd lease, its member key, and its fence.
+//!
+//! Where it sits: under the partition ownership that comes next (issue 15). An instance joins
+//! once: the partition count is stored in etcd at the first start and every later instance
+//! must agree; its member key `heatgrid/members/{name}` lives on its own lease (a second
+//! instance under the same name is refused); a task renews the lease every fifth of its TTL.
+//! The [`Fence`] is the instant past which the instance must not command anything: the send
+//! time of the last keepalive etcd answered, plus the TTL, minus a margin (a fifth of the
+//! TTL). etcd never expires a lease sooner than its TTL after the last renewal it received,
+//! so an instance that stops renewing — stalled, cut off from etcd, or etcd without quorum —
+//! has stopped commanding before another one can be given its stations.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use etcd_client::{Client, Compare, CompareOp, ConnectOptions, PutOptions, Txn, TxnOp};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+/// Where an instance finds the cluster, and who it is in it.
+#[derive(Debug, Clone)]
+pub struct MemberSettings {
+    /// etcd client URLs (`http://host:port`).
+    pub endpoints: Vec<String>,
+    /// Unique among the instances.
+    pub name: String,
+    pub partitions: u32,
+    pub lease_ttl: Duration,
+    /// Where the other instances reach this one's API.
+    pub api_addr: String,
+    /// etcd user and password, if etcd has authentication on.
+    pub credentials: Option<(String, String)>,
+}
+
+/// Why an instance could not join.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("etcd: {0}")]
+    Etcd(#[from] etcd_client::Error),
+    #[error(
+        "another running instance is already a member named {0:?}: give each instance its own name"
+    )]
+    NameTaken(String),
+    #[error(
+        "the cluster was created with {stored} partitions and this instance is configured with \
+         {ours}: the partition count cannot be changed by restarting an instance"
+    )]
+    Partitions { stored: String, ours: u32 },
+    #[error("lease_ttl must be at least 2 s, got {0:?}")]
+    Ttl(Duration),
+}
+
+/// Keys in etcd.
+pub const PARTITIONS_KEY: &str = "heatgrid/config/partitions";
+pub const MEMBERS_PREFIX: &str = "heatgrid/members/";
+
+/// The instant past which this instance must not command: moved forward by every renewal
+/// etcd confirms. Cheap to clone and to check.
+#[derive(Debug, Clone)]
+pub struct Fence(Arc<Mutex<Instant>>);
+
+impl Fence {
+    /// Until when commanding is allowed.
+    pub fn deadline(&self) -> Instant {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether commanding is allowed now.
+    pub fn holds(&self) -> bool {
+        Instant::now() < self.deadline()
+    }
+
+    fn extend_to(&self, t: Instant) {
+        let mut d = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        *d = (*d).max(t);
+    }
+}
+
+/// A joined instance.
+pub struct Membership {
+    client: Client,
+    lease: i64,
+    name: String,
+    fence: Fence,
+    renewals: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Membership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Membership")
+            .field("name", &self.name)
+            .field("lease", &self.lease)
+            .field("fence", &self.fence)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Membership {
+    /// Joins the cluster (see the module docs). Fails without retrying: the caller decides
+    /// when to try again.
+    pub async fn join(s: &MemberSettings) -> Result<Self, JoinError> {
+        if s.lease_ttl < Duration::from_secs(2) {
+            return Err(JoinError::Ttl(s.lease_ttl));
+        }
+        let mut opts = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(2))
+            .with_timeout(s.lease_ttl / 5);
+        if let Some((user, password)) = &s.credentials {
+            opts = opts.with_user(user, password);
+        }
+        let mut client = Client::connect(&s.endpoints, Some(opts)).await?;
+        agree_on_partitions(&mut client, s.partitions).await?;
+        let ttl = s.lease_ttl;
+        let sent = Instant::now();
+        let lease = client
+            .lease_grant(ttl.as_secs().max(2) as i64, None)
+            .await?
+            .id();
+        let fence = Fence(Arc::new(Mutex::new(sent + ttl - margin(ttl))));
+        let key = format!("{MEMBERS_PREFIX}{}", s.name);
+        let registered = client
+            .txn(
+                Txn::new()
+                    .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
+                    .and_then([TxnOp::put(
+                        key,
+                        s.api_addr.clone(),
+                        Some(PutOptions::new().with_lease(lease)),
+                    )]),
+            )
+            .await?
+            .succeeded();
+        if !registered {
+            let _ = client.lease_revoke(lease).await;
+            return Err(JoinError::NameTaken(s.name.clone()));
+        }
+        let renewals = tokio::spawn(renew(client.clone(), lease, ttl, fence.clone()));
+        info!(name = %s.name, lease, ttl_s = ttl.as_secs(), "Joined the cluster.");
+        Ok(Self {
+            client,
+            lease,
+            name: s.name.clone(),
+            fence,
+            renewals,
+        })
+    }
+
+    pub fn fence(&self) -> Fence {
+        self.fence.clone()
+    }
+
+    /// The lease every key of this instance lives on.
+    pub fn lease(&self) -> i64 {
+        self.lease
+    }
+
+    /// Every member now: (name, API address), by name.
+    pub async fn members(&mut self) -> Result<Vec<(String, String)>, etcd_client::Error> {
+        members(&mut self.client).await
+    }
+
+    /// Leaves at once: the lease is revoked, so the member key (and anything else on the
+    /// lease) is gone now, not after the TTL. Tried up to five times, 100 ms apart (a request
+    /// may land on a dead etcd node); if every try fails the lease expires after its TTL.
+    pub async fn leave(mut self) -> Result<(), etcd_client::Error> {
+        self.renewals.abort();
+        self.fence.0.lock().map(|mut d| *d = Instant::now()).ok();
+        let mut tries = 0;
+        loop {
+            match self.client.lease_revoke(self.lease).await {
+                Ok(_) => break,
+                Err(e) if tries >= 4 => return Err(e),
+                Err(_) => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        info!(name = %self.name, "Left the cluster.");
+        Ok(())
+    }
+
+    /// Stops renewing without telling etcd, as a dead or stalled instance would: the fence
+    /// runs out, then etcd expires the lease.
+    pub fn abandon(self) {
+        self.renewals.abort();
+    }
+}
+
+/// The members registered now: (name, API address), by name.
+pub async fn members(client: &mut Client) -> Result<Vec<(String, String)>, etcd_client::Error> {
+    let resp = client
+        .get(
+            MEMBERS_PREFIX,
+            Some(etcd_client::GetOptions::new().with_prefix()),
+        )
+        .await?;
+    let mut out: Vec<(String, String)> = resp
+        .kvs()
+        .iter()
+        .filter_map(|kv| {
+            let name = kv.key_str().ok()?.strip_prefix(MEMBERS_PREFIX)?;
+            Some((name.to_owned(), kv.value_str().unwrap_or("").to_owned()))
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// The fence's margin under the TTL: a fifth of it (2 s at the default 10 s), for clock-rate
+/// differences and the time a renewal takes.
+fn margin(ttl: Duration) -> Duration {
+    ttl / 5
+}
+
+/// Stores `partitions` if the cluster has no count yet, else checks it is the same.
+async fn agree_on_partitions(client: &mut Client, partitions: u32) -> Result<(), JoinError> {
+    let ours = partitions.to_string();
+    let resp = client
+        .txn(
+            Txn::new()
+                .when([Compare::create_revision(
+                    PARTITIONS_KEY,
+                    CompareOp::Equal,
+                    0,
+                )])
+                .and_then([TxnOp::put(PARTITIONS_KEY, ours.clone(), None)])
+                .or_else([TxnOp::get(PARTITIONS_KEY, None)]),
+        )
+        .await?;
+    if resp.succeeded() {
+        return Ok(());
+    }
+    let stored = resp
+        .op_responses()
+        .into_iter()
+        .find_map(|r| match r {
+            etcd_client::TxnOpResponse::Get(g) => g
+                .kvs()
+                .first()
+                .and_then(|kv| kv.value_str().ok().map(str::to_owned)),
+            _ => None,
+        })
+        .unwrap_or_default();
+    if stored == ours {
+        Ok(())
+    } else {
+        Err(JoinError::Partitions {
+            stored,
+            ours: partitions,
+        })
+    }
+}
+
+/// How soon a failed renewal is tried again.
+const RETRY: Duration = Duration::from_millis(100);
+
+/// Renews `lease` every fifth of its TTL; each renewal etcd confirms moves the fence to its
+/// send time + TTL − margin. A failure is logged once per change of state and retried after
+/// [`RETRY`] on a new keepalive stream; a lease etcd says has expired ends the task, and
+/// the fence stays where it was, in the past soon.
+async fn renew(mut client: Client, lease: i64, ttl: Duration, fence: Fence) {
+    let every = (ttl / 5).max(Duration::from_millis(200));
+    let mut stream = None;
+    let mut failing = false;
+    let mut next = Instant::now() + every;
+    loop {
+        tokio::time::sleep_until(next).await;
+        // After a failure, try again soon: the next request may reach a live etcd node.
+        next = Instant::now() + RETRY;
+        let sent = Instant::now();
+        let round = async {
+            if stream.is_none() {
+                stream = Some(client.lease_keep_alive(lease).await?);
+            }
+            let (keeper, responses) = stream.as_mut().expect("opened above");
+            keeper.keep_alive().await?;
+            responses.message().await
+        };
+        match tokio::time::timeout(every, round).await {
+            Ok(Ok(Some(r))) if r.ttl() > 0 => {
+                fence.extend_to(sent + ttl - margin(ttl));
+                next = sent + every;
+                if failing {
+                    info!(lease, "Cluster lease renewed again.");
+                    failing = false;
+                }
+            }
+            Ok(Ok(Some(_))) => {
+                warn!(lease, "Cluster lease expired: this instance is fenced.");
+                return;
+            }
+            other => {
+                if !failing {
+                    let error = match other {
+                        Ok(Err(e)) => e.to_string(),
+                        Ok(Ok(None)) => "keepalive stream closed".into(),
+                        _ => "no answer in time".into(),
+                    };
+                    warn!(lease, %error, "Cannot renew the cluster lease; retrying. Commands stop when the fence runs out.");
+                    failing = true;
+                }
+                stream = None;
+            }
+        }
+    }
+}
