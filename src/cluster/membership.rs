@@ -155,6 +155,16 @@ impl Membership {
         self.lease
     }
 
+    /// This instance's name in the cluster.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The etcd client (for the partition elections).
+    pub(super) fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
     /// Every member now: (name, API address), by name.
     pub async fn members(&mut self) -> Result<Vec<(String, String)>, etcd_client::Error> {
         members(&mut self.client).await

@@ -239,3 +239,71 @@ async fn a_killed_etcd_leader_costs_no_membership() {
     assert_eq!(members[0].0, "a");
     m.leave().await.unwrap();
 }
+
+#[tokio::test]
+async fn partition_leadership_passes_on_with_a_growing_epoch() {
+    let etcd = Etcd::start();
+    etcd.leader().await;
+    let mut a = Membership::join(&settings(&etcd, "a", 16, 3))
+        .await
+        .unwrap();
+    let b = Membership::join(&settings(&etcd, "b", 16, 3))
+        .await
+        .unwrap();
+    let first = a.campaign(7).await.unwrap();
+    assert_eq!(
+        a.leader_of(7).await.unwrap(),
+        Some(("a".into(), first.epoch))
+    );
+    assert_eq!(
+        a.leader_of(8).await.unwrap(),
+        None,
+        "nobody leads partition 8"
+    );
+    // b waits as the standby while a leads.
+    let standby = tokio::spawn(async move {
+        let mut b = b;
+        let o = b.campaign(7).await;
+        (b, o)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!standby.is_finished(), "one leader at a time");
+    // A planned handover: a resigns, b leads at once with a higher epoch.
+    let resigned = Instant::now();
+    a.resign(first.clone()).await.unwrap();
+    let (b, second) = tokio::time::timeout(Duration::from_secs(5), standby)
+        .await
+        .expect("the standby leads after the resignation")
+        .unwrap();
+    let second = second.unwrap();
+    let handover = resigned.elapsed();
+    assert!(
+        handover < Duration::from_secs(1),
+        "handover took {handover:?}"
+    );
+    assert!(second.epoch > first.epoch);
+    // A death: a waits again, b stops renewing; a leads once b's lease expired.
+    let again = tokio::spawn(async move {
+        let o = a.campaign(7).await;
+        (a, o)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let died = Instant::now();
+    b.abandon();
+    let (a, third) = tokio::time::timeout(Duration::from_secs(10), again)
+        .await
+        .expect("the standby leads once the dead leader's lease expired")
+        .unwrap();
+    let third = third.unwrap();
+    let takeover = died.elapsed();
+    assert!(
+        takeover >= Duration::from_secs(2) && takeover < Duration::from_secs(6),
+        "takeover after {takeover:?} at TTL 3 s"
+    );
+    assert!(third.epoch > second.epoch, "epochs never go back");
+    eprintln!(
+        "partition 7: epochs {} -> {} -> {}, planned handover {handover:?}, takeover after a death {takeover:?} (TTL 3 s)",
+        first.epoch, second.epoch, third.epoch
+    );
+    a.leave().await.unwrap();
+}
