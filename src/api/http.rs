@@ -7,7 +7,6 @@
 //! time. `viewer` tokens read; `operator` tokens also change. Documented in `docs/api.md`.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -15,39 +14,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::auth::{authorize, ApiError, ApiToken, Role};
+use super::auth::{authorize, ApiError, Role};
+use super::changes::{ack_alarm, group_change, set_curve, set_mode, set_supply};
+use super::ApiState;
 use crate::clock::now_ms;
-use crate::control::change::{Change, ChangeError, Inbox};
 use crate::control::status::StationStatus;
-use crate::control::StationParams;
 use crate::model::Mode;
-use crate::model::StationId;
 use crate::stats::Stats;
-use crate::store::spool::Spool;
-
-/// What the handlers share.
-#[derive(Debug, Clone)]
-pub struct ApiState {
-    pub status: watch::Receiver<Arc<Vec<StationStatus>>>,
-    pub stats: Arc<Stats>,
-    pub spool: Arc<Spool>,
-    pub changes: Inbox,
-    pub tokens: Arc<Vec<ApiToken>>,
-    pub alarms: watch::Receiver<Arc<crate::alarms::AlarmView>>,
-    pub stations: Arc<Vec<StationInfo>>,
-}
-
-/// What the API knows of a configured station beyond its status: its static tags (group
-/// changes) and its controller's limits (the station view).
-#[derive(Debug, Clone)]
-pub struct StationInfo {
-    pub id: StationId,
-    pub tags: std::collections::BTreeMap<String, String>,
-    pub params: StationParams,
-}
 
 /// Binds `addr` and serves until `stop` is cancelled. Returns the bound address (port 0 works).
 pub async fn serve(
@@ -237,29 +212,6 @@ async fn station(
     Ok(Json(v))
 }
 
-async fn apply(
-    st: &ApiState,
-    headers: &HeaderMap,
-    id: &str,
-    change: Change,
-) -> Result<Json<Value>, ApiError> {
-    let user = authorize(&st.tokens, headers, Role::Operator)?;
-    match st.changes.send(id, change, &user).await {
-        Ok(applied) => Ok(Json(json!({ "applied": applied }))),
-        Err(e) => {
-            let code = match e {
-                ChangeError::UnknownStation(_) | ChangeError::UnknownAlarm(_) => {
-                    StatusCode::NOT_FOUND
-                }
-                ChangeError::Limit(_) => StatusCode::UNPROCESSABLE_ENTITY,
-                ChangeError::Invalid(_) => StatusCode::BAD_REQUEST,
-                ChangeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            };
-            Err(ApiError(code, e.to_string()))
-        }
-    }
-}
-
 async fn metrics(State(st): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
     authorize(&st.tokens, &headers, Role::Viewer)?;
     let registry = crate::api::metrics::registry(
@@ -285,147 +237,4 @@ async fn alarms(State(st): State<ApiState>, headers: HeaderMap) -> Result<Json<V
     Ok(Json(
         json!({ "active": view.active, "recent": view.recent }),
     ))
-}
-
-async fn ack_alarm(
-    State(st): State<ApiState>,
-    headers: HeaderMap,
-    Path(id): Path<u64>,
-) -> Result<Json<Value>, ApiError> {
-    apply(&st, &headers, "", Change::AckAlarm { id }).await
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SupplyBody {
-    offset_k: Option<f64>,
-    fixed_c: Option<f64>,
-    expires_in_s: Option<f64>,
-    #[serde(default)]
-    clear_fixed: bool,
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CurveBody {
-    points: Vec<[f64; 2]>,
-}
-
-async fn set_curve(
-    State(st): State<ApiState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    raw: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
-    authorize(&st.tokens, &headers, Role::Operator)?;
-    let b: CurveBody = body(&raw)?;
-    apply(&st, &headers, &id, Change::Curve { points: b.points }).await
-}
-
-/// The same change for every station whose static tag `key` is `value` (e.g. a district).
-/// Each station is checked against its own limits: the answer lists what was applied and
-/// what was refused.
-async fn group_change(
-    State(st): State<ApiState>,
-    headers: HeaderMap,
-    Path((key, value, what)): Path<(String, String, String)>,
-    raw: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
-    let user = authorize(&st.tokens, &headers, Role::Operator)?;
-    let change = match what.as_str() {
-        "supply" => {
-            let b: SupplyBody = body(&raw)?;
-            Change::Supply {
-                offset_k: b.offset_k,
-                fixed_c: b.fixed_c,
-                expires_in_s: b.expires_in_s,
-                clear_fixed: b.clear_fixed,
-            }
-        }
-        "curve" => Change::Curve {
-            points: body::<CurveBody>(&raw)?.points,
-        },
-        other => {
-            return Err(ApiError(
-                StatusCode::NOT_FOUND,
-                format!("group changes are supply or curve, not {other:?}"),
-            ))
-        }
-    };
-    let members: Vec<String> = st
-        .stations
-        .iter()
-        .filter(|c| c.tags.get(&key) == Some(&value))
-        .map(|c| c.id.to_string())
-        .collect();
-    if members.is_empty() {
-        return Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!("no station has tag {key}={value}"),
-        ));
-    }
-    let (mut applied, mut refused) = (Vec::new(), Vec::new());
-    for id in members {
-        match st.changes.send(&id, change.clone(), &user).await {
-            Ok(a) => applied.push(json!(a)),
-            Err(e) => refused.push(json!({ "station": id, "error": e.to_string() })),
-        }
-    }
-    Ok(Json(json!({ "applied": applied, "refused": refused })))
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ModeBody {
-    mode: Mode,
-    valve_pct: Option<f64>,
-    pump_pct: Option<f64>,
-}
-
-fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
-}
-
-async fn set_supply(
-    State(st): State<ApiState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    raw: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
-    authorize(&st.tokens, &headers, Role::Operator)?;
-    let b: SupplyBody = body(&raw)?;
-    apply(
-        &st,
-        &headers,
-        &id,
-        Change::Supply {
-            offset_k: b.offset_k,
-            fixed_c: b.fixed_c,
-            expires_in_s: b.expires_in_s,
-            clear_fixed: b.clear_fixed,
-        },
-    )
-    .await
-}
-
-async fn set_mode(
-    State(st): State<ApiState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    raw: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
-    authorize(&st.tokens, &headers, Role::Operator)?;
-    let b: ModeBody = body(&raw)?;
-    apply(
-        &st,
-        &headers,
-        &id,
-        Change::Mode {
-            mode: b.mode,
-            valve_pct: b.valve_pct,
-            pump_pct: b.pump_pct,
-        },
-    )
-    .await
 }

@@ -5,5 +5,39 @@
 //! operator changes to the control task's queue; it never touches a station directly.
 
 pub mod auth;
+mod changes;
 pub mod http;
 pub mod metrics;
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::control::change::Inbox;
+use crate::control::status::StationStatus;
+use crate::control::StationParams;
+use crate::model::StationId;
+use crate::stats::Stats;
+use crate::store::spool::Spool;
+use auth::ApiToken;
+
+/// What the handlers share.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    pub status: watch::Receiver<Arc<Vec<StationStatus>>>,
+    pub stats: Arc<Stats>,
+    pub spool: Arc<Spool>,
+    pub changes: Inbox,
+    pub tokens: Arc<Vec<ApiToken>>,
+    pub alarms: watch::Receiver<Arc<crate::alarms::AlarmView>>,
+    pub stations: Arc<Vec<StationInfo>>,
+}
+
+/// What the API knows of a configured station beyond its status: its static tags (group
+/// changes) and its controller's limits (the station view).
+#[derive(Debug, Clone)]
+pub struct StationInfo {
+    pub id: StationId,
+    pub tags: std::collections::BTreeMap<String, String>,
+    pub params: StationParams,
+}

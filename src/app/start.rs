@@ -14,7 +14,7 @@ use super::storage::start_storage;
 use crate::alarms::evaluate::StationAlarms;
 use crate::alarms::task::AlarmTask;
 use crate::alarms::AlarmBook;
-use crate::api::http::{ApiState, StationInfo};
+use crate::api::{ApiState, StationInfo};
 use crate::command::dispatch::{Dispatcher, Route};
 use crate::command::seq::SeqStore;
 use crate::config::{Config, StationConfig};
