@@ -10,6 +10,7 @@ pub mod change;
 pub mod coordinator;
 pub mod curve;
 pub mod district;
+pub mod fleet;
 pub mod kpi;
 pub mod pi;
 pub mod station;

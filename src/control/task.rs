@@ -7,7 +7,7 @@
 //! gives them to the [`Dispatcher`]; after each tick it publishes one [`StationStatus`] per
 //! station, which the alarm task and the API read. Nothing here blocks on the network.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,13 +19,13 @@ use tracing::{info, warn};
 
 use super::change::{self, Change, ChangeError, ChangeRequest};
 use super::district::District;
-use super::kpi::DayKpis;
+pub use super::fleet::Station;
 use super::status::StationStatus;
-use super::{StationController, Tick};
+use super::Tick;
 use crate::clock::now_ms;
 use crate::command::dispatch::{Dispatcher, Outgoing};
-use crate::ingest::{StationSlot, Weather};
-use crate::model::{Applied, Command, Reading, StationId};
+use crate::ingest::Weather;
+use crate::model::{Applied, Command};
 use crate::stats::Stats;
 use crate::store::audit::OperatorLog;
 
@@ -54,75 +54,8 @@ pub struct ControlSettings {
     pub weather_max_age_ms: i64,
 }
 
-/// One station as the control task holds it.
-#[derive(Debug)]
-pub struct Station {
-    pub id: StationId,
-    pub tags: BTreeMap<String, String>,
-    /// How it is reached, for the status view (`mqtt`, `modbus tcp://… unit N`).
-    pub link: String,
-    pub slot: Arc<StationSlot>,
-    pub ctrl: StationController,
-    kpi: Kpi,
-    /// Wall time of its last controller step, and the `ts` of the reading that step acted on
-    /// (a reading is acted on once).
-    last_step_ms: i64,
-    stepped_ts: i64,
-}
-
-impl Station {
-    pub fn new(
-        id: StationId,
-        tags: BTreeMap<String, String>,
-        link: String,
-        slot: Arc<StationSlot>,
-        ctrl: StationController,
-    ) -> Self {
-        Self {
-            id,
-            tags,
-            link,
-            slot,
-            ctrl,
-            kpi: Kpi::default(),
-            last_step_ms: 0,
-            stepped_ts: i64::MIN,
-        }
-    }
-
-    fn latest(&self) -> Option<Reading> {
-        self.slot
-            .latest
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    fn latest_ts(&self) -> Option<i64> {
-        self.slot
-            .latest
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|r| r.ts_ms)
-    }
-}
-
 /// Control following telemetry: the most stations the task takes in one batch of wake-ups.
 const TRIGGER_BATCH: usize = 4_096;
-
-/// Samples kept for a station's recent trend (one per minute of plant time).
-const TREND_LEN: usize = 30;
-
-/// Per-station figures the control task accumulates.
-#[derive(Debug, Default, Clone)]
-struct Kpi {
-    day: i64,
-    today: DayKpis,
-    trend: VecDeque<(f64, f64)>,
-    /// Wall time of the last trend sample (one per minute of plant time).
-    trend_at_ms: i64,
-}
 
 /// The control task's state.
 #[derive(Debug)]
@@ -248,11 +181,7 @@ impl ControlTask {
         let trend_every_ms = (60_000.0 / self.settings.time_scale) as i64;
         let s = &mut self.stations[i];
         let reading = s.latest();
-        let day = now.div_euclid(86_400_000);
-        if s.kpi.day != day {
-            s.kpi.day = day;
-            s.kpi.today = Default::default();
-        }
+        s.kpi.start_day_of(now);
         s.ctrl.set_dt(dt_s);
         s.last_step_ms = now;
         match s.ctrl.tick(reading.as_ref(), fallback_outdoor, now) {
@@ -264,16 +193,7 @@ impl ControlTask {
                     s.stepped_ts = r.ts_ms;
                     // Plant time, so an accelerated run adds up.
                     let area = r.heated_area_m2.or(s.ctrl.params().heated_area_m2);
-                    s.kpi.today.record(r, &o, area, dt_s);
-                    if now - s.kpi.trend_at_ms >= trend_every_ms {
-                        s.kpi.trend_at_ms = now;
-                        s.kpi
-                            .trend
-                            .push_back((r.supply_temp_c, o.supply_setpoint_c));
-                        if s.kpi.trend.len() > TREND_LEN {
-                            s.kpi.trend.pop_front();
-                        }
-                    }
+                    s.kpi.record(r, &o, area, dt_s, now, trend_every_ms);
                 }
                 Some(Command {
                     seq: self.dispatcher.next_seq(i),
@@ -369,35 +289,7 @@ impl ControlTask {
     }
 
     fn status_of(&self, i: usize) -> StationStatus {
-        let s = &self.stations[i];
-        let reading = s.latest();
-        let area_m2 = reading
-            .as_ref()
-            .and_then(|r| r.heated_area_m2)
-            .or(s.ctrl.params().heated_area_m2);
-        let slot = &s.slot;
-        StationStatus {
-            id: s.id.clone(),
-            mode: s.ctrl.mode(),
-            stale: s.ctrl.is_stale(),
-            reading,
-            outputs: s.ctrl.last_outputs().copied(),
-            seq: self.dispatcher.last_seq(i),
-            supply_offset_k: s.ctrl.supply_offset_k(),
-            district_offset_k: s.ctrl.district_offset_k(),
-            fixed_supply: s.ctrl.fixed_supply(),
-            acked_seq: slot.acked_seq.load(Ordering::Relaxed),
-            ack_error: slot.ack_error.lock().ok().and_then(|e| e.clone()),
-            heat_today_gj: s.kpi.today.heat_gj,
-            kpis_today: s.kpi.today.clone(),
-            trend: s.kpi.trend.iter().copied().collect(),
-            tags: s.tags.clone(),
-            area_m2,
-            link: s.link.clone(),
-            link_error: slot.comm_error.lock().ok().and_then(|e| e.clone()),
-            offline: slot.presence.load(Ordering::Relaxed) == 2,
-            rejects: slot.rejects.load(Ordering::Relaxed),
-        }
+        self.stations[i].status(self.dispatcher.last_seq(i))
     }
 
     /// Advances the district coordinator; after an update, hands each station its new offset.

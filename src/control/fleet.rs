@@ -1,0 +1,144 @@
+//! One station as the control task holds it: its controller, its slot, and the day's figures
+//! and trend the control task keeps for the status view.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::kpi::DayKpis;
+use super::status::StationStatus;
+use super::{Outputs, StationController};
+use crate::ingest::StationSlot;
+use crate::model::{Reading, StationId};
+
+/// One station as the control task holds it.
+#[derive(Debug)]
+pub struct Station {
+    pub id: StationId,
+    pub tags: BTreeMap<String, String>,
+    /// How it is reached, for the status view (`mqtt`, `modbus tcp://… unit N`).
+    pub link: String,
+    pub slot: Arc<StationSlot>,
+    pub ctrl: StationController,
+    pub(super) kpi: Kpi,
+    /// Wall time of its last controller step, and the `ts` of the reading that step acted on
+    /// (a reading is acted on once).
+    pub(super) last_step_ms: i64,
+    pub(super) stepped_ts: i64,
+}
+
+impl Station {
+    pub fn new(
+        id: StationId,
+        tags: BTreeMap<String, String>,
+        link: String,
+        slot: Arc<StationSlot>,
+        ctrl: StationController,
+    ) -> Self {
+        Self {
+            id,
+            tags,
+            link,
+            slot,
+            ctrl,
+            kpi: Kpi::default(),
+            last_step_ms: 0,
+            stepped_ts: i64::MIN,
+        }
+    }
+
+    pub(super) fn latest(&self) -> Option<Reading> {
+        self.slot
+            .latest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(super) fn latest_ts(&self) -> Option<i64> {
+        self.slot
+            .latest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|r| r.ts_ms)
+    }
+
+    /// Its status after a tick, `seq` being the last number given to it.
+    pub(super) fn status(&self, seq: u64) -> StationStatus {
+        let s = self;
+        let reading = s.latest();
+        let area_m2 = reading
+            .as_ref()
+            .and_then(|r| r.heated_area_m2)
+            .or(s.ctrl.params().heated_area_m2);
+        let slot = &s.slot;
+        StationStatus {
+            id: s.id.clone(),
+            mode: s.ctrl.mode(),
+            stale: s.ctrl.is_stale(),
+            reading,
+            outputs: s.ctrl.last_outputs().copied(),
+            seq,
+            supply_offset_k: s.ctrl.supply_offset_k(),
+            district_offset_k: s.ctrl.district_offset_k(),
+            fixed_supply: s.ctrl.fixed_supply(),
+            acked_seq: slot.acked_seq.load(Ordering::Relaxed),
+            ack_error: slot.ack_error.lock().ok().and_then(|e| e.clone()),
+            heat_today_gj: s.kpi.today.heat_gj,
+            kpis_today: s.kpi.today.clone(),
+            trend: s.kpi.trend.iter().copied().collect(),
+            tags: s.tags.clone(),
+            area_m2,
+            link: s.link.clone(),
+            link_error: slot.comm_error.lock().ok().and_then(|e| e.clone()),
+            offline: slot.presence.load(Ordering::Relaxed) == 2,
+            rejects: slot.rejects.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Samples kept for a station's recent trend (one per minute of plant time).
+const TREND_LEN: usize = 30;
+
+/// Per-station figures the control task accumulates.
+#[derive(Debug, Default, Clone)]
+pub(super) struct Kpi {
+    day: i64,
+    today: DayKpis,
+    trend: VecDeque<(f64, f64)>,
+    /// Wall time of the last trend sample (one per minute of plant time).
+    trend_at_ms: i64,
+}
+
+impl Kpi {
+    /// Starts a new day's figures at 00:00 UTC.
+    pub(super) fn start_day_of(&mut self, now: i64) {
+        let day = now.div_euclid(86_400_000);
+        if self.day != day {
+            self.day = day;
+            self.today = Default::default();
+        }
+    }
+
+    /// Accounts one step on a fresh reading (`dt_s` plant seconds); a trend sample once every
+    /// `trend_every_ms` of wall time (a minute of plant time).
+    pub(super) fn record(
+        &mut self,
+        r: &Reading,
+        o: &Outputs,
+        area_m2: Option<f64>,
+        dt_s: f64,
+        now: i64,
+        trend_every_ms: i64,
+    ) {
+        self.today.record(r, o, area_m2, dt_s);
+        if now - self.trend_at_ms >= trend_every_ms {
+            self.trend_at_ms = now;
+            self.trend.push_back((r.supply_temp_c, o.supply_setpoint_c));
+            if self.trend.len() > TREND_LEN {
+                self.trend.pop_front();
+            }
+        }
+    }
+}
