@@ -1,5 +1,6 @@
 //! Small file helpers shared by everything that keeps state on disk: the spool, the
-//! command-number log, the alarm book and the district offsets.
+//! command-number log, the alarm book and the district offsets; and the PEM files of a TLS
+//! connection (to the broker or to etcd), read when the config is loaded.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -99,5 +100,22 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
+    }
+}
+
+/// PEM contents for a TLS connection: the CA that verifies the server, and the client's
+/// certificate and key when the server asks for one.
+#[derive(Clone)]
+pub struct TlsPem {
+    pub ca_pem: Vec<u8>,
+    pub client_auth: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for TlsPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsPem")
+            .field("ca_pem_bytes", &self.ca_pem.len())
+            .field("client_auth", &self.client_auth.is_some())
+            .finish()
     }
 }

@@ -12,6 +12,8 @@ pub struct Stats {
     pub readings_rejected: AtomicU64,
     pub commands_sent: AtomicU64,
     pub commands_failed: AtomicU64,
+    /// Commands not sent because this instance did not lead the station's partition (cluster).
+    pub commands_fenced: AtomicU64,
     /// Points confirmed by the database (or written to the local files).
     pub store_written: AtomicU64,
     /// Write attempts that failed and will be retried.

@@ -147,6 +147,16 @@ impl SimHandle {
     }
 
     /// Simulated seconds since start.
+    /// Every command received so far, in order of receipt (empty unless
+    /// [`SimConfig::record_commands`]).
+    pub fn command_log(&self) -> Vec<crate::CommandRecord> {
+        self.shared
+            .lock()
+            .ok()
+            .and_then(|s| s.commands.clone())
+            .unwrap_or_default()
+    }
+
     pub fn sim_time_s(&self) -> f64 {
         self.shared.lock().map(|s| s.sim_time_s).unwrap_or(0.0)
     }

@@ -30,6 +30,7 @@ use rand::{Rng, SeedableRng};
 pub use handle::{spawn, SimHandle};
 pub use modbus::ModbusFault;
 use plant::PlantParams;
+pub use shared::CommandRecord;
 use station::SimStation;
 
 /// Simulator settings.
@@ -56,6 +57,9 @@ pub struct SimConfig {
     /// Simulated hours of local-only operation before going online (settles the plant).
     pub warmup_h: f64,
     pub telemetry_qos1: bool,
+    /// Keep every command the stations receive ([`SimHandle::command_log`]): for checkers
+    /// of ownership and fencing.
+    pub record_commands: bool,
     /// Serve the stations over Modbus TCP instead of MQTT (see [`modbus`]).
     pub modbus: Option<SimModbus>,
     /// How the fleet's buildings deviate from their design.
@@ -137,6 +141,7 @@ impl Default for SimConfig {
             start_hour: 6.0,
             warmup_h: 6.0,
             telemetry_qos1: true,
+            record_commands: false,
             modbus: None,
             fleet: Fleet::Balanced,
             lead_h: 0.0,

@@ -17,6 +17,24 @@ pub(crate) struct Shared {
     /// Modbus only: per station, its fault and its holding registers.
     pub(crate) modbus_faults: Vec<ModbusFault>,
     pub(crate) holding: Vec<std::collections::HashMap<u16, u16>>,
+    /// Every command received, when [`SimConfig::record_commands`] is on.
+    pub(crate) commands: Option<Vec<CommandRecord>>,
+}
+
+/// One command as a station received it, and its verdict.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CommandRecord {
+    /// Wall time of receipt, ms.
+    pub t_ms: i64,
+    pub station: String,
+    pub epoch: u64,
+    pub seq: u64,
+    pub accepted: bool,
+    pub supply_setpoint_c: f64,
+    pub valve_pct: f64,
+    pub pump_pct: f64,
+    /// The station's measured supply when the command arrived, °C.
+    pub supply_c: f64,
 }
 
 impl Shared {
@@ -57,6 +75,7 @@ impl Shared {
                 .map(|(i, s)| (s.id.clone(), i))
                 .collect(),
             stations,
+            commands: cfg.record_commands.then(Vec::new),
             sim_time_s: 0.0,
             publish_failures: 0,
             outdoor_c: cfg.outdoor_c(0.0),

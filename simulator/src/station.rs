@@ -199,6 +199,9 @@ impl SimStation {
             primary_flow_m3h: r2(p.primary_kgs / crate::plant::KGS_PER_M3H),
             heat_kw: r2(p.heat_w / 1000.0),
             heat_energy_gj: (p.energy_j / 1e9 * 1e6).round() / 1e6,
+            tele_seq: self.published,
+            applied_epoch: self.last_accepted.map(|(e, _)| e),
+            applied_seq: self.last_accepted.map(|(_, s)| s),
         }
     }
 }
@@ -221,6 +224,13 @@ pub struct Telemetry {
     pub primary_flow_m3h: f64,
     pub heat_kw: f64,
     pub heat_energy_gj: f64,
+    /// This station's telemetry counter (1, 2, …): a gap in storage is a lost message.
+    pub tele_seq: u64,
+    /// The `(epoch, seq)` of the command last accepted (contract §2.2), for a bumpless takeover.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied_epoch: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied_seq: Option<u64>,
 }
 
 impl Telemetry {

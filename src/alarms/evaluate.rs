@@ -345,6 +345,7 @@ mod tests {
             reading: Some(reading),
             outputs: Some(outputs),
             seq: 0,
+            epoch: Some(0),
             supply_offset_k: 0.0,
             district_offset_k: 0.0,
             fixed_supply: None,

@@ -102,6 +102,9 @@ impl AlarmTask {
             .zip(self.rejects.iter_mut())
         {
             let per_min = window.per_min(now, st.rejects);
+            if st.epoch.is_none() {
+                continue; // another instance of the cluster leads it, and raises its alarms
+            }
             checks.clear();
             station_checks(st, settings, per_min, since_start, now, &mut checks);
             for c in &checks {

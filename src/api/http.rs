@@ -39,6 +39,7 @@ pub async fn serve(
         .route("/api/v1/stations/{id}/curve", post(set_curve))
         .route("/api/v1/groups/{key}/{value}/{what}", post(group_change))
         .route("/api/v1/alarms", get(alarms))
+        .route("/api/v1/cluster", get(cluster))
         .route("/metrics", get(metrics))
         .route("/api/v1/alarms/{id}/ack", post(ack_alarm))
         .with_state(state);
@@ -237,4 +238,16 @@ async fn alarms(State(st): State<ApiState>, headers: HeaderMap) -> Result<Json<V
     Ok(Json(
         json!({ "active": view.active, "recent": view.recent }),
     ))
+}
+
+async fn cluster(State(st): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authorize(&st.tokens, &headers, Role::Viewer)?;
+    let Some(view) = &st.cluster else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "this engine runs alone (no [cluster] in its config)".into(),
+        ));
+    };
+    let v = view.borrow().clone();
+    Ok(Json(json!(*v)))
 }

@@ -31,6 +31,8 @@ pub struct ApiState {
     pub tokens: Arc<Vec<ApiToken>>,
     pub alarms: watch::Receiver<Arc<crate::alarms::AlarmView>>,
     pub stations: Arc<Vec<StationInfo>>,
+    /// In a cluster, what the cluster task publishes (`None`: the only engine).
+    pub cluster: Option<watch::Receiver<Arc<crate::cluster::task::ClusterView>>>,
 }
 
 /// What the API knows of a configured station beyond its status: its static tags (group

@@ -34,6 +34,8 @@ pub enum StartError {
         path: String,
         source: std::io::Error,
     },
+    #[error("cluster: {0}")]
+    Cluster(String),
     #[error("cannot listen on api.listen {addr}: {source}")]
     Api {
         addr: std::net::SocketAddr,

@@ -9,6 +9,7 @@ use tracing::info;
 
 use super::stage::Stage;
 use crate::alarms::AlarmView;
+use crate::cluster::task::ClusterView;
 use crate::control::change::{Change, ChangeError, Inbox};
 use crate::control::status::StationStatus;
 use crate::ingest::mqtt::{Link, Presence};
@@ -30,6 +31,10 @@ pub struct EngineHandle {
     pub(super) link: Link,
     pub(super) presence: Presence,
     pub(super) stages: Stages,
+    /// In a cluster: what the cluster task publishes.
+    pub(super) cluster: Option<watch::Receiver<Arc<ClusterView>>>,
+    /// Set when the engine must stop (the cluster refused this instance).
+    pub(super) fatal: watch::Receiver<Option<String>>,
 }
 
 /// The engine's parts in the order they stop.
@@ -37,6 +42,8 @@ pub struct EngineHandle {
 pub(super) struct Stages {
     /// The control task, the alarm task and the API.
     pub control: Stage,
+    /// The cluster task (hands every partition over and leaves the cluster).
+    pub cluster: Stage,
     pub modbus: Stage,
     pub mqtt: Stage,
     /// The writer thread and the spool's fsync task.
@@ -101,11 +108,30 @@ impl EngineHandle {
         self.spool.depth()
     }
 
-    /// Ordered shutdown: control, then Modbus, then MQTT (queued commands and presence go
-    /// out), then storage.
+    /// In a cluster, what the cluster task last published.
+    pub fn cluster(&self) -> Option<Arc<ClusterView>> {
+        self.cluster.as_ref().map(|c| c.borrow().clone())
+    }
+
+    /// Resolves when the engine must stop on its own, with the reason (never, alone).
+    pub async fn fatal(&mut self) -> String {
+        loop {
+            if let Some(reason) = self.fatal.borrow_and_update().clone() {
+                return reason;
+            }
+            if self.fatal.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Ordered shutdown: control, then the cluster (partitions handed over), then Modbus, then
+    /// MQTT (queued commands and presence go out), then storage.
     pub async fn shutdown(self) {
         let s = &self.stages;
         s.control.stop(Duration::from_secs(10)).await;
+        // Control has stopped: hand every partition over now (resign, revoke the lease).
+        s.cluster.stop(Duration::from_secs(5)).await;
         // Modbus pollers: each finishes the request in hand (bounded by its timeout).
         s.modbus.stop(Duration::from_secs(10)).await;
         let _ = self.link.try_publish(

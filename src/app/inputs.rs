@@ -24,12 +24,25 @@ pub(super) fn start_mqtt(
 ) -> (Link, Presence) {
     let (cfg, store, stats) = (c.cfg, c.store, c.stats);
     let prefix = &cfg.mqtt.topic_prefix;
+    // In a cluster each instance has its own presence and client id; telemetry comes on the
+    // partitions' sessions (`super::cluster`).
+    let (topic, client_id) = match &cfg.cluster {
+        None => (format!("{prefix}/engine/state"), cfg.mqtt.client_id.clone()),
+        Some(m) => (
+            format!("{prefix}/engine/{}/state", m.name),
+            format!("{}-{}", cfg.mqtt.client_id, m.name),
+        ),
+    };
     let presence = Presence {
-        topic: format!("{prefix}/engine/state"),
+        topic,
         online: "online",
         offline: "offline",
     };
-    let (link, el) = mqtt::connect(&cfg.mqtt, &cfg.mqtt.client_id, Some(&presence));
+    let mut mqtt_cfg = cfg.mqtt.clone();
+    if cfg.cluster.is_some() {
+        mqtt_cfg.ack_after_spool = false; // only the weather and presence on this session
+    }
+    let (link, el) = mqtt::connect(&mqtt_cfg, &client_id, Some(&presence));
     let by_id: HashMap<_, _> = cfg
         .stations
         .iter()
@@ -44,11 +57,17 @@ pub(super) fn start_mqtt(
         stats.clone(),
         cfg.decode,
     );
+    let subscriptions = match cfg.cluster {
+        None => ingest.subscriptions(cfg.mqtt.telemetry_qos == 1),
+        Some(_) => ingest.shared_subscriptions(),
+    };
     let settings = LoopSettings {
-        manual_acks: cfg.mqtt.ack_after_spool,
-        watchdog: Some(cfg.mqtt.watchdog),
-        subscriptions: ingest.subscriptions(cfg.mqtt.telemetry_qos == 1),
+        manual_acks: mqtt_cfg.ack_after_spool,
+        // The weather may be silent for long: no watchdog without telemetry on this session.
+        watchdog: cfg.cluster.is_none().then_some(cfg.mqtt.watchdog),
+        subscriptions,
         presence: Some(presence.clone()),
+        connect_while: None,
     };
     stage.spawn(run_event_loop(
         el,

@@ -23,6 +23,7 @@
 //! [`CancellationToken`](tokio_util::sync::CancellationToken) and a
 //! [`TaskTracker`](tokio_util::task::TaskTracker) (`stage::Stage`); a late one is named.
 
+mod cluster;
 mod common;
 mod handle;
 mod inputs;

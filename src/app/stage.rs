@@ -11,8 +11,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::warn;
 
-/// The tasks of one part of the engine and their stop signal.
-#[derive(Debug)]
+/// The tasks of one part of the engine and their stop signal. A clone is the same stage (a
+/// task that starts others on it holds one).
+#[derive(Debug, Clone)]
 pub struct Stage {
     name: &'static str,
     stop: CancellationToken,

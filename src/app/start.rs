@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, watch};
 use tracing::info;
 
+use super::cluster::start_cluster;
 use super::common::{create_dir, Common, StartError};
 use super::handle::{EngineHandle, Stages};
 use super::inputs::{start_modbus, start_mqtt};
@@ -15,7 +16,7 @@ use crate::alarms::evaluate::StationAlarms;
 use crate::alarms::task::AlarmTask;
 use crate::alarms::AlarmBook;
 use crate::api::{ApiState, StationInfo};
-use crate::command::dispatch::{Dispatcher, Route};
+use crate::command::dispatch::{Dispatcher, Numbering, Route};
 use crate::command::seq::SeqStore;
 use crate::config::{Config, StationConfig};
 use crate::control::change::Inbox;
@@ -40,21 +41,29 @@ pub async fn run(
     cfg: crate::config::Config,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), StartError> {
-    let engine = start(cfg).await?;
-    shutdown.await;
-    info!("Shutdown requested.");
+    let mut engine = start(cfg).await?;
+    let fatal = tokio::select! {
+        _ = shutdown => {
+            info!("Shutdown requested.");
+            None
+        }
+        reason = engine.fatal() => Some(reason),
+    };
     engine.shutdown().await;
-    Ok(())
+    match fatal {
+        Some(reason) => Err(StartError::Cluster(reason)),
+        None => Ok(()),
+    }
 }
 
 /// Starts every task of the engine for `cfg`. Fails only on local problems (data directory,
 /// state files, database URL, API address).
 pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
     create_dir(&cfg.data_dir, "data_dir ")?;
-    let seqs = SeqStore::open(&cfg.data_dir, cfg.storage.fsync)?;
     let stats = Arc::new(Stats::default());
     let stages = Stages {
         control: Stage::new("control"),
+        cluster: Stage::new("cluster"),
         modbus: Stage::new("modbus"),
         mqtt: Stage::new("mqtt"),
         storage: Stage::new("storage"),
@@ -88,17 +97,36 @@ pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
         .zip(&slots)
         .filter_map(|(c, s)| Some((c.id.clone(), s.modbus.clone()?)))
         .collect();
+    // Alone, command numbers survive restarts on disk; in a cluster each epoch starts again.
+    let (numbering, cluster, fatal) = match &cfg.cluster {
+        Some(member) => {
+            let s = start_cluster(&c, member, &slots, &weather, &stages.cluster, &stages.mqtt);
+            (s.numbering, Some(s.view), s.fatal)
+        }
+        None => (
+            Numbering::Durable {
+                seqs: SeqStore::open(&cfg.data_dir, cfg.storage.fsync)?,
+                link: link.clone(),
+            },
+            None,
+            watch::channel(None).1,
+        ),
+    };
     let dispatcher = Dispatcher::new(
         routes(&cfg, modbus_tx),
-        link.clone(),
-        seqs,
+        numbering,
         cfg.command_valid_for_s,
         store.clone(),
         stats.clone(),
     );
     let control = start_control(&c, slots, dispatcher, weather, triggers, &stages.control)?;
     let (inbox, status, alarms) = control;
-    let api = start_api(&c, &spool, &inbox, &status, &alarms, &stages.control).await?;
+    let views = Views {
+        status: &status,
+        alarms: &alarms,
+        cluster: cluster.as_ref(),
+    };
+    let api = start_api(&c, &spool, &inbox, views, &stages.control).await?;
     info!(stations = cfg.stations.len(), broker = %format!("{}:{}", cfg.mqtt.host, cfg.mqtt.port),
         tick_ms = cfg.tick.as_millis() as u64, "Engine started.");
     Ok(EngineHandle {
@@ -112,6 +140,8 @@ pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
         link,
         presence,
         stages,
+        cluster,
+        fatal,
     })
 }
 
@@ -243,15 +273,26 @@ fn alarm_settings(cfg: &Config) -> Vec<StationAlarms> {
         .collect()
 }
 
+/// What the API reads.
+struct Views<'a> {
+    status: &'a StatusView,
+    alarms: &'a AlarmsView,
+    cluster: Option<&'a watch::Receiver<Arc<crate::cluster::task::ClusterView>>>,
+}
+
 /// The operator API, if `api.listen` is set; part of the control stage.
 async fn start_api(
     c: &Common<'_>,
     spool: &Arc<Spool>,
     inbox: &Inbox,
-    status: &StatusView,
-    alarms: &AlarmsView,
+    views: Views<'_>,
     stage: &Stage,
 ) -> Result<Option<std::net::SocketAddr>, StartError> {
+    let Views {
+        status,
+        alarms,
+        cluster,
+    } = views;
     let (cfg, stats) = (c.cfg, c.stats);
     let Some(addr) = cfg.api.listen else {
         return Ok(None);
@@ -273,6 +314,7 @@ async fn start_api(
                 })
                 .collect(),
         ),
+        cluster: cluster.cloned(),
     };
     let (bound, task) = crate::api::http::serve(addr, state, stage.token())
         .await

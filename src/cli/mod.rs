@@ -6,6 +6,7 @@
 //! unreachable, 4 refused by the engine (token, unknown station, safety limit), 2 other.
 
 mod change;
+mod cluster;
 mod read;
 pub mod remote;
 mod render;
@@ -86,6 +87,14 @@ pub enum Verb {
         #[arg(long, default_value_t = 1000)]
         interval_ms: u64,
     },
+    /// Several instances: members, partitions led and stood by for, last takeovers.
+    Cluster {
+        #[arg(long)]
+        json: bool,
+        /// Also list every partition with its leader, epoch and standbys.
+        #[arg(long)]
+        partitions: bool,
+    },
     /// Change a station's mode; manual needs --valve and --pump.
     Mode {
         id: String,
@@ -149,6 +158,7 @@ async fn execute(remote: &Remote, verb: Verb) -> Result<String, Failure> {
             read::stations(remote, json, filter).await
         }
         Verb::Station { id, json } => read::station(remote, &id, json).await,
+        Verb::Cluster { json, partitions } => cluster::cluster(remote, json, partitions).await,
         Verb::Set {
             id,
             group,

@@ -18,6 +18,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::files::TlsPem;
+
 /// Where an instance finds the cluster, and who it is in it.
 #[derive(Debug, Clone)]
 pub struct MemberSettings {
@@ -31,6 +33,9 @@ pub struct MemberSettings {
     pub api_addr: String,
     /// etcd user and password, if etcd has authentication on.
     pub credentials: Option<(String, String)>,
+    /// TLS to etcd (`https://` endpoints): the CA's PEM, and the client's certificate and key
+    /// if etcd asks for one.
+    pub tls: Option<TlsPem>,
 }
 
 /// Why an instance could not join.
@@ -109,6 +114,14 @@ impl Membership {
         if let Some((user, password)) = &s.credentials {
             opts = opts.with_user(user, password);
         }
+        if let Some(t) = &s.tls {
+            let mut tls = etcd_client::TlsOptions::new()
+                .ca_certificate(etcd_client::Certificate::from_pem(&t.ca_pem));
+            if let Some((cert, key)) = &t.client_auth {
+                tls = tls.identity(etcd_client::Identity::from_pem(cert, key));
+            }
+            opts = opts.with_tls(tls);
+        }
         let mut client = Client::connect(&s.endpoints, Some(opts)).await?;
         agree_on_partitions(&mut client, s.partitions).await?;
         let ttl = s.lease_ttl;
@@ -144,6 +157,12 @@ impl Membership {
             fence,
             renewals,
         })
+    }
+
+    /// Whether the lease is still renewed: `false` once etcd said it expired (the instance
+    /// must join again, on a new lease).
+    pub fn alive(&self) -> bool {
+        !self.renewals.is_finished()
     }
 
     pub fn fence(&self) -> Fence {

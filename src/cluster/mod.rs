@@ -12,3 +12,4 @@
 pub mod membership;
 pub mod ownership;
 pub mod partition;
+pub mod task;

@@ -1,9 +1,13 @@
-//! Command dispatch: numbers each command, makes the numbers durable, then publishes it on
-//! the station's MQTT command topic or hands it to the station's Modbus poller, and stores the
-//! ones that went out.
+//! Command dispatch: numbers each command, then publishes it on the station's MQTT command
+//! topic or hands it to the station's Modbus poller, and stores the ones that went out.
 //!
-//! Where it sits: the control task numbers each [`Command`] with [`Dispatcher::next_seq`] and hands each step's commands to [`Dispatcher::send`]. A command
-//! never reaches a station before its `seq` is on disk.
+//! Where it sits: the control task hands each step's commands to [`Dispatcher::send`]. Alone,
+//! an engine numbers `seq` per station durably ([`SeqStore`]): a command never reaches a
+//! station before its `seq` is on disk. In a cluster a command goes out only for a station
+//! whose partition this instance leads ([`Leads`], kept by the cluster stage), while the
+//! lease's fence holds, on that partition's own MQTT session, carrying the partition's
+//! `epoch` and a `seq` that restarts at 1 in each epoch (contract §2.2): nothing has to be
+//! handed over, and a deposed instance's commands are refused by the station.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -14,6 +18,7 @@ use tracing::{error, warn};
 
 use super::seq::SeqStore;
 use crate::clock::mono_us;
+use crate::cluster::membership::Fence;
 use crate::ingest::mqtt::Link;
 use crate::model::{Command, StationId};
 use crate::stats::Stats;
@@ -40,12 +45,38 @@ pub struct Outgoing {
     pub accepted_us: Option<u64>,
 }
 
+/// A partition this instance leads: its epoch, its MQTT session, and the fence that ends the
+/// right to command.
+#[derive(Debug, Clone)]
+pub struct Lead {
+    pub epoch: u64,
+    pub link: Link,
+    pub fence: Fence,
+}
+
+/// Per partition, the lead this instance holds (`None`: another instance's, or nobody's).
+pub type Leads = Vec<Option<Lead>>;
+
+/// How commands are numbered and which connection carries them.
+#[derive(Debug)]
+pub enum Numbering {
+    /// The only engine: `seq` per station, durable across restarts; the engine's connection.
+    Durable { seqs: SeqStore, link: Link },
+    /// One of several instances: only stations of led partitions, `(epoch, seq)` per station.
+    Fenced {
+        leads: watch::Receiver<Arc<Leads>>,
+        /// Per station (config order), its partition.
+        partition: Vec<u32>,
+        /// Per station, the last `(epoch, seq)` sent.
+        last: Vec<(u64, u64)>,
+    },
+}
+
 /// Sends commands to stations, in config order.
 #[derive(Debug)]
 pub struct Dispatcher {
     routes: Vec<Route>,
-    link: Link,
-    seqs: SeqStore,
+    numbering: Numbering,
     valid_for_s: u32,
     store: StoreHandle,
     stats: Arc<Stats>,
@@ -54,25 +85,18 @@ pub struct Dispatcher {
 impl Dispatcher {
     pub fn new(
         routes: Vec<Route>,
-        link: Link,
-        seqs: SeqStore,
+        numbering: Numbering,
         valid_for_s: u32,
         store: StoreHandle,
         stats: Arc<Stats>,
     ) -> Self {
         Self {
             routes,
-            link,
-            seqs,
+            numbering,
             valid_for_s,
             store,
             stats,
         }
-    }
-
-    /// Station `i`'s next `seq` (durable only once [`Dispatcher::send`] persisted it).
-    pub fn next_seq(&mut self, i: usize) -> u64 {
-        self.seqs.next(&self.routes[i].id)
     }
 
     /// How long a command stays valid at the station, s.
@@ -82,36 +106,98 @@ impl Dispatcher {
 
     /// The last `seq` given to station `i` (0: none yet).
     pub fn last_seq(&self, i: usize) -> u64 {
-        self.seqs.last(&self.routes[i].id)
+        match &self.numbering {
+            Numbering::Durable { seqs, .. } => seqs.last(&self.routes[i].id),
+            Numbering::Fenced { last, .. } => last[i].1,
+        }
     }
 
-    /// Persists the sequence numbers, then publishes (MQTT) or hands to the poller (Modbus)
-    /// each command, and stores the ones that went out. If the numbers cannot be persisted,
-    /// nothing is sent. A command answering a reading records its latency.
+    /// The epoch station `i` is commanded under now, if this instance may command it (`Some(0)`
+    /// for the only engine).
+    pub fn epoch_of(&self, i: usize) -> Option<u64> {
+        match &self.numbering {
+            Numbering::Durable { .. } => Some(0),
+            Numbering::Fenced {
+                leads, partition, ..
+            } => leads
+                .borrow()
+                .get(partition[i] as usize)
+                .and_then(Option::as_ref)
+                .filter(|l| l.fence.holds())
+                .map(|l| l.epoch),
+        }
+    }
+
+    /// Gives each command its `seq` (and epoch), with the connection that carries it; drops
+    /// (and counts) the ones this instance may not send now.
+    fn number(&mut self, commands: Vec<Outgoing>) -> Vec<(Outgoing, Link)> {
+        let mut numbered = Vec::with_capacity(commands.len());
+        match &mut self.numbering {
+            Numbering::Durable { seqs, link } => {
+                for mut out in commands {
+                    out.command.seq = seqs.next(&self.routes[out.station].id);
+                    numbered.push((out, link.clone()));
+                }
+            }
+            Numbering::Fenced {
+                leads,
+                partition,
+                last,
+            } => {
+                let leads = leads.borrow().clone();
+                for mut out in commands {
+                    let i = out.station;
+                    let lead = leads
+                        .get(partition[i] as usize)
+                        .and_then(Option::as_ref)
+                        .filter(|l| l.fence.holds());
+                    let Some(lead) = lead else {
+                        self.stats.commands_fenced.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    };
+                    let (epoch, seq) = last[i];
+                    last[i] = (lead.epoch, if epoch == lead.epoch { seq + 1 } else { 1 });
+                    out.command.epoch = Some(lead.epoch);
+                    out.command.seq = last[i].1;
+                    numbered.push((out, lead.link.clone()));
+                }
+            }
+        }
+        numbered
+    }
+
+    /// Numbers each command, then publishes it (MQTT) or hands it to the poller (Modbus), and
+    /// stores the ones that went out. Alone, the numbers are persisted first (if they cannot
+    /// be, nothing is sent); in a cluster a command for a station this instance does not lead
+    /// now is dropped and counted. A command answering a reading records its latency.
     pub fn send(&mut self, commands: Vec<Outgoing>) {
         if commands.is_empty() {
             return;
         }
-        if let Err(e) = self.seqs.persist() {
-            error!(error = %e, "Cannot persist command sequence numbers; commands withheld.");
-            return;
+        let numbered = self.number(commands);
+        if let Numbering::Durable { seqs, .. } = &mut self.numbering {
+            if let Err(e) = seqs.persist() {
+                error!(error = %e, "Cannot persist command sequence numbers; commands withheld.");
+                return;
+            }
         }
-        let mut sent = Vec::with_capacity(commands.len());
+        let mut sent = Vec::with_capacity(numbered.len());
         let now_us = mono_us();
-        for out in commands {
+        for (out, link) in numbered {
+            let i = out.station;
             if let Some(accepted) = out.accepted_us {
                 self.stats
                     .control_latency
                     .record(now_us.saturating_sub(accepted));
             }
-            let route = &self.routes[out.station];
+            let route = &self.routes[i];
             if let Some(tx) = &route.modbus {
                 // The poller writes it now and counts and stores it once the device confirmed.
                 tx.send_replace(Some(out.command));
                 continue;
             }
             let payload = serde_json::to_vec(&out.command).unwrap_or_default();
-            match self.link.try_publish(&route.topic, true, false, payload) {
+            match link.try_publish(&route.topic, true, false, payload) {
                 Ok(()) => {
                     self.stats.commands_sent.fetch_add(1, Ordering::Relaxed);
                     sent.push((out.station, out.command));
@@ -190,8 +276,10 @@ mod tests {
         };
         let d = Dispatcher::new(
             vec![route("m", None), route("p", Some(tx))],
-            link,
-            SeqStore::open(seq_dir, FsyncPolicy::Always).unwrap(),
+            Numbering::Durable {
+                seqs: SeqStore::open(seq_dir, FsyncPolicy::Always).unwrap(),
+                link,
+            },
             300,
             StoreHandle::new(spool.clone(), stats.clone()),
             stats,
@@ -203,7 +291,7 @@ mod tests {
     async fn numbers_are_on_disk_before_commands_go_out_and_only_sent_ones_are_stored() {
         let (seq_dir, spool_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let (mut d, rx, spool, _el) = dispatcher(seq_dir.path(), spool_dir.path());
-        let (a, b) = (d.next_seq(0), d.next_seq(1));
+        let (a, b) = (0, 0);
         d.send(vec![
             Outgoing {
                 station: 0,
@@ -234,8 +322,7 @@ mod tests {
         let (mut d, rx, spool, _el) = dispatcher(seq_dir.path(), spool_dir.path());
         // The data directory disappears under the engine: the number log cannot be written.
         std::fs::remove_dir_all(seq_dir.path()).unwrap();
-        let seq = d.next_seq(0);
-        let p = d.next_seq(1);
+        let (seq, p) = (0, 0);
         d.send(vec![
             Outgoing {
                 station: 0,

@@ -8,6 +8,7 @@
 //! (`station[2] "st-3".supply_max_c: …`). Secrets are never in the file: it names environment
 //! variables (`password_env`, `token_env`) that are read here.
 
+mod cluster;
 mod raw;
 mod sections;
 mod station;
@@ -23,7 +24,8 @@ use crate::model::{Mode, StationId};
 
 pub use crate::api::auth::{ApiSettings, ApiToken, Role};
 pub use crate::control::task::ControlOn;
-pub use crate::ingest::mqtt::{MqttConfig, MqttTls, MqttVersion};
+pub use crate::files::TlsPem;
+pub use crate::ingest::mqtt::{MqttConfig, MqttVersion};
 pub use crate::store::influx::InfluxConfig;
 pub use crate::store::StorageConfig;
 
@@ -59,6 +61,8 @@ pub struct Config {
     pub weather_max_age_ms: i64,
     /// The district coordinator, when enabled.
     pub coordinator: Option<CoordinatorConfig>,
+    /// `[cluster]`: this instance shares the fleet with others through etcd (`None`: alone).
+    pub cluster: Option<crate::cluster::membership::MemberSettings>,
     pub stations: Vec<StationConfig>,
 }
 
@@ -105,6 +109,14 @@ impl Config {
             "weather.default_outdoor_temp_c: must be within -50..50",
         );
         let coordinator = sections::coordinator(&raw.coordinator, &mut v);
+        let cluster = raw
+            .cluster
+            .as_ref()
+            .and_then(|c| cluster::cluster(c, &raw.api.listen, env, &mut v));
+        v.check(
+            raw.cluster.is_none() || coordinator.is_none(),
+            "coordinator: not available with [cluster] yet (the coordinator needs every station's readings on one instance)",
+        );
         let stations = station::stations(&raw, base, &mut v);
         if !v.0.is_empty() {
             return Err(v.0);
@@ -125,6 +137,7 @@ impl Config {
             default_outdoor_c: w.default_outdoor_temp_c,
             weather_max_age_ms: (w.max_age_s * 1000.0) as i64,
             coordinator,
+            cluster,
             stations,
         })
     }

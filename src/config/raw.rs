@@ -29,6 +29,7 @@ pub(super) struct Raw {
     pub(super) coordinator: RawCoordinator,
     #[serde(default)]
     pub(super) defaults: RawControl,
+    pub(super) cluster: Option<RawCluster>,
     #[serde(default, rename = "station")]
     pub(super) stations: Vec<RawStation>,
 }
@@ -318,4 +319,29 @@ pub(super) fn default_max_registers() -> u16 {
 }
 pub(super) fn default_true() -> bool {
     true
+}
+
+/// `[cluster]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCluster {
+    pub(super) name: String,
+    pub(super) etcd_endpoints: Vec<String>,
+    #[serde(default = "default_partitions")]
+    pub(super) partitions: u32,
+    #[serde(default = "default_ttl")]
+    pub(super) lease_ttl_s: f64,
+    /// Where the other instances reach this one's API; default: `api.listen`.
+    pub(super) api_address: Option<String>,
+    pub(super) username: Option<String>,
+    pub(super) password_env: Option<String>,
+    pub(super) tls: Option<RawTls>,
+}
+
+fn default_partitions() -> u32 {
+    64
+}
+
+fn default_ttl() -> f64 {
+    10.0
 }

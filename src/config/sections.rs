@@ -10,7 +10,8 @@ use super::raw::{RawApi, RawCoordinator, RawEngine, RawMqtt, RawStorage, RawTls}
 use super::{Env, Errors};
 use crate::api::auth::{ApiSettings, ApiToken};
 use crate::control::coordinator::CoordinatorConfig;
-use crate::ingest::mqtt::{MqttConfig, MqttTls, MqttVersion};
+use crate::files::TlsPem;
+use crate::ingest::mqtt::{MqttConfig, MqttVersion};
 use crate::store::influx::InfluxConfig;
 use crate::store::spool::FsyncPolicy;
 use crate::store::StorageConfig;
@@ -50,23 +51,7 @@ pub(super) fn mqtt(m: &RawMqtt, env: Env<'_>, v: &mut Errors) -> MqttConfig {
             && !m.topic_prefix.ends_with('/'),
         "mqtt.topic_prefix: must be non-empty, without wildcards or a trailing '/'",
     );
-    let credentials = match (&m.username, &m.password_env) {
-        (Some(u), Some(var)) => match env(var) {
-            Some(p) => Some((u.clone(), p)),
-            None => {
-                v.push(format!(
-                    "mqtt.password_env: environment variable {var} is not set"
-                ));
-                None
-            }
-        },
-        (Some(u), None) => Some((u.clone(), String::new())),
-        (None, Some(_)) => {
-            v.push("mqtt.password_env: set mqtt.username too".into());
-            None
-        }
-        (None, None) => None,
-    };
+    let credentials = credentials("mqtt", &m.username, &m.password_env, env, v);
 
     MqttConfig {
         host: m.host.clone(),
@@ -79,15 +64,43 @@ pub(super) fn mqtt(m: &RawMqtt, env: Env<'_>, v: &mut Errors) -> MqttConfig {
         ack_after_spool: m.ack_after_spool,
         watchdog: Duration::from_secs_f64(m.watchdog_s.max(1.0)),
         credentials,
-        tls: m.tls.as_ref().and_then(|t| tls(t, v)),
+        tls: m.tls.as_ref().and_then(|t| tls("mqtt.tls", t, v)),
     }
 }
 
-/// The PEM files of `[mqtt.tls]`, read now.
-fn tls(t: &RawTls, v: &mut Errors) -> Option<MqttTls> {
+/// A user name and its password from an environment variable (`{place}.username`,
+/// `{place}.password_env`); a user without a password gets an empty one.
+pub(super) fn credentials(
+    place: &str,
+    user: &Option<String>,
+    password_env: &Option<String>,
+    env: Env<'_>,
+    v: &mut Errors,
+) -> Option<(String, String)> {
+    match (user, password_env) {
+        (Some(u), Some(var)) => match env(var) {
+            Some(p) => Some((u.clone(), p)),
+            None => {
+                v.push(format!(
+                    "{place}.password_env: environment variable {var} is not set"
+                ));
+                None
+            }
+        },
+        (Some(u), None) => Some((u.clone(), String::new())),
+        (None, Some(_)) => {
+            v.push(format!("{place}.password_env: set {place}.username too"));
+            None
+        }
+        (None, None) => None,
+    }
+}
+
+/// The PEM files of a TLS table (`[mqtt.tls]`, `[cluster.tls]`: `place`), read now.
+pub(super) fn tls(place: &str, t: &RawTls, v: &mut Errors) -> Option<TlsPem> {
     let mut read = |what: &str, p: &Path| {
         std::fs::read(p)
-            .map_err(|e| v.push(format!("mqtt.tls.{what}: cannot read {}: {e}", p.display())))
+            .map_err(|e| v.push(format!("{place}.{what}: cannot read {}: {e}", p.display())))
             .ok()
     };
     let ca_pem = read("ca_file", &t.ca_file);
@@ -95,16 +108,18 @@ fn tls(t: &RawTls, v: &mut Errors) -> Option<MqttTls> {
         (Some(c), Some(k)) => Some((read("client_cert_file", c), read("client_key_file", k))),
         (None, None) => None,
         _ => {
-            v.push("mqtt.tls: give both client_cert_file and client_key_file, or neither".into());
+            v.push(format!(
+                "{place}: give both client_cert_file and client_key_file, or neither"
+            ));
             None
         }
     };
     match (ca_pem, client_auth) {
-        (Some(ca_pem), None) => Some(MqttTls {
+        (Some(ca_pem), None) => Some(TlsPem {
             ca_pem,
             client_auth: None,
         }),
-        (Some(ca_pem), Some((Some(c), Some(k)))) => Some(MqttTls {
+        (Some(ca_pem), Some((Some(c), Some(k)))) => Some(TlsPem {
             ca_pem,
             client_auth: Some((c, k)),
         }),

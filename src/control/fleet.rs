@@ -25,6 +25,9 @@ pub struct Station {
     /// (a reading is acted on once).
     pub(super) last_step_ms: i64,
     pub(super) stepped_ts: i64,
+    /// The epoch this instance commands it under (`Some(0)` alone; `None`: another instance
+    /// leads its partition).
+    pub(super) epoch: Option<u64>,
 }
 
 impl Station {
@@ -44,6 +47,7 @@ impl Station {
             kpi: Kpi::default(),
             last_step_ms: 0,
             stepped_ts: i64::MIN,
+            epoch: None,
         }
     }
 
@@ -80,6 +84,7 @@ impl Station {
             reading,
             outputs: s.ctrl.last_outputs().copied(),
             seq,
+            epoch: s.epoch,
             supply_offset_k: s.ctrl.supply_offset_k(),
             district_offset_k: s.ctrl.district_offset_k(),
             fixed_supply: s.ctrl.fixed_supply(),

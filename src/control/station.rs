@@ -166,6 +166,18 @@ impl StationController {
         self.mode
     }
 
+    /// Another instance commanded the station until now: start again from what the station
+    /// measures and reports, as on a first tick (the setpoint ramps from the measured supply,
+    /// the loops start from the reported outputs), keeping the operator's settings.
+    pub fn take_over(&mut self) {
+        self.setpoint_c = None;
+        self.return_corr_k = 0.0;
+        self.valve = None;
+        self.pump = None;
+        self.stale = true;
+        self.last = None;
+    }
+
     pub fn is_stale(&self) -> bool {
         self.stale
     }

@@ -20,6 +20,9 @@ pub struct StationStatus {
     pub outputs: Option<Outputs>,
     /// Last command seq sent (0: none yet).
     pub seq: u64,
+    /// The epoch this instance commands the station under: `Some(0)` for the only engine,
+    /// `None` when another instance of a cluster leads its partition (or nobody does).
+    pub epoch: Option<u64>,
     pub supply_offset_k: f64,
     /// The district coordinator's offset on the curve, K (0 without a coordinator).
     pub district_offset_k: f64,

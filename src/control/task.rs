@@ -175,6 +175,19 @@ impl ControlTask {
         }
     }
 
+    /// Whether this instance commands station `i` now. A station it has just come to lead
+    /// (a takeover, or its first step) starts from what the station measures and reports:
+    /// bumpless, whatever the previous owner's controller did.
+    fn leads(&mut self, i: usize) -> bool {
+        let epoch = self.dispatcher.epoch_of(i);
+        let s = &mut self.stations[i];
+        if epoch.is_some() && epoch != s.epoch {
+            s.ctrl.take_over();
+        }
+        s.epoch = epoch;
+        epoch.is_some()
+    }
+
     /// Runs station `i`'s controller on its latest reading at `now`, covering `dt_s` plant
     /// seconds; the command to send if it acted.
     fn step(&mut self, i: usize, now: i64, fallback_outdoor: f64, dt_s: f64) -> Option<Command> {
@@ -196,7 +209,7 @@ impl ControlTask {
                     s.kpi.record(r, &o, area, dt_s, now, trend_every_ms);
                 }
                 Some(Command {
-                    seq: self.dispatcher.next_seq(i),
+                    seq: 0, // numbered by the dispatcher
                     ts: now,
                     mode: o.mode,
                     supply_setpoint_c: round2(o.supply_setpoint_c),
@@ -229,8 +242,8 @@ impl ControlTask {
             let Some(ts) = self.stations.get(i).and_then(Station::latest_ts) else {
                 continue;
             };
-            if ts <= self.stations[i].stepped_ts {
-                continue; // already acted on (duplicate trigger)
+            if ts <= self.stations[i].stepped_ts || !self.leads(i) {
+                continue; // already acted on (duplicate trigger), or not this instance's
             }
             let dt = self.event_dt(i, now);
             if let Some(command) = self.step(i, now, fallback, dt) {
@@ -271,7 +284,7 @@ impl ControlTask {
                     (stale || missed).then(|| self.event_dt(i, now))
                 }
             };
-            if let Some(dt) = step {
+            if let Some(dt) = step.filter(|_| self.leads(i)) {
                 if let Some(command) = self.step(i, now, fallback_outdoor, dt) {
                     commands.push(Outgoing {
                         station: i,

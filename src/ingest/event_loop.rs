@@ -86,8 +86,12 @@ async fn poll_once(el: &mut EventLoop) -> Result<Polled, LinkError> {
     }
 }
 
+/// Whether the connection may be made again after it failed (a cluster partition's session
+/// only while this instance still leads the partition).
+pub type ConnectWhile = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
+
 /// What the event loop needs besides the connection.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LoopSettings {
     /// Acknowledge QoS 1 messages only after their burst was handed over (`ack_after_spool`).
     pub manual_acks: bool,
@@ -97,6 +101,20 @@ pub struct LoopSettings {
     pub subscriptions: Vec<(String, bool)>,
     /// Published (retained) on every ConnAck.
     pub presence: Option<Presence>,
+    /// `None`: reconnect forever (until `stop`).
+    pub connect_while: Option<ConnectWhile>,
+}
+
+impl std::fmt::Debug for LoopSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoopSettings")
+            .field("manual_acks", &self.manual_acks)
+            .field("watchdog", &self.watchdog)
+            .field("subscriptions", &self.subscriptions.len())
+            .field("presence", &self.presence)
+            .field("connect_while", &self.connect_while.is_some())
+            .finish()
+    }
 }
 
 /// Polls the connection until a DISCONNECT was sent (after [`Link::disconnect`]) or `stop`
@@ -158,6 +176,9 @@ pub async fn run_event_loop(
             Ok(Polled::Other) => {}
             Err(e) => {
                 let delay = s.failed(&e);
+                if s.settings.connect_while.as_ref().is_some_and(|ok| !ok()) {
+                    return;
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = stop.cancelled() => return,

@@ -80,6 +80,30 @@ impl Ingest {
         ]
     }
 
+    /// In a cluster, what a partition's session subscribes: each of its stations' telemetry
+    /// and acknowledgements, at QoS 1 (queued by the broker while no instance leads it).
+    pub fn station_subscriptions(&self) -> Vec<(String, bool)> {
+        let mut ids: Vec<&StationId> = self.slots.keys().collect();
+        ids.sort();
+        ids.into_iter()
+            .flat_map(|id| {
+                [
+                    (format!("{}/station/{id}/telemetry", self.prefix), true),
+                    (format!("{}/station/{id}/ack", self.prefix), true),
+                ]
+            })
+            .collect()
+    }
+
+    /// In a cluster, what the instance's own connection subscribes: the weather and every
+    /// station's presence (telemetry comes on the partitions' sessions).
+    pub fn shared_subscriptions(&self) -> Vec<(String, bool)> {
+        vec![
+            (format!("{}/weather", self.prefix), true),
+            (format!("{}/station/+/state", self.prefix), true),
+        ]
+    }
+
     pub fn on_message(&mut self, topic: &str, payload: &[u8], now_ms: i64) {
         self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
         let Some(rest) = topic.strip_prefix(self.prefix.as_str()) else {

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use crate::files::TlsPem;
 use rumqttc::v5::mqttbytes::v5::LastWill as LastWillV5;
 use rumqttc::v5::mqttbytes::QoS as QoSV5;
 use rumqttc::{LastWill, QoS};
@@ -35,23 +36,7 @@ pub struct MqttConfig {
     /// Connected but nothing received for this long: subscribe again and say so.
     pub watchdog: Duration,
     pub credentials: Option<(String, String)>,
-    pub tls: Option<MqttTls>,
-}
-
-/// PEM contents for a TLS connection to the broker (read when the config is loaded).
-#[derive(Clone)]
-pub struct MqttTls {
-    pub ca_pem: Vec<u8>,
-    pub client_auth: Option<(Vec<u8>, Vec<u8>)>,
-}
-
-impl std::fmt::Debug for MqttTls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MqttTls")
-            .field("ca_pem_bytes", &self.ca_pem.len())
-            .field("client_auth", &self.client_auth.is_some())
-            .finish()
-    }
+    pub tls: Option<TlsPem>,
 }
 
 /// Capacity of rumqttc's request channel: publishes and subscribes queued for the event loop.
@@ -159,6 +144,14 @@ impl Link {
                     },
                 )
                 .map_err(LinkError::from),
+        }
+    }
+
+    /// Asks the event loop to send DISCONNECT after what is already queued, without waiting.
+    pub fn try_disconnect(&self) -> Result<(), LinkError> {
+        match self {
+            Link::V311(c) => c.try_disconnect().map_err(LinkError::from),
+            Link::V5(c) => c.try_disconnect().map_err(LinkError::from),
         }
     }
 
@@ -274,7 +267,7 @@ pub fn connect(
 
 /// TLS to the broker: the server is verified against the configured CA (and the host name in
 /// `mqtt.host`); the client certificate is optional. rustls with the ring provider.
-fn tls_transport(t: &MqttTls) -> rumqttc::Transport {
+fn tls_transport(t: &TlsPem) -> rumqttc::Transport {
     // rumqttc builds its rustls config with the process-wide provider: make sure it is ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
     rumqttc::Transport::tls(t.ca_pem.clone(), t.client_auth.clone(), None)

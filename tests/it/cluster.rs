@@ -110,6 +110,7 @@ fn settings(etcd: &Etcd, name: &str, partitions: u32, ttl_s: u64) -> MemberSetti
         lease_ttl: Duration::from_secs(ttl_s),
         api_addr: format!("127.0.0.1:{}", free_port()),
         credentials: None,
+        tls: None,
     }
 }
 

@@ -1,0 +1,232 @@
+//! Several instances sharing one fleet: the cluster stage and each led partition's data plane.
+//!
+//! Where it sits: beside ingest and control. The cluster task (`cluster::task`) decides which
+//! partitions this instance leads; [`EnginePartitions`] is its hands in the engine: for a
+//! partition it comes to lead it opens the partition's own persistent MQTT session
+//! (`client_id = heatgrid-p{NN}`, QoS 1, acknowledged only after the spool has a message: what
+//! the broker queued while nobody led the partition arrives now, and the previous owner's
+//! connection is closed by the broker), and publishes the lead (epoch, session, fence) to the
+//! dispatcher, which then commands the partition's stations. For a partition it loses, the
+//! lead is withdrawn first (no command after that instant), then the session is closed and
+//! never reconnected. Each lead and loss is appended to `data_dir/ownership.jsonl`
+//! (`{"t_ms", "event": "lead"|"lost", "partition", "epoch"}`): who commanded which partition
+//! when, for an operator after an incident and for the failover checker.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use std::io::Write as _;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use tracing::{info, warn};
+
+use crate::clock::now_ms;
+
+use super::common::Common;
+use super::stage::Stage;
+use crate::cluster::membership::{Fence, MemberSettings};
+use crate::cluster::partition::partition_of;
+use crate::cluster::task::{ClusterTask, ClusterView, Partitions};
+use crate::command::dispatch::{Lead, Leads, Numbering};
+use crate::ingest::event_loop::{run_event_loop, LoopSettings};
+use crate::ingest::mqtt::{self, Link, MqttConfig};
+use crate::ingest::slot::{StationSlot, Weather};
+use crate::ingest::Ingest;
+use crate::model::StationId;
+
+/// How long a lost partition's session has to send its DISCONNECT before it is cut.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// What a started cluster stage gives the rest of the engine.
+pub(super) struct Started {
+    pub numbering: Numbering,
+    pub view: watch::Receiver<Arc<ClusterView>>,
+    /// Set when the cluster task stopped for good (a duplicate name, another partition
+    /// count): the engine must stop.
+    pub fatal: watch::Receiver<Option<String>>,
+}
+
+/// Starts the cluster task on `stage`; the partitions' sessions run on `mqtt_stage`.
+pub(super) fn start_cluster(
+    c: &Common<'_>,
+    member: &MemberSettings,
+    slots: &[Arc<StationSlot>],
+    weather: &Weather,
+    stage: &Stage,
+    mqtt_stage: &Stage,
+) -> Started {
+    let cfg = c.cfg;
+    let parts = member.partitions;
+    let partition: Vec<u32> = cfg
+        .stations
+        .iter()
+        .map(|s| partition_of(s.id.as_str(), parts))
+        .collect();
+    let mut members: Vec<HashMap<StationId, Arc<StationSlot>>> =
+        vec![HashMap::new(); parts as usize];
+    for ((s, slot), p) in cfg.stations.iter().zip(slots).zip(&partition) {
+        members[*p as usize].insert(s.id.clone(), slot.clone());
+    }
+    let (leads_tx, leads) = watch::channel(Arc::new(vec![None; parts as usize]));
+    let mut mqtt = cfg.mqtt.clone();
+    mqtt.ack_after_spool = true; // persistent sessions, acknowledged after the spool
+    let log_path = cfg.data_dir.join("ownership.jsonl");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| warn!(path = %log_path.display(), error = %e, "Cannot open the ownership log; leads are only logged."))
+        .ok();
+    let engine = EnginePartitions {
+        log,
+        epochs: HashMap::new(),
+        mqtt,
+        members,
+        weather: weather.clone(),
+        common: CommonOwned {
+            store: c.store.clone(),
+            stats: c.stats.clone(),
+            decode: cfg.decode,
+        },
+        leads: leads_tx,
+        sessions: HashMap::new(),
+        stage: mqtt_stage.clone(),
+    };
+    let (task, view) = ClusterTask::new(member.clone(), engine);
+    let (fatal_tx, fatal) = watch::channel(None);
+    let stop = stage.token();
+    stage.spawn(async move {
+        if let Err(e) = task.run(stop).await {
+            tracing::error!(error = %e, "This instance cannot be part of the cluster; stopping.");
+            let _ = fatal_tx.send(Some(e.to_string()));
+        }
+    });
+    let n = cfg.stations.len();
+    Started {
+        numbering: Numbering::Fenced {
+            leads,
+            partition,
+            last: vec![(0, 0); n],
+        },
+        view,
+        fatal,
+    }
+}
+
+/// The parts of [`Common`] a partition session needs, owned.
+struct CommonOwned {
+    store: crate::store::StoreHandle,
+    stats: Arc<crate::stats::Stats>,
+    decode: crate::ingest::decode::DecodeLimits,
+}
+
+/// The engine's side of the partitions this instance leads.
+struct EnginePartitions {
+    /// `data_dir/ownership.jsonl`, if it could be opened.
+    log: Option<std::fs::File>,
+    /// The epoch of each led partition (for the log).
+    epochs: HashMap<u32, u64>,
+    mqtt: MqttConfig,
+    /// Per partition, its stations' slots.
+    members: Vec<HashMap<StationId, Arc<StationSlot>>>,
+    weather: Weather,
+    common: CommonOwned,
+    leads: watch::Sender<Arc<Leads>>,
+    sessions: HashMap<u32, (Link, CancellationToken)>,
+    stage: Stage,
+}
+
+impl EnginePartitions {
+    /// One line of the ownership log; a write error is logged once.
+    fn record(&mut self, event: &str, p: u32, epoch: u64) {
+        let Some(f) = self.log.as_mut() else {
+            return;
+        };
+        let line = format!(
+            "{{\"t_ms\":{},\"event\":\"{event}\",\"partition\":{p},\"epoch\":{epoch}}}\n",
+            now_ms()
+        );
+        if let Err(e) = f.write_all(line.as_bytes()) {
+            warn!(error = %e, "Cannot append to the ownership log; no longer written.");
+            self.log = None;
+        }
+    }
+}
+
+impl Partitions for EnginePartitions {
+    fn led(&mut self, p: u32, epoch: u64, fence: Fence) {
+        self.record("lead", p, epoch);
+        self.epochs.insert(p, epoch);
+        let client_id = format!("heatgrid-p{p:02}");
+        let (link, el) = mqtt::connect(&self.mqtt, &client_id, None);
+        let ingest = Ingest::new(
+            &self.mqtt.topic_prefix,
+            self.members[p as usize].clone(),
+            self.weather.clone(),
+            self.common.store.clone(),
+            self.common.stats.clone(),
+            self.common.decode,
+        );
+        let leads = self.leads.subscribe();
+        let settings = LoopSettings {
+            manual_acks: true,
+            watchdog: Some(self.mqtt.watchdog),
+            subscriptions: ingest.station_subscriptions(),
+            presence: None,
+            // Never take the session back from the next owner (the broker hands a client id
+            // to whoever connected last).
+            connect_while: Some(Arc::new(move || {
+                leads
+                    .borrow()
+                    .get(p as usize)
+                    .and_then(Option::as_ref)
+                    .is_some_and(|l| l.epoch == epoch && l.fence.holds())
+            })),
+        };
+        let stop = self.stage.token().child_token();
+        self.stage.spawn(run_event_loop(
+            el,
+            link.clone(),
+            settings,
+            stop.clone(),
+            ingest,
+        ));
+        self.leads.send_modify(|l| {
+            let mut v = (**l).clone();
+            v[p as usize] = Some(Lead {
+                epoch,
+                link: link.clone(),
+                fence,
+            });
+            *l = Arc::new(v);
+        });
+        info!(
+            partition = p,
+            epoch,
+            client_id,
+            stations = self.members[p as usize].len(),
+            "Partition session opened."
+        );
+        self.sessions.insert(p, (link, stop));
+    }
+
+    fn lost(&mut self, p: u32) {
+        self.leads.send_modify(|l| {
+            let mut v = (**l).clone();
+            v[p as usize] = None;
+            *l = Arc::new(v);
+        });
+        let epoch = self.epochs.remove(&p).unwrap_or(0);
+        self.record("lost", p, epoch);
+        if let Some((link, stop)) = self.sessions.remove(&p) {
+            let _ = link.try_disconnect();
+            self.stage.spawn(async move {
+                tokio::time::sleep(CLOSE_GRACE).await;
+                stop.cancel();
+            });
+            info!(partition = p, "Partition session closed.");
+        }
+    }
+}
