@@ -13,6 +13,7 @@
 //! when, for an operator after an incident and for the failover checker.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +40,10 @@ use crate::model::StationId;
 /// How long a lost partition's session has to send its DISCONNECT before it is cut.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
+/// An instance whose own broker connection has been down this long hands its partitions
+/// over: it could neither hear its stations nor command them.
+const BROKER_DOWN_LIMIT_MS: i64 = 5_000;
+
 /// What a started cluster stage gives the rest of the engine.
 pub(super) struct Started {
     pub numbering: Numbering,
@@ -54,9 +59,10 @@ pub(super) fn start_cluster(
     member: &MemberSettings,
     slots: &[Arc<StationSlot>],
     weather: &Weather,
-    stage: &Stage,
-    mqtt_stage: &Stage,
+    broker_down_since: &Arc<AtomicI64>,
+    stages: (&Stage, &Stage),
 ) -> Started {
+    let (stage, mqtt_stage) = stages;
     let cfg = c.cfg;
     let parts = member.partitions;
     let partition: Vec<u32> = cfg
@@ -80,6 +86,7 @@ pub(super) fn start_cluster(
         .map_err(|e| warn!(path = %log_path.display(), error = %e, "Cannot open the ownership log; leads are only logged."))
         .ok();
     let engine = EnginePartitions {
+        broker_down_since: broker_down_since.clone(),
         log,
         epochs: HashMap::new(),
         mqtt,
@@ -124,6 +131,8 @@ struct CommonOwned {
 
 /// The engine's side of the partitions this instance leads.
 struct EnginePartitions {
+    /// Since when this instance's own broker connection has been down (Unix ms; 0: up).
+    broker_down_since: Arc<AtomicI64>,
     /// `data_dir/ownership.jsonl`, if it could be opened.
     log: Option<std::fs::File>,
     /// The epoch of each led partition (for the log).
@@ -156,6 +165,11 @@ impl EnginePartitions {
 }
 
 impl Partitions for EnginePartitions {
+    fn healthy(&self) -> bool {
+        let since = self.broker_down_since.load(Ordering::Relaxed);
+        since == 0 || now_ms() - since < BROKER_DOWN_LIMIT_MS
+    }
+
     fn led(&mut self, p: u32, epoch: u64, fence: Fence) {
         self.record("lead", p, epoch);
         self.epochs.insert(p, epoch);
@@ -177,6 +191,7 @@ impl Partitions for EnginePartitions {
             presence: None,
             // Never take the session back from the next owner (the broker hands a client id
             // to whoever connected last).
+            down_since: None,
             connect_while: Some(Arc::new(move || {
                 leads
                     .borrow()

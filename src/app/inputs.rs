@@ -2,6 +2,7 @@
 //! poller per Modbus station.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -21,6 +22,7 @@ pub(super) fn start_mqtt(
     slots: &[Arc<StationSlot>],
     weather: &Weather,
     stage: &Stage,
+    down_since: &Arc<AtomicI64>,
 ) -> (Link, Presence) {
     let (cfg, store, stats) = (c.cfg, c.store, c.stats);
     let prefix = &cfg.mqtt.topic_prefix;
@@ -68,6 +70,7 @@ pub(super) fn start_mqtt(
         subscriptions,
         presence: Some(presence.clone()),
         connect_while: None,
+        down_since: Some(down_since.clone()),
     };
     stage.spawn(run_event_loop(
         el,

@@ -1,6 +1,7 @@
 //! Starting the engine: each stage built from its part of the config, in flow order (storage,
 //! ingest, Modbus, control, alarms, API), every channel between them created here.
 
+use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, watch};
@@ -89,7 +90,8 @@ pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
         .map(|(index, s)| Arc::new(slot(index, s, trigger.clone())))
         .collect();
     let weather: Weather = Arc::new(Mutex::new(None));
-    let (link, presence) = start_mqtt(&c, &slots, &weather, &stages.mqtt);
+    let broker_down_since = Arc::new(AtomicI64::new(crate::clock::now_ms()));
+    let (link, presence) = start_mqtt(&c, &slots, &weather, &stages.mqtt, &broker_down_since);
     let modbus_tx = start_modbus(&c, &slots, &stages.modbus);
     let modbus = cfg
         .stations
@@ -100,7 +102,8 @@ pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
     // Alone, command numbers survive restarts on disk; in a cluster each epoch starts again.
     let (numbering, cluster, fatal) = match &cfg.cluster {
         Some(member) => {
-            let s = start_cluster(&c, member, &slots, &weather, &stages.cluster, &stages.mqtt);
+            let stages = (&stages.cluster, &stages.mqtt);
+            let s = start_cluster(&c, member, &slots, &weather, &broker_down_since, stages);
             (s.numbering, Some(s.view), s.fatal)
         }
         None => (

@@ -2,32 +2,35 @@
 //! leads them while it may, and hands them over when it should not.
 //!
 //! Where it sits: the cluster stage, beside the others. Every [`LOOP`] it reads the members and
-//! the partition elections from etcd (two range reads), ranks the members per partition
-//! ([`super::partition::ranking`]) and, where this instance is first or second, campaigns (the
-//! second waits as the hot standby). A campaign that returns makes it the leader: the engine's
-//! [`Partitions`] starts that partition's data plane with the epoch. A leader that is no longer
-//! first resigns once the first is queued behind it (a join moves about 1/(N+1) of the
-//! partitions, each in well under a second). Before anything is given up in etcd the engine is
-//! told ([`Partitions::lost`]) so that it stops commanding first.
+//! every partition's queue from etcd (two range reads, [`super::ownership`]), ranks the
+//! members per partition ([`super::partition::ranking`]) and, where this instance is first or
+//! second, stands in the queue (the second waits as the hot standby). When its key heads a
+//! queue it leads: the engine's [`Partitions`] starts that partition's data plane with the
+//! epoch. A leader that is no longer first hands over once the first is queued behind it (a
+//! join moves about 1/(N+1) of the partitions, each in well under a second). Before anything
+//! is given up in etcd the engine is told ([`Partitions::lost`]) so that it stops commanding
+//! first; a lead the queue no longer shows (the key went) is dropped at the next read.
 //!
 //! Bad conditions: etcd unreachable at start is retried with backoff, no station commanded
 //! meanwhile; when the fence runs out (renewals failing: etcd cut off or without quorum) every
-//! partition is dropped locally at once and stood for again when renewals succeed (the same
-//! lease still leads, with the same epoch, if etcd kept it); a lease etcd expired means joining
-//! again on a new lease. A duplicate name or another partition count stops the instance.
+//! partition is dropped locally at once and led again when renewals succeed (the same key
+//! still heads its queue, with the same epoch, if etcd kept the lease); a lease etcd expired
+//! means joining again on a new lease; a broker out of reach for 5 s ([`Partitions::healthy`])
+//! means handing every partition over until it is back. Another partition count stops the
+//! instance; a name in use is retried for two TTLs (a crashed predecessor's lease runs out),
+//! then stops it.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::membership::{Fence, JoinError, MemberSettings, Membership};
-use super::ownership::{Candidate, Ownership};
+use super::ownership::{Candidate, Queued};
 use super::partition::ranking;
 use crate::backoff::Backoff;
 use crate::clock::now_ms;
@@ -41,6 +44,10 @@ const TAKEOVERS_KEPT: usize = 32;
 /// The engine's side of leading partitions. Both calls run on the cluster task and must not
 /// block.
 pub trait Partitions: Send + 'static {
+    /// Whether this instance can serve partitions now (its broker connection is up, or was
+    /// lost only moments ago). While it cannot, it hands every partition over and stands for
+    /// none.
+    fn healthy(&self) -> bool;
     /// This instance leads `partition` with `epoch` while `fence` holds: start its data plane.
     fn led(&mut self, partition: u32, epoch: u64, fence: Fence);
     /// It no longer does (handing over, fenced, shutting down): stop commanding its stations
@@ -56,6 +63,9 @@ pub struct PartitionRow {
     pub leader: Option<String>,
     pub epoch: Option<u64>,
     pub standby: Vec<String>,
+    /// The queue's leases, the leader's first.
+    #[serde(skip)]
+    pub leases: Vec<i64>,
 }
 
 /// A partition this instance took over.
@@ -67,7 +77,7 @@ pub struct Takeover {
     pub at_ms: i64,
     /// The leader this instance last saw before it led (`None`: nobody led).
     pub from: Option<String>,
-    /// How long this instance's campaign waited, ms.
+    /// How long this instance stood in the queue before it led, ms.
     pub waited_ms: u64,
 }
 
@@ -87,23 +97,16 @@ pub struct ClusterView {
     pub takeovers: Vec<Takeover>,
 }
 
-/// A running campaign.
-struct Campaign {
-    task: JoinHandle<()>,
-    started: tokio::time::Instant,
-    from: Option<String>,
-}
-
 /// The task's state.
 pub struct ClusterTask<P: Partitions> {
     settings: MemberSettings,
     engine: P,
     member: Option<Membership>,
     candidate: Option<Candidate>,
-    campaigns: HashMap<u32, Campaign>,
-    led: BTreeMap<u32, Ownership>,
-    won_tx: mpsc::UnboundedSender<(u32, Result<Ownership, etcd_client::Error>)>,
-    won: mpsc::UnboundedReceiver<(u32, Result<Ownership, etcd_client::Error>)>,
+    /// Partitions whose queue this instance joined: since when, and who led then.
+    standing: HashMap<u32, (tokio::time::Instant, Option<String>)>,
+    /// Partitions this instance leads, with their epochs.
+    led: BTreeMap<u32, u64>,
     view: watch::Sender<Arc<ClusterView>>,
     takeovers: VecDeque<Takeover>,
     /// Last problem logged, so each is logged once per change.
@@ -115,7 +118,7 @@ impl<P: Partitions> std::fmt::Debug for ClusterTask<P> {
         f.debug_struct("ClusterTask")
             .field("name", &self.settings.name)
             .field("led", &self.led.keys().collect::<Vec<_>>())
-            .field("campaigns", &self.campaigns.len())
+            .field("standing", &self.standing.len())
             .finish_non_exhaustive()
     }
 }
@@ -135,16 +138,13 @@ impl<P: Partitions> ClusterTask<P> {
             lease_ttl_s: settings.lease_ttl.as_secs_f64(),
             ..ClusterView::default()
         }));
-        let (won_tx, won) = mpsc::unbounded_channel();
         let task = Self {
             settings,
             engine,
             member: None,
             candidate: None,
-            campaigns: HashMap::new(),
+            standing: HashMap::new(),
             led: BTreeMap::new(),
-            won_tx,
-            won,
             view,
             takeovers: VecDeque::new(),
             trouble: None,
@@ -153,19 +153,17 @@ impl<P: Partitions> ClusterTask<P> {
     }
 
     /// Runs until `stop`; then hands every partition over and leaves the cluster. Returns an
-    /// error only for a mistake a retry cannot fix (a duplicate name, another partition count).
+    /// error only for a mistake a retry cannot fix (another partition count, a name in use
+    /// by a live instance).
     pub async fn run(mut self, stop: CancellationToken) -> Result<(), ClusterError> {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         let mut next = tokio::time::Instant::now();
+        let mut name_taken_since: Option<tokio::time::Instant> = None;
         let mut table = Vec::new();
         let mut members = Vec::new();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => {}
-                Some((p, r)) = self.won.recv() => {
-                    self.campaign_ended(p, r);
-                    continue;
-                }
                 _ = stop.cancelled() => break,
             }
             next = tokio::time::Instant::now() + LOOP;
@@ -180,13 +178,20 @@ impl<P: Partitions> ClusterTask<P> {
                         self.candidate = Some(m.candidate());
                         self.member = Some(m);
                         self.trouble = None;
+                        name_taken_since = None;
                         backoff.reset();
                     }
-                    Err(e @ (JoinError::NameTaken(_) | JoinError::Partitions { .. })) => {
-                        self.publish(Vec::new(), Vec::new());
+                    Err(e @ JoinError::Partitions { .. }) => {
                         return Err(ClusterError::Join(e));
                     }
                     Err(e) => {
+                        if let JoinError::NameTaken(_) = e {
+                            let since =
+                                *name_taken_since.get_or_insert_with(tokio::time::Instant::now);
+                            if since.elapsed() > 2 * self.settings.lease_ttl {
+                                return Err(ClusterError::Join(e));
+                            }
+                        }
                         let delay = backoff.next_delay();
                         self.note(format!("cannot join the cluster: {e}; retrying"));
                         next = tokio::time::Instant::now() + delay;
@@ -195,10 +200,18 @@ impl<P: Partitions> ClusterTask<P> {
                 continue;
             };
             if !member.fence().holds() {
-                if !self.led.is_empty() || !self.campaigns.is_empty() {
+                if !self.led.is_empty() || !self.standing.is_empty() {
                     self.note("lease not renewed in time: fenced, every partition dropped".into());
                 }
                 self.drop_all();
+                self.publish(members.clone(), table.clone());
+                continue;
+            }
+            if !self.engine.healthy() {
+                if !self.led.is_empty() || !self.standing.is_empty() {
+                    self.note("broker unreachable: handing every partition over".into());
+                    self.step_down().await;
+                }
                 self.publish(members.clone(), table.clone());
                 continue;
             }
@@ -230,8 +243,12 @@ impl<P: Partitions> ClusterTask<P> {
         }
     }
 
-    /// Stands for, withdraws from, or hands over each partition by this instance's rank.
+    /// Leads, stands for, withdraws from, or hands over each partition by this instance's
+    /// rank and the queue etcd shows.
     async fn rebalance(&mut self, members: &[(String, String)], table: &[PartitionRow]) {
+        let Some(lease) = self.candidate.as_ref().map(Candidate::lease) else {
+            return;
+        };
         let names: Vec<&str> = members.iter().map(|(n, _)| n.as_str()).collect();
         let me = self.settings.name.clone();
         for row in table {
@@ -239,103 +256,134 @@ impl<P: Partitions> ClusterTask<P> {
             let ranked = ranking(&names, p);
             let rank = ranked.iter().position(|n| *n == me);
             let want = rank.is_some_and(|r| r < 2);
-            if self.led.contains_key(&p) {
+            let heads = row.leases.first() == Some(&lease);
+            let queued = row.leases.contains(&lease);
+            if let Some(&epoch) = self.led.get(&p) {
+                if !heads || row.epoch != Some(epoch) {
+                    warn!(
+                        partition = p,
+                        epoch,
+                        "The partition's queue no longer shows this instance first: lead dropped."
+                    );
+                    self.led.remove(&p);
+                    self.engine.lost(p);
+                    continue;
+                }
                 // Hand over to the first choice once it is queued behind this instance.
                 let first = ranked.first().copied();
                 if rank != Some(0) && first.is_some_and(|f| row.standby.iter().any(|s| s == f)) {
                     self.hand_over(p).await;
                 }
-            } else if want && !self.campaigns.contains_key(&p) {
-                self.stand_for(p, row.leader.clone());
-            } else if !want {
-                if let Some(c) = self.campaigns.remove(&p) {
-                    c.task.abort();
-                    if let Some(cand) = self.candidate.as_mut() {
-                        let _ = cand.withdraw(p).await;
-                    }
-                }
+                continue;
+            }
+            if heads && want {
+                self.lead(p, row);
+            } else if want && !queued {
+                self.stand_for(p, row.leader.clone()).await;
+            } else if !want && queued {
+                self.withdraw(p).await;
+            } else if want {
+                self.standing
+                    .entry(p)
+                    .or_insert_with(|| (tokio::time::Instant::now(), row.leader.clone()));
             }
         }
     }
 
-    fn stand_for(&mut self, p: u32, from: Option<String>) {
-        let Some(mut cand) = self.candidate.clone() else {
+    /// This instance's key heads `row`'s queue: lead with its epoch (while the fence holds).
+    fn lead(&mut self, p: u32, row: &PartitionRow) {
+        let Some(fence) = self
+            .member
+            .as_ref()
+            .map(Membership::fence)
+            .filter(Fence::holds)
+        else {
             return;
         };
-        let tx = self.won_tx.clone();
-        let task = tokio::spawn(async move {
-            let r = cand.campaign(p).await;
-            let _ = tx.send((p, r));
+        let Some(epoch) = row.epoch else {
+            return;
+        };
+        let (since, from) = self
+            .standing
+            .remove(&p)
+            .unwrap_or_else(|| (tokio::time::Instant::now(), None));
+        let waited_ms = since.elapsed().as_millis() as u64;
+        info!(partition = p, epoch, waited_ms, from = ?from, "Leading partition.");
+        self.engine.led(p, epoch, fence);
+        self.takeovers.push_back(Takeover {
+            partition: p,
+            epoch,
+            at_ms: now_ms(),
+            from,
+            waited_ms,
         });
-        self.campaigns.insert(
-            p,
-            Campaign {
-                task,
-                started: tokio::time::Instant::now(),
-                from,
-            },
-        );
+        if self.takeovers.len() > TAKEOVERS_KEPT {
+            self.takeovers.pop_front();
+        }
+        self.led.insert(p, epoch);
     }
 
-    fn campaign_ended(&mut self, p: u32, r: Result<Ownership, etcd_client::Error>) {
-        let Some(c) = self.campaigns.remove(&p) else {
-            return; // withdrawn meanwhile
+    async fn stand_for(&mut self, p: u32, from: Option<String>) {
+        let Some(cand) = self.candidate.as_mut() else {
+            return;
         };
-        let fence = self.member.as_ref().map(Membership::fence);
-        match (r, fence) {
-            (Ok(o), Some(fence)) if fence.holds() => {
-                let waited_ms = c.started.elapsed().as_millis() as u64;
-                info!(partition = p, epoch = o.epoch, waited_ms, from = ?c.from, "Leading partition.");
-                self.engine.led(p, o.epoch, fence);
-                self.takeovers.push_back(Takeover {
-                    partition: p,
-                    epoch: o.epoch,
-                    at_ms: now_ms(),
-                    from: c.from,
-                    waited_ms,
-                });
-                if self.takeovers.len() > TAKEOVERS_KEPT {
-                    self.takeovers.pop_front();
-                }
-                self.led.insert(p, o);
+        match cand.stand(p).await {
+            Ok(()) => {
+                self.standing.insert(p, (tokio::time::Instant::now(), from));
             }
-            (Ok(_), _) => {} // fenced meanwhile: stood for again once renewals succeed
-            (Err(e), _) => self.note(format!("campaign for partition {p} failed: {e}")),
+            Err(e) => self.note(format!("cannot stand for partition {p}: {e}")),
         }
     }
 
-    /// A planned handover: the engine stops first, then etcd hands the partition to the
-    /// standby; this instance stands again, behind it.
+    /// Leaves `p`'s queue (no longer first or second).
+    async fn withdraw(&mut self, p: u32) {
+        self.standing.remove(&p);
+        if let Some(cand) = self.candidate.as_mut() {
+            if let Err(e) = cand.withdraw(p).await {
+                self.note(format!("cannot leave the queue of partition {p}: {e}"));
+            }
+        }
+    }
+
+    /// Hands every led partition over and leaves every queue (the broker is unreachable).
+    async fn step_down(&mut self) {
+        let led: Vec<u32> = self.led.keys().copied().collect();
+        for p in led {
+            self.hand_over(p).await;
+        }
+        let standing: Vec<u32> = self.standing.keys().copied().collect();
+        for p in standing {
+            self.withdraw(p).await;
+        }
+    }
+
+    /// A planned handover: the engine stops first, then the key goes and the next in the
+    /// queue leads.
     async fn hand_over(&mut self, p: u32) {
-        let Some(o) = self.led.remove(&p) else {
+        if self.led.remove(&p).is_none() {
             return;
-        };
+        }
         self.engine.lost(p);
         if let Some(cand) = self.candidate.as_mut() {
-            match cand.resign(o).await {
+            match cand.withdraw(p).await {
                 Ok(()) => info!(partition = p, "Partition handed over."),
                 Err(e) => {
-                    warn!(partition = p, error = %e, "Cannot resign; the partition passes when the lease ends.")
+                    warn!(partition = p, error = %e, "Cannot hand over; the partition passes when the lease ends.")
                 }
             }
         }
     }
 
-    /// Fenced or re-joining: stop every partition locally, no etcd request.
+    /// Fenced or joining again: stop every partition locally, no etcd request.
     fn drop_all(&mut self) {
         for (p, _) in std::mem::take(&mut self.led) {
             self.engine.lost(p);
         }
-        for (_, c) in self.campaigns.drain() {
-            c.task.abort();
-        }
+        self.standing.clear();
     }
 
     /// Shutting down: hand everything over at once and revoke the lease.
     async fn leave(&mut self) {
-        for c in self.campaigns.values() {
-            c.task.abort();
-        }
         let led: Vec<u32> = self.led.keys().copied().collect();
         for p in &led {
             self.engine.lost(*p);
@@ -359,7 +407,7 @@ impl<P: Partitions> ClusterTask<P> {
             joined: self.member.as_ref().is_some_and(|m| m.fence().holds()),
             members,
             table,
-            led: self.led.iter().map(|(p, o)| (*p, o.epoch)).collect(),
+            led: self.led.clone(),
             takeovers: self.takeovers.iter().cloned().collect(),
         };
         self.view.send_if_modified(|old| {
@@ -376,25 +424,22 @@ impl<P: Partitions> ClusterTask<P> {
     }
 }
 
-/// The members and, per partition, its leader (with the epoch) and first standby: two range
-/// reads.
+/// The members and every partition's queue: two range reads.
 async fn read_cluster(
     m: &mut Membership,
     partitions: u32,
 ) -> Result<(Vec<(String, String)>, Vec<PartitionRow>), etcd_client::Error> {
     let members = m.members().await?;
-    let mut queued: BTreeMap<u32, Vec<(String, u64)>> = BTreeMap::new();
-    for (p, name, rev) in m.candidate().all_candidates().await? {
-        queued.entry(p).or_default().push((name, rev));
-    }
+    let mut queues = m.candidate().queues().await?;
     let table = (0..partitions)
         .map(|p| {
-            let q = queued.remove(&p).unwrap_or_default();
+            let q: Vec<Queued> = queues.remove(&p).unwrap_or_default();
             PartitionRow {
                 partition: p,
-                leader: q.first().map(|(n, _)| n.clone()),
-                epoch: q.first().map(|(_, r)| *r),
-                standby: q.iter().skip(1).map(|(n, _)| n.clone()).collect(),
+                leader: q.first().map(|c| c.name.clone()),
+                epoch: q.first().map(|c| c.epoch),
+                standby: q.iter().skip(1).map(|c| c.name.clone()).collect(),
+                leases: q.iter().map(|c| c.lease).collect(),
             }
         })
         .collect();

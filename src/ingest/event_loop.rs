@@ -9,6 +9,8 @@
 //! [`Event::BurstEnd`] (ingest then does its disk write and control wake-up once for the
 //! burst), and only after it the manual acknowledgements of the burst's messages are queued.
 
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -16,6 +18,7 @@ use tracing::{info, warn};
 
 use super::mqtt::{EventLoop, Link, LinkError, Presence};
 use crate::backoff::Backoff;
+use crate::clock::now_ms;
 
 /// What the event loop reports to its callback.
 #[derive(Debug)]
@@ -88,7 +91,7 @@ async fn poll_once(el: &mut EventLoop) -> Result<Polled, LinkError> {
 
 /// Whether the connection may be made again after it failed (a cluster partition's session
 /// only while this instance still leads the partition).
-pub type ConnectWhile = std::sync::Arc<dyn Fn() -> bool + Send + Sync>;
+pub type ConnectWhile = Arc<dyn Fn() -> bool + Send + Sync>;
 
 /// What the event loop needs besides the connection.
 #[derive(Clone)]
@@ -103,6 +106,8 @@ pub struct LoopSettings {
     pub presence: Option<Presence>,
     /// `None`: reconnect forever (until `stop`).
     pub connect_while: Option<ConnectWhile>,
+    /// Where the loop records since when it has been disconnected (Unix ms; 0: connected).
+    pub down_since: Option<Arc<AtomicI64>>,
 }
 
 impl std::fmt::Debug for LoopSettings {
@@ -113,6 +118,7 @@ impl std::fmt::Debug for LoopSettings {
             .field("subscriptions", &self.subscriptions.len())
             .field("presence", &self.presence)
             .field("connect_while", &self.connect_while.is_some())
+            .field("down_since", &self.down_since)
             .finish()
     }
 }
@@ -251,6 +257,9 @@ impl<H: Handler> Session<H> {
     /// ConnAck: subscribe again (a broker restart loses the session), announce presence.
     fn connected(&mut self) {
         self.connected = true;
+        if let Some(d) = &self.settings.down_since {
+            d.store(0, Ordering::Relaxed);
+        }
         self.last_message = tokio::time::Instant::now();
         self.backoff.reset();
         let subs = &self.settings.subscriptions;
@@ -276,6 +285,9 @@ impl<H: Handler> Session<H> {
             self.in_burst = false;
             self.unacked.clear();
             self.handler.on_event(Event::BurstEnd);
+        }
+        if let Some(d) = &self.settings.down_since {
+            let _ = d.compare_exchange(0, now_ms(), Ordering::Relaxed, Ordering::Relaxed);
         }
         let delay = self.backoff.next_delay();
         let attempts = self.backoff.attempts();

@@ -2,105 +2,13 @@
 //! etcd-server): membership by name, one partition count for the cluster, the fence running
 //! out before etcd forgets a silent member, and an etcd leader's death costing nothing.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use heatgrid::cluster::membership::{self, JoinError, MemberSettings, Membership};
+use heatgrid::cluster::ownership::Candidate;
 
-use crate::util::{free_port, Proc};
-
-/// Three etcd nodes on free loopback ports, each killed (by PID) on drop.
-struct Etcd {
-    nodes: Vec<Option<Proc>>,
-    client_ports: Vec<u16>,
-}
-
-impl Etcd {
-    fn start() -> Etcd {
-        let client_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let peer_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let cluster = (0..3)
-            .map(|i| format!("n{i}=http://127.0.0.1:{}", peer_ports[i]))
-            .collect::<Vec<_>>()
-            .join(",");
-        let token = format!("heatgrid-test-{}", client_ports[0]);
-        let nodes = (0..3)
-            .map(|i| {
-                let dir = tempfile::tempdir().unwrap();
-                let (c, p) = (client_ports[i], peer_ports[i]);
-                let child = Command::new("etcd")
-                    .args(["--name", &format!("n{i}")])
-                    .arg("--data-dir")
-                    .arg(dir.path())
-                    .args(["--listen-client-urls", &format!("http://127.0.0.1:{c}")])
-                    .args(["--advertise-client-urls", &format!("http://127.0.0.1:{c}")])
-                    .args(["--listen-peer-urls", &format!("http://127.0.0.1:{p}")])
-                    .args([
-                        "--initial-advertise-peer-urls",
-                        &format!("http://127.0.0.1:{p}"),
-                    ])
-                    .args(["--initial-cluster", &cluster])
-                    .args(["--initial-cluster-state", "new"])
-                    .args(["--initial-cluster-token", &token])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn()
-                    .expect("etcd (Debian etcd-server: scripts/test.sh installs it)");
-                Some(Proc {
-                    child,
-                    port: c,
-                    _dir: Some(dir),
-                })
-            })
-            .collect();
-        Etcd {
-            nodes,
-            client_ports,
-        }
-    }
-
-    fn endpoints(&self) -> Vec<String> {
-        self.client_ports
-            .iter()
-            .map(|p| format!("http://127.0.0.1:{p}"))
-            .collect()
-    }
-
-    /// Waits until every node answers and the cluster has a leader; the index of the leader.
-    async fn leader(&self) -> usize {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut last = Vec::new();
-        loop {
-            assert!(
-                Instant::now() < deadline,
-                "etcd cluster did not form: {last:?}"
-            );
-            let mut ids = Vec::new();
-            for ep in self.endpoints() {
-                let status = async {
-                    let mut c = etcd_client::Client::connect([ep], None).await.ok()?;
-                    c.status().await.ok()
-                };
-                match tokio::time::timeout(Duration::from_secs(2), status).await {
-                    Ok(Some(s)) => ids.push((s.header().map(|h| h.member_id()), s.leader())),
-                    _ => ids.push((None, 0)),
-                }
-            }
-            last = ids.clone();
-            let leader = ids.first().map(|(_, l)| *l).unwrap_or(0);
-            if let Some(i) = ids.iter().position(|(me, _)| *me == Some(leader)) {
-                if leader != 0 && ids.iter().all(|(me, _)| me.is_some()) {
-                    return i;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    fn kill(&mut self, i: usize) {
-        self.nodes[i] = None; // Proc's drop: SIGKILL and reap
-    }
-}
+use crate::etcd::Etcd;
+use crate::util::free_port;
 
 fn settings(etcd: &Etcd, name: &str, partitions: u32, ttl_s: u64) -> MemberSettings {
     MemberSettings {
@@ -241,6 +149,14 @@ async fn a_killed_etcd_leader_costs_no_membership() {
     m.leave().await.unwrap();
 }
 
+/// Who heads partition `p`'s queue now, with the epoch.
+async fn head(c: &mut Candidate, p: u32) -> Option<(String, u64)> {
+    let q = c.queues().await.unwrap();
+    q.get(&p)
+        .and_then(|q| q.first())
+        .map(|h| (h.name.clone(), h.epoch))
+}
+
 #[tokio::test]
 async fn partition_leadership_passes_on_with_a_growing_epoch() {
     let etcd = Etcd::start();
@@ -248,63 +164,48 @@ async fn partition_leadership_passes_on_with_a_growing_epoch() {
     let mut a = Membership::join(&settings(&etcd, "a", 16, 3))
         .await
         .unwrap();
-    let b = Membership::join(&settings(&etcd, "b", 16, 3))
+    let mut b = Membership::join(&settings(&etcd, "b", 16, 3))
         .await
         .unwrap();
-    let first = a.campaign(7).await.unwrap();
-    assert_eq!(
-        a.leader_of(7).await.unwrap(),
-        Some(("a".into(), first.epoch))
-    );
-    assert_eq!(
-        a.leader_of(8).await.unwrap(),
-        None,
-        "nobody leads partition 8"
-    );
-    // b waits as the standby while a leads.
-    let standby = tokio::spawn(async move {
-        let mut b = b;
-        let o = b.campaign(7).await;
-        (b, o)
-    });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!standby.is_finished(), "one leader at a time");
-    // A planned handover: a resigns, b leads at once with a higher epoch.
-    let resigned = Instant::now();
-    a.resign(first.clone()).await.unwrap();
-    let (b, second) = tokio::time::timeout(Duration::from_secs(5), standby)
-        .await
-        .expect("the standby leads after the resignation")
-        .unwrap();
-    let second = second.unwrap();
-    let handover = resigned.elapsed();
-    assert!(
-        handover < Duration::from_secs(1),
-        "handover took {handover:?}"
-    );
-    assert!(second.epoch > first.epoch);
-    // A death: a waits again, b stops renewing; a leads once b's lease expired.
-    let again = tokio::spawn(async move {
-        let o = a.campaign(7).await;
-        (a, o)
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (mut ca, mut cb) = (a.candidate(), b.candidate());
+    ca.stand(7).await.unwrap();
+    ca.stand(7).await.unwrap(); // standing twice keeps the place
+    let (leader, first) = head(&mut ca, 7).await.unwrap();
+    assert_eq!(leader, "a");
+    assert_eq!(head(&mut ca, 8).await, None, "nobody leads partition 8");
+    // b queues behind a: one leader at a time.
+    cb.stand(7).await.unwrap();
+    assert_eq!(head(&mut cb, 7).await, Some(("a".into(), first)));
+    // A planned handover: a leaves the queue, b heads it with a higher epoch.
+    let handed = Instant::now();
+    ca.withdraw(7).await.unwrap();
+    let (leader, second) = head(&mut cb, 7).await.unwrap();
+    let handover = handed.elapsed();
+    assert_eq!(leader, "b");
+    assert!(second > first, "epochs grow: {first} -> {second}");
+    // A death: a queues again, b stops renewing; a leads once b's lease expired.
+    ca.stand(7).await.unwrap();
     let died = Instant::now();
     b.abandon();
-    let (a, third) = tokio::time::timeout(Duration::from_secs(10), again)
-        .await
-        .expect("the standby leads once the dead leader's lease expired")
-        .unwrap();
-    let third = third.unwrap();
+    let third = loop {
+        match head(&mut ca, 7).await {
+            Some((l, e)) if l == "a" => break e,
+            _ => {}
+        }
+        assert!(
+            died.elapsed() < Duration::from_secs(10),
+            "the standby leads once the dead leader's lease expired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let takeover = died.elapsed();
     assert!(
         takeover >= Duration::from_secs(2) && takeover < Duration::from_secs(6),
         "takeover after {takeover:?} at TTL 3 s"
     );
-    assert!(third.epoch > second.epoch, "epochs never go back");
+    assert!(third > second, "epochs never go back");
     eprintln!(
-        "partition 7: epochs {} -> {} -> {}, planned handover {handover:?}, takeover after a death {takeover:?} (TTL 3 s)",
-        first.epoch, second.epoch, third.epoch
+        "partition 7: epochs {first} -> {second} -> {third}, planned handover {handover:?}, takeover after a death {takeover:?} (TTL 3 s)"
     );
     a.leave().await.unwrap();
 }

@@ -8,6 +8,8 @@ mod closed_loop;
 mod cluster;
 mod coordinator;
 mod durability;
+mod etcd;
+mod failover;
 mod fault_http;
 mod faults;
 mod modbus;

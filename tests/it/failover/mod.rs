@@ -1,0 +1,529 @@
+//! Several instances against real parts, with faults: a three-node etcd, mosquitto with
+//! persistent sessions, VictoriaMetrics, the simulator with 300 MQTT stations at QoS 1 (each
+//! enforcing the `(epoch, seq)` fence and recording every command it receives), and three
+//! `heatgrid run` processes, each reaching etcd and the broker through its own relays so that
+//! it alone can be cut off.
+//!
+//! Each scenario starts everything afresh, waits until every station is commanded, runs 15 s,
+//! injects its fault (about a third into the run), runs on 30 s, then stops the stations,
+//! stops the instances (their spools drain into the database) and hands the evidence to
+//! [`checker`]. All scenarios run in one test, once; `HEATGRID_FAILOVER=kill-owner,term`
+//! runs only those. Every process is stopped by PID; every wait is bounded.
+
+mod checker;
+mod relay;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use heatgrid::clock::now_ms;
+use heatgrid_sim::{SimConfig, SimHandle};
+
+use crate::etcd::Etcd;
+use crate::util::{free_port, Proc};
+use checker::{Check, Evidence, OwnEvent};
+use relay::Relay;
+
+const STATIONS: usize = 300;
+const PARTITIONS: u32 = 32;
+const TOKEN: &str = "failover-operator-token-0123";
+
+/// The faults, in the issue's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    KillOwner,
+    Pause,
+    CutEtcd,
+    CutBroker,
+    KillEtcdLeader,
+    Term,
+    Join,
+    QuorumLoss,
+}
+
+impl Fault {
+    const ALL: [Fault; 8] = [
+        Fault::KillOwner,
+        Fault::Pause,
+        Fault::CutEtcd,
+        Fault::CutBroker,
+        Fault::KillEtcdLeader,
+        Fault::Term,
+        Fault::Join,
+        Fault::QuorumLoss,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Fault::KillOwner => "kill-owner",
+            Fault::Pause => "pause",
+            Fault::CutEtcd => "cut-etcd",
+            Fault::CutBroker => "cut-broker",
+            Fault::KillEtcdLeader => "kill-etcd-leader",
+            Fault::Term => "term",
+            Fault::Join => "join",
+            Fault::QuorumLoss => "quorum-loss",
+        }
+    }
+}
+
+/// One `heatgrid run` process and its relays.
+struct Instance {
+    name: String,
+    child: Option<Child>,
+    api: u16,
+    data_dir: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+    broker: Relay,
+    etcd: Vec<Relay>,
+}
+
+impl Instance {
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_heatgrid"))
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("HG_TOKEN", TOKEN)
+            .env("RUST_LOG", "info,rumqttc=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start heatgrid");
+        self.child = Some(child);
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(c.id().to_string())
+                .status();
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait (at most 20 s, then SIGKILL).
+    fn terminate(&mut self) {
+        self.signal("TERM");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        if let Some(c) = self.child.as_mut() {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    self.child = None;
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.kill();
+    }
+
+    fn ownership(&self) -> Vec<OwnEvent> {
+        std::fs::read_to_string(self.data_dir.join("ownership.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.signal("CONT");
+        self.kill();
+    }
+}
+
+/// Everything one scenario runs on.
+struct Rig {
+    etcd: Etcd,
+    broker: Proc,
+    vm: Proc,
+    sim: Option<SimHandle>,
+    instances: Vec<Instance>,
+    ids: Vec<String>,
+    dir: tempfile::TempDir,
+}
+
+impl Rig {
+    async fn start() -> Rig {
+        let dir = tempfile::tempdir().unwrap();
+        let etcd = Etcd::start();
+        etcd.leader().await;
+        let broker = persistent_mosquitto(dir.path());
+        let vm = crate::util::victoria_metrics();
+        let sim = heatgrid_sim::spawn(SimConfig {
+            port: broker.port,
+            stations: STATIONS,
+            id_prefix: "fo-".into(),
+            telemetry_period_s: 5.0,
+            telemetry_qos1: true,
+            record_commands: true,
+            warmup_h: 1.0,
+            ..SimConfig::default()
+        })
+        .await;
+        let ids = (1..=STATIONS).map(|n| format!("fo-{n:03}")).collect();
+        let mut rig = Rig {
+            etcd,
+            broker,
+            vm,
+            sim: Some(sim),
+            instances: Vec::new(),
+            ids,
+            dir,
+        };
+        for name in ["a", "b", "c"] {
+            rig.add_instance(name).await;
+        }
+        rig
+    }
+
+    async fn add_instance(&mut self, name: &str) {
+        let data_dir = self.dir.path().join(format!("inst-{name}"));
+        let broker = Relay::start(self.broker.port).await;
+        let mut etcd = Vec::new();
+        for p in self.etcd.client_ports() {
+            etcd.push(Relay::start(*p).await);
+        }
+        let api = free_port();
+        let endpoints: Vec<String> = etcd
+            .iter()
+            .map(|r| format!("\"http://127.0.0.1:{}\"", r.port))
+            .collect();
+        let mut text = format!(
+            "[engine]\ndata_dir = {:?}\ntick_s = 5\nstaleness_s = 30\ncommand_valid_for_s = 30\n\
+             [mqtt]\nport = {}\nclient_id = \"hg\"\ntelemetry_qos = 1\n\
+             [storage]\nflush_interval_ms = 200\n\
+             [storage.influxdb]\nurl = \"http://127.0.0.1:{}\"\norg = \"o\"\nbucket = \"b\"\ntimeout_s = 5\n\
+             [api]\nlisten = \"127.0.0.1:{api}\"\n\
+             [[api.token]]\nname = \"test\"\nrole = \"operator\"\ntoken_env = \"HG_TOKEN\"\n\
+             [cluster]\nname = {name:?}\netcd_endpoints = [{}]\npartitions = {PARTITIONS}\nlease_ttl_s = 10\n",
+            data_dir.display().to_string(),
+            broker.port,
+            self.vm.port,
+            endpoints.join(", "),
+        );
+        for id in &self.ids {
+            text.push_str(&format!("[[station]]\nid = {id:?}\n"));
+        }
+        let config = self.dir.path().join(format!("{name}.toml"));
+        std::fs::write(&config, text).unwrap();
+        let mut i = Instance {
+            name: name.into(),
+            child: None,
+            api,
+            data_dir,
+            config,
+            log: self.dir.path().join(format!("{name}.log")),
+            broker,
+            etcd,
+        };
+        i.spawn();
+        self.instances.push(i);
+    }
+
+    fn sim(&self) -> &SimHandle {
+        self.sim.as_ref().expect("the simulator runs until the end")
+    }
+
+    /// Waits until every station follows an engine command; false after `timeout`.
+    async fn wait_controlled(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let snap = self.sim().snapshot();
+            if snap.iter().all(|s| s.engine_in_control) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        false
+    }
+
+    /// `GET path` on instance `i`'s API.
+    async fn api(&self, i: usize, path: &str) -> Option<serde_json::Value> {
+        let url = format!("http://127.0.0.1:{}{path}", self.instances[i].api);
+        let r = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(TOKEN)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .ok()?;
+        r.json().await.ok()
+    }
+
+    /// Per station, the `tele_seq` values VictoriaMetrics holds.
+    async fn stored(&self) -> BTreeMap<String, BTreeSet<u64>> {
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{}", self.vm.port);
+        let _ = http
+            .get(format!("{base}/internal/force_flush"))
+            .send()
+            .await;
+        let body = http
+            .post(format!("{base}/api/v1/export"))
+            .form(&[("match[]", "{__name__=\"telemetry_tele_seq\"}")])
+            .send()
+            .await
+            .expect("VictoriaMetrics export")
+            .text()
+            .await
+            .unwrap_or_default();
+        let mut out: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
+        for line in body.lines().filter(|l| !l.trim().is_empty()) {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let station = v["metric"]["station"].as_str().unwrap_or("?").to_owned();
+            let values = v["values"].as_array().cloned().unwrap_or_default();
+            out.entry(station)
+                .or_default()
+                .extend(values.iter().filter_map(|x| x.as_f64()).map(|x| x as u64));
+        }
+        out
+    }
+}
+
+/// mosquitto keeping sessions on disk, with an unbounded queue per session.
+fn persistent_mosquitto(dir: &std::path::Path) -> Proc {
+    let port = free_port();
+    let conf = dir.join("mosquitto.conf");
+    let store = dir.join("mosquitto");
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
+             max_queued_messages 0\nset_tcp_nodelay true\nmax_inflight_messages 0\nlog_dest none\n",
+            store.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("mosquitto")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start mosquitto");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "mosquitto did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Proc {
+        child,
+        port,
+        _dir: None,
+    }
+}
+
+/// What one scenario gave: its checks and the takeover times after the fault (ms).
+struct Outcome {
+    checks: Vec<Check>,
+    takeovers: Vec<i64>,
+}
+
+/// The instance every fault is aimed at.
+const VICTIM: usize = 1;
+
+async fn scenario(fault: Fault) -> Outcome {
+    let mut rig = Rig::start().await;
+    assert!(
+        rig.wait_controlled(Duration::from_secs(90)).await,
+        "{}: not every station came under control",
+        fault.name()
+    );
+    let steady_ms = now_ms();
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let fault_ms = now_ms();
+    let mut excused = None;
+    match fault {
+        Fault::KillOwner => rig.instances[VICTIM].kill(),
+        Fault::Pause => {
+            rig.instances[VICTIM].signal("STOP");
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            rig.instances[VICTIM].signal("CONT");
+        }
+        Fault::CutEtcd => {
+            rig.instances[VICTIM].etcd.iter().for_each(Relay::cut);
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            rig.instances[VICTIM].etcd.iter().for_each(Relay::restore);
+        }
+        Fault::CutBroker => {
+            rig.instances[VICTIM].broker.cut();
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            rig.instances[VICTIM].broker.restore();
+        }
+        Fault::KillEtcdLeader => {
+            let leader = rig.etcd.leader().await;
+            rig.etcd.kill(leader);
+        }
+        Fault::Term => rig.instances[VICTIM].terminate(),
+        Fault::Join => rig.add_instance("d").await,
+        Fault::QuorumLoss => {
+            rig.etcd.kill(0);
+            rig.etcd.kill(1);
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            rig.etcd.start_node(0);
+            rig.etcd.start_node(1);
+            // Until the instances can renew again, no command may go out: excused.
+            excused = Some((fault_ms, now_ms() + 15_000));
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let end_ms = now_ms();
+    let sim = rig.sim.take().expect("running");
+    let commands = sim.command_log();
+    let views = sim.stop().await;
+    let published: BTreeMap<String, u64> =
+        views.iter().map(|v| (v.id.clone(), v.published)).collect();
+    for i in rig.instances.iter_mut() {
+        i.signal("CONT");
+        i.terminate(); // drains its spool into the database
+    }
+    // The last points can take a few seconds to become visible.
+    let expected: u64 = published.values().sum();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut stored = rig.stored().await;
+    while Instant::now() < deadline {
+        let n: u64 = stored.values().map(|s| s.len() as u64).sum();
+        if n + 3 * STATIONS as u64 >= expected
+            && checker::check(&evidence(
+                &rig,
+                &commands,
+                &stored,
+                &published,
+                (steady_ms, end_ms),
+                excused,
+                fault,
+            ))[2]
+                .passed
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stored = rig.stored().await;
+    }
+    let e = evidence(
+        &rig,
+        &commands,
+        &stored,
+        &published,
+        (steady_ms, end_ms),
+        excused,
+        fault,
+    );
+    let takeovers = checker::takeovers(&e.ownership, fault_ms, end_ms);
+    let checks = checker::check(&e);
+    if checks.iter().any(|c| !c.passed) {
+        // Keep the evidence of a failure for a person to read.
+        let keep = std::env::temp_dir().join(format!("heatgrid-failover-{}", fault.name()));
+        let _ = std::fs::remove_dir_all(&keep);
+        let _ = std::fs::create_dir_all(&keep);
+        for i in &rig.instances {
+            let _ = std::fs::copy(&i.log, keep.join(format!("{}.log", i.name)));
+            let _ = std::fs::copy(
+                i.data_dir.join("ownership.jsonl"),
+                keep.join(format!("{}-ownership.jsonl", i.name)),
+            );
+        }
+        let lines: Vec<String> = commands
+            .iter()
+            .filter_map(|c| serde_json::to_string(c).ok())
+            .collect();
+        let _ = std::fs::write(keep.join("commands.jsonl"), lines.join("\n"));
+        eprintln!("{}: evidence kept in {}", fault.name(), keep.display());
+    }
+    drop(rig.api(0, "/api/v1/cluster").await);
+    Outcome { checks, takeovers }
+}
+
+fn evidence(
+    rig: &Rig,
+    commands: &[heatgrid_sim::CommandRecord],
+    stored: &BTreeMap<String, BTreeSet<u64>>,
+    published: &BTreeMap<String, u64>,
+    (steady_ms, end_ms): (i64, i64),
+    excused: Option<(i64, i64)>,
+    fault: Fault,
+) -> Evidence {
+    Evidence {
+        partitions: PARTITIONS,
+        commands: commands.to_vec(),
+        ownership: rig
+            .instances
+            .iter()
+            .map(|i| (i.name.clone(), i.ownership()))
+            .collect(),
+        stored: stored.clone(),
+        published: published.clone(),
+        steady_ms,
+        end_ms,
+        excused,
+        stale_refusals_allowed: fault == Fault::Pause,
+        operator: None,
+    }
+}
+
+fn percentile(sorted: &[i64], q: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_scenarios_keep_every_guarantee() {
+    let only = std::env::var("HEATGRID_FAILOVER").unwrap_or_default();
+    let chosen: Vec<Fault> = Fault::ALL
+        .into_iter()
+        .filter(|f| only.is_empty() || only.split(',').any(|n| n == f.name()))
+        .collect();
+    let (mut passed, mut failed) = (0, 0);
+    let mut report = String::new();
+    for fault in chosen {
+        let started = Instant::now();
+        let out = scenario(fault).await;
+        let mut t = out.takeovers.clone();
+        t.sort_unstable();
+        report.push_str(&format!(
+            "{} ({:.0} s; {} partitions taken over after the fault, p50 {:.1} s, max {:.1} s)\n",
+            fault.name(),
+            started.elapsed().as_secs_f64(),
+            t.len(),
+            percentile(&t, 0.5) as f64 / 1000.0,
+            t.last().copied().unwrap_or(0) as f64 / 1000.0,
+        ));
+        for c in out.checks {
+            if c.passed {
+                passed += 1;
+            } else {
+                failed += 1;
+            }
+            report.push_str(&format!(
+                "  {} {}: {}\n",
+                if c.passed { "PASS" } else { "FAIL" },
+                c.name,
+                c.detail
+            ));
+        }
+    }
+    eprintln!("{report}{passed} passed, {failed} failed");
+    assert_eq!(failed, 0, "{report}");
+}
