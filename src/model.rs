@@ -142,7 +142,7 @@ pub struct Command {
 /// An operator action that took effect: an applied change or an alarm acknowledgement. It is
 /// the reply to the operator, the audit record (before → after) and the `operator_action`
 /// point in storage.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Applied {
     pub station: String,
     pub action: String,

@@ -8,6 +8,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use super::auth::{authorize, ApiError, Role};
+use super::peers::send_change;
 use super::ApiState;
 use crate::control::change::{Change, ChangeError};
 use crate::model::Mode;
@@ -19,7 +20,7 @@ pub(super) async fn apply(
     change: Change,
 ) -> Result<Json<Value>, ApiError> {
     let user = authorize(&st.tokens, headers, Role::Operator)?;
-    match st.changes.send(id, change, &user).await {
+    match send_change(st, headers, id, change, &user).await {
         Ok(applied) => Ok(Json(json!({ "applied": applied }))),
         Err(e) => {
             let code = match e {
@@ -28,7 +29,9 @@ pub(super) async fn apply(
                 }
                 ChangeError::Limit(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 ChangeError::Invalid(_) => StatusCode::BAD_REQUEST,
-                ChangeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+                ChangeError::ShuttingDown | ChangeError::Unavailable(_) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
             };
             Err(ApiError(code, e.to_string()))
         }
@@ -114,7 +117,7 @@ pub(super) async fn group_change(
     }
     let (mut applied, mut refused) = (Vec::new(), Vec::new());
     for id in members {
-        match st.changes.send(&id, change.clone(), &user).await {
+        match send_change(&st, &headers, &id, change.clone(), &user).await {
             Ok(a) => applied.push(json!(a)),
             Err(e) => refused.push(json!({ "station": id, "error": e.to_string() })),
         }
@@ -176,4 +179,22 @@ pub(super) async fn set_mode(
         },
     )
     .await
+}
+
+/// A change forwarded by another instance of the cluster (or sent as the JSON of a `Change`):
+/// applied here, never forwarded again.
+pub(super) async fn apply_forwarded(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    raw: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&st.tokens, &headers, Role::Operator)?;
+    let change: Change = body(&raw)?;
+    let mut headers = headers;
+    headers.insert(
+        super::peers::FORWARDED,
+        axum::http::HeaderValue::from_static("1"),
+    );
+    apply(&st, &headers, &id, change).await
 }

@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::auth::{authorize, ApiError, Role};
-use super::changes::{ack_alarm, group_change, set_curve, set_mode, set_supply};
+use super::changes::{ack_alarm, apply_forwarded, group_change, set_curve, set_mode, set_supply};
 use super::ApiState;
 use crate::clock::now_ms;
 use crate::control::status::StationStatus;
@@ -40,6 +40,7 @@ pub async fn serve(
         .route("/api/v1/groups/{key}/{value}/{what}", post(group_change))
         .route("/api/v1/alarms", get(alarms))
         .route("/api/v1/cluster", get(cluster))
+        .route("/api/v1/cluster/apply/{id}", post(apply_forwarded))
         .route("/metrics", get(metrics))
         .route("/api/v1/alarms/{id}/ack", post(ack_alarm))
         .with_state(state);
@@ -78,6 +79,7 @@ fn row(s: &StationStatus, now: i64) -> Value {
         "outdoor_temp_c": o.map(|o| o.outdoor_c),
         "indoor_temp_c": r.and_then(|r| r.indoor_temp_c),
         "seq": s.seq,
+        "epoch": s.epoch,
         "acked_seq": s.acked_seq,
         "link": s.link,
         "link_error": s.link_error,
@@ -86,10 +88,34 @@ fn row(s: &StationStatus, now: i64) -> Value {
     })
 }
 
-async fn status(State(st): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+async fn status(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    Query(scope): Query<Scope>,
+) -> Result<Json<Value>, ApiError> {
     authorize(&st.tokens, &headers, Role::Viewer)?;
+    let mut v = local_status(&st);
+    if let (Some(peers), None) = (&st.peers, scope.local) {
+        let mut unreachable = Vec::new();
+        let answers = peers.gather("/api/v1/status?local=1", &headers).await;
+        let members = answers.len() + 1;
+        for (name, answer) in answers {
+            match answer {
+                Ok(theirs) => super::peers::add_counts(&mut v, &theirs),
+                Err(e) => unreachable.push(format!("{name}: {e}")),
+            }
+        }
+        v["stations"]["total"] = json!(st.stations.len());
+        v["cluster"] = json!({ "members": members, "unreachable": unreachable });
+    }
+    Ok(Json(v))
+}
+
+/// This instance's status; in a cluster its station counts cover the stations it leads.
+fn local_status(st: &ApiState) -> Value {
     let all = st.status.borrow().clone();
-    let count = |f: &dyn Fn(&StationStatus) -> bool| all.iter().filter(|s| f(s)).count();
+    let mine: Vec<&StationStatus> = all.iter().filter(|s| s.epoch.is_some()).collect();
+    let count = |f: &dyn Fn(&StationStatus) -> bool| mine.iter().filter(|s| f(s)).count();
     let g = |c: &std::sync::atomic::AtomicU64| Stats::get(c);
     let depth = st.spool.depth();
     let reasons = st
@@ -99,9 +125,10 @@ async fn status(State(st): State<ApiState>, headers: HeaderMap) -> Result<Json<V
         .map(|m| m.clone())
         .unwrap_or_default();
     let oldest = g(&st.stats.spool_oldest_ts_ms);
-    Ok(Json(json!({
+    json!({
         "stations": {
             "total": all.len(),
+            "led": mine.len(),
             "online": count(&|s| !s.stale),
             "stale": count(&|s| s.stale),
             "manual": count(&|s| s.mode == Mode::Manual),
@@ -114,7 +141,11 @@ async fn status(State(st): State<ApiState>, headers: HeaderMap) -> Result<Json<V
             "readings_rejected": g(&st.stats.readings_rejected),
             "rejects_by_reason": reasons,
         },
-        "commands": { "sent": g(&st.stats.commands_sent), "failed": g(&st.stats.commands_failed) },
+        "commands": {
+            "sent": g(&st.stats.commands_sent),
+            "failed": g(&st.stats.commands_failed),
+            "fenced": g(&st.stats.commands_fenced),
+        },
         "storage": {
             "spool_points": depth.points,
             "spool_bytes": depth.bytes,
@@ -124,15 +155,40 @@ async fn status(State(st): State<ApiState>, headers: HeaderMap) -> Result<Json<V
             "dead_letters": g(&st.stats.dead_letters),
             "refused": g(&st.stats.spool_refused),
         },
-    })))
+    })
 }
 
-async fn stations(State(st): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+/// `?local=1`: only what this instance knows (another member gathering the fleet asks so).
+#[derive(Debug, Default, serde::Deserialize)]
+struct Scope {
+    #[serde(default)]
+    local: Option<u8>,
+}
+
+async fn stations(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    Query(scope): Query<Scope>,
+) -> Result<Json<Value>, ApiError> {
     authorize(&st.tokens, &headers, Role::Viewer)?;
+    let rows = local_rows(&st);
+    match &st.peers {
+        Some(peers) if scope.local.is_none() => {
+            let (rows, unreachable) = super::peers::fleet_rows(peers, &headers, rows).await;
+            Ok(Json(
+                json!({ "stations": rows, "unreachable": unreachable }),
+            ))
+        }
+        _ => Ok(Json(json!({ "stations": rows }))),
+    }
+}
+
+/// This instance's row per station (in a cluster, `"owner"` names it where it leads).
+fn local_rows(st: &ApiState) -> Vec<Value> {
+    let me = st.peers.as_ref().map(|p| p.view.borrow().name.clone());
     let now = now_ms();
     let alarms = st.alarms.borrow().clone();
-    let rows: Vec<Value> = st
-        .status
+    st.status
         .borrow()
         .iter()
         .map(|s| {
@@ -142,16 +198,19 @@ async fn stations(State(st): State<ApiState>, headers: HeaderMap) -> Result<Json
                 .iter()
                 .filter(|a| a.station == s.id.as_str())
                 .count());
+            if let (Some(me), Some(_)) = (&me, s.epoch) {
+                r["owner"] = json!(me);
+            }
             r
         })
-        .collect();
-    Ok(Json(json!({ "stations": rows })))
+        .collect()
 }
 
 async fn station(
     State(st): State<ApiState>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    Query(scope): Query<Scope>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&st.tokens, &headers, Role::Viewer)?;
     let all = st.status.borrow().clone();
@@ -159,6 +218,12 @@ async fn station(
         .iter()
         .find(|s| s.id.as_str() == id)
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("unknown station {id:?}")))?;
+    // In a cluster, the owner knows the station: ask it.
+    if let (Some(peers), None, None) = (&st.peers, scope.local, s.epoch) {
+        if let Some(v) = peers.from_owner(&id, &headers).await {
+            return Ok(Json(v));
+        }
+    }
     let cfg = st.stations.iter().find(|c| c.id.as_str() == id);
     let mut v = row(s, now_ms());
     let o = s.outputs.as_ref();
@@ -242,7 +307,7 @@ async fn alarms(State(st): State<ApiState>, headers: HeaderMap) -> Result<Json<V
 
 async fn cluster(State(st): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     authorize(&st.tokens, &headers, Role::Viewer)?;
-    let Some(view) = &st.cluster else {
+    let Some(view) = st.peers.as_ref().map(|p| &p.view) else {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
             "this engine runs alone (no [cluster] in its config)".into(),

@@ -8,6 +8,7 @@ pub mod auth;
 mod changes;
 pub mod http;
 pub mod metrics;
+pub mod peers;
 
 use std::sync::Arc;
 
@@ -31,8 +32,9 @@ pub struct ApiState {
     pub tokens: Arc<Vec<ApiToken>>,
     pub alarms: watch::Receiver<Arc<crate::alarms::AlarmView>>,
     pub stations: Arc<Vec<StationInfo>>,
-    /// In a cluster, what the cluster task publishes (`None`: the only engine).
-    pub cluster: Option<watch::Receiver<Arc<crate::cluster::task::ClusterView>>>,
+    /// In a cluster: the cluster's view and the client that reaches the other members
+    /// (`None`: the only engine).
+    pub peers: Option<peers::Peers>,
 }
 
 /// What the API knows of a configured station beyond its status: its static tags (group

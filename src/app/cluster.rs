@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use std::io::Write as _;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use tracing::{info, warn};
@@ -29,6 +29,7 @@ use super::common::Common;
 use super::stage::Stage;
 use crate::cluster::membership::{Fence, MemberSettings};
 use crate::cluster::partition::partition_of;
+use crate::cluster::state::StateWrite;
 use crate::cluster::task::{ClusterTask, ClusterView, Partitions};
 use crate::command::dispatch::{Lead, Leads, Numbering};
 use crate::ingest::event_loop::{run_event_loop, LoopSettings};
@@ -48,6 +49,8 @@ const BROKER_DOWN_LIMIT_MS: i64 = 5_000;
 pub(super) struct Started {
     pub numbering: Numbering,
     pub view: watch::Receiver<Arc<ClusterView>>,
+    /// Where the control task sends a station's new operator state.
+    pub writes: mpsc::Sender<StateWrite>,
     /// Set when the cluster task stopped for good (a duplicate name, another partition
     /// count): the engine must stop.
     pub fatal: watch::Receiver<Option<String>>,
@@ -101,7 +104,7 @@ pub(super) fn start_cluster(
         sessions: HashMap::new(),
         stage: mqtt_stage.clone(),
     };
-    let (task, view) = ClusterTask::new(member.clone(), engine);
+    let (task, view, writes) = ClusterTask::new(member.clone(), engine);
     let (fatal_tx, fatal) = watch::channel(None);
     let stop = stage.token();
     stage.spawn(async move {
@@ -118,6 +121,7 @@ pub(super) fn start_cluster(
             last: vec![(0, 0); n],
         },
         view,
+        writes,
         fatal,
     }
 }
@@ -170,7 +174,7 @@ impl Partitions for EnginePartitions {
         since == 0 || now_ms() - since < BROKER_DOWN_LIMIT_MS
     }
 
-    fn led(&mut self, p: u32, epoch: u64, fence: Fence) {
+    fn led(&mut self, p: u32, epoch: u64, fence: Fence, kept: HashMap<String, String>) {
         self.record("lead", p, epoch);
         self.epochs.insert(p, epoch);
         let client_id = format!("heatgrid-p{p:02}");
@@ -214,6 +218,7 @@ impl Partitions for EnginePartitions {
                 epoch,
                 link: link.clone(),
                 fence,
+                settings: Arc::new(kept),
             });
             *l = Arc::new(v);
         });

@@ -17,6 +17,7 @@ use crate::alarms::evaluate::StationAlarms;
 use crate::alarms::task::AlarmTask;
 use crate::alarms::AlarmBook;
 use crate::api::{ApiState, StationInfo};
+use crate::cluster::state::StateWrite;
 use crate::command::dispatch::{Dispatcher, Numbering, Route};
 use crate::command::seq::SeqStore;
 use crate::config::{Config, StationConfig};
@@ -100,17 +101,18 @@ pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
         .filter_map(|(c, s)| Some((c.id.clone(), s.modbus.clone()?)))
         .collect();
     // Alone, command numbers survive restarts on disk; in a cluster each epoch starts again.
-    let (numbering, cluster, fatal) = match &cfg.cluster {
+    let (numbering, cluster, replicate, fatal) = match &cfg.cluster {
         Some(member) => {
             let stages = (&stages.cluster, &stages.mqtt);
             let s = start_cluster(&c, member, &slots, &weather, &broker_down_since, stages);
-            (s.numbering, Some(s.view), s.fatal)
+            (s.numbering, Some(s.view), Some(s.writes), s.fatal)
         }
         None => (
             Numbering::Durable {
                 seqs: SeqStore::open(&cfg.data_dir, cfg.storage.fsync)?,
                 link: link.clone(),
             },
+            None,
             None,
             watch::channel(None).1,
         ),
@@ -122,7 +124,14 @@ pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
         store.clone(),
         stats.clone(),
     );
-    let control = start_control(&c, slots, dispatcher, weather, triggers, &stages.control)?;
+    let control = start_control(
+        &c,
+        slots,
+        dispatcher,
+        weather,
+        (triggers, replicate),
+        &stages.control,
+    )?;
     let (inbox, status, alarms) = control;
     let views = Views {
         status: &status,
@@ -155,7 +164,10 @@ fn start_control(
     slots: Vec<Arc<StationSlot>>,
     dispatcher: Dispatcher,
     weather: Weather,
-    triggers: Option<mpsc::Receiver<Vec<u32>>>,
+    (triggers, replicate): (
+        Option<mpsc::Receiver<Vec<u32>>>,
+        Option<mpsc::Sender<StateWrite>>,
+    ),
     stage: &Stage,
 ) -> Result<(Inbox, StatusView, AlarmsView), StartError> {
     let cfg = c.cfg;
@@ -195,6 +207,7 @@ fn start_control(
         log.clone(),
         district,
     );
+    let control = control.replicating_to(replicate);
     let book = AlarmBook::open(cfg.data_dir.join("alarms.json"))?;
     let (alarm_task, alarms) = AlarmTask::new(
         book,
@@ -317,7 +330,7 @@ async fn start_api(
                 })
                 .collect(),
         ),
-        cluster: cluster.cloned(),
+        peers: cluster.cloned().map(crate::api::peers::Peers::new),
     };
     let (bound, task) = crate::api::http::serve(addr, state, stage.token())
         .await

@@ -12,4 +12,5 @@
 pub mod membership;
 pub mod ownership;
 pub mod partition;
+pub mod state;
 pub mod task;

@@ -76,6 +76,10 @@ impl Candidate {
         self.lease
     }
 
+    pub(super) fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
     /// Joins partition `p`'s queue (nothing happens if this lease is in it already).
     pub async fn stand(&mut self, p: u32) -> Result<(), etcd_client::Error> {
         let key = candidate_key(p, self.lease);

@@ -25,18 +25,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::membership::{Fence, JoinError, MemberSettings, Membership};
 use super::ownership::{Candidate, Queued};
 use super::partition::ranking;
+use super::state::StateWrite;
 use crate::backoff::Backoff;
 use crate::clock::now_ms;
 
 /// How often the task looks at etcd.
 pub const LOOP: Duration = Duration::from_millis(250);
+
+/// Operator state writes waiting for the cluster task.
+const STATE_WRITES: usize = 64;
 
 /// Takeovers kept for `heatgrid cluster`.
 const TAKEOVERS_KEPT: usize = 32;
@@ -49,7 +53,9 @@ pub trait Partitions: Send + 'static {
     /// none.
     fn healthy(&self) -> bool;
     /// This instance leads `partition` with `epoch` while `fence` holds: start its data plane.
-    fn led(&mut self, partition: u32, epoch: u64, fence: Fence);
+    /// `settings`: the operator state etcd keeps for the partition's stations (station →
+    /// JSON), to apply before they are commanded.
+    fn led(&mut self, partition: u32, epoch: u64, fence: Fence, settings: HashMap<String, String>);
     /// It no longer does (handing over, fenced, shutting down): stop commanding its stations
     /// and close its session now.
     fn lost(&mut self, partition: u32);
@@ -108,6 +114,8 @@ pub struct ClusterTask<P: Partitions> {
     /// Partitions this instance leads, with their epochs.
     led: BTreeMap<u32, u64>,
     view: watch::Sender<Arc<ClusterView>>,
+    /// Operator state to keep in etcd (from the control task).
+    writes: mpsc::Receiver<StateWrite>,
     takeovers: VecDeque<Takeover>,
     /// Last problem logged, so each is logged once per change.
     trouble: Option<String>,
@@ -131,7 +139,16 @@ pub enum ClusterError {
 }
 
 impl<P: Partitions> ClusterTask<P> {
-    pub fn new(settings: MemberSettings, engine: P) -> (Self, watch::Receiver<Arc<ClusterView>>) {
+    /// The task, the view it publishes, and where the control task sends operator state.
+    pub fn new(
+        settings: MemberSettings,
+        engine: P,
+    ) -> (
+        Self,
+        watch::Receiver<Arc<ClusterView>>,
+        mpsc::Sender<StateWrite>,
+    ) {
+        let (writes_tx, writes) = mpsc::channel(STATE_WRITES);
         let (view, view_rx) = watch::channel(Arc::new(ClusterView {
             name: settings.name.clone(),
             partitions: settings.partitions,
@@ -146,10 +163,11 @@ impl<P: Partitions> ClusterTask<P> {
             standing: HashMap::new(),
             led: BTreeMap::new(),
             view,
+            writes,
             takeovers: VecDeque::new(),
             trouble: None,
         };
-        (task, view_rx)
+        (task, view_rx, writes_tx)
     }
 
     /// Runs until `stop`; then hands every partition over and leaves the cluster. Returns an
@@ -164,6 +182,14 @@ impl<P: Partitions> ClusterTask<P> {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => {}
+                Some(w) = self.writes.recv() => {
+                    let r = match self.candidate.as_mut() {
+                        Some(c) => c.write_state(&w).await,
+                        None => Err("not a member of the cluster now".into()),
+                    };
+                    let _ = w.done.send(r);
+                    continue;
+                }
                 _ = stop.cancelled() => break,
             }
             next = tokio::time::Instant::now() + LOOP;
@@ -277,7 +303,7 @@ impl<P: Partitions> ClusterTask<P> {
                 continue;
             }
             if heads && want {
-                self.lead(p, row);
+                self.lead(p, row).await;
             } else if want && !queued {
                 self.stand_for(p, row.leader.clone()).await;
             } else if !want && queued {
@@ -291,7 +317,21 @@ impl<P: Partitions> ClusterTask<P> {
     }
 
     /// This instance's key heads `row`'s queue: lead with its epoch (while the fence holds).
-    fn lead(&mut self, p: u32, row: &PartitionRow) {
+    async fn lead(&mut self, p: u32, row: &PartitionRow) {
+        let Some(epoch) = row.epoch else {
+            return;
+        };
+        // The operator state of the partition's stations first: none is commanded without it.
+        let settings = match self.candidate.as_mut() {
+            Some(c) => match c.read_states(p).await {
+                Ok(s) => s,
+                Err(e) => {
+                    self.note(format!("cannot read partition {p}'s operator state: {e}"));
+                    return;
+                }
+            },
+            None => return,
+        };
         let Some(fence) = self
             .member
             .as_ref()
@@ -300,16 +340,13 @@ impl<P: Partitions> ClusterTask<P> {
         else {
             return;
         };
-        let Some(epoch) = row.epoch else {
-            return;
-        };
         let (since, from) = self
             .standing
             .remove(&p)
             .unwrap_or_else(|| (tokio::time::Instant::now(), None));
         let waited_ms = since.elapsed().as_millis() as u64;
         info!(partition = p, epoch, waited_ms, from = ?from, "Leading partition.");
-        self.engine.led(p, epoch, fence);
+        self.engine.led(p, epoch, fence, settings);
         self.takeovers.push_back(Takeover {
             partition: p,
             epoch,

@@ -52,6 +52,9 @@ pub struct Lead {
     pub epoch: u64,
     pub link: Link,
     pub fence: Fence,
+    /// The operator state etcd kept for the partition's stations when the lead began
+    /// (station → JSON), for the control task to apply on takeover.
+    pub settings: Arc<std::collections::HashMap<String, String>>,
 }
 
 /// Per partition, the lead this instance holds (`None`: another instance's, or nobody's).
@@ -110,6 +113,25 @@ impl Dispatcher {
             Numbering::Durable { seqs, .. } => seqs.last(&self.routes[i].id),
             Numbering::Fenced { last, .. } => last[i].1,
         }
+    }
+
+    /// In a cluster, station `i`'s partition and the epoch this instance leads it under now,
+    /// with the operator state etcd kept for the station when the lead began.
+    pub fn lead_of(&self, i: usize) -> Option<(u32, u64, Option<String>)> {
+        let Numbering::Fenced {
+            leads, partition, ..
+        } = &self.numbering
+        else {
+            return None;
+        };
+        let p = partition[i];
+        let leads = leads.borrow();
+        let lead = leads
+            .get(p as usize)
+            .and_then(Option::as_ref)
+            .filter(|l| l.fence.holds())?;
+        let settings = lead.settings.get(self.routes[i].id.as_str()).cloned();
+        Some((p, lead.epoch, settings))
     }
 
     /// The epoch station `i` is commanded under now, if this instance may command it (`Some(0)`

@@ -58,6 +58,9 @@ pub enum ChangeError {
     Invalid(String),
     #[error("the engine is shutting down")]
     ShuttingDown,
+    /// In a cluster: not this instance's station now, or its state could not be kept.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// A change on its way to the task that applies it, with the operator's name and the reply slot.

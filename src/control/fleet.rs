@@ -28,6 +28,9 @@ pub struct Station {
     /// The epoch this instance commands it under (`Some(0)` alone; `None`: another instance
     /// leads its partition).
     pub(super) epoch: Option<u64>,
+    /// The operator settings the config gives it (a cluster's takeover without kept state
+    /// starts from these).
+    pub(super) initial: super::settings::OperatorSettings,
 }
 
 impl Station {
@@ -38,6 +41,7 @@ impl Station {
         slot: Arc<StationSlot>,
         ctrl: StationController,
     ) -> Self {
+        let initial = super::settings::OperatorSettings::of(&ctrl);
         Self {
             id,
             tags,
@@ -48,6 +52,7 @@ impl Station {
             last_step_ms: 0,
             stepped_ts: i64::MIN,
             epoch: None,
+            initial,
         }
     }
 

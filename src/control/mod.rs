@@ -13,6 +13,7 @@ pub mod district;
 pub mod fleet;
 pub mod kpi;
 pub mod pi;
+pub mod settings;
 pub mod station;
 pub mod status;
 pub mod task;

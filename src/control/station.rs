@@ -178,6 +178,11 @@ impl StationController {
         self.last = None;
     }
 
+    /// The manual outputs (valve %, pump %) set with [`Mode::Manual`].
+    pub fn manual(&self) -> Option<(f64, f64)> {
+        self.manual
+    }
+
     pub fn is_stale(&self) -> bool {
         self.stale
     }

@@ -17,15 +17,17 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::change::{self, Change, ChangeError, ChangeRequest};
+use super::change::{self, ChangeError, ChangeRequest};
 use super::district::District;
 pub use super::fleet::Station;
+use super::settings::OperatorSettings;
 use super::status::StationStatus;
 use super::Tick;
 use crate::clock::now_ms;
+use crate::cluster::state::StateWrite;
 use crate::command::dispatch::{Dispatcher, Outgoing};
 use crate::ingest::Weather;
-use crate::model::{Applied, Command};
+use crate::model::Command;
 use crate::stats::Stats;
 use crate::store::audit::OperatorLog;
 
@@ -71,6 +73,8 @@ pub struct ControlTask {
     district: Option<District>,
     status: watch::Sender<Arc<Vec<StationStatus>>>,
     rate_window: VecDeque<(i64, u64)>,
+    /// In a cluster: where a station's new operator state goes to be kept in etcd.
+    replicate: Option<mpsc::Sender<StateWrite>>,
 }
 
 impl ControlTask {
@@ -93,6 +97,11 @@ impl ControlTask {
                 s.ctrl.set_district_offset_k(d.offset_k(i));
             }
         }
+        // The only engine commands every station from the start (epoch 0); in a cluster each
+        // station waits for its partition's lead.
+        for (i, s) in stations.iter_mut().enumerate() {
+            s.epoch = dispatcher.epoch_of(i).filter(|e| *e == 0);
+        }
         let dt_s = settings.tick.as_secs_f64() * settings.time_scale;
         let task = Self {
             stations,
@@ -105,8 +114,15 @@ impl ControlTask {
             district,
             status,
             rate_window: VecDeque::new(),
+            replicate: None,
         };
         (task, status_rx)
+    }
+
+    /// In a cluster: a change is answered once its station's operator state is in etcd.
+    pub fn replicating_to(mut self, replicate: Option<mpsc::Sender<StateWrite>>) -> Self {
+        self.replicate = replicate;
+        self
     }
 
     /// Runs until `stop` is cancelled: the tick, wake-ups from ingest, operator changes.
@@ -145,27 +161,77 @@ impl ControlTask {
                     }
                     self.on_telemetry(&batch, now_ms());
                 }
-                Some(req) = changes.recv() => {
-                    let result = self.apply(&req.station, &req.change, &req.user);
-                    let _ = req.reply.send(result);
-                }
+                Some(req) = changes.recv() => self.on_change(req),
                 _ = stop.cancelled() => return,
             }
         }
     }
 
     /// Applies one operator change within the station's hard limits and records it; the next
-    /// command carries it to the station.
-    fn apply(&mut self, station: &str, c: &Change, user: &str) -> Result<Applied, ChangeError> {
-        let s = self
+    /// command carries it to the station. In a cluster only the station's owner applies it,
+    /// and answers once the station's operator state is in etcd.
+    fn on_change(&mut self, req: ChangeRequest) {
+        let Some(i) = self
             .stations
-            .iter_mut()
-            .find(|s| s.id.as_str() == station)
-            .ok_or_else(|| ChangeError::UnknownStation(station.to_owned()))?;
+            .iter()
+            .position(|s| s.id.as_str() == req.station)
+        else {
+            let _ = req
+                .reply
+                .send(Err(ChangeError::UnknownStation(req.station.clone())));
+            return;
+        };
+        let lead = match &self.replicate {
+            Some(_) => match self.leads(i).then(|| self.dispatcher.lead_of(i)).flatten() {
+                Some((p, epoch, _)) => Some((p, epoch)),
+                None => {
+                    let _ = req.reply.send(Err(ChangeError::Unavailable(format!(
+                        "another instance leads station {} now; try again",
+                        req.station
+                    ))));
+                    return;
+                }
+            },
+            None => None,
+        };
         let now = now_ms();
-        let applied = change::apply(&mut s.ctrl, station, c, now)?;
-        self.log.record(now, user, &applied);
-        Ok(applied)
+        let s = &mut self.stations[i];
+        let applied = match change::apply(&mut s.ctrl, &req.station, &req.change, now) {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = req.reply.send(Err(e));
+                return;
+            }
+        };
+        self.log.record(now, &req.user, &applied);
+        let (Some(tx), Some((partition, epoch))) = (&self.replicate, lead) else {
+            let _ = req.reply.send(Ok(applied));
+            return;
+        };
+        let (done, done_rx) = tokio::sync::oneshot::channel();
+        let write = StateWrite {
+            partition,
+            epoch,
+            station: req.station.clone(),
+            value: serde_json::to_string(&OperatorSettings::of(&s.ctrl)).unwrap_or_default(),
+            done,
+        };
+        if tx.try_send(write).is_err() {
+            let _ = req.reply.send(Err(ChangeError::Unavailable(
+                "applied here, but the cluster cannot keep it now (queue full)".into(),
+            )));
+            return;
+        }
+        tokio::spawn(async move {
+            let r = match done_rx.await {
+                Ok(Ok(())) => Ok(applied),
+                Ok(Err(e)) => Err(ChangeError::Unavailable(format!(
+                    "applied here, but not kept in the cluster: {e}"
+                ))),
+                Err(_) => Err(ChangeError::ShuttingDown),
+            };
+            let _ = req.reply.send(r);
+        });
     }
 
     fn fallback_outdoor(&self, now: i64) -> f64 {
@@ -180,10 +246,20 @@ impl ControlTask {
     /// bumpless, whatever the previous owner's controller did.
     fn leads(&mut self, i: usize) -> bool {
         let epoch = self.dispatcher.epoch_of(i);
-        let s = &mut self.stations[i];
-        if epoch.is_some() && epoch != s.epoch {
+        if epoch.is_some() && epoch != self.stations[i].epoch {
+            // In a cluster: the operator state the previous owner kept, else the config's.
+            let kept = self
+                .dispatcher
+                .lead_of(i)
+                .and_then(|(_, _, json)| json)
+                .and_then(|json| serde_json::from_str::<OperatorSettings>(&json).ok());
+            let s = &mut self.stations[i];
             s.ctrl.take_over();
+            if self.replicate.is_some() {
+                kept.as_ref().unwrap_or(&s.initial).apply_to(&mut s.ctrl);
+            }
         }
+        let s = &mut self.stations[i];
         s.epoch = epoch;
         epoch.is_some()
     }

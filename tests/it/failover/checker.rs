@@ -29,8 +29,10 @@ pub struct Evidence {
     /// Every station was commanded from here on.
     pub steady_ms: i64,
     pub end_ms: i64,
-    /// A window in which no instance may command (etcd without quorum).
+    /// A window in which stations may go without commands (etcd without quorum).
     pub excused: Option<(i64, i64)>,
+    /// A window in which no command may be accepted (every instance fenced).
+    pub silent: Option<(i64, i64)>,
     /// Commands refused as older than the last accepted are allowed (a paused instance).
     pub stale_refusals_allowed: bool,
     /// An operator's change that must still be in force: (station, what was asked, what the
@@ -121,25 +123,34 @@ fn exclusive(e: &Evidence) -> Check {
                 problems.push(format!("{station}: accepted {key:?} after {last:?}"));
             }
             last = Some(key);
-            match leads.get(&(p, c.epoch)).map(Vec::as_slice) {
-                Some([(_, lead, lost)]) => {
-                    // 1 s for the command's way through the broker.
-                    if c.t_ms < *lead || lost.is_some_and(|l| c.t_ms > l + 1_000) {
-                        problems.push(format!(
-                            "{station}: epoch {} command at {} outside its lead [{lead}, {lost:?}]",
-                            c.epoch, c.t_ms
-                        ));
-                    }
-                }
-                Some(many) => problems.push(format!(
-                    "{station}: epoch {} led by {} instances",
-                    c.epoch,
-                    many.len()
-                )),
-                None => problems.push(format!(
+            let Some(spans) = leads.get(&(p, c.epoch)) else {
+                problems.push(format!(
                     "{station}: epoch {} of partition {p} is in no ownership log",
                     c.epoch
-                )),
+                ));
+                continue;
+            };
+            let holders: BTreeSet<&str> = spans.iter().map(|(n, _, _)| *n).collect();
+            if holders.len() > 1 {
+                problems.push(format!("{station}: epoch {} led by {holders:?}", c.epoch));
+            }
+            // 1 s for the command's way through the broker.
+            let inside = spans
+                .iter()
+                .any(|(_, lead, lost)| c.t_ms >= *lead && lost.is_none_or(|l| c.t_ms <= l + 1_000));
+            if !inside {
+                problems.push(format!(
+                    "{station}: epoch {} command at {} outside every lead {spans:?}",
+                    c.epoch, c.t_ms
+                ));
+            }
+            if let Some((a, b)) = e.silent {
+                if c.t_ms > a && c.t_ms < b {
+                    problems.push(format!(
+                        "{station}: command accepted at {} while every instance must be fenced",
+                        c.t_ms
+                    ));
+                }
             }
         }
     }
@@ -200,7 +211,7 @@ fn liveness(e: &Evidence) -> Check {
 /// Per station, the stored telemetry counters are contiguous from the first stored one to
 /// the last published (duplicates allowed); only messages from before the first subscription
 /// may be missing.
-fn complete(e: &Evidence) -> Check {
+pub fn complete(e: &Evidence) -> Check {
     let mut problems = Vec::new();
     let (mut stored_total, mut published_total) = (0usize, 0u64);
     for (station, &published) in &e.published {
@@ -343,6 +354,7 @@ mod tests {
             steady_ms: 1_000,
             end_ms: 40_000,
             excused: None,
+            silent: None,
             stale_refusals_allowed: false,
             operator: None,
         }

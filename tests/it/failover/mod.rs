@@ -267,6 +267,32 @@ impl Rig {
         r.json().await.ok()
     }
 
+    /// `POST path` with a JSON body on instance `i`'s API: the status and the answer.
+    async fn post(&self, i: usize, path: &str, body: serde_json::Value) -> (u16, String) {
+        let url = format!("http://127.0.0.1:{}{path}", self.instances[i].api);
+        match reqwest::Client::new()
+            .post(url)
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+        {
+            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+            Err(e) => (0, e.to_string()),
+        }
+    }
+
+    /// A station instance `i` leads now.
+    async fn led_by(&self, i: usize) -> Option<String> {
+        let v = self.api(i, "/api/v1/stations?local=1").await?;
+        v["stations"]
+            .as_array()?
+            .iter()
+            .find(|r| !r["epoch"].is_null())
+            .and_then(|r| r["id"].as_str().map(str::to_owned))
+    }
+
     /// Per station, the `tele_seq` values VictoriaMetrics holds.
     async fn stored(&self) -> BTreeMap<String, BTreeSet<u64>> {
         let http = reqwest::Client::new();
@@ -339,6 +365,9 @@ struct Outcome {
     takeovers: Vec<i64>,
 }
 
+/// A time window, ms (`None`: none).
+type Window = Option<(i64, i64)>;
+
 /// The instance every fault is aimed at.
 const VICTIM: usize = 1;
 
@@ -350,9 +379,20 @@ async fn scenario(fault: Fault) -> Outcome {
         fault.name()
     );
     let steady_ms = now_ms();
+    // An operator raises a station of the victim's by 3 K, typing it on another instance.
+    let operator_station = rig.led_by(VICTIM).await.unwrap_or_default();
+    let asked = 3.0;
+    let (code, answer) = rig
+        .post(
+            0,
+            &format!("/api/v1/stations/{operator_station}/supply"),
+            serde_json::json!({ "offset_k": asked }),
+        )
+        .await;
+    assert_eq!(code, 200, "{}: the operator change: {answer}", fault.name());
     tokio::time::sleep(Duration::from_secs(15)).await;
     let fault_ms = now_ms();
-    let mut excused = None;
+    let (mut excused, mut silent) = (None, None);
     match fault {
         Fault::KillOwner => rig.instances[VICTIM].kill(),
         Fault::Pause => {
@@ -380,14 +420,24 @@ async fn scenario(fault: Fault) -> Outcome {
             rig.etcd.kill(0);
             rig.etcd.kill(1);
             tokio::time::sleep(Duration::from_secs(30)).await;
+            let back_ms = now_ms();
             rig.etcd.start_node(0);
             rig.etcd.start_node(1);
-            // Until the instances can renew again, no command may go out: excused.
-            excused = Some((fault_ms, now_ms() + 15_000));
+            // Every fence runs out at most TTL − TTL/5 = 8 s after the last renewal (one every
+            // 2 s): no command from then until etcd is back; stations may wait until the
+            // instances renew and lead again.
+            silent = Some((fault_ms + 8_500, back_ms));
+            excused = Some((fault_ms, back_ms + 15_000));
         }
     }
     tokio::time::sleep(Duration::from_secs(30)).await;
     let end_ms = now_ms();
+    // Asked on one instance before the fault; read on the same one now (its owner answers).
+    let seen = rig
+        .api(0, &format!("/api/v1/stations/{operator_station}"))
+        .await
+        .and_then(|v| v["controller"]["supply_offset_k"].as_f64());
+    let operator = Some((operator_station, asked, seen));
     let sim = rig.sim.take().expect("running");
     let commands = sim.command_log();
     let views = sim.stop().await;
@@ -398,37 +448,24 @@ async fn scenario(fault: Fault) -> Outcome {
         i.terminate(); // drains its spool into the database
     }
     // The last points can take a few seconds to become visible.
-    let expected: u64 = published.values().sum();
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut stored = rig.stored().await;
-    while Instant::now() < deadline {
-        let n: u64 = stored.values().map(|s| s.len() as u64).sum();
-        if n + 3 * STATIONS as u64 >= expected
-            && checker::check(&evidence(
-                &rig,
-                &commands,
-                &stored,
-                &published,
-                (steady_ms, end_ms),
-                excused,
-                fault,
-            ))[2]
-                .passed
-        {
-            break;
+    let e = loop {
+        let stored = rig.stored().await;
+        let mut e = evidence(
+            &rig,
+            &commands,
+            stored,
+            &published,
+            (steady_ms, end_ms),
+            (excused, silent),
+            fault,
+        );
+        e.operator = operator.clone();
+        if Instant::now() >= deadline || checker::complete(&e).passed {
+            break e;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        stored = rig.stored().await;
-    }
-    let e = evidence(
-        &rig,
-        &commands,
-        &stored,
-        &published,
-        (steady_ms, end_ms),
-        excused,
-        fault,
-    );
+    };
     let takeovers = checker::takeovers(&e.ownership, fault_ms, end_ms);
     let checks = checker::check(&e);
     if checks.iter().any(|c| !c.passed) {
@@ -450,17 +487,16 @@ async fn scenario(fault: Fault) -> Outcome {
         let _ = std::fs::write(keep.join("commands.jsonl"), lines.join("\n"));
         eprintln!("{}: evidence kept in {}", fault.name(), keep.display());
     }
-    drop(rig.api(0, "/api/v1/cluster").await);
     Outcome { checks, takeovers }
 }
 
 fn evidence(
     rig: &Rig,
     commands: &[heatgrid_sim::CommandRecord],
-    stored: &BTreeMap<String, BTreeSet<u64>>,
+    stored: BTreeMap<String, BTreeSet<u64>>,
     published: &BTreeMap<String, u64>,
     (steady_ms, end_ms): (i64, i64),
-    excused: Option<(i64, i64)>,
+    (excused, silent): (Window, Window),
     fault: Fault,
 ) -> Evidence {
     Evidence {
@@ -471,11 +507,12 @@ fn evidence(
             .iter()
             .map(|i| (i.name.clone(), i.ownership()))
             .collect(),
-        stored: stored.clone(),
+        stored,
         published: published.clone(),
         steady_ms,
         end_ms,
         excused,
+        silent,
         stale_refusals_allowed: fault == Fault::Pause,
         operator: None,
     }
