@@ -297,12 +297,37 @@ async fn metrics(State(st): State<ApiState>, headers: HeaderMap) -> Result<Respo
         .into_response())
 }
 
-async fn alarms(State(st): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+async fn alarms(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    Query(scope): Query<Scope>,
+) -> Result<Json<Value>, ApiError> {
     authorize(&st.tokens, &headers, Role::Viewer)?;
     let view = st.alarms.borrow().clone();
-    Ok(Json(
-        json!({ "active": view.active, "recent": view.recent }),
-    ))
+    let mut v = json!({ "active": view.active, "recent": view.recent });
+    let Some(peers) = st.peers.as_ref().filter(|_| scope.local.is_none()) else {
+        return Ok(Json(v));
+    };
+    // In a cluster each instance raises its own stations' alarms (and its own engine's):
+    // every alarm is tagged with the instance that holds it (acknowledge it there).
+    let me = peers.view.borrow().name.clone();
+    super::peers::tag(&mut v, &me);
+    let mut unreachable = Vec::new();
+    for (name, answer) in peers.gather("/api/v1/alarms?local=1", &headers).await {
+        match answer {
+            Ok(mut theirs) => {
+                super::peers::tag(&mut theirs, &name);
+                for list in ["active", "recent"] {
+                    if let (Some(m), Some(t)) = (v[list].as_array_mut(), theirs[list].as_array()) {
+                        m.extend(t.iter().cloned());
+                    }
+                }
+            }
+            Err(e) => unreachable.push(format!("{name}: {e}")),
+        }
+    }
+    v["unreachable"] = json!(unreachable);
+    Ok(Json(v))
 }
 
 async fn cluster(State(st): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {

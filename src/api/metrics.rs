@@ -117,6 +117,11 @@ fn control_metrics(s: &Stats) -> Vec<Metric> {
             "Commands that could not be queued",
             Counter(g(&s.commands_failed)),
         ),
+        (
+            "heatgrid_commands_fenced",
+            "Commands not sent: another instance of the cluster leads the station (or nobody)",
+            Counter(g(&s.commands_fenced)),
+        ),
         ("heatgrid_mqtt_connects", "MQTT (re)connections", Counter(g(&s.mqtt_connects))),
         ("heatgrid_control_ticks", "Control ticks run", Counter(g(&s.ticks))),
         (

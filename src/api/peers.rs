@@ -219,6 +219,17 @@ pub(super) async fn fleet_rows(
     (rows, unreachable)
 }
 
+/// Tags every alarm of an alarms view (`active`, `recent`) with the instance holding it.
+pub(super) fn tag(alarms: &mut Value, instance: &str) {
+    for list in ["active", "recent"] {
+        if let Some(a) = alarms[list].as_array_mut() {
+            for alarm in a {
+                alarm["instance"] = Value::from(instance);
+            }
+        }
+    }
+}
+
 /// Adds every number in `theirs` to the same place in `mine` (counters of several
 /// instances); an age takes the larger of the two.
 pub(super) fn add_counts(mine: &mut Value, theirs: &Value) {

@@ -76,6 +76,8 @@ pub(super) fn start_cluster(
     let mut members: Vec<HashMap<StationId, Arc<StationSlot>>> =
         vec![HashMap::new(); parts as usize];
     for ((s, slot), p) in cfg.stations.iter().zip(slots).zip(&partition) {
+        // Nobody's until this instance leads the partition.
+        slot.active.store(false, Ordering::Relaxed);
         members[*p as usize].insert(s.id.clone(), slot.clone());
     }
     let (leads_tx, leads) = watch::channel(Arc::new(vec![None; parts as usize]));
@@ -176,6 +178,9 @@ impl Partitions for EnginePartitions {
 
     fn led(&mut self, p: u32, epoch: u64, fence: Fence, kept: HashMap<String, String>) {
         self.record("lead", p, epoch);
+        for slot in self.members[p as usize].values() {
+            slot.active.store(true, Ordering::Relaxed);
+        }
         self.epochs.insert(p, epoch);
         let client_id = format!("heatgrid-p{p:02}");
         let (link, el) = mqtt::connect(&self.mqtt, &client_id, None);
@@ -240,6 +245,9 @@ impl Partitions for EnginePartitions {
         });
         let epoch = self.epochs.remove(&p).unwrap_or(0);
         self.record("lost", p, epoch);
+        for slot in self.members[p as usize].values() {
+            slot.active.store(false, Ordering::Relaxed);
+        }
         if let Some((link, stop)) = self.sessions.remove(&p) {
             let _ = link.try_disconnect();
             self.stage.spawn(async move {

@@ -38,6 +38,9 @@ pub struct StationSlot {
     pub trigger: Option<Trigger>,
     /// When the latest reading was accepted ([`crate::clock::mono_us`]).
     pub accepted_us: std::sync::atomic::AtomicU64,
+    /// Whether this instance reads and commands the station: always alone; in a cluster
+    /// while it leads the station's partition (a Modbus poller polls only then).
+    pub active: std::sync::atomic::AtomicBool,
 }
 
 impl StationSlot {
@@ -63,6 +66,7 @@ impl StationSlot {
             index,
             trigger,
             accepted_us: Default::default(),
+            active: std::sync::atomic::AtomicBool::new(true),
         }
     }
 }

@@ -42,6 +42,7 @@ pub const WRITE_FIELDS: &[&str] = &[
     "mode",
     "valid_for_s",
     "seq",
+    "epoch",
 ];
 
 /// The Modbus table of a register.
@@ -333,8 +334,9 @@ impl RegisterMap {
         for r in regs {
             let Some(v) = value(&r.field) else { continue };
             let is_seq = r.field == "seq";
-            // `seq` is a counter: a register narrower than it carries it modulo its range.
-            let v = if is_seq {
+            // `seq` and `epoch` are counters: a register narrower than one carries it modulo
+            // its range.
+            let v = if is_seq || r.field == "epoch" {
                 v.rem_euclid(r.data_type.range().1 + 1.0)
             } else {
                 v
@@ -540,5 +542,25 @@ mod tests {
             })
             .unwrap();
         assert_eq!(plan, vec![(10, vec![435]), (0, vec![1, 4_464])]);
+    }
+
+    #[test]
+    fn an_epoch_register_goes_out_with_the_command_modulo_its_range() {
+        let text = "address_base = 0\nwrite_function = \"multiple\"\n\
+            [[register]]\nfield = \"supply_temp_c\"\ntable = \"input\"\naddress = 0\ntype = \"i16\"\n\
+            [[register]]\nfield = \"return_temp_c\"\ntable = \"input\"\naddress = 1\ntype = \"i16\"\n\
+            [[register]]\nfield = \"flow_m3h\"\ntable = \"input\"\naddress = 2\ntype = \"u16\"\n\
+            [[register]]\nfield = \"epoch\"\ntable = \"holding\"\naddress = 0\ntype = \"u16\"\naccess = \"read_write\"\n\
+            [[register]]\nfield = \"seq\"\ntable = \"holding\"\naddress = 1\ntype = \"u16\"\naccess = \"read_write\"\n";
+        let m = RegisterMap::parse(text).unwrap();
+        let plan = m
+            .write_plan(|f| match f {
+                "epoch" => Some(65_538.0),
+                "seq" => Some(7.0),
+                _ => None,
+            })
+            .unwrap();
+        // One request, epoch and seq together (the run holding seq goes last).
+        assert_eq!(plan, vec![(0, vec![2, 7])]);
     }
 }

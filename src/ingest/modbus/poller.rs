@@ -149,6 +149,14 @@ pub async fn run(
                 if next < now {
                     next = now + interval;
                 }
+                if !p.slot.active.load(Ordering::Relaxed) {
+                    // Another instance of the cluster polls it: one master at a time.
+                    if let Some(mut ctx) = p.ctx.take() {
+                        let _ = tokio::time::timeout(p.cfg.timeout, ctx.disconnect()).await;
+                    }
+                    p.pending = None;
+                    continue;
+                }
                 p.poll().await;
                 if p.pending.is_some() {
                     p.write().await;

@@ -128,6 +128,8 @@ pub fn command_value(cmd: &Command, field: &str) -> Option<f64> {
         "mode" => RegisterMap::mode_value(cmd.mode),
         "valid_for_s" => cmd.valid_for_s as f64,
         "seq" => cmd.seq as f64,
+        // In a cluster, the owner's epoch (0 alone): a PLC that can, compares (epoch, seq).
+        "epoch" => cmd.epoch.unwrap_or(0) as f64,
         _ => return None,
     })
 }

@@ -390,6 +390,7 @@ async fn scenario(fault: Fault) -> Outcome {
         )
         .await;
     assert_eq!(code, 200, "{}: the operator change: {answer}", fault.name());
+    let room = control_room(&rig).await;
     tokio::time::sleep(Duration::from_secs(15)).await;
     let fault_ms = now_ms();
     let (mut excused, mut silent) = (None, None);
@@ -467,7 +468,8 @@ async fn scenario(fault: Fault) -> Outcome {
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     let takeovers = checker::takeovers(&e.ownership, fault_ms, end_ms);
-    let checks = checker::check(&e);
+    let mut checks = checker::check(&e);
+    checks.push(room);
     if checks.iter().any(|c| !c.passed) {
         // Keep the evidence of a failure for a person to read.
         let keep = std::env::temp_dir().join(format!("heatgrid-failover-{}", fault.name()));
@@ -488,6 +490,58 @@ async fn scenario(fault: Fault) -> Outcome {
         eprintln!("{}: evidence kept in {}", fault.name(), keep.display());
     }
     Outcome { checks, takeovers }
+}
+
+/// One control room: any instance shows the whole fleet (each station with its owner), the
+/// status counts every station once, and `heatgrid cluster` lists the members.
+async fn control_room(rig: &Rig) -> Check {
+    let mut problems = Vec::new();
+    let rows = rig
+        .api(2, "/api/v1/stations")
+        .await
+        .and_then(|v| v["stations"].as_array().cloned())
+        .unwrap_or_default();
+    let owned = rows.iter().filter(|r| r["owner"].is_string()).count();
+    let owners: BTreeSet<&str> = rows.iter().filter_map(|r| r["owner"].as_str()).collect();
+    if owned != STATIONS || owners.len() != 3 {
+        problems.push(format!(
+            "stations on c: {owned} of {STATIONS} with an owner, owners {owners:?}"
+        ));
+    }
+    let led = rig
+        .api(0, "/api/v1/status")
+        .await
+        .and_then(|v| v["stations"]["led"].as_u64());
+    if led != Some(STATIONS as u64) {
+        problems.push(format!("status on a: {led:?} stations led in all"));
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_heatgrid"))
+        .args(["cluster", "--json", "--api"])
+        .arg(format!("http://127.0.0.1:{}", rig.instances[1].api))
+        .env("HEATGRID_TOKEN", TOKEN)
+        .output()
+        .expect("heatgrid cluster");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let members = v["members"].as_array().map_or(0, Vec::len);
+    let leaderless = v["table"].as_array().map_or(usize::MAX, |t| {
+        t.iter().filter(|r| r["leader"].is_null()).count()
+    });
+    if members != 3 || leaderless != 0 {
+        problems.push(format!(
+            "heatgrid cluster on b: {members} members, {leaderless} partitions without a leader"
+        ));
+    }
+    Check {
+        name: "one control room",
+        passed: problems.is_empty(),
+        detail: if problems.is_empty() {
+            format!(
+                "{owned} stations with their owners on c, {led:?} led in all, {members} members"
+            )
+        } else {
+            problems.join("; ")
+        },
+    }
 }
 
 fn evidence(
