@@ -98,12 +98,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=off,rumqttc=warn"));
-    // Colours only on a terminal: a service's log file (or journald) gets plain text.
+    // Logs on stderr (stdout is the verbs' output and the demo's table); colours only on a
+    // terminal: a service's log file (or journald) gets plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
         .with_ansi(ansi)
+        .with_writer(std::io::stderr)
         .init();
     match run(cli) {
         Ok(code) => code,

@@ -179,6 +179,7 @@ impl Partitions for EnginePartitions {
     fn led(&mut self, p: u32, epoch: u64, fence: Fence, kept: HashMap<String, String>) {
         self.record("lead", p, epoch);
         for slot in self.members[p as usize].values() {
+            *slot.fence.lock().unwrap_or_else(|e| e.into_inner()) = Some(fence.clone());
             slot.active.store(true, Ordering::Relaxed);
         }
         self.epochs.insert(p, epoch);
@@ -247,6 +248,7 @@ impl Partitions for EnginePartitions {
         self.record("lost", p, epoch);
         for slot in self.members[p as usize].values() {
             slot.active.store(false, Ordering::Relaxed);
+            *slot.fence.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
         if let Some((link, stop)) = self.sessions.remove(&p) {
             let _ = link.try_disconnect();

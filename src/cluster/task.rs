@@ -199,7 +199,17 @@ impl<P: Partitions> ClusterTask<P> {
                 self.member = None;
             }
             let Some(member) = self.member.as_mut() else {
-                match Membership::join(&self.settings).await {
+                // A client with no etcd node to talk to can wait forever: bound each try.
+                let limit = (self.settings.lease_ttl / 2).max(Duration::from_secs(2));
+                let joined = tokio::time::timeout(limit, Membership::join(&self.settings))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(JoinError::Etcd(etcd_client::Error::InvalidArgs(format!(
+                            "no etcd endpoint answered within {} s",
+                            limit.as_secs()
+                        ))))
+                    });
+                match joined {
                     Ok(mut m) => {
                         self.candidate = Some(m.candidate());
                         self.member = Some(m);
@@ -219,7 +229,7 @@ impl<P: Partitions> ClusterTask<P> {
                             }
                         }
                         let delay = backoff.next_delay();
-                        self.note(format!("cannot join the cluster: {e}; retrying"));
+                        self.note(format!("cannot join the cluster: {}; retrying", brief(&e)));
                         next = tokio::time::Instant::now() + delay;
                     }
                 }
@@ -481,4 +491,18 @@ async fn read_cluster(
         })
         .collect();
     Ok((members, table))
+}
+
+/// `e` without what changes from one try to the next (which endpoint refused), so that a
+/// problem is logged once, not once per try.
+fn brief(e: &JoinError) -> String {
+    match e {
+        JoinError::Etcd(etcd_client::Error::GRpcStatus(s)) => {
+            format!("etcd: {:?}: {}", s.code(), s.message())
+        }
+        JoinError::Etcd(etcd_client::Error::TransportError(_)) => {
+            "no etcd endpoint reachable".into()
+        }
+        other => other.to_string(),
+    }
 }

@@ -41,6 +41,22 @@ pub struct StationSlot {
     /// Whether this instance reads and commands the station: always alone; in a cluster
     /// while it leads the station's partition (a Modbus poller polls only then).
     pub active: std::sync::atomic::AtomicBool,
+    /// In a cluster, the lease's fence while this instance leads the station's partition:
+    /// a Modbus write goes out only while it holds.
+    pub fence: Mutex<Option<crate::cluster::membership::Fence>>,
+}
+
+impl StationSlot {
+    /// Whether this instance may write a command to the station now.
+    pub fn may_command(&self) -> bool {
+        self.active.load(std::sync::atomic::Ordering::Relaxed)
+            && self
+                .fence
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .is_none_or(|f| f.holds())
+    }
 }
 
 impl StationSlot {
@@ -67,6 +83,7 @@ impl StationSlot {
             trigger,
             accepted_us: Default::default(),
             active: std::sync::atomic::AtomicBool::new(true),
+            fence: Mutex::new(None),
         }
     }
 }

@@ -209,3 +209,162 @@ async fn partition_leadership_passes_on_with_a_growing_epoch() {
     );
     a.leave().await.unwrap();
 }
+
+/// A `heatgrid run` process in a cluster named `name`, with three stations and no telemetry.
+struct Instance {
+    child: std::process::Child,
+    api: u16,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+const TOKEN: &str = "cluster-start-token-0123";
+
+impl Instance {
+    fn start(name: &str, endpoints: &[String], broker: u16, ttl_s: u64) -> Instance {
+        let dir = tempfile::tempdir().unwrap();
+        let api = free_port();
+        let eps: Vec<String> = endpoints.iter().map(|e| format!("{e:?}")).collect();
+        let text = format!(
+            "[engine]\ndata_dir = {:?}\ntick_s = 1\n[mqtt]\nport = {broker}\n\
+             [api]\nlisten = \"127.0.0.1:{api}\"\n\
+             [[api.token]]\nname = \"t\"\nrole = \"operator\"\ntoken_env = \"HG_TOKEN\"\n\
+             [cluster]\nname = {name:?}\netcd_endpoints = [{}]\npartitions = 8\nlease_ttl_s = {ttl_s}\n\
+             [[station]]\nid = \"s1\"\n[[station]]\nid = \"s2\"\n[[station]]\nid = \"s3\"\n",
+            dir.path().join("data").display().to_string(),
+            eps.join(", ")
+        );
+        let config = dir.path().join("hg.toml");
+        std::fs::write(&config, text).unwrap();
+        let log = dir.path().join("hg.log");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_heatgrid"))
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("HG_TOKEN", TOKEN)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start heatgrid");
+        Instance {
+            child,
+            api,
+            log,
+            _dir: dir,
+        }
+    }
+
+    async fn get(&self, path: &str) -> Option<serde_json::Value> {
+        reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{}{path}", self.api))
+            .bearer_auth(TOKEN)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn an_instance_waits_for_etcd_commanding_nothing_then_joins() {
+    let mut etcd = Etcd::start();
+    etcd.leader().await;
+    for i in 0..3 {
+        etcd.kill(i); // etcd is down when the instance starts
+    }
+    let broker = crate::util::mosquitto();
+    let hg = Instance::start("a", &etcd.endpoints(), broker.port, 3);
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let view = hg
+        .get("/api/v1/cluster")
+        .await
+        .expect("the API runs without etcd");
+    assert_eq!(view["joined"], false);
+    assert_eq!(view["led"], serde_json::json!({}));
+    let status = hg.get("/api/v1/status").await.unwrap();
+    assert_eq!(
+        status["commands"]["sent"], 0,
+        "no station commanded meanwhile"
+    );
+    let complaints = hg.log().matches("cannot join the cluster").count();
+    assert!(
+        (1..=3).contains(&complaints),
+        "logged once per change of error, not per retry: {complaints} in {}:\n{}",
+        hg.log.display(),
+        hg.log()
+    );
+    for i in 0..3 {
+        etcd.start_node(i);
+    }
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let led = hg
+            .get("/api/v1/cluster")
+            .await
+            .and_then(|v| v["led"].as_object().map(|m| m.len()))
+            .unwrap_or(0);
+        if led == 8 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the instance did not lead every partition once etcd was back\n{}",
+            hg.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_second_instance_under_a_taken_name_stops_with_a_clear_error() {
+    let etcd = Etcd::start();
+    etcd.leader().await;
+    let broker = crate::util::mosquitto();
+    let first = Instance::start("same", &etcd.endpoints(), broker.port, 2);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while first
+        .get("/api/v1/cluster")
+        .await
+        .is_none_or(|v| v["joined"] != true)
+    {
+        assert!(Instant::now() < deadline, "the first instance did not join");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut second = Instance::start("same", &etcd.endpoints(), broker.port, 2);
+    // It retries for two TTLs (a crashed predecessor's lease runs out within one), then stops.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = second.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second instance kept running"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(!status.success());
+    let log = second.log();
+    assert!(
+        log.contains("another running instance is already a member named \"same\""),
+        "{log}"
+    );
+    assert_eq!(
+        first.get("/api/v1/cluster").await.unwrap()["joined"],
+        true,
+        "the first instance is untouched"
+    );
+}

@@ -18,6 +18,11 @@ impl Poller {
         let Some(cmd) = self.pending.clone() else {
             return;
         };
+        if !self.slot.may_command() {
+            // In a cluster: the lead is gone or its fence ran out (a stalled instance waking).
+            self.pending = None;
+            return;
+        }
         let age_ms = crate::clock::now_ms() - cmd.ts;
         if age_ms > self.retry_for.as_millis() as i64 {
             warn!(station = %self.cfg.station, seq = cmd.seq, age_ms,

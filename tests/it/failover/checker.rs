@@ -24,7 +24,9 @@ pub struct Evidence {
     pub ownership: Vec<(String, Vec<OwnEvent>)>,
     /// Per station, the `tele_seq` values stored.
     pub stored: BTreeMap<String, BTreeSet<u64>>,
-    /// Per station, how many telemetry messages it published.
+    /// Every station that must stay commanded (MQTT and Modbus).
+    pub stations: Vec<String>,
+    /// Per MQTT station, how many telemetry messages it published.
     pub published: BTreeMap<String, u64>,
     /// Every station was commanded from here on.
     pub steady_ms: i64,
@@ -173,7 +175,7 @@ fn liveness(e: &Evidence) -> Check {
     let mut worst = (0i64, String::new());
     let mut problems = Vec::new();
     let stations = by_station(e);
-    for station in e.published.keys() {
+    for station in &e.stations {
         let mut times: Vec<i64> = stations
             .get(station.as_str())
             .map(|c| c.iter().filter(|c| c.accepted).map(|c| c.t_ms).collect())
@@ -350,6 +352,7 @@ mod tests {
                 ("b".into(), vec![lead(20_000, 9)]),
             ],
             stored: [("s".to_owned(), (1..=10).collect())].into(),
+            stations: vec!["s".into()],
             published: [("s".to_owned(), 10)].into(),
             steady_ms: 1_000,
             end_ms: 40_000,

@@ -27,6 +27,8 @@ use checker::{Check, Evidence, OwnEvent};
 use relay::Relay;
 
 const STATIONS: usize = 300;
+/// Modbus PLCs besides the MQTT stations (the simulator's map, with its `epoch` register).
+const PLCS: usize = 3;
 const PARTITIONS: u32 = 32;
 const TOKEN: &str = "failover-operator-token-0123";
 
@@ -154,8 +156,10 @@ struct Rig {
     broker: Proc,
     vm: Proc,
     sim: Option<SimHandle>,
+    plcs: Option<SimHandle>,
     instances: Vec<Instance>,
     ids: Vec<String>,
+    plc_stations: Vec<String>,
     dir: tempfile::TempDir,
 }
 
@@ -177,14 +181,41 @@ impl Rig {
             ..SimConfig::default()
         })
         .await;
+        let plcs = heatgrid_sim::spawn(SimConfig {
+            port: broker.port,
+            stations: PLCS,
+            id_prefix: "pl-".into(),
+            record_commands: true,
+            warmup_h: 1.0,
+            modbus: Some(heatgrid_sim::SimModbus::default()),
+            ..SimConfig::default()
+        })
+        .await;
+        let map = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/modbus/heatgrid-sim.toml"
+        );
+        let plc_stations = plcs
+            .modbus_addrs()
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| {
+                format!(
+                    "[[station]]\nid = \"pl-{:03}\"\nmodbus = {{ address = \"{addr}\", map = {map:?}, poll_interval_s = 5, timeout_ms = 1000 }}\n",
+                    i + 1
+                )
+            })
+            .collect();
         let ids = (1..=STATIONS).map(|n| format!("fo-{n:03}")).collect();
         let mut rig = Rig {
             etcd,
             broker,
             vm,
             sim: Some(sim),
+            plcs: Some(plcs),
             instances: Vec::new(),
             ids,
+            plc_stations,
             dir,
         };
         for name in ["a", "b", "c"] {
@@ -221,6 +252,9 @@ impl Rig {
         for id in &self.ids {
             text.push_str(&format!("[[station]]\nid = {id:?}\n"));
         }
+        for plc in &self.plc_stations {
+            text.push_str(plc);
+        }
         let config = self.dir.path().join(format!("{name}.toml"));
         std::fs::write(&config, text).unwrap();
         let mut i = Instance {
@@ -244,9 +278,14 @@ impl Rig {
     /// Waits until every station follows an engine command; false after `timeout`.
     async fn wait_controlled(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
+        let plcs = self.plcs.as_ref().expect("running");
         while Instant::now() < deadline {
             let snap = self.sim().snapshot();
-            if snap.iter().all(|s| s.engine_in_control) {
+            if snap
+                .iter()
+                .chain(&plcs.snapshot())
+                .all(|s| s.engine_in_control)
+            {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
@@ -440,7 +479,11 @@ async fn scenario(fault: Fault) -> Outcome {
         .and_then(|v| v["controller"]["supply_offset_k"].as_f64());
     let operator = Some((operator_station, asked, seen));
     let sim = rig.sim.take().expect("running");
-    let commands = sim.command_log();
+    let plcs = rig.plcs.take().expect("running");
+    let mut commands = sim.command_log();
+    commands.extend(plcs.command_log());
+    commands.sort_by_key(|c| c.t_ms);
+    let plc_ids: Vec<String> = plcs.stop().await.into_iter().map(|v| v.id).collect();
     let views = sim.stop().await;
     let published: BTreeMap<String, u64> =
         views.iter().map(|v| (v.id.clone(), v.published)).collect();
@@ -462,6 +505,7 @@ async fn scenario(fault: Fault) -> Outcome {
             fault,
         );
         e.operator = operator.clone();
+        e.stations.extend(plc_ids.iter().cloned());
         if Instant::now() >= deadline || checker::complete(&e).passed {
             break e;
         }
@@ -503,16 +547,17 @@ async fn control_room(rig: &Rig) -> Check {
         .unwrap_or_default();
     let owned = rows.iter().filter(|r| r["owner"].is_string()).count();
     let owners: BTreeSet<&str> = rows.iter().filter_map(|r| r["owner"].as_str()).collect();
-    if owned != STATIONS || owners.len() != 3 {
+    if owned != STATIONS + PLCS || owners.len() != 3 {
         problems.push(format!(
-            "stations on c: {owned} of {STATIONS} with an owner, owners {owners:?}"
+            "stations on c: {owned} of {} with an owner, owners {owners:?}",
+            STATIONS + PLCS
         ));
     }
     let led = rig
         .api(0, "/api/v1/status")
         .await
         .and_then(|v| v["stations"]["led"].as_u64());
-    if led != Some(STATIONS as u64) {
+    if led != Some((STATIONS + PLCS) as u64) {
         problems.push(format!("status on a: {led:?} stations led in all"));
     }
     let out = Command::new(env!("CARGO_BIN_EXE_heatgrid"))
@@ -562,6 +607,7 @@ fn evidence(
             .map(|i| (i.name.clone(), i.ownership()))
             .collect(),
         stored,
+        stations: published.keys().cloned().collect(),
         published: published.clone(),
         steady_ms,
         end_ms,
