@@ -72,7 +72,7 @@ class Rig:
                            "--listen-peer-urls", f"http://127.0.0.1:{peer[i]}",
                            "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer[i]}",
                            "--initial-cluster", initial, "--initial-cluster-state", "new",
-                           "--initial-cluster-token", f"bench-{c}"])
+                           "--initial-cluster-token", f"bench-{self.etcd_ports[0]}"])
             for p in self.etcd_ports:
                 wait_port(p, "etcd")
         self.broker = free_port()
@@ -213,12 +213,15 @@ def settled(rig, timeout=90):
     """Waits until every partition has a leader among the live instances and each live
     instance leads some."""
     deadline = time.time() + timeout
+    leads = {}
     while time.time() < deadline:
         names = [n for n in rig.names if rig.alive(n)]
         leads = {n: led(rig, n) for n in names}
         if all(leads.values()) and len(set().union(*leads.values())) == PARTITIONS:
             return True
         time.sleep(0.5)
+    print(f"not settled: partitions led per instance {({n: len(p) for n, p in leads.items()})}; "
+          f"logs in {rig.work}", flush=True)
     return False
 
 
@@ -278,7 +281,8 @@ def takeover(kills, terms):
                 print(f"  all commanded     p50 {pct(worst, .5):.2f} s  p99 {pct(worst, .99):.2f} s  max {max(worst):.2f} s")
     finally:
         rig.stop()
-        subprocess.run(["rm", "-rf", work])
+        if not os.environ.get("BENCH_KEEP"):
+            subprocess.run(["rm", "-rf", work])
 
 
 def cpu_ticks(pid):

@@ -9,6 +9,7 @@
 set -euo pipefail
 before=$(cd "$1" && pwd); after=$(cd "$2" && pwd); rounds=${3:-2}
 out=${4:-$(mktemp -d)}
+mkdir -p "$out"
 export LOAD_RATES=${LOAD_RATES:-5000,10000,15000,20000,25000} LOAD_STEP_S=${LOAD_STEP_S:-10}
 for dir in "$before" "$after"; do
   (cd "$dir" && cargo build --release -q -p heatgrid && cargo bench -q --bench load --no-run)

@@ -18,7 +18,8 @@
 //!   counted and alarmed).
 //!
 //! Shutdown ([`EngineHandle::shutdown`]; SIGINT/SIGTERM in [`start::run`]): the control stage (control,
-//! alarms, API), then the Modbus pollers, then MQTT (the engine's `offline` presence and every
+//! alarms, API), then in a cluster the cluster stage (every partition handed over, the lease
+//! revoked), then the Modbus pollers, then MQTT (the engine's `offline` presence and every
 //! queued command go out), then storage (drains the spool for up to 10 s). Each stage has a
 //! [`CancellationToken`](tokio_util::sync::CancellationToken) and a
 //! [`TaskTracker`](tokio_util::task::TaskTracker) (`stage::Stage`); a late one is named.
