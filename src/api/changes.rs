@@ -38,11 +38,25 @@ pub(super) async fn apply(
     }
 }
 
+/// `?instance=NAME`: in a cluster, the instance that holds the alarm (as the merged alarms
+/// view tags it); another instance's alarm is acknowledged there.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(super) struct AlarmOf {
+    instance: Option<String>,
+}
+
 pub(super) async fn ack_alarm(
     State(st): State<ApiState>,
     headers: HeaderMap,
     Path(id): Path<u64>,
+    axum::extract::Query(of): axum::extract::Query<AlarmOf>,
 ) -> Result<Json<Value>, ApiError> {
+    if let (Some(peers), Some(instance)) = (&st.peers, &of.instance) {
+        authorize(&st.tokens, &headers, Role::Operator)?;
+        if let Some(answer) = peers.ack_at(instance, id, &headers).await? {
+            return Ok(Json(answer));
+        }
+    }
     apply(&st, &headers, "", Change::AckAlarm { id }).await
 }
 

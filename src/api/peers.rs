@@ -77,6 +77,42 @@ impl Peers {
         Some(v)
     }
 
+    /// Acknowledges alarm `id` on member `instance`: `None` if that is this instance.
+    pub(super) async fn ack_at(
+        &self,
+        instance: &str,
+        id: u64,
+        headers: &HeaderMap,
+    ) -> Result<Option<Value>, super::auth::ApiError> {
+        let view = self.view.borrow().clone();
+        if instance == view.name {
+            return Ok(None);
+        }
+        let unavailable = |m: String| super::auth::ApiError(StatusCode::SERVICE_UNAVAILABLE, m);
+        let base = Self::url_of(&view, instance)
+            .ok_or_else(|| unavailable(format!("{instance} is not a member now")))?;
+        let req = with_auth(
+            self.http
+                .post(format!("{base}/api/v1/alarms/{id}/ack"))
+                .json(&serde_json::json!({})),
+            headers,
+        );
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| unavailable(format!("cannot reach {instance}: {e}")))?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if status.is_success() {
+            Ok(Some(body))
+        } else {
+            Err(super::auth::ApiError(
+                status,
+                format!("{instance}: {}", body["error"].as_str().unwrap_or("")),
+            ))
+        }
+    }
+
     /// Asks every other member for `path` (its local view); (member, answer or error).
     pub async fn gather(
         &self,

@@ -111,8 +111,23 @@ pub(super) async fn mode(
     ))
 }
 
-pub(super) async fn ack(remote: &Remote, id: u64) -> Result<String, Failure> {
-    let path = format!("/api/v1/alarms/{id}/ack");
+/// Acknowledges alarm `id`: `5`, or `b:5` for instance b's alarm 5 in a cluster (as
+/// `alarms` lists it).
+pub(super) async fn ack(remote: &Remote, id: &str) -> Result<String, Failure> {
+    let (instance, number) = match id.split_once(':') {
+        Some((i, n)) => (Some(i), n),
+        None => (None, id),
+    };
+    let number: u64 = number.parse().map_err(|_| {
+        Failure(
+            2,
+            format!("alarm id {id:?}: a number, or instance:number as `alarms` lists it"),
+        )
+    })?;
+    let path = match instance {
+        Some(i) => format!("/api/v1/alarms/{number}/ack?instance={i}"),
+        None => format!("/api/v1/alarms/{number}/ack"),
+    };
     let v = call(remote, Method::POST, &path, Some(json!({}))).await?;
     let a = &v["applied"];
     Ok(format!(

@@ -109,8 +109,8 @@ pub enum Verb {
 
 #[derive(clap::Subcommand, Debug, Clone)]
 pub enum AlarmAction {
-    /// Acknowledge an active alarm by its id.
-    Ack { id: u64 },
+    /// Acknowledge an active alarm by its id (in a cluster `instance:id`, as listed).
+    Ack { id: String },
 }
 
 pub fn run(remote: Remote, verb: Verb) -> ExitCode {
@@ -183,7 +183,7 @@ async fn execute(remote: &Remote, verb: Verb) -> Result<String, Failure> {
         Verb::Alarms {
             action: Some(AlarmAction::Ack { id }),
             ..
-        } => change::ack(remote, id).await,
+        } => change::ack(remote, &id).await,
         Verb::Alarms {
             action: None,
             json,

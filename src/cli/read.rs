@@ -270,8 +270,13 @@ pub(super) async fn alarms(remote: &Remote, json: bool, all: bool) -> Result<Str
             (true, Some(u)) => format!("acked:{u}"),
             (true, None) => "ACTIVE".to_owned(),
         };
+        // In a cluster an alarm belongs to the instance that raised it: `b:5`.
+        let id = match a["instance"].as_str() {
+            Some(i) => format!("{i}:{}", a["id"]),
+            None => a["id"].to_string(),
+        };
         t.add_row(vec![
-            a["id"].to_string(),
+            id.clone(),
             a["station"].as_str().unwrap_or("?").to_owned(),
             a["kind"].as_str().unwrap_or("?").to_owned(),
             a["severity"].as_str().unwrap_or("?").to_owned(),
@@ -280,8 +285,7 @@ pub(super) async fn alarms(remote: &Remote, json: bool, all: bool) -> Result<Str
         ]);
         let _ = writeln!(
             messages,
-            "  {:>4}  {}",
-            a["id"],
+            "  {id:>4}  {}",
             a["message"].as_str().unwrap_or("")
         );
     }

@@ -560,6 +560,10 @@ async fn control_room(rig: &Rig) -> Check {
     if led != Some((STATIONS + PLCS) as u64) {
         problems.push(format!("status on a: {led:?} stations led in all"));
     }
+    let alarms = rig.api(1, "/api/v1/alarms").await.unwrap_or_default();
+    if alarms["unreachable"] != serde_json::json!([]) || !alarms["active"].is_array() {
+        problems.push(format!("alarms on b: {alarms}"));
+    }
     let out = Command::new(env!("CARGO_BIN_EXE_heatgrid"))
         .args(["cluster", "--json", "--api"])
         .arg(format!("http://127.0.0.1:{}", rig.instances[1].api))
