@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use super::ApiState;
 use crate::cluster::partition::partition_of;
-use crate::cluster::task::ClusterView;
+use crate::cluster::view::ClusterView;
 use crate::control::change::{Change, ChangeError};
 use crate::model::Applied;
 

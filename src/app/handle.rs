@@ -9,7 +9,7 @@ use tracing::info;
 
 use super::stage::Stage;
 use crate::alarms::AlarmView;
-use crate::cluster::task::ClusterView;
+use crate::cluster::view::ClusterView;
 use crate::control::change::{Change, ChangeError, Inbox};
 use crate::control::status::StationStatus;
 use crate::ingest::mqtt::{Link, Presence};

@@ -76,20 +76,7 @@ pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
         store: &store,
         stats: &stats,
     };
-    // Control following telemetry: accepted readings wake the control task (bounded queue).
-    let (trigger, triggers) = match cfg.control_on {
-        ControlOn::Telemetry => {
-            let (tx, rx) = mpsc::channel(TRIGGER_CAPACITY);
-            (Some(tx), Some(rx))
-        }
-        ControlOn::Tick => (None, None),
-    };
-    let slots: Vec<Arc<StationSlot>> = cfg
-        .stations
-        .iter()
-        .enumerate()
-        .map(|(index, s)| Arc::new(slot(index, s, trigger.clone())))
-        .collect();
+    let (slots, triggers) = slots(&cfg);
     let weather: Weather = Arc::new(Mutex::new(None));
     let broker_down_since = Arc::new(AtomicI64::new(crate::clock::now_ms()));
     let (link, presence) = start_mqtt(&c, &slots, &weather, &stages.mqtt, &broker_down_since);
@@ -231,6 +218,25 @@ fn start_control(
 type StatusView = watch::Receiver<Arc<Vec<crate::control::status::StationStatus>>>;
 type AlarmsView = watch::Receiver<Arc<crate::alarms::AlarmView>>;
 
+/// Every station's slot, and with control following telemetry the queue on which accepted
+/// readings wake the control task (bounded).
+fn slots(cfg: &Config) -> (Vec<Arc<StationSlot>>, Option<mpsc::Receiver<Vec<u32>>>) {
+    let (trigger, triggers) = match cfg.control_on {
+        ControlOn::Telemetry => {
+            let (tx, rx) = mpsc::channel(TRIGGER_CAPACITY);
+            (Some(tx), Some(rx))
+        }
+        ControlOn::Tick => (None, None),
+    };
+    let slots = cfg
+        .stations
+        .iter()
+        .enumerate()
+        .map(|(index, s)| Arc::new(slot(index, s, trigger.clone())))
+        .collect();
+    (slots, triggers)
+}
+
 fn slot(index: usize, c: &StationConfig, trigger: Option<Trigger>) -> StationSlot {
     StationSlot::new(
         index,
@@ -293,7 +299,7 @@ fn alarm_settings(cfg: &Config) -> Vec<StationAlarms> {
 struct Views<'a> {
     status: &'a StatusView,
     alarms: &'a AlarmsView,
-    cluster: Option<&'a watch::Receiver<Arc<crate::cluster::task::ClusterView>>>,
+    cluster: Option<&'a watch::Receiver<Arc<crate::cluster::view::ClusterView>>>,
 }
 
 /// The operator API, if `api.listen` is set; part of the control stage.

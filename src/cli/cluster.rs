@@ -80,38 +80,42 @@ fn render(v: &Value, partitions: bool) -> String {
         }
         let _ = writeln!(out, "\n{t}");
     }
-    let takeovers = v["takeovers"].as_array().cloned().unwrap_or_default();
-    if takeovers.is_empty() {
-        out.push_str("\nno takeovers by this instance yet\n");
-    } else {
-        let mut t = table(&["partition", "epoch", "at (UTC)", "from", "waited s"]);
-        for k in takeovers.iter().rev().take(10) {
-            let at = k["at_ms"]
-                .as_i64()
-                .and_then(|ms| {
-                    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
-                })
-                .map(|d| {
-                    format!(
-                        "{} {:02}:{:02}:{:02}",
-                        d.date(),
-                        d.hour(),
-                        d.minute(),
-                        d.second()
-                    )
-                })
-                .unwrap_or_default();
-            t.add_row(vec![
-                k["partition"].to_string(),
-                k["epoch"].to_string(),
-                at,
-                k["from"].as_str().unwrap_or("(nobody)").to_owned(),
-                format!("{:.2}", k["waited_ms"].as_f64().unwrap_or(0.0) / 1000.0),
-            ]);
-        }
-        let _ = writeln!(out, "\nlast takeovers by this instance (newest first)\n{t}");
-    }
+    out.push_str(&takeovers(v));
     out
+}
+
+/// This instance's last takeovers, newest first (at most 10).
+fn takeovers(v: &Value) -> String {
+    let list = v["takeovers"].as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        return "\nno takeovers by this instance yet\n".into();
+    }
+    let mut t = table(&["partition", "epoch", "at (UTC)", "from", "waited s"]);
+    for k in list.iter().rev().take(10) {
+        let at = k["at_ms"]
+            .as_i64()
+            .and_then(|ms| {
+                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+            })
+            .map(|d| {
+                format!(
+                    "{} {:02}:{:02}:{:02}",
+                    d.date(),
+                    d.hour(),
+                    d.minute(),
+                    d.second()
+                )
+            })
+            .unwrap_or_default();
+        t.add_row(vec![
+            k["partition"].to_string(),
+            k["epoch"].to_string(),
+            at,
+            k["from"].as_str().unwrap_or("(nobody)").to_owned(),
+            format!("{:.2}", k["waited_ms"].as_f64().unwrap_or(0.0) / 1000.0),
+        ]);
+    }
+    format!("\nlast takeovers by this instance (newest first)\n{t}\n")
 }
 
 #[cfg(test)]

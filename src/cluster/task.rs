@@ -24,7 +24,6 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -33,6 +32,7 @@ use super::membership::{Fence, JoinError, MemberSettings, Membership};
 use super::ownership::{Candidate, Queued};
 use super::partition::ranking;
 use super::state::StateWrite;
+use super::view::{ClusterView, PartitionRow, Takeover};
 use crate::backoff::Backoff;
 use crate::clock::now_ms;
 
@@ -59,48 +59,6 @@ pub trait Partitions: Send + 'static {
     /// It no longer does (handing over, fenced, shutting down): stop commanding its stations
     /// and close its session now.
     fn lost(&mut self, partition: u32);
-}
-
-/// One partition as etcd sees it: its leader with the epoch, and the standbys queued behind
-/// it (the first one leads next).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PartitionRow {
-    pub partition: u32,
-    pub leader: Option<String>,
-    pub epoch: Option<u64>,
-    pub standby: Vec<String>,
-    /// The queue's leases, the leader's first.
-    #[serde(skip)]
-    pub leases: Vec<i64>,
-}
-
-/// A partition this instance took over.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Takeover {
-    pub partition: u32,
-    pub epoch: u64,
-    /// Wall-clock time, ms.
-    pub at_ms: i64,
-    /// The leader this instance last saw before it led (`None`: nobody led).
-    pub from: Option<String>,
-    /// How long this instance stood in the queue before it led, ms.
-    pub waited_ms: u64,
-}
-
-/// What `heatgrid cluster` and the API show, published after every change.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ClusterView {
-    pub name: String,
-    pub partitions: u32,
-    pub lease_ttl_s: f64,
-    /// Whether this instance is a member (joined, lease renewed).
-    pub joined: bool,
-    /// (name, API address) of every member, by name.
-    pub members: Vec<(String, String)>,
-    pub table: Vec<PartitionRow>,
-    /// Partitions this instance leads, with their epochs.
-    pub led: BTreeMap<u32, u64>,
-    pub takeovers: Vec<Takeover>,
 }
 
 /// The task's state.
@@ -199,39 +157,10 @@ impl<P: Partitions> ClusterTask<P> {
                 self.member = None;
             }
             let Some(member) = self.member.as_mut() else {
-                // A client with no etcd node to talk to can wait forever: bound each try.
-                let limit = (self.settings.lease_ttl / 2).max(Duration::from_secs(2));
-                let joined = tokio::time::timeout(limit, Membership::join(&self.settings))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(JoinError::Etcd(etcd_client::Error::InvalidArgs(format!(
-                            "no etcd endpoint answered within {} s",
-                            limit.as_secs()
-                        ))))
-                    });
-                match joined {
-                    Ok(mut m) => {
-                        self.candidate = Some(m.candidate());
-                        self.member = Some(m);
-                        self.trouble = None;
-                        name_taken_since = None;
-                        backoff.reset();
-                    }
-                    Err(e @ JoinError::Partitions { .. }) => {
-                        return Err(ClusterError::Join(e));
-                    }
-                    Err(e) => {
-                        if let JoinError::NameTaken(_) = e {
-                            let since =
-                                *name_taken_since.get_or_insert_with(tokio::time::Instant::now);
-                            if since.elapsed() > 2 * self.settings.lease_ttl {
-                                return Err(ClusterError::Join(e));
-                            }
-                        }
-                        let delay = backoff.next_delay();
-                        self.note(format!("cannot join the cluster: {}; retrying", brief(&e)));
-                        next = tokio::time::Instant::now() + delay;
-                    }
+                match self.join(&mut backoff, &mut name_taken_since).await {
+                    Ok(Some(delay)) => next = tokio::time::Instant::now() + delay,
+                    Ok(None) => {}
+                    Err(e) => return Err(e),
                 }
                 continue;
             };
@@ -269,6 +198,46 @@ impl<P: Partitions> ClusterTask<P> {
         }
         self.leave().await;
         Ok(())
+    }
+
+    /// One try to join: `Ok(Some(delay))` to try again after `delay`, `Err` for a mistake a
+    /// retry cannot fix.
+    async fn join(
+        &mut self,
+        backoff: &mut Backoff,
+        name_taken_since: &mut Option<tokio::time::Instant>,
+    ) -> Result<Option<Duration>, ClusterError> {
+        // A client with no etcd node to talk to can wait forever: bound each try.
+        let limit = (self.settings.lease_ttl / 2).max(Duration::from_secs(2));
+        let joined = tokio::time::timeout(limit, Membership::join(&self.settings))
+            .await
+            .unwrap_or_else(|_| {
+                Err(JoinError::Etcd(etcd_client::Error::InvalidArgs(format!(
+                    "no etcd endpoint answered within {} s",
+                    limit.as_secs()
+                ))))
+            });
+        match joined {
+            Ok(mut m) => {
+                self.candidate = Some(m.candidate());
+                self.member = Some(m);
+                self.trouble = None;
+                *name_taken_since = None;
+                backoff.reset();
+                Ok(None)
+            }
+            Err(e @ JoinError::Partitions { .. }) => Err(ClusterError::Join(e)),
+            Err(e) => {
+                if let JoinError::NameTaken(_) = e {
+                    let since = *name_taken_since.get_or_insert_with(tokio::time::Instant::now);
+                    if since.elapsed() > 2 * self.settings.lease_ttl {
+                        return Err(ClusterError::Join(e));
+                    }
+                }
+                self.note(format!("cannot join the cluster: {}; retrying", brief(&e)));
+                Ok(Some(backoff.next_delay()))
+            }
+        }
     }
 
     /// Logs `what` once until it changes.
