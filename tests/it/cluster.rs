@@ -36,8 +36,7 @@ async fn names(etcd: &Etcd) -> Vec<String> {
 
 #[tokio::test]
 async fn members_join_once_by_name_and_agree_on_the_partition_count() {
-    let etcd = Etcd::start();
-    etcd.leader().await;
+    let etcd = Etcd::ready().await;
     let a = Membership::join(&settings(&etcd, "a", 64, 10))
         .await
         .unwrap();
@@ -68,8 +67,7 @@ async fn members_join_once_by_name_and_agree_on_the_partition_count() {
 
 #[tokio::test]
 async fn the_fence_runs_out_before_etcd_forgets_a_silent_member() {
-    let etcd = Etcd::start();
-    etcd.leader().await;
+    let etcd = Etcd::ready().await;
     let ttl = Duration::from_secs(3);
     let silent = Membership::join(&settings(&etcd, "silent", 8, 3))
         .await
@@ -115,7 +113,7 @@ async fn the_fence_runs_out_before_etcd_forgets_a_silent_member() {
 
 #[tokio::test]
 async fn a_killed_etcd_leader_costs_no_membership() {
-    let mut etcd = Etcd::start();
+    let mut etcd = Etcd::ready().await;
     let leader = etcd.leader().await;
     // The default TTL, 10 s: the fence allows 8 s without a confirmed renewal. (At 5 s, one
     // run in eight here lost the fence: etcd's election after a leader's SIGKILL and the
@@ -159,8 +157,7 @@ async fn head(c: &mut Candidate, p: u32) -> Option<(String, u64)> {
 
 #[tokio::test]
 async fn partition_leadership_passes_on_with_a_growing_epoch() {
-    let etcd = Etcd::start();
-    etcd.leader().await;
+    let etcd = Etcd::ready().await;
     let mut a = Membership::join(&settings(&etcd, "a", 16, 3))
         .await
         .unwrap();
@@ -280,8 +277,7 @@ impl Drop for Instance {
 
 #[tokio::test]
 async fn an_instance_waits_for_etcd_commanding_nothing_then_joins() {
-    let mut etcd = Etcd::start();
-    etcd.leader().await;
+    let mut etcd = Etcd::ready().await;
     for i in 0..3 {
         etcd.kill(i); // etcd is down when the instance starts
     }
@@ -330,8 +326,7 @@ async fn an_instance_waits_for_etcd_commanding_nothing_then_joins() {
 
 #[tokio::test]
 async fn a_second_instance_under_a_taken_name_stops_with_a_clear_error() {
-    let etcd = Etcd::start();
-    etcd.leader().await;
+    let etcd = Etcd::ready().await;
     let broker = crate::util::mosquitto();
     let first = Instance::start("same", &etcd.endpoints(), broker.port, 2);
     let deadline = Instant::now() + Duration::from_secs(20);

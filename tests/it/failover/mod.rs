@@ -166,8 +166,7 @@ struct Rig {
 impl Rig {
     async fn start() -> Rig {
         let dir = tempfile::tempdir().unwrap();
-        let etcd = Etcd::start();
-        etcd.leader().await;
+        let etcd = Etcd::ready().await;
         let broker = persistent_mosquitto(dir.path());
         let vm = crate::util::victoria_metrics();
         let sim = heatgrid_sim::spawn(SimConfig {
