@@ -406,7 +406,7 @@ impl<P: Partitions> ClusterTask<P> {
         }
         if let Some(m) = self.member.take() {
             // Revoking the lease deletes every key of this instance, leader keys included:
-            // each standby's campaign returns now.
+            // the next in each queue leads at its next read (within 250 ms).
             if let Err(e) = m.leave().await {
                 warn!(error = %e, "Cannot revoke the cluster lease; partitions pass when it ends.");
             }
