@@ -67,24 +67,7 @@ pub(crate) async fn mqtt_loop(
                 if let (Some(id), Ok(cmd)) = (id, cmd) {
                     let verdict = shared.lock().ok().and_then(|mut sh| {
                         let i = *sh.index.get(&id)?;
-                        let now = now_ms();
-                        let record = sh.commands.is_some().then(|| crate::CommandRecord {
-                            t_ms: now,
-                            station: id.clone(),
-                            epoch: cmd.epoch.unwrap_or(0),
-                            seq: cmd.seq,
-                            accepted: false,
-                            supply_setpoint_c: cmd.supply_setpoint_c,
-                            valve_pct: cmd.valve_pct,
-                            pump_pct: cmd.pump_pct,
-                            supply_c: sh.stations[i].plant.supply_sensor_c,
-                        });
-                        let verdict = sh.stations[i].on_command(cmd, now);
-                        if let (Some(mut r), Some(log)) = (record, sh.commands.as_mut()) {
-                            r.accepted = verdict.is_ok();
-                            log.push(r);
-                        }
-                        Some(verdict)
+                        Some(sh.command(i, cmd, now_ms()))
                     });
                     // Acknowledge (contract: `{prefix}/station/{id}/ack`, optional).
                     let ack = match verdict {

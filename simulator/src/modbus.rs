@@ -308,24 +308,7 @@ impl Plc {
             valid_for_s: value("valid_for_s").unwrap_or(60.0) as u32,
             epoch: value("epoch").map(|e| e as u64),
         };
-        let now = now_ms();
-        let record = sh.commands.is_some().then(|| crate::CommandRecord {
-            t_ms: now,
-            station: sh.stations[self.index].id.clone(),
-            epoch: cmd.epoch.unwrap_or(0),
-            seq: cmd.seq,
-            accepted: false,
-            supply_setpoint_c: cmd.supply_setpoint_c,
-            valve_pct: cmd.valve_pct,
-            pump_pct: cmd.pump_pct,
-            supply_c: sh.stations[self.index].plant.supply_sensor_c,
-        });
-        let verdict = sh.stations[self.index].on_command(cmd, now);
-        if let (Some(mut r), Some(log)) = (record, sh.commands.as_mut()) {
-            r.accepted = verdict.is_ok();
-            log.push(r);
-        }
-        verdict
+        sh.command(self.index, cmd, now_ms())
             .map(|_| ())
             .map_err(|_| ExceptionCode::IllegalDataValue)
     }

@@ -21,6 +21,35 @@ pub(crate) struct Shared {
     pub(crate) commands: Option<Vec<CommandRecord>>,
 }
 
+impl Shared {
+    /// Hands `cmd` to station `i` at wall time `now_ms`, recording it with its verdict when
+    /// [`SimConfig::record_commands`] is on (the MQTT and the Modbus side alike).
+    pub(crate) fn command(
+        &mut self,
+        i: usize,
+        cmd: crate::station::Command,
+        now_ms: i64,
+    ) -> Result<u64, String> {
+        let record = self.commands.is_some().then(|| CommandRecord {
+            t_ms: now_ms,
+            station: self.stations[i].id.clone(),
+            epoch: cmd.epoch.unwrap_or(0),
+            seq: cmd.seq,
+            accepted: false,
+            supply_setpoint_c: cmd.supply_setpoint_c,
+            valve_pct: cmd.valve_pct,
+            pump_pct: cmd.pump_pct,
+            supply_c: self.stations[i].plant.supply_sensor_c,
+        });
+        let verdict = self.stations[i].on_command(cmd, now_ms);
+        if let (Some(mut r), Some(log)) = (record, self.commands.as_mut()) {
+            r.accepted = verdict.is_ok();
+            log.push(r);
+        }
+        verdict
+    }
+}
+
 /// One command as a station received it, and its verdict.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct CommandRecord {
