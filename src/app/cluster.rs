@@ -29,7 +29,7 @@ use super::common::Common;
 use super::stage::Stage;
 use crate::cluster::membership::{Fence, MemberSettings};
 use crate::cluster::partition::partition_of;
-use crate::cluster::state::StateWrite;
+use crate::cluster::state::StateRequest;
 use crate::cluster::task::{ClusterTask, Partitions};
 use crate::cluster::view::ClusterView;
 use crate::command::dispatch::{Lead, Leads, Numbering};
@@ -50,8 +50,8 @@ const BROKER_DOWN_LIMIT_MS: i64 = 5_000;
 pub(super) struct Started {
     pub numbering: Numbering,
     pub view: watch::Receiver<Arc<ClusterView>>,
-    /// Where the control task sends a station's new operator state.
-    pub writes: mpsc::Sender<StateWrite>,
+    /// Where the control task sends what it keeps in and reads from etcd.
+    pub requests: mpsc::Sender<StateRequest>,
     /// Set when the cluster task stopped for good (a duplicate name, another partition
     /// count): the engine must stop.
     pub fatal: watch::Receiver<Option<String>>,
@@ -107,7 +107,7 @@ pub(super) fn start_cluster(
         sessions: HashMap::new(),
         stage: mqtt_stage.clone(),
     };
-    let (task, view, writes) = ClusterTask::new(member.clone(), engine);
+    let (task, view, requests) = ClusterTask::new(member.clone(), engine);
     let (fatal_tx, fatal) = watch::channel(None);
     let stop = stage.token();
     stage.spawn(async move {
@@ -124,7 +124,7 @@ pub(super) fn start_cluster(
             last: vec![(0, 0); n],
         },
         view,
-        writes,
+        requests,
         fatal,
     }
 }

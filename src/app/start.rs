@@ -17,12 +17,14 @@ use crate::alarms::evaluate::StationAlarms;
 use crate::alarms::task::AlarmTask;
 use crate::alarms::AlarmBook;
 use crate::api::{ApiState, StationInfo};
-use crate::cluster::state::StateWrite;
+use crate::cluster::state::StateRequest;
 use crate::command::dispatch::{Dispatcher, Numbering, Route};
 use crate::command::seq::SeqStore;
 use crate::config::{Config, StationConfig};
 use crate::control::change::Inbox;
+use crate::control::coordination::Coordination;
 use crate::control::district::District;
+use crate::control::shared_district::SharedDistrict;
 use crate::control::task::{ControlOn, ControlSettings, ControlTask, Station};
 use crate::control::StationController;
 use crate::ingest::slot::{StationSlot, Trigger, Weather};
@@ -92,7 +94,7 @@ pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
         Some(member) => {
             let stages = (&stages.cluster, &stages.mqtt);
             let s = start_cluster(&c, member, &slots, &weather, &broker_down_since, stages);
-            (s.numbering, Some(s.view), Some(s.writes), s.fatal)
+            (s.numbering, Some(s.view), Some(s.requests), s.fatal)
         }
         None => (
             Numbering::Durable {
@@ -153,7 +155,7 @@ fn start_control(
     weather: Weather,
     (triggers, replicate): (
         Option<mpsc::Receiver<Vec<u32>>>,
-        Option<mpsc::Sender<StateWrite>>,
+        Option<mpsc::Sender<StateRequest>>,
     ),
     stage: &Stage,
 ) -> Result<(Inbox, StatusView, AlarmsView), StartError> {
@@ -165,17 +167,30 @@ fn start_control(
             source,
         })?;
     let log = Arc::new(log);
-    let district = match cfg.coordinator.clone() {
-        Some(coordinator) => Some(District::open(
+    let ids = || {
+        cfg.stations
+            .iter()
+            .map(|s| (s.id.clone(), s.tags.clone()))
+            .collect()
+    };
+    // In a cluster the coordinator runs on partition 0's owner, its state in etcd.
+    let district = match (cfg.coordinator.clone(), &cfg.cluster, &replicate) {
+        (Some(coordinator), Some(member), Some(requests)) => {
+            Some(Coordination::Shared(Box::new(SharedDistrict::new(
+                coordinator,
+                ids(),
+                member.partitions,
+                requests.clone(),
+                c.store.clone(),
+            ))))
+        }
+        (Some(coordinator), _, _) => Some(Coordination::Local(District::open(
             coordinator,
-            cfg.stations
-                .iter()
-                .map(|s| (s.id.clone(), s.tags.clone()))
-                .collect(),
+            ids(),
             cfg.data_dir.join("coordinator.json"),
             c.store.clone(),
-        )?),
-        None => None,
+        )?)),
+        (None, _, _) => None,
     };
     let settings = ControlSettings {
         tick: cfg.tick,

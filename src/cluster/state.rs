@@ -1,11 +1,18 @@
-//! Operator state in etcd: per station, the settings an operator gave it, written only by the
-//! station's owner and read by the next one.
+//! State the cluster keeps in etcd for whoever leads next: per station, the settings an
+//! operator gave it; per partition, the district coordinator's inputs and offsets.
 //!
-//! Where it sits: beside [`super::ownership`]. A write is a transaction that compares the
-//! writer's own candidate key of the station's partition with the epoch it leads under, so an
-//! instance that lost the partition (its key gone, or a newer lease) cannot overwrite what the
-//! new owner wrote. Keys: `heatgrid/state/{partition:04}/{station}`; values: JSON written by
-//! the control task (`control::settings`).
+//! Where it sits: beside [`super::ownership`]. The engine asks the cluster task for reads and
+//! writes ([`StateRequest`]); a write is a transaction that compares the writer's own
+//! candidate key of a partition with the epoch it leads under, so an instance that lost the
+//! partition (its key gone, or a newer lease) cannot overwrite what the new owner wrote.
+//!
+//! Keys:
+//! - `heatgrid/state/{partition:04}/{station}`: a station's operator state (JSON written by
+//!   the control task, `control::settings`), by the partition's owner;
+//! - `heatgrid/district/sums/{partition:04}`: what the partition's stations delivered since
+//!   its owner began leading it (`control::shared_district`), by the partition's owner;
+//! - `heatgrid/district/offsets/{partition:04}`: the coordinator's offsets for the
+//!   partition's stations, by the district coordinator (the owner of partition 0).
 
 use std::collections::HashMap;
 
@@ -16,51 +23,100 @@ use super::ownership::{candidate_key, Candidate};
 
 /// Where the stations' operator state lives in etcd.
 pub const STATE_PREFIX: &str = "heatgrid/state/";
+/// Where each partition owner keeps what its stations delivered, for the coordinator.
+pub const SUMS_PREFIX: &str = "heatgrid/district/sums/";
+/// Where the district coordinator keeps its offsets, per partition.
+pub const OFFSETS_PREFIX: &str = "heatgrid/district/offsets/";
 
-fn state_key(p: u32, station: &str) -> String {
+/// etcd 3.4 refuses a transaction with more than 128 operations by default.
+const PUTS_PER_TXN: usize = 100;
+
+/// The key of station `station`'s operator state (partition `p`).
+pub fn state_key(p: u32, station: &str) -> String {
     format!("{STATE_PREFIX}{p:04}/{station}")
 }
 
-/// A station's new operator state, to be kept in etcd by its owner; `done` says whether it
-/// was (the change is answered only then).
+/// The key of partition `p`'s entry under `prefix` ([`SUMS_PREFIX`], [`OFFSETS_PREFIX`]).
+pub fn partition_key(prefix: &str, p: u32) -> String {
+    format!("{prefix}{p:04}")
+}
+
+/// What the engine asks of etcd through the cluster task.
+#[derive(Debug)]
+pub enum StateRequest {
+    Write(StateWrite),
+    /// Every key under `prefix` with its value; an error if this instance is not a member.
+    Read {
+        prefix: String,
+        reply: oneshot::Sender<Result<Vec<(String, String)>, String>>,
+    },
+}
+
+/// Values to keep in etcd while this instance leads `partition` with `epoch`; `done` says
+/// whether they were (an operator change is answered only then). Without `done` a failure is
+/// logged by the cluster task.
 #[derive(Debug)]
 pub struct StateWrite {
     pub partition: u32,
     pub epoch: u64,
-    pub station: String,
-    pub value: String,
-    pub done: oneshot::Sender<Result<(), String>>,
+    /// `(key, value)`, written together (in batches of at most 100 when there are more).
+    pub puts: Vec<(String, String)>,
+    pub done: Option<oneshot::Sender<Result<(), String>>>,
 }
 
 impl Candidate {
     /// Writes `w` if this instance still leads its partition with its epoch.
     pub async fn write_state(&mut self, w: &StateWrite) -> Result<(), String> {
         let owner = candidate_key(w.partition, self.lease());
+        for batch in w.puts.chunks(PUTS_PER_TXN) {
+            let resp = self
+                .client()
+                .txn(
+                    Txn::new()
+                        .when([Compare::create_revision(
+                            owner.clone(),
+                            CompareOp::Equal,
+                            w.epoch as i64,
+                        )])
+                        .and_then(
+                            batch
+                                .iter()
+                                .map(|(k, v)| TxnOp::put(k.clone(), v.clone(), None))
+                                .collect::<Vec<_>>(),
+                        ),
+                )
+                .await
+                .map_err(|e| format!("etcd: {e}"))?;
+            if !resp.succeeded() {
+                return Err(format!(
+                    "this instance no longer leads partition {} (epoch {})",
+                    w.partition, w.epoch
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every key under `prefix`, with its value (keys and values that are not UTF-8 are
+    /// left out).
+    pub async fn read_prefix(
+        &mut self,
+        prefix: &str,
+    ) -> Result<Vec<(String, String)>, etcd_client::Error> {
         let resp = self
             .client()
-            .txn(
-                Txn::new()
-                    .when([Compare::create_revision(
-                        owner,
-                        CompareOp::Equal,
-                        w.epoch as i64,
-                    )])
-                    .and_then([TxnOp::put(
-                        state_key(w.partition, &w.station),
-                        w.value.clone(),
-                        None,
-                    )]),
-            )
-            .await
-            .map_err(|e| format!("etcd: {e}"))?;
-        if resp.succeeded() {
-            Ok(())
-        } else {
-            Err(format!(
-                "this instance no longer leads partition {} (epoch {})",
-                w.partition, w.epoch
-            ))
-        }
+            .get(prefix, Some(GetOptions::new().with_prefix()))
+            .await?;
+        Ok(resp
+            .kvs()
+            .iter()
+            .filter_map(|kv| {
+                Some((
+                    kv.key_str().ok()?.to_owned(),
+                    kv.value_str().ok()?.to_owned(),
+                ))
+            })
+            .collect())
     }
 
     /// The operator state of every station of partition `p` that has one: station → JSON.
@@ -69,17 +125,11 @@ impl Candidate {
         p: u32,
     ) -> Result<HashMap<String, String>, etcd_client::Error> {
         let prefix = format!("{STATE_PREFIX}{p:04}/");
-        let resp = self
-            .client()
-            .get(prefix.clone(), Some(GetOptions::new().with_prefix()))
-            .await?;
-        Ok(resp
-            .kvs()
-            .iter()
-            .filter_map(|kv| {
-                let station = kv.key_str().ok()?.strip_prefix(&prefix)?;
-                Some((station.to_owned(), kv.value_str().ok()?.to_owned()))
-            })
+        Ok(self
+            .read_prefix(&prefix)
+            .await?
+            .into_iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(&prefix)?.to_owned(), v)))
             .collect())
     }
 }

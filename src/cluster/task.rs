@@ -31,7 +31,7 @@ use tracing::{info, warn};
 use super::membership::{Fence, JoinError, MemberSettings, Membership};
 use super::ownership::{Candidate, Queued};
 use super::partition::ranking;
-use super::state::StateWrite;
+use super::state::StateRequest;
 use super::view::{ClusterView, PartitionRow, Takeover};
 use crate::backoff::Backoff;
 use crate::clock::now_ms;
@@ -39,8 +39,8 @@ use crate::clock::now_ms;
 /// How often the task looks at etcd.
 pub const LOOP: Duration = Duration::from_millis(250);
 
-/// Operator state writes waiting for the cluster task.
-const STATE_WRITES: usize = 64;
+/// State requests (operator changes, the district's sums and offsets) waiting for the task.
+const STATE_REQUESTS: usize = 64;
 
 /// Takeovers kept for `heatgrid cluster`.
 const TAKEOVERS_KEPT: usize = 32;
@@ -72,8 +72,8 @@ pub struct ClusterTask<P: Partitions> {
     /// Partitions this instance leads, with their epochs.
     led: BTreeMap<u32, u64>,
     view: watch::Sender<Arc<ClusterView>>,
-    /// Operator state to keep in etcd (from the control task).
-    writes: mpsc::Receiver<StateWrite>,
+    /// State to keep in or read from etcd (from the control task).
+    requests: mpsc::Receiver<StateRequest>,
     takeovers: VecDeque<Takeover>,
     /// Last problem logged, so each is logged once per change.
     trouble: Option<String>,
@@ -97,16 +97,16 @@ pub enum ClusterError {
 }
 
 impl<P: Partitions> ClusterTask<P> {
-    /// The task, the view it publishes, and where the control task sends operator state.
+    /// The task, the view it publishes, and where the control task sends its state requests.
     pub fn new(
         settings: MemberSettings,
         engine: P,
     ) -> (
         Self,
         watch::Receiver<Arc<ClusterView>>,
-        mpsc::Sender<StateWrite>,
+        mpsc::Sender<StateRequest>,
     ) {
-        let (writes_tx, writes) = mpsc::channel(STATE_WRITES);
+        let (requests_tx, requests) = mpsc::channel(STATE_REQUESTS);
         let (view, view_rx) = watch::channel(Arc::new(ClusterView {
             name: settings.name.clone(),
             partitions: settings.partitions,
@@ -121,11 +121,11 @@ impl<P: Partitions> ClusterTask<P> {
             standing: HashMap::new(),
             led: BTreeMap::new(),
             view,
-            writes,
+            requests,
             takeovers: VecDeque::new(),
             trouble: None,
         };
-        (task, view_rx, writes_tx)
+        (task, view_rx, requests_tx)
     }
 
     /// Runs until `stop`; then hands every partition over and leaves the cluster. Returns an
@@ -140,12 +140,8 @@ impl<P: Partitions> ClusterTask<P> {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep_until(next) => {}
-                Some(w) = self.writes.recv() => {
-                    let r = match self.candidate.as_mut() {
-                        Some(c) => c.write_state(&w).await,
-                        None => Err("not a member of the cluster now".into()),
-                    };
-                    let _ = w.done.send(r);
+                Some(req) = self.requests.recv() => {
+                    self.serve(req).await;
                     continue;
                 }
                 _ = stop.cancelled() => break,
@@ -236,6 +232,40 @@ impl<P: Partitions> ClusterTask<P> {
                 }
                 self.note(format!("cannot join the cluster: {}; retrying", brief(&e)));
                 Ok(Some(backoff.next_delay()))
+            }
+        }
+    }
+
+    /// Reads or writes state for the engine.
+    async fn serve(&mut self, req: StateRequest) {
+        let member = self.member.as_ref().is_some_and(|m| m.fence().holds());
+        let cand = self.candidate.as_mut().filter(|_| member);
+        match req {
+            StateRequest::Write(w) => {
+                let r = match cand {
+                    Some(c) => c.write_state(&w).await,
+                    None => Err("not a member of the cluster now".into()),
+                };
+                match w.done {
+                    Some(done) => {
+                        let _ = done.send(r);
+                    }
+                    None => {
+                        if let Err(e) = r {
+                            self.note(format!("cannot keep state in etcd: {e}"));
+                        }
+                    }
+                }
+            }
+            StateRequest::Read { prefix, reply } => {
+                let r = match cand {
+                    Some(c) => c
+                        .read_prefix(&prefix)
+                        .await
+                        .map_err(|e| format!("etcd: {e}")),
+                    None => Err("not a member of the cluster now".into()),
+                };
+                let _ = reply.send(r);
             }
         }
     }

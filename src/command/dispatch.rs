@@ -134,6 +134,20 @@ impl Dispatcher {
         Some((p, lead.epoch, settings))
     }
 
+    /// The epoch this instance leads partition `p` under now (`Some(0)` for partition 0 of
+    /// the only engine, `None` for its others).
+    pub fn partition_epoch(&self, p: u32) -> Option<u64> {
+        match &self.numbering {
+            Numbering::Durable { .. } => (p == 0).then_some(0),
+            Numbering::Fenced { leads, .. } => leads
+                .borrow()
+                .get(p as usize)
+                .and_then(Option::as_ref)
+                .filter(|l| l.fence.holds())
+                .map(|l| l.epoch),
+        }
+    }
+
     /// The epoch station `i` is commanded under now, if this instance may command it (`Some(0)`
     /// for the only engine).
     pub fn epoch_of(&self, i: usize) -> Option<u64> {

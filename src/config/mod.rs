@@ -113,10 +113,6 @@ impl Config {
             .cluster
             .as_ref()
             .and_then(|c| cluster::cluster(c, &raw.api.listen, env, &mut v));
-        v.check(
-            raw.cluster.is_none() || coordinator.is_none(),
-            "coordinator: not available with [cluster] yet (the coordinator needs every station's readings on one instance)",
-        );
         let stations = station::stations(&raw, base, &mut v);
         if !v.0.is_empty() {
             return Err(v.0);

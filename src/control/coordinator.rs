@@ -121,22 +121,80 @@ pub struct Member {
     pub target_ratio: Option<f64>,
     /// Mean indoor temperature over the last period, when the station reports one.
     pub indoor_c: Option<f64>,
-    acc: Acc,
+    acc: Sums,
 }
 
-/// Sums over the current period.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-struct Acc {
-    heat_kj: f64,
-    design_kj: f64,
-    demand_kj: f64,
-    dt_s: f64,
-    can_raise: bool,
-    can_lower: bool,
+/// What a station delivered over some plant time, as sums that add up: over one period here,
+/// and, in a cluster, since its owner began leading it (the coordinator takes the difference
+/// of two of them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Sums {
+    pub heat_kj: f64,
+    pub design_kj: f64,
+    /// Design heat × the share of it the weather asks for, kJ.
+    pub demand_kj: f64,
+    pub dt_s: f64,
+    /// Plant seconds the station could not deliver more / less (a limit reached).
+    pub at_max_s: f64,
+    pub at_min_s: f64,
     /// Indoor and outdoor temperature × seconds over the steps with an indoor reading.
-    indoor_ks: f64,
-    outdoor_ks: f64,
-    indoor_s: f64,
+    pub indoor_ks: f64,
+    pub outdoor_ks: f64,
+    pub indoor_s: f64,
+}
+
+impl Sums {
+    fn fields(&self) -> [f64; 9] {
+        [
+            self.heat_kj,
+            self.design_kj,
+            self.demand_kj,
+            self.dt_s,
+            self.at_max_s,
+            self.at_min_s,
+            self.indoor_ks,
+            self.outdoor_ks,
+            self.indoor_s,
+        ]
+    }
+
+    fn from_fields(f: [f64; 9]) -> Self {
+        let [heat_kj, design_kj, demand_kj, dt_s, at_max_s, at_min_s, indoor_ks, outdoor_ks, indoor_s] =
+            f;
+        Self {
+            heat_kj,
+            design_kj,
+            demand_kj,
+            dt_s,
+            at_max_s,
+            at_min_s,
+            indoor_ks,
+            outdoor_ks,
+            indoor_s,
+        }
+    }
+
+    pub fn add(&mut self, o: &Sums) {
+        let (a, b) = (self.fields(), o.fields());
+        *self = Self::from_fields(std::array::from_fn(|k| a[k] + b[k]));
+    }
+
+    /// `self − earlier`, or `None` when `self` does not contain `earlier` (a sum went back or
+    /// a figure is not finite: not the same accumulation).
+    pub fn since(&self, earlier: &Sums) -> Option<Sums> {
+        let (a, b) = (self.fields(), earlier.fields());
+        // Every sum but the temperature × seconds ones (negative in a frost) only grows.
+        let grows = |k: usize| !matches!(k, 6 | 7);
+        let d: [f64; 9] = std::array::from_fn(|k| match a[k] - b[k] {
+            x if grows(k) && (-1e-6..0.0).contains(&x) => 0.0,
+            x => x,
+        });
+        let ok = d
+            .iter()
+            .enumerate()
+            .all(|(k, x)| x.is_finite() && (!grows(k) || *x >= 0.0));
+        ok.then(|| Self::from_fields(d))
+    }
 }
 
 /// The coordinator over a fixed list of stations (indices as the engine numbers them).
@@ -188,9 +246,13 @@ impl Coordinator {
     /// Adds one controller step of station `i`. Observations with non-finite or non-positive
     /// figures are ignored (a station without a heated area has no design load to compare).
     pub fn observe(&mut self, i: usize, o: &Observation) {
-        let Some(m) = self.members.get_mut(i) else {
-            return;
-        };
+        if let Some(sums) = self.sums_of(o) {
+            self.add(i, &sums);
+        }
+    }
+
+    /// One step's observation as sums (`None` for one [`Coordinator::observe`] ignores).
+    pub fn sums_of(&self, o: &Observation) -> Option<Sums> {
         let span = o.design_indoor_c - o.design_outdoor_c;
         let ok = [o.heat_kw, o.design_kw, o.outdoor_c, o.dt_s, span]
             .iter()
@@ -199,26 +261,37 @@ impl Coordinator {
             && o.dt_s > 0.0
             && span > 0.0;
         if !ok {
-            return;
+            return None;
         }
         let target_indoor = self.cfg.indoor_target_c.unwrap_or(o.design_indoor_c);
         let demand = ((target_indoor - o.outdoor_c) / span).max(0.0);
-        let a = &mut m.acc;
-        if a.dt_s == 0.0 {
-            a.can_raise = true;
-            a.can_lower = true;
+        let indoor = o.indoor_c.filter(|t| t.is_finite());
+        Some(Sums {
+            heat_kj: o.heat_kw.max(0.0) * o.dt_s,
+            design_kj: o.design_kw * o.dt_s,
+            demand_kj: demand * o.design_kw * o.dt_s,
+            dt_s: o.dt_s,
+            at_max_s: if o.can_raise { 0.0 } else { o.dt_s },
+            at_min_s: if o.can_lower { 0.0 } else { o.dt_s },
+            indoor_ks: indoor.map_or(0.0, |t| t * o.dt_s),
+            outdoor_ks: indoor.map_or(0.0, |_| o.outdoor_c * o.dt_s),
+            indoor_s: indoor.map_or(0.0, |_| o.dt_s),
+        })
+    }
+
+    /// Adds `sums` to station `i`'s current period (an unknown index is ignored).
+    pub fn add(&mut self, i: usize, sums: &Sums) {
+        if let Some(m) = self.members.get_mut(i) {
+            m.acc.add(sums);
         }
-        a.heat_kj += o.heat_kw.max(0.0) * o.dt_s;
-        a.design_kj += o.design_kw * o.dt_s;
-        a.demand_kj += demand * o.design_kw * o.dt_s;
-        a.dt_s += o.dt_s;
-        // A station that hit a limit at any point in the period is treated as at that limit.
-        a.can_raise &= o.can_raise;
-        a.can_lower &= o.can_lower;
-        if let Some(ti) = o.indoor_c.filter(|t| t.is_finite()) {
-            a.indoor_ks += ti * o.dt_s;
-            a.outdoor_ks += o.outdoor_c * o.dt_s;
-            a.indoor_s += o.dt_s;
+    }
+
+    /// Puts back station `i`'s filtered ratios as another instance left them (non-finite
+    /// values are ignored).
+    pub fn restore_ratios(&mut self, i: usize, ratio: Option<f64>, demand_ratio: Option<f64>) {
+        if let Some(m) = self.members.get_mut(i) {
+            m.ratio = ratio.filter(|x| x.is_finite());
+            m.demand_ratio = demand_ratio.filter(|x| x.is_finite());
         }
     }
 
@@ -271,6 +344,8 @@ impl Coordinator {
             if !f || n_fresh < c.min_stations {
                 continue; // hold
             }
+            // A station that hit a limit at any point in the period is treated as at that limit.
+            let (can_raise, can_lower) = (a.at_max_s <= 0.0, a.at_min_s <= 0.0);
             let target = match c.indoor_target_c {
                 Some(_) => m.demand_ratio,
                 None => mean,
@@ -295,7 +370,7 @@ impl Coordinator {
             }
             let mut step = (c.gain_k_per_h * dev * hours).clamp(-max_step, max_step);
             // Anti-windup: no further push towards a side the station cannot follow.
-            if (step > 0.0 && !a.can_raise) || (step < 0.0 && !a.can_lower) {
+            if (step > 0.0 && !can_raise) || (step < 0.0 && !can_lower) {
                 step = 0.0;
             }
             m.offset_k = (m.offset_k + step).clamp(-c.max_offset_k, c.max_offset_k);
@@ -331,6 +406,34 @@ mod tests {
             }
             c.advance(5.0);
         }
+    }
+
+    #[test]
+    fn sums_add_up_and_a_later_sum_gives_what_came_in_between() {
+        let c = Coordinator::new(CoordinatorConfig::default(), 1);
+        let cold = Observation {
+            outdoor_c: -20.0,
+            indoor_c: Some(19.0),
+            can_raise: false,
+            ..obs(500.0, 1000.0)
+        };
+        let (a, b) = (
+            c.sums_of(&cold).unwrap(),
+            c.sums_of(&obs(400.0, 1000.0)).unwrap(),
+        );
+        let mut total = a;
+        total.add(&b);
+        let d = total.since(&a).unwrap();
+        assert_eq!(
+            (d.heat_kj, d.design_kj, d.dt_s),
+            (b.heat_kj, b.design_kj, b.dt_s)
+        );
+        assert!((d.demand_kj - b.demand_kj).abs() < 1e-9 && d.indoor_s == 0.0);
+        assert_eq!(total.at_max_s, 5.0, "one step at its limit");
+        assert!(total.outdoor_ks < 0.0);
+        // Not the same accumulation (a sum went back): no difference.
+        assert_eq!(a.since(&total), None);
+        assert_eq!(c.sums_of(&obs(f64::NAN, 1000.0)), None);
     }
 
     #[test]

@@ -3,14 +3,15 @@
 //! restarts (`data_dir/coordinator.json`).
 //!
 //! Where it sits: inside the control task. [`super::coordinator`] is the pure balancing
-//! rule; this is its state on disk and in storage.
+//! rule; this is its state on disk and in storage for the only engine
+//! ([`super::shared_district`] is its counterpart for several instances).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use tracing::{error, info};
 
-use super::coordinator::{Coordinator, CoordinatorConfig, Observation};
+use super::coordinator::{Coordinator, CoordinatorConfig, Member, Observation};
 use super::{Outputs, StationController};
 use crate::files::{read_json, StateError};
 use crate::model::{Mode, Reading, StationId};
@@ -88,22 +89,7 @@ impl District {
         if !c.advance(dt_s) {
             return None;
         }
-        // A station that never reported has no ratio: nothing to store.
-        let points = self
-            .stations
-            .iter()
-            .zip(c.members())
-            .filter_map(|((id, tags), m)| {
-                Some(Record::Coordinator(CoordinatorPoint {
-                    station: id,
-                    tags,
-                    offset_k: m.offset_k,
-                    load_ratio: m.ratio?,
-                    target_ratio: m.target_ratio,
-                    ts_ms: now,
-                }))
-            });
-        self.store.submit_many(points);
+        store_points(&self.store, &self.stations, c.members(), now);
         let offsets: Vec<f64> = c.members().iter().map(|m| m.offset_k).collect();
         // Kept across restarts (temp file + rename): without them a restart would drop every
         // station back to its bare curve and the cold ones would take hours to recover.
@@ -126,4 +112,25 @@ impl District {
     pub fn updates(&self) -> u64 {
         self.coordinator.updates()
     }
+}
+
+/// Stores the coordinator's state after an update (`coordinator` measurement): one point per
+/// station that has a ratio (one that never reported has nothing to store).
+pub(super) fn store_points(
+    store: &StoreHandle,
+    stations: &[(StationId, BTreeMap<String, String>)],
+    members: &[Member],
+    now: i64,
+) {
+    let points = stations.iter().zip(members).filter_map(|((id, tags), m)| {
+        Some(Record::Coordinator(CoordinatorPoint {
+            station: id,
+            tags,
+            offset_k: m.offset_k,
+            load_ratio: m.ratio?,
+            target_ratio: m.target_ratio,
+            ts_ms: now,
+        }))
+    });
+    store.submit_many(points);
 }

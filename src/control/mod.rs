@@ -7,6 +7,7 @@
 //! against each other, slowly, through an offset on each one's curve.
 
 pub mod change;
+pub mod coordination;
 pub mod coordinator;
 pub mod curve;
 pub mod district;
@@ -14,6 +15,7 @@ pub mod fleet;
 pub mod kpi;
 pub mod pi;
 pub mod settings;
+pub mod shared_district;
 pub mod station;
 pub mod status;
 pub mod task;

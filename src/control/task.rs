@@ -18,13 +18,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::change::{self, ChangeError, ChangeRequest};
-use super::district::District;
+use super::coordination::Coordination;
 pub use super::fleet::Station;
 use super::settings::OperatorSettings;
 use super::status::StationStatus;
 use super::Tick;
 use crate::clock::now_ms;
-use crate::cluster::state::StateWrite;
+use crate::cluster::state::{state_key, StateRequest, StateWrite};
 use crate::command::dispatch::{Dispatcher, Outgoing};
 use crate::ingest::Weather;
 use crate::model::Command;
@@ -70,11 +70,11 @@ pub struct ControlTask {
     weather: Weather,
     stats: Arc<Stats>,
     log: Arc<OperatorLog>,
-    district: Option<District>,
+    district: Option<Coordination>,
     status: watch::Sender<Arc<Vec<StationStatus>>>,
     rate_window: VecDeque<(i64, u64)>,
     /// In a cluster: where a station's new operator state goes to be kept in etcd.
-    replicate: Option<mpsc::Sender<StateWrite>>,
+    replicate: Option<mpsc::Sender<StateRequest>>,
 }
 
 impl ControlTask {
@@ -88,7 +88,7 @@ impl ControlTask {
         weather: Weather,
         stats: Arc<Stats>,
         log: Arc<OperatorLog>,
-        district: Option<District>,
+        district: Option<Coordination>,
     ) -> (Self, watch::Receiver<Arc<Vec<StationStatus>>>) {
         let (status, status_rx) = watch::channel(Arc::new(Vec::new()));
         let mut stations = stations;
@@ -120,7 +120,7 @@ impl ControlTask {
     }
 
     /// In a cluster: a change is answered once its station's operator state is in etcd.
-    pub fn replicating_to(mut self, replicate: Option<mpsc::Sender<StateWrite>>) -> Self {
+    pub fn replicating_to(mut self, replicate: Option<mpsc::Sender<StateRequest>>) -> Self {
         self.replicate = replicate;
         self
     }
@@ -212,11 +212,13 @@ impl ControlTask {
         let write = StateWrite {
             partition,
             epoch,
-            station: req.station.clone(),
-            value: serde_json::to_string(&OperatorSettings::of(&s.ctrl)).unwrap_or_default(),
-            done,
+            puts: vec![(
+                state_key(partition, &req.station),
+                serde_json::to_string(&OperatorSettings::of(&s.ctrl)).unwrap_or_default(),
+            )],
+            done: Some(done),
         };
-        if tx.try_send(write).is_err() {
+        if tx.try_send(StateRequest::Write(write)).is_err() {
             let _ = req.reply.send(Err(ChangeError::Unavailable(
                 "applied here, but the cluster cannot keep it now (queue full)".into(),
             )));
@@ -277,7 +279,7 @@ impl ControlTask {
             Tick::Act(o) => {
                 if let Some(r) = &reading {
                     if let Some(d) = &mut self.district {
-                        d.observe(i, &s.ctrl, r, &o, dt_s);
+                        d.observe(i, s.epoch.unwrap_or(0), (&s.ctrl, r, &o, dt_s));
                     }
                     s.stepped_ts = r.ts_ms;
                     // Plant time, so an accelerated run adds up.
@@ -386,7 +388,9 @@ impl ControlTask {
         let Some(d) = &mut self.district else {
             return;
         };
-        let Some(offsets) = d.advance(self.dt_s, now) else {
+        let dispatcher = &self.dispatcher;
+        let lead = |p: u32| dispatcher.partition_epoch(p);
+        let Some((offsets, updated)) = d.advance(self.dt_s, now, &lead) else {
             return;
         };
         let (mut moved, mut largest) = (0usize, 0.0f64);
@@ -396,6 +400,9 @@ impl ControlTask {
             }
             largest = largest.max(k.abs());
             s.ctrl.set_district_offset_k(k);
+        }
+        if !updated {
+            return; // another instance's update, read from etcd
         }
         info!(
             update = d.updates(),

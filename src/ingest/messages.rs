@@ -263,7 +263,6 @@ impl Handler for Ingest {
 mod tests {
     use super::*;
     use crate::ingest::slot::Trigger;
-    use crate::store::spool::{FsyncPolicy, Spool, SpoolConfig};
     use std::collections::BTreeMap;
     use std::sync::Mutex;
 
@@ -280,14 +279,9 @@ mod tests {
     #[test]
     fn a_burst_is_spooled_in_one_append_before_control_is_woken_once() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(SpoolConfig {
-            dir: dir.path().to_path_buf(),
-            segment_bytes: 1 << 20,
-            max_bytes: 1 << 30,
-            fsync: FsyncPolicy::Never,
-        })
-        .unwrap();
         let stats = Arc::new(Stats::default());
+        let store = StoreHandle::in_dir(dir.path(), stats.clone());
+        let spool = store.spool().clone();
         let (tx, mut rx) = tokio::sync::mpsc::channel(8);
         let slots: HashMap<StationId, Arc<StationSlot>> = (0..3)
             .map(|i| {
@@ -295,7 +289,6 @@ mod tests {
                 (id, slot(i, Some(tx.clone())))
             })
             .collect();
-        let store = StoreHandle::new(spool.clone(), stats.clone());
         let weather: Weather = Arc::new(Mutex::new(None));
         let mut ingest = Ingest::new(
             "heating",

@@ -86,6 +86,19 @@ impl StoreHandle {
         Self { spool, stats }
     }
 
+    /// For unit tests: a store over a spool in `dir` that never syncs.
+    #[cfg(test)]
+    pub(crate) fn in_dir(dir: &std::path::Path, stats: Arc<Stats>) -> Self {
+        let spool = Spool::open(spool::SpoolConfig {
+            dir: dir.to_path_buf(),
+            segment_bytes: 1 << 20,
+            max_bytes: 1 << 30,
+            fsync: spool::FsyncPolicy::Never,
+        })
+        .expect("a spool in a temporary directory");
+        Self::new(spool, stats)
+    }
+
     /// Stores one record durably. `false` if it was refused (spool full or disk error):
     /// counted and logged, and the caller must not treat the point as stored.
     pub fn submit(&self, r: &Record<'_>) -> bool {
