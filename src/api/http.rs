@@ -332,12 +332,18 @@ async fn alarms(
 
 async fn cluster(State(st): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     authorize(&st.tokens, &headers, Role::Viewer)?;
-    let Some(view) = st.peers.as_ref().map(|p| &p.view) else {
+    let Some(peers) = st.peers.as_ref() else {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
             "this engine runs alone (no [cluster] in its config)".into(),
         ));
     };
-    let v = view.borrow().clone();
-    Ok(Json(json!(*v)))
+    let view = peers.view.borrow().clone();
+    let mut v = json!(*view);
+    // The district coordinator runs where partition 0 is led.
+    v["district_coordinator"] = match peers.coordinator {
+        true => json!(view.table.first().and_then(|r| r.leader.clone())),
+        false => Value::Null,
+    };
+    Ok(Json(v))
 }

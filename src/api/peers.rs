@@ -33,12 +33,15 @@ pub const FORWARDED: &str = "x-heatgrid-forwarded";
 pub struct Peers {
     pub view: watch::Receiver<Arc<ClusterView>>,
     pub http: reqwest::Client,
+    /// Whether the district coordinator is on (it runs on partition 0's owner).
+    pub coordinator: bool,
 }
 
 impl Peers {
-    pub fn new(view: watch::Receiver<Arc<ClusterView>>) -> Self {
+    pub fn new(view: watch::Receiver<Arc<ClusterView>>, coordinator: bool) -> Self {
         Self {
             view,
+            coordinator,
             http: reqwest::Client::builder()
                 .timeout(PEER_TIMEOUT)
                 .build()

@@ -351,7 +351,9 @@ async fn start_api(
                 })
                 .collect(),
         ),
-        peers: cluster.cloned().map(crate::api::peers::Peers::new),
+        peers: cluster
+            .cloned()
+            .map(|v| crate::api::peers::Peers::new(v, cfg.coordinator.is_some())),
     };
     let (bound, task) = crate::api::http::serve(addr, state, stage.token())
         .await

@@ -60,6 +60,9 @@ fn render(v: &Value, partitions: bool) -> String {
         ]);
     }
     let _ = writeln!(out, "{t}");
+    if let Some(c) = v["district_coordinator"].as_str() {
+        let _ = writeln!(out, "district coordinator on {c} (partition 0's leader)");
+    }
     if partitions {
         let mut t = table(&["partition", "leader", "epoch", "standby"]);
         for r in &rows {
@@ -133,6 +136,7 @@ mod tests {
                 {"partition": 2, "leader": null, "epoch": null, "standby": []},
             ],
             "led": {"0": 7},
+            "district_coordinator": "a",
             "takeovers": [{"partition": 0, "epoch": 7, "at_ms": 0, "from": null, "waited_ms": 40}],
         });
         let out = render(&v, true);
@@ -150,5 +154,6 @@ mod tests {
         );
         assert!(out.contains("1970-01-01 00:00:00"), "{out}");
         assert!(out.contains("(nobody)"), "{out}");
+        assert!(out.contains("district coordinator on a"), "{out}");
     }
 }

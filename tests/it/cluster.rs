@@ -219,15 +219,27 @@ const TOKEN: &str = "cluster-start-token-0123";
 
 impl Instance {
     fn start(name: &str, endpoints: &[String], broker: u16, ttl_s: u64) -> Instance {
+        let stations =
+            "[[station]]\nid = \"s1\"\n[[station]]\nid = \"s2\"\n[[station]]\nid = \"s3\"\n";
+        Self::start_with(name, endpoints, broker, ttl_s, ("tick_s = 1\n", stations))
+    }
+
+    /// `engine`: more lines of `[engine]`; `rest`: more tables (the stations among them).
+    fn start_with(
+        name: &str,
+        endpoints: &[String],
+        broker: u16,
+        ttl_s: u64,
+        (engine, rest): (&str, &str),
+    ) -> Instance {
         let dir = tempfile::tempdir().unwrap();
         let api = free_port();
         let eps: Vec<String> = endpoints.iter().map(|e| format!("{e:?}")).collect();
         let text = format!(
-            "[engine]\ndata_dir = {:?}\ntick_s = 1\n[mqtt]\nport = {broker}\n\
+            "[engine]\ndata_dir = {:?}\n{engine}[mqtt]\nport = {broker}\n\
              [api]\nlisten = \"127.0.0.1:{api}\"\n\
              [[api.token]]\nname = \"t\"\nrole = \"operator\"\ntoken_env = \"HG_TOKEN\"\n\
-             [cluster]\nname = {name:?}\netcd_endpoints = [{}]\npartitions = 8\nlease_ttl_s = {ttl_s}\n\
-             [[station]]\nid = \"s1\"\n[[station]]\nid = \"s2\"\n[[station]]\nid = \"s3\"\n",
+             [cluster]\nname = {name:?}\netcd_endpoints = [{}]\npartitions = 8\nlease_ttl_s = {ttl_s}\n{rest}",
             dir.path().join("data").display().to_string(),
             eps.join(", ")
         );
@@ -362,4 +374,148 @@ async fn a_second_instance_under_a_taken_name_stops_with_a_clear_error() {
         true,
         "the first instance is untouched"
     );
+}
+
+/// The district coordinator of a cluster: time runs 60× faster, one coordinator period (a
+/// simulated minute) per wall second, so that the offsets reach their bound within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_district_coordinator_runs_once_and_its_offsets_outlive_its_instance() {
+    const SPEED: f64 = 60.0;
+    const BOUND: f64 = 1.5;
+    let etcd = Etcd::ready().await;
+    let broker = crate::util::mosquitto();
+    let sim_cfg = heatgrid_sim::SimConfig {
+        port: broker.port,
+        stations: 4,
+        seed: 21,
+        speed: SPEED,
+        fleet: heatgrid_sim::Fleet::Unbalanced,
+        ..heatgrid_sim::SimConfig::default()
+    };
+    // How far each station's radiators are off their design (unknown to the engines).
+    let fleet = sim_cfg.build_stations();
+    let factor: Vec<f64> = fleet
+        .iter()
+        .map(|s| s.plant.p.radiator_design_w / s.plant.p.design_heat_w)
+        .collect();
+    let by = |f: fn(&f64, &f64) -> bool| {
+        (0..4)
+            .reduce(|a, b| if f(&factor[b], &factor[a]) { b } else { a })
+            .unwrap()
+    };
+    let (hot, cold) = (
+        fleet[by(|a, b| a > b)].id.clone(),
+        fleet[by(|a, b| a < b)].id.clone(),
+    );
+    let engine = format!(
+        "tick_s = {}\nstaleness_s = 2\ncommand_valid_for_s = 30\ntime_scale = {SPEED}\n",
+        5.0 / SPEED
+    );
+    let mut rest = format!(
+        "[coordinator]\nenabled = true\nperiod_s = 60\nfilter_tau_s = 120\nmax_offset_k = {BOUND}\n\
+         max_rate_k_per_h = 10\ngain_k_per_h = 200\n"
+    );
+    for s in &fleet {
+        rest.push_str(&format!(
+            "[[station]]\nid = {:?}\nheat_index_w_m2 = {}\n",
+            s.id,
+            s.plant.p.design_heat_w / s.plant.p.area_m2
+        ));
+    }
+    let eps = etcd.endpoints();
+    let mut instances = vec![
+        Instance::start_with("a", &eps, broker.port, 3, (&engine, &rest)),
+        Instance::start_with("b", &eps, broker.port, 3, (&engine, &rest)),
+    ];
+    let _sim = heatgrid_sim::spawn(sim_cfg).await;
+
+    // A station's offset as its owner has it, asked of instance `via`.
+    async fn offset(via: &Instance, id: &str) -> Option<f64> {
+        via.get(&format!("/api/v1/stations/{id}")).await?["controller"]["district_offset_k"]
+            .as_f64()
+    }
+    async fn coordinator(via: &Instance) -> Option<String> {
+        let view = via.get("/api/v1/cluster").await?;
+        view["district_coordinator"].as_str().map(str::to_owned)
+    }
+    // Apart to their bounds, both seen through instance a whoever owns them.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (h, c) = (
+            offset(&instances[0], &hot).await,
+            offset(&instances[0], &cold).await,
+        );
+        if let (Some(h), Some(c)) = (h, c) {
+            assert!(
+                h.abs() <= BOUND + 1e-9 && c.abs() <= BOUND + 1e-9,
+                "{h} {c}"
+            );
+            if h <= -BOUND + 0.05 && c >= BOUND - 0.05 {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the offsets did not reach their bounds: hot {h:?}, cold {c:?}\n{}\n{}",
+            instances[0].log(),
+            instances[1].log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // It ran on one instance only: partition 0's owner.
+    let name = coordinator(&instances[0]).await.expect("partition 0 led");
+    let (ci, other) = if name == "a" { (0, 1) } else { (1, 0) };
+    let updates = |i: &Instance| i.log().matches("District coordinator updated").count();
+    assert!(updates(&instances[ci]) > 3, "{}", instances[ci].log());
+    assert_eq!(updates(&instances[other]), 0, "{}", instances[other].log());
+    // What it decided is in etcd, per partition.
+    let mut client = etcd_client::Client::connect(etcd.endpoints(), None)
+        .await
+        .unwrap();
+    let kept = client
+        .get(
+            "heatgrid/district/offsets/",
+            Some(etcd_client::GetOptions::new().with_prefix()),
+        )
+        .await
+        .unwrap();
+    let kept: serde_json::Map<String, serde_json::Value> = kept
+        .kvs()
+        .iter()
+        .flat_map(|kv| serde_json::from_slice::<serde_json::Map<_, _>>(kv.value()).unwrap())
+        .collect();
+    assert!(kept[&hot]["offset_k"].as_f64().unwrap() < -1.0, "{kept:?}");
+
+    // The coordinator dies; the other instance leads everything and coordinates from the
+    // offsets and ratios in etcd, not from zero.
+    let mut dead = instances.remove(ci);
+    dead.child.kill().unwrap();
+    dead.child.wait().unwrap();
+    let survivor = &instances[0];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while coordinator(survivor).await.as_deref() != Some(if ci == 0 { "b" } else { "a" })
+        || !survivor.log().contains("District coordinator here now")
+    {
+        assert!(Instant::now() < deadline, "no takeover\n{}", survivor.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = updates(survivor);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while updates(survivor) < before + 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no update after the takeover\n{}",
+            survivor.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (h, c) = (
+        offset(survivor, &hot).await.unwrap(),
+        offset(survivor, &cold).await.unwrap(),
+    );
+    assert!(
+        h <= -BOUND + 0.4 && c >= BOUND - 0.4,
+        "kept, not restarted from zero: hot {h}, cold {c}"
+    );
+    eprintln!("coordinator {name} killed; offsets after the takeover: hot {h}, cold {c}");
 }
