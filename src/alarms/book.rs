@@ -249,6 +249,43 @@ impl AlarmBook {
         Ok(a.clone())
     }
 
+    /// Takes over an alarm another instance raised (a cluster's takeover): active here from
+    /// now on, with its raise time and acknowledgement, under a new id of this book. `false`
+    /// (and nothing changes) if the same (station, kind) is active here already.
+    pub fn adopt(&mut self, mut a: Alarm) -> bool {
+        let key = (a.station.clone(), a.kind);
+        if self.active.contains_key(&key) || a.cleared_ms.is_some() {
+            return false;
+        }
+        a.id = self.next_id;
+        a.severity = a.kind.severity();
+        self.next_id += 1;
+        self.since.remove(&key);
+        self.active.insert(key, a);
+        self.dirty = true;
+        true
+    }
+
+    /// Drops `station`'s active alarms without clearing them (another instance of the
+    /// cluster leads it now and carries them on); how many there were.
+    pub fn forget(&mut self, station: &str) -> usize {
+        let before = self.active.len();
+        self.active.retain(|(s, _), _| s != station);
+        self.since.retain(|(s, _), _| s != station);
+        let n = before - self.active.len();
+        self.dirty |= n > 0;
+        n
+    }
+
+    /// The active alarms of the stations `which` picks.
+    pub fn active_of(&self, which: impl Fn(&str) -> bool) -> Vec<Alarm> {
+        self.active
+            .values()
+            .filter(|a| which(&a.station))
+            .cloned()
+            .collect()
+    }
+
     /// Active alarms, most severe and oldest first.
     pub fn active(&self) -> Vec<Alarm> {
         let mut v: Vec<Alarm> = self.active.values().cloned().collect();
@@ -365,5 +402,35 @@ mod tests {
         assert!(book
             .evaluate("s", AlarmKind::LowDeltaT, true, 1000, 3.0, 5000, msg)
             .is_none());
+    }
+
+    #[test]
+    fn an_adopted_alarm_keeps_its_raise_and_acknowledgement_under_a_new_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut elsewhere = AlarmBook::open(dir.path().join("a.json")).unwrap();
+        let msg = || "no telemetry".to_owned();
+        elsewhere.evaluate("s", AlarmKind::Stale, true, 0, 9.0, 100, msg);
+        elsewhere.evaluate("t", AlarmKind::Stale, true, 0, 9.0, 100, msg);
+        elsewhere.ack(1, "alice", 150).unwrap();
+        let kept = elsewhere.active_of(|s| s == "s");
+        assert_eq!(kept.len(), 1);
+        assert_eq!(elsewhere.forget("s"), 1);
+        assert!(!elsewhere.is_active("s", AlarmKind::Stale));
+
+        let mut here = AlarmBook::open(dir.path().join("b.json")).unwrap();
+        here.evaluate("u", AlarmKind::Stale, true, 0, 9.0, 120, msg);
+        assert!(here.adopt(kept[0].clone()));
+        assert!(!here.adopt(kept[0].clone()), "once");
+        let a = here.active_of(|s| s == "s").pop().unwrap();
+        assert_eq!(
+            (a.id, a.raised_ms, a.acked_by.as_deref()),
+            (2, 100, Some("alice"))
+        );
+        // Its condition holds on: still the same alarm; then it clears as usual.
+        assert!(here
+            .evaluate("s", AlarmKind::Stale, true, 0, 9.5, 200, msg)
+            .is_none());
+        let cleared = here.evaluate("s", AlarmKind::Stale, false, 0, 0.0, 300, msg);
+        assert_eq!(cleared.map(|p| (p.id, p.active)), Some((2, false)));
     }
 }

@@ -1,5 +1,6 @@
-//! Alarms: the conditions ([`evaluate`], pure), their lifecycle ([`book`]) and the task that
-//! runs both on every status snapshot ([`task`]).
+//! Alarms: the conditions ([`evaluate`], pure), their lifecycle ([`book`]), the task that
+//! runs both on every status snapshot ([`task`]), and in a cluster the partitions' alarms kept
+//! in etcd ([`shared`]).
 //!
 //! Where it sits: downstream of control. The control task publishes the stations' status after
 //! every tick; the alarm task evaluates it, stores each raise and clear, keeps the active
@@ -8,9 +9,13 @@
 
 pub mod book;
 pub mod evaluate;
+pub mod shared;
 pub mod task;
 
 pub use book::{Alarm, AlarmBook, AlarmKind, Severity, Thresholds};
+
+/// The "station" of the engine's own alarms (storage): never a partition's.
+pub const ENGINE: &str = "engine";
 
 /// Active and recently cleared alarms, published after every change.
 #[derive(Debug, Default, Clone, serde::Serialize)]

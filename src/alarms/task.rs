@@ -8,11 +8,12 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::evaluate::{station_checks, Check, RejectWindow, StationAlarms, StorageWatch};
-use super::{AlarmBook, AlarmView};
+use super::shared::{Kept, SharedAlarms, Turn};
+use super::{AlarmBook, AlarmView, ENGINE};
 use crate::clock::now_ms;
 use crate::control::change::{Change, ChangeError, ChangeRequest};
 use crate::control::status::StationStatus;
@@ -21,6 +22,9 @@ use crate::stats::Stats;
 use crate::store::audit::OperatorLog;
 use crate::store::record::{AlarmPoint, Record};
 use crate::store::StoreHandle;
+
+/// Says whether an acknowledgement was kept in etcd (in a cluster).
+type KeptInEtcd = oneshot::Receiver<Result<(), String>>;
 
 /// The alarm task's state.
 #[derive(Debug)]
@@ -35,6 +39,9 @@ pub struct AlarmTask {
     stats: Arc<Stats>,
     log: Arc<OperatorLog>,
     view: watch::Sender<Arc<AlarmView>>,
+    /// In a cluster: the partitions' alarms in etcd, and the answers to their reads.
+    shared: Option<SharedAlarms>,
+    kept: Option<mpsc::Receiver<Kept>>,
 }
 
 impl AlarmTask {
@@ -58,9 +65,25 @@ impl AlarmTask {
             stats,
             log,
             view,
+            shared: None,
+            kept: None,
         };
         task.publish();
         (task, view_rx)
+    }
+
+    /// In a cluster: keeps each led partition's alarms in etcd and takes them over.
+    pub fn sharing(mut self, shared: Option<(SharedAlarms, mpsc::Receiver<Kept>)>) -> Self {
+        if let Some((shared, kept)) = shared {
+            // etcd holds the stations' alarms now; what the last run kept on disk may be
+            // another instance's by now.
+            for a in self.book.active_of(|s| s != ENGINE) {
+                self.book.forget(&a.station);
+            }
+            self.shared = Some(shared);
+            self.kept = Some(kept);
+        }
+        self
     }
 
     /// Runs until `stop` is cancelled or the control task has gone.
@@ -70,6 +93,13 @@ impl AlarmTask {
         mut acks: mpsc::Receiver<ChangeRequest>,
         stop: CancellationToken,
     ) {
+        async fn next(rx: &mut Option<mpsc::Receiver<Kept>>) -> Option<Kept> {
+            match rx {
+                Some(rx) => rx.recv().await,
+                None => std::future::pending().await,
+            }
+        }
+        let mut kept_rx = self.kept.take();
         loop {
             tokio::select! {
                 changed = status.changed() => {
@@ -84,7 +114,35 @@ impl AlarmTask {
                         Change::AckAlarm { id } => self.ack(id, &req.user),
                         _ => Err(ChangeError::Invalid("not an alarm acknowledgement".into())),
                     };
-                    let _ = req.reply.send(result);
+                    match result {
+                        // In a cluster: answered once the acknowledgement is in etcd.
+                        Ok((applied, Some(kept))) => {
+                            tokio::spawn(async move {
+                                let r = match kept.await {
+                                    Ok(Ok(())) => Ok(applied),
+                                    Ok(Err(e)) => Err(ChangeError::Unavailable(format!(
+                                        "acknowledged here, but not kept in the cluster: {e}"
+                                    ))),
+                                    Err(_) => Err(ChangeError::ShuttingDown),
+                                };
+                                let _ = req.reply.send(r);
+                            });
+                        }
+                        Ok((applied, None)) => {
+                            let _ = req.reply.send(Ok(applied));
+                        }
+                        Err(e) => {
+                            let _ = req.reply.send(Err(e));
+                        }
+                    }
+                }
+                Some(kept) = next(&mut kept_rx) => {
+                    if let Some(shared) = self.shared.as_mut() {
+                        if shared.adopt(kept, &mut self.book) {
+                            self.book.persist();
+                            self.publish();
+                        }
+                    }
                 }
                 _ = stop.cancelled() => return,
             }
@@ -96,14 +154,28 @@ impl AlarmTask {
         let mut lines = Vec::new();
         let mut checks: Vec<Check<'_>> = Vec::with_capacity(8);
         let since_start = now - self.started_ms;
-        for ((st, settings), window) in status
+        let mut forgot = false;
+        for (i, ((st, settings), window)) in status
             .iter()
             .zip(&self.stations)
             .zip(self.rejects.iter_mut())
+            .enumerate()
         {
             let per_min = window.per_min(now, st.rejects);
-            if st.epoch.is_none() {
-                continue; // another instance of the cluster leads it, and raises its alarms
+            let turn = match self.shared.as_mut() {
+                Some(shared) => shared.turn(i, st.id.as_str(), st.epoch, &mut self.book),
+                None if st.epoch.is_none() => Turn::Skip,
+                None => Turn::Evaluate,
+            };
+            match turn {
+                Turn::Evaluate => {}
+                // Another instance of the cluster leads it and raises its alarms, or its
+                // partition's kept alarms are on their way.
+                Turn::Skip => continue,
+                Turn::Forgot => {
+                    forgot = true;
+                    continue;
+                }
             }
             checks.clear();
             station_checks(st, settings, per_min, since_start, now, &mut checks);
@@ -117,15 +189,22 @@ impl AlarmTask {
             Stats::get(&self.stats.dead_letters),
             now,
         );
-        lines.extend(feed(&mut self.book, "engine", &storage, now));
-        if !lines.is_empty() {
+        lines.extend(feed(&mut self.book, ENGINE, &storage, now));
+        if let Some(shared) = self.shared.as_mut() {
+            for l in &lines {
+                shared.changed(&l.station);
+            }
+            shared.keep(&self.book);
+        }
+        if !lines.is_empty() || forgot {
             self.store.submit_many(lines.into_iter().map(Record::Alarm));
             self.book.persist();
             self.publish();
         }
     }
 
-    fn ack(&mut self, id: u64, user: &str) -> Result<Applied, ChangeError> {
+    /// Acknowledges alarm `id`; in a cluster, with what says when it is kept in etcd.
+    fn ack(&mut self, id: u64, user: &str) -> Result<(Applied, Option<KeptInEtcd>), ChangeError> {
         let now = now_ms();
         let a = self
             .book
@@ -140,7 +219,12 @@ impl AlarmTask {
             after: format!("acknowledged by {}", a.acked_by.as_deref().unwrap_or(user)),
         };
         self.log.record(now, user, &applied);
-        Ok(applied)
+        let kept = self.shared.as_mut().map(|shared| {
+            let (done, kept) = oneshot::channel();
+            shared.keep_now(&a.station, &self.book, done);
+            kept
+        });
+        Ok((applied, kept))
     }
 
     fn publish(&self) {

@@ -174,7 +174,12 @@ pub(super) async fn send_change(
     change: Change,
     user: &str,
 ) -> Result<Applied, ChangeError> {
-    let Some(peers) = &st.peers else {
+    // An acknowledgement is for this instance's alarm book (`ack_at` found the holder).
+    let Some(peers) = st
+        .peers
+        .as_ref()
+        .filter(|_| !matches!(change, Change::AckAlarm { .. }))
+    else {
         return st.changes.send(id, change, user).await;
     };
     if !st.stations.iter().any(|s| s.id.as_str() == id) {

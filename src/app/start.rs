@@ -14,6 +14,7 @@ use super::inputs::{start_modbus, start_mqtt};
 use super::stage::Stage;
 use super::storage::start_storage;
 use crate::alarms::evaluate::StationAlarms;
+use crate::alarms::shared::SharedAlarms;
 use crate::alarms::task::AlarmTask;
 use crate::alarms::AlarmBook;
 use crate::api::{ApiState, StationInfo};
@@ -209,8 +210,12 @@ fn start_control(
         log.clone(),
         district,
     );
-    let control = control.replicating_to(replicate);
+    let control = control.replicating_to(replicate.clone());
     let book = AlarmBook::open(cfg.data_dir.join("alarms.json"))?;
+    let shared_alarms = cfg.cluster.as_ref().zip(replicate.as_ref()).map(|(m, r)| {
+        let ids: Vec<&str> = cfg.stations.iter().map(|s| s.id.as_str()).collect();
+        SharedAlarms::new(&ids, m.partitions, r.clone())
+    });
     let (alarm_task, alarms) = AlarmTask::new(
         book,
         alarm_settings(cfg),
@@ -218,6 +223,7 @@ fn start_control(
         c.stats.clone(),
         log,
     );
+    let alarm_task = alarm_task.sharing(shared_alarms);
     let (changes, changes_rx) = mpsc::channel(CHANGE_CAPACITY);
     let (acks, acks_rx) = mpsc::channel(CHANGE_CAPACITY);
     let stop = stage.token();

@@ -12,7 +12,9 @@
 //! - `heatgrid/district/sums/{partition:04}`: what the partition's stations delivered since
 //!   its owner began leading it (`control::shared_district`), by the partition's owner;
 //! - `heatgrid/district/offsets/{partition:04}`: the coordinator's offsets for the
-//!   partition's stations, by the district coordinator (the owner of partition 0).
+//!   partition's stations, by the district coordinator (the owner of partition 0);
+//! - `heatgrid/alarms/{partition:04}`: the partition's active alarms with their
+//!   acknowledgements (`alarms::shared`), by the partition's owner.
 
 use std::collections::HashMap;
 
@@ -27,6 +29,8 @@ pub const STATE_PREFIX: &str = "heatgrid/state/";
 pub const SUMS_PREFIX: &str = "heatgrid/district/sums/";
 /// Where the district coordinator keeps its offsets, per partition.
 pub const OFFSETS_PREFIX: &str = "heatgrid/district/offsets/";
+/// Where each partition owner keeps its stations' active alarms.
+pub const ALARMS_PREFIX: &str = "heatgrid/alarms/";
 
 /// etcd 3.4 refuses a transaction with more than 128 operations by default.
 const PUTS_PER_TXN: usize = 100;
@@ -36,7 +40,8 @@ pub fn state_key(p: u32, station: &str) -> String {
     format!("{STATE_PREFIX}{p:04}/{station}")
 }
 
-/// The key of partition `p`'s entry under `prefix` ([`SUMS_PREFIX`], [`OFFSETS_PREFIX`]).
+/// The key of partition `p`'s entry under `prefix` ([`SUMS_PREFIX`], [`OFFSETS_PREFIX`],
+/// [`ALARMS_PREFIX`]).
 pub fn partition_key(prefix: &str, p: u32) -> String {
     format!("{prefix}{p:04}")
 }

@@ -275,6 +275,20 @@ impl Instance {
             .ok()
     }
 
+    async fn post(&self, path: &str) -> Option<serde_json::Value> {
+        let r = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{}{path}", self.api))
+            .bearer_auth(TOKEN)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .ok()?;
+        let status = r.status();
+        let body: serde_json::Value = r.json().await.unwrap_or_default();
+        assert!(status.is_success(), "{path}: {status} {body}");
+        Some(body)
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -518,4 +532,96 @@ async fn the_district_coordinator_runs_once_and_its_offsets_outlive_its_instance
         "kept, not restarted from zero: hot {h}, cold {c}"
     );
     eprintln!("coordinator {name} killed; offsets after the takeover: hot {h}, cold {c}");
+}
+
+/// Alarm acknowledgements are kept in etcd with the partition's active alarms: the next owner
+/// takes an alarm over as it was (raised when it was, acknowledged), instead of raising it
+/// again unacknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_alarm_survives_the_death_of_the_instance_that_held_it() {
+    let etcd = Etcd::ready().await;
+    let broker = crate::util::mosquitto();
+    let eps = etcd.endpoints();
+    let stations: String = (1..=6)
+        .map(|i| format!("[[station]]\nid = \"s{i}\"\n"))
+        .collect();
+    let engine = "tick_s = 1\nstaleness_s = 2\n";
+    let mut instances = vec![
+        Instance::start_with("a", &eps, broker.port, 3, (engine, &stations)),
+        Instance::start_with("b", &eps, broker.port, 3, (engine, &stations)),
+    ];
+    // No telemetry: every station goes stale, its alarm raised by its owner.
+    let stale = |v: &serde_json::Value| -> Vec<serde_json::Value> {
+        v["active"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|a| a["kind"] == "stale" && a["station"] != "engine")
+            .cloned()
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let fleet = loop {
+        if let Some(v) = instances[0].get("/api/v1/alarms").await {
+            let fleet = stale(&v);
+            if fleet.len() == 6 && v["unreachable"].as_array().is_some_and(|u| u.is_empty()) {
+                break fleet;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no stale alarms\n{}",
+            instances[0].log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    // Acknowledged through the other instance, which forwards it to the holder.
+    let alarm = fleet
+        .iter()
+        .find(|a| a["instance"] == "b")
+        .unwrap_or(&fleet[0])
+        .clone();
+    let holder = alarm["instance"].as_str().unwrap().to_owned();
+    let (hi, si) = if holder == "a" { (0, 1) } else { (1, 0) };
+    let station = alarm["station"].as_str().unwrap().to_owned();
+    instances[si]
+        .post(&format!(
+            "/api/v1/alarms/{}/ack?instance={holder}",
+            alarm["id"]
+        ))
+        .await;
+
+    let mut dead = instances.remove(hi);
+    dead.child.kill().unwrap();
+    dead.child.wait().unwrap();
+    let survivor = &instances[0];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let taken = loop {
+        let local = survivor
+            .get("/api/v1/alarms?local=1")
+            .await
+            .unwrap_or_default();
+        if let Some(a) = stale(&local)
+            .into_iter()
+            .find(|a| a["station"] == station.as_str())
+        {
+            break a;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the alarm was not taken over\n{}",
+            survivor.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(taken["acked_by"], "t", "acknowledged still: {taken}");
+    assert_eq!(
+        taken["raised_ms"], alarm["raised_ms"],
+        "the same alarm: {taken}"
+    );
+    let fleet = stale(&survivor.get("/api/v1/alarms?local=1").await.unwrap());
+    assert_eq!(fleet.len(), 6, "every station's alarm, once: {fleet:?}");
+    assert!(survivor
+        .log()
+        .contains("Alarms taken over from the previous owner"));
 }

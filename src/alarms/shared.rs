@@ -1,0 +1,240 @@
+//! The alarm book in a cluster: each partition's active alarms, with their acknowledgements,
+//! kept in etcd by the partition's owner and taken over by the next one.
+//!
+//! Where it sits: inside the alarm task, between the status snapshot and the book. A station
+//! is evaluated only under an epoch whose kept alarms were taken over: when this instance
+//! comes to lead a partition, it first reads `heatgrid/alarms/{partition}` and adopts those
+//! alarms (raise time and acknowledgement kept, a new id here); an alarm whose condition is
+//! gone then clears as usual. After a raise, a clear or an acknowledgement the partition's
+//! active alarms are written back under its epoch (a fenced write: an instance that lost the
+//! partition cannot overwrite them). When another instance leads a station, its alarms leave
+//! this book without a clear: they live on there.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+use super::{Alarm, AlarmBook, ENGINE};
+use crate::cluster::partition::partition_of;
+use crate::cluster::state::{partition_key, StateRequest, StateWrite, ALARMS_PREFIX};
+
+/// How long a read of a partition's alarms may take before it is asked again.
+const READ_LIMIT: Duration = Duration::from_secs(5);
+
+/// A partition's kept alarms, as read from etcd.
+#[derive(Debug)]
+pub struct Kept {
+    pub partition: u32,
+    pub epoch: u64,
+    pub alarms: Result<Vec<Alarm>, String>,
+}
+
+/// What the alarm task does with a station this snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    Evaluate,
+    Skip,
+    /// Not led here any more: its alarms left the book.
+    Forgot,
+}
+
+/// The alarm task's side of the cluster.
+#[derive(Debug)]
+pub struct SharedAlarms {
+    requests: mpsc::Sender<StateRequest>,
+    partitions: u32,
+    /// Per station (config order), its partition and the epoch it was last seen under.
+    partition: Vec<u32>,
+    epochs: Vec<Option<u64>>,
+    /// Per partition: the epoch its kept alarms were taken over under, and the one a read is
+    /// on its way for.
+    adopted: Vec<Option<u64>>,
+    asked: Vec<Option<u64>>,
+    kept_tx: mpsc::Sender<Kept>,
+    /// Partitions whose active alarms changed since they were last written.
+    dirty: BTreeSet<u32>,
+}
+
+impl SharedAlarms {
+    /// For `stations` (ids in config order) of a cluster of `partitions`; the reads' answers
+    /// arrive on the returned receiver, for [`SharedAlarms::adopt`].
+    pub fn new(
+        stations: &[&str],
+        partitions: u32,
+        requests: mpsc::Sender<StateRequest>,
+    ) -> (Self, mpsc::Receiver<Kept>) {
+        let (kept_tx, kept_rx) = mpsc::channel(partitions.max(1) as usize);
+        let shared = Self {
+            requests,
+            partitions,
+            partition: stations
+                .iter()
+                .map(|id| partition_of(id, partitions))
+                .collect(),
+            epochs: vec![None; stations.len()],
+            adopted: vec![None; partitions as usize],
+            asked: vec![None; partitions as usize],
+            kept_tx,
+            dirty: BTreeSet::new(),
+        };
+        (shared, kept_rx)
+    }
+
+    /// What to do with station `i` (`id`), led here under `epoch`. A station another
+    /// instance leads now leaves `book`; one whose partition's kept alarms are not taken over
+    /// yet waits for them (the read is asked here).
+    pub fn turn(&mut self, i: usize, id: &str, epoch: Option<u64>, book: &mut AlarmBook) -> Turn {
+        let p = self.partition[i] as usize;
+        let before = std::mem::replace(&mut self.epochs[i], epoch);
+        let Some(e) = epoch else {
+            if before.is_none() {
+                return Turn::Skip;
+            }
+            self.adopted[p] = None;
+            return match book.forget(id) {
+                0 => Turn::Skip,
+                _ => Turn::Forgot,
+            };
+        };
+        if self.adopted[p] == Some(e) {
+            return Turn::Evaluate;
+        }
+        if self.asked[p] != Some(e) {
+            self.asked[p] = Some(e);
+            self.read(p as u32, e);
+        }
+        Turn::Skip
+    }
+
+    /// Asks for partition `p`'s kept alarms; the answer comes as a [`Kept`].
+    fn read(&self, p: u32, epoch: u64) {
+        let requests = self.requests.clone();
+        let kept = self.kept_tx.clone();
+        tokio::spawn(async move {
+            let (reply, rx) = oneshot::channel();
+            let req = StateRequest::Read {
+                prefix: partition_key(ALARMS_PREFIX, p),
+                reply,
+            };
+            let alarms = match requests.try_send(req) {
+                Err(_) => Err("the cluster task's queue is full".to_owned()),
+                Ok(()) => match tokio::time::timeout(READ_LIMIT, rx).await {
+                    Ok(Ok(Ok(kvs))) => kvs
+                        .into_iter()
+                        .map(|(_, v)| serde_json::from_str::<Vec<Alarm>>(&v))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map(|v| v.into_iter().flatten().collect())
+                        .map_err(|e| format!("unreadable: {e}")),
+                    Ok(Ok(Err(e))) => Err(e),
+                    Ok(Err(_)) => Err("the cluster task stopped".to_owned()),
+                    Err(_) => Err("no answer in time".to_owned()),
+                },
+            };
+            let _ = kept
+                .send(Kept {
+                    partition: p,
+                    epoch,
+                    alarms,
+                })
+                .await;
+        });
+    }
+
+    /// Takes a partition's kept alarms over into `book` (if this instance still waits for
+    /// them under that epoch); whether the book changed.
+    pub fn adopt(&mut self, kept: Kept, book: &mut AlarmBook) -> bool {
+        let p = kept.partition as usize;
+        if p >= self.asked.len() || self.asked[p] != Some(kept.epoch) {
+            return false;
+        }
+        self.asked[p] = None;
+        let alarms = match kept.alarms {
+            Ok(a) => a,
+            Err(e) => {
+                // Asked again at the next snapshot.
+                warn!(partition = p, error = %e, "Cannot read the partition's kept alarms; retrying.");
+                return false;
+            }
+        };
+        let mut adopted = 0;
+        for a in alarms {
+            if partition_of(&a.station, self.partitions) as usize == p && book.adopt(a) {
+                adopted += 1;
+            }
+        }
+        self.adopted[p] = Some(kept.epoch);
+        if adopted > 0 {
+            info!(
+                partition = p,
+                epoch = kept.epoch,
+                adopted,
+                "Alarms taken over from the previous owner."
+            );
+        }
+        adopted > 0
+    }
+
+    /// Notes that station `station`'s alarms changed.
+    pub fn changed(&mut self, station: &str) {
+        if station != ENGINE {
+            self.dirty.insert(partition_of(station, self.partitions));
+        }
+    }
+
+    /// Writes the active alarms of every partition that changed, under its epoch.
+    pub fn keep(&mut self, book: &AlarmBook) {
+        for p in std::mem::take(&mut self.dirty) {
+            self.write(p, book, None);
+        }
+    }
+
+    /// Writes the active alarms of `station`'s partition now; `done` hears whether they were
+    /// kept (an acknowledgement is answered only then).
+    pub fn keep_now(
+        &mut self,
+        station: &str,
+        book: &AlarmBook,
+        done: oneshot::Sender<Result<(), String>>,
+    ) {
+        let p = partition_of(station, self.partitions);
+        self.dirty.remove(&p);
+        self.write(p, book, Some(done));
+    }
+
+    fn write(
+        &mut self,
+        p: u32,
+        book: &AlarmBook,
+        done: Option<oneshot::Sender<Result<(), String>>>,
+    ) {
+        let Some(epoch) = self.adopted.get(p as usize).copied().flatten() else {
+            if let Some(d) = done {
+                let _ = d.send(Err("another instance leads the station now".into()));
+            }
+            return;
+        };
+        let parts = self.partitions;
+        let alarms = book.active_of(|s| partition_of(s, parts) == p);
+        let json = serde_json::to_string(&alarms).unwrap_or_else(|_| "[]".into());
+        let write = StateWrite {
+            partition: p,
+            epoch,
+            puts: vec![(partition_key(ALARMS_PREFIX, p), json)],
+            done,
+        };
+        if let Err(mpsc::error::TrySendError::Full(StateRequest::Write(w))) =
+            self.requests.try_send(StateRequest::Write(write))
+        {
+            warn!(
+                partition = p,
+                "The cluster task's queue is full: alarms not kept in etcd now."
+            );
+            self.dirty.insert(p); // written with the next change
+            if let Some(d) = w.done {
+                let _ = d.send(Err("the cluster task's queue is full".into()));
+            }
+        }
+    }
+}
