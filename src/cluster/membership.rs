@@ -56,6 +56,22 @@ pub enum JoinError {
     Ttl(Duration),
 }
 
+impl JoinError {
+    /// Without what changes from one try to the next (which endpoint refused), so that a
+    /// problem is logged once, not once per try.
+    pub fn brief(&self) -> String {
+        match self {
+            JoinError::Etcd(etcd_client::Error::GRpcStatus(s)) => {
+                format!("etcd: {:?}: {}", s.code(), s.message())
+            }
+            JoinError::Etcd(etcd_client::Error::TransportError(_)) => {
+                "no etcd endpoint reachable".into()
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 /// Keys in etcd.
 pub const PARTITIONS_KEY: &str = "heatgrid/config/partitions";
 pub const MEMBERS_PREFIX: &str = "heatgrid/members/";

@@ -29,10 +29,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::membership::{Fence, JoinError, MemberSettings, Membership};
-use super::ownership::{Candidate, Queued};
+use super::ownership::Candidate;
 use super::partition::ranking;
 use super::state::StateRequest;
-use super::view::{ClusterView, PartitionRow, Takeover};
+use super::view::{read_cluster, ClusterView, PartitionRow, Takeover};
 use crate::backoff::Backoff;
 use crate::clock::now_ms;
 
@@ -230,7 +230,7 @@ impl<P: Partitions> ClusterTask<P> {
                         return Err(ClusterError::Join(e));
                     }
                 }
-                self.note(format!("cannot join the cluster: {}; retrying", brief(&e)));
+                self.note(format!("cannot join the cluster: {}; retrying", e.brief()));
                 Ok(Some(backoff.next_delay()))
             }
         }
@@ -467,41 +467,5 @@ impl<P: Partitions> ClusterTask<P> {
             }
             !same
         });
-    }
-}
-
-/// The members and every partition's queue: two range reads.
-async fn read_cluster(
-    m: &mut Membership,
-    partitions: u32,
-) -> Result<(Vec<(String, String)>, Vec<PartitionRow>), etcd_client::Error> {
-    let members = m.members().await?;
-    let mut queues = m.candidate().queues().await?;
-    let table = (0..partitions)
-        .map(|p| {
-            let q: Vec<Queued> = queues.remove(&p).unwrap_or_default();
-            PartitionRow {
-                partition: p,
-                leader: q.first().map(|c| c.name.clone()),
-                epoch: q.first().map(|c| c.epoch),
-                standby: q.iter().skip(1).map(|c| c.name.clone()).collect(),
-                leases: q.iter().map(|c| c.lease).collect(),
-            }
-        })
-        .collect();
-    Ok((members, table))
-}
-
-/// `e` without what changes from one try to the next (which endpoint refused), so that a
-/// problem is logged once, not once per try.
-fn brief(e: &JoinError) -> String {
-    match e {
-        JoinError::Etcd(etcd_client::Error::GRpcStatus(s)) => {
-            format!("etcd: {:?}: {}", s.code(), s.message())
-        }
-        JoinError::Etcd(etcd_client::Error::TransportError(_)) => {
-            "no etcd endpoint reachable".into()
-        }
-        other => other.to_string(),
     }
 }

@@ -1,9 +1,13 @@
 //! What the cluster task publishes for `heatgrid cluster` and the API: the members, every
-//! partition's leader, epoch and standbys, what this instance leads, and its last takeovers.
+//! partition's leader, epoch and standbys, what this instance leads, and its last takeovers;
+//! and the read of etcd they come from.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+
+use super::membership::Membership;
+use super::ownership::Queued;
 
 /// One partition as etcd sees it: its leader with the epoch, and the standbys queued behind
 /// it (the first one leads next).
@@ -45,4 +49,26 @@ pub struct ClusterView {
     /// Partitions this instance leads, with their epochs.
     pub led: BTreeMap<u32, u64>,
     pub takeovers: Vec<Takeover>,
+}
+
+/// The members and every partition's queue: two range reads.
+pub(super) async fn read_cluster(
+    m: &mut Membership,
+    partitions: u32,
+) -> Result<(Vec<(String, String)>, Vec<PartitionRow>), etcd_client::Error> {
+    let members = m.members().await?;
+    let mut queues = m.candidate().queues().await?;
+    let table = (0..partitions)
+        .map(|p| {
+            let q: Vec<Queued> = queues.remove(&p).unwrap_or_default();
+            PartitionRow {
+                partition: p,
+                leader: q.first().map(|c| c.name.clone()),
+                epoch: q.first().map(|c| c.epoch),
+                standby: q.iter().skip(1).map(|c| c.name.clone()).collect(),
+                leases: q.iter().map(|c| c.lease).collect(),
+            }
+        })
+        .collect();
+    Ok((members, table))
 }
