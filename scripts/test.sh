@@ -4,8 +4,9 @@
 # 1. Installs what the tests need when it is missing: mosquitto and VictoriaMetrics (Debian
 #    packages; VictoriaMetrics accepts the InfluxDB v2 write API), etcd (cluster tests) and
 #    protoc (etcd-client's build) and a Python virtualenv with
-#    paho-mqtt and pymodbus for the independent peers (tests/peers/station.py, plc.py), and
-#    Debian's mbpoll (a Modbus master we did not write).
+#    paho-mqtt and pymodbus for the independent peers (tests/peers/station.py, plc.py),
+#    Debian's mbpoll (a Modbus master we did not write), and Chromium with chromedriver (the
+#    web control room's browser test).
 # 2. Runs cargo fmt --check, the import-cycle check (scripts/check-cycles.py), clippy
 #    -D warnings, every test of the workspace, then every fuzz
 #    target for a bounded time (scripts/fuzz.sh). The
@@ -28,6 +29,9 @@ command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
 command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 [ -f /usr/include/google/protobuf/descriptor.proto ] || missing+=(libprotobuf-dev)
+# Chromium and chromedriver for the web control room's browser test (tests/it/web.rs).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   log "Installing ${missing[*]} (Debian packages)"
   SUDO=""

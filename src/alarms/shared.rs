@@ -3,14 +3,14 @@
 //!
 //! Where it sits: inside the alarm task, between the status snapshot and the book. A station
 //! is evaluated only under an epoch whose kept alarms were taken over: when this instance
-//! comes to lead a partition, it first reads `heatgrid/alarms/{partition}` and adopts those
-//! alarms (raise time and acknowledgement kept, a new id here); an alarm whose condition is
+//! comes to lead partitions, it first reads `heatgrid/alarms/` (one read for all the
+//! partitions it came to lead since the last one) and adopts their alarms (raise time and acknowledgement kept, a new id here); an alarm whose condition is
 //! gone then clears as usual. After a raise, a clear or an acknowledgement the partition's
 //! active alarms are written back under its epoch (a fenced write: an instance that lost the
 //! partition cannot overwrite them). When another instance leads a station, its alarms leave
 //! this book without a clear: they live on there.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -23,12 +23,29 @@ use crate::cluster::state::{partition_key, StateRequest, StateWrite, ALARMS_PREF
 /// How long a read of a partition's alarms may take before it is asked again.
 const READ_LIMIT: Duration = Duration::from_secs(5);
 
-/// A partition's kept alarms, as read from etcd.
+/// The kept alarms read for some newly led partitions (with the epochs they were asked
+/// under): per partition, its alarms.
 #[derive(Debug)]
 pub struct Kept {
-    pub partition: u32,
-    pub epoch: u64,
-    pub alarms: Result<Vec<Alarm>, String>,
+    wanted: Vec<(u32, u64)>,
+    alarms: Result<HashMap<u32, Vec<Alarm>>, String>,
+}
+
+/// `heatgrid/alarms/{p:04}` → alarms, per partition.
+fn parse(kvs: Vec<(String, String)>) -> Result<HashMap<u32, Vec<Alarm>>, String> {
+    let mut out = HashMap::new();
+    for (k, v) in kvs {
+        let Some(p) = k
+            .strip_prefix(ALARMS_PREFIX)
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alarms: Vec<Alarm> =
+            serde_json::from_str(&v).map_err(|e| format!("unreadable alarms under {k}: {e}"))?;
+        out.insert(p, alarms);
+    }
+    Ok(out)
 }
 
 /// What the alarm task does with a station this snapshot.
@@ -52,6 +69,9 @@ pub struct SharedAlarms {
     /// on its way for.
     adopted: Vec<Option<u64>>,
     asked: Vec<Option<u64>>,
+    /// Newly led partitions to ask for, and whether a read is on its way.
+    wanted: Vec<(u32, u64)>,
+    in_flight: bool,
     kept_tx: mpsc::Sender<Kept>,
     /// Partitions whose active alarms changed since they were last written.
     dirty: BTreeSet<u32>,
@@ -65,7 +85,7 @@ impl SharedAlarms {
         partitions: u32,
         requests: mpsc::Sender<StateRequest>,
     ) -> (Self, mpsc::Receiver<Kept>) {
-        let (kept_tx, kept_rx) = mpsc::channel(partitions.max(1) as usize);
+        let (kept_tx, kept_rx) = mpsc::channel(1);
         let shared = Self {
             requests,
             partitions,
@@ -76,6 +96,8 @@ impl SharedAlarms {
             epochs: vec![None; stations.len()],
             adopted: vec![None; partitions as usize],
             asked: vec![None; partitions as usize],
+            wanted: Vec::new(),
+            in_flight: false,
             kept_tx,
             dirty: BTreeSet::new(),
         };
@@ -103,75 +125,74 @@ impl SharedAlarms {
         }
         if self.asked[p] != Some(e) {
             self.asked[p] = Some(e);
-            self.read(p as u32, e);
+            self.wanted.push((p as u32, e));
         }
         Turn::Skip
     }
 
-    /// Asks for partition `p`'s kept alarms; the answer comes as a [`Kept`].
-    fn read(&self, p: u32, epoch: u64) {
+    /// Asks for the kept alarms of the partitions newly led since the last ask, in one read of
+    /// every partition's (unless one is on its way: then with the next ask); the answer
+    /// comes as a [`Kept`].
+    pub fn ask(&mut self) {
+        if self.wanted.is_empty() || self.in_flight {
+            return;
+        }
+        self.in_flight = true;
+        let wanted = std::mem::take(&mut self.wanted);
         let requests = self.requests.clone();
         let kept = self.kept_tx.clone();
         tokio::spawn(async move {
             let (reply, rx) = oneshot::channel();
             let req = StateRequest::Read {
-                prefix: partition_key(ALARMS_PREFIX, p),
+                prefix: ALARMS_PREFIX.to_owned(),
                 reply,
             };
             let alarms = match requests.try_send(req) {
                 Err(_) => Err("the cluster task's queue is full".to_owned()),
                 Ok(()) => match tokio::time::timeout(READ_LIMIT, rx).await {
-                    Ok(Ok(Ok(kvs))) => kvs
-                        .into_iter()
-                        .map(|(_, v)| serde_json::from_str::<Vec<Alarm>>(&v))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map(|v| v.into_iter().flatten().collect())
-                        .map_err(|e| format!("unreadable: {e}")),
+                    Ok(Ok(Ok(kvs))) => parse(kvs),
                     Ok(Ok(Err(e))) => Err(e),
                     Ok(Err(_)) => Err("the cluster task stopped".to_owned()),
                     Err(_) => Err("no answer in time".to_owned()),
                 },
             };
-            let _ = kept
-                .send(Kept {
-                    partition: p,
-                    epoch,
-                    alarms,
-                })
-                .await;
+            let _ = kept.send(Kept { wanted, alarms }).await;
         });
     }
 
-    /// Takes a partition's kept alarms over into `book` (if this instance still waits for
-    /// them under that epoch); whether the book changed.
+    /// Takes the kept alarms of the partitions this instance still waits for (under the
+    /// same epoch) over into `book`; whether the book changed.
     pub fn adopt(&mut self, kept: Kept, book: &mut AlarmBook) -> bool {
-        let p = kept.partition as usize;
-        if p >= self.asked.len() || self.asked[p] != Some(kept.epoch) {
-            return false;
-        }
-        self.asked[p] = None;
-        let alarms = match kept.alarms {
+        self.in_flight = false;
+        let mut all = match kept.alarms {
             Ok(a) => a,
             Err(e) => {
                 // Asked again at the next snapshot.
-                warn!(partition = p, error = %e, "Cannot read the partition's kept alarms; retrying.");
+                warn!(partitions = kept.wanted.len(), error = %e,
+                    "Cannot read the partitions' kept alarms; retrying.");
+                for (p, e) in kept.wanted {
+                    if self.asked[p as usize] == Some(e) {
+                        self.asked[p as usize] = None;
+                    }
+                }
                 return false;
             }
         };
         let mut adopted = 0;
-        for a in alarms {
-            if partition_of(&a.station, self.partitions) as usize == p && book.adopt(a) {
-                adopted += 1;
+        for (p, e) in kept.wanted {
+            if self.asked[p as usize] != Some(e) {
+                continue; // lost again meanwhile
+            }
+            self.asked[p as usize] = None;
+            self.adopted[p as usize] = Some(e);
+            for a in all.remove(&p).unwrap_or_default() {
+                if partition_of(&a.station, self.partitions) == p && book.adopt(a) {
+                    adopted += 1;
+                }
             }
         }
-        self.adopted[p] = Some(kept.epoch);
         if adopted > 0 {
-            info!(
-                partition = p,
-                epoch = kept.epoch,
-                adopted,
-                "Alarms taken over from the previous owner."
-            );
+            info!(adopted, "Alarms taken over from the previous owner.");
         }
         adopted > 0
     }

@@ -191,6 +191,7 @@ impl AlarmTask {
         );
         lines.extend(feed(&mut self.book, ENGINE, &storage, now));
         if let Some(shared) = self.shared.as_mut() {
+            shared.ask();
             for l in &lines {
                 shared.changed(&l.station);
             }

@@ -75,6 +75,21 @@ impl IntoResponse for ApiError {
 
 /// The name of the token `headers` present, if it is known and its role allows `need`.
 pub fn authorize(tokens: &[ApiToken], headers: &HeaderMap, need: Role) -> Result<String, ApiError> {
+    let token = identify(tokens, headers)?;
+    if need == Role::Operator && token.role != Role::Operator {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            format!(
+                "token {:?} is a viewer; changes need an operator token",
+                token.name
+            ),
+        ));
+    }
+    Ok(token.name.clone())
+}
+
+/// The known token `headers` present (`401` if none).
+pub fn identify<'a>(tokens: &'a [ApiToken], headers: &HeaderMap) -> Result<&'a ApiToken, ApiError> {
     let presented = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -98,17 +113,7 @@ pub fn authorize(tokens: &[ApiToken], headers: &HeaderMap, need: Role) -> Result
             found = Some(t);
         }
     }
-    let token = found.ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "unknown token".into()))?;
-    if need == Role::Operator && token.role != Role::Operator {
-        return Err(ApiError(
-            StatusCode::FORBIDDEN,
-            format!(
-                "token {:?} is a viewer; changes need an operator token",
-                token.name
-            ),
-        ));
-    }
-    Ok(token.name.clone())
+    found.ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "unknown token".into()))
 }
 
 #[cfg(test)]

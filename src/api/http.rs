@@ -5,6 +5,7 @@
 //! waits for its verdict (applied, or refused with the limit named). Every request needs a
 //! bearer token from `[[api.token]]`; tokens are kept only as SHA-256 and compared in constant
 //! time. `viewer` tokens read; `operator` tokens also change. Documented in `docs/api.md`.
+//! The same listener serves the web control room (`web.rs`, `live.rs`).
 
 use std::net::SocketAddr;
 
@@ -43,6 +44,16 @@ pub async fn serve(
         .route("/api/v1/cluster/apply/{id}", post(apply_forwarded))
         .route("/metrics", get(metrics))
         .route("/api/v1/alarms/{id}/ack", post(ack_alarm))
+        .route("/api/v1/whoami", get(super::web::whoami))
+        .route("/api/v1/live", get(super::live::live))
+        .route("/api/v1/live/tiles", get(super::live::tiles))
+        .route("/", get(super::web::index))
+        .route("/app.js", get(super::web::app_js))
+        .route("/app.css", get(super::web::app_css))
+        .layer(axum::middleware::from_fn_with_state(
+            std::sync::Arc::new(super::web::Brake::default()),
+            super::web::brake,
+        ))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;

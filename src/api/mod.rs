@@ -7,8 +7,10 @@
 pub mod auth;
 mod changes;
 pub mod http;
+pub mod live;
 pub mod metrics;
 pub mod peers;
+mod web;
 
 use std::sync::Arc;
 
@@ -35,6 +37,8 @@ pub struct ApiState {
     /// In a cluster: the cluster's view and the client that reaches the other members
     /// (`None`: the only engine).
     pub peers: Option<peers::Peers>,
+    /// The web control room's live tiles.
+    pub live: live::Hub,
 }
 
 /// What the API knows of a configured station beyond its status: its static tags (group

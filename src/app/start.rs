@@ -360,6 +360,12 @@ async fn start_api(
         peers: cluster
             .cloned()
             .map(|v| crate::api::peers::Peers::new(v, cfg.coordinator.is_some())),
+        live: crate::api::live::Hub::start(
+            status.clone(),
+            alarms.clone(),
+            cluster.cloned(),
+            stage.token(),
+        ),
     };
     let (bound, task) = crate::api::http::serve(addr, state, stage.token())
         .await

@@ -39,8 +39,9 @@ use crate::clock::now_ms;
 /// How often the task looks at etcd.
 pub const LOOP: Duration = Duration::from_millis(250);
 
-/// State requests (operator changes, the district's sums and offsets) waiting for the task.
-const STATE_REQUESTS: usize = 64;
+/// State requests waiting for the task: operator changes, alarm reads and writes, and the
+/// district's sums (one write per led partition every quarter period) and offsets.
+const STATE_REQUESTS: usize = 1024;
 
 /// Takeovers kept for `heatgrid cluster`.
 const TAKEOVERS_KEPT: usize = 32;

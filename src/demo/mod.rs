@@ -155,6 +155,7 @@ async fn start(args: &DemoArgs) -> Result<Running, DemoError> {
         args.data_dir.join("lp").display()
     );
     if let Some(addr) = engine.api_addr() {
+        eprintln!("web control room: http://{addr}/   (sign in with the token {DEMO_TOKEN})");
         eprintln!(
             "operator API: HEATGRID_API=http://{addr} HEATGRID_TOKEN={DEMO_TOKEN} heatgrid stations   (also: status, station st-001, set, mode)"
         );

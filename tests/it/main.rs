@@ -17,3 +17,4 @@ mod operator;
 mod peer;
 mod tls;
 mod util;
+mod web;

@@ -417,8 +417,23 @@ async fn scenario(fault: Fault) -> Outcome {
         fault.name()
     );
     let steady_ms = now_ms();
-    // An operator raises a station of the victim's by 3 K, typing it on another instance.
-    let operator_station = rig.led_by(VICTIM).await.unwrap_or_default();
+    // An operator raises a station of the victim's by 3 K, typing it on another instance
+    // (once the victim leads its share: the others may have led everything until it joined).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let operator_station = loop {
+        if let Some(id) = rig.led_by(VICTIM).await {
+            break id;
+        }
+        let log = std::fs::read_to_string(&rig.instances[VICTIM].log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect();
+        assert!(
+            Instant::now() < deadline,
+            "{}: the victim leads no station; its log ends:\n{}",
+            fault.name(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     let asked = 3.0;
     let (code, answer) = rig
         .post(

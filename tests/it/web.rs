@@ -1,0 +1,352 @@
+//! The web control room in a real browser: Debian's Chromium, driven through chromedriver
+//! (WebDriver), against a running engine with simulated stations on mosquitto.
+//!
+//! One scenario, run once: sign in as viewer and as operator; the overview shows every station
+//! with its state (one stale and alarmed, one manual); a station's trend has points; the
+//! viewer gets no change form and a change forged with its token is refused; an operator
+//! changes an offset through the confirmation step and the station's next commands carry it;
+//! an alarm is acknowledged. Screenshots go to a temporary directory (its path is printed);
+//! `HEATGRID_SCREENSHOTS=dir` keeps them there instead.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use heatgrid::app;
+use heatgrid::config::Config;
+use heatgrid_sim::SimConfig;
+use serde_json::{json, Value};
+
+use crate::util::{self, free_port, Proc};
+
+const OPERATOR: &str = "web-operator-token-0123456789";
+const VIEWER: &str = "web-viewer-token-0123456789";
+const SPEED: f64 = 30.0;
+const SIMULATED: usize = 12;
+
+/// chromedriver on a free port, stopped by PID.
+fn chromedriver() -> Proc {
+    let bin = ["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .expect("chromedriver not found: run the tests with scripts/test.sh, which installs it");
+    let port = free_port();
+    let child = std::process::Command::new(bin)
+        .arg(format!("--port={port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start chromedriver");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "chromedriver did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Proc {
+        child,
+        port,
+        _dir: None,
+    }
+}
+
+async fn browser(driver: &Proc, profile: &Path) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": "/usr/bin/chromium",
+            // Headless, and none of the background connections a closed network refuses.
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--disable-quic", "--no-first-run", "--window-size=1600,1000",
+                format!("--user-data-dir={}", profile.display())],
+        }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await
+        .expect("a Chromium session")
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, for at most `limit`.
+async fn until<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn js(c: &Client, script: &str) -> Value {
+    c.execute(script, vec![]).await.expect(script)
+}
+
+async fn shot(c: &Client, dir: &Path, name: &str) {
+    let png = c.screenshot().await.expect("a screenshot");
+    std::fs::write(dir.join(name), png).unwrap();
+}
+
+async fn sign_in(c: &Client, token: &str) {
+    let input = c.wait().for_element(Locator::Id("token")).await.unwrap();
+    input.clear().await.unwrap();
+    input.send_keys(token).await.unwrap();
+    click(c, Locator::Id("sign-in")).await;
+}
+
+async fn click(c: &Client, locator: Locator<'_>) {
+    c.find(locator).await.unwrap().click().await.unwrap();
+}
+
+async fn text_of(c: &Client, id: &str) -> Option<String> {
+    c.find(Locator::Id(id)).await.ok()?.text().await.ok()
+}
+
+/// The stale alarm of the station that never reports, as the API lists it.
+async fn silent_alarm(base: &str) -> Option<Value> {
+    let (_, v) = api(base, VIEWER, "/api/v1/alarms", None).await;
+    v["active"]
+        .as_array()?
+        .iter()
+        .find(|a| a["station"] == "st-silent" && a["kind"] == "stale")
+        .cloned()
+}
+
+async fn api(base: &str, token: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let http = reqwest::Client::new();
+    let req = match body {
+        Some(b) => http.post(format!("{base}{path}")).json(&b),
+        None => http.get(format!("{base}{path}")),
+    };
+    let r = req.bearer_auth(token).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_room_in_a_browser() {
+    let broker = util::mosquitto();
+    let dir = tempfile::tempdir().unwrap();
+    let shots: PathBuf = std::env::var_os("HEATGRID_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir.path().join("screenshots"));
+    std::fs::create_dir_all(&shots).unwrap();
+    let mut text = format!(
+        "[engine]\ndata_dir = {:?}\ntick_s = {}\nstaleness_s = 2\ncommand_valid_for_s = 30\ntime_scale = {SPEED}\n\
+         [mqtt]\nport = {}\nclient_id = \"engine-web\"\n[storage]\nflush_interval_ms = 200\n\
+         [api]\nlisten = \"127.0.0.1:0\"\n\
+         [[api.token]]\nname = \"olga\"\nrole = \"operator\"\ntoken_env = \"T_OP\"\n\
+         [[api.token]]\nname = \"victor\"\nrole = \"viewer\"\ntoken_env = \"T_VIEW\"\n",
+        dir.path().join("data").display().to_string(),
+        5.0 / SPEED,
+        broker.port,
+    );
+    // The simulated stations, and one that never reports (stale, with its alarm).
+    let mut ids: Vec<String> = (1..=SIMULATED).map(|i| format!("st-{i:03}")).collect();
+    ids.push("st-silent".into());
+    for (i, id) in ids.iter().enumerate() {
+        let district = if i % 2 == 0 { "north" } else { "south" };
+        text.push_str(&format!(
+            "[[station]]\nid = {id:?}\ntags = {{ district = \"{district}\" }}\n"
+        ));
+    }
+    let env = |k: &str| match k {
+        "T_OP" => Some(OPERATOR.to_owned()),
+        "T_VIEW" => Some(VIEWER.to_owned()),
+        _ => None,
+    };
+    let engine = app::start(Config::parse(&text, &env).unwrap())
+        .await
+        .unwrap();
+    let base = format!("http://{}", engine.api_addr().unwrap());
+    let sim = heatgrid_sim::spawn(SimConfig {
+        port: broker.port,
+        stations: SIMULATED,
+        speed: SPEED,
+        record_commands: true,
+        ..SimConfig::default()
+    })
+    .await;
+    // st-002 in manual, from the API; st-silent's stale alarm raised.
+    let (code, _) = api(
+        &base,
+        OPERATOR,
+        "/api/v1/stations/st-002/mode",
+        Some(json!({"mode": "manual", "valve_pct": 40, "pump_pct": 50})),
+    )
+    .await;
+    assert_eq!(code, 200);
+    until(Duration::from_secs(30), "the stale alarm", || {
+        silent_alarm(&base)
+    })
+    .await;
+
+    let driver = chromedriver();
+    let c = browser(&driver, &dir.path().join("profile")).await;
+    c.goto(&format!("{base}/")).await.unwrap();
+
+    // A wrong token is refused with a message; the viewer's is accepted.
+    sign_in(&c, "not-a-token").await;
+    until(Duration::from_secs(10), "the refusal", || async {
+        text_of(&c, "signin-error")
+            .await
+            .filter(|t| t.contains("refused"))
+    })
+    .await;
+    sign_in(&c, VIEWER).await;
+    // Every station on the overview, with its state.
+    let n = ids.len();
+    until(
+        Duration::from_secs(60),
+        "every tile in its state",
+        || async {
+            let v = js(
+            &c,
+            "return [...document.querySelectorAll('.tile')].map(t => [t.dataset.id, t.className]);",
+        )
+        .await;
+            let tiles = v.as_array()?.clone();
+            let class = |id: &str| {
+                tiles
+                    .iter()
+                    .find(|t| t[0] == id)
+                    .and_then(|t| t[1].as_str().map(str::to_owned))
+            };
+            let silent = class("st-silent")?;
+            let manual = class("st-002")?;
+            let in_control = tiles
+                .iter()
+                .filter(|t| t[1].as_str().is_some_and(|c| c.contains("s-in_control")))
+                .count();
+            (tiles.len() == n
+                && silent.contains("s-stale")
+                && silent.contains(" al ")
+                && manual.contains("s-manual")
+                && in_control >= SIMULATED / 2)
+                .then_some(())
+        },
+    )
+    .await;
+    until(Duration::from_secs(5), "the feed shown live", || async {
+        text_of(&c, "feed").await.filter(|t| t == "live")
+    })
+    .await;
+    let totals = text_of(&c, "totals").await.unwrap();
+    assert!(
+        totals.contains("MW") && totals.contains("alarms"),
+        "{totals}"
+    );
+    shot(&c, &shots, "overview.png").await;
+
+    // The viewer sees a station but no change form, and a forged change is refused.
+    c.goto(&format!("{base}/#/station/st-001")).await.unwrap();
+    until(Duration::from_secs(15), "the station page", || async {
+        c.find(Locator::Css("svg.trend")).await.ok().map(|_| ())
+    })
+    .await;
+    assert!(
+        c.find(Locator::Id("changes")).await.is_err(),
+        "no change form for a viewer"
+    );
+    let forged = js(
+        &c,
+        "return fetch('/api/v1/stations/st-001/supply', {method: 'POST', headers: {'Content-Type': 'application/json', \
+         Authorization: 'Bearer ' + sessionStorage.getItem('heatgrid.token')}, body: JSON.stringify({offset_k: 5})}).then(r => r.status);",
+    )
+    .await;
+    assert_eq!(forged, json!(403), "a viewer's forged change");
+    // The token is in this tab's session storage, never in the address.
+    assert!(!c.current_url().await.unwrap().as_str().contains("token"));
+
+    // Sign out, then in as the operator.
+    click(&c, Locator::Id("sign-out")).await;
+    sign_in(&c, OPERATOR).await;
+    c.goto(&format!("{base}/#/station/st-001")).await.unwrap();
+    let points = until(Duration::from_secs(30), "trend points", || async {
+        let v = js(
+            &c,
+            "const p = document.querySelector('svg.trend polyline.sup'); return p ? p.getAttribute('points').split(' ').length : 0;",
+        )
+        .await;
+        v.as_u64().filter(|n| *n >= 2)
+    })
+    .await;
+    shot(&c, &shots, "station.png").await;
+
+    // An offset through the confirmation step; the station's next commands carry it.
+    let before = sim.command_log().len();
+    let last_set = |log: &[heatgrid_sim::CommandRecord]| {
+        log.iter()
+            .rev()
+            .find(|r| r.station == "st-001" && r.accepted)
+            .map(|r| r.supply_setpoint_c)
+    };
+    let set_before = last_set(&sim.command_log()).expect("st-001 commanded");
+    let offset = c.wait().for_element(Locator::Id("offset")).await.unwrap();
+    offset.clear().await.unwrap();
+    offset.send_keys("3").await.unwrap();
+    click(&c, Locator::Css("#offset-form button")).await;
+    let question = c
+        .wait()
+        .for_element(Locator::Id("confirm-text"))
+        .await
+        .unwrap();
+    assert!(question.text().await.unwrap().contains("3 K"));
+    click(&c, Locator::Id("confirm-yes")).await;
+    until(
+        Duration::from_secs(20),
+        "a command carrying the offset",
+        || async {
+            let log = sim.command_log();
+            let after = &log[before.min(log.len())..];
+            let now = last_set(after)?;
+            (now >= set_before + 2.5).then_some(())
+        },
+    )
+    .await;
+    let (_, st) = api(&base, VIEWER, "/api/v1/stations/st-001", None).await;
+    assert_eq!(st["controller"]["supply_offset_k"], 3.0);
+
+    // A refusal is shown, with the limit that said no.
+    offset.clear().await.unwrap();
+    offset.send_keys("99").await.unwrap();
+    click(&c, Locator::Css("#offset-form button")).await;
+    click(&c, Locator::Id("confirm-yes")).await;
+    let refusal = until(Duration::from_secs(10), "the refusal", || async {
+        text_of(&c, "confirm-error")
+            .await
+            .filter(|t| t.starts_with("Refused"))
+    })
+    .await;
+    click(&c, Locator::Id("confirm-no")).await;
+
+    // The stale alarm, acknowledged on the alarms page.
+    c.goto(&format!("{base}/#/alarms")).await.unwrap();
+    let ack = c
+        .wait()
+        .for_element(Locator::Css("tr[data-alarm] button.ack"))
+        .await
+        .unwrap();
+    ack.click().await.unwrap();
+    click(&c, Locator::Id("confirm-yes")).await;
+    until(Duration::from_secs(15), "the acknowledgement", || async {
+        silent_alarm(&base)
+            .await
+            .filter(|a| a["acked_by"] == "olga")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // the page's next refresh
+    shot(&c, &shots, "alarms.png").await;
+    eprintln!(
+        "web control room: {n} tiles, {points} trend points, refusal {refusal:?}; screenshots in {}",
+        shots.display()
+    );
+    c.close().await.unwrap();
+}

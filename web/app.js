@@ -1,0 +1,571 @@
+// heatgrid control room: the page the engine serves on its API listener.
+//
+// No framework and no library: the overview keeps one element per station and only touches
+// the ones the live feed changed; trends are plain SVG. Every value is written with
+// textContent (never as HTML). The API token lives in this tab's sessionStorage and goes out
+// only as a bearer header.
+"use strict";
+
+const TOKEN_KEY = "heatgrid.token";
+const FEED_SILENT_MS = 5000; // no event for this long: the feed is reported lost
+const OLD_MS = 30000; // a reading older than this is drawn as old, whatever its state
+const STATES = {
+  in_control: "in control (±1 K)",
+  deviating: "deviating",
+  stale: "stale",
+  comm_lost: "communication lost",
+  manual: "manual / hold / fixed",
+};
+
+const app = {
+  token: sessionStorage.getItem(TOKEN_KEY),
+  me: null,
+  tiles: new Map(), // id -> tile from the feed
+  els: new Map(), // id -> its element in the overview
+  totals: null,
+  offset: 0, // server clock - browser clock, ms
+  lastEvent: 0,
+  feedAbort: null,
+  pageTimer: null,
+  filter: { text: "", state: "", tag: "", sort: "id" },
+};
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (v !== undefined && v !== null && v !== false) e.setAttribute(k, v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+const serverNow = () => Date.now() + app.offset;
+
+function fmt(x, digits = 1, unit = "") {
+  if (x === null || x === undefined || Number.isNaN(x)) return "–";
+  return Number(x).toFixed(digits) + unit;
+}
+
+function age(ms) {
+  if (ms === null || ms === undefined) return "never";
+  const s = Math.max(0, Math.round((serverNow() - ms) / 1000));
+  if (s < 120) return s + " s ago";
+  if (s < 7200) return Math.round(s / 60) + " min ago";
+  return Math.round(s / 3600) + " h ago";
+}
+
+// ---- API ------------------------------------------------------------------------------
+
+async function api(path, options = {}) {
+  const headers = { Authorization: "Bearer " + app.token };
+  if (options.body !== undefined) headers["Content-Type"] = "application/json";
+  const r = await fetch(path, {
+    method: options.method || "GET",
+    headers,
+    body: options.body === undefined ? undefined : JSON.stringify(options.body),
+    cache: "no-store",
+  });
+  let body = null;
+  try { body = await r.json(); } catch (_) { /* empty or not JSON */ }
+  // Signed in, and the token stopped working (removed from the config): back to sign-in.
+  if (r.status === 401 && app.me) { signOut("Your token is no longer accepted; sign in again."); }
+  if (!r.ok) throw new Error((body && body.error) || r.status + " " + r.statusText);
+  return body;
+}
+
+// ---- Sign-in ----------------------------------------------------------------------------
+
+function showSignIn(message) {
+  $("bar").hidden = true;
+  const input = el("input", { type: "password", id: "token", autocomplete: "off", placeholder: "API token", "aria-label": "API token" });
+  const error = el("p", { class: "error", id: "signin-error" }, message || "");
+  const button = el("button", { type: "submit", class: "primary", id: "sign-in" }, "Sign in");
+  const form = el("form", { class: "signin", id: "signin" },
+    el("h2", {}, "heatgrid control room"),
+    el("p", { class: "dim" }, "Sign in with your API token (viewer or operator)."),
+    input, button, error);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    button.disabled = true;
+    error.textContent = "";
+    app.token = input.value.trim();
+    try {
+      app.me = await api("/api/v1/whoami");
+      sessionStorage.setItem(TOKEN_KEY, app.token);
+      start();
+    } catch (e) {
+      app.token = null;
+      error.textContent = "Sign-in refused: " + e.message;
+    } finally {
+      button.disabled = false;
+    }
+  });
+  $("view").replaceChildren(form);
+  input.focus();
+}
+
+function signOut(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  app.token = null;
+  app.me = null;
+  if (app.feedAbort) app.feedAbort.abort();
+  app.feedAbort = null;
+  clearInterval(app.pageTimer);
+  app.tiles.clear();
+  app.els.clear();
+  showSignIn(message);
+}
+
+async function start() {
+  if (!app.me) {
+    try { app.me = await api("/api/v1/whoami"); } catch (e) { return showSignIn(); }
+  }
+  $("bar").hidden = false;
+  $("who").textContent = app.me.name + " (" + app.me.role + ")" + (app.me.instance ? " @ " + app.me.instance : "");
+  document.body.classList.toggle("operator", app.me.role === "operator");
+  connect(0);
+  route();
+}
+
+// ---- Live feed --------------------------------------------------------------------------
+
+// Server-Sent Events read with fetch (an EventSource cannot send the bearer header).
+async function connect(attempt) {
+  if (!app.token) return;
+  const abort = new AbortController();
+  app.feedAbort = abort;
+  try {
+    const r = await fetch("/api/v1/live", {
+      headers: { Authorization: "Bearer " + app.token, Accept: "text/event-stream" },
+      signal: abort.signal,
+      cache: "no-store",
+    });
+    if (r.status === 401) return signOut("Your token is no longer accepted; sign in again.");
+    if (!r.ok || !r.body) throw new Error(r.status + " " + r.statusText);
+    attempt = 0;
+    const reader = r.body.getReader();
+    const decoder = new TextDecoder();
+    let buf = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buf += decoder.decode(value, { stream: true });
+      let cut;
+      while ((cut = buf.indexOf("\n\n")) >= 0) {
+        onEvent(buf.slice(0, cut));
+        buf = buf.slice(cut + 2);
+      }
+    }
+  } catch (e) {
+    if (abort.signal.aborted) return;
+  }
+  if (app.feedAbort !== abort) return; // signed out or replaced
+  // Reconnect with backoff (1 s, 2 s, 4 s … 30 s, with jitter).
+  const delay = Math.min(30000, 1000 * 2 ** attempt) * (0.75 + Math.random() / 2);
+  setTimeout(() => connect(attempt + 1), delay);
+}
+
+function onEvent(block) {
+  let kind = "message";
+  let data = "";
+  for (const line of block.split("\n")) {
+    if (line.startsWith("event:")) kind = line.slice(6).trim();
+    else if (line.startsWith("data:")) data += line.slice(5).trim();
+  }
+  if (!data) return; // keep-alive comment
+  const msg = JSON.parse(data);
+  app.lastEvent = Date.now();
+  app.offset = msg.now - Date.now();
+  if (kind === "snapshot") app.tiles.clear();
+  for (const t of msg.tiles) app.tiles.set(t.id, t);
+  app.totals = msg.totals;
+  drawTotals();
+  feedStatus();
+  if (currentView === "overview") drawTiles(kind === "snapshot" ? null : msg.tiles);
+}
+
+// Is the feed alive? Shown on every event and checked once a second, with the tiles that
+// have grown old.
+function feedStatus() {
+  if (!app.token) return;
+  const feed = $("feed");
+  const silent = Date.now() - app.lastEvent;
+  const lost = !app.lastEvent || silent > FEED_SILENT_MS;
+  feed.className = "feed " + (lost ? "lost" : "live");
+  feed.textContent = lost
+    ? (app.lastEvent ? "feed lost: data as of " + new Date(app.lastEvent).toLocaleTimeString() : "connecting…")
+    : "live";
+  document.body.classList.toggle("feed-lost", lost);
+  if (currentView === "overview") markOld(lost);
+}
+setInterval(feedStatus, 1000);
+
+function drawTotals() {
+  const t = app.totals;
+  if (!t) return;
+  const parts = [
+    ["stations", t.stations + " (" + t.fresh + " fresh)"],
+    ["heat", fmt(t.heat_mw, 2, " MW")],
+    ["", fmt(t.w_m2, 1, " W/m²")],
+    ["return", fmt(t.return_c, 1, " °C")],
+    ["within ±1 K", fmt(t.in_control_pct, 1, " %")],
+    ["alarms", t.alarms],
+  ];
+  $("totals").replaceChildren(...parts.map(([k, v]) => el("span", {}, k ? k + " " : "", el("b", {}, v), "  ")));
+  $("alarm-count").textContent = t.alarms ? String(t.alarms) : "";
+}
+
+// ---- Overview ---------------------------------------------------------------------------
+
+let currentView = "";
+
+function showOverview() {
+  currentView = "overview";
+  app.els.clear();
+  const f = app.filter;
+  const search = el("input", { id: "search", type: "search", placeholder: "search id or tag", value: f.text });
+  search.addEventListener("input", () => { f.text = search.value.trim().toLowerCase(); applyFilter(); });
+  const state = el("select", { id: "state-filter" },
+    el("option", { value: "" }, "every state"),
+    Object.entries(STATES).map(([k, v]) => el("option", { value: k, selected: f.state === k }, v)),
+    el("option", { value: "alarm", selected: f.state === "alarm" }, "with an alarm"));
+  state.addEventListener("change", () => { f.state = state.value; applyFilter(); });
+  const sort = el("select", { id: "sort" },
+    ["id", "error", "age", "heat"].map((k) => el("option", { value: k, selected: f.sort === k }, "sort: " + k)));
+  sort.addEventListener("change", () => { f.sort = sort.value; order(); });
+  const legend = el("span", { class: "legend" },
+    Object.entries(STATES).map(([k, v]) => el("span", {}, el("i", { class: "s-" + k }), v)));
+  const grid = el("div", { class: "tiles", id: "tiles" });
+  grid.addEventListener("click", (ev) => {
+    const t = ev.target.closest(".tile");
+    if (t) location.hash = "#/station/" + encodeURIComponent(t.dataset.id);
+  });
+  $("view").replaceChildren(el("div", { class: "controls" }, search, state, sort, legend), grid);
+  drawTiles(null);
+}
+
+function tileError(t) {
+  return t.sup !== null && t.set !== null && t.sup !== undefined && t.set !== undefined ? t.sup - t.set : null;
+}
+
+function drawTiles(changed) {
+  const grid = $("tiles");
+  if (!grid) return;
+  if (changed === null) {
+    grid.replaceChildren();
+    app.els.clear();
+    for (const t of app.tiles.values()) {
+      const e = el("div", { class: "tile", "data-id": t.id }, el("span", { class: "n" }), el("span", { class: "e" }));
+      app.els.set(t.id, e);
+      paint(e, t);
+    }
+    order();
+    applyFilter();
+    return;
+  }
+  for (const t of changed) {
+    const e = app.els.get(t.id);
+    if (e) { paint(e, t); matches(t) ? e.classList.remove("hidden") : e.classList.add("hidden"); }
+  }
+}
+
+function paint(e, t) {
+  const err = tileError(t);
+  let cls = "tile s-" + t.state;
+  if (t.alarm) cls += " al al-" + t.alarm;
+  if (t.ts && serverNow() - t.ts > OLD_MS) cls += " old";
+  if (e.className !== cls) e.className = cls;
+  e.firstChild.textContent = t.id;
+  e.lastChild.textContent = err === null ? "–" : (err > 0 ? "+" : "") + err.toFixed(1);
+  e.title = t.id + ": " + STATES[t.state] + (t.alarm ? ", " + t.alarms + " alarm(s), worst " + t.alarm : "") +
+    "\nsupply " + fmt(t.sup) + " °C, setpoint " + fmt(t.set) + " °C, return " + fmt(t.ret) + " °C" +
+    "\nflow " + fmt(t.flow, 2) + " m³/h, heat " + fmt(t.kw) + " kW" +
+    "\nreading " + age(t.ts) + (t.owner ? ", led by " + t.owner : "");
+}
+
+function markOld(feedLost) {
+  const now = serverNow();
+  for (const [id, e] of app.els) {
+    const t = app.tiles.get(id);
+    const old = feedLost || !t || !t.ts || now - t.ts > OLD_MS;
+    if (old !== e.classList.contains("old")) e.classList.toggle("old", old);
+  }
+}
+
+function matches(t) {
+  const f = app.filter;
+  if (f.state === "alarm" ? !t.alarm : f.state && t.state !== f.state) return false;
+  if (!f.text) return true;
+  if (t.id.toLowerCase().includes(f.text)) return true;
+  return Object.entries(t.tags || {}).some(([k, v]) => (k + "=" + v).toLowerCase().includes(f.text));
+}
+
+function applyFilter() {
+  for (const [id, e] of app.els) {
+    const t = app.tiles.get(id);
+    e.classList.toggle("hidden", !t || !matches(t));
+  }
+}
+
+function order() {
+  const grid = $("tiles");
+  if (!grid) return;
+  const key = {
+    id: (t) => t.id,
+    error: (t) => -Math.abs(tileError(t) ?? 1e9),
+    age: (t) => t.ts ?? -1e18,
+    heat: (t) => -(t.kw ?? 0),
+  }[app.filter.sort];
+  const tiles = [...app.tiles.values()].sort((a, b) => {
+    const x = key(a), y = key(b);
+    return x < y ? -1 : x > y ? 1 : a.id.localeCompare(b.id);
+  });
+  grid.append(...tiles.map((t) => app.els.get(t.id)).filter(Boolean));
+}
+
+// ---- Station page -----------------------------------------------------------------------
+
+async function showStation(id) {
+  currentView = "station";
+  const view = $("view");
+  view.replaceChildren(el("p", { class: "dim" }, "loading " + id + "…"));
+  const draw = async () => {
+    try {
+      const s = await api("/api/v1/stations/" + encodeURIComponent(id));
+      if (currentView === "station" && location.hash === "#/station/" + encodeURIComponent(id)) drawStation(s);
+    } catch (e) {
+      delete view.dataset.station;
+      view.replaceChildren(el("p", { class: "error" }, "Station " + id + ": " + e.message));
+    }
+  };
+  app.pageTimer = setInterval(draw, 2000);
+  await draw();
+}
+
+function kv(rows) {
+  return el("table", {}, rows.filter(Boolean).map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", { class: "num" }, v))));
+}
+
+function drawStation(s) {
+  const r = s.reading || {};
+  const c = s.controller || {};
+  const lim = s.limits || {};
+  const readingTs = r.ts_ms ?? (s.age_s !== null && s.age_s !== undefined ? serverNow() - s.age_s * 1000 : null);
+  const fresh = !s.stale && readingTs && serverNow() - readingTs < OLD_MS;
+  const head = el("h2", {}, s.id, " ",
+    el("span", { class: "pill s-" + (s.stale ? "stale" : s.mode === "auto" ? "in_control" : "manual") }, s.stale ? "stale" : s.mode),
+    " ", el("span", { class: "dim" }, "reading " + age(readingTs) + (s.owner ? " · led by " + s.owner : "")));
+  const values = el("div", { class: "card" }, el("h3", {}, fresh ? "Now" : "Last known (not fresh)"), kv([
+    ["supply", fmt(s.supply_temp_c, 1, " °C")], ["setpoint", fmt(s.supply_setpoint_c, 1, " °C")],
+    ["return", fmt(s.return_temp_c, 1, " °C")], ["ΔT", fmt(s.delta_t_k, 1, " K")],
+    ["flow / setpoint", fmt(s.flow_m3h, 2) + " / " + fmt(s.flow_setpoint_m3h, 2, " m³/h")],
+    ["valve / pump", fmt(s.valve_pct, 0) + " / " + fmt(s.pump_pct, 0, " %")],
+    ["heat", fmt(s.heat_kw, 1, " kW") + " (" + fmt(s.heat_w_m2, 1, " W/m²") + ")"],
+    ["outdoor", fmt(s.outdoor_temp_c, 1, " °C")],
+    s.indoor_temp_c !== null && s.indoor_temp_c !== undefined ? ["indoor", fmt(s.indoor_temp_c, 1, " °C")] : null,
+  ]));
+  const trend = el("div", { class: "card" }, el("h3", {}, "Supply vs setpoint (engine memory, one point per plant minute)"), trendSvg(s.trend || []));
+  const loops = el("div", { class: "card" }, el("h3", {}, "Control"), kv([
+    ["offset on the curve", fmt(c.supply_offset_k, 1, " K")],
+    ["district offset", fmt(c.district_offset_k, 2, " K")],
+    c.fixed_supply_c !== null && c.fixed_supply_c !== undefined
+      ? ["fixed setpoint", fmt(c.fixed_supply_c, 1, " °C") + (c.fixed_until_ms ? " until " + new Date(c.fixed_until_ms).toLocaleString() : "")] : null,
+    ["return correction", fmt(c.return_correction_k, 2, " K")],
+    ["valve loop P / I", c.valve_loop ? fmt(c.valve_loop.p, 2) + " / " + fmt(c.valve_loop.i, 2) + (c.valve_loop.anti_windup ? " (anti-windup)" : "") : "–"],
+    ["pump loop P / I", c.pump_loop ? fmt(c.pump_loop.p, 2) + " / " + fmt(c.pump_loop.i, 2) + (c.pump_loop.anti_windup ? " (anti-windup)" : "") : "–"],
+    ["supply limits", fmt(lim.supply_min_c, 0) + " – " + fmt(lim.supply_max_c, 0, " °C")],
+    ["valve limits", fmt(lim.valve_min_pct, 0) + " – " + fmt(lim.valve_max_pct, 0, " %")],
+    ["pump limits", fmt(lim.pump_min_pct, 0) + " – " + fmt(lim.pump_max_pct, 0, " %")],
+  ]));
+  const link = el("div", { class: "card" }, el("h3", {}, "Commands and link"), kv([
+    ["last command seq", String(s.seq ?? "–") + (s.epoch ? " (epoch " + s.epoch + ")" : "")],
+    ["acknowledged seq", String(s.acked_seq ?? "–")],
+    ["last ack error", s.ack_error || "none"],
+    ["link", s.link || "–"],
+    ["link error", s.link_error || "none"],
+  ]));
+  const k = s.kpis_today || {};
+  const kpis = el("div", { class: "card" }, el("h3", {}, "Today (from telemetry)"),
+    kv(Object.entries(k).filter(([, v]) => typeof v === "number").map(([name, v]) => [name.replaceAll("_", " "), fmt(v, 2)])));
+  const alarms = el("div", { class: "card" }, el("h3", {}, "Active alarms"), alarmTable(s.alarms || [], false));
+  // The page's frame and the change forms are made once per visit; a refresh replaces only
+  // the figures, so it never wipes (or takes the focus from) what an operator is typing.
+  if ($("view").dataset.station !== s.id) {
+    $("view").dataset.station = s.id;
+    $("view").replaceChildren(
+      el("p", {}, el("a", { href: "#/" }, "← overview")),
+      el("div", { id: "station-head" }),
+      el("div", { class: "cards", id: "station-data" }));
+    if (app.me.role === "operator") $("view").append(el("div", { class: "cards" }, changeForms(s)));
+  }
+  $("station-head").replaceChildren(head);
+  $("station-data").replaceChildren(values, trend, loops, link, alarms, kpis);
+}
+
+function trendSvg(points) {
+  const NS = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(NS, "svg");
+  svg.setAttribute("class", "trend");
+  svg.setAttribute("viewBox", "0 0 600 180");
+  svg.setAttribute("preserveAspectRatio", "none");
+  if (points.length < 2) {
+    const t = document.createElementNS(NS, "text");
+    t.setAttribute("x", "10"); t.setAttribute("y", "20");
+    t.textContent = "no trend yet";
+    svg.append(t);
+    return svg;
+  }
+  const vals = points.flatMap((p) => [p.supply_temp_c, p.supply_setpoint_c]).filter(Number.isFinite);
+  let lo = Math.floor(Math.min(...vals) - 1), hi = Math.ceil(Math.max(...vals) + 1);
+  if (hi - lo < 4) { lo -= 2; hi += 2; }
+  const x = (i) => 30 + (i * 565) / (points.length - 1);
+  const y = (v) => 170 - ((v - lo) * 160) / (hi - lo);
+  for (const v of [lo, (lo + hi) / 2, hi]) {
+    const line = document.createElementNS(NS, "line");
+    line.setAttribute("x1", "30"); line.setAttribute("x2", "595");
+    line.setAttribute("y1", String(y(v))); line.setAttribute("y2", String(y(v)));
+    const label = document.createElementNS(NS, "text");
+    label.setAttribute("x", "2"); label.setAttribute("y", String(y(v) + 3));
+    label.textContent = v.toFixed(0);
+    svg.append(line, label);
+  }
+  for (const [key, cls] of [["supply_setpoint_c", "set"], ["supply_temp_c", "sup"]]) {
+    const path = document.createElementNS(NS, "polyline");
+    path.setAttribute("class", cls);
+    path.setAttribute("points", points.map((p, i) => x(i).toFixed(1) + "," + y(p[key]).toFixed(1)).join(" "));
+    svg.append(path);
+  }
+  return svg;
+}
+
+// ---- Changes (operators only; the API checks the role and the limits again) -------------
+
+function confirmChange(text, send) {
+  const dialog = $("confirm");
+  $("confirm-text").textContent = text;
+  $("confirm-error").textContent = "";
+  const yes = $("confirm-yes");
+  const no = $("confirm-no");
+  yes.disabled = false;
+  yes.onclick = async () => {
+    yes.disabled = true;
+    try {
+      await send();
+      dialog.close();
+    } catch (e) {
+      $("confirm-error").textContent = "Refused: " + e.message;
+    } finally {
+      yes.disabled = false;
+    }
+  };
+  no.onclick = () => dialog.close();
+  dialog.showModal();
+}
+
+function changeForms(s) {
+  const id = s.id;
+  const path = (what) => "/api/v1/stations/" + encodeURIComponent(id) + "/" + what;
+  const offset = el("input", { type: "number", step: "0.5", id: "offset", value: s.controller ? s.controller.supply_offset_k : 0 });
+  const offsetForm = el("form", { class: "change", id: "offset-form" }, "offset on the curve", offset, "K", el("button", { type: "submit" }, "Set…"));
+  offsetForm.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const k = Number(offset.value);
+    confirmChange("Set the offset on " + id + "'s curve to " + k + " K?", () => api(path("supply"), { method: "POST", body: { offset_k: k } }));
+  });
+  const fixed = el("input", { type: "number", step: "0.5", id: "fixed" });
+  const hours = el("input", { type: "number", step: "0.5", min: "0", id: "fixed-hours", value: "2" });
+  const fixedForm = el("form", { class: "change", id: "fixed-form" }, "fixed setpoint", fixed, "°C for", hours, "h",
+    el("button", { type: "submit" }, "Fix…"),
+    el("button", { type: "button", id: "clear-fixed", onclick: () => confirmChange("Return " + id + " to its curve?",
+      () => api(path("supply"), { method: "POST", body: { clear_fixed: true } })) }, "Back to curve…"));
+  fixedForm.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const c = Number(fixed.value), h = Number(hours.value);
+    confirmChange("Fix " + id + "'s supply setpoint at " + c + " °C for " + h + " h?",
+      () => api(path("supply"), { method: "POST", body: { fixed_c: c, expires_in_s: h * 3600 } }));
+  });
+  const mode = el("select", { id: "mode" }, ["auto", "manual", "hold"].map((m) => el("option", { value: m, selected: s.mode === m }, m)));
+  const valve = el("input", { type: "number", step: "1", id: "valve", placeholder: "valve %" });
+  const pump = el("input", { type: "number", step: "1", id: "pump", placeholder: "pump %" });
+  const modeForm = el("form", { class: "change", id: "mode-form" }, "mode", mode, valve, pump, el("button", { type: "submit" }, "Switch…"));
+  modeForm.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const body = { mode: mode.value };
+    if (mode.value === "manual") { body.valve_pct = Number(valve.value); body.pump_pct = Number(pump.value); }
+    confirmChange("Switch " + id + " to " + mode.value + (mode.value === "manual" ? " (valve " + body.valve_pct + " %, pump " + body.pump_pct + " %)" : "") + "?",
+      () => api(path("mode"), { method: "POST", body }));
+  });
+  return el("div", { class: "card", id: "changes" }, el("h3", {}, "Change (audited)"), offsetForm, fixedForm, modeForm);
+}
+
+// ---- Alarms -----------------------------------------------------------------------------
+
+function alarmTable(list, withStation) {
+  if (!list.length) return el("p", { class: "dim" }, "none");
+  const operator = app.me.role === "operator";
+  return el("table", { class: "alarms" },
+    el("tr", {}, withStation ? el("th", {}, "station") : null, el("th", {}, "severity"), el("th", {}, "kind"),
+      el("th", {}, "message"), el("th", {}, "raised"), el("th", {}, "acknowledged"), operator ? el("th", {}) : null),
+    list.map((a) => el("tr", { "data-alarm": (a.instance ? a.instance + ":" : "") + a.id },
+      withStation ? el("td", {}, el("a", { href: "#/station/" + encodeURIComponent(a.station) }, a.station)) : null,
+      el("td", { class: "sev-" + a.severity }, a.severity),
+      el("td", {}, a.kind), el("td", {}, a.message),
+      el("td", {}, age(a.raised_ms)),
+      el("td", {}, a.cleared_ms ? "cleared " + age(a.cleared_ms) : a.acked_by ? a.acked_by + ", " + age(a.acked_ms) : "no"),
+      operator && !a.acked_by && !a.cleared_ms
+        ? el("td", {}, el("button", { type: "button", class: "ack", onclick: () => confirmChange(
+          "Acknowledge the " + a.kind + " alarm of " + a.station + "?",
+          async () => {
+            await api("/api/v1/alarms/" + a.id + "/ack" + (a.instance ? "?instance=" + encodeURIComponent(a.instance) : ""), { method: "POST", body: {} });
+            if (currentView === "alarms") drawAlarms();
+          }) }, "Acknowledge…"))
+        : operator ? el("td", {}) : null)));
+}
+
+async function drawAlarms() {
+  try {
+    const v = await api("/api/v1/alarms");
+    if (currentView !== "alarms") return;
+    const parts = [
+      el("h2", {}, "Active alarms"), alarmTable(v.active, true),
+      el("h2", {}, "Recently cleared"), alarmTable(v.recent.slice(0, 100), true),
+    ];
+    if (v.unreachable && v.unreachable.length) parts.push(el("p", { class: "error" }, "not answering: " + v.unreachable.join(", ")));
+    $("view").replaceChildren(...parts);
+  } catch (e) {
+    $("view").replaceChildren(el("p", { class: "error" }, "Alarms: " + e.message));
+  }
+}
+
+function showAlarms() {
+  currentView = "alarms";
+  app.pageTimer = setInterval(drawAlarms, 3000);
+  drawAlarms();
+}
+
+// ---- Routing ----------------------------------------------------------------------------
+
+function route() {
+  if (!app.token) return;
+  clearInterval(app.pageTimer);
+  delete $("view").dataset.station;
+  const hash = location.hash || "#/";
+  $("nav-overview").classList.toggle("here", hash === "#/");
+  $("nav-alarms").classList.toggle("here", hash === "#/alarms");
+  if (hash.startsWith("#/station/")) showStation(decodeURIComponent(hash.slice(10)));
+  else if (hash === "#/alarms") showAlarms();
+  else showOverview();
+}
+
+window.addEventListener("hashchange", route);
+document.addEventListener("DOMContentLoaded", () => {
+  $("sign-out").addEventListener("click", () => signOut("Signed out."));
+  if (app.token) start(); else showSignIn();
+});
