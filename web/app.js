@@ -268,6 +268,10 @@ function drawTiles(changed) {
     }
     order();
     applyFilter();
+    // The first complete overview, once painted (read by benches/web.rs).
+    if (app.tiles.size && !performance.getEntriesByName("overview-complete").length) {
+      requestAnimationFrame(() => performance.mark("overview-complete"));
+    }
     return;
   }
   for (const t of changed) {

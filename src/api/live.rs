@@ -193,10 +193,47 @@ fn build(status: &[StationStatus], alarms: &AlarmView, me: Option<&str>) -> Vec<
     status.iter().map(|s| Tile::of(s, alarms, me)).collect()
 }
 
+/// One second of this instance's tiles, with the event bodies every dashboard in step with
+/// the hub is sent: serialised once, however many listen.
+#[derive(Debug, Default)]
+pub struct Frame {
+    /// Consecutive while anyone listens.
+    pub version: u64,
+    pub tiles: Vec<Tile>,
+    /// The whole fleet, and what changed since the previous frame (`{now, totals, tiles}`).
+    snapshot: String,
+    delta: String,
+}
+
+impl Frame {
+    fn new(version: u64, tiles: Vec<Tile>, before: &[Tile]) -> Self {
+        let totals = Totals::of(&tiles);
+        let now = now_ms();
+        let changed: Vec<&Tile> = if before.len() == tiles.len() {
+            tiles
+                .iter()
+                .zip(before)
+                .filter(|(t, b)| t != b)
+                .map(|(t, _)| t)
+                .collect()
+        } else {
+            tiles.iter().collect()
+        };
+        let body =
+            |tiles: &[&Tile]| json!({ "now": now, "totals": totals, "tiles": tiles }).to_string();
+        Self {
+            version,
+            snapshot: body(&tiles.iter().collect::<Vec<_>>()),
+            delta: body(&changed),
+            tiles,
+        }
+    }
+}
+
 /// This instance's tiles, rebuilt once a second while any dashboard listens.
 #[derive(Debug, Clone)]
 pub struct Hub {
-    tiles: watch::Receiver<Arc<Vec<Tile>>>,
+    frames: watch::Receiver<Arc<Frame>>,
     listeners: Arc<AtomicUsize>,
 }
 
@@ -219,7 +256,7 @@ impl Hub {
         cluster: Option<watch::Receiver<Arc<crate::cluster::view::ClusterView>>>,
         stop: CancellationToken,
     ) -> Self {
-        let (tx, tiles) = watch::channel(Arc::new(Vec::new()));
+        let (tx, frames) = watch::channel(Arc::new(Frame::default()));
         let listeners = Arc::new(AtomicUsize::new(0));
         let count = listeners.clone();
         tokio::spawn(async move {
@@ -235,16 +272,21 @@ impl Hub {
                 }
                 let me = cluster.as_ref().map(|v| v.borrow().name.clone());
                 let alarms = alarms.borrow().clone();
-                let built = build(&status.borrow(), &alarms, me.as_deref());
-                let _ = tx.send(Arc::new(built));
+                let tiles = build(&status.borrow(), &alarms, me.as_deref());
+                let before = tx.borrow().clone();
+                let _ = tx.send(Arc::new(Frame::new(
+                    before.version + 1,
+                    tiles,
+                    &before.tiles,
+                )));
             }
         });
-        Self { tiles, listeners }
+        Self { frames, listeners }
     }
 
-    fn listen(&self) -> (watch::Receiver<Arc<Vec<Tile>>>, Listening) {
+    fn listen(&self) -> (watch::Receiver<Arc<Frame>>, Listening) {
         self.listeners.fetch_add(1, Ordering::Relaxed);
-        (self.tiles.clone(), Listening(self.listeners.clone()))
+        (self.frames.clone(), Listening(self.listeners.clone()))
     }
 }
 
@@ -299,31 +341,70 @@ async fn fleet(st: &ApiState, headers: &HeaderMap, local: Vec<Tile>) -> Vec<Tile
     tiles
 }
 
-/// `GET /api/v1/live`: Server-Sent Events. The first event (`snapshot`) has every tile;
-/// then about once a second a `delta` with the tiles that changed, and always the totals and
-/// the server's clock.
+/// `GET /api/v1/live`: Server-Sent Events. The first event (`snapshot`) has every tile, at
+/// once; then about once a second a `delta` with the tiles that changed, and always the
+/// totals and the server's clock. A dashboard in step with the hub is sent the hub's own
+/// bodies; one that skipped a frame gets a snapshot again. In a cluster each connection
+/// merges the members' tiles and works out its own delta.
 pub(super) async fn live(
     State(st): State<ApiState>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     authorize(&st.tokens, &headers, Role::Viewer)?;
     let (rx, listening) = st.live.listen();
-    let state = (st, headers, (rx, listening), None::<HashMap<String, Tile>>);
-    let stream = futures::stream::unfold(state, |(st, headers, (mut rx, l), sent)| async move {
-        if sent.is_some() {
-            rx.changed().await.ok()?;
-        } else if rx.borrow().is_empty() {
-            let _ = tokio::time::timeout(PERIOD * 2, rx.changed()).await;
+    let state = Feed {
+        st,
+        headers,
+        rx,
+        _listening: listening,
+        sent: None,
+        version: None,
+    };
+    let stream = futures::stream::unfold(state, |mut f| async move {
+        let (kind, data) = f.next().await?;
+        Some((Ok(Event::default().event(kind).data(data)), f))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// One dashboard's feed.
+struct Feed {
+    st: ApiState,
+    headers: HeaderMap,
+    rx: watch::Receiver<Arc<Frame>>,
+    _listening: Listening,
+    /// In a cluster: the tiles sent so far.
+    sent: Option<HashMap<String, Tile>>,
+    /// Alone: the hub's frame sent last (`None`: the first, built at once).
+    version: Option<u64>,
+}
+
+impl Feed {
+    /// The next event: its kind and body.
+    async fn next(&mut self) -> Option<(&'static str, String)> {
+        if self.st.peers.is_none() {
+            return self.next_alone().await;
         }
-        let local = rx.borrow_and_update().as_ref().clone();
-        let tiles = fleet(&st, &headers, local).await;
-        let totals = Totals::of(&tiles);
-        let (kind, changed, sent) = match sent {
+        if self.sent.is_some() {
+            self.rx.changed().await.ok()?;
+        }
+        let me = self.st.peers.as_ref().map(|p| p.view.borrow().name.clone());
+        let local = match self.sent {
+            // The first answer at once, not at the hub's next second.
             None => {
-                let all = tiles.iter().map(|t| (t.id.clone(), t.clone())).collect();
-                ("snapshot", tiles, all)
+                let alarms = self.st.alarms.borrow().clone();
+                build(&self.st.status.borrow(), &alarms, me.as_deref())
             }
-            Some(mut before) => {
+            Some(_) => self.rx.borrow_and_update().tiles.clone(),
+        };
+        let tiles = fleet(&self.st, &self.headers, local).await;
+        let totals = Totals::of(&tiles);
+        let (kind, changed) = match self.sent.as_mut() {
+            None => {
+                self.sent = Some(tiles.iter().map(|t| (t.id.clone(), t.clone())).collect());
+                ("snapshot", tiles)
+            }
+            Some(before) => {
                 let changed: Vec<Tile> = tiles
                     .into_iter()
                     .filter(|t| before.get(&t.id) != Some(t))
@@ -331,14 +412,34 @@ pub(super) async fn live(
                 for t in &changed {
                     before.insert(t.id.clone(), t.clone());
                 }
-                ("delta", changed, before)
+                ("delta", changed)
             }
         };
         let body = json!({ "now": now_ms(), "totals": totals, "tiles": changed });
-        let event = Event::default().event(kind).data(body.to_string());
-        Some((Ok(event), (st, headers, (rx, l), Some(sent))))
-    });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+        Some((kind, body.to_string()))
+    }
+
+    async fn next_alone(&mut self) -> Option<(&'static str, String)> {
+        let Some(last) = self.version else {
+            // The first answer at once, not at the hub's next second; the hub's next frame
+            // then goes whole (its delta is from a frame this dashboard did not get).
+            self.rx.borrow_and_update();
+            self.version = Some(0);
+            let alarms = self.st.alarms.borrow().clone();
+            let tiles = build(&self.st.status.borrow(), &alarms, None);
+            let frame = Frame::new(0, tiles, &[]);
+            return Some(("snapshot", frame.snapshot));
+        };
+        self.rx.changed().await.ok()?;
+        let frame = self.rx.borrow_and_update().clone();
+        self.version = Some(frame.version);
+        // The hub's delta is from its previous frame: only for a dashboard that had it.
+        if frame.version == last + 1 && last > 0 {
+            Some(("delta", frame.delta.clone()))
+        } else {
+            Some(("snapshot", frame.snapshot.clone()))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -362,6 +463,27 @@ mod tests {
             owner: None,
             tags: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn a_frame_carries_only_the_changed_tiles_in_its_delta() {
+        let before = vec![
+            tile("a", TileState::InControl, 100.0, 1.0, 40.0),
+            tile("b", TileState::InControl, 50.0, 3.0, 44.0),
+        ];
+        let mut now = before.clone();
+        now[1].state = TileState::Stale;
+        let f = Frame::new(7, now, &before);
+        let delta: Value = serde_json::from_str(&f.delta).unwrap();
+        let snapshot: Value = serde_json::from_str(&f.snapshot).unwrap();
+        assert_eq!(delta["tiles"].as_array().unwrap().len(), 1);
+        assert_eq!(delta["tiles"][0]["id"], "b");
+        assert_eq!(delta["tiles"][0]["state"], "stale");
+        assert_eq!(snapshot["tiles"].as_array().unwrap().len(), 2);
+        assert_eq!(delta["totals"]["by_state"]["stale"], 1);
+        // After a pause (or at the start) everything is new.
+        let first = Frame::new(1, before.clone(), &[]);
+        assert_eq!(first.delta, first.snapshot);
     }
 
     #[test]
