@@ -9,6 +9,7 @@
 const TOKEN_KEY = "heatgrid.token";
 const FEED_SILENT_MS = 5000; // no event for this long: the feed is reported lost
 const OLD_MS = 30000; // a reading older than this is drawn as old, whatever its state
+const COMPACT_FROM = 600; // more stations than this: small tiles, the error only
 const STATES = {
   in_control: "in control (±1 K)",
   deviating: "deviating",
@@ -261,6 +262,7 @@ function drawTiles(changed) {
   if (changed === null) {
     grid.replaceChildren();
     app.els.clear();
+    grid.classList.toggle("compact", app.tiles.size > COMPACT_FROM);
     for (const t of app.tiles.values()) {
       const e = el("div", { class: "tile", "data-id": t.id }, el("span", { class: "n" }), el("span", { class: "e" }));
       app.els.set(t.id, e);
