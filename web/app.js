@@ -377,7 +377,13 @@ function drawStation(s) {
     ["outdoor", fmt(s.outdoor_temp_c, 1, " °C")],
     s.indoor_temp_c !== null && s.indoor_temp_c !== undefined ? ["indoor", fmt(s.indoor_temp_c, 1, " °C")] : null,
   ]));
-  const trend = el("div", { class: "card" }, el("h3", {}, "Supply vs setpoint (engine memory, one point per plant minute)"), trendSvg(s.trend || []));
+  const t = s.trend || [];
+  const trend = el("div", { class: "card wide" },
+    el("h3", {}, "Trend (from the engine's memory: the last " + t.length + " plant minutes, one sample each)"),
+    trendSvg(t, [["supply_temp_c", "sup", "supply"], ["supply_setpoint_c", "set", "setpoint"], ["return_temp_c", "ret", "return"]], "°C"),
+    trendSvg(t, [["flow_m3h", "sup", "flow"], ["flow_setpoint_m3h", "set", "flow setpoint"]], "m³/h"),
+    trendSvg(t, [["valve_pct", "sup", "valve"], ["pump_pct", "ret", "pump"]], "%"),
+    trendSvg(t, [["outdoor_temp_c", "out", "outdoor"]], "°C"));
   const loops = el("div", { class: "card" }, el("h3", {}, "Control"), kv([
     ["offset on the curve", fmt(c.supply_offset_k, 1, " K")],
     ["district offset", fmt(c.district_offset_k, 2, " K")],
@@ -415,39 +421,49 @@ function drawStation(s) {
   $("station-data").replaceChildren(values, trend, loops, link, alarms, kpis);
 }
 
-function trendSvg(points) {
+// One chart of `series` ([key, css class, label]) over the trend's points, auto-scaled, with
+// the time span under it.
+function trendSvg(points, series, unit) {
   const NS = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(NS, "svg");
   svg.setAttribute("class", "trend");
-  svg.setAttribute("viewBox", "0 0 600 180");
+  svg.setAttribute("viewBox", "0 0 600 130");
   svg.setAttribute("preserveAspectRatio", "none");
+  const text = (x, y, t, cls) => {
+    const e = document.createElementNS(NS, "text");
+    e.setAttribute("x", String(x)); e.setAttribute("y", String(y));
+    if (cls) e.setAttribute("class", cls);
+    e.textContent = t;
+    svg.append(e);
+  };
   if (points.length < 2) {
-    const t = document.createElementNS(NS, "text");
-    t.setAttribute("x", "10"); t.setAttribute("y", "20");
-    t.textContent = "no trend yet";
-    svg.append(t);
+    text(10, 20, "no trend yet");
     return svg;
   }
-  const vals = points.flatMap((p) => [p.supply_temp_c, p.supply_setpoint_c]).filter(Number.isFinite);
-  let lo = Math.floor(Math.min(...vals) - 1), hi = Math.ceil(Math.max(...vals) + 1);
-  if (hi - lo < 4) { lo -= 2; hi += 2; }
-  const x = (i) => 30 + (i * 565) / (points.length - 1);
-  const y = (v) => 170 - ((v - lo) * 160) / (hi - lo);
+  const vals = points.flatMap((p) => series.map(([k]) => p[k])).filter(Number.isFinite);
+  let lo = Math.min(...vals), hi = Math.max(...vals);
+  const pad = Math.max(1, (hi - lo) * 0.1);
+  lo = Math.floor(lo - pad); hi = Math.ceil(hi + pad);
+  const t0 = points[0].t_ms, t1 = points[points.length - 1].t_ms;
+  const x = (p, i) => 34 + ((t1 > t0 ? (p.t_ms - t0) / (t1 - t0) : i / (points.length - 1)) * 560);
+  const y = (v) => 110 - ((v - lo) * 100) / (hi - lo);
   for (const v of [lo, (lo + hi) / 2, hi]) {
     const line = document.createElementNS(NS, "line");
-    line.setAttribute("x1", "30"); line.setAttribute("x2", "595");
+    line.setAttribute("x1", "34"); line.setAttribute("x2", "594");
     line.setAttribute("y1", String(y(v))); line.setAttribute("y2", String(y(v)));
-    const label = document.createElementNS(NS, "text");
-    label.setAttribute("x", "2"); label.setAttribute("y", String(y(v) + 3));
-    label.textContent = v.toFixed(0);
-    svg.append(line, label);
+    svg.append(line);
+    text(2, y(v) + 3, v.toFixed(hi - lo < 10 ? 1 : 0));
   }
-  for (const [key, cls] of [["supply_setpoint_c", "set"], ["supply_temp_c", "sup"]]) {
+  series.forEach(([key, cls, label], n) => {
     const path = document.createElementNS(NS, "polyline");
     path.setAttribute("class", cls);
-    path.setAttribute("points", points.map((p, i) => x(i).toFixed(1) + "," + y(p[key]).toFixed(1)).join(" "));
+    path.setAttribute("points", points.filter((p) => Number.isFinite(p[key]))
+      .map((p, i) => x(p, i).toFixed(1) + "," + y(p[key]).toFixed(1)).join(" "));
     svg.append(path);
-  }
+    text(40 + n * 150, 126, "— " + label, cls);
+  });
+  const mins = Math.round((t1 - t0) / 60000);
+  text(430, 126, unit + " · " + (mins >= 120 ? (mins / 60).toFixed(1) + " h" : mins + " min") + " up to " + age(t1));
   return svg;
 }
 

@@ -353,7 +353,7 @@ mod tests {
             ack_error: None,
             heat_today_gj: 0.0,
             kpis_today: Default::default(),
-            trend: Vec::new(),
+            trend: Default::default(),
             tags: Default::default(),
             area_m2: None,
             link: "mqtt".into(),

@@ -254,11 +254,7 @@ async fn station(
         m
     });
     v["ack_error"] = json!(s.ack_error);
-    v["trend"] = json!(s
-        .trend
-        .iter()
-        .map(|(a, b)| json!({ "supply_temp_c": a, "supply_setpoint_c": b }))
-        .collect::<Vec<_>>());
+    v["trend"] = json!(s.trend.points());
     v["alarms"] = json!(st
         .alarms
         .borrow()

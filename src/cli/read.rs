@@ -204,13 +204,15 @@ fn today(out: &mut String, v: &Value) {
         .as_f64()
         .map(|x| format!("{:.1} %", x * 100.0))
         .unwrap_or_else(|| "- (no sensor)".into());
+    // The last half hour (the API keeps four).
     let trend: Vec<f64> = v["trend"]
         .as_array()
         .map(|a| {
             a.iter()
                 .filter_map(|p| p["supply_temp_c"].as_f64())
-                .collect()
+                .collect::<Vec<_>>()
         })
+        .map(|t| t[t.len().saturating_sub(30)..].to_vec())
         .unwrap_or_default();
     let lo = trend.iter().copied().fold(f64::INFINITY, f64::min);
     let hi = trend.iter().copied().fold(f64::NEG_INFINITY, f64::max);

@@ -1,12 +1,12 @@
 //! One station as the control task holds it: its controller, its slot, and the day's figures
 //! and trend the control task keeps for the status view.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::kpi::DayKpis;
-use super::status::StationStatus;
+use super::status::{StationStatus, Trend, TrendPoint};
 use super::{Outputs, StationController};
 use crate::ingest::StationSlot;
 use crate::model::{Reading, StationId};
@@ -97,7 +97,7 @@ impl Station {
             ack_error: slot.ack_error.lock().ok().and_then(|e| e.clone()),
             heat_today_gj: s.kpi.today.heat_gj,
             kpis_today: s.kpi.today.clone(),
-            trend: s.kpi.trend.iter().copied().collect(),
+            trend: s.kpi.trend.clone(),
             tags: s.tags.clone(),
             area_m2,
             link: s.link.clone(),
@@ -108,15 +108,12 @@ impl Station {
     }
 }
 
-/// Samples kept for a station's recent trend (one per minute of plant time).
-const TREND_LEN: usize = 30;
-
 /// Per-station figures the control task accumulates.
 #[derive(Debug, Default, Clone)]
 pub(super) struct Kpi {
     day: i64,
     today: DayKpis,
-    trend: VecDeque<(f64, f64)>,
+    trend: Trend,
     /// Wall time of the last trend sample (one per minute of plant time).
     trend_at_ms: i64,
 }
@@ -145,10 +142,17 @@ impl Kpi {
         self.today.record(r, o, area_m2, dt_s);
         if now - self.trend_at_ms >= trend_every_ms {
             self.trend_at_ms = now;
-            self.trend.push_back((r.supply_temp_c, o.supply_setpoint_c));
-            if self.trend.len() > TREND_LEN {
-                self.trend.pop_front();
-            }
+            self.trend.push(TrendPoint {
+                t_ms: r.ts_ms,
+                supply_temp_c: r.supply_temp_c as f32,
+                supply_setpoint_c: o.supply_setpoint_c as f32,
+                return_temp_c: r.return_temp_c as f32,
+                flow_m3h: r.flow_m3h as f32,
+                flow_setpoint_m3h: o.flow_setpoint_m3h as f32,
+                valve_pct: r.valve_pct.unwrap_or(o.valve_pct) as f32,
+                pump_pct: r.pump_pct.unwrap_or(o.pump_pct) as f32,
+                outdoor_temp_c: o.outdoor_c as f32,
+            });
         }
     }
 }

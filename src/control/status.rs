@@ -4,7 +4,8 @@
 //! publishes the whole list on a watch channel; the API, `top`, the demo's table and the
 //! alarm evaluation read it. It is a snapshot: nothing reads back into control from it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
 
 use super::kpi::DayKpis;
 use super::Outputs;
@@ -35,8 +36,8 @@ pub struct StationStatus {
     pub heat_today_gj: f64,
     /// Every KPI of the day so far, from telemetry.
     pub kpis_today: DayKpis,
-    /// Recent (supply °C, setpoint °C) samples, one per minute of plant time, oldest first.
-    pub trend: Vec<(f64, f64)>,
+    /// The last four hours, one sample per minute of plant time (a shared handle).
+    pub trend: Trend,
     pub tags: BTreeMap<String, String>,
     /// Heated area: the reading's, else the config's.
     pub area_m2: Option<f64>,
@@ -48,4 +49,46 @@ pub struct StationStatus {
     pub offline: bool,
     /// Payloads of this station rejected so far.
     pub rejects: u64,
+}
+
+/// Samples kept for a station's recent trend: four hours, one per minute of plant time.
+const TREND_LEN: usize = 240;
+
+/// One trend sample: what the station measured and what it was told, one plant minute apart.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct TrendPoint {
+    /// The reading's time, Unix ms.
+    pub t_ms: i64,
+    pub supply_temp_c: f32,
+    pub supply_setpoint_c: f32,
+    pub return_temp_c: f32,
+    pub flow_m3h: f32,
+    pub flow_setpoint_m3h: f32,
+    pub valve_pct: f32,
+    pub pump_pct: f32,
+    pub outdoor_temp_c: f32,
+}
+
+/// A station's trend, shared by the control task (which appends) and whoever shows it: the
+/// status snapshot of every tick carries the handle, not a copy of four hours of samples.
+#[derive(Debug, Default, Clone)]
+pub struct Trend(Arc<Mutex<VecDeque<TrendPoint>>>);
+
+impl Trend {
+    /// The samples, oldest first.
+    pub fn points(&self) -> Vec<TrendPoint> {
+        self.0
+            .lock()
+            .map(|t| t.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    pub(super) fn push(&self, p: TrendPoint) {
+        if let Ok(mut t) = self.0.lock() {
+            t.push_back(p);
+            if t.len() > TREND_LEN {
+                t.pop_front();
+            }
+        }
+    }
 }

@@ -591,6 +591,16 @@ async fn an_acknowledged_alarm_survives_the_death_of_the_instance_that_held_it()
         ))
         .await;
 
+    // The web control room's tiles from either instance: the whole fleet, each station from
+    // its owner.
+    let tiles = instances[si].get("/api/v1/live/tiles").await.unwrap();
+    let tiles = tiles["tiles"].as_array().unwrap();
+    assert_eq!(tiles.len(), 6);
+    assert!(tiles.iter().all(|t| t["owner"].is_string()), "{tiles:?}");
+    let holder_tile = tiles.iter().find(|t| t["id"] == station.as_str()).unwrap();
+    assert_eq!(holder_tile["owner"], holder.as_str());
+    assert_eq!(holder_tile["state"], "stale");
+
     let mut dead = instances.remove(hi);
     dead.child.kill().unwrap();
     dead.child.wait().unwrap();
