@@ -524,7 +524,16 @@ function changeForms(s) {
     confirmChange("Switch " + id + " to " + mode.value + (mode.value === "manual" ? " (valve " + body.valve_pct + " %, pump " + body.pump_pct + " %)" : "") + "?",
       () => api(path("mode"), { method: "POST", body }));
   });
-  return el("div", { class: "card", id: "changes" }, el("h3", {}, "Change (audited)"), offsetForm, fixedForm, modeForm);
+  const points = ((s.controller && s.controller.curve) || []).map(([o, t]) => o + ":" + t).join(", ");
+  const curve = el("input", { type: "text", id: "curve", class: "curve", value: points, title: "outdoor °C : supply °C, …" });
+  const curveForm = el("form", { class: "change", id: "curve-form" }, "curve (outdoor:supply)", curve, el("button", { type: "submit" }, "Set…"));
+  curveForm.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const parsed = curve.value.split(",").map((p) => p.split(":").map(Number));
+    confirmChange("Set " + id + "'s heating curve to " + curve.value + "?",
+      () => api(path("curve"), { method: "POST", body: { points: parsed } }));
+  });
+  return el("div", { class: "card", id: "changes" }, el("h3", {}, "Change (audited)"), offsetForm, fixedForm, modeForm, curveForm);
 }
 
 // ---- Alarms -----------------------------------------------------------------------------

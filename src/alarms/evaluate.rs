@@ -347,6 +347,7 @@ mod tests {
             seq: 0,
             epoch: Some(0),
             supply_offset_k: 0.0,
+            curve: Vec::new(),
             district_offset_k: 0.0,
             fixed_supply: None,
             acked_seq: 0,

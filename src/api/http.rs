@@ -265,6 +265,7 @@ async fn station(
     v["kpis_today"] = json!(s.kpis_today);
     v["controller"] = json!({
         "supply_offset_k": s.supply_offset_k,
+        "curve": s.curve,
         "district_offset_k": s.district_offset_k,
         "fixed_supply_c": s.fixed_supply.map(|f| f.0),
         "fixed_until_ms": s.fixed_supply.and_then(|f| f.1),

@@ -91,6 +91,7 @@ impl Station {
             seq,
             epoch: s.epoch,
             supply_offset_k: s.ctrl.supply_offset_k(),
+            curve: s.ctrl.params().curve.points().to_vec(),
             district_offset_k: s.ctrl.district_offset_k(),
             fixed_supply: s.ctrl.fixed_supply(),
             acked_seq: slot.acked_seq.load(Ordering::Relaxed),

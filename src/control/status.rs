@@ -25,6 +25,8 @@ pub struct StationStatus {
     /// `None` when another instance of a cluster leads its partition (or nobody does).
     pub epoch: Option<u64>,
     pub supply_offset_k: f64,
+    /// The heating curve in force: (outdoor °C, supply °C) points.
+    pub curve: Vec<(f64, f64)>,
     /// The district coordinator's offset on the curve, K (0 without a coordinator).
     pub district_offset_k: f64,
     /// Operator's fixed supply setpoint and its expiry (Unix ms).

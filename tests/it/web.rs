@@ -327,6 +327,19 @@ async fn the_control_room_in_a_browser() {
     .await;
     click(&c, Locator::Id("confirm-no")).await;
 
+    // A heating curve, typed as outdoor:supply pairs.
+    let curve = c.find(Locator::Id("curve")).await.unwrap();
+    curve.clear().await.unwrap();
+    curve.send_keys("-20:70, 0:55, 15:35").await.unwrap();
+    click(&c, Locator::Css("#curve-form button")).await;
+    click(&c, Locator::Id("confirm-yes")).await;
+    until(Duration::from_secs(10), "the new curve", || async {
+        let (_, st) = api(&base, VIEWER, "/api/v1/stations/st-001", None).await;
+        (st["controller"]["curve"] == json!([[-20.0, 70.0], [0.0, 55.0], [15.0, 35.0]]))
+            .then_some(())
+    })
+    .await;
+
     // The stale alarm, acknowledged on the alarms page.
     c.goto(&format!("{base}/#/alarms")).await.unwrap();
     let ack = c
