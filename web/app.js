@@ -189,7 +189,11 @@ function onEvent(block) {
   app.totals = msg.totals;
   drawTotals();
   feedStatus();
-  if (currentView === "overview") drawTiles(kind === "snapshot" ? null : msg.tiles);
+  if (currentView === "overview") {
+    // The first snapshot brings the tags the filter offers.
+    if (kind === "snapshot" && !$("tag-filter").options[1] && app.tiles.size) showOverview();
+    else drawTiles(kind === "snapshot" ? null : msg.tiles);
+  }
 }
 
 // Is the feed alive? Shown on every event and checked once a second, with the tiles that
@@ -238,6 +242,11 @@ function showOverview() {
     Object.entries(STATES).map(([k, v]) => el("option", { value: k, selected: f.state === k }, v)),
     el("option", { value: "alarm", selected: f.state === "alarm" }, "with an alarm"));
   state.addEventListener("change", () => { f.state = state.value; applyFilter(); });
+  const tags = [...new Set([...app.tiles.values()].flatMap((t) => Object.entries(t.tags || {}).map(([k, v]) => k + "=" + v)))].sort();
+  const tag = el("select", { id: "tag-filter" },
+    el("option", { value: "" }, "every tag"),
+    tags.map((kv) => el("option", { value: kv, selected: f.tag === kv }, kv)));
+  tag.addEventListener("change", () => { f.tag = tag.value; applyFilter(); });
   const sort = el("select", { id: "sort" },
     ["id", "error", "age", "heat"].map((k) => el("option", { value: k, selected: f.sort === k }, "sort: " + k)));
   sort.addEventListener("change", () => { f.sort = sort.value; order(); });
@@ -248,7 +257,7 @@ function showOverview() {
     const t = ev.target.closest(".tile");
     if (t) location.hash = "#/station/" + encodeURIComponent(t.dataset.id);
   });
-  $("view").replaceChildren(el("div", { class: "controls" }, search, state, sort, legend), grid);
+  $("view").replaceChildren(el("div", { class: "controls" }, search, state, tag, sort, legend), grid);
   drawTiles(null);
 }
 
@@ -308,6 +317,10 @@ function markOld(feedLost) {
 function matches(t) {
   const f = app.filter;
   if (f.state === "alarm" ? !t.alarm : f.state && t.state !== f.state) return false;
+  if (f.tag) {
+    const [k, v] = f.tag.split("=");
+    if ((t.tags || {})[k] !== v) return false;
+  }
   if (!f.text) return true;
   if (t.id.toLowerCase().includes(f.text)) return true;
   return Object.entries(t.tags || {}).some(([k, v]) => (k + "=" + v).toLowerCase().includes(f.text));
@@ -403,6 +416,15 @@ function drawStation(s) {
     ["link", s.link || "–"],
     ["link error", s.link_error || "none"],
   ]));
+  const cmds = s.recent_commands || [];
+  const commands = el("div", { class: "card" }, el("h3", {}, "Last commands"),
+    cmds.length ? el("table", {},
+      el("tr", {}, el("th", {}, "seq"), el("th", {}, "sent"), el("th", {}, "setpoint"), el("th", {}, "valve / pump"), el("th", {}, "ack")),
+      cmds.map((c) => el("tr", {},
+        el("td", { class: "num" }, String(c.seq)), el("td", {}, age(c.ts)),
+        el("td", { class: "num" }, fmt(c.supply_setpoint_c, 1, " °C")),
+        el("td", { class: "num" }, fmt(c.valve_pct, 0) + " / " + fmt(c.pump_pct, 0, " %")),
+        el("td", {}, c.acked ? "acknowledged" : "not yet")))) : el("p", { class: "dim" }, "none yet"));
   const k = s.kpis_today || {};
   const kpis = el("div", { class: "card" }, el("h3", {}, "Today (from telemetry)"),
     kv(Object.entries(k).filter(([, v]) => typeof v === "number").map(([name, v]) => [name.replaceAll("_", " "), fmt(v, 2)])));
@@ -418,7 +440,7 @@ function drawStation(s) {
     if (app.me.role === "operator") $("view").append(el("div", { class: "cards" }, changeForms(s)));
   }
   $("station-head").replaceChildren(head);
-  $("station-data").replaceChildren(values, trend, loops, link, alarms, kpis);
+  $("station-data").replaceChildren(values, trend, loops, link, commands, alarms, kpis);
 }
 
 // One chart of `series` ([key, css class, label]) over the trend's points, auto-scaled, with

@@ -348,6 +348,7 @@ mod tests {
             epoch: Some(0),
             supply_offset_k: 0.0,
             curve: Vec::new(),
+            recent_commands: Default::default(),
             district_offset_k: 0.0,
             fixed_supply: None,
             acked_seq: 0,

@@ -254,6 +254,18 @@ async fn station(
         m
     });
     v["ack_error"] = json!(s.ack_error);
+    // Newest first; acknowledged when the station's highest acknowledged seq reached it.
+    v["recent_commands"] = json!(s
+        .recent_commands
+        .list()
+        .iter()
+        .rev()
+        .map(|c| {
+            let mut m = json!(c);
+            m["acked"] = json!(c.seq <= s.acked_seq);
+            m
+        })
+        .collect::<Vec<_>>());
     v["trend"] = json!(s.trend.points());
     v["alarms"] = json!(st
         .alarms

@@ -9,9 +9,9 @@
 //! `epoch` and a `seq` that restarts at 1 in each epoch (contract §2.2): nothing has to be
 //! handed over, and a deposed instance's commands are refused by the station.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 use tracing::{error, warn};
@@ -75,10 +75,38 @@ pub enum Numbering {
     },
 }
 
+/// Commands kept per station for the station view.
+const RECENT_KEPT: usize = 10;
+
+/// A station's last commands, newest last: shared by the dispatcher (which appends) and the
+/// status snapshot (which carries the handle).
+#[derive(Debug, Default, Clone)]
+pub struct RecentCommands(Arc<Mutex<VecDeque<Command>>>);
+
+impl RecentCommands {
+    pub fn list(&self) -> Vec<Command> {
+        self.0
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    fn push(&self, c: &Command) {
+        if let Ok(mut r) = self.0.lock() {
+            r.push_back(c.clone());
+            if r.len() > RECENT_KEPT {
+                r.pop_front();
+            }
+        }
+    }
+}
+
 /// Sends commands to stations, in config order.
 #[derive(Debug)]
 pub struct Dispatcher {
     routes: Vec<Route>,
+    /// Per station, its last commands handed out.
+    recent: Vec<RecentCommands>,
     numbering: Numbering,
     valid_for_s: u32,
     store: StoreHandle,
@@ -94,6 +122,8 @@ impl Dispatcher {
         stats: Arc<Stats>,
     ) -> Self {
         Self {
+            // One ring each (`vec![x; n]` would clone one shared handle n times).
+            recent: routes.iter().map(|_| RecentCommands::default()).collect(),
             routes,
             numbering,
             valid_for_s,
@@ -105,6 +135,11 @@ impl Dispatcher {
     /// How long a command stays valid at the station, s.
     pub fn valid_for_s(&self) -> u32 {
         self.valid_for_s
+    }
+
+    /// Station `i`'s last commands handed out (a shared handle).
+    pub fn recent(&self, i: usize) -> RecentCommands {
+        self.recent[i].clone()
     }
 
     /// The last `seq` given to station `i` (0: none yet).
@@ -229,6 +264,7 @@ impl Dispatcher {
             let route = &self.routes[i];
             if let Some(tx) = &route.modbus {
                 // The poller writes it now and counts and stores it once the device confirmed.
+                self.recent[i].push(&out.command);
                 tx.send_replace(Some(out.command));
                 continue;
             }
@@ -236,6 +272,7 @@ impl Dispatcher {
             match link.try_publish(&route.topic, true, false, payload) {
                 Ok(()) => {
                     self.stats.commands_sent.fetch_add(1, Ordering::Relaxed);
+                    self.recent[i].push(&out.command);
                     sent.push((out.station, out.command));
                 }
                 Err(e) => {
@@ -350,6 +387,14 @@ mod tests {
         assert_eq!(spool.depth().points, 1);
         assert_eq!(rx.borrow().as_ref().map(|c| c.seq), Some(1));
         assert_eq!(d.stats.control_latency.count(), 1);
+        // Each station's own last commands, for the station view.
+        d.send(vec![Outgoing {
+            station: 0,
+            command: command(0),
+            accepted_us: None,
+        }]);
+        let seqs = |i: usize| d.recent(i).list().iter().map(|c| c.seq).collect::<Vec<_>>();
+        assert_eq!((seqs(0), seqs(1)), (vec![1, 2], vec![1]));
     }
 
     #[tokio::test]

@@ -74,7 +74,11 @@ impl Station {
     }
 
     /// Its status after a tick, `seq` being the last number given to it.
-    pub(super) fn status(&self, seq: u64) -> StationStatus {
+    pub(super) fn status(
+        &self,
+        seq: u64,
+        recent_commands: crate::command::dispatch::RecentCommands,
+    ) -> StationStatus {
         let s = self;
         let reading = s.latest();
         let area_m2 = reading
@@ -89,6 +93,7 @@ impl Station {
             reading,
             outputs: s.ctrl.last_outputs().copied(),
             seq,
+            recent_commands,
             epoch: s.epoch,
             supply_offset_k: s.ctrl.supply_offset_k(),
             curve: s.ctrl.params().curve.points().to_vec(),

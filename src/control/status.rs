@@ -19,8 +19,9 @@ pub struct StationStatus {
     pub stale: bool,
     pub reading: Option<Reading>,
     pub outputs: Option<Outputs>,
-    /// Last command seq sent (0: none yet).
+    /// Last command seq sent (0: none yet), and the last commands handed out (a shared handle).
     pub seq: u64,
+    pub recent_commands: crate::command::dispatch::RecentCommands,
     /// The epoch this instance commands the station under: `Some(0)` for the only engine,
     /// `None` when another instance of a cluster leads its partition (or nobody does).
     pub epoch: Option<u64>,

@@ -380,7 +380,7 @@ impl ControlTask {
     }
 
     fn status_of(&self, i: usize) -> StationStatus {
-        self.stations[i].status(self.dispatcher.last_seq(i))
+        self.stations[i].status(self.dispatcher.last_seq(i), self.dispatcher.recent(i))
     }
 
     /// Advances the district coordinator; after an update, hands each station its new offset.

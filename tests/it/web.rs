@@ -234,6 +234,20 @@ async fn the_control_room_in_a_browser() {
         },
     )
     .await;
+    // Filtered by tag: the north district only (every other station of the test).
+    let north = js(
+        &c,
+        "const s = document.getElementById('tag-filter'); s.value = 'district=north'; \
+         s.dispatchEvent(new Event('change')); \
+         return document.querySelectorAll('.tile:not(.hidden)').length;",
+    )
+    .await;
+    assert_eq!(north, json!(n.div_ceil(2)), "the north district's tiles");
+    js(
+        &c,
+        "const s = document.getElementById('tag-filter'); s.value = ''; s.dispatchEvent(new Event('change')); return 0;",
+    )
+    .await;
     until(Duration::from_secs(5), "the feed shown live", || async {
         text_of(&c, "feed").await.filter(|t| t == "live")
     })
@@ -278,6 +292,26 @@ async fn the_control_room_in_a_browser() {
         v.as_u64().filter(|n| *n >= 2)
     })
     .await;
+    // The last commands, with their acknowledgement.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = js(
+            &c,
+            "return [...document.querySelectorAll('td')].some(td => td.textContent === 'acknowledged');",
+        )
+        .await;
+        if v == json!(true) {
+            break;
+        }
+        if Instant::now() > deadline {
+            let (_, st) = api(&base, VIEWER, "/api/v1/stations/st-001", None).await;
+            panic!(
+                "no acknowledged command listed: {} / acked {}",
+                st["recent_commands"], st["acked_seq"]
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     shot(&c, &shots, "station.png").await;
 
     // An offset through the confirmation step; the station's next commands carry it.
