@@ -129,6 +129,7 @@ async fn part2(url: &str) {
                 bucket: "b".into(),
                 token: String::new(),
                 timeout: Duration::from_secs(10),
+                history_url: None,
             })
             .unwrap(),
         )),

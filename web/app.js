@@ -28,6 +28,7 @@ const app = {
   lastEvent: 0,
   feedAbort: null,
   pageTimer: null,
+  history: null, // a station's trend from the database: {id, points}
   filter: { text: "", state: "", tag: "", sort: "id" },
 };
 
@@ -365,6 +366,13 @@ async function showStation(id) {
     }
   };
   app.pageTimer = setInterval(draw, 2000);
+  app.history = null;
+  if (app.me.history) {
+    // Read once per visit; used while the engine's own trend is short.
+    api("/api/v1/stations/" + encodeURIComponent(id) + "/history?hours=4")
+      .then((h) => { app.history = { id, points: h.points }; })
+      .catch(() => { app.history = null; });
+  }
   await draw();
 }
 
@@ -390,9 +398,16 @@ function drawStation(s) {
     ["outdoor", fmt(s.outdoor_temp_c, 1, " °C")],
     s.indoor_temp_c !== null && s.indoor_temp_c !== undefined ? ["indoor", fmt(s.indoor_temp_c, 1, " °C")] : null,
   ]));
-  const t = s.trend || [];
-  const trend = el("div", { class: "card wide" },
-    el("h3", {}, "Trend (from the engine's memory: the last " + t.length + " plant minutes, one sample each)"),
+  // The engine's memory, unless it is short (a restart) and the database has more.
+  let t = s.trend || [];
+  let source = "from the engine's memory: the last " + t.length + " plant minutes, one sample each";
+  const db = app.history && app.history.id === s.id ? app.history.points : [];
+  if (t.length < 30 && db.length > t.length) {
+    t = db;
+    source = "from the database: " + db.length + " samples over the last 4 h (the engine's memory has only " + (s.trend || []).length + ")";
+  }
+  const trend = el("div", { class: "card wide", id: "trend", "data-source": t === db ? "database" : "engine" },
+    el("h3", {}, "Trend (" + source + ")"),
     trendSvg(t, [["supply_temp_c", "sup", "supply"], ["supply_setpoint_c", "set", "setpoint"], ["return_temp_c", "ret", "return"]], "°C"),
     trendSvg(t, [["flow_m3h", "sup", "flow"], ["flow_setpoint_m3h", "set", "flow setpoint"]], "m³/h"),
     trendSvg(t, [["valve_pct", "sup", "valve"], ["pump_pct", "ret", "pump"]], "%"),

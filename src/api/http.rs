@@ -45,6 +45,7 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/api/v1/alarms/{id}/ack", post(ack_alarm))
         .route("/api/v1/whoami", get(super::web::whoami))
+        .route("/api/v1/stations/{id}/history", get(super::web::history))
         .route("/api/v1/live", get(super::live::live))
         .route("/api/v1/live/tiles", get(super::live::tiles))
         .route("/", get(super::web::index))

@@ -39,6 +39,8 @@ pub struct ApiState {
     pub peers: Option<peers::Peers>,
     /// The web control room's live tiles.
     pub live: live::Hub,
+    /// Where station histories are read back from (`[storage.influxdb] history_url`).
+    pub history: Option<crate::store::history::History>,
 }
 
 /// What the API knows of a configured station beyond its status: its static tags (group

@@ -77,8 +77,56 @@ pub(super) async fn whoami(
         "name": token.name,
         "role": token.role,
         "instance": instance,
+        "history": st.history.is_some(),
         "version": env!("CARGO_PKG_VERSION"),
     })))
+}
+
+/// `?hours=H&step_s=S`: how far back (4 h) and one sample per how many seconds (60).
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct Span {
+    hours: Option<f64>,
+    step_s: Option<f64>,
+}
+
+/// `GET /api/v1/stations/{id}/history`: the station's trend read back from the database
+/// (`{"source": "database", "points": [...]}`), for when the engine's memory is short.
+pub(super) async fn history(
+    State(st): State<ApiState>,
+    headers: HeaderMap,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    axum::extract::Query(span): axum::extract::Query<Span>,
+) -> Result<Json<Value>, ApiError> {
+    super::auth::authorize(&st.tokens, &headers, super::auth::Role::Viewer)?;
+    if !st.stations.iter().any(|s| s.id.as_str() == id) {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("unknown station {id:?}"),
+        ));
+    }
+    let Some(h) = &st.history else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "no database to read history from ([storage.influxdb] history_url)".into(),
+        ));
+    };
+    let hours = span
+        .hours
+        .filter(|h| h.is_finite() && *h > 0.0)
+        .unwrap_or(4.0)
+        .min(48.0);
+    let step_ms = (span
+        .step_s
+        .filter(|s| s.is_finite() && *s >= 1.0)
+        .unwrap_or(60.0)
+        * 1000.0) as i64;
+    let to = crate::clock::now_ms();
+    let from = to - (hours * 3_600_000.0) as i64;
+    let points = h
+        .station(&id, from, to, step_ms)
+        .await
+        .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, e))?;
+    Ok(Json(json!({ "source": "database", "points": points })))
 }
 
 /// Failed sign-ins in the last [`Brake::WINDOW`]: each one is answered after a delay that

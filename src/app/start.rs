@@ -360,6 +360,12 @@ async fn start_api(
         peers: cluster
             .cloned()
             .map(|v| crate::api::peers::Peers::new(v, cfg.coordinator.is_some())),
+        history: cfg.storage.influxdb.as_ref().and_then(|i| {
+            Some(crate::store::history::History::new(
+                i.history_url.as_deref()?,
+                i.timeout,
+            ))
+        }),
         live: crate::api::live::Hub::start(
             status.clone(),
             alarms.clone(),

@@ -142,6 +142,9 @@ pub(super) struct RawInflux {
     pub(super) token_env: Option<String>,
     #[serde(default = "default_timeout_s")]
     pub(super) timeout_s: f64,
+    /// A VictoriaMetrics export API to read station histories back from (the web trend).
+    #[serde(default)]
+    pub(super) history_url: Option<String>,
 }
 
 pub(super) fn default_timeout_s() -> f64 {

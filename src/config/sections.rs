@@ -176,6 +176,15 @@ fn influx(i: &super::raw::RawInflux, env: Env<'_>, v: &mut Errors) -> Option<Inf
         "storage.influxdb.bucket: must not be empty",
     );
     v.positive("storage.influxdb.timeout_s", i.timeout_s);
+    let history_url = i.history_url.as_ref().filter(|u| {
+        let ok =
+            (u.starts_with("http://") || u.starts_with("https://")) && u.len() > "https://".len();
+        v.check(
+            ok,
+            format!("storage.influxdb.history_url: {u:?} is not an http(s) URL"),
+        );
+        ok
+    });
     let token = match &i.token_env {
         Some(var) => env(var).or_else(|| {
             v.push(format!(
@@ -191,6 +200,7 @@ fn influx(i: &super::raw::RawInflux, env: Env<'_>, v: &mut Errors) -> Option<Inf
         bucket: i.bucket.clone(),
         token,
         timeout: Duration::from_secs_f64(i.timeout_s.max(0.001)),
+        history_url: history_url.map(|u| u.trim_end_matches('/').to_owned()),
     })
 }
 

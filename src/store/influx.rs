@@ -17,6 +17,8 @@ pub struct InfluxConfig {
     pub bucket: String,
     pub token: String,
     pub timeout: Duration,
+    /// Where station histories are read back from (a VictoriaMetrics export API), if set.
+    pub history_url: Option<String>,
 }
 
 /// Why the writer could not be set up.

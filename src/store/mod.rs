@@ -17,6 +17,7 @@
 //! points: counted and logged as an error (the operator's alarm) — never silent.
 
 pub mod audit;
+pub mod history;
 pub mod influx;
 pub mod line_protocol;
 pub mod record;

@@ -58,13 +58,14 @@ async fn operator_sees_the_fleet_changes_a_station_and_finds_it_in_the_audit_tra
     let mut text = format!(
         "[engine]\ndata_dir = {:?}\ntick_s = {}\nstaleness_s = 2\ncommand_valid_for_s = 30\ntime_scale = {speed}\n\
          [mqtt]\nport = {}\nclient_id = \"engine-operator\"\n[storage]\nflush_interval_ms = 200\n\
-         [storage.influxdb]\nurl = \"http://127.0.0.1:{}\"\norg = \"o\"\nbucket = \"b\"\n\
+         [storage.influxdb]\nurl = \"http://127.0.0.1:{}\"\norg = \"o\"\nbucket = \"b\"\nhistory_url = \"http://127.0.0.1:{}\"\n\
          [api]\nlisten = \"127.0.0.1:0\"\n\
          [[api.token]]\nname = \"alice\"\nrole = \"operator\"\ntoken_env = \"T_ALICE\"\n\
          [[api.token]]\nname = \"bob\"\nrole = \"viewer\"\ntoken_env = \"T_BOB\"\n",
         dir.path().display().to_string(),
         5.0 / speed,
         broker.port,
+        vm.port,
         vm.port
     );
     for (i, district) in [(1, "north"), (2, "north"), (3, "south")] {
@@ -190,6 +191,48 @@ async fn operator_sees_the_fleet_changes_a_station_and_finds_it_in_the_audit_tra
     )
     .await;
     assert_eq!(actions, 1, "operator_action in the TSDB");
+
+    // The station's history read back from the database (the web trend after a restart):
+    // supply and setpoint in every step that has them, oldest first.
+    let http = reqwest::Client::new();
+    let history = |path: &'static str| {
+        let (http, url) = (http.clone(), format!("{}{path}", cli.api));
+        async move {
+            let _ = http
+                .get(format!("http://127.0.0.1:{}/internal/force_flush", vm.port))
+                .send()
+                .await;
+            let v: serde_json::Value = http
+                .get(url)
+                .bearer_auth(VIEWER)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let points = v["points"].as_array()?.clone();
+            let full = points
+                .iter()
+                .filter(|p| p["supply_temp_c"].is_f64() && p["supply_setpoint_c"].is_f64())
+                .count();
+            (v["source"] == "database" && full >= 3).then_some(points)
+        }
+    };
+    let mut points = None;
+    for _ in 0..60 {
+        points = history("/api/v1/stations/st-001/history?hours=1&step_s=2").await;
+        if points.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let points = points.expect("a history from the database");
+    let times: Vec<i64> = points.iter().filter_map(|p| p["t_ms"].as_i64()).collect();
+    assert!(
+        times.windows(2).all(|w| w[0] < w[1]),
+        "oldest first: {times:?}"
+    );
 
     // Refusals change nothing and say why on one line with a non-zero exit.
     let before = cli.json(&["station", "st-001", "--json"]).await["controller"].clone();
