@@ -478,6 +478,10 @@ function trendSvg(points, series, unit) {
     return svg;
   }
   const vals = points.flatMap((p) => series.map(([k]) => p[k])).filter(Number.isFinite);
+  if (!vals.length) {
+    text(10, 20, "no " + series.map(([, , label]) => label).join(" or ") + " data");
+    return svg;
+  }
   let lo = Math.min(...vals), hi = Math.max(...vals);
   const pad = Math.max(1, (hi - lo) * 0.1);
   lo = Math.floor(lo - pad); hi = Math.ceil(hi + pad);
