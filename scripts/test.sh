@@ -6,9 +6,11 @@
 #    protoc (etcd-client's build) and a Python virtualenv with
 #    paho-mqtt and pymodbus for the independent peers (tests/peers/station.py, plc.py),
 #    Debian's mbpoll (a Modbus master we did not write), and Chromium with chromedriver (the
-#    web control room's browser test).
+#    web control room's browser test), and systemd-analyze (the package's unit); cargo-deb
+#    comes from crates.io (scripts/package.sh).
 # 2. Runs cargo fmt --check, the import-cycle check (scripts/check-cycles.py), clippy
-#    -D warnings, every test of the workspace, then every fuzz
+#    -D warnings, every test of the workspace, builds and checks the Debian package
+#    (scripts/package-test.sh), then every fuzz
 #    target for a bounded time (scripts/fuzz.sh). The
 #    integration tests start their own mosquitto and VictoriaMetrics processes on free loopback
 #    ports and stop them by PID when they finish (tests/it/util.rs).
@@ -32,6 +34,8 @@ command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
 # Chromium and chromedriver for the web control room's browser test (tests/it/web.rs).
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+# systemd-analyze verifies the Debian package's unit (scripts/package-test.sh).
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
   log "Installing ${missing[*]} (Debian packages)"
   SUDO=""
@@ -62,6 +66,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 log "cargo test (unit + integration against mosquitto, rumqttd, VictoriaMetrics, Python peers)"
 cargo test --workspace -- --test-threads 2
+
+log "Debian package: contents, unit, packaged config (scripts/package-test.sh)"
+bash scripts/package-test.sh
 
 log "fuzzing: decode, register_map, config for ${FUZZ_SECONDS:-60} s each (scripts/fuzz.sh)"
 bash scripts/fuzz.sh

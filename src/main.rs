@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use heatgrid::config::{self, Config};
 
 #[derive(Parser, Debug)]
@@ -17,6 +17,17 @@ struct Cli {
     command: Cmd,
     #[command(flatten)]
     remote: heatgrid::cli::Remote,
+    /// Log lines as text, or as JSON objects one per line (for journald and log shippers).
+    /// Default: `[engine] log_format` for `run`, else text.
+    #[arg(long, env = "HEATGRID_LOG_FORMAT", global = true, value_enum)]
+    log_format: Option<LogFormat>,
+}
+
+/// How log lines are written on stderr.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -36,6 +47,17 @@ enum Cmd {
     Init {
         /// Where to write it; refuses to overwrite an existing file.
         file: Option<PathBuf>,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) to stdout (`heatgrid man | man -l -`), or write one page
+    /// per verb (heatgrid.1, heatgrid-run.1, …) into DIR.
+    Man {
+        /// Where to write every page; it must exist.
+        dir: Option<PathBuf>,
     },
     /// Operator verbs against a running engine (status, stations, station, set, mode).
     #[command(flatten)]
@@ -96,18 +118,17 @@ struct ScenarioArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=off,rumqttc=warn"));
-    // Logs on stderr (stdout is the verbs' output and the demo's table); colours only on a
-    // terminal: a service's log file (or journald) gets plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .init();
-    match run(cli) {
+    // `run` reads its config before the first log line, so `[engine] log_format` can apply.
+    let loaded = match &cli.command {
+        Cmd::Run { config } => Some(Config::load(config)),
+        _ => None,
+    };
+    let configured = match &loaded {
+        Some(Ok(c)) if c.log_json => LogFormat::Json,
+        _ => LogFormat::Text,
+    };
+    init_logs(cli.log_format.unwrap_or(configured));
+    match run(cli, loaded) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("heatgrid: {err:#}");
@@ -116,8 +137,44 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+/// Logs on stderr (stdout is the verbs' output and the demo's table). Text has colours only on
+/// a terminal: a service's log file (or journald) gets plain text. JSON is one object per line
+/// with the event's fields flattened beside `timestamp`, `level` and `message`.
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rumqttd=off,rumqttc=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+}
+
+fn run(cli: Cli, loaded: Option<Result<Config, config::ConfigError>>) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Cmd::Completions { shell } => {
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "heatgrid", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Man { dir: None } => {
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Man { dir: Some(dir) } => {
+            clap_mangen::generate_to(Cli::command(), &dir)
+                .map_err(|e| anyhow::anyhow!("writing the pages to {}: {e}", dir.display()))?;
+            Ok(ExitCode::SUCCESS)
+        }
         Cmd::Operator(verb) => Ok(heatgrid::cli::run(cli.remote, verb)),
         Cmd::Check { config } => {
             let c = Config::load(&config)?;
@@ -149,7 +206,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Run { config } => {
-            let c = Config::load(&config)?;
+            let c = match loaded {
+                Some(c) => c?,
+                None => Config::load(&config)?,
+            };
             runtime()?.block_on(heatgrid::app::run(c, shutdown_signal()))?;
             Ok(ExitCode::SUCCESS)
         }

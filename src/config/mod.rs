@@ -52,6 +52,8 @@ pub struct Config {
     /// simulator, so per-tick gains and ramps see the simulated time step.
     pub time_scale: f64,
     pub control_on: ControlOn,
+    /// `[engine] log_format = "json"`: `heatgrid run` logs JSON lines unless told otherwise.
+    pub log_json: bool,
     pub command_valid_for_s: u32,
     pub decode: DecodeLimits,
     pub mqtt: MqttConfig,
@@ -122,6 +124,7 @@ impl Config {
             tick: Duration::from_secs_f64(e.tick_s),
             time_scale: e.time_scale,
             control_on: e.control_on,
+            log_json: e.log_format == raw::LogFormat::Json,
             command_valid_for_s: e.command_valid_for_s,
             decode: DecodeLimits {
                 max_payload_bytes: e.max_payload_bytes,

@@ -45,6 +45,16 @@ pub(super) struct RawEngine {
     pub(super) max_payload_bytes: usize,
     pub(super) time_scale: f64,
     pub(super) control_on: ControlOn,
+    pub(super) log_format: LogFormat,
+}
+
+/// `[engine] log_format`: how `heatgrid run` writes its log lines (the `--log-format` flag
+/// overrides it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum LogFormat {
+    Text,
+    Json,
 }
 
 impl Default for RawEngine {
@@ -58,6 +68,7 @@ impl Default for RawEngine {
             max_payload_bytes: 64 * 1024,
             time_scale: 1.0,
             control_on: ControlOn::Tick,
+            log_format: LogFormat::Text,
         }
     }
 }
