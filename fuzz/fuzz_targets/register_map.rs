@@ -21,10 +21,11 @@ fuzz_target!(|data: &[u8]| {
         .chunks(2)
         .map(|c| u16::from_le_bytes([c[0], *c.get(1).unwrap_or(&0)]))
         .collect();
-    for max in [1u16, 2, 7, 125] {
-        let plan = map.read_plan(true, max);
+    for (max, gap) in [(1u16, 0u16), (2, 3), (7, 0), (125, 10), (125, 125)] {
+        let plan = map.read_plan(true, max, gap);
         for b in &plan {
-            assert!(b.count <= max.max(2));
+            let limit = if b.table.is_bits() { 2000 } else { max.max(2) };
+            assert!(b.count <= limit && b.unmapped < b.count.max(1));
         }
         let replies: Vec<Vec<u16>> = plan
             .iter()

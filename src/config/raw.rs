@@ -317,6 +317,13 @@ pub(super) struct RawModbus {
     pub(super) max_registers: u16,
     #[serde(default = "default_true")]
     pub(super) coalesce: bool,
+    /// Unmapped registers a coalesced read may span between two mapped ones.
+    #[serde(default = "default_max_gap")]
+    pub(super) max_gap: u16,
+}
+
+pub(super) fn default_max_gap() -> u16 {
+    10
 }
 
 pub(super) fn default_unit_id() -> u16 {

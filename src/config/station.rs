@@ -147,6 +147,13 @@ fn modbus_station(
             m.max_registers
         ),
     );
+    v.check(
+        m.max_gap <= 124,
+        format!(
+            "{place}.max_gap: {} must be 0–124 (registers a read may span unmapped)",
+            m.max_gap
+        ),
+    );
     let path = base.join(&m.map);
     let map = maps
         .entry(path.clone())
@@ -182,6 +189,7 @@ fn modbus_station(
         timeout: Duration::from_millis(m.timeout_ms),
         max_registers: m.max_registers,
         coalesce: m.coalesce,
+        max_gap: m.max_gap,
         map: map?,
     })
 }

@@ -174,6 +174,9 @@ pub struct ModbusCounters {
     pub connects: AtomicU64,
     pub writes_ok: AtomicU64,
     pub write_failures: AtomicU64,
+    /// Read requests sent, and how many one poll takes with the plan in use.
+    pub read_requests: AtomicU64,
+    pub requests_per_poll: AtomicU64,
     /// Lateness of poll-cycle starts against their schedule, µs: the last and the largest.
     pub lateness_us: AtomicU64,
     pub lateness_max_us: AtomicU64,

@@ -261,52 +261,88 @@ fn python() -> String {
     std::env::var("HEATGRID_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
-/// A pymodbus server as the PLC, with a register map unlike ours.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reads_and_writes_a_pymodbus_plc_with_another_register_map() {
-    let broker = util::mosquitto();
-    let dir = tempfile::tempdir().unwrap();
+/// The pymodbus PLC (`tests/peers/plc.py`, `--sparse`: it refuses reads that span addresses
+/// it does not hold), its port and its "WRITE …" / "COIL …" lines.
+fn pymodbus_plc(
+    sparse: bool,
+) -> (
+    std::process::Child,
+    u16,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
     let port = util::free_port();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/plc.py");
-    let mut child = Command::new(python())
-        .args([script, "--port", &port.to_string()])
+    let mut cmd = Command::new(python());
+    cmd.args([script, "--port", &port.to_string()]);
+    if sparse {
+        cmd.arg("--sparse");
+    }
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start the pymodbus PLC (python3 with pymodbus; see scripts/test.sh)");
     let stdout = child.stdout.take().unwrap();
-    let (tx, mut writes) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (tx, writes) = tokio::sync::mpsc::unbounded_channel::<String>();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             let _ = tx.send(line);
         }
     });
-    // The PLC's manual numbers registers from 1; temperatures are i16 × 0.1, flow an f32 with
-    // the low word first, area a u32; commands go to holding registers by function 6.
-    let map = "device = \"pymodbus PLC\"\naddress_base = 1\nwrite_function = \"single\"\n\
-        [[register]]\nfield = \"supply_temp_c\"\ntable = \"input\"\naddress = 101\ntype = \"i16\"\nscale = 0.1\n\
-        [[register]]\nfield = \"return_temp_c\"\ntable = \"input\"\naddress = 102\ntype = \"i16\"\nscale = 0.1\n\
-        [[register]]\nfield = \"outdoor_temp_c\"\ntable = \"input\"\naddress = 103\ntype = \"i16\"\nscale = 0.1\n\
-        [[register]]\nfield = \"flow_m3h\"\ntable = \"input\"\naddress = 111\ntype = \"f32\"\norder = \"CDAB\"\n\
-        [[register]]\nfield = \"heated_area_m2\"\ntable = \"holding\"\naddress = 121\ntype = \"u32\"\norder = \"ABCD\"\n\
-        [[register]]\nfield = \"supply_setpoint_c\"\ntable = \"holding\"\naddress = 201\ntype = \"i16\"\nscale = 0.1\naccess = \"read_write\"\n\
-        [[register]]\nfield = \"valve_pct\"\ntable = \"holding\"\naddress = 202\ntype = \"u16\"\nscale = 0.1\naccess = \"read_write\"\n\
-        [[register]]\nfield = \"pump_pct\"\ntable = \"holding\"\naddress = 203\ntype = \"u16\"\nscale = 0.1\naccess = \"read_write\"\n\
-        [[register]]\nfield = \"mode\"\ntable = \"holding\"\naddress = 204\ntype = \"u16\"\naccess = \"read_write\"\n\
-        [[register]]\nfield = \"seq\"\ntable = \"holding\"\naddress = 211\ntype = \"u32\"\norder = \"CDAB\"\naccess = \"read_write\"\n";
-    let map_path = dir.path().join("plc.toml");
-    std::fs::write(&map_path, map).unwrap();
-    let mut text = engine_head(dir.path(), broker.port, 5.0)
-        .replace(&format!("time_scale = {SPEED}"), "time_scale = 1");
+    (child, port, writes)
+}
+
+/// The PLC's manual numbers registers from 1; temperatures are i16 × 0.1, flow an f32 with
+/// the low word first, area a u32; commands go to holding registers by function 6. The mapped
+/// inputs sit in two blocks (101–103, 111–112) seven registers apart, the area in a holding
+/// block of its own, and two bits: a discrete input (pump running) and a coil (pump enable).
+const PLC_MAP: &str = "device = \"pymodbus PLC\"\naddress_base = 1\nwrite_function = \"single\"\n\
+    [[register]]\nfield = \"supply_temp_c\"\ntable = \"input\"\naddress = 101\ntype = \"i16\"\nscale = 0.1\n\
+    [[register]]\nfield = \"return_temp_c\"\ntable = \"input\"\naddress = 102\ntype = \"i16\"\nscale = 0.1\n\
+    [[register]]\nfield = \"outdoor_temp_c\"\ntable = \"input\"\naddress = 103\ntype = \"i16\"\nscale = 0.1\n\
+    [[register]]\nfield = \"flow_m3h\"\ntable = \"input\"\naddress = 111\ntype = \"f32\"\norder = \"CDAB\"\n\
+    [[register]]\nfield = \"heated_area_m2\"\ntable = \"holding\"\naddress = 121\ntype = \"u32\"\norder = \"ABCD\"\n\
+    [[register]]\nfield = \"pump_running\"\ntable = \"discrete_input\"\naddress = 4\ntype = \"bool\"\n\
+    [[register]]\nfield = \"pump_enable\"\ntable = \"coil\"\naddress = 1\ntype = \"bool\"\naccess = \"read_write\"\n\
+    [[register]]\nfield = \"supply_setpoint_c\"\ntable = \"holding\"\naddress = 201\ntype = \"i16\"\nscale = 0.1\naccess = \"read_write\"\n\
+    [[register]]\nfield = \"valve_pct\"\ntable = \"holding\"\naddress = 202\ntype = \"u16\"\nscale = 0.1\naccess = \"read_write\"\n\
+    [[register]]\nfield = \"pump_pct\"\ntable = \"holding\"\naddress = 203\ntype = \"u16\"\nscale = 0.1\naccess = \"read_write\"\n\
+    [[register]]\nfield = \"mode\"\ntable = \"holding\"\naddress = 204\ntype = \"u16\"\naccess = \"read_write\"\n\
+    [[register]]\nfield = \"seq\"\ntable = \"holding\"\naddress = 211\ntype = \"u32\"\norder = \"CDAB\"\naccess = \"read_write\"\n";
+
+/// An engine with one Modbus station `py-plc` at `port` with [`PLC_MAP`], polled every 0.5 s.
+async fn plc_engine(dir: &std::path::Path, broker: u16, port: u16) -> app::EngineHandle {
+    let map_path = dir.join("plc.toml");
+    std::fs::write(&map_path, PLC_MAP).unwrap();
+    let mut text =
+        engine_head(dir, broker, 5.0).replace(&format!("time_scale = {SPEED}"), "time_scale = 1");
     text = text.replace(&format!("tick_s = {}", 5.0 / SPEED), "tick_s = 0.5");
     text.push_str(&format!(
         "[[station]]\nid = \"py-plc\"\nmodbus = {{ address = \"127.0.0.1:{port}\", map = {:?}, unit_id = 7, poll_interval_s = 0.5, timeout_ms = 300 }}\n",
         map_path.display().to_string()
     ));
     let cfg = Config::parse(&text, &|_| None).unwrap_or_else(|e| panic!("{e:#?}"));
-    let engine = app::start(cfg).await.unwrap();
+    app::start(cfg).await.unwrap()
+}
 
-    // Reads: the exact values the Python PLC holds (tests/peers/plc.py).
+/// The exact values the Python PLC holds (tests/peers/plc.py), and its pump-running bit.
+fn assert_plc_reading(r: &heatgrid::model::Reading) {
+    assert_eq!(r.supply_temp_c, 52.4);
+    assert_eq!(r.return_temp_c, 39.8);
+    assert_eq!(r.outdoor_temp_c, Some(-6.5));
+    assert_eq!(r.flow_m3h, 240.5);
+    assert_eq!(r.heated_area_m2, Some(100_000.0));
+    let bit = r.extra.iter().find(|(k, _)| k == "pump_running");
+    assert_eq!(
+        bit,
+        Some(&("pump_running".to_owned(), 1.0)),
+        "{:?}",
+        r.extra
+    );
+}
+
+/// Waits (bounded) for the PLC's first reading and checks it.
+async fn first_plc_reading(engine: &app::EngineHandle, child: &mut std::process::Child) {
     let got = util::eventually(Duration::from_secs(30), || {
         engine.status().first().is_some_and(|s| s.reading.is_some())
     })
@@ -315,12 +351,29 @@ async fn reads_and_writes_a_pymodbus_plc_with_another_register_map() {
         panic!("tests/peers/plc.py exited ({status}): is pymodbus installed? (scripts/test.sh)");
     }
     assert!(got, "no reading from the pymodbus PLC");
-    let r = engine.status()[0].reading.clone().unwrap();
-    assert_eq!(r.supply_temp_c, 52.4);
-    assert_eq!(r.return_temp_c, 39.8);
-    assert_eq!(r.outdoor_temp_c, Some(-6.5));
-    assert_eq!(r.flow_m3h, 240.5);
-    assert_eq!(r.heated_area_m2, Some(100_000.0));
+    assert_plc_reading(&engine.status()[0].reading.clone().unwrap());
+}
+
+fn requests_per_poll(engine: &app::EngineHandle) -> u64 {
+    engine.modbus_counters()[0]
+        .1
+        .requests_per_poll
+        .load(Ordering::Relaxed)
+}
+
+/// A pymodbus server as the PLC, with a register map unlike ours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_and_writes_a_pymodbus_plc_with_another_register_map() {
+    let broker = util::mosquitto();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, port, mut writes) = pymodbus_plc(false);
+    let engine = plc_engine(dir.path(), broker.port, port).await;
+
+    // Reads: the exact values the Python PLC holds (tests/peers/plc.py).
+    first_plc_reading(&engine, &mut child).await;
+    // Five mapped blocks (two input, one holding, one bit) in three requests: the inputs are
+    // read as one across their gap of seven registers (max_gap 10 by default).
+    assert_eq!(requests_per_poll(&engine), 3);
 
     // Writes: manual mode with fixed outputs gives exact words at the PLC.
     engine
@@ -337,20 +390,26 @@ async fn reads_and_writes_a_pymodbus_plc_with_another_register_map() {
         .unwrap();
     // Lines "WRITE <wire address> <word>…" from the PLC, latest value per address.
     let mut regs: BTreeMap<u16, u16> = BTreeMap::new();
+    let mut coils: BTreeMap<u16, u16> = BTreeMap::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while regs.get(&201) != Some(&375) || regs.get(&202) != Some(&612) || regs.get(&203) != Some(&1)
+    while regs.get(&201) != Some(&375)
+        || regs.get(&202) != Some(&612)
+        || regs.get(&203) != Some(&1)
+        || coils.get(&0) != Some(&1)
     {
         let line = tokio::time::timeout_at(deadline, writes.recv())
             .await
             .unwrap_or_else(|_| panic!("PLC never got the manual command: {regs:?}"))
             .expect("PLC output ended");
         let mut parts = line.split_whitespace();
-        if parts.next() != Some("WRITE") {
-            continue;
-        }
+        let table = match parts.next() {
+            Some("WRITE") => &mut regs,
+            Some("COIL") => &mut coils,
+            _ => continue,
+        };
         let addr: u16 = parts.next().unwrap().parse().unwrap();
         for (k, w) in parts.enumerate() {
-            regs.insert(addr + k as u16, w.parse().unwrap());
+            table.insert(addr + k as u16, w.parse().unwrap());
         }
     }
     let status = engine.status();
@@ -365,6 +424,35 @@ async fn reads_and_writes_a_pymodbus_plc_with_another_register_map() {
         "seq {seq}, acked {}",
         st.acked_seq
     );
+    engine.shutdown().await;
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A PLC that refuses a read spanning registers it does not hold (pymodbus with a sparse
+/// store) is detected on the first refusal and read block by block from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plc_refusing_reads_across_gaps_is_read_block_by_block() {
+    let broker = util::mosquitto();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, port, _writes) = pymodbus_plc(true);
+    let engine = plc_engine(dir.path(), broker.port, port).await;
+    first_plc_reading(&engine, &mut child).await;
+    // The two input blocks are now two requests: four per poll.
+    assert_eq!(requests_per_poll(&engine), 4);
+    let c = &engine.modbus_counters()[0].1;
+    let (exceptions, ok) = (
+        c.exceptions.load(Ordering::Relaxed),
+        c.polls_ok.load(Ordering::Relaxed),
+    );
+    // No further refusals once it reads block by block: every later cycle answers.
+    let later = util::eventually(Duration::from_secs(10), || {
+        c.polls_ok.load(Ordering::Relaxed) >= ok + 3
+    })
+    .await;
+    assert!(later, "polls stopped succeeding");
+    assert_eq!(c.exceptions.load(Ordering::Relaxed), exceptions);
+    assert!(engine.status()[0].link_error.is_none());
     engine.shutdown().await;
     let _ = child.kill();
     let _ = child.wait();

@@ -10,8 +10,15 @@ Serves, on 127.0.0.1:PORT for any unit id, a register layout unlike heatgrid's d
   input   110  flow 240.5 m³/h  f32, low word first (CDAB)
   holding 120  area 100000 m²   u32, high word first
   holding 200… commands written by the engine
+  discrete 3   pump running (1)
+  coil 0       pump enable, written by the engine
 
-Every write to the holding registers is printed as "WRITE <address> <word> ..." on stdout.
+Every write to the holding registers is printed as "WRITE <address> <word> ..." on stdout,
+every write to a coil as "COIL <address> <0|1> ...".
+
+--sparse: the input registers are a sparse store holding only the addresses above, so a read
+spanning an address it does not hold is refused with exception 2 (illegal data address), as
+some controllers do.
 """
 import argparse
 import asyncio
@@ -20,6 +27,7 @@ import sys
 
 from pymodbus.datastore import (
     ModbusSequentialDataBlock,
+    ModbusSparseDataBlock,
     ModbusServerContext,
     ModbusSlaveContext,
 )
@@ -27,11 +35,15 @@ from pymodbus.server import StartAsyncTcpServer
 
 
 class LoggingBlock(ModbusSequentialDataBlock):
+    def __init__(self, tag, address, values):
+        super().__init__(address, values)
+        self.tag = tag
+
     def setValues(self, address, values):
         super().setValues(address, values)
         if not isinstance(values, list):
             values = [values]
-        print("WRITE", address, " ".join(str(v) for v in values), flush=True)
+        print(self.tag, address, " ".join(str(int(v)) for v in values), flush=True)
 
 
 def words_f32_cdab(x):
@@ -46,6 +58,7 @@ def words_u32_abcd(x):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--sparse", action="store_true")
     args = ap.parse_args()
 
     inputs = [0] * 300
@@ -56,11 +69,17 @@ def main():
     holding = [0] * 300
     holding[120:122] = words_u32_abcd(100000)
 
+    discrete = [0] * 10
+    discrete[3] = 1
+    if args.sparse:
+        ir = ModbusSparseDataBlock({a: inputs[a] for a in (100, 101, 102, 110, 111)})
+    else:
+        ir = ModbusSequentialDataBlock(0, inputs)
     slave = ModbusSlaveContext(
-        di=ModbusSequentialDataBlock(0, [0] * 10),
-        co=ModbusSequentialDataBlock(0, [0] * 10),
-        ir=ModbusSequentialDataBlock(0, inputs),
-        hr=LoggingBlock(0, holding),
+        di=ModbusSequentialDataBlock(0, discrete),
+        co=LoggingBlock("COIL", 0, [0] * 10),
+        ir=ir,
+        hr=LoggingBlock("WRITE", 0, holding),
         zero_mode=True,
     )
     context = ModbusServerContext(slaves=slave, single=True)

@@ -33,7 +33,9 @@ pub const READ_FIELDS: &[&str] = &[
     "heat_energy_gj",
 ];
 
-/// Command fields a map may write (contract §2.2).
+/// Command fields a map may write (contract §2.2), and two derived on/off values a coil (or a
+/// holding register) may carry: `pump_enable` (1 when the command's `pump_pct` > 0) and
+/// `manual_mode` (1 when its `mode` is manual).
 pub const WRITE_FIELDS: &[&str] = &[
     "supply_setpoint_c",
     "valve_pct",
@@ -43,20 +45,46 @@ pub const WRITE_FIELDS: &[&str] = &[
     "valid_for_s",
     "seq",
     "epoch",
+    "pump_enable",
+    "manual_mode",
 ];
 
-/// The Modbus table of a register.
+/// The command fields that are on/off values, the only ones a coil may carry.
+pub const WRITE_BITS: &[&str] = &["pump_enable", "manual_mode"];
+
+/// The Modbus table of a register. Coils and discrete inputs hold bits, addressed one bit
+/// per address; input and holding registers hold 16-bit words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Table {
     Input,
     Holding,
+    Coil,
+    DiscreteInput,
+}
+
+impl Table {
+    /// A bit table (coils, discrete inputs): one `bool` per address.
+    pub fn is_bits(self) -> bool {
+        matches!(self, Table::Coil | Table::DiscreteInput)
+    }
+
+    /// The most addresses one read request may cover (Modbus: 125 words, 2,000 bits).
+    fn request_limit(self, max_registers: u16) -> u32 {
+        if self.is_bits() {
+            2000
+        } else {
+            max_registers as u32
+        }
+    }
 }
 
 /// The register's data type on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DataType {
+    /// One bit of a coil or discrete input: 0 or 1.
+    Bool,
     U16,
     I16,
     U32,
@@ -68,7 +96,7 @@ impl DataType {
     /// Registers the type occupies.
     pub fn words(self) -> u16 {
         match self {
-            DataType::U16 | DataType::I16 => 1,
+            DataType::Bool | DataType::U16 | DataType::I16 => 1,
             _ => 2,
         }
     }
@@ -76,6 +104,7 @@ impl DataType {
     /// The integer range a scaled value must fit (f32: finite).
     fn range(self) -> (f64, f64) {
         match self {
+            DataType::Bool => (0.0, 1.0),
             DataType::U16 => (0.0, u16::MAX as f64),
             DataType::I16 => (i16::MIN as f64, i16::MAX as f64),
             DataType::U32 => (0.0, u32::MAX as f64),
@@ -152,6 +181,7 @@ impl Register {
             }
         };
         let raw = match self.data_type {
+            DataType::Bool => (words[0] != 0) as u8 as f64,
             DataType::U16 => fix(words[0]) as f64,
             DataType::I16 => fix(words[0]) as i16 as f64,
             t => {
@@ -197,6 +227,7 @@ impl Register {
             }
         };
         Ok(match self.data_type {
+            DataType::Bool => vec![(raw != 0.0) as u16],
             DataType::U16 => vec![fix(raw as u16)],
             DataType::I16 => vec![fix(raw as i16 as u16)],
             t => {
@@ -239,7 +270,8 @@ impl fmt::Display for EncodeError {
     }
 }
 
-/// One read request: `count` words from `address` of `table`, and the registers inside it.
+/// One read request: `count` words (bits, in a bit table) from `address` of `table`, and the
+/// registers inside it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReadBlock {
     pub table: Table,
@@ -247,6 +279,17 @@ pub struct ReadBlock {
     pub count: u16,
     /// Indexes into [`RegisterMap::registers`].
     pub registers: Vec<usize>,
+    /// Addresses inside the block that no register maps: read, then ignored.
+    pub unmapped: u16,
+}
+
+/// One write request of a command: `words` from `address` of `table` (holding registers), or
+/// one bit (coils: `words == [0 | 1]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteRun {
+    pub table: Table,
+    pub address: u16,
+    pub words: Vec<u16>,
 }
 
 /// How commands are written.
@@ -269,9 +312,12 @@ pub struct RegisterMap {
 }
 
 impl RegisterMap {
-    /// The read requests for one poll: registers sorted by table and address, adjacent ones
-    /// merged (when `coalesce`) into requests of at most `max_registers` words.
-    pub fn read_plan(&self, coalesce: bool, max_registers: u16) -> Vec<ReadBlock> {
+    /// The read requests for one poll: registers sorted by table and address and, when
+    /// `coalesce`, merged into requests of at most `max_registers` words (2,000 bits) across
+    /// gaps of at most `max_gap` unmapped addresses, whose values are read and ignored (one
+    /// request with a few idle words beats a round trip each; Telegraf's read optimisation
+    /// does the same). `max_gap = 0` merges adjacent registers only.
+    pub fn read_plan(&self, coalesce: bool, max_registers: u16, max_gap: u16) -> Vec<ReadBlock> {
         let mut idx: Vec<usize> = (0..self.registers.len())
             .filter(|&i| self.registers[i].access == Access::Read)
             .collect();
@@ -282,12 +328,16 @@ impl RegisterMap {
             let words = r.data_type.words();
             if let Some(b) = blocks.last_mut() {
                 let end = b.address as u32 + b.count as u32;
+                let gap = (r.address as u32).saturating_sub(end);
+                let span = r.end().saturating_sub(b.address as u32);
                 if coalesce
                     && b.table == r.table
-                    && end == r.address as u32
-                    && b.count as u32 + words as u32 <= max_registers.max(words) as u32
+                    && r.address as u32 >= end
+                    && gap <= max_gap as u32
+                    && span <= r.table.request_limit(max_registers).max(words as u32)
                 {
-                    b.count += words;
+                    b.count = span as u16;
+                    b.unmapped += gap as u16;
                     b.registers.push(i);
                     continue;
                 }
@@ -297,6 +347,7 @@ impl RegisterMap {
                 address: r.address,
                 count: words,
                 registers: vec![i],
+                unmapped: 0,
             });
         }
         blocks
@@ -317,20 +368,20 @@ impl RegisterMap {
         out
     }
 
-    /// The write requests for one command: (address, words) runs of contiguous holding
-    /// registers, with the run holding `seq` last (a PLC can take a new `seq` as "the command
-    /// is complete"). `value` gives each command field's engineering value.
+    /// The write requests for one command: coils one by one, then runs of contiguous holding
+    /// registers, the run holding `seq` last (a PLC can take a new `seq` as "the command is
+    /// complete"). `value` gives each command field's engineering value.
     pub fn write_plan(
         &self,
         value: impl Fn(&str) -> Option<f64>,
-    ) -> Result<Vec<(u16, Vec<u16>)>, EncodeError> {
+    ) -> Result<Vec<WriteRun>, EncodeError> {
         let mut regs: Vec<&Register> = self
             .registers
             .iter()
             .filter(|r| r.access == Access::ReadWrite)
             .collect();
-        regs.sort_by_key(|r| r.address);
-        let mut runs: Vec<(u16, Vec<u16>, bool)> = Vec::new();
+        regs.sort_by_key(|r| (r.table != Table::Coil, r.address));
+        let mut runs: Vec<(WriteRun, bool)> = Vec::new();
         for r in regs {
             let Some(v) = value(&r.field) else { continue };
             let is_seq = r.field == "seq";
@@ -343,27 +394,39 @@ impl RegisterMap {
             };
             let words = r.encode(v)?;
             match runs.last_mut() {
-                Some((addr, w, seq))
-                    if self.write_function == WriteFunction::Multiple
-                        && *addr as u32 + w.len() as u32 == r.address as u32
-                        && w.len() + words.len() <= 123 =>
+                Some((run, seq))
+                    if r.table == Table::Holding
+                        && run.table == Table::Holding
+                        && self.write_function == WriteFunction::Multiple
+                        && run.address as u32 + run.words.len() as u32 == r.address as u32
+                        && run.words.len() + words.len() <= 123 =>
                 {
-                    w.extend(words);
+                    run.words.extend(words);
                     *seq |= is_seq;
                 }
                 _ => {
-                    if self.write_function == WriteFunction::Single {
+                    if self.write_function == WriteFunction::Single || r.table == Table::Coil {
                         for (k, word) in words.into_iter().enumerate() {
-                            runs.push((r.address + k as u16, vec![word], is_seq));
+                            let run = WriteRun {
+                                table: r.table,
+                                address: r.address + k as u16,
+                                words: vec![word],
+                            };
+                            runs.push((run, is_seq));
                         }
                     } else {
-                        runs.push((r.address, words, is_seq));
+                        let run = WriteRun {
+                            table: r.table,
+                            address: r.address,
+                            words,
+                        };
+                        runs.push((run, is_seq));
                     }
                 }
             }
         }
-        runs.sort_by_key(|(_, _, seq)| *seq);
-        Ok(runs.into_iter().map(|(a, w, _)| (a, w)).collect())
+        runs.sort_by_key(|(_, seq)| *seq);
+        Ok(runs.into_iter().map(|(run, _)| run).collect())
     }
 
     /// The value a `mode` register carries: 0 auto, 1 manual, 2 hold.
@@ -507,15 +570,15 @@ mod tests {
     #[test]
     fn reads_coalesce_within_the_request_limit() {
         let m = RegisterMap::parse(SIM_MAP).unwrap();
-        let plan = m.read_plan(true, 125);
+        let plan = m.read_plan(true, 125, 0);
         assert_eq!(plan.len(), 1, "{plan:?}");
-        let split = m.read_plan(true, 4);
+        let split = m.read_plan(true, 4, 0);
         assert!(split.iter().all(|b| b.count <= 4));
         assert_eq!(
             split.iter().map(|b| b.count as usize).sum::<usize>(),
             plan[0].count as usize
         );
-        let single = m.read_plan(false, 125);
+        let single = m.read_plan(false, 125, 10);
         assert_eq!(
             single.len(),
             m.registers
@@ -541,7 +604,8 @@ mod tests {
                 _ => None,
             })
             .unwrap();
-        assert_eq!(plan, vec![(10, vec![435]), (0, vec![1, 4_464])]);
+        let runs: Vec<_> = plan.into_iter().map(|r| (r.address, r.words)).collect();
+        assert_eq!(runs, vec![(10, vec![435]), (0, vec![1, 4_464])]);
     }
 
     #[test]
@@ -561,6 +625,91 @@ mod tests {
             })
             .unwrap();
         // One request, epoch and seq together (the run holding seq goes last).
-        assert_eq!(plan, vec![(0, vec![2, 7])]);
+        let runs: Vec<_> = plan.into_iter().map(|r| (r.address, r.words)).collect();
+        assert_eq!(runs, vec![(0, vec![2, 7])]);
+    }
+
+    /// A controller with parameters scattered over five blocks (input 100–101, 110, 118–119,
+    /// 300; holding 40) and two status bits.
+    const SCATTERED: &str = "address_base = 0\n\
+        [[register]]\nfield = \"supply_temp_c\"\ntable = \"input\"\naddress = 100\ntype = \"i16\"\nscale = 0.1\n\
+        [[register]]\nfield = \"return_temp_c\"\ntable = \"input\"\naddress = 101\ntype = \"i16\"\nscale = 0.1\n\
+        [[register]]\nfield = \"outdoor_temp_c\"\ntable = \"input\"\naddress = 110\ntype = \"i16\"\nscale = 0.1\n\
+        [[register]]\nfield = \"flow_m3h\"\ntable = \"input\"\naddress = 118\ntype = \"f32\"\n\
+        [[register]]\nfield = \"valve_pct\"\ntable = \"input\"\naddress = 300\ntype = \"u16\"\n\
+        [[register]]\nfield = \"heated_area_m2\"\ntable = \"holding\"\naddress = 40\ntype = \"u32\"\n\
+        [[register]]\nfield = \"pump_running\"\ntable = \"discrete_input\"\naddress = 3\ntype = \"bool\"\n\
+        [[register]]\nfield = \"alarm_pump_fault\"\ntable = \"discrete_input\"\naddress = 9\ntype = \"bool\"\n\
+        [[register]]\nfield = \"pump_enable\"\ntable = \"coil\"\naddress = 0\ntype = \"bool\"\naccess = \"read_write\"\n\
+        [[register]]\nfield = \"seq\"\ntable = \"holding\"\naddress = 50\ntype = \"u16\"\naccess = \"read_write\"\n";
+
+    #[test]
+    fn reads_coalesce_across_small_gaps_and_ignore_the_unmapped_words() {
+        let m = RegisterMap::parse(SCATTERED).unwrap();
+        let blocks = |plan: &[ReadBlock]| -> Vec<(Table, u16, u16, u16)> {
+            plan.iter()
+                .map(|b| (b.table, b.address, b.count, b.unmapped))
+                .collect()
+        };
+        // Without gaps: every block is a request (input ×4, holding, discrete ×2).
+        assert_eq!(m.read_plan(true, 125, 0).len(), 7);
+        // A gap of 10: input 100–119 in one request (5 mapped + 15 idle words), 300 alone (too far),
+        // the bits 3–9 in one.
+        let plan = m.read_plan(true, 125, 10);
+        assert_eq!(
+            blocks(&plan),
+            [
+                (Table::Input, 100, 20, 15),
+                (Table::Input, 300, 1, 0),
+                (Table::Holding, 40, 2, 0),
+                (Table::DiscreteInput, 3, 7, 5),
+            ]
+        );
+        // The request limit still holds: 20 words do not fit 16.
+        assert!(m
+            .read_plan(true, 16, 10)
+            .iter()
+            .all(|b| b.count <= 16 || b.table.is_bits()));
+        // Decoding picks the mapped words out and ignores the rest, whatever they hold.
+        let mut input = vec![0xDEAD_u16; 20];
+        input[0] = 524;
+        input[1] = 398;
+        input[10] = (-65_i16) as u16;
+        input[18..20].copy_from_slice(&[0x4370, 0x8000]); // 240.5 f32
+        let mut bits = vec![1_u16; 7];
+        bits[6] = 0;
+        let words = vec![input, vec![55], vec![1, 0x86A0], bits];
+        let got: std::collections::BTreeMap<&str, f64> =
+            m.decode(&plan, &words).into_iter().collect();
+        let near = |f: &str, v: f64| assert!((got[f] - v).abs() < 1e-9, "{f}: {}", got[f]);
+        near("supply_temp_c", 52.4);
+        near("return_temp_c", 39.8);
+        near("outdoor_temp_c", -6.5);
+        assert_eq!(got["flow_m3h"], 240.5);
+        assert_eq!(got["valve_pct"], 55.0);
+        assert_eq!(got["heated_area_m2"], 100_000.0);
+        assert_eq!(got["pump_running"], 1.0);
+        assert_eq!(got["alarm_pump_fault"], 0.0);
+        assert_eq!(got.len(), 8);
+    }
+
+    #[test]
+    fn a_coil_carries_an_on_off_command_value_before_the_seq_run() {
+        let m = RegisterMap::parse(SCATTERED).unwrap();
+        let plan = m
+            .write_plan(|f| match f {
+                "pump_enable" => Some(1.0),
+                "seq" => Some(9.0),
+                _ => None,
+            })
+            .unwrap();
+        let runs: Vec<_> = plan
+            .into_iter()
+            .map(|r| (r.table, r.address, r.words))
+            .collect();
+        assert_eq!(
+            runs,
+            [(Table::Coil, 0, vec![1]), (Table::Holding, 50, vec![9])]
+        );
     }
 }

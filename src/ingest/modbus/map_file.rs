@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::map::{
     Access, ByteOrder, DataType, Register, RegisterMap, Table, WriteFunction, READ_FIELDS,
-    WRITE_FIELDS,
+    WRITE_BITS, WRITE_FIELDS,
 };
 
 #[derive(Debug, Deserialize)]
@@ -107,7 +107,7 @@ fn address_base(raw: &RawMap, errors: &mut Vec<String>) -> Base {
         None => {
             errors.push(
                 "address_base is required: 0 (wire addresses), 1 (register numbers from 1) \
-                 or \"modicon\" (3xxxx input / 4xxxx holding)"
+                 or \"modicon\" (0xxxx coil / 1xxxx discrete input / 3xxxx input / 4xxxx holding)"
                     .to_owned(),
             );
             Base::Zero
@@ -135,24 +135,7 @@ fn register(r: &RawRegister, base: Base, err: &mut impl FnMut(String)) -> Option
             return None;
         }
     };
-    let known = match access {
-        Access::Read => READ_FIELDS,
-        Access::ReadWrite => WRITE_FIELDS,
-    };
-    if !known.contains(&r.field.as_str()) {
-        err(format!(
-            "is not a field heatgrid can {} (known: {})",
-            if access == Access::Read {
-                "read"
-            } else {
-                "write"
-            },
-            known.join(", ")
-        ));
-    }
-    if access == Access::ReadWrite && r.table != Table::Holding {
-        err("is written, so it must be in the holding table".into());
-    }
+    check_field(r, access, err);
     let address = match (base, r.table) {
         (Base::Zero, _) => Some(r.address),
         (Base::One, _) => r.address.checked_sub(1),
@@ -162,6 +145,10 @@ fn register(r: &RawRegister, base: Base, err: &mut impl FnMut(String)) -> Option
         (Base::Modicon, Table::Holding) => (40_001..=49_999)
             .contains(&r.address)
             .then(|| r.address - 40_001),
+        (Base::Modicon, Table::Coil) => (1..=9_999).contains(&r.address).then(|| r.address - 1),
+        (Base::Modicon, Table::DiscreteInput) => (10_001..=19_999)
+            .contains(&r.address)
+            .then(|| r.address - 10_001),
     };
     let Some(address) = address.and_then(|a| u16::try_from(a).ok()) else {
         err(format!(
@@ -198,6 +185,56 @@ fn register(r: &RawRegister, base: Base, err: &mut impl FnMut(String)) -> Option
         offset: r.offset,
         access,
     })
+}
+
+/// What a field may be where it is: contract fields in registers; free status bits (stored
+/// as 0/1, e.g. `pump_running`, `alarm_pump_fault`) and the on/off command values in coils
+/// and discrete inputs; writes only to holding registers and coils.
+fn check_field(r: &RawRegister, access: Access, err: &mut impl FnMut(String)) {
+    let bits = r.table.is_bits();
+    if bits != (r.data_type == DataType::Bool) {
+        err(if bits {
+            format!(
+                "is in the {:?} table, so its type must be \"bool\"",
+                r.table
+            )
+        } else {
+            "has type \"bool\", which only coils and discrete inputs hold".to_owned()
+        });
+    }
+    let field = r.field.as_str();
+    match access {
+        Access::ReadWrite if !matches!(r.table, Table::Holding | Table::Coil) => {
+            err("is written, so it must be in the holding or coil table".into())
+        }
+        Access::ReadWrite if bits && !WRITE_BITS.contains(&field) => err(format!(
+            "is not an on/off command value a coil can carry (known: {})",
+            WRITE_BITS.join(", ")
+        )),
+        Access::ReadWrite if !WRITE_FIELDS.contains(&field) => err(format!(
+            "is not a field heatgrid can write (known: {})",
+            WRITE_FIELDS.join(", ")
+        )),
+        Access::Read if bits && (READ_FIELDS.contains(&field) || !status_name(field)) => err(
+            "is not a status bit name: a bit is stored under its own name of 1–64 \
+                 lowercase letters, digits and _ (e.g. pump_running), not a measured field"
+                .into(),
+        ),
+        Access::Read if !bits && !READ_FIELDS.contains(&field) => err(format!(
+            "is not a field heatgrid can read (known: {})",
+            READ_FIELDS.join(", ")
+        )),
+        _ => {}
+    }
+}
+
+/// A status bit's own name: stored as a field of the station's telemetry point.
+fn status_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !matches!(s, "ts" | "seq" | "station")
 }
 
 /// A field mapped twice (per direction), or two registers sharing a word.

@@ -1,6 +1,8 @@
 //! One task per Modbus station: poll its registers on a fixed interval, write its commands.
 //!
-//! Data flow: [`run`] reads the blocks of the station's [`RegisterMap`] read plan, turns the
+//! Data flow: [`run`] reads the blocks of the station's [`RegisterMap`] read plan (registers
+//! coalesced across gaps of at most `max_gap` unmapped ones; a device that refuses such a read
+//! is detected on its first exception and read block by block from then on), turns the
 //! values into a telemetry object and hands it to the same decoder and [`slot::accept`] as an
 //! MQTT payload, so validation, storage and control are identical for both transports. The
 //! control task sends each command over a `watch` channel (latest wins); the poller writes it
@@ -47,6 +49,8 @@ pub struct PollerConfig {
     pub timeout: Duration,
     pub max_registers: u16,
     pub coalesce: bool,
+    /// Unmapped registers a coalesced read may span (0: adjacent registers only).
+    pub max_gap: u16,
     pub map: Arc<RegisterMap>,
 }
 
@@ -78,6 +82,9 @@ impl Failure {
 pub(super) struct Poller {
     pub(super) cfg: PollerConfig,
     pub(super) plan: Vec<ReadBlock>,
+    /// The plan without gaps, while `plan` spans unmapped registers and the device has not
+    /// yet answered it: the fallback for a device that refuses such reads.
+    pub(super) gap_free: Option<Vec<ReadBlock>>,
     pub(super) slot: Arc<StationSlot>,
     pub(super) counters: Arc<Counters>,
     pub(super) store: StoreHandle,
@@ -106,12 +113,22 @@ pub async fn run(
     mut commands: watch::Receiver<Option<Command>>,
     stop: CancellationToken,
 ) {
-    let plan = cfg.map.read_plan(cfg.coalesce, cfg.max_registers);
+    let plan = cfg
+        .map
+        .read_plan(cfg.coalesce, cfg.max_registers, cfg.max_gap);
+    let gap_free = plan
+        .iter()
+        .any(|b| b.unmapped > 0)
+        .then(|| cfg.map.read_plan(cfg.coalesce, cfg.max_registers, 0));
     let counters = slot.modbus.clone().unwrap_or_default();
+    counters
+        .requests_per_poll
+        .store(plan.len() as u64, Ordering::Relaxed);
     let interval = cfg.interval;
     let mut p = Poller {
         cfg,
         plan,
+        gap_free,
         slot,
         counters,
         store,
@@ -248,19 +265,23 @@ impl Poller {
         plan: &[ReadBlock],
     ) -> Result<Option<Vec<Vec<u16>>>, (String, Failure)> {
         let timeout = self.cfg.timeout;
+        let counters = self.counters.clone();
         let Some(ctx) = self.connection().await else {
             return Ok(None);
         };
         let mut words = Vec::with_capacity(plan.len());
         for b in plan {
+            counters.read_requests.fetch_add(1, Ordering::Relaxed);
+            let (a, n) = (b.address, b.count);
+            // Bits come back one `bool` per address: carried on as words of 0 or 1.
             let reply = match b.table {
-                Table::Input => {
-                    tokio::time::timeout(timeout, ctx.read_input_registers(b.address, b.count))
-                        .await
-                }
+                Table::Input => tokio::time::timeout(timeout, ctx.read_input_registers(a, n)).await,
                 Table::Holding => {
-                    tokio::time::timeout(timeout, ctx.read_holding_registers(b.address, b.count))
-                        .await
+                    tokio::time::timeout(timeout, ctx.read_holding_registers(a, n)).await
+                }
+                Table::Coil => bits(tokio::time::timeout(timeout, ctx.read_coils(a, n)).await),
+                Table::DiscreteInput => {
+                    bits(tokio::time::timeout(timeout, ctx.read_discrete_inputs(a, n)).await)
                 }
             };
             let r = match reply {
@@ -282,6 +303,41 @@ impl Poller {
         Ok(Some(words))
     }
 
+    /// While the plan spans unmapped registers and the device has not answered it yet: if it
+    /// refused (a Modbus exception), retry the same registers block by block and, if the
+    /// device answers those, read it that way from now on. Returns the plan in use; `result`
+    /// becomes the retry's when it answered.
+    async fn fall_back_if_refused(
+        &mut self,
+        plan: Vec<ReadBlock>,
+        result: &mut Result<Option<Vec<Vec<u16>>>, (String, Failure)>,
+    ) -> Vec<ReadBlock> {
+        let Some(gap_free) = self.gap_free.take() else {
+            return plan;
+        };
+        match result {
+            // An answer to the coalesced plan: the device takes reads across gaps.
+            Ok(Some(_)) => return plan,
+            Err((what, Failure::Exception(e))) => {
+                let refused = format!("{what}: {e}");
+                let retry = self.read_all(&gap_free).await;
+                if matches!(retry, Ok(Some(_))) {
+                    info!(station = %self.cfg.station, address = %self.cfg.address, %refused,
+                        requests = gap_free.len(),
+                        "Modbus device refuses reads across unmapped registers; reading its blocks one by one.");
+                    self.counters
+                        .requests_per_poll
+                        .store(gap_free.len() as u64, Ordering::Relaxed);
+                    *result = retry;
+                    return gap_free;
+                }
+            }
+            _ => {}
+        }
+        self.gap_free = Some(gap_free);
+        plan
+    }
+
     /// One poll cycle: read every block; a reading only if all of them answered.
     async fn poll(&mut self) {
         self.counters.cycles.fetch_add(1, Ordering::Relaxed);
@@ -296,6 +352,7 @@ impl Poller {
             self.ctx = None;
             result = self.read_all(&plan).await;
         }
+        let plan = self.fall_back_if_refused(plan, &mut result).await;
         let words = match result {
             Ok(Some(words)) => words,
             Ok(None) => {
@@ -347,6 +404,13 @@ impl Poller {
         }
     }
 }
+
+/// A bit read's reply (timeout, link, exception layers) as words of 0 or 1.
+fn bits<T, L, E>(r: Result<Result<Result<Vec<bool>, E>, L>, T>) -> Reply<T, L, E> {
+    r.map(|r| r.map(|r| r.map(|v| v.into_iter().map(u16::from).collect())))
+}
+
+type Reply<T, L, E> = Result<Result<Result<Vec<u16>, E>, L>, T>;
 
 async fn connect(address: &str, unit: u8, t: Duration) -> Result<Context, Failure> {
     let addr: SocketAddr = tokio::time::timeout(t, tokio::net::lookup_host(address))

@@ -1,5 +1,5 @@
 //! A Modbus station's commands: each one the control task hands its poller is written to the
-//! map's holding registers at once, retried on the next cycles while it is young enough, and
+//! map's coils and holding registers at once, retried on the next cycles while it is young enough, and
 //! counted (and stored) as delivered only when the device confirmed every write.
 
 use std::sync::atomic::Ordering;
@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use tokio_modbus::client::Writer;
 use tracing::warn;
 
-use super::map::RegisterMap;
+use super::map::{RegisterMap, Table, WriteRun};
 use super::poller::{Failure, Poller};
 use crate::model::Command;
 use crate::store::record::Record;
@@ -89,17 +89,21 @@ impl Poller {
 
     /// Writes every run on the open connection (connecting first if allowed). `Ok(false)`:
     /// no connection this time (backoff running or connect failed, recorded).
-    async fn write_all(&mut self, runs: &[(u16, Vec<u16>)]) -> Result<bool, (String, Failure)> {
+    async fn write_all(&mut self, runs: &[WriteRun]) -> Result<bool, (String, Failure)> {
         let timeout = self.cfg.timeout;
         let single = self.cfg.map.write_function == super::map::WriteFunction::Single;
         let Some(ctx) = self.connection().await else {
             return Ok(false);
         };
-        for (addr, words) in runs {
-            let reply = if single && words.len() == 1 {
-                tokio::time::timeout(timeout, ctx.write_single_register(*addr, words[0])).await
+        for run in runs {
+            let (addr, words) = (run.address, &run.words);
+            let reply = if run.table == Table::Coil {
+                let on = words.first().is_some_and(|&w| w != 0);
+                tokio::time::timeout(timeout, ctx.write_single_coil(addr, on)).await
+            } else if single && words.len() == 1 {
+                tokio::time::timeout(timeout, ctx.write_single_register(addr, words[0])).await
             } else {
-                tokio::time::timeout(timeout, ctx.write_multiple_registers(*addr, words)).await
+                tokio::time::timeout(timeout, ctx.write_multiple_registers(addr, words)).await
             };
             let r = match reply {
                 Err(_) => Err(Failure::Timeout),
@@ -108,7 +112,7 @@ impl Poller {
                 Ok(Ok(Ok(()))) => Ok(()),
             };
             if let Err(f) = r {
-                return Err((format!("write holding {addr}+{}", words.len()), f));
+                return Err((format!("write {:?} {addr}+{}", run.table, words.len()), f));
             }
         }
         Ok(true)
@@ -135,6 +139,9 @@ pub fn command_value(cmd: &Command, field: &str) -> Option<f64> {
         "seq" => cmd.seq as f64,
         // In a cluster, the owner's epoch (0 alone): a PLC that can, compares (epoch, seq).
         "epoch" => cmd.epoch.unwrap_or(0) as f64,
+        // On/off values for coils: the pump runs when it is given a speed; manual mode.
+        "pump_enable" => (cmd.pump_pct > 0.0) as u8 as f64,
+        "manual_mode" => (cmd.mode == crate::model::Mode::Manual) as u8 as f64,
         _ => return None,
     })
 }
