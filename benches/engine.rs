@@ -11,7 +11,6 @@ use heatgrid::config::Config;
 use heatgrid::control::StationController;
 use heatgrid::ingest::decode::{decode, DecodeLimits};
 use heatgrid::ingest::modbus::map::RegisterMap;
-use heatgrid::ingest::modbus::write::command_value;
 use heatgrid::model::{Command, Mode, StationId};
 use heatgrid::store::line_protocol;
 
@@ -83,10 +82,7 @@ fn benches(c: &mut Criterion) {
     });
     let map = RegisterMap::parse(include_str!("../config/modbus/heatgrid-sim.toml")).unwrap();
     c.bench_function("command_encode_modbus", |b| {
-        b.iter(|| {
-            map.write_plan(|f| command_value(black_box(&cmd), f))
-                .unwrap()
-        })
+        b.iter(|| map.write_plan(|f| black_box(&cmd).field_value(f)).unwrap())
     });
 }
 

@@ -139,6 +139,32 @@ pub struct Command {
     pub epoch: Option<u64>,
 }
 
+impl Command {
+    /// The value of command field `field` as a number, for a register or a foreign payload:
+    /// `mode` as 0 auto, 1 manual, 2 hold; `epoch` 0 for a single engine; and two on/off
+    /// values for coils: `pump_enable` (the pump is given a speed) and `manual_mode`.
+    pub fn field_value(&self, field: &str) -> Option<f64> {
+        Some(match field {
+            "supply_setpoint_c" => self.supply_setpoint_c,
+            "valve_pct" => self.valve_pct,
+            "pump_pct" => self.pump_pct,
+            "flow_setpoint_m3h" => self.flow_setpoint_m3h,
+            "mode" => match self.mode {
+                Mode::Auto => 0.0,
+                Mode::Manual => 1.0,
+                Mode::Hold => 2.0,
+            },
+            "valid_for_s" => self.valid_for_s as f64,
+            "seq" => self.seq as f64,
+            // In a cluster, the owner's epoch: a PLC that can, compares (epoch, seq).
+            "epoch" => self.epoch.unwrap_or(0) as f64,
+            "pump_enable" => (self.pump_pct > 0.0) as u8 as f64,
+            "manual_mode" => (self.mode == Mode::Manual) as u8 as f64,
+            _ => return None,
+        })
+    }
+}
+
 /// An operator action that took effect: an applied change or an alarm acknowledgement. It is
 /// the reply to the operator, the audit record (before → after) and the `operator_action`
 /// point in storage.

@@ -266,17 +266,35 @@ fn slot(index: usize, c: &StationConfig, trigger: Option<Trigger>) -> StationSlo
         c.modbus.is_some(),
         trigger,
     )
+    .with_mapping(c.mapping.clone())
 }
 
 fn routes(cfg: &Config, modbus: Vec<Option<watch::Sender<Option<Command>>>>) -> Vec<Route> {
     cfg.stations
         .iter()
         .zip(modbus)
-        .map(|(c, modbus)| Route {
-            id: c.id.clone(),
-            tags: c.tags.clone(),
-            topic: format!("{}/station/{}/command", cfg.mqtt.topic_prefix, c.id),
-            modbus,
+        .map(|(c, modbus)| {
+            let native = format!("{}/station/{}/command", cfg.mqtt.topic_prefix, c.id);
+            let (topic, template) = match &c.mapping {
+                None => (Some(native), None),
+                Some(m) => match &m.command {
+                    Some(t) => {
+                        let own = c.id.as_str().strip_prefix(&m.station_prefix);
+                        (
+                            Some(t.topic.topic(own.unwrap_or(c.id.as_str()))),
+                            Some(t.clone()),
+                        )
+                    }
+                    None => (None, None),
+                },
+            };
+            Route {
+                id: c.id.clone(),
+                tags: c.tags.clone(),
+                topic,
+                template,
+                modbus,
+            }
         })
         .collect()
 }
@@ -289,9 +307,13 @@ fn control_stations(cfg: &Config, slots: Vec<Arc<StationSlot>>) -> Vec<Station> 
         .map(|(c, slot)| {
             let mut ctrl = StationController::new(c.params.clone(), dt_s);
             ctrl.set_mode(c.mode, None);
-            let link = match &c.modbus {
-                Some(m) => format!("modbus tcp://{} unit {}", m.address, m.unit_id),
-                None => "mqtt".into(),
+            let link = match (&c.modbus, &c.mapping) {
+                (Some(m), _) => format!("modbus tcp://{} unit {}", m.address, m.unit_id),
+                (None, Some(m)) if m.command.is_none() => {
+                    format!("mqtt mapping {} (monitor only)", m.name)
+                }
+                (None, Some(m)) => format!("mqtt mapping {}", m.name),
+                (None, None) => "mqtt".into(),
             };
             Station::new(c.id.clone(), c.tags.clone(), link, slot, ctrl)
         })

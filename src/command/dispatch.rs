@@ -30,8 +30,11 @@ use crate::store::StoreHandle;
 pub struct Route {
     pub id: StationId,
     pub tags: BTreeMap<String, String>,
-    /// MQTT command topic (`{prefix}/station/{id}/command`).
-    pub topic: String,
+    /// MQTT command topic (`{prefix}/station/{id}/command`, or the mapping's); `None`: a
+    /// monitor-only station (a mapping without commands), to which nothing is sent.
+    pub topic: Option<String>,
+    /// A station behind a mapping: the command in its own names and units.
+    pub template: Option<crate::ingest::mapping::CommandTemplate>,
     /// A Modbus station's poller: latest command wins (`None`: an MQTT station).
     pub modbus: Option<watch::Sender<Option<Command>>>,
 }
@@ -268,8 +271,14 @@ impl Dispatcher {
                 tx.send_replace(Some(out.command));
                 continue;
             }
-            let payload = serde_json::to_vec(&out.command).unwrap_or_default();
-            match link.try_publish(&route.topic, true, false, payload) {
+            let Some(topic) = &route.topic else {
+                continue; // monitor only: computed and shown, never sent
+            };
+            let payload = match &route.template {
+                Some(t) => t.payload(&out.command),
+                None => serde_json::to_vec(&out.command).unwrap_or_default(),
+            };
+            match link.try_publish(topic, true, false, payload) {
                 Ok(()) => {
                     self.stats.commands_sent.fetch_add(1, Ordering::Relaxed);
                     self.recent[i].push(&out.command);
@@ -344,7 +353,8 @@ mod tests {
         let route = |id: &str, modbus| Route {
             id: StationId::new(id).unwrap(),
             tags: BTreeMap::new(),
-            topic: format!("heating/station/{id}/command"),
+            topic: Some(format!("heating/station/{id}/command")),
+            template: None,
             modbus,
         };
         let d = Dispatcher::new(

@@ -9,6 +9,8 @@
 //! variables (`password_env`, `token_env`) that are read here.
 
 mod cluster;
+mod mapping;
+mod modbus;
 mod raw;
 mod sections;
 mod station;
@@ -41,6 +43,8 @@ pub struct StationConfig {
     pub params: StationParams,
     /// `Some` for a Modbus TCP station: its poller's settings and register map.
     pub modbus: Option<crate::ingest::modbus::poller::PollerConfig>,
+    /// `Some` for a station whose payloads follow a `[[mapping]]` (its own JSON or topics).
+    pub mapping: Option<std::sync::Arc<crate::ingest::mapping::Mapping>>,
 }
 
 /// A whole, valid configuration.
@@ -66,6 +70,8 @@ pub struct Config {
     /// `[cluster]`: this instance shares the fleet with others through etcd (`None`: alone).
     pub cluster: Option<crate::cluster::membership::MemberSettings>,
     pub stations: Vec<StationConfig>,
+    /// Every `[[mapping]]` some station uses (each is subscribed once).
+    pub mappings: Vec<std::sync::Arc<crate::ingest::mapping::Mapping>>,
 }
 
 /// All problems found in a config file, one per line.
@@ -115,7 +121,17 @@ impl Config {
             .cluster
             .as_ref()
             .and_then(|c| cluster::cluster(c, &raw.api.listen, env, &mut v));
-        let stations = station::stations(&raw, base, &mut v);
+        let mappings = mapping::mappings(&raw.mappings, &mut v);
+        let stations = station::stations(&raw, base, &mappings, &mut v);
+        let used: Vec<_> = mappings
+            .values()
+            .filter(|m| {
+                stations
+                    .iter()
+                    .any(|s| s.mapping.as_ref().is_some_and(|x| x.name == m.name))
+            })
+            .cloned()
+            .collect();
         if !v.0.is_empty() {
             return Err(v.0);
         }
@@ -138,6 +154,7 @@ impl Config {
             coordinator,
             cluster,
             stations,
+            mappings: used,
         })
     }
 }

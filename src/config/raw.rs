@@ -32,6 +32,8 @@ pub(super) struct Raw {
     pub(super) cluster: Option<RawCluster>,
     #[serde(default, rename = "station")]
     pub(super) stations: Vec<RawStation>,
+    #[serde(default, rename = "mapping")]
+    pub(super) mappings: Vec<super::mapping::RawMapping>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -296,6 +298,8 @@ pub(super) struct RawStation {
     pub(super) mode: Mode,
     /// Present for a Modbus TCP station (absent: the station speaks MQTT).
     pub(super) modbus: Option<RawModbus>,
+    /// The `[[mapping]]` its MQTT payloads follow (absent: the contract's own).
+    pub(super) mapping: Option<String>,
     #[serde(flatten)]
     pub(super) control: RawControl,
 }

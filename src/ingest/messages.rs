@@ -23,6 +23,8 @@ use tracing::{info, warn};
 
 use super::decode::{self, DecodeLimits};
 use super::event_loop::{Event, Handler};
+use super::mapping::assemble::Assembler;
+use super::mapping::{Mapping, Matched, PayloadKind};
 use super::slot::{accept, Gathered, StationSlot, Weather};
 use crate::clock::now_ms;
 use crate::model::StationId;
@@ -44,6 +46,10 @@ pub struct Ingest {
     limits: DecodeLimits,
     /// Per source (station id or topic): when we last logged a rejection, and how many since.
     reject_log: HashMap<String, (Instant, u64)>,
+    /// The `[[mapping]]`s this ingest's stations follow (once each), and the values of
+    /// value-per-topic stations waiting to make a reading.
+    mappings: Vec<Arc<Mapping>>,
+    assembler: Assembler,
 }
 
 impl Ingest {
@@ -56,6 +62,13 @@ impl Ingest {
         limits: DecodeLimits,
     ) -> Self {
         let trigger = slots.values().find_map(|s| s.trigger.clone());
+        let mut mappings: Vec<Arc<Mapping>> = Vec::new();
+        for m in slots.values().filter_map(|s| s.mapping.as_ref()) {
+            if !mappings.iter().any(|x| x.name == m.name) {
+                mappings.push(m.clone());
+            }
+        }
+        mappings.sort_by(|a, b| a.name.cmp(&b.name));
         Self {
             prefix: prefix.to_owned(),
             slots,
@@ -64,12 +77,19 @@ impl Ingest {
             stats,
             limits,
             reject_log: HashMap::new(),
+            mappings,
+            assembler: Assembler::default(),
         }
     }
 
-    /// The topic filters to subscribe: (filter, qos1). There are [`SUBSCRIPTIONS`] of them.
+    /// The topic filters to subscribe: (filter, qos1). There are [`SUBSCRIPTIONS`] of them,
+    /// then one per `[[mapping]]` in use.
     pub fn subscriptions(&self, telemetry_qos1: bool) -> Vec<(String, bool)> {
-        vec![
+        let mapped = self
+            .mappings
+            .iter()
+            .map(|m| (m.topic.filter(None), telemetry_qos1));
+        let mut own = vec![
             (
                 format!("{}/station/+/telemetry", self.prefix),
                 telemetry_qos1,
@@ -77,7 +97,9 @@ impl Ingest {
             (format!("{}/weather", self.prefix), true),
             (format!("{}/station/+/state", self.prefix), true),
             (format!("{}/station/+/ack", self.prefix), true),
-        ]
+        ];
+        own.extend(mapped);
+        own
     }
 
     /// In a cluster, what a partition's session subscribes: each of its stations' telemetry
@@ -87,10 +109,16 @@ impl Ingest {
         ids.sort();
         ids.into_iter()
             .flat_map(|id| {
+                let mapped = self.slots[id].mapping.as_ref().map(|m| {
+                    let own = id.as_str().strip_prefix(&m.station_prefix);
+                    (m.topic.filter(Some(own.unwrap_or(id.as_str()))), true)
+                });
                 [
                     (format!("{}/station/{id}/telemetry", self.prefix), true),
                     (format!("{}/station/{id}/ack", self.prefix), true),
                 ]
+                .into_iter()
+                .chain(mapped)
             })
             .collect()
     }
@@ -106,6 +134,12 @@ impl Ingest {
 
     pub fn on_message(&mut self, topic: &str, payload: &[u8], now_ms: i64) {
         self.stats.messages_in.fetch_add(1, Ordering::Relaxed);
+        for i in 0..self.mappings.len() {
+            let m = self.mappings[i].clone();
+            if let Some(matched) = m.topic.matches(topic, &m.station_prefix) {
+                return self.on_mapped(&m, matched, topic, payload, now_ms);
+            }
+        }
         let Some(rest) = topic.strip_prefix(self.prefix.as_str()) else {
             return;
         };
@@ -173,12 +207,66 @@ impl Ingest {
                 "telemetry from a station not in the config",
             );
         };
-        match decode::decode(&station, payload, now_ms, &self.limits) {
+        match decode::decode(&station, payload, now_ms, &self.limits)
+            .and_then(|r| slot.check_area(r))
+        {
             Ok(reading) => accept(slot, reading, &mut self.gathered, &self.stats),
             Err(rej) => {
                 slot.rejects.fetch_add(1, Ordering::Relaxed);
                 let label = rej.label();
                 self.reject(id, label, &rej.to_string());
+            }
+        }
+    }
+
+    /// A message on a `[[mapping]]`'s topic: translated into contract telemetry (a JSON
+    /// payload at once; a value per topic once its station's reading is complete), then
+    /// decoded and taken like a native payload. A payload that does not fit is refused and
+    /// counted like any bad payload; a value on a `{field}` the mapping does not name is
+    /// ignored (gateways publish more than a station needs).
+    fn on_mapped(
+        &mut self,
+        m: &Mapping,
+        matched: Matched<'_>,
+        topic: &str,
+        payload: &[u8],
+        now_ms: i64,
+    ) {
+        let Ok(station) = StationId::new(&matched.station) else {
+            return self.reject(topic, "bad_topic", "station id in topic is invalid");
+        };
+        let slot = match self.slots.get(&station) {
+            Some(s) if s.mapping.as_ref().is_some_and(|x| x.name == m.name) => s.clone(),
+            _ => {
+                let why = format!(
+                    "telemetry on mapping {}'s topic from a station not configured with it",
+                    m.name
+                );
+                return self.reject(station.as_str(), "unknown_station", &why);
+            }
+        };
+        let contract = match (m.payload, matched.field) {
+            (PayloadKind::Value, Some(seg)) => {
+                let Some(f) = m.fields.iter().find(|f| f.path[0] == seg) else {
+                    return;
+                };
+                match self.assembler.value(station.as_str(), f, payload) {
+                    Ok(None) => return,
+                    Ok(Some(object)) => Ok(object),
+                    Err(e) => Err(e),
+                }
+            }
+            _ => m.translate(payload, self.limits.max_payload_bytes),
+        };
+        let reading = contract
+            .and_then(|c| decode::decode(&station, &c, now_ms, &self.limits))
+            .and_then(|r| slot.check_area(r));
+        match reading {
+            Ok(reading) => accept(&slot, reading, &mut self.gathered, &self.stats),
+            Err(rej) => {
+                slot.rejects.fetch_add(1, Ordering::Relaxed);
+                let detail = format!("mapping {}: {rej}", m.name);
+                self.reject(station.as_str(), rej.label(), &detail);
             }
         }
     }
@@ -301,7 +389,7 @@ mod tests {
         let now = 1_764_262_800_000;
         for i in 0..3 {
             let payload = format!(
-                r#"{{"ts": {now}, "supply_temp_c": 52.4, "return_temp_c": 39.8, "flow_m3h": 41.2}}"#
+                r#"{{"ts": {now}, "supply_temp_c": 52.4, "return_temp_c": 39.8, "flow_m3h": 41.2, "heated_area_m2": 9000}}"#
             );
             let topic = format!("heating/station/st-{i}/telemetry");
             ingest.on_message(&topic, payload.as_bytes(), now);
@@ -330,5 +418,51 @@ mod tests {
         ingest.flush();
         assert_eq!(spool.depth().points, 3);
         assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_reading_without_area_is_refused_unless_the_config_sets_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let stats = Arc::new(Stats::default());
+        let store = StoreHandle::in_dir(dir.path(), stats.clone());
+        let with_area = |i, area| Arc::new(StationSlot::new(i, BTreeMap::new(), area, false, None));
+        let slots: HashMap<StationId, Arc<StationSlot>> = [
+            (StationId::new("bare").unwrap(), with_area(0, None)),
+            (StationId::new("sized").unwrap(), with_area(1, Some(5000.0))),
+        ]
+        .into_iter()
+        .collect();
+        let mut ingest = Ingest::new(
+            "heating",
+            slots.clone(),
+            Arc::new(Mutex::new(None)),
+            store,
+            stats.clone(),
+            DecodeLimits::default(),
+        );
+        let now = 1_764_262_800_000;
+        let body = r#"{"supply_temp_c": 52.4, "return_temp_c": 39.8, "flow_m3h": 41.2}"#;
+        for id in ["bare", "sized"] {
+            ingest.on_message(
+                &format!("heating/station/{id}/telemetry"),
+                body.as_bytes(),
+                now,
+            );
+        }
+        let bare = &slots[&StationId::new("bare").unwrap()];
+        assert!(
+            bare.latest.lock().unwrap().is_none(),
+            "refused without any area"
+        );
+        assert_eq!(bare.rejects.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            Stats::get(&stats.readings_accepted),
+            1,
+            "the configured one is taken"
+        );
+        // The payload's own area makes it whole.
+        let with = r#"{"supply_temp_c": 52.4, "return_temp_c": 39.8, "flow_m3h": 41.2, "heated_area_m2": 800}"#;
+        ingest.on_message("heating/station/bare/telemetry", with.as_bytes(), now);
+        assert!(bare.latest.lock().unwrap().is_some());
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod decode;
 pub mod event_loop;
+pub mod mapping;
 pub mod messages;
 pub mod modbus;
 pub mod mqtt;

@@ -44,6 +44,8 @@ pub struct StationSlot {
     /// In a cluster, the lease's fence while this instance leads the station's partition:
     /// a Modbus write goes out only while it holds.
     pub fence: Mutex<Option<crate::cluster::membership::Fence>>,
+    /// The `[[mapping]]` the station's payloads follow (`None`: the contract's own).
+    pub mapping: Option<Arc<crate::ingest::mapping::Mapping>>,
 }
 
 impl StationSlot {
@@ -84,7 +86,24 @@ impl StationSlot {
             accepted_us: Default::default(),
             active: std::sync::atomic::AtomicBool::new(true),
             fence: Mutex::new(None),
+            mapping: None,
         }
+    }
+
+    /// The same slot for a station whose payloads follow `mapping`.
+    pub fn with_mapping(mut self, mapping: Option<Arc<crate::ingest::mapping::Mapping>>) -> Self {
+        self.mapping = mapping;
+        self
+    }
+
+    /// Contract §1: a reading may leave `heated_area_m2` out only when the station's config
+    /// sets it. Without either, the heat per m², the KPIs and the coordinator's share would
+    /// be computed on nothing, so such a reading is refused like any incomplete payload.
+    pub fn check_area(&self, r: Reading) -> Result<Reading, crate::ingest::decode::Reject> {
+        if r.heated_area_m2.is_none() && self.area_m2.is_none() {
+            return Err(crate::ingest::decode::Reject::Missing("heated_area_m2"));
+        }
+        Ok(r)
     }
 }
 

@@ -12,6 +12,7 @@ mod etcd;
 mod failover;
 mod fault_http;
 mod faults;
+mod mapping;
 mod modbus;
 mod operator;
 mod peer;

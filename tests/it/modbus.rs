@@ -257,9 +257,7 @@ async fn a_dead_and_a_refusing_plc_do_not_delay_the_others() {
     }
 }
 
-fn python() -> String {
-    std::env::var("HEATGRID_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
-}
+use util::python;
 
 /// The pymodbus PLC (`tests/peers/plc.py`, `--sparse`: it refuses reads that span addresses
 /// it does not hold), its port and its "WRITE …" / "COIL …" lines.

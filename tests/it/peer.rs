@@ -1,17 +1,42 @@
 //! An outside implementation: a Python station emulator (paho-mqtt) that speaks only the
 //! contract, over mosquitto, controlled by the engine and stored in VictoriaMetrics.
 
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use heatgrid::app;
 use heatgrid::config::Config;
 use heatgrid::stats::Stats;
 
-use crate::util::{self, error_k};
+use crate::util;
 
-fn python() -> String {
-    std::env::var("HEATGRID_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+/// The Python station emulator (`tests/peers/station.py`) speaking `format` (native, acme,
+/// bridge) as station `id`, for at most 90 s.
+pub fn emulator(port: u16, id: &str, format: &str) -> Child {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/station.py");
+    Command::new(util::python())
+        .args([script, "--port", &port.to_string(), "--duration", "90"])
+        .args(["--id", id, "--format", format])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the Python station emulator (python3 with paho-mqtt; see scripts/test.sh)")
+}
+
+/// Stops an emulator (closing its stdin) and returns its summary.
+pub async fn summary(mut child: Child) -> serde_json::Value {
+    drop(child.stdin.take());
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "emulator failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("emulator summary JSON")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,48 +62,12 @@ async fn python_station_emulator_is_controlled_and_stored() {
         "engine never subscribed"
     );
 
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/station.py");
-    let mut child = Command::new(python())
-        .args([
-            script,
-            "--port",
-            &broker.port.to_string(),
-            "--duration",
-            "60",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the Python station emulator (python3 with paho-mqtt; see scripts/test.sh)");
+    let child = emulator(broker.port, "peer-01", "native");
 
     // Supply at -5 °C outdoor on the default curve: 53.8 °C. Within ±1 K for 5 s running.
-    let mut held_since = None;
-    let settled = util::eventually(Duration::from_secs(55), || {
-        let st = engine.status();
-        let ok = st.first().and_then(error_k).is_some_and(|e| e <= 1.0);
-        let now = std::time::Instant::now();
-        match (ok, held_since) {
-            (true, None) => held_since = Some(now),
-            (false, _) => held_since = None,
-            _ => {}
-        }
-        held_since.is_some_and(|t| now - t >= Duration::from_secs(5))
-    })
-    .await;
+    let settled = util::all_held_within_1k(&engine, 1, Duration::from_secs(55)).await;
     let last = engine.status().first().cloned();
-    drop(child.stdin.take()); // asks the peer to stop and print its summary
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "peer failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("peer summary JSON");
+    let summary = summary(child).await;
     assert!(
         settled,
         "peer not controlled to its setpoint: {last:?}, peer {summary}"
@@ -95,12 +84,5 @@ async fn python_station_emulator_is_controlled_and_stored() {
         .await
     );
     engine.shutdown().await;
-    let stored = util::vm_wait_total(
-        vm.port,
-        "telemetry_supply_temp_c",
-        published as usize,
-        Duration::from_secs(30),
-    )
-    .await;
-    assert_eq!(stored as u64, published);
+    util::assert_all_telemetry_stored(vm.port, published).await;
 }

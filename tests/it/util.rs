@@ -42,6 +42,33 @@ fn wait_for_port(port: u16, what: &str) {
     }
 }
 
+/// Whether every station of `engine` (there are `n`) holds within ±1 K of its setpoint for
+/// 5 s running, waiting up to `timeout`.
+pub async fn all_held_within_1k(
+    engine: &heatgrid::app::EngineHandle,
+    n: usize,
+    timeout: Duration,
+) -> bool {
+    let mut held_since = None;
+    eventually(timeout, || {
+        let st = engine.status();
+        let ok = st.len() == n && st.iter().all(|s| error_k(s).is_some_and(|e| e <= 1.0));
+        let now = Instant::now();
+        match (ok, held_since) {
+            (true, None) => held_since = Some(now),
+            (false, _) => held_since = None,
+            _ => {}
+        }
+        held_since.is_some_and(|t| now - t >= Duration::from_secs(5))
+    })
+    .await
+}
+
+/// The Python with paho-mqtt and pymodbus (scripts/test.sh's virtualenv).
+pub fn python() -> String {
+    std::env::var("HEATGRID_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
 /// A child process killed (and reaped) on drop.
 pub struct Proc {
     pub child: Child,
@@ -234,6 +261,14 @@ pub async fn vm_wait_total(port: u16, metric: &str, expected: usize, timeout: Du
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Every one of `expected` telemetry points is in VictoriaMetrics (waits up to 30 s for them,
+/// then compares exactly: none lost, none twice).
+pub async fn assert_all_telemetry_stored(port: u16, expected: u64) {
+    let metric = "telemetry_supply_temp_c";
+    let stored = vm_wait_total(port, metric, expected as usize, Duration::from_secs(30)).await;
+    assert_eq!(stored as u64, expected, "{metric} points stored");
 }
 
 /// The engine's command sequence numbers in `data_dir`, as JSON `{station: seq}`.

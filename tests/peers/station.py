@@ -4,6 +4,16 @@ It knows only the MQTT contract (telemetry out, commands in), not heatgrid's cod
 first-order plant whose secondary supply temperature follows the primary valve position. Used
 by the integration tests to show that an outside implementation is controlled to its setpoint
 and that its points are stored. Prints a JSON summary on exit.
+
+--format picks what it speaks:
+  native  the contract (heating/station/ID/telemetry, …/command)
+  acme    a vendor gateway's nested JSON on acme/gw1/ID/data: temperatures in K, volume flow
+          in l/h, power in W, energy in MWh, actuator positions as fractions, time in Unix
+          seconds; commands on acme/gw1/ID/set as {"setpoint": {"flow_temp_k"}, "valve":
+          {"position"}, "pump": {"speed"}, "id", "validity_s"} in the same units
+  bridge  a heat-meter bridge: one value per topic, bridge/station/ID/tSupply, tReturn, flow
+          (l/h), valve, pump, as plain text; commands on bridge/station/ID/cmd as
+          {"valvePct", "pumpPct", "seq", "validFor"}
 """
 
 import argparse
@@ -22,7 +32,13 @@ def main() -> int:
     ap.add_argument("--prefix", default="heating")
     ap.add_argument("--period", type=float, default=0.5, help="telemetry period, s")
     ap.add_argument("--duration", type=float, default=60.0, help="longest run time, s")
+    ap.add_argument("--format", choices=["native", "acme", "bridge"], default="native")
     args = ap.parse_args()
+    command_topic = {
+        "native": f"{args.prefix}/station/{args.id}/command",
+        "acme": f"acme/gw1/{args.id}/set",
+        "bridge": f"bridge/station/{args.id}/cmd",
+    }[args.format]
 
     lock = threading.Lock()
     state = {
@@ -39,15 +55,21 @@ def main() -> int:
     }
 
     def on_connect(client, userdata, flags, reason_code, properties=None):
-        client.subscribe(f"{args.prefix}/station/{args.id}/command", qos=1)
+        client.subscribe(command_topic, qos=1)
+
+    def parse(cmd):
+        if args.format == "acme":
+            return (int(cmd["id"]), 100 * float(cmd["valve"]["position"]),
+                    100 * float(cmd["pump"]["speed"]), float(cmd["validity_s"]))
+        if args.format == "bridge":
+            return (int(cmd["seq"]), float(cmd["valvePct"]), float(cmd["pumpPct"]),
+                    float(cmd["validFor"]))
+        return (int(cmd["seq"]), float(cmd["valve_pct"]), float(cmd["pump_pct"]),
+                float(cmd["valid_for_s"]))
 
     def on_message(client, userdata, msg):
         try:
-            cmd = json.loads(msg.payload)
-            seq = int(cmd["seq"])
-            valve = float(cmd["valve_pct"])
-            pump = float(cmd["pump_pct"])
-            valid = float(cmd["valid_for_s"])
+            seq, valve, pump, valid = parse(json.loads(msg.payload))
         except (ValueError, KeyError, TypeError):
             with lock:
                 state["refused"] += 1
@@ -77,6 +99,42 @@ def main() -> int:
 
     threading.Thread(target=watch_stdin, daemon=True).start()
 
+    def publish(client, now, flow):
+        """One reading in the chosen format; True if every message of it was queued."""
+        supply, ret = state["supply"], state["supply"] - 12.0
+        if args.format == "acme":
+            payload = {
+                "time": round(now, 3),
+                "flow": {"temperature_k": round(supply + 273.15, 3), "volume_lh": round(flow * 1000, 1)},
+                "return": {"temperature_k": round(ret + 273.15, 3)},
+                "meter": {"power_w": round(1163 * flow * 12.0, 1), "energy_mwh": 1234.5},
+                "actuators": {"valve": round(state["valve"] / 100, 4), "pump": round(state["pump"] / 100, 4)},
+                "gateway": {"firmware": "2.1.7", "rssi_dbm": -61},
+            }
+            topics = [(f"acme/gw1/{args.id}/data", json.dumps(payload))]
+        elif args.format == "bridge":
+            base = f"bridge/station/{args.id}"
+            topics = [
+                (f"{base}/valve", f"{state['valve']:.2f}"),
+                (f"{base}/pump", f"{state['pump']:.2f}"),
+                (f"{base}/uptime", "86400"),  # not mapped: ignored by the engine
+                (f"{base}/tSupply", f"{supply:.3f}"),
+                (f"{base}/tReturn", f"{ret:.3f}"),
+                (f"{base}/flow", f"{flow * 1000:.1f}"),
+            ]
+        else:
+            payload = {
+                "ts": int(now * 1000),
+                "supply_temp_c": round(supply, 3),
+                "return_temp_c": round(ret, 3),
+                "flow_m3h": round(flow, 2),
+                "heated_area_m2": 80000,
+                "valve_pct": round(state["valve"], 2),
+                "pump_pct": round(state["pump"], 2),
+            }
+            topics = [(f"{args.prefix}/station/{args.id}/telemetry", json.dumps(payload))]
+        return all(client.publish(t, p, qos=1).rc == mqtt.MQTT_ERR_SUCCESS for t, p in topics)
+
     tau = 10.0  # s, plant time constant
     step = 0.05
     end = time.time() + args.duration
@@ -96,17 +154,8 @@ def main() -> int:
             if now >= next_pub:
                 next_pub += args.period
                 flow = 2.6 * state["pump"]
-                payload = {
-                    "ts": int(now * 1000),
-                    "supply_temp_c": round(state["supply"], 3),
-                    "return_temp_c": round(state["supply"] - 12.0, 3),
-                    "flow_m3h": round(flow, 2),
-                    "heated_area_m2": 80000,
-                    "valve_pct": round(state["valve"], 2),
-                    "pump_pct": round(state["pump"], 2),
-                }
-                info = client.publish(f"{args.prefix}/station/{args.id}/telemetry", json.dumps(payload), qos=1)
-                if info.rc == mqtt.MQTT_ERR_SUCCESS:
+                sent = publish(client, now, flow)
+                if sent:
                     state["published"] += 1
         time.sleep(step)
 

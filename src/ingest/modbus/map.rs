@@ -428,15 +428,6 @@ impl RegisterMap {
         runs.sort_by_key(|(_, seq)| *seq);
         Ok(runs.into_iter().map(|(run, _)| run).collect())
     }
-
-    /// The value a `mode` register carries: 0 auto, 1 manual, 2 hold.
-    pub fn mode_value(mode: crate::model::Mode) -> f64 {
-        match mode {
-            crate::model::Mode::Auto => 0.0,
-            crate::model::Mode::Manual => 1.0,
-            crate::model::Mode::Hold => 2.0,
-        }
-    }
 }
 
 #[cfg(test)]

@@ -384,7 +384,9 @@ impl Poller {
         }
         self.plan = plan;
         let payload = serde_json::Value::Object(obj).to_string();
-        match decode::decode(&self.cfg.station, payload.as_bytes(), ts, &self.limits) {
+        let decoded = decode::decode(&self.cfg.station, payload.as_bytes(), ts, &self.limits)
+            .and_then(|r| self.slot.check_area(r));
+        match decoded {
             Ok(reading) => {
                 let mut out = slot::Gathered::new(self.store.clone(), self.slot.trigger.clone());
                 slot::accept(&self.slot, reading, &mut out, &self.stats);

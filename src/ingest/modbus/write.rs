@@ -7,9 +7,8 @@ use std::sync::atomic::Ordering;
 use tokio_modbus::client::Writer;
 use tracing::warn;
 
-use super::map::{RegisterMap, Table, WriteRun};
+use super::map::{Table, WriteRun};
 use super::poller::{Failure, Poller};
-use crate::model::Command;
 use crate::store::record::Record;
 
 impl Poller {
@@ -30,7 +29,7 @@ impl Poller {
             self.pending = None;
             return;
         }
-        let runs = match self.cfg.map.write_plan(|f| command_value(&cmd, f)) {
+        let runs = match self.cfg.map.write_plan(|f| cmd.field_value(f)) {
             Ok(r) => r,
             Err(e) => {
                 // Not retryable: the same values would fail again.
@@ -125,23 +124,4 @@ impl Poller {
             .fetch_add(1, Ordering::Relaxed);
         self.stats.commands_failed.fetch_add(1, Ordering::Relaxed);
     }
-}
-
-/// The engineering value of command field `field`.
-pub fn command_value(cmd: &Command, field: &str) -> Option<f64> {
-    Some(match field {
-        "supply_setpoint_c" => cmd.supply_setpoint_c,
-        "valve_pct" => cmd.valve_pct,
-        "pump_pct" => cmd.pump_pct,
-        "flow_setpoint_m3h" => cmd.flow_setpoint_m3h,
-        "mode" => RegisterMap::mode_value(cmd.mode),
-        "valid_for_s" => cmd.valid_for_s as f64,
-        "seq" => cmd.seq as f64,
-        // In a cluster, the owner's epoch (0 alone): a PLC that can, compares (epoch, seq).
-        "epoch" => cmd.epoch.unwrap_or(0) as f64,
-        // On/off values for coils: the pump runs when it is given a speed; manual mode.
-        "pump_enable" => (cmd.pump_pct > 0.0) as u8 as f64,
-        "manual_mode" => (cmd.mode == crate::model::Mode::Manual) as u8 as f64,
-        _ => return None,
-    })
 }
