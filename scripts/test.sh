@@ -6,7 +6,8 @@
 #    protoc (etcd-client's build) and a Python virtualenv with
 #    paho-mqtt and pymodbus for the independent peers (tests/peers/station.py, plc.py),
 #    Debian's mbpoll (a Modbus master we did not write), and Chromium with chromedriver (the
-#    web control room's browser test), and systemd-analyze (the package's unit); cargo-deb
+#    web control room's browser test), systemd-analyze (the package's unit) and socat (a
+#    serial line for the Modbus RTU test); cargo-deb
 #    comes from crates.io (scripts/package.sh).
 # 2. Runs cargo fmt --check, the import-cycle check (scripts/check-cycles.py), clippy
 #    -D warnings, every test of the workspace, builds and checks the Debian package
@@ -36,6 +37,8 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 # systemd-analyze verifies the Debian package's unit (scripts/package-test.sh).
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+# socat makes the pseudo-terminal pair of the Modbus RTU test (tests/it/modbus.rs).
+command -v socat >/dev/null 2>&1 || missing+=(socat)
 if [ ${#missing[@]} -gt 0 ]; then
   log "Installing ${missing[*]} (Debian packages)"
   SUDO=""

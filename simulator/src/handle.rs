@@ -46,18 +46,7 @@ pub async fn spawn(cfg: SimConfig) -> SimHandle {
         stations,
         modbus_map.as_deref(),
     )));
-    let (modbus_addrs, modbus_tasks) = match (&cfg.modbus, modbus_map.clone()) {
-        (Some(m), Some(map)) => {
-            match modbus::serve(shared.clone(), map, &m.host, m.base_port, n).await {
-                Ok(r) => r,
-                Err(e) => {
-                    warn!(error = %e, "Simulator cannot listen for Modbus.");
-                    (Vec::new(), Vec::new())
-                }
-            }
-        }
-        _ => (Vec::new(), Vec::new()),
-    };
+    let (modbus_addrs, modbus_tasks) = serve_modbus(&cfg, &shared, modbus_map.clone(), n).await;
     let over_modbus = cfg.modbus.is_some();
 
     let (client, el) = live::client(&cfg);
@@ -303,5 +292,50 @@ impl SimHandle {
             el.abort();
         }
         snapshot
+    }
+}
+
+/// The stations' Modbus face, as configured: one TCP listener each, one gateway listener for
+/// all, or one RTU serial line for all. Returns the listening addresses and the server tasks.
+async fn serve_modbus(
+    cfg: &SimConfig,
+    shared: &Arc<Mutex<Shared>>,
+    modbus_map: Option<Arc<modbus::SimMap>>,
+    n: usize,
+) -> (Vec<std::net::SocketAddr>, Vec<tokio::task::JoinHandle<()>>) {
+    match (&cfg.modbus, modbus_map.clone()) {
+        (Some(m), Some(map)) if m.rtu.is_some() => {
+            let (path, baud) = m.rtu.clone().unwrap_or_default();
+            match crate::modbus_bus::serve(shared.clone(), map, &path, baud, n) {
+                Ok(task) => (Vec::new(), vec![task]),
+                Err(e) => {
+                    warn!(error = %e, path, "Simulator cannot open its Modbus RTU line.");
+                    (Vec::new(), Vec::new())
+                }
+            }
+        }
+        (Some(m), Some(map)) if m.gateway => {
+            match tokio::net::TcpListener::bind((m.host.as_str(), m.base_port)).await {
+                Ok(l) => {
+                    let addr = l.local_addr().ok();
+                    let task = crate::modbus_bus::serve_gateway(shared.clone(), map, l, n);
+                    (addr.into_iter().collect(), vec![task])
+                }
+                Err(e) => {
+                    warn!(error = %e, "Simulator cannot listen for Modbus.");
+                    (Vec::new(), Vec::new())
+                }
+            }
+        }
+        (Some(m), Some(map)) => {
+            match modbus::serve(shared.clone(), map, &m.host, m.base_port, n).await {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(error = %e, "Simulator cannot listen for Modbus.");
+                    (Vec::new(), Vec::new())
+                }
+            }
+        }
+        _ => (Vec::new(), Vec::new()),
     }
 }

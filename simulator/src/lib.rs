@@ -17,6 +17,7 @@ mod handle;
 mod kpis;
 mod live;
 pub mod modbus;
+mod modbus_bus;
 pub mod plant;
 pub mod scenario;
 mod shared;
@@ -108,6 +109,12 @@ pub struct SimModbus {
     pub map: String,
     /// Faults from the start, by station id.
     pub faults: Vec<(String, ModbusFault)>,
+    /// Serve the stations as units 1…N of one Modbus RTU line on this serial device (and
+    /// its baud rate) instead of one TCP listener each.
+    pub rtu: Option<(String, u32)>,
+    /// Serve the stations as units 1…N behind one Modbus TCP listener (an RTU-to-TCP
+    /// gateway) instead of one listener each.
+    pub gateway: bool,
 }
 
 /// The default register map (`config/modbus/heatgrid-sim.toml`).
@@ -120,6 +127,8 @@ impl Default for SimModbus {
             base_port: 0,
             map: DEFAULT_MAP.into(),
             faults: Vec::new(),
+            rtu: None,
+            gateway: false,
         }
     }
 }

@@ -53,6 +53,17 @@ struct Args {
     /// Modbus: this station's PLC answers every request with exception 2 (repeatable).
     #[arg(long, requires = "modbus_base_port")]
     modbus_refuse: Vec<String>,
+    /// Modbus: serve every station as units 1…N behind the one port --modbus-base-port (an
+    /// RTU-to-TCP gateway) instead of a port each.
+    #[arg(long, requires = "modbus_base_port")]
+    modbus_gateway: bool,
+    /// Modbus RTU: serve every station as units 1…N on this serial device (8E1), e.g. one end
+    /// of `socat pty,raw,echo=0,link=/tmp/sim pty,raw,echo=0,link=/tmp/engine`.
+    #[arg(long, requires = "modbus_base_port")]
+    modbus_rtu: Option<String>,
+    /// Modbus RTU: the line's baud rate.
+    #[arg(long, default_value_t = 9600)]
+    modbus_baud: u32,
     /// Stop after this many wall-clock seconds (default: run until Ctrl-C).
     #[arg(long)]
     duration_s: Option<f64>,
@@ -199,6 +210,8 @@ fn modbus_settings(a: &Args) -> Result<Option<heatgrid_sim::SimModbus>, String> 
         base_port: port,
         map,
         faults: dead.chain(refuse).collect(),
+        rtu: a.modbus_rtu.clone().map(|p| (p, a.modbus_baud)),
+        gateway: a.modbus_gateway,
     }))
 }
 

@@ -208,10 +208,10 @@ type Reply = Pin<Box<dyn Future<Output = Result<Response, ExceptionCode>> + Send
 
 /// One station's PLC.
 #[derive(Debug)]
-struct Plc {
-    shared: Arc<Mutex<Shared>>,
-    index: usize,
-    map: Arc<SimMap>,
+pub(crate) struct Plc {
+    pub(crate) shared: Arc<Mutex<Shared>>,
+    pub(crate) index: usize,
+    pub(crate) map: Arc<SimMap>,
 }
 
 impl Plc {
@@ -230,7 +230,15 @@ impl Plc {
         image
     }
 
-    fn handle(&self, req: Request<'static>) -> Result<Response, ExceptionCode> {
+    /// Whether the station's fault is `Dead` (it never answers).
+    pub(crate) fn dead(&self) -> bool {
+        self.shared
+            .lock()
+            .map(|sh| sh.modbus_faults[self.index] == ModbusFault::Dead)
+            .unwrap_or(false)
+    }
+
+    pub(crate) fn handle(&self, req: Request<'static>) -> Result<Response, ExceptionCode> {
         let mut sh = self
             .shared
             .lock()
@@ -328,12 +336,7 @@ impl tokio_modbus::server::Service for Plc {
     type Future = Reply;
 
     fn call(&self, req: Self::Request) -> Self::Future {
-        let dead = self
-            .shared
-            .lock()
-            .map(|sh| sh.modbus_faults[self.index] == ModbusFault::Dead)
-            .unwrap_or(false);
-        if dead {
+        if self.dead() {
             return Box::pin(std::future::pending());
         }
         let r = self.handle(req);

@@ -4,13 +4,16 @@
 use std::collections::HashMap;
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tracing::info;
 
 use super::common::Common;
 use super::stage::Stage;
+use crate::config::Config;
 use crate::ingest::event_loop::{run_event_loop, LoopSettings};
+use crate::ingest::modbus::line::LineHandle;
 use crate::ingest::mqtt::{self, Link, Presence};
 use crate::ingest::slot::{StationSlot, Weather};
 use crate::ingest::Ingest;
@@ -90,6 +93,7 @@ pub(super) fn start_modbus(
     stage: &Stage,
 ) -> Vec<Option<watch::Sender<Option<Command>>>> {
     let (cfg, store, stats) = (c.cfg, c.store, c.stats);
+    let lines = start_lines(cfg, stage);
     let mut senders = Vec::with_capacity(slots.len());
     for (station, slot) in cfg.stations.iter().zip(slots) {
         let Some(m) = &station.modbus else {
@@ -98,20 +102,52 @@ pub(super) fn start_modbus(
         };
         let (tx, rx) = watch::channel(None);
         senders.push(Some(tx));
+        let mut m = m.clone();
+        m.line = lines.get(&m.transport.key()).cloned();
+        let retry_for = cfg.tick.max(m.interval);
         stage.spawn(crate::ingest::modbus::poller::run(
-            m.clone(),
+            m,
             slot.clone(),
             store.clone(),
             stats.clone(),
             cfg.decode,
-            cfg.tick.max(m.interval),
+            retry_for,
             rx,
             stage.token(),
         ));
     }
     let pollers = senders.iter().flatten().count();
     if pollers > 0 {
-        info!(stations = pollers, "Modbus pollers started.");
+        info!(
+            stations = pollers,
+            lines = lines.len(),
+            "Modbus pollers started."
+        );
     }
     senders
+}
+
+/// One task per shared line: every serial port and RTU-over-TCP address, and every Modbus
+/// TCP address that several stations (unit ids behind a gateway) share. A Modbus TCP station
+/// alone at its address keeps its own connection.
+fn start_lines(cfg: &Config, stage: &Stage) -> HashMap<String, LineHandle> {
+    use crate::ingest::modbus::line::{self, Transport};
+    let mut by_key: HashMap<String, (Transport, usize, Option<Duration>)> = HashMap::new();
+    for m in cfg.stations.iter().filter_map(|s| s.modbus.as_ref()) {
+        let e = by_key
+            .entry(m.transport.key())
+            .or_insert((m.transport.clone(), 0, m.frame_gap));
+        e.1 += 1;
+        e.2 = e.2.or(m.frame_gap);
+    }
+    by_key
+        .into_iter()
+        .filter(|(_, (t, n, _))| *n > 1 || !matches!(t, Transport::Tcp(_)))
+        .map(|(key, (transport, n, gap))| {
+            let gap = gap.unwrap_or_else(|| transport.default_gap());
+            let (handle, task) = line::spawn(transport, gap, n, stage.token());
+            stage.spawn(task);
+            (key, handle)
+        })
+        .collect()
 }

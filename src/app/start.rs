@@ -308,7 +308,7 @@ fn control_stations(cfg: &Config, slots: Vec<Arc<StationSlot>>) -> Vec<Station> 
             let mut ctrl = StationController::new(c.params.clone(), dt_s);
             ctrl.set_mode(c.mode, None);
             let link = match (&c.modbus, &c.mapping) {
-                (Some(m), _) => format!("modbus tcp://{} unit {}", m.address, m.unit_id),
+                (Some(m), _) => format!("modbus {} unit {}", m.transport.key(), m.unit_id),
                 (None, Some(m)) if m.command.is_none() => {
                     format!("mqtt mapping {} (monitor only)", m.name)
                 }

@@ -229,6 +229,52 @@ mod tests {
     }
 
     #[test]
+    fn a_station_is_reached_by_exactly_one_transport_each_checked() {
+        use crate::ingest::modbus::line::{Parity, Transport};
+        let dir = tempfile::tempdir().unwrap();
+        let good = include_str!("../../config/modbus/heatgrid-sim.toml");
+        std::fs::write(dir.path().join("m.toml"), good).unwrap();
+        let text = "[[station]]\nid = \"a\"\nmodbus = { serial = { port = \"/dev/ttyUSB0\", baud_rate = 19200, parity = \"none\", stop_bits = 2 }, unit_id = 4, map = \"m.toml\" }\n\
+            [[station]]\nid = \"b\"\nmodbus = { address = \"10.0.0.9:4001\", framing = \"rtu\", map = \"m.toml\", frame_gap_ms = 5 }\n";
+        let c = Config::parse_in(text, &no_env, dir.path()).unwrap();
+        let (a, b) = (
+            c.stations[0].modbus.as_ref().unwrap(),
+            c.stations[1].modbus.as_ref().unwrap(),
+        );
+        match &a.transport {
+            Transport::Serial(s) => {
+                assert_eq!((s.port.as_str(), s.baud_rate), ("/dev/ttyUSB0", 19_200));
+                assert_eq!((s.parity, s.stop_bits, s.data_bits), (Parity::None, 2, 8));
+            }
+            t => panic!("{t:?}"),
+        }
+        // 3.5 characters of 11 bits at 19,200 baud: 2.005 ms.
+        assert!(a.transport.default_gap() >= Duration::from_millis(2));
+        assert_eq!(b.transport, Transport::RtuOverTcp("10.0.0.9:4001".into()));
+        assert_eq!(b.frame_gap, Some(Duration::from_millis(5)));
+        assert_eq!(b.transport.key(), "rtu+tcp://10.0.0.9:4001");
+
+        let text = "[[station]]\nid = \"a\"\nmodbus = { map = \"m.toml\" }\n\
+            [[station]]\nid = \"b\"\nmodbus = { address = \"h:1\", serial = { port = \"/dev/ttyS0\" }, map = \"m.toml\" }\n\
+            [[station]]\nid = \"c\"\nmodbus = { serial = { port = \"/dev/ttyS0\", baud_rate = 7, parity = \"mark\", stop_bits = 3, data_bits = 5 }, map = \"m.toml\" }\n\
+            [[station]]\nid = \"d\"\nmodbus = { address = \"h:1\", framing = \"ascii\", map = \"m.toml\" }\n";
+        let errs = Config::parse_in(text, &no_env, dir.path())
+            .unwrap_err()
+            .join("\n");
+        for want in [
+            "station[0] \"a\".modbus: give either address",
+            "station[1] \"b\".modbus: give either address",
+            "serial.baud_rate: 7 must be 300–921600",
+            "serial.parity: \"mark\" is not none, even or odd",
+            "serial.stop_bits: 3 must be 1 or 2",
+            "serial.data_bits: 5 must be 7 or 8",
+            "station[3] \"d\".modbus.framing: \"ascii\"",
+        ] {
+            assert!(errs.contains(want), "{want:?} not in:\n{errs}");
+        }
+    }
+
+    #[test]
     fn the_shipped_example_is_valid() {
         let env = |k: &str| match k {
             "HEATGRID_INFLUX_TOKEN" => Some("t".to_owned()),

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::raw::RawModbus;
 use super::Errors;
+use crate::ingest::modbus::line::{Parity, SerialSettings, Transport};
 use crate::ingest::modbus::map::RegisterMap;
 use crate::model::StationId;
 
@@ -29,17 +30,7 @@ pub(super) fn modbus_station(
 ) -> Option<crate::ingest::modbus::poller::PollerConfig> {
     let place = format!("{place}.modbus");
     let n = v.0.len();
-    let address = if m.address.contains(':') {
-        m.address.clone()
-    } else {
-        format!("{}:502", m.address)
-    };
-    v.check(
-        address
-            .rsplit_once(':')
-            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0)),
-        format!("{place}.address: {:?} is not host:port", m.address),
-    );
+    let (address, transport) = transport(m, &place, v);
     v.check(
         (1..=255).contains(&m.unit_id),
         format!(
@@ -96,6 +87,9 @@ pub(super) fn modbus_station(
     Some(crate::ingest::modbus::poller::PollerConfig {
         station: id.clone(),
         address,
+        transport,
+        frame_gap: m.frame_gap_ms.map(Duration::from_millis),
+        line: None,
         unit_id: m.unit_id as u8,
         interval: Duration::from_secs_f64(m.poll_interval_s),
         timeout: Duration::from_millis(m.timeout_ms),
@@ -104,4 +98,85 @@ pub(super) fn modbus_station(
         max_gap: m.max_gap,
         map: map?,
     })
+}
+
+/// Where the station is: a TCP address (Modbus TCP, or RTU frames over TCP) or a serial port
+/// (Modbus RTU), exactly one of them. Returns the text shown in logs and the transport.
+fn transport(m: &RawModbus, place: &str, v: &mut Errors) -> (String, Transport) {
+    match (&m.address, &m.serial) {
+        (Some(a), None) => {
+            let address = if a.contains(':') {
+                a.clone()
+            } else {
+                format!("{a}:502")
+            };
+            v.check(
+                address
+                    .rsplit_once(':')
+                    .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0)),
+                format!("{place}.address: {a:?} is not host:port"),
+            );
+            let t = match m.framing.as_str() {
+                "tcp" => Transport::Tcp(address.clone()),
+                "rtu" => Transport::RtuOverTcp(address.clone()),
+                f => {
+                    v.push(format!(
+                        "{place}.framing: {f:?} is neither \"tcp\" (Modbus TCP) nor \"rtu\" (RTU frames over TCP)"
+                    ));
+                    Transport::Tcp(address.clone())
+                }
+            };
+            (address, t)
+        }
+        (None, Some(s)) => {
+            v.check(
+                m.framing == "tcp" || m.framing == "rtu",
+                format!("{place}.framing: a serial line is always RTU; leave framing out"),
+            );
+            v.check(
+                !s.port.is_empty(),
+                format!("{place}.serial.port: must not be empty"),
+            );
+            v.check(
+                (300..=921_600).contains(&s.baud_rate),
+                format!(
+                    "{place}.serial.baud_rate: {} must be 300–921600",
+                    s.baud_rate
+                ),
+            );
+            let parity = match s.parity.as_str() {
+                "none" => Parity::None,
+                "even" => Parity::Even,
+                "odd" => Parity::Odd,
+                p => {
+                    v.push(format!(
+                        "{place}.serial.parity: {p:?} is not none, even or odd"
+                    ));
+                    Parity::Even
+                }
+            };
+            v.check(
+                matches!(s.stop_bits, 1 | 2),
+                format!("{place}.serial.stop_bits: {} must be 1 or 2", s.stop_bits),
+            );
+            v.check(
+                matches!(s.data_bits, 7 | 8),
+                format!("{place}.serial.data_bits: {} must be 7 or 8", s.data_bits),
+            );
+            let settings = SerialSettings {
+                port: s.port.clone(),
+                baud_rate: s.baud_rate,
+                parity,
+                stop_bits: s.stop_bits,
+                data_bits: s.data_bits,
+            };
+            (s.port.clone(), Transport::Serial(settings))
+        }
+        _ => {
+            v.push(format!(
+                "{place}: give either address (Modbus TCP, or RTU over TCP with framing = \"rtu\") or serial (Modbus RTU)"
+            ));
+            (String::new(), Transport::Tcp(String::new()))
+        }
+    }
 }

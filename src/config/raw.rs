@@ -307,8 +307,16 @@ pub(super) struct RawStation {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawModbus {
-    /// `host:port` or `host` (port 502).
-    pub(super) address: String,
+    /// `host:port` or `host` (port 502); or else `serial`.
+    pub(super) address: Option<String>,
+    /// Modbus RTU on a serial port.
+    pub(super) serial: Option<RawSerial>,
+    /// With `address`: "tcp" (Modbus TCP, the default) or "rtu" (RTU frames over TCP, a
+    /// transparent serial server).
+    #[serde(default = "default_framing")]
+    pub(super) framing: String,
+    /// Gap between two requests on a shared line (default: 3.5 characters on serial).
+    pub(super) frame_gap_ms: Option<u64>,
     /// Register map file; a relative path is relative to the config file.
     pub(super) map: String,
     #[serde(default = "default_unit_id")]
@@ -324,6 +332,36 @@ pub(super) struct RawModbus {
     /// Unmapped registers a coalesced read may span between two mapped ones.
     #[serde(default = "default_max_gap")]
     pub(super) max_gap: u16,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSerial {
+    pub(super) port: String,
+    #[serde(default = "default_baud_rate")]
+    pub(super) baud_rate: u32,
+    #[serde(default = "default_parity")]
+    pub(super) parity: String,
+    #[serde(default = "one_u8")]
+    pub(super) stop_bits: u8,
+    #[serde(default = "eight_u8")]
+    pub(super) data_bits: u8,
+}
+
+pub(super) fn default_framing() -> String {
+    "tcp".into()
+}
+fn default_baud_rate() -> u32 {
+    9600
+}
+fn default_parity() -> String {
+    "even".into()
+}
+fn one_u8() -> u8 {
+    1
+}
+fn eight_u8() -> u8 {
+    8
 }
 
 pub(super) fn default_max_gap() -> u16 {

@@ -646,3 +646,139 @@ async fn plcs_closing_connections_or_rebooting_recover_without_restart() {
     engine.shutdown().await;
     assert!(views[1].engine_in_control, "{:?}", views[1]);
 }
+
+/// Three stations as units 1–3 of one bus, reached `via` a serial line (Modbus RTU: the
+/// simulator on one end of a `socat` pseudo-terminal pair, the engine on the other) or a
+/// gateway (one Modbus TCP address with the three unit ids behind it). Either way the engine
+/// sends one request at a time. Unit 2 is dead (silent, as on a real bus): it costs the line
+/// its timeout per request and nothing more; units 1 and 3 are read, controlled and written
+/// every cycle.
+async fn one_bus_with_a_dead_unit(via: &str) {
+    let broker = util::mosquitto();
+    let dir = tempfile::tempdir().unwrap();
+    let (sim_end, engine_end) = (dir.path().join("sim-tty"), dir.path().join("engine-tty"));
+    let mut _socat = None;
+    let mut modbus = SimModbus {
+        faults: vec![("rtu-002".into(), ModbusFault::Dead)],
+        ..SimModbus::default()
+    };
+    if via == "serial" {
+        let socat = Command::new("socat")
+            .arg(format!("pty,raw,echo=0,link={}", sim_end.display()))
+            .arg(format!("pty,raw,echo=0,link={}", engine_end.display()))
+            .spawn()
+            .expect("socat (scripts/test.sh installs it)");
+        _socat = Some(util::Proc {
+            child: socat,
+            port: 0,
+            _dir: None,
+        });
+        let linked = util::eventually(Duration::from_secs(10), || {
+            sim_end.exists() && engine_end.exists()
+        })
+        .await;
+        assert!(linked, "socat made no pseudo-terminal pair");
+        modbus.rtu = Some((sim_end.display().to_string(), 38_400));
+    } else {
+        modbus.gateway = true;
+    }
+    let plcs = heatgrid_sim::spawn(SimConfig {
+        stations: 3,
+        id_prefix: "rtu-".into(),
+        speed: SPEED,
+        modbus: Some(modbus),
+        ..SimConfig::default()
+    })
+    .await;
+    let link = match plcs.modbus_addrs().first() {
+        Some(gateway) => format!("address = \"{gateway}\""),
+        None => format!(
+            "serial = {{ port = {:?}, baud_rate = 38400 }}",
+            engine_end.display().to_string()
+        ),
+    };
+    let mut text = engine_head(dir.path(), broker.port, 2.0);
+    for unit in 1..=3 {
+        text.push_str(&format!(
+            "[[station]]\nid = \"rtu-{unit:03}\"\nmodbus = {{ {link}, unit_id = {unit}, map = {:?}, poll_interval_s = 1, timeout_ms = 250 }}\n",
+            sim_map_path(),
+        ));
+    }
+    let cfg = Config::parse(&text, &|_| None).unwrap_or_else(|e| panic!("{e:#?}"));
+    let engine = app::start(cfg).await.unwrap();
+    let live = util::eventually(Duration::from_secs(30), || {
+        let st = engine.status();
+        ["rtu-001", "rtu-003"].iter().all(|id| {
+            st.iter()
+                .any(|s| s.id.as_str() == *id && s.reading.is_some() && s.acked_seq > 3)
+        })
+    })
+    .await;
+    // Over 6 s of steady polling, the live units answer (nearly) every cycle while the dead
+    // one times out every cycle.
+    let counts = |id: &str| {
+        let c = engine
+            .modbus_counters()
+            .iter()
+            .find(|(s, _)| s.as_str() == id)
+            .map(|(_, c)| c.clone())
+            .unwrap();
+        (
+            c.cycles.load(Ordering::Relaxed),
+            c.polls_ok.load(Ordering::Relaxed),
+            c.timeouts.load(Ordering::Relaxed),
+        )
+    };
+    let before: Vec<_> = ["rtu-001", "rtu-002", "rtu-003"].map(counts).into();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let after: Vec<_> = ["rtu-001", "rtu-002", "rtu-003"].map(counts).into();
+    let status = engine.status();
+    let alarms = engine.alarms();
+    engine.shutdown().await;
+    plcs.stop().await;
+    assert!(
+        live,
+        "the live units were not read and commanded: {status:?}"
+    );
+    for (k, id) in ["rtu-001", "rtu-003"].iter().enumerate() {
+        let i = if k == 0 { 0 } else { 2 };
+        let cycles = after[i].0 - before[i].0;
+        let ok = after[i].1 - before[i].1;
+        assert!(
+            cycles >= 5 && ok + 1 >= cycles,
+            "{id}: {ok} of {cycles} cycles read"
+        );
+    }
+    assert_eq!(after[1].1, 0, "the dead unit never answered");
+    assert!(after[1].2 > before[1].2, "the dead unit timed out");
+    let st = |id: &str| status.iter().find(|s| s.id.as_str() == id).unwrap().clone();
+    assert!(st("rtu-002").stale);
+    assert!(!st("rtu-001").stale && !st("rtu-003").stale);
+    let scheme = if via == "serial" {
+        "modbus rtu://"
+    } else {
+        "modbus tcp://"
+    };
+    assert!(
+        st("rtu-001").link.starts_with(scheme),
+        "{}",
+        st("rtu-001").link
+    );
+    assert!(
+        alarms.active.iter().any(|a| a.station == "rtu-002"
+            && a.kind.as_str() == "comm_lost"
+            && a.message.contains("no answer")),
+        "{:?}",
+        alarms.active
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtu_units_on_one_serial_line_are_polled_in_turn_and_a_dead_one_stalls_nobody() {
+    one_bus_with_a_dead_unit("serial").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn units_behind_one_gateway_address_are_polled_in_turn_and_a_dead_one_stalls_nobody() {
+    one_bus_with_a_dead_unit("gateway").await;
+}

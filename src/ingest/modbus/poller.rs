@@ -30,6 +30,7 @@ use tokio_modbus::Slave;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use super::line::{self, LineHandle, Transport};
 use super::map::{ReadBlock, RegisterMap, Table};
 use crate::backoff::Backoff;
 use crate::ingest::decode::{self, DecodeLimits};
@@ -42,8 +43,16 @@ use crate::store::StoreHandle;
 #[derive(Debug, Clone)]
 pub struct PollerConfig {
     pub station: StationId,
-    /// `host:port` (resolved at each connect, so a DNS change is picked up).
+    /// Where the station is, for logs and the status view: `host:port` or the serial port.
     pub address: String,
+    /// How it is reached (a TCP address is resolved at each connect, so a DNS change is
+    /// picked up).
+    pub transport: Transport,
+    /// The gap a shared line keeps between two requests (`None`: the transport's default).
+    pub frame_gap: Option<Duration>,
+    /// The shared line the station is on (set when the engine starts; `None`: its own TCP
+    /// connection).
+    pub line: Option<LineHandle>,
     pub unit_id: u8,
     pub interval: Duration,
     pub timeout: Duration,
@@ -66,6 +75,16 @@ pub(super) enum Failure {
 }
 
 impl Failure {
+    /// A transport error (a shared line says when a unit did not answer in time).
+    pub(super) fn from_transport(e: tokio_modbus::Error) -> Self {
+        match e {
+            tokio_modbus::Error::Transport(io) if io.kind() == std::io::ErrorKind::TimedOut => {
+                Failure::Timeout
+            }
+            e => Failure::Link(e.to_string()),
+        }
+    }
+
     pub(super) fn keeps_connection(&self) -> bool {
         matches!(self, Failure::Exception(_))
     }
@@ -201,7 +220,11 @@ impl Poller {
             if Instant::now() < self.reconnect_at {
                 return None;
             }
-            match connect(&self.cfg.address, self.cfg.unit_id, self.cfg.timeout).await {
+            let connected = match &self.cfg.line {
+                Some(l) => Ok(line::attach(l, self.cfg.unit_id, self.cfg.timeout)),
+                None => connect(&self.cfg.address, self.cfg.unit_id, self.cfg.timeout).await,
+            };
+            match connected {
                 Ok(ctx) => {
                     self.counters.connects.fetch_add(1, Ordering::Relaxed);
                     self.ctx = Some(ctx);
@@ -258,13 +281,21 @@ impl Poller {
             .unwrap_or_else(|p| p.into_inner()) = None;
     }
 
+    /// How long one request may take from the poller's side: its timeout, and on a shared
+    /// line also the requests of the other units that may be queued ahead of it (each bounded
+    /// by the line's own timeout).
+    pub(super) fn wait(&self) -> Duration {
+        let ahead = self.cfg.line.as_ref().map_or(0, |l| l.members as u32);
+        self.cfg.timeout * (ahead + 1)
+    }
+
     /// Reads every block of the plan on the open connection (connecting first if allowed).
     /// `Ok(None)`: no connection this cycle (backoff running or connect failed, recorded).
     async fn read_all(
         &mut self,
         plan: &[ReadBlock],
     ) -> Result<Option<Vec<Vec<u16>>>, (String, Failure)> {
-        let timeout = self.cfg.timeout;
+        let timeout = self.wait();
         let counters = self.counters.clone();
         let Some(ctx) = self.connection().await else {
             return Ok(None);
@@ -286,7 +317,7 @@ impl Poller {
             };
             let r = match reply {
                 Err(_) => Err(Failure::Timeout),
-                Ok(Err(e)) => Err(Failure::Link(e.to_string())),
+                Ok(Err(e)) => Err(Failure::from_transport(e)),
                 Ok(Ok(Err(exc))) => Err(Failure::Exception(format!("{exc:?}"))),
                 Ok(Ok(Ok(w))) if w.len() != b.count as usize => Err(Failure::Link(format!(
                     "{} words in the reply, {} asked",

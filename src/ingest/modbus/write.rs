@@ -89,7 +89,7 @@ impl Poller {
     /// Writes every run on the open connection (connecting first if allowed). `Ok(false)`:
     /// no connection this time (backoff running or connect failed, recorded).
     async fn write_all(&mut self, runs: &[WriteRun]) -> Result<bool, (String, Failure)> {
-        let timeout = self.cfg.timeout;
+        let timeout = self.wait();
         let single = self.cfg.map.write_function == super::map::WriteFunction::Single;
         let Some(ctx) = self.connection().await else {
             return Ok(false);
@@ -106,7 +106,7 @@ impl Poller {
             };
             let r = match reply {
                 Err(_) => Err(Failure::Timeout),
-                Ok(Err(e)) => Err(Failure::Link(e.to_string())),
+                Ok(Err(e)) => Err(Failure::from_transport(e)),
                 Ok(Ok(Err(exc))) => Err(Failure::Exception(format!("{exc:?}"))),
                 Ok(Ok(Ok(()))) => Ok(()),
             };
