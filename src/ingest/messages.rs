@@ -334,7 +334,7 @@ impl Handler for Ingest {
             }
             Event::Subscribed => {
                 let n = stats.mqtt_subacks.fetch_add(1, Ordering::Relaxed) + 1;
-                if n % SUBSCRIPTIONS as u64 == 0 {
+                if n % (SUBSCRIPTIONS + self.mappings.len()) as u64 == 0 {
                     info!("MQTT subscriptions confirmed.");
                 }
             }
