@@ -248,18 +248,18 @@ impl Drop for Listening {
 }
 
 impl Hub {
-    /// Starts the hub's task (until `stop`) over the status and alarm views; `cluster`: the
-    /// cluster's view, for this instance's name.
+    /// The hub over the status and alarm views, and its task (to run on the caller's stage,
+    /// until `stop`); `cluster`: the cluster's view, for this instance's name.
     pub fn start(
         status: watch::Receiver<Arc<Vec<StationStatus>>>,
         alarms: watch::Receiver<Arc<AlarmView>>,
         cluster: Option<watch::Receiver<Arc<crate::cluster::view::ClusterView>>>,
         stop: CancellationToken,
-    ) -> Self {
+    ) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
         let (tx, frames) = watch::channel(Arc::new(Frame::default()));
         let listeners = Arc::new(AtomicUsize::new(0));
         let count = listeners.clone();
-        tokio::spawn(async move {
+        let task = async move {
             let mut every = tokio::time::interval(PERIOD);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -280,8 +280,8 @@ impl Hub {
                     &before.tiles,
                 )));
             }
-        });
-        Self { frames, listeners }
+        };
+        (Self { frames, listeners }, task)
     }
 
     fn listen(&self) -> (watch::Receiver<Arc<Frame>>, Listening) {

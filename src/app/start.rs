@@ -362,6 +362,13 @@ async fn start_api(
     let Some(addr) = cfg.api.listen else {
         return Ok(None);
     };
+    let (live, hub) = crate::api::live::Hub::start(
+        status.clone(),
+        alarms.clone(),
+        cluster.cloned(),
+        stage.token(),
+    );
+    stage.spawn(hub);
     let state = ApiState {
         status: status.clone(),
         stats: stats.clone(),
@@ -388,12 +395,7 @@ async fn start_api(
                 i.timeout,
             ))
         }),
-        live: crate::api::live::Hub::start(
-            status.clone(),
-            alarms.clone(),
-            cluster.cloned(),
-            stage.token(),
-        ),
+        live,
     };
     let (bound, task) = crate::api::http::serve(addr, state, stage.token())
         .await
