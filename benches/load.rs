@@ -24,37 +24,14 @@
 //! and latency in µs, one file per ramp and rate: where in time the tail comes from); and in
 //! `benches/peers.sh`, `VM_PREFIX` (e.g. `chrt -i 0`: the database at idle CPU priority).
 
+#[allow(dead_code)] // each bench uses part of it
+mod common;
+
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
-
-fn env<T: std::str::FromStr>(k: &str, d: T) -> T {
-    std::env::var(k)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
-}
-
-/// CPU seconds (user + system) and RSS MiB of process `pid`.
-fn usage(pid: u32) -> (f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let f: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r.split_whitespace().collect())
-        .unwrap_or_default();
-    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0;
-    ((t(11) + t(12)) / 100.0, rss)
-}
 
 fn client(id: &str, port: u16) -> (AsyncClient, rumqttc::EventLoop) {
     let mut o = MqttOptions::new(id, "127.0.0.1", port);
@@ -220,7 +197,7 @@ async fn ramp(port: u16, n: usize, rates: &[f64], step_s: f64, pid: u32) -> Vec<
     let mut results = Vec::new();
     let mut next_station = 0usize;
     for &rate in rates {
-        let (cpu0, _) = usage(pid);
+        let (cpu0, _, _) = common::usage(pid);
         let t0 = Instant::now();
         {
             let mut pd = pending.lock().unwrap();
@@ -260,7 +237,7 @@ async fn ramp(port: u16, n: usize, rates: &[f64], step_s: f64, pid: u32) -> Vec<
         let wall = t0.elapsed().as_secs_f64();
         // Answers arriving up to 100 ms after the step count.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let (cpu1, rss) = usage(pid);
+        let (cpu1, rss, _) = common::usage(pid);
         let mut lat = {
             let mut pd = pending.lock().unwrap();
             // Whatever is still unanswered is lost for this step's purposes.
@@ -394,11 +371,11 @@ fn main() {
         rt.block_on(echo(port));
         return;
     }
-    let port: u16 = env("HEATGRID_BENCH_MQTT_PORT", 0);
-    let vm: u16 = env("HEATGRID_BENCH_VM_PORT", 0);
+    let port: u16 = common::env("HEATGRID_BENCH_MQTT_PORT", 0);
+    let vm: u16 = common::env("HEATGRID_BENCH_VM_PORT", 0);
     assert!(port > 0 && vm > 0, "run through benches/load.sh");
-    let n: usize = env("LOAD_STATIONS", 1000);
-    let step_s: f64 = env("LOAD_STEP_S", 10.0);
+    let n: usize = common::env("LOAD_STATIONS", 1000);
+    let step_s: f64 = common::env("LOAD_STEP_S", 10.0);
     let rates: Vec<f64> = std::env::var("LOAD_RATES")
         .unwrap_or_else(|_| "1000,2000,5000,10000,15000,20000,25000,30000,40000".into())
         .split(',')
@@ -466,7 +443,7 @@ fn main() {
         .spawn()
         .expect("target/release/heatgrid (cargo build --release)");
     std::thread::sleep(Duration::from_secs(2));
-    let (_, rss_idle) = usage(engine.id());
+    let (_, rss_idle, _) = common::usage(engine.id());
     let hg_results = rt.block_on(ramp(port, n, &rates, step_s, engine.id()));
     // The engine's own counters, for the record.
     let counters = rt.block_on(async {

@@ -13,54 +13,22 @@
 //! them: 0 gives one request per block, 10 one request per poll.
 //! A benchmark, not a test: the figures go to docs/performance.md.
 
+#[allow(dead_code)] // each bench uses part of it
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use heatgrid::config::Config;
 use heatgrid::stats::Stats;
 
-fn env<T: std::str::FromStr>(k: &str, d: T) -> T {
-    std::env::var(k)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
-}
-
-/// (user + system CPU seconds, VmRSS MiB, VmHWM MiB) of this process.
-fn usage() -> (f64, f64, f64) {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // Fields after the command: state is index 0, utime 11, stime 12 (clock ticks of 10 ms).
-    let cpu = (ticks(11) + ticks(12)) / 100.0;
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-            / 1024.0
-    };
-    (cpu, kb("VmRSS:"), kb("VmHWM:"))
-}
-
 fn main() {
-    let n: usize = env("HEATGRID_BENCH_STATIONS", 2000);
-    let seconds: f64 = env("HEATGRID_BENCH_SECONDS", 60.0);
-    let base: u16 = env("HEATGRID_BENCH_BASE_PORT", 31000);
+    let n: usize = common::env("HEATGRID_BENCH_STATIONS", 2000);
+    let seconds: f64 = common::env("HEATGRID_BENCH_SECONDS", 60.0);
+    let base: u16 = common::env("HEATGRID_BENCH_BASE_PORT", 31000);
     let faulty = std::env::var("HEATGRID_BENCH_FAULTY").is_ok_and(|v| v == "1");
     let scattered = std::env::var("HEATGRID_BENCH_MAP").is_ok_and(|v| v == "scattered");
-    let max_gap: u16 = env("HEATGRID_BENCH_MAX_GAP", 10);
+    let max_gap: u16 = common::env("HEATGRID_BENCH_MAX_GAP", 10);
     let root = env!("CARGO_MANIFEST_DIR");
     let sim_bin = format!("{root}/target/release/heatgrid-sim");
     assert!(
@@ -144,11 +112,11 @@ fn main() {
             .iter()
             .map(|(_, c)| c.read_requests.load(std::sync::atomic::Ordering::Relaxed))
             .sum();
-        let (cpu0, _, _) = usage();
+        let (cpu0, _, _) = common::usage(std::process::id());
         let t0 = Instant::now();
         tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
         let wall = t0.elapsed().as_secs_f64();
-        let (cpu1, rss, hwm) = usage();
+        let (cpu1, rss, hwm) = common::usage(std::process::id());
         let requests: u64 = engine
             .modbus_counters()
             .iter()

@@ -17,6 +17,9 @@
 //! at 1920 × 1080), and from web.sh `HEATGRID_BENCH_MQTT_PORT`, `HEATGRID_BIN`,
 //! `CHROMEDRIVER_PORT`.
 
+#[allow(dead_code)] // each bench uses part of it
+mod common;
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,29 +28,11 @@ use serde_json::{json, Value};
 
 const TOKEN: &str = "web-bench-operator-token-0123";
 
-fn env<T: std::str::FromStr>(k: &str, d: T) -> T {
-    std::env::var(k)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
-}
-
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
-}
-
-/// CPU seconds (user + system) of process `pid`.
-fn cpu_s(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let f: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r.split_whitespace().collect())
-        .unwrap_or_default();
-    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (t(11) + t(12)) / 100.0
 }
 
 /// The engine as its own process, killed on drop.
@@ -165,9 +150,9 @@ async fn measure(e: &Engine, feeds: usize, window: Duration) -> (f64, f64, usize
     }
     tokio::time::sleep(Duration::from_secs(3)).await; // the feeds' first snapshots
     let pid = e.child.id();
-    let (c0, t0) = (cpu_s(pid), Instant::now());
+    let (c0, t0) = (common::usage(pid).0, Instant::now());
     tokio::time::sleep(window).await;
-    let cpu = (cpu_s(pid) - c0) / t0.elapsed().as_secs_f64() * 100.0;
+    let cpu = (common::usage(pid).0 - c0) / t0.elapsed().as_secs_f64() * 100.0;
     let p99 = p99_us(&e.base).await;
     for t in &tasks {
         t.abort();
@@ -200,7 +185,7 @@ async fn task_s(c: &Client, driver: u16) -> f64 {
 }
 
 async fn browser_run(e: &Engine, n: usize, window: Duration) -> (f64, f64, f64) {
-    let driver: u16 = env("CHROMEDRIVER_PORT", 9515);
+    let driver: u16 = common::env("CHROMEDRIVER_PORT", 9515);
     let profile = tempfile::tempdir().unwrap();
     let mut caps = serde_json::Map::new();
     caps.insert(
@@ -250,11 +235,15 @@ async fn browser_run(e: &Engine, n: usize, window: Duration) -> (f64, f64, f64) 
     cdp(&c, driver, "Performance.enable").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let pid = e.child.id();
-    let (b0, c0, t0) = (task_s(&c, driver).await, cpu_s(pid), Instant::now());
+    let (b0, c0, t0) = (
+        task_s(&c, driver).await,
+        common::usage(pid).0,
+        Instant::now(),
+    );
     tokio::time::sleep(window).await;
     let wall = t0.elapsed().as_secs_f64();
     let browser = (task_s(&c, driver).await - b0) / wall * 100.0;
-    let engine = (cpu_s(pid) - c0) / wall * 100.0;
+    let engine = (common::usage(pid).0 - c0) / wall * 100.0;
     if let Ok(path) = std::env::var("WEB_SHOT") {
         std::fs::write(path, c.screenshot().await.unwrap()).unwrap();
     }
@@ -269,9 +258,9 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let n: usize = env("WEB_STATIONS", 2000);
-        let window = Duration::from_secs(env("WEB_WINDOW_S", 30));
-        let mqtt: u16 = env("HEATGRID_BENCH_MQTT_PORT", 1883);
+        let n: usize = common::env("WEB_STATIONS", 2000);
+        let window = Duration::from_secs(common::env("WEB_WINDOW_S", 30));
+        let mqtt: u16 = common::env("HEATGRID_BENCH_MQTT_PORT", 1883);
         let _sim = heatgrid_sim::spawn(heatgrid_sim::SimConfig {
             port: mqtt,
             stations: n,
