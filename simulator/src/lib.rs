@@ -13,6 +13,7 @@
 //! Tests and `heatgrid demo` start it in-process with [`spawn`]; the `heatgrid-sim` binary wraps
 //! the same function.
 
+pub mod faults;
 mod handle;
 mod kpis;
 mod live;
@@ -68,6 +69,9 @@ pub struct SimConfig {
     /// Scenario runs only: hours the run's policy drives the fleet before the measured window
     /// (in the weather of the days before), so a controller is judged in its own steady state.
     pub lead_h: f64,
+    /// Faults to inject, by station index (0-based), each from its onset ([`faults`],
+    /// [`faults::plan`] draws a seeded fleet of them).
+    pub faults: Vec<(usize, faults::Fault)>,
 }
 
 /// The fleet's buildings against their design data.
@@ -154,6 +158,7 @@ impl Default for SimConfig {
             modbus: None,
             fleet: Fleet::Balanced,
             lead_h: 0.0,
+            faults: Vec::new(),
         }
     }
 }
@@ -232,7 +237,13 @@ impl SimConfig {
                     params.radiator_design_w *= off_design.random_range(0.75..=1.35);
                     params.building_ua_w_k *= off_design.random_range(0.95..=1.05);
                 }
-                SimStation::new(format!("{}{n:03}", self.id_prefix), params)
+                let mut s = SimStation::new(format!("{}{n:03}", self.id_prefix), params);
+                s.fault = self
+                    .faults
+                    .iter()
+                    .find(|(i, _)| *i + 1 == n)
+                    .map(|(_, f)| (*f, faults::FaultState::default()));
+                s
             })
             .collect()
     }

@@ -161,6 +161,10 @@ pub struct Plant {
     pub bypass: f64,
     /// Free heat into the buildings (sun, people, appliances), W.
     pub gains_w: f64,
+    /// Fault: the valve is stuck at this position (0–1), whatever it is told.
+    pub valve_stuck_at: Option<f64>,
+    /// Fault: share of the full primary flow the valve passes even when closed.
+    pub valve_leak: f64,
 }
 
 impl Plant {
@@ -183,6 +187,8 @@ impl Plant {
             primary_supply_override_c: None,
             bypass: 0.0,
             gains_w: 0.0,
+            valve_stuck_at: None,
+            valve_leak: 0.0,
             p,
         }
     }
@@ -202,6 +208,9 @@ impl Plant {
         let p = &self.p;
         let max_move = dt / p.valve_run_time_s;
         self.valve += (valve_target.clamp(0.0, 1.0) - self.valve).clamp(-max_move, max_move);
+        if let Some(stuck) = self.valve_stuck_at {
+            self.valve = stuck;
+        }
         // Variable-speed drive ramps 0→100 % in 10 s.
         self.pump += (pump_target.clamp(0.0, 1.0) - self.pump).clamp(-dt / 10.0, dt / 10.0);
 
@@ -209,7 +218,8 @@ impl Plant {
             0.0
         } else {
             p.primary_max_kgs * p.valve_rangeability.powf(self.valve - 1.0)
-        };
+        }
+        .max(self.valve_leak * p.primary_max_kgs);
         let m2 = self.pump * p.pump_max_kgs;
         self.primary_supply_c = self
             .primary_supply_override_c

@@ -8,6 +8,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::faults::{Fault, FaultState};
 use crate::plant::{Plant, PlantParams};
 
 /// The command fields the station uses (contract §2.2). Unknown fields are ignored.
@@ -94,6 +95,16 @@ pub struct SimStation {
     pub silenced: bool,
     /// Fault: added to the supply temperature it reports (a drifting sensor).
     pub sensor_offset_k: f64,
+    /// Fault: added to the return temperature it reports.
+    pub return_offset_k: f64,
+    /// Fault: the supply sensor's frozen value.
+    pub supply_frozen_c: Option<f64>,
+    /// Fault: the share of its real area the station reports.
+    pub area_report_factor: f64,
+    /// A fault injected for diagnosis tests ([`crate::faults`]) and what it remembers.
+    pub fault: Option<(Fault, FaultState)>,
+    /// Simulated seconds since the station started (the clock of its fault's onset).
+    pub elapsed_s: f64,
 }
 
 impl SimStation {
@@ -113,7 +124,19 @@ impl SimStation {
             published: 0,
             silenced: false,
             sensor_offset_k: 0.0,
+            return_offset_k: 0.0,
+            supply_frozen_c: None,
+            area_report_factor: 1.0,
+            fault: None,
+            elapsed_s: 0.0,
         }
+    }
+
+    /// The supply temperature its sensor reports (offset, drift or frozen included): what
+    /// both the engine and the station's own controller see.
+    pub fn reported_supply_c(&self) -> f64 {
+        self.supply_frozen_c
+            .unwrap_or(self.plant.supply_sensor_c + self.sensor_offset_k)
     }
 
     /// The supply setpoint being followed: the valid command's, else the local curve's.
@@ -150,6 +173,11 @@ impl SimStation {
 
     /// Advances the plant by `dt` simulated seconds at wall time `now_ms`.
     pub fn step(&mut self, dt: f64, outdoor_c: f64, now_ms: i64) {
+        if let Some((fault, mut state)) = self.fault.take() {
+            fault.apply(self, &mut state, self.elapsed_s);
+            self.fault = Some((fault, state));
+        }
+        self.elapsed_s += dt;
         if let Some((c, at)) = &self.active {
             if now_ms > at + i64::from(c.valid_for_s) * 1000 {
                 self.active = None; // expired: fall back to the local curve
@@ -164,9 +192,7 @@ impl SimStation {
             }
             None => {
                 self.control = Control::Local;
-                let e = self.local.setpoint_c(outdoor_c)
-                    - self.plant.supply_sensor_c
-                    - self.sensor_offset_k;
+                let e = self.local.setpoint_c(outdoor_c) - self.reported_supply_c();
                 let u = self.local_integral + self.local.kp_per_k * e;
                 if (0.0..=1.0).contains(&u) {
                     self.local_integral += self.local.kp_per_k * dt / self.local.ti_s * e;
@@ -186,10 +212,10 @@ impl SimStation {
         let r2 = |x: f64| (x * 100.0).round() / 100.0;
         Telemetry {
             ts: now_ms,
-            supply_temp_c: r2(p.supply_sensor_c + self.sensor_offset_k),
-            return_temp_c: r2(p.station_return_c()),
+            supply_temp_c: r2(self.reported_supply_c()),
+            return_temp_c: r2(p.station_return_c() + self.return_offset_k),
             flow_m3h: r2(p.secondary_kgs() / crate::plant::KGS_PER_M3H),
-            heated_area_m2: p.p.area_m2.round(),
+            heated_area_m2: (p.p.area_m2 * self.area_report_factor).round(),
             outdoor_temp_c: r2(outdoor_c),
             indoor_temp_c: r2(p.indoor_c),
             valve_pct: r2(p.valve * 100.0),
