@@ -40,6 +40,7 @@ pub mod config;
 pub mod control;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod diagnose;
 pub mod files;
 pub mod ingest;
 

@@ -1,0 +1,277 @@
+//! The detectors: each closed hour updates the station's health figures and says which
+//! faults it shows, how surely, and with what figures.
+//!
+//! Where it sits: called by [`super::Diagnosis`] once per closed hour. Two kinds of test:
+//! against the station's own past (UA, flow per pump speed, the return's share: a slow
+//! average of how it was, a fast one of how it is; the slow one stops learning while the
+//! fast one is off, so a fault is never learnt as normal), and against physics that holds
+//! for every station (the heat balance of flow, ΔT and meter; a valve that must move when
+//! told; flow that must come when the pump runs).
+
+use super::hour::Hour;
+use super::kinds::{Kind, Settings};
+
+/// A slow and a fast average of one figure (exponential, per hour).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Avg {
+    pub slow: Option<f64>,
+    pub fast: Option<f64>,
+}
+
+impl Avg {
+    /// Takes the hour's value; the slow average only while `learn` and while the fast one
+    /// is within `hold` (relative) of it: a figure that starts to move is not learnt until it
+    /// is judged.
+    fn update(&mut self, x: Option<f64>, s: &Settings, learn: bool, hold: f64) {
+        let learn = learn && self.change().is_none_or(|c| c.abs() < hold);
+        let Some(x) = x.filter(|x| x.is_finite()) else {
+            return;
+        };
+        let ewma = |a: &mut Option<f64>, h: f64| {
+            *a = Some(match *a {
+                None => x,
+                Some(v) => v + (x - v) / h.max(1.0),
+            })
+        };
+        ewma(&mut self.fast, s.fast_h);
+        if learn || self.slow.is_none() {
+            ewma(&mut self.slow, s.slow_h);
+        }
+    }
+
+    /// fast / slow − 1, when both are known and slow is not ~0.
+    fn change(&self) -> Option<f64> {
+        match (self.slow, self.fast) {
+            (Some(s), Some(f)) if s.abs() > 1e-9 => Some(f / s - 1.0),
+            _ => None,
+        }
+    }
+}
+
+/// A station's health figures.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Health {
+    /// Closed hours with data.
+    pub hours: u32,
+    /// Flow per % pump speed, m³/h.
+    pub flow_per_pump: Avg,
+    /// Heat-transfer coefficient, kW/K.
+    pub ua: Avg,
+    /// (supply − return) / (supply − outdoor): ΔT as a share of the supply's lift.
+    pub dt_share: Avg,
+    /// Heat balance (ΔT − meter heat / (1.163 × flow)), K, hour by hour (the last 48).
+    pub balance: Vec<f64>,
+}
+
+/// What one hour shows: (kind, confidence, evidence).
+pub type Seen = Vec<(Kind, f64, String)>;
+
+fn confidence(excess: f64) -> f64 {
+    (0.5 + excess).clamp(0.5, 0.99)
+}
+
+/// Updates `h` with the closed hour and returns what it shows.
+pub fn update(h: &mut Health, hour: &Hour, s: &Settings) -> Seen {
+    let mut seen = Seen::new();
+    h.hours += 1;
+    let learned = h.hours > s.learn_h;
+    let no_flow = hydraulics(h, hour, s, learned, &mut seen);
+    exchanger(h, hour, s, learned && !no_flow, &mut seen);
+    let consistent = balance(h, hour, s, &mut seen);
+    frozen(hour, &mut seen);
+    bypass(h, hour, s, learned && consistent && !no_flow, &mut seen);
+    valve(hour, s, &mut seen);
+    seen
+}
+
+/// Flow per pump speed against how it was: a pump that moves no water, or a strainer that
+/// lets less through. Returns whether the pump moves (almost) nothing.
+fn hydraulics(h: &mut Health, hour: &Hour, s: &Settings, learned: bool, seen: &mut Seen) -> bool {
+    let fpp = hour.flow_per_pump.mean();
+    let usual = h.flow_per_pump.slow;
+    let driven = hour.driven.mean();
+    let no_flow = matches!((driven, usual), (Some(d), Some(u)) if learned && d < s.no_flow * u);
+    if no_flow {
+        let (d, u) = (driven.unwrap_or(0.0), usual.unwrap_or(0.0));
+        seen.push((
+            Kind::PumpFailure,
+            confidence(0.45),
+            format!(
+                "flow {:.1} m³/h at pump {:.0} % (usually {:.1} m³/h at that speed)",
+                d * hour.pump.mean().unwrap_or(0.0),
+                hour.pump.mean().unwrap_or(0.0),
+                u * hour.pump.mean().unwrap_or(0.0)
+            ),
+        ));
+    }
+    let strainer =
+        !no_flow && learned && h.flow_per_pump.change().is_some_and(|c| c < -s.flow_drop);
+    if strainer {
+        let c = h.flow_per_pump.change().unwrap_or(0.0);
+        seen.push((
+            Kind::Strainer,
+            confidence((-c - s.flow_drop) * 3.0),
+            format!(
+                "flow per % pump speed fell {:.0} % ({:.2} → {:.2} m³/h per %)",
+                -c * 100.0,
+                h.flow_per_pump.slow.unwrap_or(0.0),
+                h.flow_per_pump.fast.unwrap_or(0.0)
+            ),
+        ));
+    }
+    h.flow_per_pump.update(
+        fpp.filter(|_| !no_flow),
+        s,
+        !no_flow && !strainer,
+        s.flow_drop / 2.0,
+    );
+    no_flow
+}
+
+/// The exchanger's UA against how it was.
+fn exchanger(h: &mut Health, hour: &Hour, s: &Settings, learned: bool, seen: &mut Seen) {
+    let fouled = learned && h.ua.change().is_some_and(|c| c < -s.ua_drop);
+    if fouled {
+        let c = h.ua.change().unwrap_or(0.0);
+        seen.push((
+            Kind::Fouling,
+            confidence((-c - s.ua_drop) * 3.0),
+            format!(
+                "heat-transfer coefficient UA fell {:.0} % ({:.0} → {:.0} kW/K)",
+                -c * 100.0,
+                h.ua.slow.unwrap_or(0.0),
+                h.ua.fast.unwrap_or(0.0)
+            ),
+        ));
+    }
+    h.ua.update(
+        hour.ua.mean(),
+        s,
+        (!fouled && learned) || h.hours <= s.learn_h,
+        s.ua_drop / 4.0,
+    );
+}
+
+/// A supply value that does not move while the rest of the station does.
+fn frozen(hour: &Hour, seen: &mut Seen) {
+    let others_move = hour.ret.range() > 0.3 || hour.flow.range() > 0.01 * hour.flow.max.abs();
+    if hour.supply.n >= 4 && hour.supply.range() < 0.02 && others_move {
+        seen.push((
+            Kind::SensorFrozen,
+            confidence(0.3),
+            format!(
+                "supply reads {:.2} °C all hour while the return moved {:.1} K",
+                hour.supply.mean().unwrap_or(0.0),
+                hour.ret.range()
+            ),
+        ));
+    }
+}
+
+/// ΔT as a share of the supply's lift over outdoor: a bypass short-circuits part of it.
+/// `able`: learned, sensors consistent and water flowing.
+fn bypass(h: &mut Health, hour: &Hour, s: &Settings, able: bool, seen: &mut Seen) {
+    let bypass = able && h.dt_share.change().is_some_and(|c| c < -s.dt_drop);
+    if bypass {
+        let c = h.dt_share.change().unwrap_or(0.0);
+        seen.push((
+            Kind::Bypass,
+            confidence((-c - s.dt_drop) * 3.0),
+            format!(
+                "ΔT fell to {:.0} % of the supply's lift over outdoor (was {:.0} %) with the sensors and meter agreeing",
+                h.dt_share.fast.unwrap_or(0.0) * 100.0,
+                h.dt_share.slow.unwrap_or(0.0) * 100.0
+            ),
+        ));
+    }
+    h.dt_share.update(
+        hour.dt_share.mean(),
+        s,
+        (!bypass && able) || h.hours <= s.learn_h,
+        s.dt_drop / 2.0,
+    );
+}
+
+/// The valve must move when told, and shut off the heat when closed.
+fn valve(hour: &Hour, s: &Settings, seen: &mut Seen) {
+    // The valve: it must move when told, and shut off the heat when closed.
+    let told = hour.valve_cmd.range() >= s.valve_moved_pct
+        || match (hour.valve_cmd.mean(), hour.valve_fb.mean()) {
+            (Some(c), Some(f)) => (c - f).abs() >= 3.0 * s.valve_moved_pct,
+            _ => false,
+        };
+    if hour.valve_fb.n >= 2
+        && hour.valve_cmd.n >= 2
+        && told
+        && hour.valve_fb.range() <= s.valve_still_pct
+    {
+        seen.push((
+            Kind::ValveStuck,
+            confidence(0.4),
+            format!(
+                "valve told {:.0}–{:.0} % but stayed at {:.1} %",
+                hour.valve_cmd.min,
+                hour.valve_cmd.max,
+                hour.valve_fb.mean().unwrap_or(0.0)
+            ),
+        ));
+    }
+    if hour.closed_over.n * 2 >= hour.n
+        && hour.closed_over.mean().is_some_and(|x| x > s.leak_over_k)
+    {
+        seen.push((
+            Kind::ValveLeak,
+            confidence(0.3 + hour.closed_over.mean().unwrap_or(0.0) / 20.0),
+            format!(
+                "supply {:.1} K over its setpoint with the valve told to close",
+                hour.closed_over.mean().unwrap_or(0.0)
+            ),
+        ));
+    }
+}
+
+/// The heat balance hour by hour: a sensor offset (a steady disagreement over the last 6
+/// hours) or a drift (the disagreement growing by at least `drift_k_per_day` in each of the
+/// last two days: a step looks steep only across the day it happened in). Returns whether
+/// the sensors and meter agree (or cannot be checked).
+fn balance(h: &mut Health, hour: &Hour, s: &Settings, seen: &mut Seen) -> bool {
+    let Some(b) = hour.balance.mean() else {
+        return true;
+    };
+    h.balance.push(b);
+    if h.balance.len() > 48 {
+        h.balance.remove(0);
+    }
+    let mean = |x: &[f64]| x.iter().sum::<f64>() / x.len().max(1) as f64;
+    let n = h.balance.len();
+    let now = mean(&h.balance[n.saturating_sub(6)..]);
+    let slope = |from: usize, to: usize| {
+        // Change per day between the 6-hour means at the two ends of h.balance[from..to].
+        let w = &h.balance[from..to];
+        (w.len() >= 24)
+            .then(|| (mean(&w[w.len() - 6..]) - mean(&w[..6])) * 24.0 / (w.len() - 6) as f64)
+    };
+    let drifting = n >= 48
+        && [slope(0, 24), slope(24, 48)]
+            .iter()
+            .all(|d| d.is_some_and(|d| d.abs() >= s.drift_k_per_day && d * now > 0.0));
+    if drifting && now.abs() >= 0.5 * s.balance_k {
+        let d = slope(24, 48).unwrap_or(0.0);
+        seen.push((
+            Kind::SensorDrift,
+            confidence(d.abs()),
+            format!(
+                "temperatures and meter disagree by {now:+.1} K, moving {d:+.2} K a day (supply reads high or return low when positive)"
+            ),
+        ));
+    } else if now.abs() >= s.balance_k {
+        seen.push((
+            Kind::SensorOffset,
+            confidence((now.abs() - s.balance_k) / 2.0),
+            format!(
+                "flow × ΔT and the heat meter disagree by {now:+.1} K of ΔT (supply reads high or return low when positive)"
+            ),
+        ));
+    }
+    now.abs() < s.balance_k
+}

@@ -1,0 +1,107 @@
+//! Station diagnosis: from a station's readings and the commands it was sent, name the
+//! fault it probably has, with the figures behind it.
+//!
+//! Where it sits: beside `control/`, fed with what the control step already has (the fresh
+//! reading and the command it sent), one [`Diagnosis`] per station. Pure: no I/O, no clock;
+//! time is the readings' own. It keeps small state: the current hour's sums ([`hour::Hour`]),
+//! slow and fast averages of a few health figures, and the findings in force. Each closed
+//! hour is given to the detectors ([`detect`]); a finding is raised when its condition has
+//! held for `persist_h` hours and cleared after `clear_h` hours without it.
+//!
+//! What each detector looks at, and why, is in docs/diagnosis.md.
+
+mod detect;
+mod hour;
+mod kinds;
+
+use crate::model::{Command, Reading};
+pub use detect::Health;
+use hour::Hour;
+pub use kinds::{Finding, Kind, Settings};
+
+/// One station's diagnosis state.
+#[derive(Debug, Clone, Default)]
+pub struct Diagnosis {
+    hour: Hour,
+    health: Health,
+    /// Per kind: hours the condition held in a row (or has been absent, while raised).
+    streak: [(u32, u32, i64); 9],
+    findings: Vec<Finding>,
+}
+
+const KINDS: [Kind; 9] = [
+    Kind::Fouling,
+    Kind::ValveStuck,
+    Kind::ValveLeak,
+    Kind::SensorOffset,
+    Kind::SensorDrift,
+    Kind::SensorFrozen,
+    Kind::Bypass,
+    Kind::Strainer,
+    Kind::PumpFailure,
+];
+
+impl Diagnosis {
+    /// Takes one fresh reading and the command sent on it (if any).
+    pub fn observe(&mut self, r: &Reading, cmd: Option<&Command>, s: &Settings) {
+        let hour_ms = r.ts_ms.div_euclid(3_600_000) * 3_600_000;
+        if self.hour.start_ms != hour_ms && self.hour.n > 0 {
+            let closed = std::mem::take(&mut self.hour);
+            self.close(&closed, s);
+        }
+        self.hour.start_ms = hour_ms;
+        self.hour.add(r, cmd);
+    }
+
+    /// The findings in force, most confident first.
+    pub fn findings(&self) -> &[Finding] {
+        &self.findings
+    }
+
+    /// The station's health figures (for the evidence shown with a finding, and tests).
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    fn close(&mut self, h: &Hour, s: &Settings) {
+        let seen = detect::update(&mut self.health, h, s);
+        for (k, kind) in KINDS.iter().enumerate() {
+            let (held, absent, since) = &mut self.streak[k];
+            match seen.iter().find(|(x, _, _)| x == kind) {
+                Some((_, confidence, evidence)) => {
+                    if *held == 0 {
+                        *since = h.start_ms;
+                    }
+                    *held += 1;
+                    *absent = 0;
+                    let raised = self.findings.iter_mut().find(|f| f.kind == *kind);
+                    match raised {
+                        Some(f) => {
+                            f.confidence = *confidence;
+                            f.evidence.clone_from(evidence);
+                        }
+                        None if *held >= s.persist_h => self.findings.push(Finding {
+                            kind: *kind,
+                            confidence: *confidence,
+                            evidence: evidence.clone(),
+                            since_ms: *since,
+                        }),
+                        None => {}
+                    }
+                }
+                None => {
+                    *held = 0;
+                    *absent += 1;
+                    if *absent >= s.clear_h {
+                        self.findings.retain(|f| f.kind != *kind);
+                    }
+                }
+            }
+        }
+        self.findings
+            .sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
+    }
+}
+
+#[cfg(test)]
+mod tests;

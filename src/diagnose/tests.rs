@@ -1,0 +1,305 @@
+//! Each detector on synthetic series: it fires on its fault, and a healthy station with
+//! sensor noise and swinging weather stays quiet. A property test feeds arbitrary readings.
+
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
+
+use super::*;
+use crate::model::{Mode, StationId};
+
+/// What is wrong with the synthetic station from `onset_h` on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Synth {
+    Healthy,
+    Fouling,
+    Strainer,
+    PumpFailure,
+    ValveStuck,
+    ValveLeak,
+    SupplyOffset,
+    SupplyDrift,
+    SupplyFrozen,
+    Bypass,
+}
+
+/// Counterflow outlet difference `b` (primary out − secondary in) that gives `lmtd` with
+/// hot-end difference `a`.
+fn cold_end(a: f64, lmtd: f64) -> f64 {
+    let f = |b: f64| {
+        if (a - b).abs() < 1e-9 {
+            a
+        } else {
+            (a - b) / (a / b).ln()
+        }
+    };
+    let (mut lo, mut hi) = (1e-3, a);
+    for _ in 0..60 {
+        let mid = 0.5 * (lo + hi);
+        if f(mid) < lmtd {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+/// A synthetic station: weather, load, controller outputs and the plant's answer, with
+/// sensor noise, and `fault` from `onset_h`.
+struct Gen {
+    rng: rand::rngs::StdRng,
+    fault: Synth,
+    onset_h: f64,
+    frozen: Option<f64>,
+}
+
+impl Gen {
+    fn noise(&mut self, k: f64) -> f64 {
+        (self.rng.random::<f64>() - 0.5) * 2.0 * k
+    }
+
+    /// The reading and the command at `h` hours.
+    fn sample(&mut self, h: f64, station: &StationId) -> (Reading, Command) {
+        let fault = self.fault;
+        let on = fault != Synth::Healthy && h >= self.onset_h;
+        let since_h = (h - self.onset_h).max(0.0);
+        let is = |f: Synth| on && fault == f;
+        // Weather: a daily swing and a slow multi-day one.
+        let outdoor = -2.0
+            + 5.0 * (2.0 * std::f64::consts::PI * h / 24.0).cos()
+            + 4.0 * (2.0 * std::f64::consts::PI * h / 130.0).sin()
+            + self.noise(0.3);
+        let load = ((18.0 - outdoor) / 28.0).clamp(0.05, 1.2);
+        let setpoint = 33.0 + 27.0 * load;
+        let pump = 70.0 + 20.0 * load;
+        let mut flow = 2.2 * pump * (1.0 + self.noise(0.01));
+        if is(Synth::Strainer) {
+            flow *= 1.0 - 0.35 * (since_h / 48.0).min(1.0);
+        }
+        let mut q = 4500.0 * load;
+        if is(Synth::PumpFailure) {
+            flow = 0.4 + self.noise(0.1).abs();
+            q = 0.5;
+        }
+        let mut supply = setpoint + self.noise(0.15);
+        let mut valve_cmd = (10.0 + 70.0 * load + self.noise(2.0)).clamp(0.0, 100.0);
+        if is(Synth::ValveLeak) {
+            valve_cmd = 0.0;
+            supply = setpoint + 4.0 + self.noise(0.2);
+        }
+        let mut ret = supply - q / (1.163 * flow);
+        let mut meter = q;
+        if is(Synth::Bypass) {
+            // The return at the station is mixed with 30 % supply; the meter sees the same.
+            ret += 0.3 * (supply - ret);
+            meter = 1.163 * flow * (supply - ret);
+        }
+        let fouled = if is(Synth::Fouling) {
+            0.4 * (since_h / 72.0).min(1.0)
+        } else {
+            0.0
+        };
+        let ua = 155.0 * (1.0 - fouled);
+        let tp_in = 70.0 + 40.0 * ((18.0 - outdoor) / 28.0).clamp(0.0, 1.0);
+        let a = (tp_in - supply).max(1.0);
+        let tp_out = ret + cold_end(a, (meter.max(1.0) / ua).min(a * 0.99));
+        let mut reported_supply = supply + self.noise(0.05);
+        match fault {
+            Synth::SupplyOffset if on => reported_supply += 3.0,
+            Synth::SupplyDrift if on => reported_supply += 0.8 * since_h / 24.0,
+            Synth::SupplyFrozen if on => {
+                reported_supply = *self.frozen.get_or_insert(reported_supply)
+            }
+            _ => {}
+        }
+        let valve_fb = if is(Synth::ValveStuck) {
+            37.0
+        } else {
+            valve_cmd + self.noise(0.5)
+        };
+        let ts_ms = 1_764_547_200_000_i64 + (h * 3_600_000.0) as i64;
+        let reading = Reading {
+            station: station.clone(),
+            ts_ms,
+            supply_temp_c: reported_supply,
+            return_temp_c: ret + self.noise(0.05),
+            flow_m3h: flow,
+            heated_area_m2: Some(100_000.0),
+            outdoor_temp_c: Some(outdoor),
+            indoor_temp_c: None,
+            valve_pct: Some(valve_fb),
+            pump_pct: Some(pump),
+            heat_kw: Some(meter * (1.0 + self.noise(0.005))),
+            extra: vec![
+                ("primary_supply_temp_c".into(), tp_in),
+                ("primary_return_temp_c".into(), tp_out),
+            ],
+        };
+        let cmd = Command {
+            seq: (h * 12.0) as u64,
+            ts: ts_ms,
+            mode: Mode::Auto,
+            supply_setpoint_c: setpoint,
+            valve_pct: valve_cmd,
+            pump_pct: pump,
+            flow_setpoint_m3h: flow,
+            valid_for_s: 300,
+            epoch: None,
+        };
+        (reading, cmd)
+    }
+}
+
+/// Runs a synthetic station for `days` (a reading every 5 minutes) with `fault` from
+/// `onset_h`; returns the diagnosis and the first hour (since start) each kind was raised.
+fn run(fault: Synth, onset_h: f64, days: f64, seed: u64) -> (Diagnosis, Vec<(Kind, f64)>) {
+    let mut gen = Gen {
+        rng: rand::rngs::StdRng::seed_from_u64(seed),
+        fault,
+        onset_h,
+        frozen: None,
+    };
+    let (mut d, s) = (Diagnosis::default(), Settings::default());
+    let station = StationId::new("synth").unwrap();
+    let mut first: Vec<(Kind, f64)> = Vec::new();
+    for k in 0..(days * 288.0) as usize {
+        let h = k as f64 / 12.0;
+        let (reading, cmd) = gen.sample(h, &station);
+        d.observe(&reading, Some(&cmd), &s);
+        for f in d.findings() {
+            if !first.iter().any(|(k, _)| *k == f.kind) {
+                first.push((f.kind, h));
+            }
+        }
+    }
+    (d, first)
+}
+
+#[test]
+fn a_healthy_station_in_noise_and_swinging_weather_raises_nothing() {
+    for seed in 1..=5 {
+        let (d, first) = run(Synth::Healthy, 0.0, 10.0, seed);
+        assert!(first.is_empty(), "seed {seed}: {first:?} {:?}", d.health());
+    }
+}
+
+/// `fault` from day 3 is named as `kind`, within `within_h` hours, and first of all.
+fn finds(fault: Synth, kind: Kind, within_h: f64) {
+    let onset = 72.0;
+    let (d, first) = run(fault, onset, 8.0, 11);
+    let at = first.iter().find(|(k, _)| *k == kind).map(|(_, h)| *h);
+    assert!(
+        at.is_some_and(|h| h >= onset && h <= onset + within_h),
+        "{fault:?}: {kind:?} at {at:?}; all: {first:?}; health {:?}",
+        d.health()
+    );
+    let before: Vec<_> = first.iter().filter(|(_, h)| *h < onset).collect();
+    assert!(before.is_empty(), "{fault:?}: before the onset: {before:?}");
+    assert_eq!(first[0].0, kind, "{fault:?}: named first: {first:?}");
+    let f = d.findings().iter().find(|f| f.kind == kind);
+    if let Some(f) = f {
+        assert!((0.5..=0.99).contains(&f.confidence), "{f:?}");
+        assert!(!f.evidence.is_empty());
+    }
+}
+
+#[test]
+fn fouling_is_found_from_the_falling_ua() {
+    finds(Synth::Fouling, Kind::Fouling, 72.0);
+}
+
+#[test]
+fn a_clogging_strainer_and_a_failed_pump_are_told_apart() {
+    finds(Synth::Strainer, Kind::Strainer, 72.0);
+    finds(Synth::PumpFailure, Kind::PumpFailure, 3.0);
+}
+
+#[test]
+fn a_stuck_and_a_leaking_valve_are_found_within_hours() {
+    finds(Synth::ValveStuck, Kind::ValveStuck, 3.0);
+    finds(Synth::ValveLeak, Kind::ValveLeak, 3.0);
+}
+
+#[test]
+fn sensor_offset_drift_and_frozen_value() {
+    finds(Synth::SupplyOffset, Kind::SensorOffset, 24.0);
+    finds(Synth::SupplyDrift, Kind::SensorDrift, 96.0);
+    finds(Synth::SupplyFrozen, Kind::SensorFrozen, 3.0);
+}
+
+#[test]
+fn a_bypass_is_found_from_the_rising_return() {
+    finds(Synth::Bypass, Kind::Bypass, 24.0);
+}
+
+#[test]
+fn a_finding_clears_when_its_cause_is_gone() {
+    let s = Settings::default();
+    let mut d = Diagnosis::default();
+    let station = StationId::new("x").unwrap();
+    let reading = |h: i64, supply: f64| Reading {
+        station: station.clone(),
+        ts_ms: 1_764_547_200_000 + h * 600_000,
+        supply_temp_c: supply,
+        return_temp_c: 40.0 + (h % 7) as f64 * 0.2,
+        flow_m3h: 100.0,
+        heated_area_m2: None,
+        outdoor_temp_c: None,
+        indoor_temp_c: None,
+        valve_pct: None,
+        pump_pct: None,
+        heat_kw: None,
+        extra: vec![],
+    };
+    for k in 0..6 * 6 {
+        d.observe(&reading(k, 55.0), None, &s);
+    }
+    assert!(d.findings().iter().any(|f| f.kind == Kind::SensorFrozen));
+    for k in 36..36 + 10 * 6 {
+        d.observe(&reading(k, 55.0 + (k % 5) as f64 * 0.3), None, &s);
+    }
+    assert!(d.findings().is_empty(), "{:?}", d.findings());
+}
+
+proptest! {
+    #[test]
+    fn no_reading_makes_a_detector_panic_or_report_a_non_finite_figure(
+        samples in proptest::collection::vec(
+            (-50.0..200.0f64, -50.0..200.0f64, 0.0..5000.0f64, proptest::option::of(0.0..100.0f64),
+             proptest::option::of(0.0..100.0f64), proptest::option::of(-1e6..1e6f64),
+             proptest::option::of(-50.0..200.0f64), 0..3_600_000i64),
+            1..300,
+        ),
+    ) {
+        let s = Settings { learn_h: 1, persist_h: 1, ..Settings::default() };
+        let mut d = Diagnosis::default();
+        let station = StationId::new("p").unwrap();
+        let mut ts = 1_764_547_200_000_i64;
+        for (sup, ret, flow, valve, pump, heat, tp, dt) in samples {
+            ts += dt;
+            let r = Reading {
+                station: station.clone(),
+                ts_ms: ts,
+                supply_temp_c: sup,
+                return_temp_c: ret,
+                flow_m3h: flow,
+                heated_area_m2: None,
+                outdoor_temp_c: tp,
+                indoor_temp_c: None,
+                valve_pct: valve,
+                pump_pct: pump,
+                heat_kw: heat,
+                extra: tp.map(|t| vec![("primary_supply_temp_c".into(), t + 20.0), ("primary_return_temp_c".into(), t)]).unwrap_or_default(),
+            };
+            let cmd = Command {
+                seq: 1, ts, mode: Mode::Auto, supply_setpoint_c: sup, valve_pct: valve.unwrap_or(0.0),
+                pump_pct: pump.unwrap_or(50.0), flow_setpoint_m3h: flow, valid_for_s: 300, epoch: None,
+            };
+            d.observe(&r, Some(&cmd), &s);
+            for f in d.findings() {
+                prop_assert!(f.confidence.is_finite() && (0.5..=0.99).contains(&f.confidence));
+                prop_assert!(!f.evidence.contains("NaN") && !f.evidence.contains("inf"), "{}", f.evidence);
+            }
+        }
+    }
+}
