@@ -362,6 +362,7 @@ mod tests {
             link_error: None,
             offline: false,
             rejects: 0,
+            findings: vec![],
         }
     }
 

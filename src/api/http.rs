@@ -97,6 +97,7 @@ fn row(s: &StationStatus, now: i64) -> Value {
         "link_error": s.link_error,
         "heat_today_gj": s.heat_today_gj,
         "tags": s.tags,
+        "findings": s.findings.iter().map(|f| f.kind.as_str()).collect::<Vec<_>>(),
     })
 }
 
@@ -276,6 +277,7 @@ async fn station(
         .filter(|a| a.station == id)
         .collect::<Vec<_>>());
     v["kpis_today"] = json!(s.kpis_today);
+    v["diagnosis"] = json!(s.findings);
     v["controller"] = json!({
         "supply_offset_k": s.supply_offset_k,
         "curve": s.curve,

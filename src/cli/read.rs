@@ -179,6 +179,15 @@ fn live(out: &mut String, v: &Value) {
             .map(|e| format!(" — FAILING: {e}"))
             .unwrap_or_default(),
     );
+    for f in v["diagnosis"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            out,
+            "suspect   {} ({:.0} %): {}",
+            f["kind"].as_str().unwrap_or("?"),
+            f["confidence"].as_f64().unwrap_or(0.0) * 100.0,
+            f["evidence"].as_str().unwrap_or(""),
+        );
+    }
     let acked = if v["acked_seq"].as_u64().unwrap_or(0) == 0 {
         "never".to_owned()
     } else {

@@ -31,6 +31,8 @@ pub struct Station {
     /// The operator settings the config gives it (a cluster's takeover without kept state
     /// starts from these).
     pub(super) initial: super::settings::OperatorSettings,
+    /// What its readings and commands say about its health (issue 17, docs/diagnosis.md).
+    pub(super) diagnosis: crate::diagnose::Diagnosis,
 }
 
 impl Station {
@@ -53,6 +55,7 @@ impl Station {
             stepped_ts: i64::MIN,
             epoch: None,
             initial,
+            diagnosis: Default::default(),
         }
     }
 
@@ -110,6 +113,7 @@ impl Station {
             link_error: slot.comm_error.lock().ok().and_then(|e| e.clone()),
             offline: slot.presence.load(Ordering::Relaxed) == 2,
             rejects: slot.rejects.load(Ordering::Relaxed),
+            findings: s.diagnosis.findings().to_vec(),
         }
     }
 }

@@ -52,6 +52,8 @@ pub struct StationStatus {
     pub offline: bool,
     /// Payloads of this station rejected so far.
     pub rejects: u64,
+    /// Faults the diagnosis suspects, most confident first.
+    pub findings: Vec<crate::diagnose::Finding>,
 }
 
 /// Samples kept for a station's recent trend: four hours, one per minute of plant time.

@@ -54,6 +54,8 @@ pub struct ControlSettings {
     /// Outdoor temperature when neither the reading nor a fresh weather feed gives one.
     pub default_outdoor_c: f64,
     pub weather_max_age_ms: i64,
+    /// The diagnosis' thresholds and windows.
+    pub diagnosis: crate::diagnose::Settings,
 }
 
 /// Control following telemetry: the most stations the task takes in one batch of wake-ups.
@@ -277,16 +279,7 @@ impl ControlTask {
         s.last_step_ms = now;
         match s.ctrl.tick(reading.as_ref(), fallback_outdoor, now) {
             Tick::Act(o) => {
-                if let Some(r) = &reading {
-                    if let Some(d) = &mut self.district {
-                        d.observe(i, s.epoch.unwrap_or(0), (&s.ctrl, r, &o, dt_s));
-                    }
-                    s.stepped_ts = r.ts_ms;
-                    // Plant time, so an accelerated run adds up.
-                    let area = r.heated_area_m2.or(s.ctrl.params().heated_area_m2);
-                    s.kpi.record(r, &o, area, dt_s, now, trend_every_ms);
-                }
-                Some(Command {
+                let cmd = Command {
                     seq: 0, // numbered by the dispatcher
                     ts: now,
                     mode: o.mode,
@@ -296,7 +289,23 @@ impl ControlTask {
                     flow_setpoint_m3h: round2(o.flow_setpoint_m3h),
                     valid_for_s: self.dispatcher.valid_for_s(),
                     epoch: None,
-                })
+                };
+                if let Some(r) = &reading {
+                    if let Some(d) = &mut self.district {
+                        d.observe(i, s.epoch.unwrap_or(0), (&s.ctrl, r, &o, dt_s));
+                    }
+                    if s.stepped_ts != r.ts_ms {
+                        // Each reading once, on the plant's clock.
+                        let plant_ms = (r.ts_ms as f64 * self.settings.time_scale) as i64;
+                        s.diagnosis
+                            .observe(r, Some(&cmd), plant_ms, &self.settings.diagnosis);
+                    }
+                    s.stepped_ts = r.ts_ms;
+                    // Plant time, so an accelerated run adds up.
+                    let area = r.heated_area_m2.or(s.ctrl.params().heated_area_m2);
+                    s.kpi.record(r, &o, area, dt_s, now, trend_every_ms);
+                }
+                Some(cmd)
             }
             Tick::Stale {
                 age_ms,

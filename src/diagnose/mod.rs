@@ -42,9 +42,11 @@ const KINDS: [Kind; 9] = [
 ];
 
 impl Diagnosis {
-    /// Takes one fresh reading and the command sent on it (if any).
-    pub fn observe(&mut self, r: &Reading, cmd: Option<&Command>, s: &Settings) {
-        let hour_ms = r.ts_ms.div_euclid(3_600_000) * 3_600_000;
+    /// Takes one fresh reading and the command sent on it (if any). `plant_ms` is the
+    /// reading's time on the plant's clock (its `ts` times the engine's `time_scale`: an
+    /// accelerated simulator's hour is the plant's hour, not the wall clock's).
+    pub fn observe(&mut self, r: &Reading, cmd: Option<&Command>, plant_ms: i64, s: &Settings) {
+        let hour_ms = plant_ms.div_euclid(3_600_000) * 3_600_000;
         if self.hour.start_ms != hour_ms && self.hour.n > 0 {
             let closed = std::mem::take(&mut self.hour);
             self.close(&closed, s);

@@ -7,6 +7,7 @@ mod cli;
 mod closed_loop;
 mod cluster;
 mod coordinator;
+mod diagnose;
 mod durability;
 mod etcd;
 mod failover;
