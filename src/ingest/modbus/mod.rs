@@ -8,6 +8,7 @@
 //! each command the control task hands it to the map's holding registers.
 
 pub mod line;
+mod link;
 pub mod map;
 pub mod map_file;
 pub mod poller;

@@ -18,7 +18,6 @@
 //! Each station has its own task, connection and backoff: a dead or refusing device never
 //! delays another.
 
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,11 +25,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_modbus::client::{Client, Context, Reader};
-use tokio_modbus::Slave;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::line::{self, LineHandle, Transport};
+use super::link::{bits, connect, Failure};
 use super::map::{ReadBlock, RegisterMap, Table};
 use crate::backoff::Backoff;
 use crate::ingest::decode::{self, DecodeLimits};
@@ -61,41 +60,6 @@ pub struct PollerConfig {
     /// Unmapped registers a coalesced read may span (0: adjacent registers only).
     pub max_gap: u16,
     pub map: Arc<RegisterMap>,
-}
-
-/// Why a request failed.
-#[derive(Debug)]
-pub(super) enum Failure {
-    /// The device answered with a Modbus exception: it refused.
-    Exception(String),
-    /// No answer in time.
-    Timeout,
-    /// Connection refused/reset, or a reply that does not match the request.
-    Link(String),
-}
-
-impl Failure {
-    /// A transport error (a shared line says when a unit did not answer in time).
-    pub(super) fn from_transport(e: tokio_modbus::Error) -> Self {
-        match e {
-            tokio_modbus::Error::Transport(io) if io.kind() == std::io::ErrorKind::TimedOut => {
-                Failure::Timeout
-            }
-            e => Failure::Link(e.to_string()),
-        }
-    }
-
-    pub(super) fn keeps_connection(&self) -> bool {
-        matches!(self, Failure::Exception(_))
-    }
-
-    pub(super) fn describe(&self, what: &str, timeout: Duration) -> String {
-        match self {
-            Failure::Exception(e) => format!("device refused {what}: Modbus exception {e}"),
-            Failure::Timeout => format!("{what}: no answer within {} ms", timeout.as_millis()),
-            Failure::Link(e) => format!("{what}: link failure: {e}"),
-        }
-    }
 }
 
 pub(super) struct Poller {
@@ -436,27 +400,4 @@ impl Poller {
             }
         }
     }
-}
-
-/// A bit read's reply (timeout, link, exception layers) as words of 0 or 1.
-fn bits<T, L, E>(r: Result<Result<Result<Vec<bool>, E>, L>, T>) -> Reply<T, L, E> {
-    r.map(|r| r.map(|r| r.map(|v| v.into_iter().map(u16::from).collect())))
-}
-
-type Reply<T, L, E> = Result<Result<Result<Vec<u16>, E>, L>, T>;
-
-async fn connect(address: &str, unit: u8, t: Duration) -> Result<Context, Failure> {
-    let addr: SocketAddr = tokio::time::timeout(t, tokio::net::lookup_host(address))
-        .await
-        .map_err(|_| Failure::Timeout)?
-        .map_err(|e| Failure::Link(format!("cannot resolve: {e}")))?
-        .next()
-        .ok_or_else(|| Failure::Link("address resolves to nothing".into()))?;
-    tokio::time::timeout(
-        t,
-        tokio_modbus::client::tcp::connect_slave(addr, Slave(unit)),
-    )
-    .await
-    .map_err(|_| Failure::Timeout)?
-    .map_err(|e| Failure::Link(e.to_string()))
 }

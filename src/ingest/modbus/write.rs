@@ -7,8 +7,9 @@ use std::sync::atomic::Ordering;
 use tokio_modbus::client::Writer;
 use tracing::warn;
 
+use super::link::Failure;
 use super::map::{Table, WriteRun};
-use super::poller::{Failure, Poller};
+use super::poller::Poller;
 use crate::store::record::Record;
 
 impl Poller {
