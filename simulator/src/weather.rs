@@ -18,16 +18,32 @@ pub enum Scenario {
     ColdSnap,
     /// A mild spell around +5 °C (± 4 K).
     Mild,
+    /// Two weeks of changing weather around the daily profile: a few ordinary days, a
+    /// cold spell down to −16 °C, a thaw to a mild spell around +7 °C, and back to frost
+    /// ([`FORTNIGHT_MEANS_C`]). For runs that span days (diagnosis, predictive control).
+    Fortnight,
 }
 
+/// The daily mean of [`Scenario::Fortnight`] at each midnight from day 0 to day 14, °C
+/// (linear between them, held beyond the ends).
+pub const FORTNIGHT_MEANS_C: [f64; 15] = [
+    -3.0, -4.0, -8.0, -14.0, -16.0, -12.0, -6.0, -4.0, 0.0, 5.0, 7.0, 6.0, 1.0, -2.0, -3.0,
+];
+
 impl Scenario {
-    pub const ALL: [Scenario; 3] = [Scenario::WinterDay, Scenario::ColdSnap, Scenario::Mild];
+    pub const ALL: [Scenario; 4] = [
+        Scenario::WinterDay,
+        Scenario::ColdSnap,
+        Scenario::Mild,
+        Scenario::Fortnight,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Scenario::WinterDay => "winter-day",
             Scenario::ColdSnap => "cold-snap",
             Scenario::Mild => "mild",
+            Scenario::Fortnight => "fortnight",
         }
     }
 
@@ -42,6 +58,12 @@ impl Scenario {
         match self {
             Scenario::WinterDay => day(-5.0),
             Scenario::Mild => day(5.0),
+            Scenario::Fortnight => {
+                let d = (hour / 24.0).clamp(0.0, 14.0);
+                let k = (d.floor() as usize).min(13);
+                let (a, b) = (FORTNIGHT_MEANS_C[k], FORTNIGHT_MEANS_C[k + 1]);
+                day(a + (b - a) * (d - k as f64))
+            }
             Scenario::ColdSnap => {
                 let w = match hour {
                     h if h < 6.0 => 0.0,

@@ -38,6 +38,8 @@ pub enum AlarmKind {
     LowDeltaT,
     /// Storage trouble: database writes failing, points refused or dead-lettered.
     Storage,
+    /// The station diagnosis suspects a fault (its kind and evidence in the message).
+    FaultSuspected,
 }
 
 impl AlarmKind {
@@ -52,6 +54,7 @@ impl AlarmKind {
             AlarmKind::ValveSaturated => "valve_saturated",
             AlarmKind::LowDeltaT => "low_delta_t",
             AlarmKind::Storage => "storage",
+            AlarmKind::FaultSuspected => "fault_suspected",
         }
     }
 
@@ -61,9 +64,10 @@ impl AlarmKind {
             AlarmKind::OutOfRange | AlarmKind::SupplyDeviation | AlarmKind::ValveSaturated => {
                 Severity::Minor
             }
-            AlarmKind::RejectedRepeatedly | AlarmKind::ReturnHigh | AlarmKind::LowDeltaT => {
-                Severity::Warning
-            }
+            AlarmKind::RejectedRepeatedly
+            | AlarmKind::ReturnHigh
+            | AlarmKind::LowDeltaT
+            | AlarmKind::FaultSuspected => Severity::Warning,
         }
     }
 }

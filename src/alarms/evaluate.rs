@@ -76,6 +76,11 @@ pub enum Detail<'a> {
         refused: u64,
         dead: u64,
     },
+    /// The most confident finding, and how many more there are.
+    Suspected {
+        finding: Option<&'a crate::diagnose::Finding>,
+        more: usize,
+    },
 }
 
 impl fmt::Display for Detail<'_> {
@@ -124,6 +129,23 @@ impl fmt::Display for Detail<'_> {
                 f,
                 "storage trouble: {errors} write errors, {refused} points refused, {dead} dead letters so far"
             ),
+            Detail::Suspected { finding: None, .. } => f.write_str("no fault suspected"),
+            Detail::Suspected {
+                finding: Some(finding),
+                more,
+            } => {
+                write!(
+                    f,
+                    "suspected {} ({:.0} %): {}",
+                    finding.kind.as_str(),
+                    finding.confidence * 100.0,
+                    finding.evidence
+                )?;
+                if more > 0 {
+                    write!(f, "; {more} more finding(s)")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -165,6 +187,18 @@ pub fn station_checks<'a>(
         rejected_last_min as f64,
         Detail::Rejected {
             per_min: rejected_last_min,
+        },
+    ));
+    // Findings stand on hours of data: they hold through a stale spell.
+    let finding = st.findings.first();
+    out.push(check(
+        AlarmKind::FaultSuspected,
+        finding.is_some(),
+        0,
+        finding.map_or(0.0, |f| f.confidence),
+        Detail::Suspected {
+            finding,
+            more: st.findings.len().saturating_sub(1),
         },
     ));
     if let (Some(r), Some(o)) = (st.reading.as_ref().filter(|_| !st.stale), &st.outputs) {
@@ -370,6 +404,34 @@ mod tests {
         let mut out = Vec::new();
         station_checks(st, &settings(), rejected, since_start_ms, 2_000, &mut out);
         out.iter().filter(|c| c.active).map(|c| c.kind).collect()
+    }
+
+    #[test]
+    fn a_finding_raises_fault_suspected_naming_its_kind_even_when_stale() {
+        let mut st = status(55.0, 55.2, 40.0, Mode::Auto);
+        st.stale = true;
+        st.findings = vec![crate::diagnose::Finding {
+            kind: crate::diagnose::Kind::Strainer,
+            confidence: 0.8,
+            evidence: "flow per % pump speed fell 30 %".into(),
+            since_ms: 0,
+        }];
+        assert!(active(&st, 0, 60_000).contains(&AlarmKind::FaultSuspected));
+        let mut out = Vec::new();
+        station_checks(&st, &settings(), 0, 60_000, 2_000, &mut out);
+        let c = out
+            .iter()
+            .find(|c| c.kind == AlarmKind::FaultSuspected)
+            .unwrap();
+        assert_eq!(c.value, 0.8);
+        assert_eq!(
+            c.detail.to_string(),
+            "suspected strainer (80 %): flow per % pump speed fell 30 %"
+        );
+        assert_eq!(
+            AlarmKind::FaultSuspected.severity(),
+            super::super::Severity::Warning
+        );
     }
 
     #[test]

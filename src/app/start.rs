@@ -199,9 +199,7 @@ fn start_control(
         control_on: cfg.control_on,
         default_outdoor_c: cfg.default_outdoor_c,
         weather_max_age_ms: cfg.weather_max_age_ms,
-        // The defaults (docs/diagnosis.md); a [diagnosis] config section comes with the
-        // evaluation that tunes them.
-        diagnosis: crate::diagnose::Settings::default(),
+        diagnosis: cfg.diagnosis.clone(),
     };
     let stations = control_stations(cfg, slots);
     let (control, status) = ControlTask::new(

@@ -67,6 +67,8 @@ pub struct Config {
     pub weather_max_age_ms: i64,
     /// The district coordinator, when enabled.
     pub coordinator: Option<CoordinatorConfig>,
+    /// `[diagnosis]`: the station diagnosis' thresholds and windows (docs/diagnosis.md).
+    pub diagnosis: crate::diagnose::Settings,
     /// `[cluster]`: this instance shares the fleet with others through etcd (`None`: alone).
     pub cluster: Option<crate::cluster::membership::MemberSettings>,
     pub stations: Vec<StationConfig>,
@@ -117,6 +119,7 @@ impl Config {
             "weather.default_outdoor_temp_c: must be within -50..50",
         );
         let coordinator = sections::coordinator(&raw.coordinator, &mut v);
+        v.0.extend(raw.diagnosis.problems());
         let cluster = raw
             .cluster
             .as_ref()
@@ -152,6 +155,7 @@ impl Config {
             default_outdoor_c: w.default_outdoor_temp_c,
             weather_max_age_ms: (w.max_age_s * 1000.0) as i64,
             coordinator,
+            diagnosis: raw.diagnosis.clone(),
             cluster,
             stations,
             mappings: used,

@@ -28,6 +28,8 @@ pub(super) struct Raw {
     #[serde(default)]
     pub(super) coordinator: RawCoordinator,
     #[serde(default)]
+    pub(super) diagnosis: crate::diagnose::Settings,
+    #[serde(default)]
     pub(super) defaults: RawControl,
     pub(super) cluster: Option<RawCluster>,
     #[serde(default, rename = "station")]

@@ -35,6 +35,27 @@ pub struct Station {
     pub(super) diagnosis: crate::diagnose::Diagnosis,
 }
 
+/// What a station's design data (its controller's settings) say about reading `r`.
+pub fn design_of(ctrl: &StationController, r: &Reading) -> crate::diagnose::Design {
+    let p = ctrl.params();
+    let area = r.heated_area_m2.or(p.heated_area_m2).unwrap_or(0.0);
+    crate::diagnose::Design {
+        design_kw: p.heat_index_w_m2 * area / 1000.0,
+        span_k: p.design_indoor_c - p.design_outdoor_c,
+        design_indoor_c: p.design_indoor_c,
+        curve_c: r.outdoor_temp_c.map(|o| p.curve.supply_c(o)),
+    }
+}
+
+/// Gives every station's diagnosis the fleet's median UA per kW of design load (once per
+/// plant hour: the undersized-exchanger detector compares each station with it).
+pub(super) fn compare_fleet(stations: &mut [Station]) {
+    let median = crate::diagnose::fleet_ua_median(stations.iter().map(|s| &s.diagnosis));
+    for s in stations {
+        s.diagnosis.set_fleet_ua_per_kw(median);
+    }
+}
+
 impl Station {
     pub fn new(
         id: StationId,
@@ -57,6 +78,19 @@ impl Station {
             initial,
             diagnosis: Default::default(),
         }
+    }
+
+    /// Gives the diagnosis a fresh reading and the command sent on it, at `plant_ms`, with
+    /// what the station's design data say about it.
+    pub(super) fn diagnose(
+        &mut self,
+        r: &Reading,
+        cmd: &crate::model::Command,
+        plant_ms: i64,
+        s: &crate::diagnose::Settings,
+    ) {
+        let design = design_of(&self.ctrl, r);
+        self.diagnosis.observe(r, Some(cmd), &design, plant_ms, s);
     }
 
     pub(super) fn latest(&self) -> Option<Reading> {

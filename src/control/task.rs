@@ -77,6 +77,8 @@ pub struct ControlTask {
     rate_window: VecDeque<(i64, u64)>,
     /// In a cluster: where a station's new operator state goes to be kept in etcd.
     replicate: Option<mpsc::Sender<StateRequest>>,
+    /// The plant hour the diagnosis last compared the fleet's stations in.
+    fleet_hour: i64,
 }
 
 impl ControlTask {
@@ -117,6 +119,7 @@ impl ControlTask {
             status,
             rate_window: VecDeque::new(),
             replicate: None,
+            fleet_hour: i64::MIN,
         };
         (task, status_rx)
     }
@@ -274,6 +277,7 @@ impl ControlTask {
         let trend_every_ms = (60_000.0 / self.settings.time_scale) as i64;
         let s = &mut self.stations[i];
         let reading = s.latest();
+        let mut new_hour = false;
         s.kpi.start_day_of(now);
         s.ctrl.set_dt(dt_s);
         s.last_step_ms = now;
@@ -294,16 +298,20 @@ impl ControlTask {
                     if let Some(d) = &mut self.district {
                         d.observe(i, s.epoch.unwrap_or(0), (&s.ctrl, r, &o, dt_s));
                     }
-                    if s.stepped_ts != r.ts_ms {
+                    if s.stepped_ts != r.ts_ms && self.settings.diagnosis.enabled {
                         // Each reading once, on the plant's clock.
                         let plant_ms = (r.ts_ms as f64 * self.settings.time_scale) as i64;
-                        s.diagnosis
-                            .observe(r, Some(&cmd), plant_ms, &self.settings.diagnosis);
+                        s.diagnose(r, &cmd, plant_ms, &self.settings.diagnosis);
+                        new_hour = plant_ms.div_euclid(3_600_000) > self.fleet_hour;
+                        self.fleet_hour = self.fleet_hour.max(plant_ms.div_euclid(3_600_000));
                     }
                     s.stepped_ts = r.ts_ms;
                     // Plant time, so an accelerated run adds up.
                     let area = r.heated_area_m2.or(s.ctrl.params().heated_area_m2);
                     s.kpi.record(r, &o, area, dt_s, now, trend_every_ms);
+                }
+                if new_hour {
+                    super::fleet::compare_fleet(&mut self.stations);
                 }
                 Some(cmd)
             }

@@ -61,6 +61,14 @@ pub struct Health {
     pub dt_share: Avg,
     /// Heat balance (ΔT − meter heat / (1.163 × flow)), K, hour by hour (the last 48).
     pub balance: Vec<f64>,
+    /// The indoor temperature the heat implies from the design load (fast: the last
+    /// half-day), and the supply over the heating curve, °C and K.
+    pub implied_indoor: Avg,
+    pub over_curve: Avg,
+    /// UA per kW of design load, 1/K (slow: how the exchanger was when learnt).
+    pub ua_per_kw: Avg,
+    /// The fleet's median of `ua_per_kw.slow`, given by [`super::fleet_ua_median`]'s caller.
+    pub fleet_ua_per_kw: Option<f64>,
 }
 
 /// What one hour shows: (kind, confidence, evidence).
@@ -81,7 +89,62 @@ pub fn update(h: &mut Health, hour: &Hour, s: &Settings) -> Seen {
     frozen(hour, &mut seen);
     bypass(h, hour, s, learned && consistent && !no_flow, &mut seen);
     valve(hour, s, &mut seen);
+    over_fired(h, hour, s, consistent, &mut seen);
+    undersized(h, hour, s, learned, &mut seen);
     seen
+}
+
+/// Heat far above what the design load asks for at this weather, over the last half-day.
+/// `consistent`: the meter and temperatures agree (a sensor fault is named as such).
+fn over_fired(h: &mut Health, hour: &Hour, s: &Settings, consistent: bool, seen: &mut Seen) {
+    h.implied_indoor
+        .update(hour.implied_indoor.mean(), s, true, f64::INFINITY);
+    h.over_curve
+        .update(hour.over_curve.mean(), s, true, f64::INFINITY);
+    let (Some(implied), Some(design_in)) = (h.implied_indoor.fast, hour.design_indoor_c) else {
+        return;
+    };
+    // The fast average needs a half-day to speak for the station, not for the hour.
+    if h.hours < s.fast_h as u32 || !consistent || implied < design_in + s.over_k {
+        return;
+    }
+    let over_curve = h.over_curve.fast.unwrap_or(0.0);
+    let cause = if over_curve >= 3.0 {
+        format!("supply runs {over_curve:.1} K above the heating curve: curve set too high?")
+    } else {
+        "supply on the heating curve: check the heated area and heat index".to_owned()
+    };
+    seen.push((
+        Kind::OverFired,
+        confidence((implied - design_in - s.over_k) / 4.0),
+        format!(
+            "heat equals the design load of a {implied:.1} °C indoor temperature (design {design_in:.0} °C); {cause}"
+        ),
+    ));
+}
+
+/// UA per kW of design load far below the fleet's: an exchanger too small for its station.
+/// Judged on the slow average, so a fouling that is happening now is left to `fouling`.
+fn undersized(h: &mut Health, hour: &Hour, s: &Settings, learned: bool, seen: &mut Seen) {
+    h.ua_per_kw
+        .update(hour.ua_per_kw.mean(), s, true, s.ua_drop / 4.0);
+    let (Some(mine), Some(fleet)) = (h.ua_per_kw.slow, h.fleet_ua_per_kw) else {
+        return;
+    };
+    let short = 1.0 - mine / fleet;
+    let fouling_now = h.ua.change().is_some_and(|c| c < -s.ua_drop / 2.0);
+    if learned && !fouling_now && short >= s.undersized_share {
+        seen.push((
+            Kind::Undersized,
+            confidence((short - s.undersized_share) * 3.0),
+            format!(
+                "exchanger moves {:.0} % less heat per kelvin for its design load than the fleet's median ({:.2} against {:.2} W/K per kW)",
+                short * 100.0,
+                mine * 1000.0,
+                fleet * 1000.0
+            ),
+        ));
+    }
 }
 
 /// Flow per pump speed against how it was: a pump that moves no water, or a strainer that

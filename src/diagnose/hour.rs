@@ -4,6 +4,7 @@
 //! it) to the current hour; when the hour changes, the closed one goes to the detectors.
 //! Hour means smooth the sensors' noise and the controllers' ripple without keeping samples.
 
+use super::kinds::Design;
 use crate::model::{Command, Reading};
 
 /// Sums, extremes and counts of one hour.
@@ -35,6 +36,14 @@ pub struct Hour {
     pub driven: Span,
     /// Samples with the valve told ≤ 2 % and supply over its setpoint: the excess, K.
     pub closed_over: Span,
+    /// The indoor temperature the station's heat implies from its design load, °C.
+    pub implied_indoor: Span,
+    /// Supply over the heating curve, K.
+    pub over_curve: Span,
+    /// UA per kW of design load, 1/K.
+    pub ua_per_kw: Span,
+    /// The station's design indoor temperature (when it has a design load).
+    pub design_indoor_c: Option<f64>,
 }
 
 /// Count, sum, min and max of a figure.
@@ -82,7 +91,7 @@ impl Span {
 }
 
 impl Hour {
-    pub fn add(&mut self, r: &Reading, cmd: Option<&Command>) {
+    pub fn add(&mut self, r: &Reading, cmd: Option<&Command>, design: &Design) {
         self.n += 1;
         let (ts, tr, flow) = (r.supply_temp_c, r.return_temp_c, r.flow_m3h);
         self.supply.add(ts);
@@ -113,6 +122,17 @@ impl Hour {
                 self.driven.add(flow / p);
             }
         }
+        if design.design_kw > 1.0 {
+            self.design_indoor_c = Some(design.design_indoor_c);
+        }
+        if let Some(o) = r.outdoor_temp_c {
+            if let Some(c) = design.curve_c {
+                self.over_curve.add(ts - c);
+            }
+            if let Some(i) = r.heat_kw.and_then(|q| design.implied_indoor_c(q, o)) {
+                self.implied_indoor.add(i);
+            }
+        }
         if let Some(q) = r.heat_kw {
             if flow > 0.0 {
                 self.balance
@@ -128,6 +148,9 @@ impl Hour {
                 if let Some(lmtd) = lmtd(tp_in - ts, tp_out - tr) {
                     if q > 1.0 {
                         self.ua.add(q / lmtd);
+                        if design.design_kw > 1.0 {
+                            self.ua_per_kw.add(q / lmtd / design.design_kw);
+                        }
                     }
                 }
             }

@@ -4,7 +4,7 @@
 //! Where it sits: the vocabulary shared by the detectors (`detect.rs`) and the per-station
 //! state (`mod.rs`), and what the API, CLI and alarms will show.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A fault the diagnosis can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -28,6 +28,12 @@ pub enum Kind {
     Strainer,
     /// Almost no flow while the pump is driven.
     PumpFailure,
+    /// The exchanger transfers much less heat per kelvin, for its design load, than the
+    /// fleet's (too small for its station, or fouled before heatgrid knew it).
+    Undersized,
+    /// The station takes far more heat than its design load at this weather: a heating
+    /// curve set too high, or a heated area (or heat index) that is wrong.
+    OverFired,
 }
 
 impl Kind {
@@ -42,6 +48,8 @@ impl Kind {
             Kind::Bypass => "bypass",
             Kind::Strainer => "strainer",
             Kind::PumpFailure => "pump_failure",
+            Kind::Undersized => "undersized",
+            Kind::OverFired => "over_fired",
         }
     }
 }
@@ -57,9 +65,35 @@ pub struct Finding {
     pub since_ms: i64,
 }
 
-/// Thresholds and windows (docs/diagnosis.md explains each default).
-#[derive(Debug, Clone, PartialEq)]
+/// What the station's design data say about one reading: they come from its controller's
+/// settings (heat index, heated area, design temperatures, heating curve).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Design {
+    /// Heat load at the design outdoor temperature, kW (heat index × area).
+    pub design_kw: f64,
+    /// Design indoor minus design outdoor temperature, K.
+    pub span_k: f64,
+    pub design_indoor_c: f64,
+    /// The heating curve's supply at the reading's outdoor temperature, °C (no offsets).
+    pub curve_c: Option<f64>,
+}
+
+impl Design {
+    /// The indoor temperature at which the design load model asks for `heat_kw` with
+    /// `outdoor_c` outside; `None` without a design load.
+    pub fn implied_indoor_c(&self, heat_kw: f64, outdoor_c: f64) -> Option<f64> {
+        (self.design_kw > 1.0 && self.span_k > 1.0)
+            .then(|| outdoor_c + heat_kw / self.design_kw * self.span_k)
+    }
+}
+
+/// Thresholds and windows: the `[diagnosis]` config section (docs/diagnosis.md explains each
+/// default).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Settings {
+    /// Whether the diagnosis runs at all.
+    pub enabled: bool,
     /// Hours a condition must hold before its finding is raised, and hours without it before
     /// it is cleared.
     pub persist_h: u32,
@@ -87,11 +121,17 @@ pub struct Settings {
     pub valve_still_pct: f64,
     /// Valve leak: supply this far over its setpoint with the valve told to close.
     pub leak_over_k: f64,
+    /// Over-fired: the indoor temperature the station's heat implies (from its design load)
+    /// is this far above the design indoor temperature.
+    pub over_k: f64,
+    /// Undersized: UA per kW of design load this share below the fleet's median.
+    pub undersized_share: f64,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
+            enabled: true,
             persist_h: 2,
             clear_h: 6,
             learn_h: 24,
@@ -106,6 +146,64 @@ impl Default for Settings {
             valve_moved_pct: 3.0,
             valve_still_pct: 0.3,
             leak_over_k: 2.0,
+            over_k: 6.0,
+            undersized_share: 0.2,
         }
+    }
+}
+
+impl Settings {
+    /// Every setting outside its sane range, as `diagnosis.<key>: <why>`.
+    pub fn problems(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        let mut want = |ok: bool, key: &str, why: &str| {
+            if !ok {
+                v.push(format!("diagnosis.{key}: {why}"));
+            }
+        };
+        want(
+            (1..=48).contains(&self.persist_h),
+            "persist_h",
+            "must be within 1..48 hours",
+        );
+        want(
+            (1..=168).contains(&self.clear_h),
+            "clear_h",
+            "must be within 1..168 hours",
+        );
+        want(
+            (6..=24 * 14).contains(&self.learn_h),
+            "learn_h",
+            "must be within 6..336 hours",
+        );
+        want(
+            self.fast_h >= 1.0 && self.slow_h >= 2.0 * self.fast_h && self.slow_h <= 24.0 * 30.0,
+            "slow_h",
+            "fast_h must be at least 1 and slow_h at least twice fast_h (and at most 720)",
+        );
+        for (key, x) in [
+            ("ua_drop", self.ua_drop),
+            ("flow_drop", self.flow_drop),
+            ("no_flow", self.no_flow),
+            ("dt_drop", self.dt_drop),
+            ("undersized_share", self.undersized_share),
+        ] {
+            want(
+                x > 0.0 && x < 1.0,
+                key,
+                "must be a share between 0 and 1 (exclusive)",
+            );
+        }
+        for (key, x) in [
+            ("balance_k", self.balance_k),
+            ("drift_k_per_day", self.drift_k_per_day),
+            ("valve_moved_pct", self.valve_moved_pct),
+            ("valve_still_pct", self.valve_still_pct),
+            ("leak_over_k", self.leak_over_k),
+            ("over_k", self.over_k),
+        ] {
+            want(x.is_finite() && x > 0.0, key, "must be positive");
+        }
+        v
     }
 }

@@ -17,7 +17,7 @@ mod kinds;
 use crate::model::{Command, Reading};
 pub use detect::Health;
 use hour::Hour;
-pub use kinds::{Finding, Kind, Settings};
+pub use kinds::{Design, Finding, Kind, Settings};
 
 /// One station's diagnosis state.
 #[derive(Debug, Clone, Default)]
@@ -25,11 +25,11 @@ pub struct Diagnosis {
     hour: Hour,
     health: Health,
     /// Per kind: hours the condition held in a row (or has been absent, while raised).
-    streak: [(u32, u32, i64); 9],
+    streak: [(u32, u32, i64); KINDS.len()],
     findings: Vec<Finding>,
 }
 
-const KINDS: [Kind; 9] = [
+const KINDS: [Kind; 11] = [
     Kind::Fouling,
     Kind::ValveStuck,
     Kind::ValveLeak,
@@ -39,20 +39,36 @@ const KINDS: [Kind; 9] = [
     Kind::Bypass,
     Kind::Strainer,
     Kind::PumpFailure,
+    Kind::Undersized,
+    Kind::OverFired,
 ];
 
 impl Diagnosis {
-    /// Takes one fresh reading and the command sent on it (if any). `plant_ms` is the
-    /// reading's time on the plant's clock (its `ts` times the engine's `time_scale`: an
-    /// accelerated simulator's hour is the plant's hour, not the wall clock's).
-    pub fn observe(&mut self, r: &Reading, cmd: Option<&Command>, plant_ms: i64, s: &Settings) {
+    /// Takes one fresh reading and the command sent on it (if any), with what the station's
+    /// design data say about it. `plant_ms` is the reading's time on the plant's clock (its
+    /// `ts` times the engine's `time_scale`: an accelerated simulator's hour is the plant's
+    /// hour, not the wall clock's).
+    pub fn observe(
+        &mut self,
+        r: &Reading,
+        cmd: Option<&Command>,
+        design: &Design,
+        plant_ms: i64,
+        s: &Settings,
+    ) {
         let hour_ms = plant_ms.div_euclid(3_600_000) * 3_600_000;
         if self.hour.start_ms != hour_ms && self.hour.n > 0 {
             let closed = std::mem::take(&mut self.hour);
             self.close(&closed, s);
         }
         self.hour.start_ms = hour_ms;
-        self.hour.add(r, cmd);
+        self.hour.add(r, cmd, design);
+    }
+
+    /// Gives the station the fleet's median UA per kW of design load
+    /// ([`fleet_ua_median`]), for the undersized-exchanger detector.
+    pub fn set_fleet_ua_per_kw(&mut self, median: Option<f64>) {
+        self.health.fleet_ua_per_kw = median;
     }
 
     /// The findings in force, most confident first.
@@ -103,6 +119,19 @@ impl Diagnosis {
         self.findings
             .sort_by(|a, b| b.confidence.total_cmp(&a.confidence));
     }
+}
+
+/// The median over `fleet` of each station's learnt UA per kW of design load (stations
+/// still learning left out); `None` with fewer than 5 such stations: a fleet that small is
+/// no yardstick.
+pub fn fleet_ua_median<'a>(fleet: impl Iterator<Item = &'a Diagnosis>) -> Option<f64> {
+    let mut v: Vec<f64> = fleet.filter_map(|d| d.health.ua_per_kw.slow).collect();
+    if v.len() < 5 {
+        return None;
+    }
+    let mid = v.len() / 2;
+    v.select_nth_unstable_by(mid, f64::total_cmp);
+    Some(v[mid])
 }
 
 #[cfg(test)]

@@ -165,7 +165,7 @@ fn run(fault: Synth, onset_h: f64, days: f64, seed: u64) -> (Diagnosis, Vec<(Kin
     for k in 0..(days * 288.0) as usize {
         let h = k as f64 / 12.0;
         let (reading, cmd) = gen.sample(h, &station);
-        d.observe(&reading, Some(&cmd), reading.ts_ms, &s);
+        d.observe(&reading, Some(&cmd), &Design::default(), reading.ts_ms, &s);
         for f in d.findings() {
             if !first.iter().any(|(k, _)| *k == f.kind) {
                 first.push((f.kind, h));
@@ -252,13 +252,20 @@ fn a_finding_clears_when_its_cause_is_gone() {
         extra: vec![],
     };
     for k in 0..6 * 6 {
-        d.observe(&reading(k, 55.0), None, 1_764_547_200_000 + k * 600_000, &s);
+        d.observe(
+            &reading(k, 55.0),
+            None,
+            &Design::default(),
+            1_764_547_200_000 + k * 600_000,
+            &s,
+        );
     }
     assert!(d.findings().iter().any(|f| f.kind == Kind::SensorFrozen));
     for k in 36..36 + 10 * 6 {
         d.observe(
             &reading(k, 55.0 + (k % 5) as f64 * 0.3),
             None,
+            &Design::default(),
             1_764_547_200_000 + k * 600_000,
             &s,
         );
@@ -300,7 +307,7 @@ proptest! {
                 seq: 1, ts, mode: Mode::Auto, supply_setpoint_c: sup, valve_pct: valve.unwrap_or(0.0),
                 pump_pct: pump.unwrap_or(50.0), flow_setpoint_m3h: flow, valid_for_s: 300, epoch: None,
             };
-            d.observe(&r, Some(&cmd), ts, &s);
+            d.observe(&r, Some(&cmd), &Design::default(), ts, &s);
             for f in d.findings() {
                 prop_assert!(f.confidence.is_finite() && (0.5..=0.99).contains(&f.confidence));
                 prop_assert!(!f.evidence.contains("NaN") && !f.evidence.contains("inf"), "{}", f.evidence);
