@@ -77,7 +77,8 @@ enum Cmd {
 #[cfg(feature = "demo")]
 #[derive(clap::Args, Debug)]
 struct ScenarioArgs {
-    /// winter-day, cold-snap or mild.
+    /// winter-day, cold-snap, mild or fortnight; or `diagnosis`: the station diagnosis
+    /// measured on faults injected into a fleet over the fortnight (docs/diagnosis.md).
     name: String,
     #[arg(long, default_value_t = 100)]
     stations: usize,
@@ -114,6 +115,13 @@ struct ScenarioArgs {
     /// Also write a self-contained HTML report with charts to this file.
     #[arg(long)]
     html: Option<PathBuf>,
+    /// `diagnosis`: simulated days per run.
+    #[arg(long, default_value_t = 14.0)]
+    days: f64,
+    /// `diagnosis`: one run per seed (comma-separated), scored together; `--seed` if not
+    /// given.
+    #[arg(long, value_delimiter = ',')]
+    seeds: Vec<u64>,
 }
 
 fn main() -> ExitCode {
@@ -235,18 +243,30 @@ fn scenario(a: ScenarioArgs) -> anyhow::Result<ExitCode> {
         indoor_sensor,
         json,
         html,
+        days,
+        seeds,
     } = a;
+    let Some(fleet) = heatgrid_sim::Fleet::parse(&fleet) else {
+        anyhow::bail!("unknown fleet {fleet:?}: balanced or unbalanced");
+    };
+    if name == "diagnosis" {
+        let seeds = if seeds.is_empty() { vec![seed] } else { seeds };
+        let o = heatgrid::demo::diagnosis::Options {
+            fleet,
+            ..heatgrid::demo::diagnosis::Options::new(stations, days, seed)
+        };
+        return diagnosis(&o, &seeds, json);
+    }
     let Some(scenario) = heatgrid_sim::scenario::Scenario::parse(&name) else {
-        anyhow::bail!("unknown scenario {name:?}: winter-day, cold-snap or mild");
+        anyhow::bail!(
+            "unknown scenario {name:?}: winter-day, cold-snap, mild, fortnight or diagnosis"
+        );
     };
     let Some(disturbance) = heatgrid_sim::scenario::Disturbance::parse(&disturbance) else {
         anyhow::bail!(
             "unknown disturbance {disturbance:?}: none, comms-loss, sensor-drift, \
              area-change, undersized-hx or gains"
         );
-    };
-    let Some(fleet) = heatgrid_sim::Fleet::parse(&fleet) else {
-        anyhow::bail!("unknown fleet {fleet:?}: balanced or unbalanced");
     };
     let mut opts = heatgrid::demo::scenario::Options::new(scenario, stations, hours, seed);
     opts.disturbance = disturbance;
@@ -265,6 +285,38 @@ fn scenario(a: ScenarioArgs) -> anyhow::Result<ExitCode> {
         std::fs::write(&path, heatgrid::demo::report::html(&runs, &table))
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", path.display()))?;
         eprintln!("report: {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The diagnosis evaluation: one run per seed (on parallel threads), scored together.
+#[cfg(feature = "demo")]
+fn diagnosis(
+    o: &heatgrid::demo::diagnosis::Options,
+    seeds: &[u64],
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use heatgrid::demo::diagnosis as d;
+    let runs = std::thread::scope(|s| {
+        let handles: Vec<_> = seeds
+            .iter()
+            .map(|&seed| s.spawn(move || d::run(&d::Options { seed, ..o.clone() })))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("a diagnosis run panicked"))?
+                    .map_err(anyhow::Error::from)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+    })?;
+    let score = d::score(&runs);
+    if json {
+        let body = serde_json::json!({ "runs": runs, "score": score });
+        println!("{}", serde_json::to_string_pretty(&body)?);
+    } else {
+        print!("{}", d::table(&runs, &score));
     }
     Ok(ExitCode::SUCCESS)
 }

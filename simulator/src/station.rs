@@ -105,6 +105,8 @@ pub struct SimStation {
     pub fault: Option<(Fault, FaultState)>,
     /// Simulated seconds since the station started (the clock of its fault's onset).
     pub elapsed_s: f64,
+    /// Sensor noise: (amplitude in K, the station's noise seed) ([`crate::SimConfig`]).
+    pub noise: (f64, u64),
 }
 
 impl SimStation {
@@ -129,6 +131,7 @@ impl SimStation {
             area_report_factor: 1.0,
             fault: None,
             elapsed_s: 0.0,
+            noise: (0.0, 0),
         }
     }
 
@@ -210,20 +213,39 @@ impl SimStation {
         self.published += 1;
         let p = &self.plant;
         let r2 = |x: f64| (x * 100.0).round() / 100.0;
+        let (amp, seed) = self.noise;
+        // Uniform in ±1, a different draw per sample and channel; nothing when amp is 0.
+        let jitter = |channel: u64| {
+            if amp == 0.0 {
+                return 0.0;
+            }
+            let mut z = seed ^ (self.published << 8) ^ channel;
+            z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            (z >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+        };
+        // A frozen sensor repeats its value exactly.
+        let supply = match self.supply_frozen_c {
+            Some(v) => v,
+            None => self.reported_supply_c() + amp * jitter(1),
+        };
+        let rel = |c: u64| 1.0 + 0.1 * amp * jitter(c);
         Telemetry {
             ts: now_ms,
-            supply_temp_c: r2(self.reported_supply_c()),
-            return_temp_c: r2(p.station_return_c() + self.return_offset_k),
-            flow_m3h: r2(p.secondary_kgs() / crate::plant::KGS_PER_M3H),
+            supply_temp_c: r2(supply),
+            return_temp_c: r2(p.station_return_c() + self.return_offset_k + amp * jitter(2)),
+            flow_m3h: r2(p.secondary_kgs() / crate::plant::KGS_PER_M3H * rel(3)),
             heated_area_m2: (p.p.area_m2 * self.area_report_factor).round(),
             outdoor_temp_c: r2(outdoor_c),
             indoor_temp_c: r2(p.indoor_c),
             valve_pct: r2(p.valve * 100.0),
             pump_pct: r2(p.pump * 100.0),
-            primary_supply_temp_c: r2(p.primary_supply_c),
-            primary_return_temp_c: r2(p.primary_return_c),
+            primary_supply_temp_c: r2(p.primary_supply_c + amp * jitter(5)),
+            primary_return_temp_c: r2(p.primary_return_c + amp * jitter(6)),
             primary_flow_m3h: r2(p.primary_kgs / crate::plant::KGS_PER_M3H),
-            heat_kw: r2(p.heat_w / 1000.0),
+            heat_kw: r2(p.heat_w / 1000.0 * rel(4)),
             heat_energy_gj: (p.energy_j / 1e9 * 1e6).round() / 1e6,
             tele_seq: self.published,
             applied_epoch: self.last_accepted.map(|(e, _)| e),

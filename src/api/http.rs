@@ -98,6 +98,7 @@ fn row(s: &StationStatus, now: i64) -> Value {
         "heat_today_gj": s.heat_today_gj,
         "tags": s.tags,
         "findings": s.findings.iter().map(|f| f.kind.as_str()).collect::<Vec<_>>(),
+        "diagnosis": s.findings,
     })
 }
 

@@ -1,6 +1,6 @@
 //! The operator verbs of the `heatgrid` binary: clients of a running engine's HTTP API.
 //!
-//! `status`, `stations`, `station ID` read (`--json` prints the API's JSON unchanged);
+//! `status`, `stations`, `station ID`, `diagnose` read (`--json` prints the API's JSON unchanged);
 //! `set ID …` and `mode ID …` change. The engine address and token come from flags or
 //! `HEATGRID_API` / `HEATGRID_TOKEN`. Errors are one line on stderr; exit codes: 3 engine
 //! unreachable, 4 refused by the engine (token, unknown station, safety limit), 2 other.
@@ -45,6 +45,12 @@ pub enum Verb {
     /// Everything about one station.
     Station {
         id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The stations the diagnosis suspects of a fault, worst first: kind, confidence, since
+    /// when, and the figures behind it.
+    Diagnose {
         #[arg(long)]
         json: bool,
     },
@@ -158,6 +164,7 @@ async fn execute(remote: &Remote, verb: Verb) -> Result<String, Failure> {
             read::stations(remote, json, filter).await
         }
         Verb::Station { id, json } => read::station(remote, &id, json).await,
+        Verb::Diagnose { json } => read::diagnose(remote, json).await,
         Verb::Cluster { json, partitions } => cluster::cluster(remote, json, partitions).await,
         Verb::Set {
             id,

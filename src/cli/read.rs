@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use comfy_table::CellAlignment;
 use reqwest::Method;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use super::change::split_group;
 use super::remote::{call, Failure, Remote};
@@ -105,6 +105,70 @@ pub(super) async fn stations(remote: &Remote, json: bool, w: Filter) -> Result<S
         ]);
     }
     Ok(format!("{t}\n"))
+}
+
+/// The stations with a finding, worst first (their most confident finding, then the
+/// number of findings, then the oldest).
+pub(super) async fn diagnose(remote: &Remote, json: bool) -> Result<String, Failure> {
+    let v = call(remote, Method::GET, "/api/v1/stations", None).await?;
+    let mut rows: Vec<Value> = v["stations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["diagnosis"].as_array().is_some_and(|d| !d.is_empty()))
+        .map(|r| json!({ "id": r["id"], "tags": r["tags"], "findings": r["diagnosis"] }))
+        .collect();
+    let worst = |r: &Value| {
+        let f = r["findings"].as_array().cloned().unwrap_or_default();
+        let top = f
+            .iter()
+            .filter_map(|f| f["confidence"].as_f64())
+            .fold(0.0, f64::max);
+        let since = f
+            .iter()
+            .filter_map(|f| f["since_ms"].as_i64())
+            .min()
+            .unwrap_or(i64::MAX);
+        (top, f.len(), since)
+    };
+    rows.sort_by(|a, b| {
+        let (x, y) = (worst(a), worst(b));
+        y.0.total_cmp(&x.0).then(y.1.cmp(&x.1)).then(x.2.cmp(&y.2))
+    });
+    if json {
+        return Ok(pretty(&json!({ "stations": rows })));
+    }
+    if rows.is_empty() {
+        let n = v["stations"].as_array().map_or(0, Vec::len);
+        return Ok(format!(
+            "no fault suspected on any of {n} stations
+"
+        ));
+    }
+    let mut t = table(&["station", "suspect", "conf", "since (UTC)", "evidence"]);
+    for r in &rows {
+        for f in r["findings"].as_array().into_iter().flatten() {
+            let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
+            let since = f["since_ms"]
+                .as_i64()
+                .and_then(|ms| {
+                    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+                })
+                .and_then(|t| t.format(&format).ok())
+                .unwrap_or_else(|| "-".into());
+            t.add_row(vec![
+                r["id"].as_str().unwrap_or("?").to_owned(),
+                f["kind"].as_str().unwrap_or("?").to_owned(),
+                format!("{:.0} %", f["confidence"].as_f64().unwrap_or(0.0) * 100.0),
+                since,
+                f["evidence"].as_str().unwrap_or("").to_owned(),
+            ]);
+        }
+    }
+    Ok(format!(
+        "{t}
+"
+    ))
 }
 
 pub(super) async fn station(remote: &Remote, id: &str, json: bool) -> Result<String, Failure> {

@@ -7,10 +7,13 @@
 //! the run (the settling check).
 
 mod broker;
+mod controller;
+pub mod diagnosis;
 mod error;
 pub mod report;
 pub mod scenario;
 mod setup;
+pub mod watch;
 
 use std::fmt::Write as _;
 use std::io::IsTerminal;

@@ -85,8 +85,14 @@ pub fn update(h: &mut Health, hour: &Hour, s: &Settings) -> Seen {
     let learned = h.hours > s.learn_h;
     let no_flow = hydraulics(h, hour, s, learned, &mut seen);
     exchanger(h, hour, s, learned && !no_flow, &mut seen);
-    let consistent = balance(h, hour, s, &mut seen);
+    // A frozen sensor also puts the heat balance off: name the cause, not the symptom.
     frozen(hour, &mut seen);
+    let frozen_now = seen.iter().any(|x| x.0 == Kind::SensorFrozen);
+    let mut balance_seen = Seen::new();
+    let consistent = balance(h, hour, s, &mut balance_seen);
+    if !frozen_now {
+        seen.extend(balance_seen);
+    }
     bypass(h, hour, s, learned && consistent && !no_flow, &mut seen);
     valve(hour, s, &mut seen);
     over_fired(h, hour, s, consistent, &mut seen);

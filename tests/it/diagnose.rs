@@ -1,6 +1,6 @@
 //! Diagnosis in the running engine: a fault injected into a running simulator is named in
-//! the station's status (and so in the API and `heatgrid station`), and a healthy station
-//! beside it stays clean.
+//! the station's status, raises `fault_suspected` through the alarm book, and shows in the
+//! API and `heatgrid diagnose`; a healthy station beside it stays clean.
 
 use std::time::Duration;
 
@@ -19,8 +19,27 @@ async fn a_frozen_supply_sensor_injected_into_the_simulator_is_named() {
     let broker = util::mosquitto();
     let dir = tempfile::tempdir().unwrap();
     let ids: Vec<String> = (1..=2).map(|n| format!("st-{n:03}")).collect();
-    let cfg = util::engine_config(&ids, broker.port, "3.1.1", SPEED, dir.path(), None);
+    let mut cfg = util::engine_config(&ids, broker.port, "3.1.1", SPEED, dir.path(), None);
+    cfg.api.listen = Some("127.0.0.1:0".parse().unwrap());
+    const TOKEN: &str = "viewer-token-for-diagnosis-0123456789";
+    cfg.api.tokens = vec![heatgrid::config::ApiToken {
+        name: "viewer".into(),
+        role: heatgrid::config::Role::Viewer,
+        sha256: heatgrid::api::auth::sha256(TOKEN.as_bytes()),
+    }];
     let engine = app::start(cfg).await.unwrap();
+    let api = format!("http://{}", engine.api_addr().unwrap());
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_heatgrid"))
+            .args(args)
+            .env("HEATGRID_API", &api)
+            .env("HEATGRID_TOKEN", TOKEN)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(cli(&["diagnose"]).starts_with("no fault suspected on any of 2 stations"));
     assert!(
         engine.wait_subscribed(Duration::from_secs(20)).await,
         "engine never subscribed"
@@ -50,6 +69,24 @@ async fn a_frozen_supply_sensor_injected_into_the_simulator_is_named() {
         })
     })
     .await;
+    // The alarm follows on the alarm task's next round.
+    let mut alarm = serde_json::Value::Null;
+    for _ in 0..50 {
+        let v: serde_json::Value = serde_json::from_str(&cli(&["alarms", "--json"])).unwrap();
+        if let Some(a) = v["active"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["kind"] == "fault_suspected")
+        {
+            alarm = a.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let listed = cli(&["diagnose"]);
+    let listed_json: serde_json::Value =
+        serde_json::from_str(&cli(&["diagnose", "--json"])).unwrap();
     let status = engine.status();
     sim.stop().await;
     engine.shutdown().await;
@@ -63,4 +100,20 @@ async fn a_frozen_supply_sensor_injected_into_the_simulator_is_named() {
         "{:?}",
         st("st-001").findings
     );
+    // The alarm: a warning on st-002 naming the kind and its evidence.
+    assert_eq!(alarm["station"], "st-002", "{alarm}");
+    assert_eq!(alarm["severity"], "warning");
+    let message = alarm["message"].as_str().unwrap_or("");
+    assert!(
+        message.starts_with("suspected sensor_frozen") && message.contains("supply reads"),
+        "{message}"
+    );
+    // The verb: st-002 alone, with its kind and evidence.
+    assert!(
+        listed.contains("st-002") && listed.contains("sensor_frozen") && !listed.contains("st-001"),
+        "{listed}"
+    );
+    let rows = listed_json["stations"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{listed_json}");
+    assert_eq!(rows[0]["findings"][0]["kind"], "sensor_frozen");
 }

@@ -1,0 +1,142 @@
+//! heatgrid's side of an offline run: a [`StationController`] per station (and the district
+//! coordinator over them), fed the simulator's telemetry as contract JSON through heatgrid's
+//! decoder, answering with contract JSON commands.
+//!
+//! Where it sits: the controller that [`super::scenario`] and [`super::diagnosis`] put in the
+//! loop of `heatgrid_sim::scenario::run_with`, with simulated time standing in for the wall
+//! clock; with a [`Watch`] it also gives every reading and command to the station diagnosis.
+
+use std::collections::HashMap;
+
+use heatgrid_sim::SimConfig;
+
+use super::error::DemoError;
+use super::watch::Watch;
+use crate::config::Config;
+use crate::control::coordinator::{Coordinator, CoordinatorConfig, Observation};
+use crate::control::station::Tick;
+use crate::control::StationController;
+use crate::ingest::decode::{decode, DecodeLimits};
+use crate::model::{Command, StationId};
+
+/// heatgrid's side of a run: a controller per station (and the coordinator over them), fed
+/// contract JSON, answering with contract JSON.
+pub(super) struct Heatgrid {
+    loops: HashMap<String, usize>,
+    stations: Vec<(StationId, StationController, u64)>,
+    coordinator: Option<Coordinator>,
+    limits: DecodeLimits,
+    valid_for_s: u32,
+    period_s: f64,
+    /// Simulated time of the last telemetry seen, ms (the coordinator's clock).
+    last_ms: Option<i64>,
+    pub(super) indoor_sensor: bool,
+    /// The diagnosis run's watch, and which stations it only watches (no command sent:
+    /// they run on their own curve).
+    pub(super) watch: Option<(Watch, Vec<bool>)>,
+}
+
+impl Heatgrid {
+    pub(super) fn new(
+        sim: &SimConfig,
+        coordinator: Option<CoordinatorConfig>,
+    ) -> Result<Self, DemoError> {
+        // The engine's defaults for every station, with the heat index from each station's
+        // data sheet (ids as the simulator names them).
+        let toml: String = sim
+            .design_heat_index_w_m2()
+            .iter()
+            .enumerate()
+            .map(|(n, w)| {
+                format!(
+                    "[[station]]\nid = \"{}{:03}\"\nheat_index_w_m2 = {w}\n",
+                    sim.id_prefix,
+                    n + 1
+                )
+            })
+            .collect();
+        let cfg = Config::parse(&toml, &|_| None).map_err(|e| {
+            DemoError::Config(format!(
+                "building the fleet's configuration: {}",
+                e.join("; ")
+            ))
+        })?;
+        let stations: Vec<_> = cfg
+            .stations
+            .iter()
+            .map(|s| {
+                let ctrl = StationController::new(s.params.clone(), sim.telemetry_period_s);
+                (s.id.clone(), ctrl, 0)
+            })
+            .collect();
+        Ok(Self {
+            loops: cfg
+                .stations
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.id.as_str().to_owned(), i))
+                .collect(),
+            coordinator: coordinator.map(|c| Coordinator::new(c, stations.len())),
+            stations,
+            limits: DecodeLimits::default(),
+            valid_for_s: cfg.command_valid_for_s,
+            period_s: sim.telemetry_period_s,
+            last_ms: None,
+            indoor_sensor: false,
+            watch: None,
+        })
+    }
+
+    pub(super) fn answer(&mut self, id: &str, telemetry: &str, now_ms: i64) -> Option<String> {
+        if let Some(c) = &mut self.coordinator {
+            // The clock moves once per telemetry round (all stations report at the same time).
+            if self.last_ms.is_some_and(|t| now_ms > t) && c.advance(self.period_s) {
+                for (i, (_, ctrl, _)) in self.stations.iter_mut().enumerate() {
+                    ctrl.set_district_offset_k(c.offset_k(i));
+                }
+            }
+        }
+        self.last_ms = Some(now_ms);
+        let &i = self.loops.get(id)?;
+        let (sid, ctrl, seq) = &mut self.stations[i];
+        let mut reading = decode(sid, telemetry.as_bytes(), now_ms, &self.limits).ok()?;
+        if !self.indoor_sensor {
+            reading.indoor_temp_c = None;
+        }
+        let design = crate::control::fleet::design_of(ctrl, &reading);
+        if let Some((w, monitor_only)) = &mut self.watch {
+            if monitor_only[i] {
+                w.observe(i, &reading, None, &design, now_ms);
+                return None;
+            }
+        }
+        match ctrl.tick(
+            Some(&reading),
+            reading.outdoor_temp_c.unwrap_or(-5.0),
+            now_ms,
+        ) {
+            Tick::Act(o) => {
+                if let Some(c) = &mut self.coordinator {
+                    c.observe(i, &Observation::of_step(ctrl, &reading, &o, self.period_s));
+                }
+                *seq += 1;
+                let cmd = Command {
+                    seq: *seq,
+                    ts: now_ms,
+                    mode: o.mode,
+                    supply_setpoint_c: o.supply_setpoint_c,
+                    valve_pct: o.valve_pct,
+                    pump_pct: o.pump_pct,
+                    flow_setpoint_m3h: o.flow_setpoint_m3h,
+                    valid_for_s: self.valid_for_s,
+                    epoch: None,
+                };
+                if let Some((w, _)) = &mut self.watch {
+                    w.observe(i, &reading, Some(&cmd), &design, now_ms);
+                }
+                serde_json::to_string(&cmd).ok()
+            }
+            Tick::Stale { .. } => None,
+        }
+    }
+}
