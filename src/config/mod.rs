@@ -328,6 +328,26 @@ mod tests {
     }
 
     #[test]
+    fn the_diagnosis_section_is_read_and_checked() {
+        let st = "[[station]]\nid = \"s1\"\n";
+        let parse = |d: &str| Config::parse(&format!("{d}{st}"), &no_env);
+        let c = parse("[diagnosis]\nua_drop = 0.25\npersist_h = 3\n").unwrap();
+        assert_eq!((c.diagnosis.ua_drop, c.diagnosis.persist_h), (0.25, 3));
+        assert!(c.diagnosis.enabled);
+        assert_eq!(parse("").unwrap().diagnosis, Default::default());
+        let errs = parse("[diagnosis]\npersist_h = 0\nflow_drop = 1.5\nslow_h = 10\n").unwrap_err();
+        for key in ["persist_h", "flow_drop", "slow_h"] {
+            assert!(
+                errs.iter()
+                    .any(|e| e.starts_with(&format!("diagnosis.{key}:"))),
+                "{key}: {errs:?}"
+            );
+        }
+        let errs = parse("[diagnosis]\nua_fall = 0.2\n").unwrap_err();
+        assert!(errs[0].contains("ua_fall"), "{errs:?}");
+    }
+
+    #[test]
     fn unknown_keys_and_syntax_errors_point_at_the_line() {
         let errs = Config::parse("[engine]\ntick_seconds = 5\n", &no_env).unwrap_err();
         assert!(

@@ -42,17 +42,16 @@ pub fn design_of(ctrl: &StationController, r: &Reading) -> crate::diagnose::Desi
     crate::diagnose::Design {
         design_kw: p.heat_index_w_m2 * area / 1000.0,
         span_k: p.design_indoor_c - p.design_outdoor_c,
-        design_indoor_c: p.design_indoor_c,
         curve_c: r.outdoor_temp_c.map(|o| p.curve.supply_c(o)),
     }
 }
 
-/// Gives every station's diagnosis the fleet's median UA per kW of design load (once per
-/// plant hour: the undersized-exchanger detector compares each station with it).
+/// Gives every station's diagnosis the fleet's yardsticks (once per plant hour: the
+/// undersized-exchanger and over-firing detectors compare each station with them).
 pub(super) fn compare_fleet(stations: &mut [Station]) {
-    let median = crate::diagnose::fleet_ua_median(stations.iter().map(|s| &s.diagnosis));
+    let fleet = crate::diagnose::Fleet::of(stations.iter().map(|s| &s.diagnosis));
     for s in stations {
-        s.diagnosis.set_fleet_ua_per_kw(median);
+        s.diagnosis.set_fleet(fleet);
     }
 }
 

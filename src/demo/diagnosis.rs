@@ -361,3 +361,97 @@ pub fn table(runs: &[Run], sc: &Score) -> String {
     out.push('\n');
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raised(station: usize, kind: Kind, hour: f64) -> Raised {
+        Raised {
+            station,
+            kind,
+            at_ms: DAY_START_MS + (hour * 3_600_000.0) as i64,
+        }
+    }
+
+    /// Three faulty stations and seven healthy ones over ten days: one fault found right in
+    /// 5 h, one found as the wrong kind after 80 h (too late for the 72 h recall), one missed;
+    /// a false alarm on a healthy station and one on a faulty station before its onset.
+    #[test]
+    fn scores_count_events_delays_and_kinds() {
+        let truth = |kind, onset_h: f64| {
+            Some(Truth {
+                kind,
+                severity: 0.2,
+                onset_ms: DAY_START_MS + (onset_h * 3_600_000.0) as i64,
+            })
+        };
+        let mut t = vec![None; 10];
+        t[0] = truth(FaultKind::Bypass, 48.0);
+        t[1] = truth(FaultKind::WrongArea, 24.0);
+        t[2] = truth(FaultKind::ValveLeak, 24.0);
+        let run = Run {
+            seed: 1,
+            stations: 10,
+            days: 10.0,
+            truth: t,
+            raised: vec![
+                raised(0, Kind::Fouling, 10.0),
+                raised(0, Kind::Bypass, 53.0),
+                raised(1, Kind::Undersized, 104.0),
+                raised(1, Kind::OverFired, 110.0),
+                raised(5, Kind::SensorOffset, 30.0),
+            ],
+            commands_accepted: 0,
+        };
+        let sc = score(std::slice::from_ref(&run));
+        assert_eq!((sc.faults, sc.detected, sc.detected_72h), (3, 2, 1));
+        assert_eq!(sc.false_alarms, 2);
+        assert_eq!(sc.right_kind, 1);
+        assert_eq!(sc.delays_h, [5.0, 80.0]);
+        assert!((sc.precision() - 1.0 / 3.0).abs() < 1e-9);
+        assert!((sc.recall() - 1.0 / 3.0).abs() < 1e-9);
+        assert!((sc.f05() - 1.0 / 3.0).abs() < 1e-9);
+        // Healthy time: 7 × 10 days, and the faulty stations before their onsets.
+        assert!((sc.healthy_station_days - (70.0 + 2.0 + 1.0 + 1.0)).abs() < 1e-9);
+        assert_eq!(sc.confusion["WrongArea"]["undersized"], 1);
+        assert_eq!(sc.confusion["ValveLeak"]["none"], 1);
+        assert_eq!(sc.confusion["healthy"]["fouling"], 1);
+        assert_eq!(sc.mild, (3, 1));
+        let text = table(&[run], &sc);
+        assert!(text.contains("| Bypass ") && text.contains("false alarms / 100 station-days"));
+        assert_eq!(quantile(&[3.0, 1.0, 2.0], 0.5), Some(2.0));
+        assert_eq!(quantile(&[], 0.9), None);
+    }
+
+    /// A healthy fleet with sensor noise through the whole path (simulator, decoder,
+    /// controllers, diagnosis): every station commanded, nothing raised.
+    #[test]
+    fn a_healthy_noisy_fleet_raises_nothing() {
+        let o = Options {
+            share: 0.0,
+            ..Options::new(8, 2.0, 4)
+        };
+        let run = run(&o).unwrap();
+        assert!(run.truth.iter().all(Option::is_none));
+        assert_eq!(run.commands_accepted, 8 * 2 * 8640);
+        assert!(run.raised.is_empty(), "{:?}", run.raised);
+        assert!(super::run(&Options::new(3, 2.0, 1)).is_err());
+    }
+
+    #[test]
+    fn the_plan_leaves_each_fault_three_days_and_a_day_to_learn() {
+        let o = Options::new(400, 14.0, 9);
+        let plan = plan(&o);
+        assert!((40..=80).contains(&plan.len()), "{}", plan.len());
+        let warmup_s = WARMUP_H * 3600.0;
+        for (_, f) in &plan {
+            if f.kind == FaultKind::UndersizedHx {
+                assert_eq!(f.onset_s, 0.0);
+            } else {
+                let day = (f.onset_s - warmup_s) / 86_400.0;
+                assert!((1.0..=10.5).contains(&day), "{f:?}");
+            }
+        }
+    }
+}

@@ -3,7 +3,7 @@
 //!
 //! Where it sits: held by [`super::controller::Heatgrid`] during a `heatgrid scenario
 //! diagnosis` run; [`super::diagnosis`] scores its log against the simulator's truth. As in
-//! the engine's control task, the fleet's median UA per design kW is handed to every station
+//! the engine's control task, the fleet's yardsticks are handed to every station
 //! once per plant hour.
 
 use serde::Serialize;
@@ -49,9 +49,9 @@ impl Watch {
         let hour = now_ms.div_euclid(3_600_000);
         if hour > self.fleet_hour {
             self.fleet_hour = hour;
-            let median = crate::diagnose::fleet_ua_median(self.diagnoses.iter());
+            let fleet = crate::diagnose::Fleet::of(self.diagnoses.iter());
             for d in &mut self.diagnoses {
-                d.set_fleet_ua_per_kw(median);
+                d.set_fleet(fleet);
             }
         }
         let d = &mut self.diagnoses[i];

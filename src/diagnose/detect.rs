@@ -9,7 +9,7 @@
 //! told; flow that must come when the pump runs).
 
 use super::hour::Hour;
-use super::kinds::{Kind, Settings};
+use super::kinds::{Fleet, Kind, Settings};
 
 /// A slow and a fast average of one figure (exponential, per hour).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -48,6 +48,84 @@ impl Avg {
     }
 }
 
+/// A figure that depends on the weather: its usual value per 4 K band of outdoor temperature
+/// (learnt), and how far the last hours are from the usual of theirs (a fast average of
+/// value / usual − 1). A change of weather moves the figure along its usual curve, not off it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Banded {
+    /// Per band from −24 °C up: (usual value, hours learnt in it).
+    pub usual: [(f64, u32); 10],
+    pub off: Option<f64>,
+}
+
+impl Banded {
+    fn band(outdoor_c: f64) -> usize {
+        ((outdoor_c + 24.0) / 4.0).floor().clamp(0.0, 9.0) as usize
+    }
+
+    /// The usual value at `outdoor_c`: its band's, else a line through the nearest learnt
+    /// bands (a weather not seen yet is judged against the station's trend, not learnt blind).
+    fn usual_at(&self, outdoor_c: f64) -> Option<f64> {
+        let b = Self::band(outdoor_c);
+        if self.usual[b].1 > 0 {
+            return Some(self.usual[b].0);
+        }
+        let learnt: Vec<(f64, f64)> = (0..self.usual.len())
+            .filter(|&k| self.usual[k].1 > 0)
+            .map(|k| (k as f64, self.usual[k].0))
+            .collect();
+        let x = b as f64;
+        let below = learnt.iter().rev().find(|p| p.0 < x).copied();
+        let above = learnt.iter().find(|p| p.0 > x).copied();
+        let (p, q) = match (below, above) {
+            (Some(p), Some(q)) => (p, q),
+            (Some(q), None) => (*learnt.get(learnt.len().checked_sub(2)?)?, q),
+            (None, Some(p)) => (p, *learnt.get(1)?),
+            (None, None) => return None,
+        };
+        if (q.0 - p.0).abs() < 0.5 {
+            return Some(p.1);
+        }
+        Some(p.1 + (q.1 - p.1) * (x - p.0) / (q.0 - p.0))
+    }
+
+    /// Takes the hour's value at `outdoor_c`; learns it into its band while `learn` and the
+    /// station is not off by `hold` (relative).
+    fn update(
+        &mut self,
+        x: Option<f64>,
+        outdoor_c: Option<f64>,
+        s: &Settings,
+        learn: bool,
+        hold: f64,
+    ) {
+        let (Some(x), Some(o)) = (x.filter(|x| x.is_finite()), outdoor_c) else {
+            return;
+        };
+        if let Some(u) = self.usual_at(o).filter(|u| u.abs() > 1e-9) {
+            let r = x / u - 1.0;
+            self.off = Some(match self.off {
+                None => r,
+                Some(v) => v + (r - v) / s.fast_h.max(1.0),
+            });
+        }
+        let steady = self.off.is_none_or(|f| f.abs() < hold);
+        let nothing_learnt = self.usual.iter().all(|b| b.1 == 0);
+        let band = &mut self.usual[Self::band(o)];
+        if (learn && steady) || nothing_learnt {
+            band.1 += 1;
+            // The band's mean over its first hours, then a slow average.
+            band.0 += (x - band.0) / f64::from(band.1).min(s.slow_h.max(1.0));
+        }
+    }
+
+    /// value / usual − 1 over the last hours, once a band has been learnt for a day.
+    fn change(&self) -> Option<f64> {
+        let learnt: u32 = self.usual.iter().map(|b| b.1).sum();
+        self.off.filter(|_| learnt >= 24)
+    }
+}
+
 /// A station's health figures.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Health {
@@ -58,7 +136,7 @@ pub struct Health {
     /// Heat-transfer coefficient, kW/K.
     pub ua: Avg,
     /// (supply − return) / (supply − outdoor): ΔT as a share of the supply's lift.
-    pub dt_share: Avg,
+    pub dt_share: Banded,
     /// Heat balance (ΔT − meter heat / (1.163 × flow)), K, hour by hour (the last 48).
     pub balance: Vec<f64>,
     /// The indoor temperature the heat implies from the design load (fast: the last
@@ -67,8 +145,8 @@ pub struct Health {
     pub over_curve: Avg,
     /// UA per kW of design load, 1/K (slow: how the exchanger was when learnt).
     pub ua_per_kw: Avg,
-    /// The fleet's median of `ua_per_kw.slow`, given by [`super::fleet_ua_median`]'s caller.
-    pub fleet_ua_per_kw: Option<f64>,
+    /// The fleet's yardsticks, handed over once per plant hour (`Fleet::of`).
+    pub fleet: Fleet,
 }
 
 /// What one hour shows: (kind, confidence, evidence).
@@ -94,37 +172,45 @@ pub fn update(h: &mut Health, hour: &Hour, s: &Settings) -> Seen {
         seen.extend(balance_seen);
     }
     bypass(h, hour, s, learned && consistent && !no_flow, &mut seen);
-    valve(hour, s, &mut seen);
+    valve(hour, s, !no_flow, &mut seen);
     over_fired(h, hour, s, consistent, &mut seen);
     undersized(h, hour, s, learned, &mut seen);
     seen
 }
 
-/// Heat far above what the design load asks for at this weather, over the last half-day.
+/// Heat far above what the design load asks for at this weather, over the last half-day:
+/// far above the fleet's (a wrong area or heat index), or above it with the supply over the
+/// heating curve (a curve set too high). Against the fleet's median, so a district that runs
+/// warm on purpose (the coordinator's indoor target) is its own yardstick.
 /// `consistent`: the meter and temperatures agree (a sensor fault is named as such).
 fn over_fired(h: &mut Health, hour: &Hour, s: &Settings, consistent: bool, seen: &mut Seen) {
     h.implied_indoor
         .update(hour.implied_indoor.mean(), s, true, f64::INFINITY);
     h.over_curve
         .update(hour.over_curve.mean(), s, true, f64::INFINITY);
-    let (Some(implied), Some(design_in)) = (h.implied_indoor.fast, hour.design_indoor_c) else {
+    let (Some(implied), Some(usual)) = (h.implied_indoor.fast, h.fleet.implied_indoor_c) else {
         return;
     };
     // The fast average needs a half-day to speak for the station, not for the hour.
-    if h.hours < s.fast_h as u32 || !consistent || implied < design_in + s.over_k {
+    if h.hours < s.fast_h as u32 || !consistent {
         return;
     }
+    let over = implied - usual;
     let over_curve = h.over_curve.fast.unwrap_or(0.0);
-    let cause = if over_curve >= 3.0 {
+    let on_curve_high = over_curve >= s.curve_over_k && over >= s.over_k / 4.0;
+    if over < s.over_k && !on_curve_high {
+        return;
+    }
+    let cause = if over_curve >= s.curve_over_k {
         format!("supply runs {over_curve:.1} K above the heating curve: curve set too high?")
     } else {
         "supply on the heating curve: check the heated area and heat index".to_owned()
     };
     seen.push((
         Kind::OverFired,
-        confidence((implied - design_in - s.over_k) / 4.0),
+        confidence((over - s.over_k / 4.0) / 6.0),
         format!(
-            "heat equals the design load of a {implied:.1} °C indoor temperature (design {design_in:.0} °C); {cause}"
+            "heat equals the design load of a {implied:.1} °C indoor temperature, {over:.1} K above the fleet's median; {cause}"
         ),
     ));
 }
@@ -134,7 +220,7 @@ fn over_fired(h: &mut Health, hour: &Hour, s: &Settings, consistent: bool, seen:
 fn undersized(h: &mut Health, hour: &Hour, s: &Settings, learned: bool, seen: &mut Seen) {
     h.ua_per_kw
         .update(hour.ua_per_kw.mean(), s, true, s.ua_drop / 4.0);
-    let (Some(mine), Some(fleet)) = (h.ua_per_kw.slow, h.fleet_ua_per_kw) else {
+    let (Some(mine), Some(fleet)) = (h.ua_per_kw.slow, h.fleet.ua_per_kw) else {
         return;
     };
     let short = 1.0 - mine / fleet;
@@ -239,30 +325,46 @@ fn frozen(hour: &Hour, seen: &mut Seen) {
 
 /// ΔT as a share of the supply's lift over outdoor: a bypass short-circuits part of it.
 /// `able`: learned, sensors consistent and water flowing.
+/// Also a station that takes far less heat than the fleet for its design load while water
+/// flows and the supply is on its curve: the heat goes round the short circuit, not through
+/// the radiators.
 fn bypass(h: &mut Health, hour: &Hour, s: &Settings, able: bool, seen: &mut Seen) {
-    let bypass = able && h.dt_share.change().is_some_and(|c| c < -s.dt_drop);
+    let dt_fell = h.dt_share.change().is_some_and(|c| c < -s.dt_drop);
+    let under = match (h.implied_indoor.fast, h.fleet.implied_indoor_c) {
+        (Some(mine), Some(usual)) if h.hours >= s.fast_h as u32 => usual - mine,
+        _ => 0.0,
+    };
+    let on_curve = h.over_curve.fast.is_some_and(|k| k > -s.curve_over_k);
+    let starved = under >= s.over_k * 2.0 / 3.0 && on_curve;
+    let bypass = able && (dt_fell || starved);
     if bypass {
         let c = h.dt_share.change().unwrap_or(0.0);
         seen.push((
             Kind::Bypass,
-            confidence((-c - s.dt_drop) * 3.0),
+            confidence((-c - s.dt_drop) * 3.0 + (under - s.over_k * 2.0 / 3.0) / 6.0),
             format!(
-                "ΔT fell to {:.0} % of the supply's lift over outdoor (was {:.0} %) with the sensors and meter agreeing",
-                h.dt_share.fast.unwrap_or(0.0) * 100.0,
-                h.dt_share.slow.unwrap_or(0.0) * 100.0
+                "ΔT {:+.0} % against its usual share of the supply's lift at this weather, heat {under:.1} K of indoor temperature below the fleet's for its design load, with the supply on its curve and the sensors and meter agreeing",
+                c * 100.0
             ),
         ));
     }
     h.dt_share.update(
         hour.dt_share.mean(),
+        hour.outdoor.mean(),
         s,
         (!bypass && able) || h.hours <= s.learn_h,
-        s.dt_drop / 2.0,
+        // While it learns the station, every hour counts.
+        if h.hours <= s.learn_h {
+            f64::INFINITY
+        } else {
+            s.dt_drop / 2.0
+        },
     );
 }
 
 /// The valve must move when told, and shut off the heat when closed.
-fn valve(hour: &Hour, s: &Settings, seen: &mut Seen) {
+/// `flowing`: without flow the supply sensor reads still water, and a leak cannot be told.
+fn valve(hour: &Hour, s: &Settings, flowing: bool, seen: &mut Seen) {
     // The valve: it must move when told, and shut off the heat when closed.
     let told = hour.valve_cmd.range() >= s.valve_moved_pct
         || match (hour.valve_cmd.mean(), hour.valve_fb.mean()) {
@@ -285,7 +387,8 @@ fn valve(hour: &Hour, s: &Settings, seen: &mut Seen) {
             ),
         ));
     }
-    if hour.closed_over.n * 2 >= hour.n
+    if flowing
+        && hour.closed_over.n * 2 >= hour.n
         && hour.closed_over.mean().is_some_and(|x| x > s.leak_over_k)
     {
         seen.push((
@@ -320,6 +423,10 @@ fn balance(h: &mut Health, hour: &Hour, s: &Settings, seen: &mut Seen) -> bool {
         (w.len() >= 24)
             .then(|| (mean(&w[w.len() - 6..]) - mean(&w[..6])) * 24.0 / (w.len() - 6) as f64)
     };
+    // An offset is a step: the last 6 hours agree with the 6 before. A disagreement still
+    // moving is left to the drift test (a fast drift shows as a slope before two days pass).
+    let before = mean(&h.balance[n.saturating_sub(12)..n.saturating_sub(6)]);
+    let steady = n >= 12 && (now - before).abs() < 0.15;
     let drifting = n >= 48
         && [slope(0, 24), slope(24, 48)]
             .iter()
@@ -333,7 +440,7 @@ fn balance(h: &mut Health, hour: &Hour, s: &Settings, seen: &mut Seen) -> bool {
                 "temperatures and meter disagree by {now:+.1} K, moving {d:+.2} K a day (supply reads high or return low when positive)"
             ),
         ));
-    } else if now.abs() >= s.balance_k {
+    } else if now.abs() >= s.balance_k && steady {
         seen.push((
             Kind::SensorOffset,
             confidence((now.abs() - s.balance_k) / 2.0),

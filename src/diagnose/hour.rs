@@ -42,8 +42,6 @@ pub struct Hour {
     pub over_curve: Span,
     /// UA per kW of design load, 1/K.
     pub ua_per_kw: Span,
-    /// The station's design indoor temperature (when it has a design load).
-    pub design_indoor_c: Option<f64>,
 }
 
 /// Count, sum, min and max of a figure.
@@ -121,9 +119,6 @@ impl Hour {
             if p >= 20.0 {
                 self.driven.add(flow / p);
             }
-        }
-        if design.design_kw > 1.0 {
-            self.design_indoor_c = Some(design.design_indoor_c);
         }
         if let Some(o) = r.outdoor_temp_c {
             if let Some(c) = design.curve_c {

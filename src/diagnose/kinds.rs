@@ -73,7 +73,6 @@ pub struct Design {
     pub design_kw: f64,
     /// Design indoor minus design outdoor temperature, K.
     pub span_k: f64,
-    pub design_indoor_c: f64,
     /// The heating curve's supply at the reading's outdoor temperature, °C (no offsets).
     pub curve_c: Option<f64>,
 }
@@ -85,6 +84,16 @@ impl Design {
         (self.design_kw > 1.0 && self.span_k > 1.0)
             .then(|| outdoor_c + heat_kw / self.design_kw * self.span_k)
     }
+}
+
+/// The fleet's yardsticks: medians over its stations (those still learning left out), from
+/// `Fleet::of` in the module root.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Fleet {
+    /// Learnt UA per kW of design load, 1/K.
+    pub ua_per_kw: Option<f64>,
+    /// The indoor temperature the heat implies over the last half-day, °C.
+    pub implied_indoor_c: Option<f64>,
 }
 
 /// Thresholds and windows: the `[diagnosis]` config section (docs/diagnosis.md explains each
@@ -122,8 +131,10 @@ pub struct Settings {
     /// Valve leak: supply this far over its setpoint with the valve told to close.
     pub leak_over_k: f64,
     /// Over-fired: the indoor temperature the station's heat implies (from its design load)
-    /// is this far above the design indoor temperature.
+    /// is this far above the fleet's median; or a quarter of it with the supply at least
+    /// `curve_over_k` over the heating curve.
     pub over_k: f64,
+    pub curve_over_k: f64,
     /// Undersized: UA per kW of design load this share below the fleet's median.
     pub undersized_share: f64,
 }
@@ -147,6 +158,7 @@ impl Default for Settings {
             valve_still_pct: 0.3,
             leak_over_k: 2.0,
             over_k: 6.0,
+            curve_over_k: 3.0,
             undersized_share: 0.2,
         }
     }
@@ -201,6 +213,7 @@ impl Settings {
             ("valve_still_pct", self.valve_still_pct),
             ("leak_over_k", self.leak_over_k),
             ("over_k", self.over_k),
+            ("curve_over_k", self.curve_over_k),
         ] {
             want(x.is_finite() && x > 0.0, key, "must be positive");
         }

@@ -17,7 +17,7 @@ mod kinds;
 use crate::model::{Command, Reading};
 pub use detect::Health;
 use hour::Hour;
-pub use kinds::{Design, Finding, Kind, Settings};
+pub use kinds::{Design, Finding, Fleet, Kind, Settings};
 
 /// One station's diagnosis state.
 #[derive(Debug, Clone, Default)]
@@ -65,10 +65,10 @@ impl Diagnosis {
         self.hour.add(r, cmd, design);
     }
 
-    /// Gives the station the fleet's median UA per kW of design load
-    /// ([`fleet_ua_median`]), for the undersized-exchanger detector.
-    pub fn set_fleet_ua_per_kw(&mut self, median: Option<f64>) {
-        self.health.fleet_ua_per_kw = median;
+    /// Gives the station the fleet's yardsticks ([`Fleet::of`]), for the detectors that
+    /// compare a station with the others.
+    pub fn set_fleet(&mut self, fleet: Fleet) {
+        self.health.fleet = fleet;
     }
 
     /// The findings in force, most confident first.
@@ -121,17 +121,32 @@ impl Diagnosis {
     }
 }
 
-/// The median over `fleet` of each station's learnt UA per kW of design load (stations
-/// still learning left out); `None` with fewer than 5 such stations: a fleet that small is
-/// no yardstick.
-pub fn fleet_ua_median<'a>(fleet: impl Iterator<Item = &'a Diagnosis>) -> Option<f64> {
-    let mut v: Vec<f64> = fleet.filter_map(|d| d.health.ua_per_kw.slow).collect();
-    if v.len() < 5 {
-        return None;
+impl Fleet {
+    /// The medians over `stations`; each `None` with fewer than 5 stations that have the
+    /// figure: a fleet that small is no yardstick.
+    pub fn of<'a>(stations: impl Iterator<Item = &'a Diagnosis> + Clone) -> Self {
+        let median = |mut v: Vec<f64>| {
+            if v.len() < 5 {
+                return None;
+            }
+            let mid = v.len() / 2;
+            v.select_nth_unstable_by(mid, f64::total_cmp);
+            Some(v[mid])
+        };
+        Fleet {
+            ua_per_kw: median(
+                stations
+                    .clone()
+                    .filter_map(|d| d.health.ua_per_kw.slow)
+                    .collect(),
+            ),
+            implied_indoor_c: median(
+                stations
+                    .filter_map(|d| d.health.implied_indoor.fast)
+                    .collect(),
+            ),
+        }
     }
-    let mid = v.len() / 2;
-    v.select_nth_unstable_by(mid, f64::total_cmp);
-    Some(v[mid])
 }
 
 #[cfg(test)]

@@ -20,6 +20,10 @@ enum Synth {
     SupplyDrift,
     SupplyFrozen,
     Bypass,
+    /// An exchanger 40 % short of the others' UA for the same design load.
+    Undersized,
+    /// The supply 6 K over the curve, and the heat 20 % over the load it implies.
+    CurveHigh,
 }
 
 /// Counterflow outlet difference `b` (primary out − secondary in) that gives `lmtd` with
@@ -82,6 +86,10 @@ impl Gen {
             q = 0.5;
         }
         let mut supply = setpoint + self.noise(0.15);
+        if is(Synth::CurveHigh) {
+            supply += 6.0;
+            q *= 1.2;
+        }
         let mut valve_cmd = (10.0 + 70.0 * load + self.noise(2.0)).clamp(0.0, 100.0);
         if is(Synth::ValveLeak) {
             valve_cmd = 0.0;
@@ -99,7 +107,7 @@ impl Gen {
         } else {
             0.0
         };
-        let ua = 155.0 * (1.0 - fouled);
+        let ua = 155.0 * (1.0 - fouled) * if is(Synth::Undersized) { 0.6 } else { 1.0 };
         let tp_in = 70.0 + 40.0 * ((18.0 - outdoor) / 28.0).clamp(0.0, 1.0);
         let a = (tp_in - supply).max(1.0);
         let tp_out = ret + cold_end(a, (meter.max(1.0) / ua).min(a * 0.99));
@@ -230,6 +238,72 @@ fn sensor_offset_drift_and_frozen_value() {
 #[test]
 fn a_bypass_is_found_from_the_rising_return() {
     finds(Synth::Bypass, Kind::Bypass, 24.0);
+}
+
+/// The synthetic station's design data: 4.5 MW at −10 °C, the curve its setpoint follows.
+fn design(r: &Reading, design_kw: f64) -> Design {
+    let load = r
+        .outdoor_temp_c
+        .map(|o| ((18.0 - o) / 28.0).clamp(0.05, 1.2));
+    Design {
+        design_kw,
+        span_k: 28.0,
+        curve_c: load.map(|l| 33.0 + 27.0 * l),
+    }
+}
+
+/// A fleet of ten synthetic stations: an undersized exchanger, a curve set too high and a
+/// heated area reported 40 % short are named against the others, which stay quiet.
+#[test]
+fn the_fleet_is_the_yardstick_for_exchanger_size_and_over_firing() {
+    let s = Settings::default();
+    let station = StationId::new("synth").unwrap();
+    // (fault, design load it is configured with)
+    let mut fleet: Vec<(Synth, f64, Gen, Diagnosis)> = (0..10)
+        .map(|i| {
+            let (fault, design_kw) = match i {
+                0 => (Synth::Undersized, 4500.0),
+                1 => (Synth::CurveHigh, 4500.0),
+                2 => (Synth::Healthy, 4500.0 * 0.6),
+                _ => (Synth::Healthy, 4500.0),
+            };
+            let gen = Gen {
+                rng: rand::rngs::StdRng::seed_from_u64(100 + i),
+                fault,
+                onset_h: 0.0,
+                frozen: None,
+            };
+            (fault, design_kw, gen, Diagnosis::default())
+        })
+        .collect();
+    for k in 0..(4.0 * 288.0) as usize {
+        let h = k as f64 / 12.0;
+        if k % 12 == 0 {
+            let yardsticks = Fleet::of(fleet.iter().map(|x| &x.3));
+            for x in &mut fleet {
+                x.3.set_fleet(yardsticks);
+            }
+        }
+        for (_, design_kw, gen, d) in &mut fleet {
+            let (r, cmd) = gen.sample(h, &station);
+            d.observe(&r, Some(&cmd), &design(&r, *design_kw), r.ts_ms, &s);
+        }
+    }
+    let kinds = |i: usize| -> Vec<Kind> { fleet[i].3.findings().iter().map(|f| f.kind).collect() };
+    assert_eq!(kinds(0), [Kind::Undersized], "{:?}", fleet[0].3.health());
+    assert_eq!(kinds(1), [Kind::OverFired], "{:?}", fleet[1].3.health());
+    assert!(fleet[1].3.findings()[0]
+        .evidence
+        .contains("curve set too high"));
+    assert_eq!(kinds(2), [Kind::OverFired], "{:?}", fleet[2].3.health());
+    assert!(fleet[2].3.findings()[0].evidence.contains("heated area"));
+    for (i, x) in fleet.iter().enumerate().skip(3) {
+        assert!(
+            x.3.findings().is_empty(),
+            "station {i}: {:?}",
+            x.3.findings()
+        );
+    }
 }
 
 #[test]
