@@ -384,6 +384,7 @@ mod tests {
             curve: Vec::new(),
             recent_commands: Default::default(),
             district_offset_k: 0.0,
+            district_held: false,
             fixed_supply: None,
             acked_seq: 0,
             ack_error: None,

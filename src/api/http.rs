@@ -283,6 +283,7 @@ async fn station(
         "supply_offset_k": s.supply_offset_k,
         "curve": s.curve,
         "district_offset_k": s.district_offset_k,
+        "district_held": s.district_held,
         "fixed_supply_c": s.fixed_supply.map(|f| f.0),
         "fixed_until_ms": s.fixed_supply.and_then(|f| f.1),
         "return_correction_k": o.map(|o| o.return_correction_k),

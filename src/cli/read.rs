@@ -213,7 +213,14 @@ fn live(out: &mut String, v: &Value) {
         f(&v["supply_temp_c"], 2),
         f(&v["supply_setpoint_c"], 2),
         f(&c["supply_offset_k"], 1),
-        f(&c["district_offset_k"], 2),
+        if c["district_held"] == true {
+            format!(
+                "{} (held: sensor fault suspected)",
+                f(&c["district_offset_k"], 2)
+            )
+        } else {
+            f(&c["district_offset_k"], 2)
+        },
         fixed,
         f(&c["return_correction_k"], 2),
         f(&v["return_temp_c"], 2),

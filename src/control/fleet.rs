@@ -33,6 +33,8 @@ pub struct Station {
     pub(super) initial: super::settings::OperatorSettings,
     /// What its readings and commands say about its health (issue 17, docs/diagnosis.md).
     pub(super) diagnosis: crate::diagnose::Diagnosis,
+    /// The district coordinator holds its offset: a sensor fault is suspected.
+    pub(super) district_held: bool,
 }
 
 /// What a station's design data (its controller's settings) say about reading `r`.
@@ -76,6 +78,7 @@ impl Station {
             epoch: None,
             initial,
             diagnosis: Default::default(),
+            district_held: false,
         }
     }
 
@@ -90,6 +93,24 @@ impl Station {
     ) {
         let design = design_of(&self.ctrl, r);
         self.diagnosis.observe(r, Some(cmd), &design, plant_ms, s);
+    }
+
+    /// Whether the district coordinator should hold this station's offset (not learn from
+    /// its temperatures) because the diagnosis suspects one of its sensors; says so once when
+    /// that starts and when it ends.
+    pub(super) fn district_holds(&mut self) -> bool {
+        let held = self.diagnosis.suspects_sensor();
+        if held != self.district_held {
+            self.district_held = held;
+            if held {
+                tracing::warn!(station = %self.id, offset_k = self.ctrl.district_offset_k(),
+                    "Suspected sensor fault: the district coordinator holds this station's offset.");
+            } else {
+                tracing::info!(station = %self.id,
+                    "Sensor fault no longer suspected: the district coordinator follows this station again.");
+            }
+        }
+        held
     }
 
     pub(super) fn latest(&self) -> Option<Reading> {
@@ -134,6 +155,7 @@ impl Station {
             supply_offset_k: s.ctrl.supply_offset_k(),
             curve: s.ctrl.params().curve.points().to_vec(),
             district_offset_k: s.ctrl.district_offset_k(),
+            district_held: s.district_held,
             fixed_supply: s.ctrl.fixed_supply(),
             acked_seq: slot.acked_seq.load(Ordering::Relaxed),
             ack_error: slot.ack_error.lock().ok().and_then(|e| e.clone()),

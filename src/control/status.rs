@@ -30,6 +30,8 @@ pub struct StationStatus {
     pub curve: Vec<(f64, f64)>,
     /// The district coordinator's offset on the curve, K (0 without a coordinator).
     pub district_offset_k: f64,
+    /// The coordinator holds that offset: the diagnosis suspects a sensor.
+    pub district_held: bool,
     /// Operator's fixed supply setpoint and its expiry (Unix ms).
     pub fixed_supply: Option<(f64, Option<i64>)>,
     /// Highest `seq` the station acknowledged on `…/ack` (0: none), and its last ack error.

@@ -296,7 +296,9 @@ impl ControlTask {
                 };
                 if let Some(r) = &reading {
                     if let Some(d) = &mut self.district {
-                        d.observe(i, s.epoch.unwrap_or(0), (&s.ctrl, r, &o, dt_s));
+                        if !s.district_holds() {
+                            d.observe(i, s.epoch.unwrap_or(0), (&s.ctrl, r, &o, dt_s));
+                        }
                     }
                     if s.stepped_ts != r.ts_ms && self.settings.diagnosis.enabled {
                         // Each reading once, on the plant's clock.

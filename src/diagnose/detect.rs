@@ -162,7 +162,6 @@ pub fn update(h: &mut Health, hour: &Hour, s: &Settings) -> Seen {
     h.hours += 1;
     let learned = h.hours > s.learn_h;
     let no_flow = hydraulics(h, hour, s, learned, &mut seen);
-    exchanger(h, hour, s, learned && !no_flow, &mut seen);
     // A frozen sensor also puts the heat balance off: name the cause, not the symptom.
     frozen(hour, &mut seen);
     let frozen_now = seen.iter().any(|x| x.0 == Kind::SensorFrozen);
@@ -171,6 +170,8 @@ pub fn update(h: &mut Health, hour: &Hour, s: &Settings) -> Seen {
     if !frozen_now {
         seen.extend(balance_seen);
     }
+    // UA comes from the same temperatures: a wrong sensor is not a fouled exchanger.
+    exchanger(h, hour, s, learned && !no_flow && consistent, &mut seen);
     bypass(h, hour, s, learned && consistent && !no_flow, &mut seen);
     valve(hour, s, !no_flow, &mut seen);
     over_fired(h, hour, s, consistent, &mut seen);

@@ -153,7 +153,7 @@ impl Default for Settings {
             no_flow: 0.1,
             balance_k: 1.0,
             drift_k_per_day: 0.25,
-            dt_drop: 0.2,
+            dt_drop: 0.12,
             valve_moved_pct: 3.0,
             valve_still_pct: 0.3,
             leak_over_k: 2.0,

@@ -71,6 +71,17 @@ impl Diagnosis {
         self.health.fleet = fleet;
     }
 
+    /// Whether a finding says a temperature sensor is wrong: then whatever steers on the
+    /// station's temperatures (the district coordinator) should hold, not follow them.
+    pub fn suspects_sensor(&self) -> bool {
+        self.findings.iter().any(|f| {
+            matches!(
+                f.kind,
+                Kind::SensorOffset | Kind::SensorDrift | Kind::SensorFrozen
+            )
+        })
+    }
+
     /// The findings in force, most confident first.
     pub fn findings(&self) -> &[Finding] {
         &self.findings

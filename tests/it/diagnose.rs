@@ -21,6 +21,9 @@ async fn a_frozen_supply_sensor_injected_into_the_simulator_is_named() {
     let ids: Vec<String> = (1..=2).map(|n| format!("st-{n:03}")).collect();
     let mut cfg = util::engine_config(&ids, broker.port, "3.1.1", SPEED, dir.path(), None);
     cfg.api.listen = Some("127.0.0.1:0".parse().unwrap());
+    // With the district coordinator: it must hold the offset of a station whose sensor is
+    // suspected.
+    cfg.coordinator = Some(Default::default());
     const TOKEN: &str = "viewer-token-for-diagnosis-0123456789";
     cfg.api.tokens = vec![heatgrid::config::ApiToken {
         name: "viewer".into(),
@@ -85,6 +88,7 @@ async fn a_frozen_supply_sensor_injected_into_the_simulator_is_named() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let listed = cli(&["diagnose"]);
+    let station = cli(&["station", "st-002"]);
     let listed_json: serde_json::Value =
         serde_json::from_str(&cli(&["diagnose", "--json"])).unwrap();
     let status = engine.status();
@@ -112,6 +116,13 @@ async fn a_frozen_supply_sensor_injected_into_the_simulator_is_named() {
     assert!(
         listed.contains("st-002") && listed.contains("sensor_frozen") && !listed.contains("st-001"),
         "{listed}"
+    );
+    // The coordinator holds st-002's offset, and says so; st-001 it follows.
+    assert!(st("st-002").district_held && !st("st-001").district_held);
+    assert!(
+        station.contains("(held: sensor fault suspected)")
+            && station.contains("suspect   sensor_frozen"),
+        "{station}"
     );
     let rows = listed_json["stations"].as_array().unwrap();
     assert_eq!(rows.len(), 1, "{listed_json}");
