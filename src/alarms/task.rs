@@ -20,7 +20,7 @@ use crate::control::status::StationStatus;
 use crate::model::Applied;
 use crate::stats::Stats;
 use crate::store::audit::OperatorLog;
-use crate::store::record::{AlarmPoint, Record};
+use crate::store::record::{AlarmPoint, FindingPoint, Record};
 use crate::store::StoreHandle;
 
 /// Says whether an acknowledgement was kept in etcd (in a cluster).
@@ -42,6 +42,8 @@ pub struct AlarmTask {
     /// In a cluster: the partitions' alarms in etcd, and the answers to their reads.
     shared: Option<SharedAlarms>,
     kept: Option<mpsc::Receiver<Kept>>,
+    /// Per station: the finding kinds of the last snapshot (a change is stored).
+    findings: Vec<Vec<crate::diagnose::Kind>>,
 }
 
 impl AlarmTask {
@@ -58,6 +60,7 @@ impl AlarmTask {
         let task = Self {
             book,
             rejects: vec![RejectWindow::default(); stations.len()],
+            findings: vec![Vec::new(); stations.len()],
             stations,
             storage: StorageWatch::default(),
             started_ms: now_ms(),
@@ -155,6 +158,7 @@ impl AlarmTask {
         let mut checks: Vec<Check<'_>> = Vec::with_capacity(8);
         let since_start = now - self.started_ms;
         let mut forgot = false;
+        let mut found = Vec::new();
         for (i, ((st, settings), window)) in status
             .iter()
             .zip(&self.stations)
@@ -177,6 +181,7 @@ impl AlarmTask {
                     continue;
                 }
             }
+            found.extend(finding_points(&mut self.findings[i], st, now));
             checks.clear();
             station_checks(st, settings, per_min, since_start, now, &mut checks);
             for c in &checks {
@@ -196,6 +201,10 @@ impl AlarmTask {
                 shared.changed(&l.station);
             }
             shared.keep(&self.book);
+        }
+        if !found.is_empty() {
+            self.store
+                .submit_many(found.into_iter().map(Record::Finding));
         }
         if !lines.is_empty() || forgot {
             self.store.submit_many(lines.into_iter().map(Record::Alarm));
@@ -237,6 +246,48 @@ impl AlarmTask {
 }
 
 /// One check into the book; the storage point of a raise or clear.
+/// The `finding` points of station `st`'s findings named or cleared since `before` (which
+/// becomes the kinds in force now).
+fn finding_points(
+    before: &mut Vec<crate::diagnose::Kind>,
+    st: &StationStatus,
+    now: i64,
+) -> Vec<FindingPoint> {
+    let point = |f: &crate::diagnose::Finding, active: bool| FindingPoint {
+        station: st.id.as_str().to_owned(),
+        kind: f.kind.as_str(),
+        active,
+        confidence: f.confidence,
+        evidence: f.evidence.clone(),
+        since_ms: f.since_ms,
+        ts_ms: now,
+    };
+    let mut out: Vec<FindingPoint> = st
+        .findings
+        .iter()
+        .filter(|f| !before.contains(&f.kind))
+        .map(|f| point(f, true))
+        .collect();
+    for gone in before
+        .iter()
+        .filter(|k| !st.findings.iter().any(|f| f.kind == **k))
+    {
+        out.push(FindingPoint {
+            station: st.id.as_str().to_owned(),
+            kind: gone.as_str(),
+            active: false,
+            confidence: 0.0,
+            evidence: String::new(),
+            since_ms: 0,
+            ts_ms: now,
+        });
+    }
+    if !out.is_empty() {
+        *before = st.findings.iter().map(|f| f.kind).collect();
+    }
+    out
+}
+
 fn feed(book: &mut AlarmBook, station: &str, c: &Check<'_>, now: i64) -> Option<AlarmPoint> {
     book.evaluate(station, c.kind, c.active, c.hold_ms, c.value, now, || {
         c.detail.to_string()

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use super::record::{AlarmPoint, CoordinatorPoint, Record};
+use super::record::{AlarmPoint, CoordinatorPoint, FindingPoint, Record};
 use crate::model::{Applied, Command, Reading, StationId};
 
 /// Builds one line: measurement, tags, fields, timestamp, with the protocol's escaping.
@@ -228,6 +228,18 @@ pub fn coordinator(c: &CoordinatorPoint<'_>) -> Option<String> {
         .finish(c.ts_ms)
 }
 
+/// `finding` line: a suspected fault named or cleared, with its evidence.
+pub fn finding(f: &FindingPoint) -> Option<String> {
+    LineBuilder::new("finding")
+        .tag("station", &f.station)
+        .tag("kind", f.kind)
+        .boolean("active", f.active)
+        .float("confidence", f.confidence)
+        .string("evidence", &f.evidence)
+        .int("since_ms", f.since_ms)
+        .finish(f.ts_ms)
+}
+
 /// The line of any record (`None`: nothing to store, e.g. no field).
 pub fn encode(r: &Record<'_>) -> Option<String> {
     match r {
@@ -248,6 +260,7 @@ pub fn encode(r: &Record<'_>) -> Option<String> {
             ts_ms,
         } => operator_action(applied, user, *ts_ms),
         Record::Coordinator(c) => coordinator(c),
+        Record::Finding(f) => finding(f),
     }
 }
 
@@ -312,6 +325,24 @@ mod tests {
             assert!(s.contains('.') || s.contains('e'), "{s}");
             assert_eq!(s.parse::<f64>().unwrap(), v, "{s}");
         }
+    }
+
+    #[test]
+    fn a_finding_line_carries_its_kind_and_quoted_evidence() {
+        let f = FindingPoint {
+            station: "st-1".into(),
+            kind: "fouling",
+            active: true,
+            confidence: 0.75,
+            evidence: "UA fell 20 % (\"clean\" 150 → 120 kW/K)".into(),
+            since_ms: 1_000,
+            ts_ms: 2_000,
+        };
+        assert_eq!(
+            finding(&f).unwrap(),
+            "finding,station=st-1,kind=fouling active=true,confidence=0.75,\
+             evidence=\"UA fell 20 % (\\\"clean\\\" 150 → 120 kW/K)\",since_ms=1000i 2000"
+        );
     }
 
     #[test]

@@ -36,6 +36,21 @@ pub enum Record<'a> {
     },
     /// `coordinator`: a station's district offset after an update.
     Coordinator(CoordinatorPoint<'a>),
+    /// `finding`: a suspected fault named or cleared by the station diagnosis.
+    Finding(FindingPoint),
+}
+
+/// One finding of the station diagnosis as it is named (active) or cleared.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FindingPoint {
+    pub station: String,
+    pub kind: &'static str,
+    pub active: bool,
+    pub confidence: f64,
+    pub evidence: String,
+    /// Start of the first hour its condition held, Unix ms.
+    pub since_ms: i64,
+    pub ts_ms: i64,
 }
 
 /// One raise or clear of an alarm.
