@@ -198,13 +198,8 @@ async fn embedded_broker_with_mqtt5_engine_settles_and_writes_local_files() {
     let (views, stats) = stop_all(sim, engine).await;
     let published: u64 = views.iter().map(|v| v.published).sum();
 
-    let mut telemetry = 0;
-    let mut commands = 0;
-    for entry in std::fs::read_dir(dir.path().join("lp")).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        telemetry += text.lines().filter(|l| l.starts_with("telemetry,")).count();
-        commands += text.lines().filter(|l| l.starts_with("command,")).count();
-    }
+    let telemetry = util::stored_lines(dir.path(), "telemetry").len();
+    let commands = util::stored_lines(dir.path(), "command").len();
     assert_eq!(telemetry as u64, published);
     assert_eq!(commands as u64, Stats::get(&stats.commands_sent));
     let seqs: serde_json::Value = util::seqs(dir.path());

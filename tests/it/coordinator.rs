@@ -94,15 +94,7 @@ async fn coordinator_lowers_the_oversized_station_raises_the_undersized_within_b
     sim.stop().await;
     engine.shutdown().await;
     // Every update is stored, per station, with the figures it acted on.
-    let mut lines = Vec::new();
-    for entry in std::fs::read_dir(dir.path().join("lp")).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        lines.extend(
-            text.lines()
-                .filter(|l| l.starts_with("coordinator,"))
-                .map(str::to_owned),
-        );
-    }
+    let lines = util::stored_lines(dir.path(), "coordinator");
     let hot_id = format!("station={}", fleet[hot].id);
     assert!(
         lines

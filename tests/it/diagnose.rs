@@ -128,15 +128,7 @@ async fn a_frozen_supply_sensor_injected_into_the_simulator_is_named() {
     assert_eq!(rows.len(), 1, "{listed_json}");
     assert_eq!(rows[0]["findings"][0]["kind"], "sensor_frozen");
     // The finding is stored as a point, with its evidence.
-    let mut stored = Vec::new();
-    for entry in std::fs::read_dir(dir.path().join("lp")).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        stored.extend(
-            text.lines()
-                .filter(|l| l.starts_with("finding,"))
-                .map(str::to_owned),
-        );
-    }
+    let stored = util::stored_lines(dir.path(), "finding");
     assert!(
         stored.iter().any(|l| l
             .starts_with("finding,station=st-002,kind=sensor_frozen active=true,confidence=")

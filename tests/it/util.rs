@@ -280,3 +280,18 @@ pub fn seqs(data_dir: &Path) -> serde_json::Value {
     .expect("seq store");
     serde_json::to_value(store.all()).unwrap()
 }
+
+/// The lines of measurement `name` an engine without a database wrote to `data_dir/lp`.
+pub fn stored_lines(data_dir: &Path, name: &str) -> Vec<String> {
+    let prefix = format!("{name},");
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(data_dir.join("lp")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        lines.extend(
+            text.lines()
+                .filter(|l| l.starts_with(&prefix))
+                .map(str::to_owned),
+        );
+    }
+    lines
+}
