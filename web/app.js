@@ -444,6 +444,8 @@ function drawStation(s) {
   const kpis = el("div", { class: "card" }, el("h3", {}, "Today (from telemetry)"),
     kv(Object.entries(k).filter(([, v]) => typeof v === "number").map(([name, v]) => [name.replaceAll("_", " "), fmt(v, 2)])));
   const alarms = el("div", { class: "card" }, el("h3", {}, "Active alarms"), alarmTable(s.alarms || [], false));
+  const suspects = el("div", { class: "card", id: "suspects" }, el("h3", {}, "Suspected faults (diagnosis)"),
+    findingTable([s], false));
   // The page's frame and the change forms are made once per visit; a refresh replaces only
   // the figures, so it never wipes (or takes the focus from) what an operator is typing.
   if ($("view").dataset.station !== s.id) {
@@ -455,7 +457,53 @@ function drawStation(s) {
     if (app.me.role === "operator") $("view").append(el("div", { class: "cards" }, changeForms(s)));
   }
   $("station-head").replaceChildren(head);
-  $("station-data").replaceChildren(values, trend, loops, link, commands, alarms, kpis);
+  $("station-data").replaceChildren(values, trend, loops, link, commands, alarms, suspects, kpis);
+}
+
+// ---- Diagnosis ---------------------------------------------------------------------------
+
+/** The worst finding's confidence of a station row (0 without one). */
+function worst(row) {
+  return Math.max(0, ...(row.diagnosis || []).map((f) => f.confidence));
+}
+
+/** One line per finding of the given station rows (their `diagnosis`), worst station first. */
+function findingTable(rows, withStation) {
+  const list = rows.filter((r) => (r.diagnosis || []).length).sort((a, b) => worst(b) - worst(a));
+  if (!list.length) return el("p", { class: "dim" }, "no fault suspected");
+  return el("table", { class: "findings" },
+    el("tr", {}, withStation ? el("th", {}, "station") : null, el("th", {}, "suspect"), el("th", {}, "confidence"),
+      el("th", {}, "since"), el("th", {}, "evidence")),
+    list.flatMap((r) => r.diagnosis.map((f) => el("tr", {},
+      withStation ? el("td", {}, el("a", { href: "#/station/" + encodeURIComponent(r.id) }, r.id)) : null,
+      el("td", {}, f.kind.replaceAll("_", " ")),
+      el("td", { class: "num" }, fmt(f.confidence * 100, 0, " %")),
+      el("td", {}, new Date(f.since_ms).toLocaleString()),
+      el("td", {}, f.evidence)))));
+}
+
+async function drawDiagnosis() {
+  try {
+    const v = await api("/api/v1/stations");
+    if (currentView !== "diagnosis") return;
+    const rows = v.stations || [];
+    const n = rows.filter((r) => (r.diagnosis || []).length).length;
+    const parts = [
+      el("h2", {}, "Suspected faults"),
+      el("p", { class: "dim" }, n + " of " + rows.length + " stations, worst first. From each station's readings and the commands sent: where to send a technician, and with what."),
+      findingTable(rows, true),
+    ];
+    if (v.unreachable && v.unreachable.length) parts.push(el("p", { class: "error" }, "not answering: " + v.unreachable.join(", ")));
+    $("view").replaceChildren(...parts);
+  } catch (e) {
+    $("view").replaceChildren(el("p", { class: "error" }, "Diagnosis: " + e.message));
+  }
+}
+
+function showDiagnosis() {
+  currentView = "diagnosis";
+  app.pageTimer = setInterval(drawDiagnosis, 5000);
+  drawDiagnosis();
 }
 
 // One chart of `series` ([key, css class, label]) over the trend's points, auto-scaled, with
@@ -631,8 +679,10 @@ function route() {
   const hash = location.hash || "#/";
   $("nav-overview").classList.toggle("here", hash === "#/");
   $("nav-alarms").classList.toggle("here", hash === "#/alarms");
+  $("nav-diagnosis").classList.toggle("here", hash === "#/diagnosis");
   if (hash.startsWith("#/station/")) showStation(decodeURIComponent(hash.slice(10)));
   else if (hash === "#/alarms") showAlarms();
+  else if (hash === "#/diagnosis") showDiagnosis();
   else showOverview();
 }
 

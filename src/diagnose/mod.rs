@@ -82,6 +82,18 @@ impl Diagnosis {
         })
     }
 
+    /// Bytes it holds on the heap (the hourly heat-balance record and the findings), for the
+    /// memory per station.
+    pub fn heap_bytes(&self) -> usize {
+        self.health.balance.capacity() * std::mem::size_of::<f64>()
+            + self.findings.capacity() * std::mem::size_of::<Finding>()
+            + self
+                .findings
+                .iter()
+                .map(|f| f.evidence.capacity())
+                .sum::<usize>()
+    }
+
     /// The findings in force, most confident first.
     pub fn findings(&self) -> &[Finding] {
         &self.findings

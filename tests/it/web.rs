@@ -446,6 +446,20 @@ async fn the_control_room_in_a_browser() {
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await; // the page's next refresh
     shot(&c, &shots, "alarms.png").await;
+
+    // The diagnosis page: every station counted, none suspected on this healthy fleet.
+    c.goto(&format!("{base}/#/diagnosis")).await.unwrap();
+    let page = until(Duration::from_secs(15), "the diagnosis page", || async {
+        text_of(&c, "view")
+            .await
+            .filter(|t| t.contains("Suspected faults") && t.contains("stations, worst first"))
+    })
+    .await;
+    assert!(
+        page.contains(&format!("0 of {n} stations")) && page.contains("no fault suspected"),
+        "{page}"
+    );
+    shot(&c, &shots, "diagnosis.png").await;
     eprintln!(
         "web control room: {n} tiles, {points} trend points, refusal {refusal:?}; screenshots in {}",
         shots.display()
