@@ -142,6 +142,8 @@ pub struct Health {
     /// The indoor temperature the heat implies from the design load (fast: the last
     /// half-day), and the supply over the heating curve, °C and K.
     pub implied_indoor: Avg,
+    /// Outdoor temperature (fast: the same half-day as `implied_indoor`), °C.
+    pub outdoor: Avg,
     pub over_curve: Avg,
     /// UA per kW of design load, 1/K (slow: how the exchanger was when learnt).
     pub ua_per_kw: Avg,
@@ -179,6 +181,18 @@ pub fn update(h: &mut Health, hour: &Hour, s: &Settings) -> Seen {
     seen
 }
 
+/// The station's heat for its design load against the fleet's median, over the last
+/// half-day: 0.3 is 30 % more. (Implied indoor − outdoor is proportional to heat per design
+/// kW, so the ratio holds in any weather, where a difference in kelvin shrinks as it warms.)
+fn heat_vs_fleet(h: &Health, s: &Settings) -> Option<f64> {
+    let (mine, usual, out) = (
+        h.implied_indoor.fast?,
+        h.fleet.implied_indoor_c?,
+        h.outdoor.fast?,
+    );
+    (h.hours >= s.fast_h as u32 && usual - out > 2.0).then(|| (mine - out) / (usual - out) - 1.0)
+}
+
 /// Heat far above what the design load asks for at this weather, over the last half-day:
 /// far above the fleet's (a wrong area or heat index), or above it with the supply over the
 /// heating curve (a curve set too high). Against the fleet's median, so a district that runs
@@ -187,19 +201,16 @@ pub fn update(h: &mut Health, hour: &Hour, s: &Settings) -> Seen {
 fn over_fired(h: &mut Health, hour: &Hour, s: &Settings, consistent: bool, seen: &mut Seen) {
     h.implied_indoor
         .update(hour.implied_indoor.mean(), s, true, f64::INFINITY);
+    h.outdoor
+        .update(hour.outdoor.mean(), s, true, f64::INFINITY);
     h.over_curve
         .update(hour.over_curve.mean(), s, true, f64::INFINITY);
-    let (Some(implied), Some(usual)) = (h.implied_indoor.fast, h.fleet.implied_indoor_c) else {
+    let Some(over) = heat_vs_fleet(h, s).filter(|_| consistent) else {
         return;
     };
-    // The fast average needs a half-day to speak for the station, not for the hour.
-    if h.hours < s.fast_h as u32 || !consistent {
-        return;
-    }
-    let over = implied - usual;
     let over_curve = h.over_curve.fast.unwrap_or(0.0);
-    let on_curve_high = over_curve >= s.curve_over_k && over >= s.over_k / 4.0;
-    if over < s.over_k && !on_curve_high {
+    let on_curve_high = over_curve >= s.curve_over_k && over >= s.over_share / 4.0;
+    if over < s.over_share && !on_curve_high {
         return;
     }
     let cause = if over_curve >= s.curve_over_k {
@@ -209,9 +220,11 @@ fn over_fired(h: &mut Health, hour: &Hour, s: &Settings, consistent: bool, seen:
     };
     seen.push((
         Kind::OverFired,
-        confidence((over - s.over_k / 4.0) / 6.0),
+        confidence((over - s.over_share / 4.0) * 2.0),
         format!(
-            "heat equals the design load of a {implied:.1} °C indoor temperature, {over:.1} K above the fleet's median; {cause}"
+            "takes {:.0} % more heat for its design load than the fleet's median (the load of a {:.1} °C indoor temperature); {cause}",
+            over * 100.0,
+            h.implied_indoor.fast.unwrap_or(0.0)
         ),
     ));
 }
@@ -331,21 +344,19 @@ fn frozen(hour: &Hour, seen: &mut Seen) {
 /// the radiators.
 fn bypass(h: &mut Health, hour: &Hour, s: &Settings, able: bool, seen: &mut Seen) {
     let dt_fell = h.dt_share.change().is_some_and(|c| c < -s.dt_drop);
-    let under = match (h.implied_indoor.fast, h.fleet.implied_indoor_c) {
-        (Some(mine), Some(usual)) if h.hours >= s.fast_h as u32 => usual - mine,
-        _ => 0.0,
-    };
+    let under = heat_vs_fleet(h, s).map_or(0.0, |x| -x);
     let on_curve = h.over_curve.fast.is_some_and(|k| k > -s.curve_over_k);
-    let starved = under >= s.over_k * 2.0 / 3.0 && on_curve;
+    let starved = under >= s.over_share / 2.0 && on_curve;
     let bypass = able && (dt_fell || starved);
     if bypass {
         let c = h.dt_share.change().unwrap_or(0.0);
         seen.push((
             Kind::Bypass,
-            confidence((-c - s.dt_drop) * 3.0 + (under - s.over_k * 2.0 / 3.0) / 6.0),
+            confidence((-c - s.dt_drop) * 3.0 + (under - s.over_share / 2.0) * 2.0),
             format!(
-                "ΔT {:+.0} % against its usual share of the supply's lift at this weather, heat {under:.1} K of indoor temperature below the fleet's for its design load, with the supply on its curve and the sensors and meter agreeing",
-                c * 100.0
+                "ΔT {:+.0} % against its usual share of the supply's lift at this weather, heat {:.0} % below the fleet's for its design load, with the supply on its curve and the sensors and meter agreeing",
+                c * 100.0,
+                under * 100.0
             ),
         ));
     }

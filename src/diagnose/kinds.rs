@@ -130,10 +130,11 @@ pub struct Settings {
     pub valve_still_pct: f64,
     /// Valve leak: supply this far over its setpoint with the valve told to close.
     pub leak_over_k: f64,
-    /// Over-fired: the indoor temperature the station's heat implies (from its design load)
-    /// is this far above the fleet's median; or a quarter of it with the supply at least
-    /// `curve_over_k` over the heating curve.
-    pub over_k: f64,
+    /// Over-fired: the station takes this share more heat for its design load than the
+    /// fleet's median; or a quarter of it with the supply at least `curve_over_k` over the
+    /// heating curve. (Half of it less, with the supply on its curve: a bypass starving the
+    /// radiators.)
+    pub over_share: f64,
     pub curve_over_k: f64,
     /// Undersized: UA per kW of design load this share below the fleet's median.
     pub undersized_share: f64,
@@ -157,7 +158,7 @@ impl Default for Settings {
             valve_moved_pct: 3.0,
             valve_still_pct: 0.3,
             leak_over_k: 2.0,
-            over_k: 6.0,
+            over_share: 0.3,
             curve_over_k: 3.0,
             undersized_share: 0.2,
         }
@@ -199,6 +200,7 @@ impl Settings {
             ("no_flow", self.no_flow),
             ("dt_drop", self.dt_drop),
             ("undersized_share", self.undersized_share),
+            ("over_share", self.over_share),
         ] {
             want(
                 x > 0.0 && x < 1.0,
@@ -212,7 +214,6 @@ impl Settings {
             ("valve_moved_pct", self.valve_moved_pct),
             ("valve_still_pct", self.valve_still_pct),
             ("leak_over_k", self.leak_over_k),
-            ("over_k", self.over_k),
             ("curve_over_k", self.curve_over_k),
         ] {
             want(x.is_finite() && x > 0.0, key, "must be positive");
