@@ -311,12 +311,12 @@ fn diagnosis(
             })
             .collect::<anyhow::Result<Vec<_>>>()
     })?;
-    let score = d::score(&runs);
+    let score = heatgrid::demo::score::score(&runs);
     if json {
         let body = serde_json::json!({ "runs": runs, "score": score });
         println!("{}", serde_json::to_string_pretty(&body)?);
     } else {
-        print!("{}", d::table(&runs, &score));
+        print!("{}", heatgrid::demo::score::table(&runs, &score));
     }
     Ok(ExitCode::SUCCESS)
 }

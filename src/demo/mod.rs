@@ -12,6 +12,7 @@ pub mod diagnosis;
 mod error;
 pub mod report;
 pub mod scenario;
+pub mod score;
 mod setup;
 pub mod watch;
 

@@ -10,11 +10,13 @@
 //!
 //! What each detector looks at, and why, is in docs/diagnosis.md.
 
+mod average;
 mod detect;
 mod hour;
 mod kinds;
 
 use crate::model::{Command, Reading};
+pub use average::{Avg, Banded};
 pub use detect::Health;
 use hour::Hour;
 pub use kinds::{Design, Finding, Fleet, Kind, Settings};
