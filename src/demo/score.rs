@@ -34,10 +34,15 @@ pub struct Score {
     pub confusion: BTreeMap<String, BTreeMap<String, usize>>,
     /// Mild faults (severity below 0.35): (faults, detected within 72 h).
     pub mild: (usize, usize),
+    /// Per kind named: (times named rightly, times named at all) — first findings after an
+    /// onset, and false alarms.
+    pub named: BTreeMap<String, (usize, usize)>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct KindScore {
+    /// The kind the diagnosis should name it as.
+    pub named_as: String,
     pub faults: usize,
     pub detected_72h: usize,
     pub right_kind: usize,
@@ -56,20 +61,36 @@ impl Score {
     /// Event-wise F0.5 (precision weighted twice recall's weight): a technician sent to a
     /// healthy station costs more than a fault found a day later.
     pub fn f05(&self) -> f64 {
-        let (p, r) = (self.precision(), self.recall());
-        if p + r == 0.0 {
-            0.0
-        } else {
-            1.25 * p * r / (0.25 * p + r)
-        }
+        f05(self.precision(), self.recall())
     }
 
     pub fn false_alarms_per_100_station_days(&self) -> f64 {
         100.0 * self.false_alarms as f64 / self.healthy_station_days.max(1e-9)
     }
 
+    /// Of the times the diagnosis named fault kind `k`'s kind: the share it was right.
+    pub fn precision_of(&self, k: &KindScore) -> f64 {
+        let (right, all) = self.named.get(&k.named_as).copied().unwrap_or_default();
+        ratio(right, all)
+    }
+
+    /// Fault kind `k`'s F0.5: its recall within 72 h and the precision of the kind it is
+    /// named as.
+    pub fn f05_of(&self, k: &KindScore) -> f64 {
+        f05(self.precision_of(k), ratio(k.detected_72h, k.faults))
+    }
+
     pub fn right_kind_share(&self) -> f64 {
         ratio(self.right_kind, self.detected)
+    }
+}
+
+/// F0.5 of precision `p` and recall `r`.
+fn f05(p: f64, r: f64) -> f64 {
+    if p + r == 0.0 {
+        0.0
+    } else {
+        1.25 * p * r / (0.25 * p + r)
     }
 }
 
@@ -101,6 +122,7 @@ pub fn score(runs: &[Run]) -> Score {
             sc.false_alarms += false_alarms.len();
             sc.healthy_station_days += (onset - DAY_START_MS) as f64 / DAY_MS as f64;
             for r in &false_alarms {
+                sc.named.entry(r.kind.as_str().into()).or_default().1 += 1;
                 *sc.confusion
                     .entry("healthy".into())
                     .or_default()
@@ -114,6 +136,7 @@ pub fn score(runs: &[Run]) -> Score {
             let name = format!("{:?}", t.kind);
             let ks = sc.per_kind.entry(name.clone()).or_default();
             ks.faults += 1;
+            ks.named_as = names(t.kind).first().map_or("", |k| k.as_str()).into();
             sc.faults += 1;
             let mild = t.severity < 0.35;
             sc.mild.0 += usize::from(mild);
@@ -126,6 +149,9 @@ pub fn score(runs: &[Run]) -> Score {
                 let delay_h = (r.at_ms - t.onset_ms) as f64 / 3_600_000.0;
                 let right = names(t.kind).contains(&r.kind);
                 sc.detected += 1;
+                let named = sc.named.entry(r.kind.as_str().into()).or_default();
+                named.0 += usize::from(right);
+                named.1 += 1;
                 sc.right_kind += usize::from(right);
                 ks.right_kind += usize::from(right);
                 sc.delays_h.push(delay_h);
@@ -184,6 +210,8 @@ pub fn table(runs: &[Run], sc: &Score) -> String {
         "faults",
         "found ≤ 72 h",
         "right kind",
+        "precision (as named)",
+        "F0.5",
         "delay median",
         "delay p90",
     ]);
@@ -193,6 +221,8 @@ pub fn table(runs: &[Run], sc: &Score) -> String {
             ks.faults.to_string(),
             ks.detected_72h.to_string(),
             ks.right_kind.to_string(),
+            format!("{:.2} ({})", sc.precision_of(ks), ks.named_as),
+            format!("{:.2}", sc.f05_of(ks)),
             hours(&ks.delays_h, 0.5),
             hours(&ks.delays_h, 0.9),
         ]);
@@ -272,6 +302,14 @@ mod tests {
         assert_eq!(sc.confusion["ValveLeak"]["none"], 1);
         assert_eq!(sc.confusion["healthy"]["fouling"], 1);
         assert_eq!(sc.mild, (3, 1));
+        // Bypass named once, rightly; undersized once, wrongly; over_fired never first.
+        let bypass = &sc.per_kind["Bypass"];
+        assert_eq!((sc.precision_of(bypass), sc.f05_of(bypass)), (1.0, 1.0));
+        assert_eq!(sc.named["undersized"], (0, 1));
+        assert_eq!(sc.named["fouling"], (0, 1));
+        let area = &sc.per_kind["WrongArea"];
+        assert_eq!(area.named_as, "over_fired");
+        assert_eq!(sc.f05_of(area), 0.0);
         let text = table(&[run], &sc);
         assert!(text.contains("| Bypass ") && text.contains("false alarms / 100 station-days"));
         assert_eq!(quantile(&[3.0, 1.0, 2.0], 0.5), Some(2.0));
