@@ -38,6 +38,10 @@ pub struct StationKpis {
     pub indoor_max_c: f64,
     /// Time-mean indoor temperature, °C.
     pub indoor_mean_c: f64,
+    /// Degree-hours of indoor temperature below 18 and below 20 °C (K·h): how far and how
+    /// long the homes were too cold, not only how often.
+    pub degree_h_below_18: f64,
+    pub degree_h_below_20: f64,
     #[serde(skip)]
     acc: heatgrid_kpi::Kpis,
 }
@@ -68,6 +72,10 @@ impl StationKpis {
 
     /// Accounts `dt` seconds spent in state `s`.
     pub fn record(&mut self, dt: f64, s: &Sample) {
+        if s.indoor_c.is_finite() {
+            self.degree_h_below_18 += (18.0 - s.indoor_c).max(0.0) * dt / 3600.0;
+            self.degree_h_below_20 += (20.0 - s.indoor_c).max(0.0) * dt / 3600.0;
+        }
         self.acc.record(
             dt,
             &heatgrid_kpi::Sample {

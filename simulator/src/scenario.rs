@@ -82,6 +82,15 @@ pub struct RunReport {
     pub indoor_mean_c: f64,
     /// Share of station-time with supply within ±1 K of its setpoint.
     pub supply_within_1k: f64,
+    /// The district's largest heat over one clock hour of the run, MW (what the production
+    /// plant must cover).
+    pub peak_hourly_mw: f64,
+    /// The district's flow-weighted return temperature, °C (what the primary network carries
+    /// back: lower means less water pumped and less heat lost).
+    pub return_flow_weighted_c: f64,
+    /// Degree-hours of indoor temperature below 18 and below 20 °C, summed over the stations.
+    pub degree_h_below_18: f64,
+    pub degree_h_below_20: f64,
     /// Commands the stations accepted and refused (a [`Policy::Controller`] run).
     pub commands_accepted: u64,
     pub commands_refused: u64,
@@ -137,6 +146,7 @@ pub fn run_with(
     let (mut t, mut next_telemetry, mut degree_s) = (-lead_s, -lead_s, 0.0);
     let (mut series, mut next_point) = (Vec::new(), 0.0);
     let (mut commands_before, mut area_changed) = (None, false);
+    let mut district = District::default();
     let end = hours * 3600.0;
     while t < end - 1e-9 {
         let now_ms = DAY_START_MS + (t * 1000.0).round() as i64;
@@ -166,7 +176,9 @@ pub fn run_with(
         for (s, k) in stations.iter_mut().zip(&mut kpis) {
             s.step(dt, outdoor, now_ms);
             if measured {
-                k.record(dt, &sample(s, outdoor));
+                let smp = sample(s, outdoor);
+                k.record(dt, &smp);
+                district.record(t, dt, &smp);
             }
         }
         if measured {
@@ -189,7 +201,47 @@ pub fn run_with(
         commands_accepted: accepted - before.0,
         commands_refused: refused - before.1,
         series,
+        peak_hourly_mw: district.peak_hourly_mw(),
+        return_flow_weighted_c: district.return_flow_weighted_c(),
         ..RunReport::of_stations(kpis, degree_s / 86_400.0)
+    }
+}
+
+/// The district's sums over a run: heat per clock hour, and flow × return.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct District {
+    /// (hour index, heat in that hour so far, J), and the largest closed hour's, J.
+    hour: (i64, f64),
+    peak_j: f64,
+    flow_return: f64,
+    flow: f64,
+}
+
+impl District {
+    /// Accounts one station's `dt` seconds from run time `t` in state `s`.
+    fn record(&mut self, t: f64, dt: f64, s: &Sample) {
+        let h = (t / 3600.0).floor() as i64;
+        if h != self.hour.0 {
+            self.peak_j = self.peak_j.max(self.hour.1);
+            self.hour = (h, 0.0);
+        }
+        self.hour.1 += s.heat_w * dt;
+        self.flow_return += s.flow_kgs * s.return_c * dt;
+        self.flow += s.flow_kgs * dt;
+    }
+
+    /// The largest hourly heat, MW (the running hour included: a run shorter than an hour
+    /// has only that one).
+    fn peak_hourly_mw(&self) -> f64 {
+        self.peak_j.max(self.hour.1) / 3600.0 / 1e6
+    }
+
+    fn return_flow_weighted_c(&self) -> f64 {
+        if self.flow > 0.0 {
+            self.flow_return / self.flow
+        } else {
+            0.0
+        }
     }
 }
 
@@ -341,6 +393,10 @@ impl RunReport {
             indoor_over: mean(|k| k.indoor_over),
             indoor_mean_c: mean(|k| k.indoor_mean_c),
             supply_within_1k: mean(|k| k.supply_within_1k),
+            peak_hourly_mw: 0.0,
+            return_flow_weighted_c: 0.0,
+            degree_h_below_18: kpis.iter().map(|k| k.degree_h_below_18).sum(),
+            degree_h_below_20: kpis.iter().map(|k| k.degree_h_below_20).sum(),
             commands_accepted: 0,
             commands_refused: 0,
             stations: kpis,
@@ -465,6 +521,44 @@ mod tests {
         }
         assert_eq!((k.indoor_min_c, k.indoor_max_c), (17.0, 23.0));
         assert!((k.indoor_mean_c - 20.0).abs() < 1e-12);
+        // One hour at 17 °C: 1 K·h below 18, 3 K·h below 20; 20 °C and 23 °C add nothing.
+        assert!((k.degree_h_below_18 - 1.0).abs() < 1e-12);
+        assert!((k.degree_h_below_20 - 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_district_peak_hour_and_flow_weighted_return() {
+        let mut d = District::default();
+        let s = |heat_w: f64, flow_kgs: f64, return_c: f64| Sample {
+            heat_w,
+            supply_c: 60.0,
+            return_c,
+            setpoint_c: 60.0,
+            flow_kgs,
+            valve: 0.5,
+            pump: 0.5,
+            indoor_c: 20.0,
+        };
+        // Two stations, 30-minute steps: hour 0 at 1 + 1 MW, hour 1 at 1 + 3 MW, then half
+        // an hour of hour 2 at 2 MW.
+        for (t, a, b) in [
+            (0.0, 1e6, 1e6),
+            (1800.0, 1e6, 1e6),
+            (3600.0, 1e6, 3e6),
+            (5400.0, 1e6, 3e6),
+        ] {
+            d.record(t, 1800.0, &s(a, 1.0, 40.0));
+            d.record(t, 1800.0, &s(b, 3.0, 30.0));
+        }
+        d.record(7200.0, 1800.0, &s(2e6, 0.0, 50.0));
+        assert!(
+            (d.peak_hourly_mw() - 4.0).abs() < 1e-12,
+            "{}",
+            d.peak_hourly_mw()
+        );
+        // (1·40 + 3·30) / 4 = 32.5 °C; a station without flow weighs nothing.
+        assert!((d.return_flow_weighted_c() - 32.5).abs() < 1e-12);
+        assert_eq!(District::default().return_flow_weighted_c(), 0.0);
     }
 
     #[test]

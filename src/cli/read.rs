@@ -140,22 +140,26 @@ pub(super) async fn diagnose(remote: &Remote, json: bool) -> Result<String, Fail
     }
     if rows.is_empty() {
         let n = v["stations"].as_array().map_or(0, Vec::len);
-        return Ok(format!(
-            "no fault suspected on any of {n} stations
-"
-        ));
+        return Ok(format!("no fault suspected on any of {n} stations\n"));
     }
     let mut t = table(&["station", "suspect", "conf", "since (UTC)", "evidence"]);
     for r in &rows {
         for f in r["findings"].as_array().into_iter().flatten() {
-            let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]");
             let since = f["since_ms"]
                 .as_i64()
                 .and_then(|ms| {
                     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
                 })
-                .and_then(|t| t.format(&format).ok())
-                .unwrap_or_else(|| "-".into());
+                .map_or("-".into(), |t| {
+                    format!(
+                        "{:04}-{:02}-{:02} {:02}:{:02}",
+                        t.year(),
+                        u8::from(t.month()),
+                        t.day(),
+                        t.hour(),
+                        t.minute()
+                    )
+                });
             t.add_row(vec![
                 r["id"].as_str().unwrap_or("?").to_owned(),
                 f["kind"].as_str().unwrap_or("?").to_owned(),
@@ -165,10 +169,7 @@ pub(super) async fn diagnose(remote: &Remote, json: bool) -> Result<String, Fail
             ]);
         }
     }
-    Ok(format!(
-        "{t}
-"
-    ))
+    Ok(format!("{t}\n"))
 }
 
 pub(super) async fn station(remote: &Remote, id: &str, json: bool) -> Result<String, Failure> {

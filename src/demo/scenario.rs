@@ -160,6 +160,10 @@ pub fn table(runs: &[RunReport]) -> String {
             "indoor 18–22 °C",
             "< 18 °C",
             "> 22 °C",
+            "K·h < 18 °C",
+            "K·h < 20 °C",
+            "peak hour MW",
+            "return (flow-weighted) °C",
             "supply ±1 K",
         ]);
     for r in runs {
@@ -173,6 +177,10 @@ pub fn table(runs: &[RunReport]) -> String {
             format!("{:.1} %", r.indoor_comfort * 100.0),
             format!("{:.1} %", r.indoor_under * 100.0),
             format!("{:.1} %", r.indoor_over * 100.0),
+            format!("{:.0}", r.degree_h_below_18),
+            format!("{:.0}", r.degree_h_below_20),
+            format!("{:.2}", r.peak_hourly_mw),
+            format!("{:.1}", r.return_flow_weighted_c),
             format!("{:.1} %", r.supply_within_1k * 100.0),
         ]);
     }
@@ -209,6 +217,21 @@ mod tests {
         for r in &runs {
             let err = (r.heat_metered_gj - r.heat_gj).abs() / r.heat_gj;
             assert!(err < 0.01, "{}: energy balance off by {err}", r.policy);
+            // The peak hour is at least the run's mean power, and the return a plausible
+            // secondary one.
+            let mean_mw = r.heat_gj * 1e3 / (r.hours * 3600.0);
+            assert!(
+                r.peak_hourly_mw >= mean_mw * 0.999,
+                "{}: {} < {mean_mw}",
+                r.policy,
+                r.peak_hourly_mw
+            );
+            assert!(
+                (25.0..60.0).contains(&r.return_flow_weighted_c),
+                "{}",
+                r.return_flow_weighted_c
+            );
+            assert!(r.degree_h_below_20 >= r.degree_h_below_18);
         }
         let text = table(&runs);
         assert!(text.contains("pump at constant full speed"), "{text}");
