@@ -103,10 +103,11 @@ impl Heatgrid {
         if !self.indoor_sensor {
             reading.indoor_temp_c = None;
         }
-        let design = crate::control::fleet::design_of(ctrl, &reading);
+        // The design data only when a diagnosis watches (not on the scenarios' hot path).
+        let design = |ctrl: &StationController| crate::control::fleet::design_of(ctrl, &reading);
         if let Some((w, monitor_only)) = &mut self.watch {
             if monitor_only[i] {
-                w.observe(i, &reading, None, &design, now_ms);
+                w.observe(i, &reading, None, &design(ctrl), now_ms);
                 return None;
             }
         }
@@ -132,7 +133,7 @@ impl Heatgrid {
                     epoch: None,
                 };
                 if let Some((w, _)) = &mut self.watch {
-                    w.observe(i, &reading, Some(&cmd), &design, now_ms);
+                    w.observe(i, &reading, Some(&cmd), &design(ctrl), now_ms);
                 }
                 serde_json::to_string(&cmd).ok()
             }
