@@ -46,5 +46,6 @@ pub mod ingest;
 
 pub mod model;
 pub mod physics;
+pub mod predict;
 pub mod stats;
 pub mod store;

@@ -1,0 +1,410 @@
+//! Predictive control: each station's building model, learned online, and a plan over the
+//! forecast's next 24–48 h that moves the station's curve ahead of the weather.
+//!
+//! Where it sits: beside the district coordinator, between ingest and the station
+//! controllers. The control task [`Predictor::observe`]s every fresh reading a station's
+//! controller acts on, and asks [`Predictor::shift_k`] for the station's **weather shift**: the
+//! kelvins added to the outdoor temperature the station's curve (and its flow target, and the
+//! coordinator's demand) are computed from. A negative shift heats ahead of a cold morning, a
+//! positive one lets forecast sun do the heating. Nothing else changes: the curve, the
+//! district and operator offsets, the return limitation, the ramp, the supply limits, the loops,
+//! the validity of commands and the fail-safes all act on the result as before — predictive
+//! control only moves targets.
+//!
+//! [`forecast`] decodes and judges the forecast, [`model`] identifies the building, [`plan`]
+//! is the optimiser. Without an indoor temperature, a good enough fit or a fresh forecast the
+//! shift eases back to 0 (the curve) and [`State`] says why.
+
+pub mod forecast;
+pub mod model;
+pub mod plan;
+
+use forecast::{Forecast, Freshness};
+use model::{BuildingModel, HourMean};
+use plan::{Hour, Plan};
+
+use crate::model::Reading;
+
+/// The `[predictive]` configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub enabled: bool,
+    /// Hours planned ahead (24–48).
+    pub horizon_h: usize,
+    /// Plant seconds between two plans.
+    pub replan_s: f64,
+    /// The comfort band the plan keeps the indoor temperature in, °C.
+    pub indoor_min_c: f64,
+    pub indoor_max_c: f64,
+    /// Heat (kWh) worth one kW less at the plan's peak hour: the peak penalty, h.
+    pub peak_weight_h: f64,
+    /// Largest weather shift either way, K, and its largest change per plan, K.
+    pub max_shift_k: f64,
+    pub max_shift_step_k: f64,
+    /// A forecast older than this, or reaching less far ahead, is stale, h.
+    pub forecast_max_age_h: f64,
+    pub forecast_min_horizon_h: f64,
+    /// The model is trusted after this many hours with an indoor temperature and while its
+    /// one-hour prediction error stays under `max_rmse_k`.
+    pub min_fit_hours: u32,
+    pub max_rmse_k: f64,
+    /// Optional night setback: from hour, to hour (local = UTC + `utc_offset_h`), K lower.
+    pub setback: Option<(f64, f64, f64)>,
+    pub utc_offset_h: f64,
+    /// Station capacity the plan may use, × design load.
+    pub max_load: f64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            horizon_h: 36,
+            replan_s: 900.0,
+            indoor_min_c: 20.0,
+            indoor_max_c: 22.0,
+            peak_weight_h: 8.0,
+            max_shift_k: 10.0,
+            max_shift_step_k: 2.0,
+            forecast_max_age_h: 6.0,
+            forecast_min_horizon_h: 24.0,
+            min_fit_hours: 48,
+            max_rmse_k: 0.1,
+            setback: None,
+            utc_offset_h: 0.0,
+            max_load: 1.2,
+        }
+    }
+}
+
+impl Settings {
+    /// What is out of range, one message per setting.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut check = |ok: bool, what: &str| {
+            if !ok {
+                out.push(format!("predictive.{what}"));
+            }
+        };
+        check(
+            (24..=48).contains(&self.horizon_h),
+            "horizon_h: must be within 24..48",
+        );
+        check(
+            (60.0..=3600.0).contains(&self.replan_s),
+            "replan_s: must be within 60..3600",
+        );
+        check(
+            (12.0..=24.0).contains(&self.indoor_min_c)
+                && self.indoor_max_c > self.indoor_min_c + 0.5
+                && self.indoor_max_c <= 28.0,
+            "indoor_min_c/indoor_max_c: the band must lie within 12..28 °C and be wider than 0.5 K",
+        );
+        check(
+            (0.0..=72.0).contains(&self.peak_weight_h),
+            "peak_weight_h: must be within 0..72",
+        );
+        check(
+            (0.0..=20.0).contains(&self.max_shift_k),
+            "max_shift_k: must be within 0..20",
+        );
+        check(
+            (0.1..=10.0).contains(&self.max_shift_step_k),
+            "max_shift_step_k: must be within 0.1..10",
+        );
+        check(
+            (0.5..=48.0).contains(&self.forecast_max_age_h),
+            "forecast_max_age_h: must be within 0.5..48",
+        );
+        check(
+            (1.0..=48.0).contains(&self.forecast_min_horizon_h),
+            "forecast_min_horizon_h: must be within 1..48",
+        );
+        check(
+            (1..=24 * 30).contains(&self.min_fit_hours),
+            "min_fit_hours: must be within 1..720",
+        );
+        check(
+            (0.01..=2.0).contains(&self.max_rmse_k),
+            "max_rmse_k: must be within 0.01..2",
+        );
+        check(
+            (1.0..=2.0).contains(&self.max_load),
+            "max_load: must be within 1..2",
+        );
+        check(
+            (-14.0..=14.0).contains(&self.utc_offset_h),
+            "utc_offset_h: must be within -14..14",
+        );
+        if let Some((from, to, k)) = self.setback {
+            check(
+                (0.0..24.0).contains(&from)
+                    && (0.0..24.0).contains(&to)
+                    && (0.0..=6.0).contains(&k),
+                "setback: hours within 0..24 and at most 6 K",
+            );
+        }
+        out
+    }
+
+    /// The comfort floor at Unix ms `ts_ms` (the setback's during its hours).
+    fn floor_c(&self, ts_ms: i64) -> f64 {
+        let Some((from, to, k)) = self.setback else {
+            return self.indoor_min_c;
+        };
+        let h = (ts_ms as f64 / 3.6e6 + self.utc_offset_h).rem_euclid(24.0);
+        let inside = if from <= to {
+            (from..to).contains(&h)
+        } else {
+            h >= from || h < to
+        };
+        self.indoor_min_c - if inside { k } else { 0.0 }
+    }
+}
+
+/// The station's design, as the plan needs it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Design {
+    /// Design load, kW, and design indoor − design outdoor, K.
+    pub design_kw: f64,
+    pub span_k: f64,
+}
+
+impl Design {
+    /// Design loss, kW/K: how much heat the curve gives per kelvin of outdoor temperature.
+    pub fn ua_kw_k(&self) -> f64 {
+        self.design_kw / self.span_k.max(1.0)
+    }
+}
+
+/// Why a station is, or is not, under predictive control.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum State {
+    /// Not enabled in the configuration.
+    Off,
+    /// The station reports no indoor temperature: nothing to learn the building from.
+    NoIndoor,
+    /// Learning: hours seen so far.
+    Learning(u32),
+    /// The model predicts the indoor temperature too poorly (its error, K).
+    PoorFit(f64),
+    /// The forecast cannot be planned on.
+    NoForecast(Freshness),
+    /// Planning.
+    Active,
+}
+
+impl State {
+    pub fn describe(&self) -> String {
+        match self {
+            State::Off => "off".into(),
+            State::NoIndoor => {
+                "on the curve: no indoor temperature to learn the building from".into()
+            }
+            State::Learning(h) => format!("on the curve: learning the building ({h} h so far)"),
+            State::PoorFit(e) => {
+                format!("on the curve: the building model fits poorly (±{e:.2} K per hour)")
+            }
+            State::NoForecast(f) => format!("on the curve: {}", f.describe()),
+            State::Active => "predictive".into(),
+        }
+    }
+
+    pub fn is_active(&self) -> bool {
+        *self == State::Active
+    }
+}
+
+/// What [`Predictor::status`] reports for a station.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Status {
+    pub state: State,
+    pub shift_k: f64,
+    pub model: model::Params,
+    pub fit_hours: u32,
+    pub rmse_k: f64,
+    pub skill: f64,
+    /// The current plan's first-hour heat and its peak, kW.
+    pub planned_kw: Option<f64>,
+    pub planned_peak_kw: Option<f64>,
+}
+
+/// One station's predictive layer.
+#[derive(Debug, Clone)]
+pub struct Predictor {
+    model: BuildingModel,
+    /// The open hour: (index, count, sums of heat, outdoor, indoor, solar).
+    open: Option<(i64, u32, [f64; 4])>,
+    /// The last closed hour with an indoor temperature (index, means).
+    closed: Option<(i64, HourMean)>,
+    plan: Option<Plan>,
+    planned_ms: Option<i64>,
+    shift_k: f64,
+    state: State,
+}
+
+impl Predictor {
+    pub fn new(design: &Design, area_m2: f64) -> Self {
+        Self {
+            model: BuildingModel::new(design.ua_kw_k(), area_m2),
+            open: None,
+            closed: None,
+            plan: None,
+            planned_ms: None,
+            shift_k: 0.0,
+            state: State::Off,
+        }
+    }
+
+    /// Learns from a fresh reading (its own clock), with the outdoor temperature the station
+    /// used and the forecast's irradiance at that time. Readings without an indoor temperature
+    /// teach nothing.
+    pub fn observe(&mut self, r: &Reading, outdoor_c: f64, solar_w_m2: f64) {
+        let Some(indoor) = r.indoor_temp_c else {
+            return;
+        };
+        let v = [r.heat_kw(), outdoor_c, indoor, solar_w_m2];
+        if v.iter().any(|x| !x.is_finite()) {
+            return;
+        }
+        let hour = r.ts_ms.div_euclid(3_600_000);
+        match &mut self.open {
+            Some((h, n, s)) if *h == hour => {
+                *n += 1;
+                for (a, x) in s.iter_mut().zip(v) {
+                    *a += x;
+                }
+            }
+            _ => {
+                if let Some((h, n, s)) = self.open.take() {
+                    self.close(h, n, s);
+                }
+                self.open = Some((hour, 1, v));
+            }
+        }
+    }
+
+    fn close(&mut self, hour: i64, n: u32, s: [f64; 4]) {
+        let k = f64::from(n.max(1));
+        let mean = HourMean {
+            heat_kw: s[0] / k,
+            outdoor_c: s[1] / k,
+            indoor_c: s[2] / k,
+            solar_w_m2: s[3] / k,
+        };
+        if let Some((h, prev)) = self.closed {
+            if h + 1 == hour {
+                self.model.update(&prev, mean.indoor_c);
+            }
+        }
+        self.closed = Some((hour, mean));
+    }
+
+    /// The weather shift for now (K), replanning when a plan is due: 0 (eased back at the
+    /// step limit) unless the model is trusted and the forecast fresh.
+    pub fn shift_k(
+        &mut self,
+        now_ms: i64,
+        indoor_c: Option<f64>,
+        outdoor_c: f64,
+        forecast: Option<&Forecast>,
+        design: &Design,
+        s: &Settings,
+    ) -> f64 {
+        if !s.enabled {
+            self.state = State::Off;
+            self.shift_k = 0.0;
+            return 0.0;
+        }
+        let due = self
+            .planned_ms
+            .is_none_or(|t| now_ms - t >= (s.replan_s * 1000.0) as i64 || now_ms < t);
+        if !due {
+            return self.shift_k;
+        }
+        self.planned_ms = Some(now_ms);
+        let target = match self.replan(now_ms, indoor_c, outdoor_c, forecast, design, s) {
+            Some(k) => k,
+            None => {
+                self.plan = None;
+                0.0
+            }
+        };
+        let step = s.max_shift_step_k;
+        self.shift_k = (self.shift_k + (target - self.shift_k).clamp(-step, step))
+            .clamp(-s.max_shift_k, s.max_shift_k);
+        self.shift_k
+    }
+
+    fn replan(
+        &mut self,
+        now_ms: i64,
+        indoor_c: Option<f64>,
+        outdoor_c: f64,
+        forecast: Option<&Forecast>,
+        design: &Design,
+        s: &Settings,
+    ) -> Option<f64> {
+        let Some(indoor) = indoor_c.filter(|t| t.is_finite()) else {
+            self.state = State::NoIndoor;
+            return None;
+        };
+        if self.model.hours < s.min_fit_hours {
+            self.state = State::Learning(self.model.hours);
+            return None;
+        }
+        if self.model.rmse_k() > s.max_rmse_k {
+            self.state = State::PoorFit(self.model.rmse_k());
+            return None;
+        }
+        let h = 3_600_000;
+        let fresh = Forecast::freshness(
+            forecast,
+            now_ms,
+            (s.forecast_max_age_h * 3.6e6) as i64,
+            (s.forecast_min_horizon_h * 3.6e6) as i64,
+        );
+        let (Freshness::Fresh, Some(f)) = (fresh, forecast) else {
+            self.state = State::NoForecast(fresh);
+            return None;
+        };
+        self.state = State::Active;
+        let m = self.model.params();
+        let max_kw = s.max_load * design.design_kw;
+        let hours: Vec<Hour> = f
+            .hourly(now_ms, s.horizon_h)
+            .into_iter()
+            .enumerate()
+            .map(|(k, (o, sun))| Hour {
+                outdoor_c: o,
+                solar_w_m2: sun,
+                floor_c: s.floor_c(now_ms + (k as i64 + 1) * h),
+                max_kw,
+            })
+            .collect();
+        let p = plan::plan(&m, indoor, &hours, s.indoor_max_c, s.peak_weight_h);
+        // What the curve (with the coordinator holding the floor) gives now, and the shift of
+        // outdoor temperature that turns it into the plan's first hour.
+        let steady_kw = m.ua_kw_k * (s.indoor_min_c - outdoor_c);
+        let first = p.heat_kw.first().copied().unwrap_or(steady_kw);
+        self.plan = Some(p);
+        Some(-(first - steady_kw) / design.ua_kw_k())
+    }
+
+    pub fn status(&self) -> Status {
+        let plan = self.plan.as_ref();
+        Status {
+            state: self.state,
+            shift_k: self.shift_k,
+            model: self.model.params(),
+            fit_hours: self.model.hours,
+            rmse_k: self.model.rmse_k(),
+            skill: self.model.skill(),
+            planned_kw: plan.and_then(|p| p.heat_kw.first().copied()),
+            planned_peak_kw: plan.map(|p| p.heat_kw.iter().fold(0.0, |a: f64, q| a.max(*q))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
