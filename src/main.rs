@@ -65,9 +65,9 @@ enum Cmd {
     /// Zero-setup demonstration: embedded broker, simulated stations, engine, local storage.
     #[cfg(feature = "demo")]
     Demo(heatgrid::demo::DemoArgs),
-    /// Run a simulator scenario offline four times — the baseline (fixed curve, pump at full
-    /// speed), the stations' own curve, heatgrid's controllers, and those with the district
-    /// coordinator — and compare heat, pump energy and comfort from the simulator's ground
+    /// Run a simulator scenario offline five times — the baseline (fixed curve, pump at full
+    /// speed), the stations' own curve, heatgrid's controllers, those with the district
+    /// coordinator, and with predictive control as well — and compare heat, pump energy and comfort from the simulator's ground
     /// truth.
     #[cfg(feature = "demo")]
     Scenario(ScenarioArgs),
@@ -77,7 +77,7 @@ enum Cmd {
 #[cfg(feature = "demo")]
 #[derive(clap::Args, Debug)]
 struct ScenarioArgs {
-    /// winter-day, cold-snap, mild or fortnight; or `diagnosis`: the station diagnosis
+    /// winter-day, cold-snap, mild, fortnight or fortnight-sun; or `diagnosis`: the station diagnosis
     /// measured on faults injected into a fleet over the fortnight (docs/diagnosis.md).
     name: String,
     #[arg(long, default_value_t = 100)]
@@ -109,6 +109,18 @@ struct ScenarioArgs {
     /// then steers on it); by default it is withheld, as most stations have no such sensor.
     #[arg(long)]
     indoor_sensor: bool,
+    /// The forecast the predictive run plans on: realistic (σ 1.5 K at 24 h), exact,
+    /// persistence (the temperature now, held: no forecast) or no-sun (exact temperatures
+    /// without the sun).
+    #[arg(long, default_value = "realistic")]
+    forecast: String,
+    /// Also run the predictive policy on the other forecasts, splitting its saving into
+    /// its sources.
+    #[arg(long)]
+    split: bool,
+    /// The comfort floor the predictive policy holds, °C (its `indoor_min_c`).
+    #[arg(long, default_value_t = 20.0)]
+    indoor_floor: f64,
     /// Every run with every station's KPIs, as JSON.
     #[arg(long)]
     json: bool,
@@ -241,11 +253,17 @@ fn scenario(a: ScenarioArgs) -> anyhow::Result<ExitCode> {
         fleet,
         indoor_target,
         indoor_sensor,
+        forecast,
+        split,
+        indoor_floor,
         json,
         html,
         days,
         seeds,
     } = a;
+    let Some(forecast) = heatgrid::demo::scenario::ForecastKind::parse(&forecast) else {
+        anyhow::bail!("unknown forecast {forecast:?}: realistic, exact, persistence or no-sun");
+    };
     let Some(fleet) = heatgrid_sim::Fleet::parse(&fleet) else {
         anyhow::bail!("unknown fleet {fleet:?}: balanced or unbalanced");
     };
@@ -259,7 +277,8 @@ fn scenario(a: ScenarioArgs) -> anyhow::Result<ExitCode> {
     }
     let Some(scenario) = heatgrid_sim::scenario::Scenario::parse(&name) else {
         anyhow::bail!(
-            "unknown scenario {name:?}: winter-day, cold-snap, mild, fortnight or diagnosis"
+            "unknown scenario {name:?}: winter-day, cold-snap, mild, fortnight, fortnight-sun \
+             or diagnosis"
         );
     };
     let Some(disturbance) = heatgrid_sim::scenario::Disturbance::parse(&disturbance) else {
@@ -274,6 +293,12 @@ fn scenario(a: ScenarioArgs) -> anyhow::Result<ExitCode> {
     opts.coordinator.indoor_target_c = (indoor_target != 0.0).then_some(indoor_target);
     opts.indoor_sensor = indoor_sensor;
     opts.lead_h = lead_hours;
+    opts.forecast = forecast;
+    opts.split = split;
+    opts.predictive.indoor_min_c = indoor_floor;
+    if let Some(p) = opts.predictive.problems().first() {
+        anyhow::bail!("--indoor-floor: {p}");
+    }
     let runs = heatgrid::demo::scenario::compare(&opts)?;
     let table = heatgrid::demo::scenario::table(&runs);
     if json {

@@ -14,6 +14,7 @@
 //! the same function.
 
 pub mod faults;
+pub mod forecast;
 mod handle;
 mod kpis;
 mod live;
@@ -76,6 +77,9 @@ pub struct SimConfig {
     /// figure by up to ± (10 × this) % (uniform, seeded per station and sample; 0.05 gives
     /// ±0.05 K and ±0.5 %). 0 by default.
     pub sensor_noise_k: f64,
+    /// Publish a weather forecast with this error on `{prefix}/weather/forecast` (retained,
+    /// every simulated hour, 48 h ahead; [`forecast`]). `None` by default.
+    pub forecast: Option<forecast::ForecastError>,
 }
 
 /// The fleet's buildings against their design data.
@@ -164,6 +168,7 @@ impl Default for SimConfig {
             lead_h: 0.0,
             faults: Vec::new(),
             sensor_noise_k: 0.0,
+            forecast: None,
         }
     }
 }
@@ -230,6 +235,7 @@ impl SimConfig {
     pub fn build_stations(&self) -> Vec<SimStation> {
         let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed);
         let mut off_design = rand::rngs::StdRng::seed_from_u64(self.seed ^ 0x5eed_ba1a_ce00_0000);
+        let mut glazing = rand::rngs::StdRng::seed_from_u64(self.seed ^ 0x0050_1a40_0000_0000);
         (1..=self.stations)
             .map(|n| {
                 let area = (rng.random_range(50_000.0..=200_000.0_f64) / 1000.0).round() * 1000.0;
@@ -238,6 +244,8 @@ impl SimConfig {
                     rng.random_range(40.0..=50.0),
                     rng.random_range(30.0..=50.0),
                 );
+                // 1.5–2.5 % of the floor as effective aperture (7 W/m² of floor at 350 W/m²).
+                params.solar_aperture = glazing.random_range(0.015..=0.025);
                 if self.fleet == Fleet::Unbalanced {
                     params.radiator_design_w *= off_design.random_range(0.75..=1.35);
                     params.building_ua_w_k *= off_design.random_range(0.95..=1.05);

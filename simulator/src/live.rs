@@ -114,6 +114,7 @@ pub(crate) async fn step_loop(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = Instant::now();
     let mut next_telemetry = 0.0;
+    let mut forecast_hour = None;
     // Simulated seconds owed to the plant. It steps in whole `step_s` (or up to the next
     // telemetry instant), never in 10 ms slices: at speed 1 that was 100 steps per
     // station per second, which capped a real-time fleet at a few thousand stations.
@@ -133,6 +134,7 @@ pub(crate) async fn step_loop(
         last = now;
         let wall = now_ms();
         let mut out = Vec::new();
+        let mut forecast = None;
         {
             let Ok(mut sh) = shared.lock() else { return };
             loop {
@@ -148,6 +150,18 @@ pub(crate) async fn step_loop(
                 }
                 sh.sim_time_s += dt;
                 budget -= dt;
+                let hour = (sh.sim_time_s / 3600.0).floor();
+                if let Some(err) = cfg.forecast.filter(|_| forecast_hour != Some(hour)) {
+                    forecast_hour = Some(hour);
+                    let points = crate::forecast::issue(
+                        |t| (cfg.outdoor_c(t), 0.0),
+                        sh.sim_time_s,
+                        48,
+                        &err,
+                        cfg.seed,
+                    );
+                    forecast = Some(crate::forecast::to_json(&points, wall_of));
+                }
                 if sh.sim_time_s + 1e-9 >= next_telemetry {
                     next_telemetry += cfg.telemetry_period_s;
                     let ts = wall_of(sh.sim_time_s);
@@ -164,6 +178,15 @@ pub(crate) async fn step_loop(
             }
         }
         let mut failed = 0;
+        if let Some(f) = forecast {
+            let topic = format!("{}/weather/forecast", cfg.topic_prefix);
+            if client
+                .try_publish(topic, QoS::AtLeastOnce, true, f)
+                .is_err()
+            {
+                failed += 1;
+            }
+        }
         for (topic, payload) in out {
             if client.try_publish(topic, qos, false, payload).is_err() {
                 failed += 1;

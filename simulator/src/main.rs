@@ -40,6 +40,10 @@ struct Args {
     /// Daily outdoor amplitude, K.
     #[arg(long, default_value_t = 4.0)]
     outdoor_amplitude_k: f64,
+    /// Publish a 48 h weather forecast (retained, every simulated hour) on
+    /// `{prefix}/weather/forecast`, its error this many K (σ) at 24 h; 0 is exact.
+    #[arg(long)]
+    forecast_sigma_k: Option<f64>,
     /// Serve the stations as Modbus TCP PLCs instead of MQTT: station n listens on this port
     /// + n − 1 (on --host).
     #[arg(long)]
@@ -128,6 +132,12 @@ async fn main() -> std::process::ExitCode {
         outdoor_mean_c: a.outdoor_mean_c,
         outdoor_amplitude_k: a.outdoor_amplitude_k,
         warmup_h: a.warmup_h,
+        forecast: a
+            .forecast_sigma_k
+            .map(|k| heatgrid_sim::forecast::ForecastError {
+                sigma_24h_k: k.max(0.0),
+                ..heatgrid_sim::forecast::ForecastError::EXACT
+            }),
         ..SimConfig::default()
     })
     .await;

@@ -89,6 +89,9 @@ pub struct PlantParams {
     pub network_tau_s: f64,
     pub hx_tau_s: f64,
     pub sensor_tau_s: f64,
+    /// Effective solar aperture per m² of floor (glazing × transmittance × orientation):
+    /// the sun's heat is this × area × irradiance. 0 ignores the sun.
+    pub solar_aperture: f64,
 }
 
 impl PlantParams {
@@ -116,6 +119,7 @@ impl PlantParams {
             network_tau_s: 900.0,
             hx_tau_s: 20.0,
             sensor_tau_s: 30.0,
+            solar_aperture: 0.0,
         }
     }
 
@@ -159,8 +163,11 @@ pub struct Plant {
     /// Fault: share of the supply short-circuited into the return at the station (an open
     /// bypass): raises the return, lowers ΔT.
     pub bypass: f64,
-    /// Free heat into the buildings (sun, people, appliances), W.
+    /// Free heat into the buildings (people, appliances; sun in the gains disturbance), W.
     pub gains_w: f64,
+    /// Global horizontal irradiance on the buildings, W/m² (heats through
+    /// [`PlantParams::solar_aperture`]).
+    pub solar_w_m2: f64,
     /// Fault: the valve is stuck at this position (0–1), whatever it is told.
     pub valve_stuck_at: Option<f64>,
     /// Fault: share of the full primary flow the valve passes even when closed.
@@ -187,6 +194,7 @@ impl Plant {
             primary_supply_override_c: None,
             bypass: 0.0,
             gains_w: 0.0,
+            solar_w_m2: 0.0,
             valve_stuck_at: None,
             valve_leak: 0.0,
             p,
@@ -257,8 +265,9 @@ impl Plant {
         lag(&mut self.return_c, t_ret, net_tau);
 
         let c_building = p.building_tau_h * 3600.0 * p.building_ua_w_k;
+        let sun = p.solar_aperture * p.area_m2 * self.solar_w_m2;
         self.indoor_c += dt
-            * (q_rad + self.gains_w - p.building_ua_w_k * (self.indoor_c - outdoor_c))
+            * (q_rad + self.gains_w + sun - p.building_ua_w_k * (self.indoor_c - outdoor_c))
             / c_building;
     }
 }

@@ -159,6 +159,10 @@ pub fn run_with(
             next_point += SERIES_STEP_S;
             series.push(series_point(t, outdoor, &stations));
         }
+        let sun = scenario.solar_w_m2(t);
+        for s in &mut stations {
+            s.plant.solar_w_m2 = sun;
+        }
         disturbance.apply(t, &mut stations[..hit], &mut kpis[..hit], &mut area_changed);
         if t + 1e-9 >= next_telemetry {
             next_telemetry += cfg.telemetry_period_s;

@@ -22,6 +22,11 @@ pub enum Scenario {
     /// cold spell down to −16 °C, a thaw to a mild spell around +7 °C, and back to frost
     /// ([`FORTNIGHT_MEANS_C`]). For runs that span days (diagnosis, predictive control).
     Fortnight,
+    /// The fortnight's temperatures with the sun: overcast (60 W/m² at noon) but for a clear,
+    /// mild spell on days 8–11 (350 W/m² at noon, a January sky at 45° N), daylight
+    /// 08:00–16:00 ([`Scenario::solar_w_m2`]). For predictive control, which can plan on the
+    /// forecast sun that a curve never sees.
+    FortnightSun,
 }
 
 /// The daily mean of [`Scenario::Fortnight`] at each midnight from day 0 to day 14, °C
@@ -31,11 +36,12 @@ pub const FORTNIGHT_MEANS_C: [f64; 15] = [
 ];
 
 impl Scenario {
-    pub const ALL: [Scenario; 4] = [
+    pub const ALL: [Scenario; 5] = [
         Scenario::WinterDay,
         Scenario::ColdSnap,
         Scenario::Mild,
         Scenario::Fortnight,
+        Scenario::FortnightSun,
     ];
 
     pub fn name(self) -> &'static str {
@@ -44,6 +50,7 @@ impl Scenario {
             Scenario::ColdSnap => "cold-snap",
             Scenario::Mild => "mild",
             Scenario::Fortnight => "fortnight",
+            Scenario::FortnightSun => "fortnight-sun",
         }
     }
 
@@ -58,7 +65,7 @@ impl Scenario {
         match self {
             Scenario::WinterDay => day(-5.0),
             Scenario::Mild => day(5.0),
-            Scenario::Fortnight => {
+            Scenario::Fortnight | Scenario::FortnightSun => {
                 let d = (hour / 24.0).clamp(0.0, 14.0);
                 let k = (d.floor() as usize).min(13);
                 let (a, b) = (FORTNIGHT_MEANS_C[k], FORTNIGHT_MEANS_C[k + 1]);
@@ -74,6 +81,28 @@ impl Scenario {
                 };
                 (1.0 - w) * day(-5.0) + w * -20.0
             }
+        }
+    }
+}
+
+impl Scenario {
+    /// Global horizontal irradiance `t_s` seconds after midnight, W/m² (0 but in
+    /// [`Scenario::FortnightSun`]).
+    pub fn solar_w_m2(self, t_s: f64) -> f64 {
+        if self != Scenario::FortnightSun {
+            return 0.0;
+        }
+        let hour = (t_s / 3600.0).rem_euclid(24.0);
+        let day = (t_s / 86_400.0).floor();
+        let peak = if (8.0..12.0).contains(&day) {
+            350.0
+        } else {
+            60.0
+        };
+        if (8.0..16.0).contains(&hour) {
+            peak * (PI * (hour - 8.0) / 8.0).sin()
+        } else {
+            0.0
         }
     }
 }

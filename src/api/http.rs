@@ -99,6 +99,29 @@ fn row(s: &StationStatus, now: i64) -> Value {
         "tags": s.tags,
         "findings": s.findings.iter().map(|f| f.kind.as_str()).collect::<Vec<_>>(),
         "diagnosis": s.findings,
+        "predictive": s.predictive.as_ref().map(predictive_json),
+    })
+}
+
+/// The predictive layer of a station: its state (and why it is on the curve), the weather
+/// shift, and the building model with its fit.
+fn predictive_json(p: &crate::predict::Status) -> Value {
+    json!({
+        "active": p.state.is_active(),
+        "state": p.state.describe(),
+        "weather_shift_k": p.shift_k,
+        "planned_kw": p.planned_kw,
+        "planned_peak_kw": p.planned_peak_kw,
+        "planned_indoor_c": p.planned_indoor_c,
+        "model": {
+            "ua_kw_k": p.model.ua_kw_k,
+            "capacity_kwh_k": p.model.c_kwh_k,
+            "time_constant_h": p.model.tau_h(),
+            "solar_gain_kw_per_w_m2": p.model.gain_kw_per_w_m2,
+            "fit_hours": p.fit_hours,
+            "rmse_k": p.rmse_k,
+            "skill": p.skill,
+        },
     })
 }
 

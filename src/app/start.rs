@@ -2,7 +2,7 @@
 //! ingest, Modbus, control, alarms, API), every channel between them created here.
 
 use std::sync::atomic::AtomicI64;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 use tracing::info;
@@ -80,7 +80,7 @@ pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
         stats: &stats,
     };
     let (slots, triggers) = slots(&cfg);
-    let weather: Weather = Arc::new(Mutex::new(None));
+    let weather: Weather = Weather::default();
     let broker_down_since = Arc::new(AtomicI64::new(crate::clock::now_ms()));
     let (link, presence) = start_mqtt(&c, &slots, &weather, &stages.mqtt, &broker_down_since);
     let modbus_tx = start_modbus(&c, &slots, &stages.modbus);
@@ -200,6 +200,7 @@ fn start_control(
         default_outdoor_c: cfg.default_outdoor_c,
         weather_max_age_ms: cfg.weather_max_age_ms,
         diagnosis: cfg.diagnosis.clone(),
+        predictive: cfg.predictive.clone(),
     };
     let stations = control_stations(cfg, slots);
     let (control, status) = ControlTask::new(

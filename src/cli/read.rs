@@ -251,6 +251,20 @@ fn live(out: &mut String, v: &Value) {
             .map(|e| format!(" — FAILING: {e}"))
             .unwrap_or_default(),
     );
+    if let Some(p) = v.get("predictive").filter(|p| p.is_object()) {
+        let m = &p["model"];
+        let _ = writeln!(
+            out,
+            "predict   {}, weather shift {} K; building UA {} kW/K, τ {} h, \
+             fit ±{} K/h over {} h",
+            p["state"].as_str().unwrap_or("?"),
+            f(&p["weather_shift_k"], 2),
+            f(&m["ua_kw_k"], 1),
+            f(&m["time_constant_h"], 1),
+            f(&m["rmse_k"], 3),
+            m["fit_hours"],
+        );
+    }
     for f in v["diagnosis"].as_array().into_iter().flatten() {
         let _ = writeln!(
             out,

@@ -69,6 +69,8 @@ pub struct Config {
     pub coordinator: Option<CoordinatorConfig>,
     /// `[diagnosis]`: the station diagnosis' thresholds and windows (docs/diagnosis.md).
     pub diagnosis: crate::diagnose::Settings,
+    /// `[predictive]`: predictive control (docs/predictive.md).
+    pub predictive: crate::predict::Settings,
     /// `[cluster]`: this instance shares the fleet with others through etcd (`None`: alone).
     pub cluster: Option<crate::cluster::membership::MemberSettings>,
     pub stations: Vec<StationConfig>,
@@ -120,6 +122,7 @@ impl Config {
         );
         let coordinator = sections::coordinator(&raw.coordinator, &mut v);
         v.0.extend(raw.diagnosis.problems());
+        v.0.extend(raw.predictive.problems());
         let cluster = raw
             .cluster
             .as_ref()
@@ -156,6 +159,7 @@ impl Config {
             weather_max_age_ms: (w.max_age_s * 1000.0) as i64,
             coordinator,
             diagnosis: raw.diagnosis.clone(),
+            predictive: raw.predictive.clone(),
             cluster,
             stations,
             mappings: used,
@@ -325,6 +329,24 @@ mod tests {
         ] {
             assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
         }
+    }
+
+    #[test]
+    fn the_predictive_section_is_read_and_checked() {
+        let st = "[[station]]\nid = \"s1\"\n";
+        let parse = |d: &str| Config::parse(&format!("{d}{st}"), &no_env);
+        let c = parse("[predictive]\nenabled = true\nhorizon_h = 48\nsetback = [22.0, 6.0, 2.0]\n")
+            .unwrap();
+        assert!(c.predictive.enabled);
+        assert_eq!(c.predictive.horizon_h, 48);
+        assert_eq!(c.predictive.setback, Some((22.0, 6.0, 2.0)));
+        assert_eq!(parse("").unwrap().predictive, Default::default());
+        let errs = parse("[predictive]\nhorizon_h = 72\n").unwrap_err();
+        assert!(
+            errs.iter().any(|e| e.starts_with("predictive.horizon_h:")),
+            "{errs:?}"
+        );
+        assert!(parse("[predictive]\nhorizon = 24\n").is_err());
     }
 
     #[test]

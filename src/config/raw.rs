@@ -30,6 +30,8 @@ pub(super) struct Raw {
     #[serde(default)]
     pub(super) diagnosis: crate::diagnose::Settings,
     #[serde(default)]
+    pub(super) predictive: crate::predict::Settings,
+    #[serde(default)]
     pub(super) defaults: RawControl,
     pub(super) cluster: Option<RawCluster>,
     #[serde(default, rename = "station")]

@@ -54,6 +54,16 @@ impl Coordination {
         }
     }
 
+    /// The indoor temperature station `i`'s predictive plan aims at now. The only engine's
+    /// coordinator aims its indoor feedback there; a cluster's shared coordinator keeps the
+    /// common target (its sums travel through etcd without it), so a pre-heat lift above the
+    /// dead band is trimmed there.
+    pub fn set_planned_indoor(&mut self, i: usize, indoor_c: Option<f64>) {
+        if let Self::Local(d) = self {
+            d.set_planned_indoor(i, indoor_c);
+        }
+    }
+
     /// Updates this instance ran.
     pub fn updates(&self) -> u64 {
         match self {

@@ -96,7 +96,10 @@ impl Observation {
         Self {
             heat_kw: r.heat_kw(),
             design_kw: p.heat_index_w_m2 * area / 1000.0,
-            outdoor_c: o.outdoor_c,
+            // The weather the station is heated for: a predictive shift (heating ahead of the
+            // cold, leaving the forecast sun to work) moves the demand with it, so the
+            // coordinator does not undo it.
+            outdoor_c: o.planning_outdoor_c(),
             design_indoor_c: p.design_indoor_c,
             design_outdoor_c: p.design_outdoor_c,
             dt_s,
@@ -121,6 +124,9 @@ pub struct Member {
     pub target_ratio: Option<f64>,
     /// Mean indoor temperature over the last period, when the station reports one.
     pub indoor_c: Option<f64>,
+    /// The indoor temperature the predictive layer plans for the station now, °C: its
+    /// indoor feedback aims there instead of at the common target (pre-heating is not undone).
+    pub planned_indoor_c: Option<f64>,
     acc: Sums,
 }
 
@@ -286,6 +292,14 @@ impl Coordinator {
         }
     }
 
+    /// Sets (or clears) the indoor temperature the predictive layer plans for station `i`
+    /// now (a non-finite value clears it).
+    pub fn set_planned_indoor(&mut self, i: usize, indoor_c: Option<f64>) {
+        if let Some(m) = self.members.get_mut(i) {
+            m.planned_indoor_c = indoor_c.filter(|t| t.is_finite());
+        }
+    }
+
     /// Puts back station `i`'s filtered ratios as another instance left them (non-finite
     /// values are ignored).
     pub fn restore_ratios(&mut self, i: usize, ratio: Option<f64>, demand_ratio: Option<f64>) {
@@ -362,7 +376,10 @@ impl Coordinator {
             m.indoor_c = indoor.map(|(ti, _)| ti);
             let dev = match (c.indoor_target_c, indoor) {
                 // Indoor feedback: the heat that is missing, relative, from the room itself.
-                (Some(t), Some((ti, to))) => ((t - ti) / (t - to).max(1.0)).clamp(-1.0, 1.0),
+                (Some(t), Some((ti, to))) => {
+                    let t = m.planned_indoor_c.unwrap_or(t);
+                    ((t - ti) / (t - to).max(1.0)).clamp(-1.0, 1.0)
+                }
                 _ => ((target - ratio) / target).clamp(-1.0, 1.0),
             };
             if dev.abs() <= c.dead_band {

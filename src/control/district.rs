@@ -60,6 +60,11 @@ impl District {
     }
 
     /// Station `i`'s district offset now, K.
+    /// See [`super::coordination::Coordination::set_planned_indoor`].
+    pub fn set_planned_indoor(&mut self, i: usize, indoor_c: Option<f64>) {
+        self.coordinator.set_planned_indoor(i, indoor_c);
+    }
+
     pub fn offset_k(&self, i: usize) -> f64 {
         self.coordinator.offset_k(i)
     }

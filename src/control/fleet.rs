@@ -35,6 +35,8 @@ pub struct Station {
     pub(super) diagnosis: crate::diagnose::Diagnosis,
     /// The district coordinator holds its offset: a sensor fault is suspected.
     pub(super) district_held: bool,
+    /// The predictive layer (made on the first reading when `[predictive]` is enabled).
+    pub(super) predictor: Option<crate::predict::Predictor>,
 }
 
 /// What a station's design data (its controller's settings) say about reading `r`.
@@ -79,7 +81,39 @@ impl Station {
             initial,
             diagnosis: Default::default(),
             district_held: false,
+            predictor: None,
         }
+    }
+
+    /// Gives the predictive layer a fresh reading (on the plant's clock `plant_ms`) and sets
+    /// the controller's weather shift from its plan; returns the indoor temperature the plan
+    /// aims at, for the coordinator.
+    pub(super) fn predict(
+        &mut self,
+        r: &Reading,
+        plant_ms: i64,
+        outdoor_c: f64,
+        forecast: Option<&crate::predict::forecast::Forecast>,
+        s: &crate::predict::Settings,
+    ) -> Option<f64> {
+        let d = design_of(&self.ctrl, r);
+        let design = crate::predict::Design {
+            design_kw: d.design_kw,
+            span_k: d.span_k,
+        };
+        let area = r
+            .heated_area_m2
+            .or(self.ctrl.params().heated_area_m2)
+            .unwrap_or(0.0);
+        let p = self
+            .predictor
+            .get_or_insert_with(|| crate::predict::Predictor::new(&design, area));
+        let sun = forecast.map_or(0.0, |f| f.at(plant_ms).1);
+        p.observe(r, plant_ms, outdoor_c, sun);
+        let k = p.shift_k(plant_ms, r.indoor_temp_c, outdoor_c, forecast, &design, s);
+        self.ctrl.set_weather_shift_k(k);
+        self.ctrl.set_flow_delta_t_k(s.flow_delta_t_k);
+        p.status().planned_indoor_c
     }
 
     /// Gives the diagnosis a fresh reading and the command sent on it, at `plant_ms`, with
@@ -169,6 +203,7 @@ impl Station {
             offline: slot.presence.load(Ordering::Relaxed) == 2,
             rejects: slot.rejects.load(Ordering::Relaxed),
             findings: s.diagnosis.findings().to_vec(),
+            predictive: s.predictor.as_ref().map(|p| p.status()),
         }
     }
 }

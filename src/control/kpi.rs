@@ -106,6 +106,7 @@ mod tests {
 
     fn outputs(setpoint: f64, valve: f64) -> Outputs {
         Outputs {
+            weather_shift_k: 0.0,
             mode: Mode::Auto,
             supply_setpoint_c: setpoint,
             valve_pct: valve,

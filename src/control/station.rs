@@ -48,10 +48,20 @@ pub struct Outputs {
     pub valve_pct: f64,
     pub pump_pct: f64,
     pub flow_setpoint_m3h: f64,
+    /// The outdoor temperature measured (or fed), °C, and the predictive layer's shift on it
+    /// (the targets are computed from their sum, [`Outputs::planning_outdoor_c`]).
     pub outdoor_c: f64,
+    pub weather_shift_k: f64,
     pub return_correction_k: f64,
     pub valve_terms: PiStep,
     pub pump_terms: PiStep,
+}
+
+impl Outputs {
+    /// The outdoor temperature the targets were computed from, °C.
+    pub fn planning_outdoor_c(&self) -> f64 {
+        self.outdoor_c + self.weather_shift_k
+    }
 }
 
 /// The result of one tick.
@@ -80,6 +90,11 @@ pub struct StationController {
     fixed: Option<(f64, Option<i64>)>,
     /// The district coordinator's offset on the curve, K (0 without a coordinator).
     district_offset_k: f64,
+    /// The predictive layer's weather shift, K: added to the outdoor temperature the curve,
+    /// the flow target and the coordinator's demand are computed from (0 without it).
+    weather_shift_k: f64,
+    /// The ΔT the flow target is sized for when larger than the design's, K (0: the design's).
+    flow_delta_t_k: f64,
 }
 
 impl StationController {
@@ -98,6 +113,8 @@ impl StationController {
             last: None,
             fixed: None,
             district_offset_k: 0.0,
+            weather_shift_k: 0.0,
+            flow_delta_t_k: 0.0,
         }
     }
 
@@ -128,6 +145,26 @@ impl StationController {
         if k.is_finite() {
             self.district_offset_k = k;
         }
+    }
+
+    /// The predictive layer's weather shift, K.
+    pub fn weather_shift_k(&self) -> f64 {
+        self.weather_shift_k
+    }
+
+    /// Sets the weather shift (already within the predictive layer's bounds; a non-finite
+    /// value is ignored). It moves only the outdoor temperature the targets are computed
+    /// from: the supply limits, the ramp and the loops act on the result as on any target.
+    pub fn set_weather_shift_k(&mut self, k: f64) {
+        if k.is_finite() {
+            self.weather_shift_k = k;
+        }
+    }
+
+    /// Sizes the flow target for a ΔT of `k` K when that is larger than the design's (0 or
+    /// a non-finite value: the design's).
+    pub fn set_flow_delta_t_k(&mut self, k: f64) {
+        self.flow_delta_t_k = if k.is_finite() { k.max(0.0) } else { 0.0 };
     }
 
     /// The fixed supply setpoint and its expiry (Unix ms), if one is set.
@@ -252,11 +289,12 @@ impl StationController {
         }
         let dt_min = self.dt_s / 60.0;
         let outdoor_c = r.outdoor_temp_c.unwrap_or(fallback_outdoor_c);
+        let planning_c = outdoor_c + self.weather_shift_k;
         self.limit_return(r.return_temp_c, dt_min);
-        let f = self.flows(r, outdoor_c);
+        let f = self.flows(r, planning_c);
         let p = &self.params;
         let target =
-            (self.target_c(outdoor_c) + f.compensation_k).clamp(p.supply_min_c, p.supply_max_c);
+            (self.target_c(planning_c) + f.compensation_k).clamp(p.supply_min_c, p.supply_max_c);
         let setpoint = self.ramp(target, r.supply_temp_c, dt_min);
         let (valve_terms, pump_terms) = self.run_loops(r, setpoint, &f);
         let out = Outputs {
@@ -266,6 +304,7 @@ impl StationController {
             pump_pct: pump_terms.output,
             flow_setpoint_m3h: f.flow_sp,
             outdoor_c,
+            weather_shift_k: self.weather_shift_k,
             return_correction_k: self.return_corr_k,
             valve_terms,
             pump_terms,
@@ -303,7 +342,11 @@ impl StationController {
                 p.design_outdoor_c,
             )
         };
-        let flow_sp = physics::flow_m3h(demand(outdoor_c), p.design_delta_t_k);
+        // The flow for the ΔT to keep: the design's, or the predictive layer's larger one
+        // (less water for the same heat, a colder return; the compensation below raises the
+        // supply for the flow that results).
+        let keep_dt = self.flow_delta_t_k.max(p.design_delta_t_k);
+        let flow_sp = physics::flow_m3h(demand(outdoor_c), keep_dt);
         let design_flow =
             physics::flow_m3h(demand(p.design_outdoor_c), p.design_delta_t_k).max(1e-9);
         // The curve is the supply temperature at design flow. Below it (the pump follows the

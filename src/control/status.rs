@@ -56,6 +56,9 @@ pub struct StationStatus {
     pub rejects: u64,
     /// Faults the diagnosis suspects, most confident first.
     pub findings: Vec<crate::diagnose::Finding>,
+    /// The predictive layer: its state, weather shift and building model (`None` while
+    /// `[predictive]` is off or before the first reading).
+    pub predictive: Option<crate::predict::Status>,
 }
 
 /// Samples kept for a station's recent trend: four hours, one per minute of plant time.

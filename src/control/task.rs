@@ -28,6 +28,7 @@ use crate::cluster::state::{state_key, StateRequest, StateWrite};
 use crate::command::dispatch::{Dispatcher, Outgoing};
 use crate::ingest::Weather;
 use crate::model::Command;
+use crate::predict::forecast::Forecast;
 use crate::stats::Stats;
 use crate::store::audit::OperatorLog;
 
@@ -56,6 +57,8 @@ pub struct ControlSettings {
     pub weather_max_age_ms: i64,
     /// The diagnosis' thresholds and windows.
     pub diagnosis: crate::diagnose::Settings,
+    /// The predictive layer's settings.
+    pub predictive: crate::predict::Settings,
 }
 
 /// Control following telemetry: the most stations the task takes in one batch of wake-ups.
@@ -79,6 +82,8 @@ pub struct ControlTask {
     replicate: Option<mpsc::Sender<StateRequest>>,
     /// The plant hour the diagnosis last compared the fleet's stations in.
     fleet_hour: i64,
+    /// The last forecast received, and it on the plant's clock.
+    forecast: Option<(Arc<Forecast>, Arc<Forecast>)>,
 }
 
 impl ControlTask {
@@ -120,6 +125,7 @@ impl ControlTask {
             rate_window: VecDeque::new(),
             replicate: None,
             fleet_hour: i64::MIN,
+            forecast: None,
         };
         (task, status_rx)
     }
@@ -241,8 +247,34 @@ impl ControlTask {
         });
     }
 
+    /// The weather feed's forecast on the plant's clock (its times scaled when the plant runs
+    /// faster than the wall clock, as in the demo), made once per forecast received.
+    fn plant_forecast(&mut self) -> Option<Arc<Forecast>> {
+        if !self.settings.predictive.enabled {
+            return None;
+        }
+        let got = self
+            .weather
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .forecast
+            .clone();
+        let Some(got) = got else {
+            self.forecast = None;
+            return None;
+        };
+        match &self.forecast {
+            Some((from, scaled)) if Arc::ptr_eq(from, &got) => Some(scaled.clone()),
+            _ => {
+                let scaled = Arc::new(got.scaled(self.settings.time_scale));
+                self.forecast = Some((got, scaled.clone()));
+                Some(scaled)
+            }
+        }
+    }
+
     fn fallback_outdoor(&self, now: i64) -> f64 {
-        match *self.weather.lock().unwrap_or_else(|p| p.into_inner()) {
+        match self.weather.lock().unwrap_or_else(|p| p.into_inner()).now {
             Some((ts, t)) if now - ts <= self.settings.weather_max_age_ms => t,
             _ => self.settings.default_outdoor_c,
         }
@@ -275,9 +307,26 @@ impl ControlTask {
     /// seconds; the command to send if it acted.
     fn step(&mut self, i: usize, now: i64, fallback_outdoor: f64, dt_s: f64) -> Option<Command> {
         let trend_every_ms = (60_000.0 / self.settings.time_scale) as i64;
+        let forecast = self.plant_forecast();
         let s = &mut self.stations[i];
         let reading = s.latest();
         let mut new_hour = false;
+        // Each fresh reading once (a stale one teaches nothing and is not acted on).
+        let staleness_ms = s.ctrl.params().staleness_ms;
+        let fresh = reading
+            .as_ref()
+            .filter(|r| r.ts_ms != s.stepped_ts && now - r.ts_ms <= staleness_ms);
+        if let Some(r) = fresh {
+            if self.settings.predictive.enabled {
+                let plant_ms = (r.ts_ms as f64 * self.settings.time_scale) as i64;
+                let outdoor = r.outdoor_temp_c.unwrap_or(fallback_outdoor);
+                let p = &self.settings.predictive;
+                let planned = s.predict(r, plant_ms, outdoor, forecast.as_deref(), p);
+                if let Some(d) = &mut self.district {
+                    d.set_planned_indoor(i, planned);
+                }
+            }
+        }
         s.kpi.start_day_of(now);
         s.ctrl.set_dt(dt_s);
         s.last_step_ms = now;

@@ -18,6 +18,71 @@ use crate::control::station::Tick;
 use crate::control::StationController;
 use crate::ingest::decode::{decode, DecodeLimits};
 use crate::model::{Command, StationId};
+use crate::predict::forecast::Forecast;
+use crate::predict::{self, Predictor};
+
+/// The predictive layer of a run: its settings, a predictor per station (made on its first
+/// reading) and the forecast, fetched once per simulated hour from `source` (contract JSON
+/// for a simulated time in ms) and decoded as the engine decodes the MQTT message.
+pub(super) struct Predictive {
+    pub(super) settings: predict::Settings,
+    predictors: Vec<Option<Predictor>>,
+    forecast: Option<Forecast>,
+    source: Box<dyn FnMut(i64) -> String + Send>,
+    fetched_hour: Option<i64>,
+}
+
+impl Predictive {
+    pub(super) fn new(
+        settings: predict::Settings,
+        stations: usize,
+        source: Box<dyn FnMut(i64) -> String + Send>,
+    ) -> Self {
+        Self {
+            settings,
+            predictors: vec![None; stations],
+            forecast: None,
+            source,
+            fetched_hour: None,
+        }
+    }
+
+    /// Station `i`'s weather shift for `reading` (the predictor learns from it first) and
+    /// the indoor temperature its plan aims at.
+    fn shift(
+        &mut self,
+        i: usize,
+        ctrl: &StationController,
+        reading: &crate::model::Reading,
+        now_ms: i64,
+    ) -> (f64, Option<f64>) {
+        let hour = now_ms.div_euclid(3_600_000);
+        if self.fetched_hour != Some(hour) {
+            self.fetched_hour = Some(hour);
+            self.forecast = Forecast::decode((self.source)(now_ms).as_bytes(), now_ms).ok();
+        }
+        let d = crate::control::fleet::design_of(ctrl, reading);
+        let design = predict::Design {
+            design_kw: d.design_kw,
+            span_k: d.span_k,
+        };
+        let area = reading.heated_area_m2.unwrap_or(0.0);
+        let p = self.predictors[i].get_or_insert_with(|| Predictor::new(&design, area));
+        let outdoor = reading.outdoor_temp_c.unwrap_or(-5.0);
+        let sun = self.forecast.as_ref().map_or(0.0, |f| f.at(now_ms).1);
+        p.observe(reading, now_ms, outdoor, sun);
+        let f = self.forecast.as_ref();
+        let k = p.shift_k(
+            now_ms,
+            reading.indoor_temp_c,
+            outdoor,
+            f,
+            &design,
+            &self.settings,
+        );
+        (k, p.status().planned_indoor_c)
+    }
+}
 
 /// heatgrid's side of a run: a controller per station (and the coordinator over them), fed
 /// contract JSON, answering with contract JSON.
@@ -34,6 +99,7 @@ pub(super) struct Heatgrid {
     /// The diagnosis run's watch, and which stations it only watches (no command sent:
     /// they run on their own curve).
     pub(super) watch: Option<(Watch, Vec<bool>)>,
+    pub(super) predictive: Option<Predictive>,
 }
 
 impl Heatgrid {
@@ -84,6 +150,7 @@ impl Heatgrid {
             last_ms: None,
             indoor_sensor: false,
             watch: None,
+            predictive: None,
         })
     }
 
@@ -109,6 +176,14 @@ impl Heatgrid {
             if monitor_only[i] {
                 w.observe(i, &reading, None, &design(ctrl), now_ms);
                 return None;
+            }
+        }
+        if let Some(p) = &mut self.predictive {
+            let (shift, planned) = p.shift(i, ctrl, &reading, now_ms);
+            ctrl.set_weather_shift_k(shift);
+            ctrl.set_flow_delta_t_k(p.settings.flow_delta_t_k);
+            if let Some(c) = &mut self.coordinator {
+                c.set_planned_indoor(i, planned);
             }
         }
         match ctrl.tick(

@@ -12,8 +12,77 @@ use super::error::DemoError;
 use heatgrid_sim::scenario::{self, Disturbance, Policy, RunReport, Scenario};
 use heatgrid_sim::{Fleet, SimConfig};
 
-use super::controller::Heatgrid;
+use super::controller::{Heatgrid, Predictive};
 use crate::control::coordinator::CoordinatorConfig;
+use heatgrid_sim::forecast::{self, ForecastError};
+
+/// The forecast a predictive run plans on, from the simulator's own weather.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForecastKind {
+    /// The weather as it will be, sun included.
+    Exact,
+    /// A day-ahead forecast's error: σ 1.5 K at 24 h growing as √lead, the sun ±40 % at 24 h.
+    Realistic,
+    /// No information about the future: the temperature now, held, and no sun.
+    Persistence,
+    /// The temperatures exactly, the sun left out.
+    NoSun,
+}
+
+impl ForecastKind {
+    pub const ALL: [ForecastKind; 4] = [
+        ForecastKind::Exact,
+        ForecastKind::Realistic,
+        ForecastKind::Persistence,
+        ForecastKind::NoSun,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ForecastKind::Exact => "exact",
+            ForecastKind::Realistic => "realistic",
+            ForecastKind::Persistence => "persistence",
+            ForecastKind::NoSun => "no-sun",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The policy's name in a report.
+    fn policy(self) -> &'static str {
+        match self {
+            ForecastKind::Exact => "predictive (exact forecast)",
+            ForecastKind::Realistic => "predictive (realistic forecast)",
+            ForecastKind::Persistence => "predictive (no forecast)",
+            ForecastKind::NoSun => "predictive (exact, no sun)",
+        }
+    }
+
+    /// What issues the forecasts of a run: contract JSON for a simulated time (ms), 48 h.
+    fn source(self, scenario: Scenario, seed: u64) -> Box<dyn FnMut(i64) -> String + Send> {
+        Box::new(move |now_ms| {
+            let t = (now_ms - scenario::DAY_START_MS) as f64 / 1000.0;
+            let now_c = scenario.outdoor_c(t);
+            let weather = move |x: f64| match self {
+                ForecastKind::Exact | ForecastKind::Realistic => {
+                    (scenario.outdoor_c(x), scenario.solar_w_m2(x))
+                }
+                ForecastKind::NoSun => (scenario.outdoor_c(x), 0.0),
+                ForecastKind::Persistence => (now_c, 0.0),
+            };
+            let err = match self {
+                ForecastKind::Realistic => ForecastError::REALISTIC,
+                _ => ForecastError::EXACT,
+            };
+            let points = forecast::issue(weather, t, 48, &err, seed);
+            forecast::to_json(&points, |t| {
+                scenario::DAY_START_MS + (t * 1000.0).round() as i64
+            })
+        })
+    }
+}
 
 /// What to run: the scenario, what is laid over it, and the fleet.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +104,12 @@ pub struct Options {
     /// Whether heatgrid sees the stations' representative indoor temperature (the simulator
     /// always sends it; most real stations have no such sensor, so by default it is dropped).
     pub indoor_sensor: bool,
+    /// The fifth run's predictive layer and the forecast it plans on.
+    pub predictive: crate::predict::Settings,
+    pub forecast: ForecastKind,
+    /// Also run the predictive policy on the other forecasts, to split its saving into its
+    /// sources (no forecast, exact without the sun, exact).
+    pub split: bool,
 }
 
 impl Options {
@@ -54,6 +129,12 @@ impl Options {
             },
             lead_h: 72.0,
             indoor_sensor: false,
+            predictive: crate::predict::Settings {
+                enabled: true,
+                ..crate::predict::Settings::default()
+            },
+            forecast: ForecastKind::Realistic,
+            split: false,
         }
     }
 }
@@ -62,8 +143,9 @@ impl Options {
 /// them: the simulator cuts their thermal mass during it).
 pub const WARMUP_H: f64 = 12.0;
 
-/// One scenario, four runs: the baseline, the stations' own curve, heatgrid's station
-/// controllers, and the same with the district coordinator.
+/// One scenario, five runs: the baseline, the stations' own curve, heatgrid's station
+/// controllers, the same with the district coordinator, and with the predictive layer as well
+/// (on `o.forecast`; with `o.split` also on the other forecasts).
 pub fn compare(o: &Options) -> Result<Vec<RunReport>, DemoError> {
     if o.stations == 0 || o.hours.is_nan() || o.hours <= 0.0 {
         return Err(DemoError::Args(
@@ -84,30 +166,49 @@ pub fn compare(o: &Options) -> Result<Vec<RunReport>, DemoError> {
     };
     let run =
         |policy: Policy<'_>| scenario::run_with(&sim, o.scenario, o.disturbance, o.hours, policy);
+    let mut forecasts = vec![o.forecast];
+    if o.split {
+        forecasts.extend(
+            [
+                ForecastKind::Persistence,
+                ForecastKind::NoSun,
+                ForecastKind::Exact,
+            ]
+            .into_iter()
+            .filter(|k| *k != o.forecast),
+        );
+    }
     let one = |k: usize| -> Result<RunReport, DemoError> {
         Ok(match k {
             0 => run(Policy::Baseline),
             1 => run(Policy::Local),
             _ => {
-                let coordinate = k == 3;
+                let coordinate = k >= 3;
                 let mut hg = Heatgrid::new(&sim, coordinate.then(|| o.coordinator.clone()))?;
                 hg.indoor_sensor = o.indoor_sensor;
+                let forecast = k.checked_sub(4).map(|f| forecasts[f]);
+                if let Some(f) = forecast {
+                    let source = f.source(o.scenario, o.seed);
+                    hg.predictive = Some(Predictive::new(o.predictive.clone(), o.stations, source));
+                }
                 let mut policy =
                     |id: &str, telemetry: &str, now_ms: i64| hg.answer(id, telemetry, now_ms);
                 RunReport {
-                    policy: if coordinate {
-                        "heatgrid + coordinator"
-                    } else {
-                        "heatgrid"
+                    policy: match forecast {
+                        Some(f) => f.policy(),
+                        None if coordinate => "heatgrid + coordinator",
+                        None => "heatgrid",
                     },
                     ..run(Policy::Controller(&mut policy))
                 }
             }
         })
     };
-    // The four runs are independent: one thread each (the machine's cores share them).
+    // The runs are independent: one thread each (the machine's cores share them).
     std::thread::scope(|s| {
-        let handles: Vec<_> = (0..4).map(|k| s.spawn(move || one(k))).collect();
+        let handles: Vec<_> = (0..4 + forecasts.len())
+            .map(|k| s.spawn(move || one(k)))
+            .collect();
         handles
             .into_iter()
             .map(|h| h.join().map_err(|_| DemoError::Panicked)?)
@@ -203,7 +304,13 @@ mod tests {
         let policies: Vec<_> = runs.iter().map(|r| r.policy).collect();
         assert_eq!(
             policies,
-            ["baseline", "local", "heatgrid", "heatgrid + coordinator"]
+            [
+                "baseline",
+                "local",
+                "heatgrid",
+                "heatgrid + coordinator",
+                "predictive (realistic forecast)"
+            ]
         );
         // One command per station per 5 s telemetry period, every one accepted.
         for hg in &runs[2..] {

@@ -33,8 +33,9 @@ use crate::store::StoreHandle;
 
 const REJECT_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Number of topic filters the engine subscribes to (telemetry, weather, state, ack).
-pub const SUBSCRIPTIONS: usize = 4;
+/// Number of topic filters the engine subscribes to (telemetry, weather, forecast, state,
+/// ack).
+pub const SUBSCRIPTIONS: usize = 5;
 
 #[derive(Debug)]
 pub struct Ingest {
@@ -95,6 +96,7 @@ impl Ingest {
                 telemetry_qos1,
             ),
             (format!("{}/weather", self.prefix), true),
+            (format!("{}/weather/forecast", self.prefix), true),
             (format!("{}/station/+/state", self.prefix), true),
             (format!("{}/station/+/ack", self.prefix), true),
         ];
@@ -128,6 +130,7 @@ impl Ingest {
     pub fn shared_subscriptions(&self) -> Vec<(String, bool)> {
         vec![
             (format!("{}/weather", self.prefix), true),
+            (format!("{}/weather/forecast", self.prefix), true),
             (format!("{}/station/+/state", self.prefix), true),
         ]
     }
@@ -145,6 +148,9 @@ impl Ingest {
         };
         if rest == "/weather" {
             return self.on_weather(payload, now_ms);
+        }
+        if rest == "/weather/forecast" {
+            return self.on_forecast(payload, now_ms);
         }
         if let Some(id) = rest
             .strip_prefix("/station/")
@@ -277,6 +283,28 @@ impl Ingest {
         self.gathered.flush(&self.stats);
     }
 
+    /// A forecast replaces the last one; a refused one is counted and logged, and the last
+    /// good one stays until it goes stale. An empty (retained-clearing) message removes it.
+    fn on_forecast(&mut self, payload: &[u8], now_ms: i64) {
+        if payload.is_empty() {
+            self.weather
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .forecast = None;
+            info!("weather forecast cleared");
+            return;
+        }
+        match crate::predict::forecast::Forecast::decode(payload, now_ms) {
+            Ok(f) => {
+                self.weather
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .forecast = Some(Arc::new(f));
+            }
+            Err(e) => self.reject("forecast", "bad_forecast", &e.to_string()),
+        }
+    }
+
     fn on_weather(&mut self, payload: &[u8], now_ms: i64) {
         #[derive(serde::Deserialize)]
         struct W {
@@ -286,7 +314,7 @@ impl Ingest {
         match serde_json::from_slice::<W>(payload) {
             Ok(w) if (decode::TEMP_MIN_C..=decode::TEMP_MAX_C).contains(&w.outdoor_temp_c) => {
                 let ts = w.ts.unwrap_or(now_ms);
-                *self.weather.lock().unwrap_or_else(|p| p.into_inner()) =
+                self.weather.lock().unwrap_or_else(|p| p.into_inner()).now =
                     Some((ts, w.outdoor_temp_c));
             }
             Ok(_) => self.reject(
@@ -352,7 +380,6 @@ mod tests {
     use super::*;
     use crate::ingest::slot::Trigger;
     use std::collections::BTreeMap;
-    use std::sync::Mutex;
 
     fn slot(index: usize, trigger: Option<Trigger>) -> Arc<StationSlot> {
         Arc::new(StationSlot::new(
@@ -377,7 +404,7 @@ mod tests {
                 (id, slot(i, Some(tx.clone())))
             })
             .collect();
-        let weather: Weather = Arc::new(Mutex::new(None));
+        let weather: Weather = Weather::default();
         let mut ingest = Ingest::new(
             "heating",
             slots,
@@ -435,7 +462,7 @@ mod tests {
         let mut ingest = Ingest::new(
             "heating",
             slots.clone(),
-            Arc::new(Mutex::new(None)),
+            Weather::default(),
             store,
             stats.clone(),
             DecodeLimits::default(),

@@ -178,8 +178,16 @@ pub fn accept(slot: &StationSlot, reading: Reading, out: &mut Gathered, stats: &
     }
 }
 
-/// The latest weather-feed outdoor temperature: (ts_ms, °C).
-pub type Weather = Arc<Mutex<Option<(i64, f64)>>>;
+/// What the weather feed last gave: the outdoor temperature (ts_ms, °C) from
+/// `{prefix}/weather` and the forecast from `{prefix}/weather/forecast`.
+#[derive(Debug, Clone, Default)]
+pub struct WeatherFeed {
+    pub now: Option<(i64, f64)>,
+    pub forecast: Option<Arc<crate::predict::forecast::Forecast>>,
+}
+
+/// The weather feed, shared between ingest and the control task.
+pub type Weather = Arc<Mutex<WeatherFeed>>;
 
 /// A Modbus station's poller counters, shown in the status view and used by tests and
 /// benchmarks.

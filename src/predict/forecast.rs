@@ -8,7 +8,10 @@
 
 use serde::Deserialize;
 
-use crate::ingest::decode::{TEMP_MAX_C, TEMP_MIN_C};
+/// The outdoor temperatures a forecast may carry, °C (what weather can be, not a sensor's
+/// range).
+const OUTDOOR_MIN_C: f64 = -60.0;
+const OUTDOOR_MAX_C: f64 = 60.0;
 
 /// One forecast hour.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -73,8 +76,8 @@ impl Freshness {
 
 impl Forecast {
     /// Decodes a forecast message received at `now_ms`: 2–240 points, times strictly
-    /// increasing and at most 3 h apart, every value finite and physical (outdoor −50…200 °C as
-    /// telemetry, solar 0…1,500 W/m², wind 0…80 m/s).
+    /// increasing and at most 3 h apart, every value finite and physical (outdoor −60…60 °C,
+    /// solar 0…1,500 W/m², wind 0…80 m/s).
     pub fn decode(payload: &[u8], now_ms: i64) -> Result<Self, ForecastError> {
         let raw: Vec<RawPoint> =
             serde_json::from_slice(payload).map_err(|e| ForecastError::NotJson(e.to_string()))?;
@@ -83,7 +86,7 @@ impl Forecast {
         }
         let mut points = Vec::with_capacity(raw.len());
         for (i, p) in raw.into_iter().enumerate() {
-            if !(TEMP_MIN_C..=TEMP_MAX_C).contains(&p.outdoor_temp_c) {
+            if !(OUTDOOR_MIN_C..=OUTDOOR_MAX_C).contains(&p.outdoor_temp_c) {
                 return Err(ForecastError::Point(i, "outdoor_temp_c out of range"));
             }
             let solar = p.solar_w_m2.unwrap_or(0.0);
@@ -134,6 +137,23 @@ impl Forecast {
             return Freshness::TooShort((last - now_ms) as f64 / 3.6e6);
         }
         Freshness::Fresh
+    }
+
+    /// The forecast with its times multiplied by `k` (the plant's clock when it runs `k`
+    /// times faster than the wall clock).
+    pub fn scaled(&self, k: f64) -> Self {
+        let at = |t: i64| (t as f64 * k) as i64;
+        Self {
+            received_ms: at(self.received_ms),
+            points: self
+                .points
+                .iter()
+                .map(|p| Point {
+                    ts_ms: at(p.ts_ms),
+                    ..*p
+                })
+                .collect(),
+        }
     }
 
     /// (outdoor °C, solar W/m²) at `ts_ms`, linear between points and held beyond the ends.

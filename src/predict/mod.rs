@@ -25,8 +25,9 @@ use plan::{Hour, Plan};
 
 use crate::model::Reading;
 
-/// The `[predictive]` configuration.
-#[derive(Debug, Clone, PartialEq)]
+/// The `[predictive]` configuration (docs/predictive.md explains each default).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Settings {
     pub enabled: bool,
     /// Hours planned ahead (24–48).
@@ -36,8 +37,10 @@ pub struct Settings {
     /// The comfort band the plan keeps the indoor temperature in, °C.
     pub indoor_min_c: f64,
     pub indoor_max_c: f64,
-    /// Heat (kWh) worth one kW less at the plan's peak hour: the peak penalty, h.
+    /// Heat (kWh) worth one kW less at the plan's peak hour, counted above the station's
+    /// highest hourly heat of the past `peak_memory_days`: the peak penalty, h.
     pub peak_weight_h: f64,
+    pub peak_memory_days: usize,
     /// Largest weather shift either way, K, and its largest change per plan, K.
     pub max_shift_k: f64,
     pub max_shift_step_k: f64,
@@ -48,11 +51,16 @@ pub struct Settings {
     /// one-hour prediction error stays under `max_rmse_k`.
     pub min_fit_hours: u32,
     pub max_rmse_k: f64,
-    /// Optional night setback: from hour, to hour (local = UTC + `utc_offset_h`), K lower.
+    /// Optional night setback `[from hour, to hour, K lower]` (local time = UTC +
+    /// `utc_offset_h`): the floor is that much lower in those hours and the plan recovers it
+    /// in time.
     pub setback: Option<(f64, f64, f64)>,
     pub utc_offset_h: f64,
     /// Station capacity the plan may use, × design load.
     pub max_load: f64,
+    /// The ΔT the stations' flow is sized for, K (0: each station's design ΔT): a larger one
+    /// pumps less water for the same heat and brings the return down.
+    pub flow_delta_t_k: f64,
 }
 
 impl Default for Settings {
@@ -63,7 +71,8 @@ impl Default for Settings {
             replan_s: 900.0,
             indoor_min_c: 20.0,
             indoor_max_c: 22.0,
-            peak_weight_h: 8.0,
+            peak_weight_h: 24.0,
+            peak_memory_days: 7,
             max_shift_k: 10.0,
             max_shift_step_k: 2.0,
             forecast_max_age_h: 6.0,
@@ -73,6 +82,7 @@ impl Default for Settings {
             setback: None,
             utc_offset_h: 0.0,
             max_load: 1.2,
+            flow_delta_t_k: 20.0,
         }
     }
 }
@@ -133,6 +143,10 @@ impl Settings {
             "max_load: must be within 1..2",
         );
         check(
+            self.flow_delta_t_k == 0.0 || (5.0..=40.0).contains(&self.flow_delta_t_k),
+            "flow_delta_t_k: 0 (the design's) or within 5..40",
+        );
+        check(
             (-14.0..=14.0).contains(&self.utc_offset_h),
             "utc_offset_h: must be within -14..14",
         );
@@ -161,6 +175,9 @@ impl Settings {
         self.indoor_min_c - if inside { k } else { 0.0 }
     }
 }
+
+/// Most days of daily peaks a predictor keeps.
+const PEAK_DAYS: usize = 14;
 
 /// The station's design, as the plan needs it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -227,6 +244,9 @@ pub struct Status {
     /// The current plan's first-hour heat and its peak, kW.
     pub planned_kw: Option<f64>,
     pub planned_peak_kw: Option<f64>,
+    /// The indoor temperature the plan aims at by the end of its first hour (at least the
+    /// floor), °C: what the coordinator's indoor feedback then aims at.
+    pub planned_indoor_c: Option<f64>,
 }
 
 /// One station's predictive layer.
@@ -237,7 +257,12 @@ pub struct Predictor {
     open: Option<(i64, u32, [f64; 4])>,
     /// The last closed hour with an indoor temperature (index, means).
     closed: Option<(i64, HourMean)>,
+    /// The highest hourly heat of each of the last days (newest first) and the day of the
+    /// first, kW: the reference of the peak penalty.
+    daily_peaks: [f32; PEAK_DAYS],
+    peak_day: i64,
     plan: Option<Plan>,
+    planned_indoor_c: Option<f64>,
     planned_ms: Option<i64>,
     shift_k: f64,
     state: State,
@@ -249,17 +274,20 @@ impl Predictor {
             model: BuildingModel::new(design.ua_kw_k(), area_m2),
             open: None,
             closed: None,
+            daily_peaks: [0.0; PEAK_DAYS],
+            peak_day: i64::MIN,
             plan: None,
+            planned_indoor_c: None,
             planned_ms: None,
             shift_k: 0.0,
             state: State::Off,
         }
     }
 
-    /// Learns from a fresh reading (its own clock), with the outdoor temperature the station
+    /// Learns from a fresh reading taken at `plant_ms` (its time on the plant's clock), with the outdoor temperature the station
     /// used and the forecast's irradiance at that time. Readings without an indoor temperature
     /// teach nothing.
-    pub fn observe(&mut self, r: &Reading, outdoor_c: f64, solar_w_m2: f64) {
+    pub fn observe(&mut self, r: &Reading, plant_ms: i64, outdoor_c: f64, solar_w_m2: f64) {
         let Some(indoor) = r.indoor_temp_c else {
             return;
         };
@@ -267,7 +295,7 @@ impl Predictor {
         if v.iter().any(|x| !x.is_finite()) {
             return;
         }
-        let hour = r.ts_ms.div_euclid(3_600_000);
+        let hour = plant_ms.div_euclid(3_600_000);
         match &mut self.open {
             Some((h, n, s)) if *h == hour => {
                 *n += 1;
@@ -292,6 +320,14 @@ impl Predictor {
             indoor_c: s[2] / k,
             solar_w_m2: s[3] / k,
         };
+        let day = hour.div_euclid(24);
+        if day != self.peak_day {
+            let gap = day.saturating_sub(self.peak_day).clamp(0, PEAK_DAYS as i64) as usize;
+            self.daily_peaks.rotate_right(gap);
+            self.daily_peaks[..gap].fill(0.0);
+            self.peak_day = day;
+        }
+        self.daily_peaks[0] = self.daily_peaks[0].max(mean.heat_kw as f32);
         if let Some((h, prev)) = self.closed {
             if h + 1 == hour {
                 self.model.update(&prev, mean.indoor_c);
@@ -371,6 +407,9 @@ impl Predictor {
         self.state = State::Active;
         let m = self.model.params();
         let max_kw = s.max_load * design.design_kw;
+        // A room below its floor is brought back by the coordinator's indoor feedback, not
+        // by the plan (which would ask for all the station can give in its first hour): the
+        // plan holds such a room where it is.
         let hours: Vec<Hour> = f
             .hourly(now_ms, s.horizon_h)
             .into_iter()
@@ -378,17 +417,31 @@ impl Predictor {
             .map(|(k, (o, sun))| Hour {
                 outdoor_c: o,
                 solar_w_m2: sun,
-                floor_c: s.floor_c(now_ms + (k as i64 + 1) * h),
+                floor_c: s.floor_c(now_ms + (k as i64 + 1) * h).min(indoor),
                 max_kw,
             })
             .collect();
-        let p = plan::plan(&m, indoor, &hours, s.indoor_max_c, s.peak_weight_h);
-        // What the curve (with the coordinator holding the floor) gives now, and the shift of
-        // outdoor temperature that turns it into the plan's first hour.
-        let steady_kw = m.ua_kw_k * (s.indoor_min_c - outdoor_c);
-        let first = p.heat_kw.first().copied().unwrap_or(steady_kw);
+        let peak = plan::Peak {
+            weight_h: s.peak_weight_h,
+            above_kw: self.peak_reference_kw(s.peak_memory_days),
+        };
+        let p = plan::plan(&m, indoor, &hours, s.indoor_max_c, peak);
+        // The curve with the coordinator's offset holds the room about where it is: the
+        // shift turns that heat into the plan's first hour. In steady weather with the room
+        // on its floor it is 0; it is negative ahead of a cold spell (pre-heating), positive
+        // when the room is above its floor and may coast (stored heat used, forecast sun).
+        let holding_kw = m.ua_kw_k * (indoor - outdoor_c);
+        let first = p.heat_kw.first().copied().unwrap_or(holding_kw);
+        self.planned_indoor_c = p.indoor_c.get(1).map(|t| t.max(s.floor_c(now_ms + h)));
+        let shift = -(first - holding_kw) / design.ua_kw_k();
         self.plan = Some(p);
-        Some(-(first - steady_kw) / design.ua_kw_k())
+        Some(shift)
+    }
+
+    /// The highest hourly heat of the last `days` days, kW.
+    pub fn peak_reference_kw(&self, days: usize) -> f64 {
+        let n = days.clamp(1, PEAK_DAYS);
+        f64::from(self.daily_peaks[..n].iter().fold(0.0f32, |a, q| a.max(*q)))
     }
 
     pub fn status(&self) -> Status {
@@ -402,6 +455,7 @@ impl Predictor {
             skill: self.model.skill(),
             planned_kw: plan.and_then(|p| p.heat_kw.first().copied()),
             planned_peak_kw: plan.map(|p| p.heat_kw.iter().fold(0.0, |a: f64, q| a.max(*q))),
+            planned_indoor_c: plan.and(self.planned_indoor_c),
         }
     }
 }

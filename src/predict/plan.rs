@@ -10,7 +10,12 @@
 //! finds, for every hour, the lowest indoor temperature from which the comfort floor can still
 //! be held until the horizon with at most the cap (pre-heating ahead of a cold morning or a
 //! setback's end appears exactly there), and a forward pass heats just enough to stay above
-//! it. The cap is then chosen by a one-dimensional search on heat + `peak_weight_h` × peak.
+//! it. The cap is then chosen by a one-dimensional search on heat + the peak penalty.
+//!
+//! The peak penalty counts only what the plan's peak hour exceeds a reference — the station's
+//! highest hourly heat of the past week: the district's production peak is set in the cold
+//! spells, so pre-heating pays when a colder night than any of late is coming, and is wasted
+//! heat (a warmer building loses more) on every ordinary night.
 //! Exact for the model, a few microseconds per station, and easy to explain and to check.
 
 use super::model::Params;
@@ -24,6 +29,13 @@ pub struct Hour {
     pub floor_c: f64,
     /// The most heat the station can deliver in the hour, kW.
     pub max_kw: f64,
+}
+
+/// What a kW at the plan's peak costs: `weight_h` kWh of heat for every kW above `above_kw`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Peak {
+    pub weight_h: f64,
+    pub above_kw: f64,
 }
 
 /// A plan.
@@ -41,15 +53,17 @@ pub struct Plan {
 
 /// Plans from indoor `indoor_c` over `hours` with model `m`. `ceiling_c` is the comfort band's
 /// top (heat is never planned to push above it; the sun may).
-pub fn plan(m: &Params, indoor_c: f64, hours: &[Hour], ceiling_c: f64, peak_weight_h: f64) -> Plan {
+pub fn plan(m: &Params, indoor_c: f64, hours: &[Hour], ceiling_c: f64, peak: Peak) -> Plan {
     let unlimited = lazy(m, indoor_c, hours, f64::INFINITY, ceiling_c);
-    let top = unlimited.heat_kw.iter().fold(0.0f64, |a, q| a.max(*q));
+    let top_of = |p: &Plan| p.heat_kw.iter().fold(0.0f64, |a, q| a.max(*q));
+    let top = top_of(&unlimited);
     let cost = |p: &Plan| {
-        let peak = p.heat_kw.iter().fold(0.0f64, |a, q| a.max(*q));
         // Comfort comes first: a shortfall of a millikelvin-hour outweighs a kWh of heat.
-        p.heat_kw.iter().sum::<f64>() + peak_weight_h.max(0.0) * peak + 1e6 * p.shortfall_kh
+        p.heat_kw.iter().sum::<f64>()
+            + peak.weight_h.max(0.0) * (top_of(p) - peak.above_kw).max(0.0)
+            + 1e6 * p.shortfall_kh
     };
-    if top <= 0.0 || peak_weight_h <= 0.0 {
+    if top <= peak.above_kw.max(0.0) || peak.weight_h <= 0.0 {
         return unlimited;
     }
     // A scan of the caps between half the unlimited peak and it, then a golden-section search
@@ -140,6 +154,15 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    const NONE: Peak = Peak {
+        weight_h: 0.0,
+        above_kw: 0.0,
+    };
+
+    fn at(weight_h: f64, above_kw: f64) -> Peak {
+        Peak { weight_h, above_kw }
+    }
+
     fn building() -> Params {
         Params {
             c_kwh_k: 400.0,
@@ -162,7 +185,7 @@ mod tests {
     #[test]
     fn without_a_peak_penalty_it_holds_the_floor_with_the_steady_heat() {
         let hours = day(-5.0, 20.0);
-        let p = plan(&building(), 20.0, &hours, 22.0, 0.0);
+        let p = plan(&building(), 20.0, &hours, 22.0, NONE);
         for (k, h) in hours.iter().enumerate() {
             // Exactly the loss at the floor (the model is exact, the start is on the floor).
             let ti = p.indoor_c[k];
@@ -180,8 +203,10 @@ mod tests {
     #[test]
     fn a_peak_penalty_preheats_before_the_cold_morning_and_lowers_the_peak() {
         let hours = day(-5.0, 20.0);
-        let flat = plan(&building(), 20.0, &hours, 22.0, 0.0);
-        let shaved = plan(&building(), 20.0, &hours, 22.0, 12.0);
+        let flat = plan(&building(), 20.0, &hours, 22.0, NONE);
+        let shaved = plan(&building(), 20.0, &hours, 22.0, at(12.0, 0.0));
+        // Only the peak above a reference costs: one above the unlimited plan's changes nothing.
+        assert_eq!(plan(&building(), 20.0, &hours, 22.0, at(12.0, 400.0)), flat);
         let peak = |p: &Plan| p.heat_kw.iter().fold(0.0f64, |a, q| a.max(*q));
         assert!(
             peak(&shaved) < 0.9 * peak(&flat),
@@ -202,8 +227,8 @@ mod tests {
         for h in &mut sunny[17..25] {
             h.solar_w_m2 = 400.0;
         }
-        let dull = plan(&building(), 20.0, &day(0.0, 20.0), 22.0, 0.0);
-        let bright = plan(&building(), 20.0, &sunny, 22.0, 0.0);
+        let dull = plan(&building(), 20.0, &day(0.0, 20.0), 22.0, NONE);
+        let bright = plan(&building(), 20.0, &sunny, 22.0, NONE);
         let sum = |p: &Plan| p.heat_kw.iter().sum::<f64>();
         // 8 h × 80 kW of free heat: most of it replaces network heat.
         assert!(
@@ -218,7 +243,7 @@ mod tests {
         for h in &mut setback[7..14] {
             h.floor_c = 17.0;
         }
-        let s = plan(&building(), 20.0, &setback, 22.0, 0.0);
+        let s = plan(&building(), 20.0, &setback, 22.0, NONE);
         assert!(sum(&s) < sum(&dull));
         assert!(s.indoor_c[15] >= 20.0 - 1e-9, "{}", s.indoor_c[15]);
         assert!(s.indoor_c[11] < 19.5, "{}", s.indoor_c[11]);
@@ -239,7 +264,7 @@ mod tests {
             let hours: Vec<Hour> = day(mean, 20.0).into_iter().enumerate()
                 .map(|(k, h)| Hour { max_kw, solar_w_m2: if k % 24 > 9 && k % 24 < 15 { sun } else { 0.0 }, ..h })
                 .collect();
-            let p = plan(&m, start, &hours, 22.0, weight);
+            let p = plan(&m, start, &hours, 22.0, at(weight, 0.0));
             prop_assert_eq!(p.heat_kw.len(), hours.len());
             for (q, h) in p.heat_kw.iter().zip(&hours) {
                 prop_assert!(q.is_finite() && *q >= 0.0 && *q <= h.max_kw + 1e-9);

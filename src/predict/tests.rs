@@ -58,7 +58,7 @@ fn learned(hours: i64) -> (Predictor, f64) {
         let wobble = if (m / 180) % 2 == 0 { 1.15 } else { 0.85 };
         let q = 10.0 * (20.0 - to) * wobble;
         ti += (q - 10.0 * (ti - to)) / 400.0 / 60.0;
-        p.observe(&reading(ts, q, Some(ti)), to, 0.0);
+        p.observe(&reading(ts, q, Some(ti)), ts, to, 0.0);
     }
     (p, ti)
 }
@@ -115,7 +115,7 @@ fn no_indoor_sensor_or_too_little_data_stays_on_the_curve() {
     let mut blind = Predictor::new(&design(), 7000.0);
     for m in 0..72 * 60 {
         let ts = T0 + m * 60_000;
-        blind.observe(&reading(ts, 200.0, None), outdoor(ts), 0.0);
+        blind.observe(&reading(ts, 200.0, None), ts, outdoor(ts), 0.0);
     }
     assert_eq!(blind.shift_k(now, None, -5.0, Some(&f), &design(), &s), 0.0);
     assert_eq!(blind.status().state, State::NoIndoor);

@@ -20,28 +20,13 @@ async fn a_frozen_supply_sensor_injected_into_the_simulator_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let ids: Vec<String> = (1..=2).map(|n| format!("st-{n:03}")).collect();
     let mut cfg = util::engine_config(&ids, broker.port, "3.1.1", SPEED, dir.path(), None);
-    cfg.api.listen = Some("127.0.0.1:0".parse().unwrap());
+    util::with_viewer(&mut cfg);
     // With the district coordinator: it must hold the offset of a station whose sensor is
     // suspected.
     cfg.coordinator = Some(Default::default());
-    const TOKEN: &str = "viewer-token-for-diagnosis-0123456789";
-    cfg.api.tokens = vec![heatgrid::config::ApiToken {
-        name: "viewer".into(),
-        role: heatgrid::config::Role::Viewer,
-        sha256: heatgrid::api::auth::sha256(TOKEN.as_bytes()),
-    }];
     let engine = app::start(cfg).await.unwrap();
     let api = format!("http://{}", engine.api_addr().unwrap());
-    let cli = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_heatgrid"))
-            .args(args)
-            .env("HEATGRID_API", &api)
-            .env("HEATGRID_TOKEN", TOKEN)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{args:?}: {out:?}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let cli = |args: &[&str]| util::viewer_cli(&api, args);
     assert!(cli(&["diagnose"]).starts_with("no fault suspected on any of 2 stations"));
     assert!(
         engine.wait_subscribed(Duration::from_secs(20)).await,

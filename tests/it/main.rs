@@ -17,6 +17,7 @@ mod mapping;
 mod modbus;
 mod operator;
 mod peer;
+mod predictive;
 mod tls;
 mod util;
 mod web;

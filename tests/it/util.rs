@@ -295,3 +295,29 @@ pub fn stored_lines(data_dir: &Path, name: &str) -> Vec<String> {
     }
     lines
 }
+
+/// The viewer token [`with_viewer`] gives an engine's API.
+pub const VIEWER_TOKEN: &str = "viewer-token-for-the-tests-0123456789";
+
+/// Serves `cfg`'s API on a loopback port with [`VIEWER_TOKEN`] as its only (viewer) token.
+pub fn with_viewer(cfg: &mut heatgrid::config::Config) {
+    cfg.api.listen = Some("127.0.0.1:0".parse().unwrap());
+    cfg.api.tokens = vec![heatgrid::config::ApiToken {
+        name: "viewer".into(),
+        role: heatgrid::config::Role::Viewer,
+        sha256: heatgrid::api::auth::sha256(VIEWER_TOKEN.as_bytes()),
+    }];
+}
+
+/// Runs the `heatgrid` binary's `args` against the API at `api` with [`VIEWER_TOKEN`]; its
+/// standard output (it must succeed).
+pub fn viewer_cli(api: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_heatgrid"))
+        .args(args)
+        .env("HEATGRID_API", api)
+        .env("HEATGRID_TOKEN", VIEWER_TOKEN)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

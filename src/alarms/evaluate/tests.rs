@@ -31,6 +31,7 @@ fn status(supply: f64, setpoint: f64, valve: f64, mode: Mode) -> StationStatus {
         extra: Vec::new(),
     };
     let outputs = Outputs {
+        weather_shift_k: 0.0,
         mode,
         supply_setpoint_c: setpoint,
         valve_pct: valve,
@@ -67,6 +68,7 @@ fn status(supply: f64, setpoint: f64, valve: f64, mode: Mode) -> StationStatus {
         offline: false,
         rejects: 0,
         findings: vec![],
+        predictive: None,
     }
 }
 
