@@ -87,7 +87,7 @@ impl Station {
 
     /// Gives the predictive layer a fresh reading (on the plant's clock `plant_ms`) and sets
     /// the controller's weather shift from its plan; returns the indoor temperature the plan
-    /// aims at, for the coordinator.
+    /// aims at, for the coordinator. `phase` (0–1): where in the replanning period it plans.
     pub(super) fn predict(
         &mut self,
         r: &Reading,
@@ -95,6 +95,7 @@ impl Station {
         outdoor_c: f64,
         forecast: Option<&crate::predict::forecast::Forecast>,
         s: &crate::predict::Settings,
+        phase: f64,
     ) -> Option<f64> {
         let d = design_of(&self.ctrl, r);
         let design = crate::predict::Design {
@@ -107,7 +108,7 @@ impl Station {
             .unwrap_or(0.0);
         let p = self
             .predictor
-            .get_or_insert_with(|| crate::predict::Predictor::new(&design, area));
+            .get_or_insert_with(|| crate::predict::Predictor::new(&design, area).with_phase(phase));
         let sun = forecast.map_or(0.0, |f| f.at(plant_ms).1);
         p.observe(r, plant_ms, outdoor_c, sun);
         let k = p.shift_k(plant_ms, r.indoor_temp_c, outdoor_c, forecast, &design, s);

@@ -321,7 +321,9 @@ impl ControlTask {
                 let plant_ms = (r.ts_ms as f64 * self.settings.time_scale) as i64;
                 let outdoor = r.outdoor_temp_c.unwrap_or(fallback_outdoor);
                 let p = &self.settings.predictive;
-                let planned = s.predict(r, plant_ms, outdoor, forecast.as_deref(), p);
+                // Golden-ratio phases spread the fleet's plans evenly over the period.
+                let phase = (i as f64 * 0.618_034).fract();
+                let planned = s.predict(r, plant_ms, outdoor, forecast.as_deref(), p, phase);
                 if let Some(d) = &mut self.district {
                     d.set_planned_indoor(i, planned);
                 }

@@ -362,6 +362,38 @@ mod tests {
         assert!(!html.contains("<script"), "self-contained, no scripts");
     }
 
+    /// What each forecast kind gives the predictive layer, through heatgrid's decoder.
+    #[test]
+    fn the_forecast_kinds_are_what_they_say() {
+        use crate::predict::forecast::Forecast;
+        let sc = Scenario::FortnightSun;
+        // Day 9 at 07:00: the clear mild spell's sun is an hour away.
+        let now = scenario::DAY_START_MS + (9 * 24 + 7) * 3_600_000;
+        let get = |k: ForecastKind| Forecast::decode(k.source(sc, 1)(now).as_bytes(), now).unwrap();
+        let t = |ms: i64| (ms - scenario::DAY_START_MS) as f64 / 1000.0;
+        let exact = get(ForecastKind::Exact);
+        assert_eq!(exact.points.len(), 49);
+        for p in &exact.points {
+            assert!((p.outdoor_c - sc.outdoor_c(t(p.ts_ms))).abs() < 0.006);
+            assert!((p.solar_w_m2 - sc.solar_w_m2(t(p.ts_ms))).abs() < 0.06);
+        }
+        assert!(exact.points.iter().any(|p| p.solar_w_m2 > 300.0));
+        let held = get(ForecastKind::Persistence);
+        assert!(held
+            .points
+            .iter()
+            .all(|p| p.solar_w_m2 == 0.0 && (p.outdoor_c - sc.outdoor_c(t(now))).abs() < 0.006));
+        let dark = get(ForecastKind::NoSun);
+        assert!(dark.points.iter().all(|p| p.solar_w_m2 == 0.0));
+        assert_eq!(dark.points[30].outdoor_c, exact.points[30].outdoor_c);
+        let real = get(ForecastKind::Realistic);
+        let off = (real.points[30].outdoor_c - exact.points[30].outdoor_c).abs();
+        assert!(off > 0.0 && off < 8.0, "{off}");
+        for k in ForecastKind::ALL {
+            assert_eq!(ForecastKind::parse(k.name()), Some(k));
+        }
+    }
+
     /// An unbalanced district: the baseline raises the common curve until its coldest station
     /// gets 18 °C and overheats the rest; the coordinator (after the same three-day lead) gives
     /// each station the heat its design asks for: more comfort for less heat.

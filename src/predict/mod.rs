@@ -264,6 +264,8 @@ pub struct Predictor {
     plan: Option<Plan>,
     planned_indoor_c: Option<f64>,
     planned_ms: Option<i64>,
+    /// Where in the replanning period this station plans (0–1): spreads a fleet's plans.
+    phase: f64,
     shift_k: f64,
     state: State,
 }
@@ -279,9 +281,22 @@ impl Predictor {
             plan: None,
             planned_indoor_c: None,
             planned_ms: None,
+            phase: 0.0,
             shift_k: 0.0,
-            state: State::Off,
+            state: State::Learning(0),
         }
+    }
+
+    /// Plans at `phase` (0–1) of the replanning period, counted from the first reading: a
+    /// fleet whose stations have spread phases spreads its plans over the period instead of
+    /// making them all in the tick after a start.
+    pub fn with_phase(mut self, phase: f64) -> Self {
+        self.phase = if phase.is_finite() {
+            phase.rem_euclid(1.0)
+        } else {
+            0.0
+        };
+        self
     }
 
     /// Learns from a fresh reading taken at `plant_ms` (its time on the plant's clock), with the outdoor temperature the station
@@ -352,10 +367,13 @@ impl Predictor {
             self.shift_k = 0.0;
             return 0.0;
         }
-        let due = self
-            .planned_ms
-            .is_none_or(|t| now_ms - t >= (s.replan_s * 1000.0) as i64 || now_ms < t);
-        if !due {
+        let period_ms = (s.replan_s * 1000.0) as i64;
+        let Some(last) = self.planned_ms else {
+            // The first plan waits for the station's phase of the period.
+            self.planned_ms = Some(now_ms - period_ms + (self.phase * period_ms as f64) as i64);
+            return self.shift_k;
+        };
+        if now_ms - last < period_ms && now_ms >= last {
             return self.shift_k;
         }
         self.planned_ms = Some(now_ms);
@@ -447,7 +465,10 @@ impl Predictor {
     pub fn status(&self) -> Status {
         let plan = self.plan.as_ref();
         Status {
-            state: self.state,
+            state: match self.state {
+                State::Learning(_) => State::Learning(self.model.hours),
+                other => other,
+            },
             shift_k: self.shift_k,
             model: self.model.params(),
             fit_hours: self.model.hours,

@@ -75,6 +75,19 @@ fn learns_then_plans_and_falls_back_when_the_forecast_goes_stale() {
     assert!((st.model.ua_kw_k / 10.0 - 1.0).abs() < 0.1, "{st:?}");
     let now = T0 + 72 * H;
     let f = forecast(now, 36);
+    // The first call places the station's plans in the period (phase 0: the next call).
+    assert_eq!(
+        p.shift_k(
+            now - 10_000,
+            Some(ti),
+            outdoor(now),
+            Some(&f),
+            &design(),
+            &s
+        ),
+        0.0
+    );
+    assert_eq!(p.status().state, State::Learning(p.status().fit_hours));
     let shift = p.shift_k(now, Some(ti), outdoor(now), Some(&f), &design(), &s);
     assert!(p.status().state.is_active(), "{:?}", p.status().state);
     assert!(shift.abs() <= s.max_shift_step_k + 1e-9);
@@ -117,6 +130,7 @@ fn no_indoor_sensor_or_too_little_data_stays_on_the_curve() {
         let ts = T0 + m * 60_000;
         blind.observe(&reading(ts, 200.0, None), ts, outdoor(ts), 0.0);
     }
+    blind.shift_k(now - 1, None, -5.0, Some(&f), &design(), &s);
     assert_eq!(blind.shift_k(now, None, -5.0, Some(&f), &design(), &s), 0.0);
     assert_eq!(blind.status().state, State::NoIndoor);
     assert_eq!(blind.status().fit_hours, 0);
@@ -134,6 +148,24 @@ fn no_indoor_sensor_or_too_little_data_stays_on_the_curve() {
         0.0
     );
     assert_eq!(off.status().state, State::Off);
+}
+
+#[test]
+fn phases_spread_the_first_plans_over_the_period() {
+    let s = Settings {
+        enabled: true,
+        ..Settings::default()
+    };
+    let now = T0 + 72 * H;
+    let f = forecast(now, 36);
+    let (p, ti) = learned(72);
+    let mut late = p.with_phase(0.5);
+    late.shift_k(now, Some(ti), -5.0, Some(&f), &design(), &s);
+    // Half of the 900 s period later, not before, it plans.
+    late.shift_k(now + 449_000, Some(ti), -5.0, Some(&f), &design(), &s);
+    assert!(!late.status().state.is_active());
+    late.shift_k(now + 450_000, Some(ti), -5.0, Some(&f), &design(), &s);
+    assert!(late.status().state.is_active(), "{:?}", late.status().state);
 }
 
 #[test]
