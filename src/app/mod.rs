@@ -26,6 +26,7 @@
 
 mod cluster;
 mod common;
+mod forecast;
 mod handle;
 mod inputs;
 mod stage;

@@ -83,6 +83,19 @@ pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
     let weather: Weather = Weather::default();
     let broker_down_since = Arc::new(AtomicI64::new(crate::clock::now_ms()));
     let (link, presence) = start_mqtt(&c, &slots, &weather, &stages.mqtt, &broker_down_since);
+    let p = &cfg.predictive;
+    let source = match (&p.forecast_file, &p.forecast_url) {
+        (Some(f), _) => Some(super::forecast::Source::File(f.clone())),
+        (None, Some(u)) => Some(super::forecast::Source::Url(u.clone())),
+        (None, None) => None,
+    };
+    if let Some(source) = source.filter(|_| p.enabled) {
+        let every = std::time::Duration::from_secs_f64(p.forecast_poll_s);
+        let stop = stages.mqtt.token();
+        stages
+            .mqtt
+            .spawn(super::forecast::poll(source, every, weather.clone(), stop));
+    }
     let modbus_tx = start_modbus(&c, &slots, &stages.modbus);
     let modbus = cfg
         .stations

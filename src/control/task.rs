@@ -84,6 +84,8 @@ pub struct ControlTask {
     fleet_hour: i64,
     /// The last forecast received, and it on the plant's clock.
     forecast: Option<(Arc<Forecast>, Arc<Forecast>)>,
+    /// Whether the forecast was fresh at the last tick (logged when that changes).
+    forecast_fresh: Option<bool>,
 }
 
 impl ControlTask {
@@ -126,6 +128,7 @@ impl ControlTask {
             replicate: None,
             fleet_hour: i64::MIN,
             forecast: None,
+            forecast_fresh: None,
         };
         (task, status_rx)
     }
@@ -270,6 +273,33 @@ impl ControlTask {
                 self.forecast = Some((got, scaled.clone()));
                 Some(scaled)
             }
+        }
+    }
+
+    /// Says once when the forecast becomes stale or missing (every predictive station falls
+    /// back to its curve) and when a fresh one arrives.
+    fn report_forecast(&mut self, now: i64) {
+        if !self.settings.predictive.enabled {
+            return;
+        }
+        let forecast = self.plant_forecast();
+        let p = &self.settings.predictive;
+        let plant_now = (now as f64 * self.settings.time_scale) as i64;
+        let freshness = Forecast::freshness(
+            forecast.as_deref(),
+            plant_now,
+            (p.forecast_max_age_h * 3.6e6) as i64,
+            (p.forecast_min_horizon_h * 3.6e6) as i64,
+        );
+        let fresh = freshness == crate::predict::forecast::Freshness::Fresh;
+        if self.forecast_fresh != Some(fresh) {
+            if fresh {
+                info!("Weather forecast fresh: predictive control plans on it.");
+            } else {
+                warn!(reason = %freshness.describe(),
+                    "Weather forecast missing or stale: predictive stations are back on their curves.");
+            }
+            self.forecast_fresh = Some(fresh);
         }
     }
 
@@ -446,6 +476,7 @@ impl ControlTask {
         self.update_ingest_rate(now);
         self.dispatcher.send(commands);
         self.coordinate(now);
+        self.report_forecast(now);
         let _ = self.status.send(Arc::new(status));
     }
 

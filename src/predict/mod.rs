@@ -61,6 +61,11 @@ pub struct Settings {
     /// The ΔT the stations' flow is sized for, K (0: each station's design ΔT): a larger one
     /// pumps less water for the same heat and brings the return down.
     pub flow_delta_t_k: f64,
+    /// A forecast source besides the MQTT topic: a file or an HTTP(S) URL serving the same
+    /// JSON list, read every `forecast_poll_s` seconds.
+    pub forecast_file: Option<std::path::PathBuf>,
+    pub forecast_url: Option<String>,
+    pub forecast_poll_s: f64,
 }
 
 impl Default for Settings {
@@ -83,6 +88,9 @@ impl Default for Settings {
             utc_offset_h: 0.0,
             max_load: 1.2,
             flow_delta_t_k: 20.0,
+            forecast_file: None,
+            forecast_url: None,
+            forecast_poll_s: 300.0,
         }
     }
 }
@@ -145,6 +153,20 @@ impl Settings {
         check(
             self.flow_delta_t_k == 0.0 || (5.0..=40.0).contains(&self.flow_delta_t_k),
             "flow_delta_t_k: 0 (the design's) or within 5..40",
+        );
+        check(
+            !(self.forecast_file.is_some() && self.forecast_url.is_some()),
+            "forecast_file/forecast_url: one source at most",
+        );
+        check(
+            self.forecast_url
+                .as_ref()
+                .is_none_or(|u| u.starts_with("http://") || u.starts_with("https://")),
+            "forecast_url: must be an http:// or https:// URL",
+        );
+        check(
+            (1.0..=86_400.0).contains(&self.forecast_poll_s),
+            "forecast_poll_s: must be within 1..86400",
         );
         check(
             (-14.0..=14.0).contains(&self.utc_offset_h),
