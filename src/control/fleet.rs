@@ -50,6 +50,39 @@ pub fn design_of(ctrl: &StationController, r: &Reading) -> crate::diagnose::Desi
     }
 }
 
+/// One station's predictive step, for the engine and the offline runner alike: `predictor`
+/// (made here on the first reading, planning at `phase` 0–1 of its period) learns from
+/// reading `r`, taken at `step` = (plant ms, outdoor °C used); `ctrl` gets the plan's weather
+/// shift and the flow ΔT to keep. Returns the indoor temperature the plan aims at now (for
+/// the coordinator).
+pub fn predict(
+    predictor: &mut Option<crate::predict::Predictor>,
+    ctrl: &mut StationController,
+    r: &Reading,
+    (plant_ms, outdoor_c): (i64, f64),
+    forecast: Option<&crate::predict::forecast::Forecast>,
+    s: &crate::predict::Settings,
+    phase: f64,
+) -> Option<f64> {
+    let d = design_of(ctrl, r);
+    let design = crate::predict::Design {
+        design_kw: d.design_kw,
+        span_k: d.span_k,
+    };
+    let area = r
+        .heated_area_m2
+        .or(ctrl.params().heated_area_m2)
+        .unwrap_or(0.0);
+    let p = predictor
+        .get_or_insert_with(|| crate::predict::Predictor::new(&design, area).with_phase(phase));
+    let sun = forecast.map_or(0.0, |f| f.at(plant_ms).1);
+    p.observe(r, plant_ms, outdoor_c, sun);
+    let k = p.shift_k(plant_ms, r.indoor_temp_c, outdoor_c, forecast, &design, s);
+    ctrl.set_weather_shift_k(k);
+    ctrl.set_flow_delta_t_k(s.flow_delta_t_k);
+    p.status().planned_indoor_c
+}
+
 /// Gives every station's diagnosis the fleet's yardsticks (once per plant hour: the
 /// undersized-exchanger and over-firing detectors compare each station with them).
 pub(super) fn compare_fleet(stations: &mut [Station]) {
@@ -85,36 +118,25 @@ impl Station {
         }
     }
 
-    /// Gives the predictive layer a fresh reading (on the plant's clock `plant_ms`) and sets
-    /// the controller's weather shift from its plan; returns the indoor temperature the plan
-    /// aims at, for the coordinator. `phase` (0–1): where in the replanning period it plans.
+    /// Gives the predictive layer a fresh reading and sets the controller's targets from its
+    /// plan ([`predict`]); returns the indoor temperature the plan aims at.
     pub(super) fn predict(
         &mut self,
         r: &Reading,
-        plant_ms: i64,
-        outdoor_c: f64,
+        step: (i64, f64),
         forecast: Option<&crate::predict::forecast::Forecast>,
         s: &crate::predict::Settings,
         phase: f64,
     ) -> Option<f64> {
-        let d = design_of(&self.ctrl, r);
-        let design = crate::predict::Design {
-            design_kw: d.design_kw,
-            span_k: d.span_k,
-        };
-        let area = r
-            .heated_area_m2
-            .or(self.ctrl.params().heated_area_m2)
-            .unwrap_or(0.0);
-        let p = self
-            .predictor
-            .get_or_insert_with(|| crate::predict::Predictor::new(&design, area).with_phase(phase));
-        let sun = forecast.map_or(0.0, |f| f.at(plant_ms).1);
-        p.observe(r, plant_ms, outdoor_c, sun);
-        let k = p.shift_k(plant_ms, r.indoor_temp_c, outdoor_c, forecast, &design, s);
-        self.ctrl.set_weather_shift_k(k);
-        self.ctrl.set_flow_delta_t_k(s.flow_delta_t_k);
-        p.status().planned_indoor_c
+        predict(
+            &mut self.predictor,
+            &mut self.ctrl,
+            r,
+            step,
+            forecast,
+            s,
+            phase,
+        )
     }
 
     /// Gives the diagnosis a fresh reading and the command sent on it, at `plant_ms`, with

@@ -334,10 +334,17 @@ impl ControlTask {
     }
 
     /// Runs station `i`'s controller on its latest reading at `now`, covering `dt_s` plant
-    /// seconds; the command to send if it acted.
-    fn step(&mut self, i: usize, now: i64, fallback_outdoor: f64, dt_s: f64) -> Option<Command> {
+    /// seconds, with the outdoor temperature to use when the reading has none and the
+    /// forecast on the plant's clock (both fetched once per tick or batch by the caller); the
+    /// command to send if it acted.
+    fn step(
+        &mut self,
+        i: usize,
+        now: i64,
+        (fallback_outdoor, forecast): (f64, Option<&Forecast>),
+        dt_s: f64,
+    ) -> Option<Command> {
         let trend_every_ms = (60_000.0 / self.settings.time_scale) as i64;
-        let forecast = self.plant_forecast();
         let s = &mut self.stations[i];
         let reading = s.latest();
         let mut new_hour = false;
@@ -353,7 +360,7 @@ impl ControlTask {
                 let p = &self.settings.predictive;
                 // Golden-ratio phases spread the fleet's plans evenly over the period.
                 let phase = (i as f64 * 0.618_034).fract();
-                let planned = s.predict(r, plant_ms, outdoor, forecast.as_deref(), p, phase);
+                let planned = s.predict(r, (plant_ms, outdoor), forecast, p, phase);
                 if let Some(d) = &mut self.district {
                     d.set_planned_indoor(i, planned);
                 }
@@ -414,6 +421,7 @@ impl ControlTask {
     /// not acted on yet, with the plant time since its last step, and sends the commands.
     fn on_telemetry(&mut self, which: &[u32], now: i64) {
         let fallback = self.fallback_outdoor(now);
+        let forecast = self.plant_forecast();
         let mut commands = Vec::with_capacity(which.len());
         for &i in which {
             let i = i as usize;
@@ -424,7 +432,7 @@ impl ControlTask {
                 continue; // already acted on (duplicate trigger), or not this instance's
             }
             let dt = self.event_dt(i, now);
-            if let Some(command) = self.step(i, now, fallback, dt) {
+            if let Some(command) = self.step(i, now, (fallback, forecast.as_deref()), dt) {
                 commands.push(Outgoing {
                     station: i,
                     command,
@@ -447,6 +455,7 @@ impl ControlTask {
 
     fn tick(&mut self, now: i64) {
         let fallback_outdoor = self.fallback_outdoor(now);
+        let forecast = self.plant_forecast();
         let mut commands = Vec::new();
         let mut status = Vec::with_capacity(self.stations.len());
         for i in 0..self.stations.len() {
@@ -463,7 +472,8 @@ impl ControlTask {
                 }
             };
             if let Some(dt) = step.filter(|_| self.leads(i)) {
-                if let Some(command) = self.step(i, now, fallback_outdoor, dt) {
+                let inputs = (fallback_outdoor, forecast.as_deref());
+                if let Some(command) = self.step(i, now, inputs, dt) {
                     commands.push(Outgoing {
                         station: i,
                         command,

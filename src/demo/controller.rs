@@ -47,40 +47,31 @@ impl Predictive {
         }
     }
 
-    /// Station `i`'s weather shift for `reading` (the predictor learns from it first) and
-    /// the indoor temperature its plan aims at.
-    fn shift(
+    /// Station `i`'s predictive step on `reading` ([`crate::control::fleet::predict`]), the
+    /// forecast fetched first when a new simulated hour began; the indoor temperature its
+    /// plan aims at.
+    fn step(
         &mut self,
         i: usize,
-        ctrl: &StationController,
+        ctrl: &mut StationController,
         reading: &crate::model::Reading,
         now_ms: i64,
-    ) -> (f64, Option<f64>) {
+    ) -> Option<f64> {
         let hour = now_ms.div_euclid(3_600_000);
         if self.fetched_hour != Some(hour) {
             self.fetched_hour = Some(hour);
             self.forecast = Forecast::decode((self.source)(now_ms).as_bytes(), now_ms).ok();
         }
-        let d = crate::control::fleet::design_of(ctrl, reading);
-        let design = predict::Design {
-            design_kw: d.design_kw,
-            span_k: d.span_k,
-        };
-        let area = reading.heated_area_m2.unwrap_or(0.0);
-        let p = self.predictors[i].get_or_insert_with(|| Predictor::new(&design, area));
         let outdoor = reading.outdoor_temp_c.unwrap_or(-5.0);
-        let sun = self.forecast.as_ref().map_or(0.0, |f| f.at(now_ms).1);
-        p.observe(reading, now_ms, outdoor, sun);
-        let f = self.forecast.as_ref();
-        let k = p.shift_k(
-            now_ms,
-            reading.indoor_temp_c,
-            outdoor,
-            f,
-            &design,
+        crate::control::fleet::predict(
+            &mut self.predictors[i],
+            ctrl,
+            reading,
+            (now_ms, outdoor),
+            self.forecast.as_ref(),
             &self.settings,
-        );
-        (k, p.status().planned_indoor_c)
+            0.0,
+        )
     }
 }
 
@@ -179,9 +170,7 @@ impl Heatgrid {
             }
         }
         if let Some(p) = &mut self.predictive {
-            let (shift, planned) = p.shift(i, ctrl, &reading, now_ms);
-            ctrl.set_weather_shift_k(shift);
-            ctrl.set_flow_delta_t_k(p.settings.flow_delta_t_k);
+            let planned = p.step(i, ctrl, &reading, now_ms);
             if let Some(c) = &mut self.coordinator {
                 c.set_planned_indoor(i, planned);
             }
