@@ -187,8 +187,10 @@ pub(crate) async fn step_loop(
                 failed += 1;
             }
         }
+        // Waits for room rather than dropping: a reading counted as published is sent (it
+        // fails only once the MQTT event loop is gone).
         for (topic, payload) in out {
-            if client.try_publish(topic, qos, false, payload).is_err() {
+            if client.publish(topic, qos, false, payload).await.is_err() {
                 failed += 1;
             }
         }

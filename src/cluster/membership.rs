@@ -13,11 +13,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, PutOptions, Txn, TxnOp};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use super::etcd::{self, Client, ConnectOptions, Txn};
 use crate::files::TlsPem;
 
 /// Where an instance finds the cluster, and who it is in it.
@@ -42,7 +42,7 @@ pub struct MemberSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum JoinError {
     #[error("etcd: {0}")]
-    Etcd(#[from] etcd_client::Error),
+    Etcd(#[from] etcd::Error),
     #[error(
         "another running instance is already a member named {0:?}: give each instance its own name"
     )]
@@ -61,12 +61,7 @@ impl JoinError {
     /// problem is logged once, not once per try.
     pub fn brief(&self) -> String {
         match self {
-            JoinError::Etcd(etcd_client::Error::GRpcStatus(s)) => {
-                format!("etcd: {:?}: {}", s.code(), s.message())
-            }
-            JoinError::Etcd(etcd_client::Error::TransportError(_)) => {
-                "no etcd endpoint reachable".into()
-            }
+            JoinError::Etcd(etcd::Error::Unreachable(_)) => "no etcd endpoint reachable".into(),
             other => other.to_string(),
         }
     }
@@ -124,42 +119,27 @@ impl Membership {
         if s.lease_ttl < Duration::from_secs(2) {
             return Err(JoinError::Ttl(s.lease_ttl));
         }
-        let mut opts = ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(2))
-            .with_timeout(s.lease_ttl / 5);
-        if let Some((user, password)) = &s.credentials {
-            opts = opts.with_user(user, password);
-        }
-        if let Some(t) = &s.tls {
-            let mut tls = etcd_client::TlsOptions::new()
-                .ca_certificate(etcd_client::Certificate::from_pem(&t.ca_pem));
-            if let Some((cert, key)) = &t.client_auth {
-                tls = tls.identity(etcd_client::Identity::from_pem(cert, key));
-            }
-            opts = opts.with_tls(tls);
-        }
-        let mut client = Client::connect(&s.endpoints, Some(opts)).await?;
-        agree_on_partitions(&mut client, s.partitions).await?;
+        let opts = ConnectOptions {
+            connect_timeout: Some(Duration::from_secs(2)),
+            timeout: Some(s.lease_ttl / 5),
+            credentials: s.credentials.clone(),
+            tls: s.tls.clone(),
+        };
+        let client = Client::connect(&s.endpoints, opts).await?;
+        agree_on_partitions(&client, s.partitions).await?;
         let ttl = s.lease_ttl;
         let sent = Instant::now();
-        let lease = client
-            .lease_grant(ttl.as_secs().max(2) as i64, None)
-            .await?
-            .id();
+        let lease = client.lease_grant(ttl.as_secs().max(2) as i64).await?;
         let fence = Fence(Arc::new(Mutex::new(sent + ttl - margin(ttl))));
         let key = format!("{MEMBERS_PREFIX}{}", s.name);
         let registered = client
             .txn(
                 Txn::new()
-                    .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-                    .and_then([TxnOp::put(
-                        key,
-                        s.api_addr.clone(),
-                        Some(PutOptions::new().with_lease(lease)),
-                    )]),
+                    .when_created_at(&key, 0)
+                    .and_put(&key, &s.api_addr, Some(lease)),
             )
             .await?
-            .succeeded();
+            .succeeded;
         if !registered {
             let _ = client.lease_revoke(lease).await;
             return Err(JoinError::NameTaken(s.name.clone()));
@@ -196,19 +176,19 @@ impl Membership {
     }
 
     /// The etcd client (for the partition elections).
-    pub(super) fn client(&mut self) -> &mut Client {
-        &mut self.client
+    pub(super) fn client(&self) -> &Client {
+        &self.client
     }
 
     /// Every member now: (name, API address), by name.
-    pub async fn members(&mut self) -> Result<Vec<(String, String)>, etcd_client::Error> {
-        members(&mut self.client).await
+    pub async fn members(&self) -> Result<Vec<(String, String)>, etcd::Error> {
+        members(&self.client).await
     }
 
     /// Leaves at once: the lease is revoked, so the member key (and anything else on the
     /// lease) is gone now, not after the TTL. Tried up to five times, 100 ms apart (a request
     /// may land on a dead etcd node); if every try fails the lease expires after its TTL.
-    pub async fn leave(mut self) -> Result<(), etcd_client::Error> {
+    pub async fn leave(self) -> Result<(), etcd::Error> {
         self.renewals.abort();
         self.fence.0.lock().map(|mut d| *d = Instant::now()).ok();
         let mut tries = 0;
@@ -234,20 +214,12 @@ impl Membership {
 }
 
 /// The members registered now: (name, API address), by name.
-pub async fn members(client: &mut Client) -> Result<Vec<(String, String)>, etcd_client::Error> {
-    let resp = client
-        .get(
-            MEMBERS_PREFIX,
-            Some(etcd_client::GetOptions::new().with_prefix()),
-        )
-        .await?;
-    let mut out: Vec<(String, String)> = resp
-        .kvs()
-        .iter()
-        .filter_map(|kv| {
-            let name = kv.key_str().ok()?.strip_prefix(MEMBERS_PREFIX)?;
-            Some((name.to_owned(), kv.value_str().unwrap_or("").to_owned()))
-        })
+pub async fn members(client: &Client) -> Result<Vec<(String, String)>, etcd::Error> {
+    let mut out: Vec<(String, String)> = client
+        .get_prefix(MEMBERS_PREFIX)
+        .await?
+        .into_iter()
+        .filter_map(|kv| Some((kv.key.strip_prefix(MEMBERS_PREFIX)?.to_owned(), kv.value)))
         .collect();
     out.sort();
     Ok(out)
@@ -260,33 +232,25 @@ fn margin(ttl: Duration) -> Duration {
 }
 
 /// Stores `partitions` if the cluster has no count yet, else checks it is the same.
-async fn agree_on_partitions(client: &mut Client, partitions: u32) -> Result<(), JoinError> {
+async fn agree_on_partitions(client: &Client, partitions: u32) -> Result<(), JoinError> {
     let ours = partitions.to_string();
     let resp = client
         .txn(
             Txn::new()
-                .when([Compare::create_revision(
-                    PARTITIONS_KEY,
-                    CompareOp::Equal,
-                    0,
-                )])
-                .and_then([TxnOp::put(PARTITIONS_KEY, ours.clone(), None)])
-                .or_else([TxnOp::get(PARTITIONS_KEY, None)]),
+                .when_created_at(PARTITIONS_KEY, 0)
+                .and_put(PARTITIONS_KEY, &ours, None)
+                .or_get(PARTITIONS_KEY),
         )
         .await?;
-    if resp.succeeded() {
+    if resp.succeeded {
         return Ok(());
     }
     let stored = resp
-        .op_responses()
+        .ranges
         .into_iter()
-        .find_map(|r| match r {
-            etcd_client::TxnOpResponse::Get(g) => g
-                .kvs()
-                .first()
-                .and_then(|kv| kv.value_str().ok().map(str::to_owned)),
-            _ => None,
-        })
+        .flatten()
+        .next()
+        .map(|kv| kv.value)
         .unwrap_or_default();
     if stored == ours {
         Ok(())
@@ -303,11 +267,10 @@ const RETRY: Duration = Duration::from_millis(100);
 
 /// Renews `lease` every fifth of its TTL; each renewal etcd confirms moves the fence to its
 /// send time + TTL − margin. A failure is logged once per change of state and retried after
-/// [`RETRY`] on a new keepalive stream; a lease etcd says has expired ends the task, and
-/// the fence stays where it was, in the past soon.
-async fn renew(mut client: Client, lease: i64, ttl: Duration, fence: Fence) {
+/// [`RETRY`]; a lease etcd says has expired ends the task, and the fence stays where it was,
+/// in the past soon.
+async fn renew(client: Client, lease: i64, ttl: Duration, fence: Fence) {
     let every = (ttl / 5).max(Duration::from_millis(200));
-    let mut stream = None;
     let mut failing = false;
     let mut next = Instant::now() + every;
     loop {
@@ -315,16 +278,8 @@ async fn renew(mut client: Client, lease: i64, ttl: Duration, fence: Fence) {
         // After a failure, try again soon: the next request may reach a live etcd node.
         next = Instant::now() + RETRY;
         let sent = Instant::now();
-        let round = async {
-            if stream.is_none() {
-                stream = Some(client.lease_keep_alive(lease).await?);
-            }
-            let (keeper, responses) = stream.as_mut().expect("opened above");
-            keeper.keep_alive().await?;
-            responses.message().await
-        };
-        match tokio::time::timeout(every, round).await {
-            Ok(Ok(Some(r))) if r.ttl() > 0 => {
+        match tokio::time::timeout(every, client.lease_keep_alive(lease)).await {
+            Ok(Ok(left)) if left > 0 => {
                 fence.extend_to(sent + ttl - margin(ttl));
                 next = sent + every;
                 if failing {
@@ -332,7 +287,7 @@ async fn renew(mut client: Client, lease: i64, ttl: Duration, fence: Fence) {
                     failing = false;
                 }
             }
-            Ok(Ok(Some(_))) => {
+            Ok(Ok(_)) => {
                 warn!(lease, "Cluster lease expired: this instance is fenced.");
                 return;
             }
@@ -340,13 +295,11 @@ async fn renew(mut client: Client, lease: i64, ttl: Duration, fence: Fence) {
                 if !failing {
                     let error = match other {
                         Ok(Err(e)) => e.to_string(),
-                        Ok(Ok(None)) => "keepalive stream closed".into(),
                         _ => "no answer in time".into(),
                     };
                     warn!(lease, %error, "Cannot renew the cluster lease; retrying. Commands stop when the fence runs out.");
                     failing = true;
                 }
-                stream = None;
             }
         }
     }

@@ -2,6 +2,7 @@
 //!
 //! Where it sits: beside the stages, depending only on the leaves. [`partition`] says which
 //! partition a station is in and which instances should own a partition (pure);
+//! [`etcd`] is the few etcd calls made, over etcd's JSON gateway;
 //! [`membership`] is an instance's etcd lease and member key, and the fence that stops it
 //! commanding before its lease can expire; [`ownership`] is the partitions' queues (one
 //! leader each, its fencing epoch); [`state`] keeps operator settings in etcd, written only
@@ -10,6 +11,7 @@
 //! partition's MQTT session, the lead handed to the dispatcher) is `app::cluster`, behind
 //! [`task::Partitions`]. Without a `[cluster]` table none of this runs.
 
+pub mod etcd;
 pub mod membership;
 pub mod ownership;
 pub mod partition;

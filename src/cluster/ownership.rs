@@ -20,9 +20,7 @@
 
 use std::collections::BTreeMap;
 
-use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, SortOrder, SortTarget};
-use etcd_client::{Txn, TxnOp};
-
+use super::etcd::{self, Client, Txn};
 use super::membership::Membership;
 
 /// Where the partitions' candidate keys live in etcd.
@@ -76,56 +74,45 @@ impl Candidate {
         self.lease
     }
 
-    pub(super) fn client(&mut self) -> &mut Client {
-        &mut self.client
+    pub(super) fn client(&self) -> &Client {
+        &self.client
     }
 
     /// Joins partition `p`'s queue (nothing happens if this lease is in it already).
-    pub async fn stand(&mut self, p: u32) -> Result<(), etcd_client::Error> {
+    pub async fn stand(&mut self, p: u32) -> Result<(), etcd::Error> {
         let key = candidate_key(p, self.lease);
         self.client
             .txn(
                 Txn::new()
-                    .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
-                    .and_then([TxnOp::put(
-                        key,
-                        self.name.clone(),
-                        Some(PutOptions::new().with_lease(self.lease)),
-                    )]),
+                    .when_created_at(&key, 0)
+                    .and_put(&key, &self.name, Some(self.lease)),
             )
             .await?;
         Ok(())
     }
 
     /// Leaves partition `p`'s queue: a leader hands the partition to the next in the queue.
-    pub async fn withdraw(&mut self, p: u32) -> Result<(), etcd_client::Error> {
-        self.client
-            .delete(candidate_key(p, self.lease), None)
-            .await?;
-        Ok(())
+    pub async fn withdraw(&mut self, p: u32) -> Result<(), etcd::Error> {
+        self.client.delete(&candidate_key(p, self.lease)).await
     }
 
     /// Every partition's queue, the leader first. One range read.
-    pub async fn queues(&mut self) -> Result<BTreeMap<u32, Vec<Queued>>, etcd_client::Error> {
-        let opts = GetOptions::new()
-            .with_prefix()
-            .with_sort(SortTarget::Create, SortOrder::Ascend);
-        let resp = self.client.get(PARTITIONS_PREFIX, Some(opts)).await?;
+    pub async fn queues(&mut self) -> Result<BTreeMap<u32, Vec<Queued>>, etcd::Error> {
+        let kvs = self.client.get_prefix(PARTITIONS_PREFIX).await?;
         let mut out: BTreeMap<u32, Vec<Queued>> = BTreeMap::new();
-        for kv in resp.kvs() {
+        for kv in kvs {
             let Some((p, lease)) = kv
-                .key_str()
-                .ok()
-                .and_then(|k| k.strip_prefix(PARTITIONS_PREFIX))
+                .key
+                .strip_prefix(PARTITIONS_PREFIX)
                 .and_then(|rest| rest.split_once('/'))
                 .and_then(|(p, l)| Some((p.parse().ok()?, i64::from_str_radix(l, 16).ok()?)))
             else {
                 continue;
             };
             out.entry(p).or_default().push(Queued {
-                name: kv.value_str().unwrap_or("").to_owned(),
+                name: kv.value,
                 lease,
-                epoch: kv.create_revision().max(0) as u64,
+                epoch: kv.create_revision.max(0) as u64,
             });
         }
         Ok(out)

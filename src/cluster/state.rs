@@ -18,9 +18,9 @@
 
 use std::collections::HashMap;
 
-use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
 use tokio::sync::oneshot;
 
+use super::etcd::{self, Txn};
 use super::ownership::{candidate_key, Candidate};
 
 /// Where the stations' operator state lives in etcd.
@@ -74,25 +74,12 @@ impl Candidate {
     pub async fn write_state(&mut self, w: &StateWrite) -> Result<(), String> {
         let owner = candidate_key(w.partition, self.lease());
         for batch in w.puts.chunks(PUTS_PER_TXN) {
-            let resp = self
-                .client()
-                .txn(
-                    Txn::new()
-                        .when([Compare::create_revision(
-                            owner.clone(),
-                            CompareOp::Equal,
-                            w.epoch as i64,
-                        )])
-                        .and_then(
-                            batch
-                                .iter()
-                                .map(|(k, v)| TxnOp::put(k.clone(), v.clone(), None))
-                                .collect::<Vec<_>>(),
-                        ),
-                )
-                .await
-                .map_err(|e| format!("etcd: {e}"))?;
-            if !resp.succeeded() {
+            let txn = batch.iter().fold(
+                Txn::new().when_created_at(&owner, w.epoch as i64),
+                |t, (k, v)| t.and_put(k, v, None),
+            );
+            let resp = self.client().txn(txn).await.map_err(|e| e.to_string())?;
+            if !resp.succeeded {
                 return Err(format!(
                     "this instance no longer leads partition {} (epoch {})",
                     w.partition, w.epoch
@@ -107,28 +94,13 @@ impl Candidate {
     pub async fn read_prefix(
         &mut self,
         prefix: &str,
-    ) -> Result<Vec<(String, String)>, etcd_client::Error> {
-        let resp = self
-            .client()
-            .get(prefix, Some(GetOptions::new().with_prefix()))
-            .await?;
-        Ok(resp
-            .kvs()
-            .iter()
-            .filter_map(|kv| {
-                Some((
-                    kv.key_str().ok()?.to_owned(),
-                    kv.value_str().ok()?.to_owned(),
-                ))
-            })
-            .collect())
+    ) -> Result<Vec<(String, String)>, etcd::Error> {
+        let kvs = self.client().get_prefix(prefix).await?;
+        Ok(kvs.into_iter().map(|kv| (kv.key, kv.value)).collect())
     }
 
     /// The operator state of every station of partition `p` that has one: station → JSON.
-    pub async fn read_states(
-        &mut self,
-        p: u32,
-    ) -> Result<HashMap<String, String>, etcd_client::Error> {
+    pub async fn read_states(&mut self, p: u32) -> Result<HashMap<String, String>, etcd::Error> {
         let prefix = format!("{STATE_PREFIX}{p:04}/");
         Ok(self
             .read_prefix(&prefix)

@@ -209,8 +209,8 @@ impl<P: Partitions> ClusterTask<P> {
         let joined = tokio::time::timeout(limit, Membership::join(&self.settings))
             .await
             .unwrap_or_else(|_| {
-                Err(JoinError::Etcd(etcd_client::Error::InvalidArgs(format!(
-                    "no etcd endpoint answered within {} s",
+                Err(JoinError::Etcd(super::etcd::Error::Unreachable(format!(
+                    "no answer within {} s",
                     limit.as_secs()
                 ))))
             });
@@ -260,10 +260,7 @@ impl<P: Partitions> ClusterTask<P> {
             }
             StateRequest::Read { prefix, reply } => {
                 let r = match cand {
-                    Some(c) => c
-                        .read_prefix(&prefix)
-                        .await
-                        .map_err(|e| format!("etcd: {e}")),
+                    Some(c) => c.read_prefix(&prefix).await.map_err(|e| e.to_string()),
                     None => Err("not a member of the cluster now".into()),
                 };
                 let _ = reply.send(r);

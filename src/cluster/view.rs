@@ -55,7 +55,7 @@ pub struct ClusterView {
 pub(super) async fn read_cluster(
     m: &mut Membership,
     partitions: u32,
-) -> Result<(Vec<(String, String)>, Vec<PartitionRow>), etcd_client::Error> {
+) -> Result<(Vec<(String, String)>, Vec<PartitionRow>), super::etcd::Error> {
     let members = m.members().await?;
     let mut queues = m.candidate().queues().await?;
     let table = (0..partitions)

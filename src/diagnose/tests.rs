@@ -204,11 +204,13 @@ fn finds(fault: Synth, kind: Kind, within_h: f64) {
     let before: Vec<_> = first.iter().filter(|(_, h)| *h < onset).collect();
     assert!(before.is_empty(), "{fault:?}: before the onset: {before:?}");
     assert_eq!(first[0].0, kind, "{fault:?}: named first: {first:?}");
+    // Named above, so it is among the findings still, with its confidence and evidence.
     let f = d.findings().iter().find(|f| f.kind == kind);
-    if let Some(f) = f {
-        assert!((0.5..=0.99).contains(&f.confidence), "{f:?}");
-        assert!(!f.evidence.is_empty());
-    }
+    let Some(f) = f else {
+        panic!("{fault:?}: {kind:?} no longer among {:?}", d.findings())
+    };
+    assert!((0.5..=0.99).contains(&f.confidence), "{f:?}");
+    assert!(!f.evidence.is_empty());
 }
 
 #[test]

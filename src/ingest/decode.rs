@@ -303,3 +303,7 @@ mod tests {
         assert_eq!(reject(&big).label(), "too_large");
     }
 }
+
+#[cfg(test)]
+#[path = "decode_props.rs"]
+mod props;

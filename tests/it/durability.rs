@@ -332,31 +332,17 @@ async fn database_errors_get_the_right_policy_and_bad_lines_become_dead_letters(
     let views = sim.stop().await;
     let published: u64 = views.iter().map(|v| v.published).sum();
     let stats = engine.stats().clone();
-    // This test is about the write-error policy: the reference is what the engine accepted
-    // (issue 4: "equals the number the engine accepted"). Wait until that count is stable.
-    let (mut last, mut same_for) = (u64::MAX, 0);
-    let stable = util::eventually(Duration::from_secs(30), || {
-        let now = Stats::get(&stats.readings_accepted);
-        same_for = if now == last { same_for + 1 } else { 0 };
-        last = now;
-        now >= published || same_for >= 20 // complete, or unchanged for 2 s
+    // Every reading the stations published reaches the engine (the broker holds QoS 1 for
+    // it); under load the last ones may take a while, never forever.
+    let arrived = util::eventually(Duration::from_secs(30), || {
+        Stats::get(&stats.readings_accepted) >= published
     })
     .await;
-    assert!(stable);
     let accepted = Stats::get(&stats.readings_accepted);
     assert!(
-        accepted > 0 && accepted <= published,
+        arrived && accepted == published && published > 0,
         "accepted {accepted} of {published} published"
     );
-    if accepted < published {
-        // Seen under full-suite load: one reading the simulator counted (it counts when it
-        // queues) never reached the engine. Tracked in the closing note; other tests assert
-        // published == accepted.
-        println!(
-            "note: {} of {published} published readings did not arrive",
-            published - accepted
-        );
-    }
     assert!(
         wait_drained(&engine, Duration::from_secs(30)).await,
         "spool not drained"

@@ -109,11 +109,13 @@ impl Etcd {
                     continue;
                 }
                 let status = async {
-                    let mut c = etcd_client::Client::connect([ep], None).await.ok()?;
+                    let c = heatgrid::cluster::etcd::Client::connect(&[ep], Default::default())
+                        .await
+                        .ok()?;
                     c.status().await.ok()
                 };
                 match tokio::time::timeout(Duration::from_secs(2), status).await {
-                    Ok(Some(s)) => ids.push((i, s.header().map(|h| h.member_id()), s.leader())),
+                    Ok(Some((me, leader))) => ids.push((i, Some(me), leader)),
                     _ => ids.push((i, None, 0)),
                 }
             }

@@ -37,6 +37,9 @@ pub struct Evidence {
     pub silent: Option<(i64, i64)>,
     /// Commands refused as older than the last accepted are allowed (a paused instance).
     pub stale_refusals_allowed: bool,
+    /// The fault moves stations to another owner (a kill, pause, cut from etcd, stop, join):
+    /// the bumpless check then fails if no station saw a new epoch.
+    pub owner_change_expected: bool,
     /// An operator's change that must still be in force: (station, what was asked, what the
     /// station's owner reports at the end).
     pub operator: Option<(String, f64, Option<f64>)>,
@@ -215,6 +218,9 @@ fn liveness(e: &Evidence) -> Check {
 /// may be missing.
 pub fn complete(e: &Evidence) -> Check {
     let mut problems = Vec::new();
+    if e.published.is_empty() {
+        problems.push("no station published anything".to_owned());
+    }
     let (mut stored_total, mut published_total) = (0usize, 0u64);
     for (station, &published) in &e.published {
         published_total += published;
@@ -222,6 +228,9 @@ pub fn complete(e: &Evidence) -> Check {
             problems.push(format!("{station}: nothing stored"));
             continue;
         };
+        if published == 0 {
+            problems.push(format!("{station}: published nothing"));
+        }
         stored_total += s.len();
         let first = *s.iter().next().unwrap_or(&0);
         let missing: Vec<u64> = (first..=published).filter(|k| !s.contains(k)).collect();
@@ -275,6 +284,9 @@ fn bumpless(e: &Evidence) -> Check {
                 ));
             }
         }
+    }
+    if changes == 0 && e.owner_change_expected {
+        problems.push("no station saw its owner change, yet the fault should move them".into());
     }
     Check {
         name: "bumpless takeover",
@@ -359,6 +371,7 @@ mod tests {
             excused: None,
             silent: None,
             stale_refusals_allowed: false,
+            owner_change_expected: true,
             operator: None,
         }
     }
@@ -404,5 +417,26 @@ mod tests {
                 "operator change kept"
             ]
         );
+    }
+
+    #[test]
+    fn absent_subjects_fail_their_checks() {
+        // No owner changed, though the fault should have moved the station.
+        let e = evidence(vec![
+            cmd(1_000, 5, 1, true, 40.0),
+            cmd(6_000, 5, 2, true, 41.0),
+        ]);
+        let bumpless = check(&e)
+            .into_iter()
+            .find(|c| c.name == "bumpless takeover");
+        assert!(bumpless.is_some_and(|c| !c.passed));
+        // Nothing published: completeness has nothing to stand on.
+        let mut e = evidence(vec![cmd(1_000, 5, 1, true, 40.0)]);
+        e.published.clear();
+        e.stored.clear();
+        let complete = check(&e)
+            .into_iter()
+            .find(|c| c.name == "telemetry complete");
+        assert!(complete.is_some_and(|c| !c.passed));
     }
 }

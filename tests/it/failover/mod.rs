@@ -632,8 +632,43 @@ fn evidence(
         excused,
         silent,
         stale_refusals_allowed: fault == Fault::Pause,
+        owner_change_expected: matches!(
+            fault,
+            Fault::KillOwner | Fault::Pause | Fault::CutEtcd | Fault::Term | Fault::Join
+        ),
         operator: None,
     }
+}
+
+/// The scenarios `only` names (comma-separated; empty: all). A name that is no scenario is an
+/// error, so a typo never selects nothing and passes.
+fn choose(only: &str) -> Result<Vec<Fault>, String> {
+    if only.trim().is_empty() {
+        return Ok(Fault::ALL.to_vec());
+    }
+    let mut out = Vec::new();
+    for name in only.split(',').map(str::trim) {
+        match Fault::ALL.into_iter().find(|f| f.name() == name) {
+            Some(f) if !out.contains(&f) => out.push(f),
+            Some(_) => {}
+            None => {
+                let known: Vec<&str> = Fault::ALL.iter().map(|f| f.name()).collect();
+                return Err(format!("no scenario {name:?}; known: {}", known.join(", ")));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn a_misspelt_scenario_selects_nothing_and_is_an_error() {
+    assert_eq!(choose("").unwrap().len(), Fault::ALL.len());
+    assert_eq!(
+        choose("term, kill-owner").unwrap(),
+        vec![Fault::Term, Fault::KillOwner]
+    );
+    let e = choose("term,kil-owner").unwrap_err();
+    assert!(e.contains("kil-owner") && e.contains("kill-owner"), "{e}");
 }
 
 fn percentile(sorted: &[i64], q: f64) -> i64 {
@@ -646,10 +681,7 @@ fn percentile(sorted: &[i64], q: f64) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_scenarios_keep_every_guarantee() {
     let only = std::env::var("HEATGRID_FAILOVER").unwrap_or_default();
-    let chosen: Vec<Fault> = Fault::ALL
-        .into_iter()
-        .filter(|f| only.is_empty() || only.split(',').any(|n| n == f.name()))
-        .collect();
+    let chosen = choose(&only).unwrap_or_else(|e| panic!("HEATGRID_FAILOVER: {e}"));
     let (mut passed, mut failed) = (0, 0);
     let mut report = String::new();
     for fault in chosen {
