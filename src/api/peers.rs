@@ -38,15 +38,17 @@ pub struct Peers {
 }
 
 impl Peers {
-    pub fn new(view: watch::Receiver<Arc<ClusterView>>, coordinator: bool) -> Self {
-        Self {
+    /// Fails only if the HTTP client cannot be built (no TLS backend): a start error, never a
+    /// client without timeouts.
+    pub fn new(
+        view: watch::Receiver<Arc<ClusterView>>,
+        coordinator: bool,
+    ) -> Result<Self, reqwest::Error> {
+        Ok(Self {
             view,
             coordinator,
-            http: reqwest::Client::builder()
-                .timeout(PEER_TIMEOUT)
-                .build()
-                .unwrap_or_default(),
-        }
+            http: reqwest::Client::builder().timeout(PEER_TIMEOUT).build()?,
+        })
     }
 
     /// The base URL of member `name`'s API.

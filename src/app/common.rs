@@ -36,6 +36,11 @@ pub enum StartError {
     },
     #[error("cluster: {0}")]
     Cluster(String),
+    #[error("cannot build the HTTP client for {what}: {source}")]
+    HttpClient {
+        what: &'static str,
+        source: reqwest::Error,
+    },
     #[error("cannot listen on api.listen {addr}: {source}")]
     Api {
         addr: std::net::SocketAddr,

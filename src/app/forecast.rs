@@ -47,12 +47,21 @@ impl Source {
     }
 }
 
-/// Polls `source` every `every` until `stop`.
-pub async fn poll(source: Source, every: Duration, weather: Weather, stop: CancellationToken) {
-    let http = reqwest::Client::builder()
+/// The HTTP client of [`poll`]: a 10 s limit per fetch.
+pub fn client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
-        .unwrap_or_default();
+}
+
+/// Polls `source` every `every` until `stop`.
+pub async fn poll(
+    source: Source,
+    http: reqwest::Client,
+    every: Duration,
+    weather: Weather,
+    stop: CancellationToken,
+) {
     let mut tick = tokio::time::interval(every);
     let (mut last, mut failing): (Option<Vec<u8>>, Option<String>) = (None, None);
     loop {
@@ -108,6 +117,7 @@ mod tests {
         let stop = CancellationToken::new();
         let task = tokio::spawn(poll(
             Source::File(path.clone()),
+            client().unwrap(),
             Duration::from_millis(20),
             weather.clone(),
             stop.clone(),

@@ -18,6 +18,26 @@ use crate::model::{Applied, StationId};
 use crate::stats::Stats;
 use crate::store::spool::{self, Spool};
 
+/// Each stage's stop deadline in [`EngineHandle::shutdown`]. Their sum, [`STOP_TOTAL`], is
+/// 26 s: within the systemd unit's `TimeoutStopSec=30` with 4 s to spare for the process's
+/// own exit (`packaging/heatgrid.service`).
+pub const STOP_CONTROL: Duration = Duration::from_secs(4);
+pub const STOP_CLUSTER: Duration = Duration::from_secs(3);
+pub const STOP_MODBUS: Duration = Duration::from_secs(4);
+/// The MQTT link: queued commands and the `offline` presence flushed, then closed.
+pub const STOP_MQTT_FLUSH: Duration = Duration::from_secs(3);
+pub const STOP_MQTT_CLOSE: Duration = Duration::from_secs(2);
+/// The writer drains the spool for [`super::storage::STORAGE_DRAIN`] within this.
+pub const STOP_STORAGE: Duration = Duration::from_secs(10);
+pub const STOP_TOTAL: Duration = Duration::from_secs(
+    STOP_CONTROL.as_secs()
+        + STOP_CLUSTER.as_secs()
+        + STOP_MODBUS.as_secs()
+        + STOP_MQTT_FLUSH.as_secs()
+        + STOP_MQTT_CLOSE.as_secs()
+        + STOP_STORAGE.as_secs(),
+);
+
 /// A running engine.
 #[derive(Debug)]
 pub struct EngineHandle {
@@ -125,15 +145,19 @@ impl EngineHandle {
         }
     }
 
-    /// Ordered shutdown: control, then the cluster (partitions handed over), then Modbus, then
+    /// Ordered shutdown (at most [`STOP_TOTAL`]): control, then the cluster (partitions handed over), then Modbus, then
     /// MQTT (queued commands and presence go out), then storage.
     pub async fn shutdown(self) {
+        info!(
+            within_s = STOP_TOTAL.as_secs(),
+            "Stopping the engine in order."
+        );
         let s = &self.stages;
-        s.control.stop(Duration::from_secs(10)).await;
+        s.control.stop(STOP_CONTROL).await;
         // Control has stopped: hand every partition over now (resign, revoke the lease).
-        s.cluster.stop(Duration::from_secs(5)).await;
+        s.cluster.stop(STOP_CLUSTER).await;
         // Modbus pollers: each finishes the request in hand (bounded by its timeout).
-        s.modbus.stop(Duration::from_secs(10)).await;
+        s.modbus.stop(STOP_MODBUS).await;
         let _ = self.link.try_publish(
             &self.presence.topic,
             true,
@@ -141,18 +165,38 @@ impl EngineHandle {
             self.presence.offline.as_bytes().to_vec(),
         );
         self.link.disconnect().await;
-        if !s.mqtt.wait(Duration::from_secs(5)).await {
+        if !s.mqtt.wait(STOP_MQTT_FLUSH).await {
             info!("Closing the MQTT connection without a clean disconnect.");
-            s.mqtt.stop(Duration::from_secs(5)).await;
+            s.mqtt.stop(STOP_MQTT_CLOSE).await;
         }
-        // Storage last: it drains the spool for up to 10 s; what is left stays on disk and is
-        // written first at the next start.
-        s.storage.stop(Duration::from_secs(15)).await;
+        // Storage last: it drains the spool for up to STORAGE_DRAIN; what is left stays on
+        // disk and is written first at the next start.
+        s.storage.stop(STOP_STORAGE).await;
         info!(
             written = Stats::get(&self.stats.store_written),
             refused = Stats::get(&self.stats.spool_refused),
             commands = Stats::get(&self.stats.commands_sent),
             "Engine stopped."
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shutdown_fits_the_units_stop_timeout() {
+        let unit = include_str!("../../packaging/heatgrid.service");
+        let limit: u64 = unit
+            .lines()
+            .find_map(|l| l.strip_prefix("TimeoutStopSec="))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("TimeoutStopSec in the unit");
+        assert!(
+            STOP_TOTAL.as_secs() + 4 <= limit,
+            "{STOP_TOTAL:?} vs {limit} s"
+        );
+        assert!(super::super::storage::STORAGE_DRAIN < STOP_STORAGE);
     }
 }

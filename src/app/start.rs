@@ -92,9 +92,17 @@ pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
     if let Some(source) = source.filter(|_| p.enabled) {
         let every = std::time::Duration::from_secs_f64(p.forecast_poll_s);
         let stop = stages.mqtt.token();
-        stages
-            .mqtt
-            .spawn(super::forecast::poll(source, every, weather.clone(), stop));
+        let http = super::forecast::client().map_err(|source| StartError::HttpClient {
+            what: "the forecast",
+            source,
+        })?;
+        stages.mqtt.spawn(super::forecast::poll(
+            source,
+            http,
+            every,
+            weather.clone(),
+            stop,
+        ));
     }
     let modbus_tx = start_modbus(&c, &slots, &stages.modbus);
     let modbus = cfg
@@ -403,13 +411,23 @@ async fn start_api(
         ),
         peers: cluster
             .cloned()
-            .map(|v| crate::api::peers::Peers::new(v, cfg.coordinator.is_some())),
-        history: cfg.storage.influxdb.as_ref().and_then(|i| {
-            Some(crate::store::history::History::new(
-                i.history_url.as_deref()?,
-                i.timeout,
-            ))
-        }),
+            .map(|v| crate::api::peers::Peers::new(v, cfg.coordinator.is_some()))
+            .transpose()
+            .map_err(|source| StartError::HttpClient {
+                what: "the cluster's peers",
+                source,
+            })?,
+        history: cfg
+            .storage
+            .influxdb
+            .as_ref()
+            .and_then(|i| Some((i.history_url.as_deref()?, i.timeout)))
+            .map(|(url, timeout)| crate::store::history::History::new(url, timeout))
+            .transpose()
+            .map_err(|source| StartError::HttpClient {
+                what: "the history reader",
+                source,
+            })?,
         live,
     };
     let (bound, task) = crate::api::http::serve(addr, state, stage.token())

@@ -14,6 +14,10 @@ use crate::store::influx::InfluxWriter;
 use crate::store::spool::{FsyncPolicy, Spool, SpoolConfig};
 use crate::store::{Sink, StoreHandle, Writer, WriterConfig};
 
+/// How long the writer keeps draining the spool after the stop (inside the storage stage's
+/// stop deadline, `handle::STOP_STORAGE`).
+pub const STORAGE_DRAIN: Duration = Duration::from_secs(8);
+
 /// The spool, the handle every stage stores through, the writer on its own thread and, with
 /// the `interval` fsync policy, the task that syncs the spool.
 pub(super) fn start_storage(
@@ -51,14 +55,11 @@ pub(super) fn start_storage(
         spool.clone(),
         stats.clone(),
     );
-    let done = spawn_dedicated(
-        "heatgrid-writer",
-        writer.run(stage.token(), Duration::from_secs(10)),
-    )
-    .map_err(|source| StartError::Thread {
-        name: "the storage writer's thread",
-        source,
-    })?;
+    let done = spawn_dedicated("heatgrid-writer", writer.run(stage.token(), STORAGE_DRAIN))
+        .map_err(|source| StartError::Thread {
+            name: "the storage writer's thread",
+            source,
+        })?;
     stage.track(done);
     if let FsyncPolicy::Interval(every) = cfg.storage.fsync {
         stage.spawn(fsync_task(spool.clone(), every, stage.token()));

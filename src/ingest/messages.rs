@@ -286,6 +286,9 @@ impl Ingest {
     /// A forecast replaces the last one; a refused one is counted and logged, and the last
     /// good one stays until it goes stale. An empty (retained-clearing) message removes it.
     fn on_forecast(&mut self, payload: &[u8], now_ms: i64) {
+        if self.too_large("forecast", payload) {
+            return;
+        }
         if payload.is_empty() {
             self.weather
                 .lock()
@@ -305,7 +308,21 @@ impl Ingest {
         }
     }
 
+    /// A payload over `max_payload_bytes` is refused before it is parsed (counted, logged).
+    fn too_large(&mut self, source: &str, payload: &[u8]) -> bool {
+        let limit = self.limits.max_payload_bytes;
+        if payload.len() <= limit {
+            return false;
+        }
+        let detail = format!("{} bytes, over max_payload_bytes {limit}", payload.len());
+        self.reject(source, "too_large", &detail);
+        true
+    }
+
     fn on_weather(&mut self, payload: &[u8], now_ms: i64) {
+        if self.too_large("weather", payload) {
+            return;
+        }
         #[derive(serde::Deserialize)]
         struct W {
             ts: Option<i64>,
@@ -445,6 +462,37 @@ mod tests {
         ingest.flush();
         assert_eq!(spool.depth().points, 3);
         assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn weather_and_forecast_over_the_payload_limit_are_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let stats = Arc::new(Stats::default());
+        let store = StoreHandle::in_dir(dir.path(), stats.clone());
+        let weather: Weather = Weather::default();
+        let limits = DecodeLimits {
+            max_payload_bytes: 64,
+            ..DecodeLimits::default()
+        };
+        let mut ingest = Ingest::new(
+            "heating",
+            HashMap::new(),
+            weather.clone(),
+            store,
+            stats.clone(),
+            limits,
+        );
+        let now = 1_764_262_800_000;
+        let padded = format!(r#"{{"outdoor_temp_c": -3.0, "pad": "{}"}}"#, "x".repeat(64));
+        ingest.on_message("heating/weather", padded.as_bytes(), now);
+        ingest.on_message("heating/weather/forecast", padded.as_bytes(), now);
+        assert_eq!(Stats::get(&stats.readings_rejected), 2);
+        let by_reason = stats.rejects_by_reason.lock().unwrap().clone();
+        assert_eq!(by_reason.get("too_large"), Some(&2), "{by_reason:?}");
+        assert!(weather.lock().unwrap().now.is_none());
+        // Within the limit, the same reading is taken.
+        ingest.on_message("heating/weather", br#"{"outdoor_temp_c": -3.0}"#, now);
+        assert_eq!(weather.lock().unwrap().now, Some((now, -3.0)));
     }
 
     #[test]

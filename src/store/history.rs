@@ -43,15 +43,13 @@ struct Exported {
 }
 
 impl History {
-    /// A reader of the export API at `url` (validated by the config).
-    pub fn new(url: &str, timeout: Duration) -> Self {
-        Self {
+    /// A reader of the export API at `url` (validated by the config). Fails only if the HTTP
+    /// client cannot be built: a start error, never a client without timeouts.
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, reqwest::Error> {
+        Ok(Self {
             url: url.trim_end_matches('/').to_owned(),
-            http: reqwest::Client::builder()
-                .timeout(timeout)
-                .build()
-                .unwrap_or_default(),
-        }
+            http: reqwest::Client::builder().timeout(timeout).build()?,
+        })
     }
 
     /// Station `station`'s samples from `from_ms` to `to_ms`, one per `step_ms` (the last
