@@ -291,14 +291,20 @@ def cpu_ticks(pid):
     return int(parts[11]) + int(parts[12])
 
 
-def metric(rig, name, key):
+def p99_us(rig, name, key="heatgrid_control_latency_seconds"):
+    """The 99th percentile of a Prometheus histogram at /metrics (its bucket's upper bound), µs."""
     req = urllib.request.Request(f"http://127.0.0.1:{rig.api[name]}/metrics",
                                  headers={"Authorization": f"Bearer {TOKEN}"})
+    buckets = []
     with urllib.request.urlopen(req, timeout=3) as r:
         for line in r.read().decode().splitlines():
-            if line.startswith(key + " "):
-                return float(line.split()[1])
-    return None
+            if line.startswith(key + "_bucket{"):
+                le = line.split('le="', 1)[1].split('"', 1)[0]
+                buckets.append((float("inf") if le == "+Inf" else float(le), float(line.split()[-1])))
+    if not buckets or buckets[-1][1] == 0:
+        return float("nan")
+    total = buckets[-1][1]
+    return next(le for le, n in buckets if n >= 0.99 * total) * 1e6
 
 
 def cpu(seconds):
@@ -317,7 +323,7 @@ def cpu(seconds):
             before = {name: cpu_ticks(p) for name, p in pids.items()}
             time.sleep(seconds)
             used = {name: (cpu_ticks(p) - before[name]) / hz for name, p in pids.items()}
-            p99 = {name: metric(rig, name, "heatgrid_control_latency_p99_us") for name in rig.names}
+            p99 = {name: p99_us(rig, name) for name in rig.names}
             total = sum(used.values())
             print(f"{label}: {STATIONS} stations, total CPU {100 * total / seconds:.1f} % of one core "
                   f"over {seconds} s; per instance: " +

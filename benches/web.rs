@@ -123,10 +123,25 @@ async fn p99_us(base: &str) -> f64 {
         .text()
         .await
         .unwrap();
-    text.lines()
-        .find(|l| l.starts_with("heatgrid_control_latency_p99_us "))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(f64::NAN)
+    // The histogram's cumulative buckets: the first whose count reaches 99 % of the total.
+    let buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("heatgrid_control_latency_seconds_bucket{le=\""))
+        .filter_map(|l| {
+            let (le, rest) = l.split_once('"')?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, rest.split_whitespace().last()?.parse().ok()?))
+        })
+        .collect();
+    let total = buckets.last().map_or(0.0, |b| b.1);
+    buckets
+        .iter()
+        .find(|(_, n)| total > 0.0 && *n >= 0.99 * total)
+        .map_or(f64::NAN, |(le, _)| le * 1e6)
 }
 
 /// `feeds` live streams read to the end of `window`; the engine's CPU % and p99 over it.

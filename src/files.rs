@@ -52,9 +52,26 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T
     }
 }
 
+/// Runs `f`, a disk operation its caller must wait for (an fsync before an acknowledgement
+/// or a command), without blocking an async worker: on the multi-threaded runtime the
+/// worker's other tasks are handed to another thread while `f` runs
+/// (`tokio::task::block_in_place`); outside a runtime, or on a current-thread runtime (tests),
+/// `f` runs inline. The caller keeps its order: it continues only once `f` has returned.
+pub fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// Replaces `path` with `body` so that a crash leaves the old or the new content, never a
-/// mix: written to `path` + `.tmp`, fsynced if `sync`, then renamed over `path`.
+/// mix: written to `path` + `.tmp`, fsynced if `sync`, then renamed over `path`. Off the async
+/// workers ([`off_runtime`]).
 pub fn replace(path: &Path, body: &[u8], sync: bool) -> io::Result<()> {
+    off_runtime(|| replace_now(path, body, sync))
+}
+
+fn replace_now(path: &Path, body: &[u8], sync: bool) -> io::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
@@ -87,6 +104,32 @@ pub fn sync_detached(file: File, path: PathBuf) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn a_blocking_disk_operation_leaves_the_worker_to_other_tasks() {
+        // One worker: while it waits in `off_runtime`, a timer task still runs.
+        let ticked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let t = ticked.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            t.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        tokio::task::yield_now().await;
+        let seen = off_runtime(|| {
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while !ticked.load(std::sync::atomic::Ordering::SeqCst) {
+                assert!(
+                    std::time::Instant::now() < until,
+                    "the other task never ran"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            true
+        });
+        assert!(seen);
+        // Outside a runtime and on a current-thread one it simply runs.
+        assert_eq!(std::thread::spawn(|| off_runtime(|| 7)).join().unwrap(), 7);
+    }
 
     #[test]
     fn replace_writes_the_new_content_and_leaves_no_temp_file() {

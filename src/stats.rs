@@ -56,6 +56,8 @@ pub struct Stats {
     /// Control following telemetry: from a reading's acceptance to its station's command
     /// queued for the broker (decode, storage append, control step, seq log), per command.
     pub control_latency: Histogram,
+    /// Manual alarm acknowledgements refused (unknown alarm, or not kept in the cluster).
+    pub alarm_acks_failed: AtomicU64,
     /// Rejections by reason label.
     pub rejects_by_reason: Mutex<BTreeMap<&'static str, u64>>,
 }
@@ -71,12 +73,15 @@ pub const BUCKETS_US: [u64; 19] = [
 #[derive(Debug, Default)]
 pub struct Histogram {
     pub max_us: AtomicU64,
+    /// The sum of everything recorded, µs (Prometheus' `_sum`).
+    pub sum_us: AtomicU64,
     counts: [AtomicU64; BUCKETS_US.len() + 1],
 }
 
 impl Histogram {
     pub fn record(&self, us: u64) {
         self.max_us.fetch_max(us, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
         let i = BUCKETS_US.partition_point(|&b| b < us);
         self.counts[i].fetch_add(1, Ordering::Relaxed);
     }
@@ -87,6 +92,12 @@ impl Histogram {
             c.store(0, Ordering::Relaxed);
         }
         self.max_us.store(0, Ordering::Relaxed);
+        self.sum_us.store(0, Ordering::Relaxed);
+    }
+
+    /// Each bucket's count (not cumulative), the last one above [`BUCKETS_US`].
+    pub fn counts(&self) -> [u64; BUCKETS_US.len() + 1] {
+        std::array::from_fn(|i| self.counts[i].load(Ordering::Relaxed))
     }
 
     pub fn count(&self) -> u64 {

@@ -6,10 +6,12 @@
 //! and the acknowledgement queue of [`crate::control::change::Inbox`]; its output is the
 //! [`AlarmView`] watch channel and `alarm` points in storage.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
+use tracing::warn;
 
 use super::evaluate::{station_checks, Check, RejectWindow, StationAlarms, StorageWatch};
 use super::shared::{Kept, SharedAlarms, Turn};
@@ -117,9 +119,11 @@ impl AlarmTask {
                         Change::AckAlarm { id } => self.ack(id, &req.user),
                         _ => Err(ChangeError::Invalid("not an alarm acknowledgement".into())),
                     };
+                    let user = req.user.clone();
                     match result {
                         // In a cluster: answered once the acknowledgement is in etcd.
                         Ok((applied, Some(kept))) => {
+                            let stats = self.stats.clone();
                             tokio::spawn(async move {
                                 let r = match kept.await {
                                     Ok(Ok(())) => Ok(applied),
@@ -128,6 +132,9 @@ impl AlarmTask {
                                     ))),
                                     Err(_) => Err(ChangeError::ShuttingDown),
                                 };
+                                if let Err(e) = &r {
+                                    ack_failed(&stats, &user, e);
+                                }
                                 let _ = req.reply.send(r);
                             });
                         }
@@ -135,6 +142,7 @@ impl AlarmTask {
                             let _ = req.reply.send(Ok(applied));
                         }
                         Err(e) => {
+                            ack_failed(&self.stats, &user, &e);
                             let _ = req.reply.send(Err(e));
                         }
                     }
@@ -292,4 +300,10 @@ fn feed(book: &mut AlarmBook, station: &str, c: &Check<'_>, now: i64) -> Option<
     book.evaluate(station, c.kind, c.active, c.hold_ms, c.value, now, || {
         c.detail.to_string()
     })
+}
+
+/// A manual acknowledgement that was refused: counted and logged with who asked and why.
+fn ack_failed(stats: &Stats, user: &str, e: &ChangeError) {
+    stats.alarm_acks_failed.fetch_add(1, Ordering::Relaxed);
+    warn!(user, error = %e, "An alarm acknowledgement was refused.");
 }

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::auth::{authorize, ApiError, Role};
 use super::changes::{ack_alarm, apply_forwarded, group_change, set_curve, set_mode, set_supply};
+use super::listener::{Capped, ClientAddr, MAX_CONNECTIONS};
 use super::ApiState;
 use crate::clock::now_ms;
 use crate::control::status::StationStatus;
@@ -55,11 +56,14 @@ pub async fn serve(
             std::sync::Arc::new(super::web::Brake::default()),
             super::web::brake,
         ))
+        .layer(axum::middleware::from_fn(super::listener::deadline))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
+    let listener = Capped::new(listener, MAX_CONNECTIONS);
     let task = tokio::spawn(async move {
         let shutdown = async move { stop.cancelled().await };
+        let app = app.into_make_service_with_connect_info::<ClientAddr>();
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await

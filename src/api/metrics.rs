@@ -6,15 +6,16 @@
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
 use crate::alarms::AlarmView;
 use crate::control::status::StationStatus;
-use crate::stats::{Histogram, Stats};
+use crate::stats::{Histogram, Stats, BUCKETS_US};
 use crate::store::spool::Spool;
 
 #[derive(Debug)]
@@ -26,14 +27,53 @@ struct EngineCollector {
 }
 
 /// One metric's value at scrape time.
-enum Value {
+enum Value<'a> {
     Counter(u64),
     Gauge(i64),
+    /// Durations in seconds, over the engine's fixed buckets.
+    Seconds(&'a Histogram),
 }
-use Value::{Counter, Gauge};
+use Value::{Counter, Gauge, Seconds};
 
 /// Name, help, value.
-type Metric = (&'static str, &'static str, Value);
+type Metric<'a> = (&'static str, &'static str, Value<'a>);
+
+/// A [`Histogram`] as Prometheus reads one: `_bucket{le}` cumulative, `_sum`, `_count`, in
+/// seconds.
+struct SecondsHistogram<'a>(&'a Histogram);
+
+impl std::fmt::Debug for SecondsHistogram<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("SecondsHistogram").finish()
+    }
+}
+
+impl EncodeMetric for SecondsHistogram<'_> {
+    fn encode(&self, mut encoder: MetricEncoder) -> std::fmt::Result {
+        let counts = self.0.counts();
+        let buckets: Vec<(f64, u64)> = counts
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                let le = BUCKETS_US
+                    .get(i)
+                    .map_or(f64::INFINITY, |us| *us as f64 / 1e6);
+                (le, n)
+            })
+            .collect();
+        let sum = Stats::get(&self.0.sum_us) as f64 / 1e6;
+        encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            sum,
+            counts.iter().sum(),
+            &buckets,
+            None,
+        )
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
 
 fn emit(e: &mut DescriptorEncoder, metrics: Vec<Metric>) -> std::fmt::Result {
     for (name, help, v) in metrics {
@@ -46,18 +86,17 @@ fn emit(e: &mut DescriptorEncoder, metrics: Vec<Metric>) -> std::fmt::Result {
                 let g = ConstGauge::new(v);
                 g.encode(e.encode_descriptor(name, help, None, g.metric_type())?)?;
             }
+            Seconds(h) => {
+                let h = SecondsHistogram(h);
+                h.encode(e.encode_descriptor(name, help, None, h.metric_type())?)?;
+            }
         }
     }
     Ok(())
 }
 
-fn gauge_u(v: u64) -> Value {
+fn gauge_u(v: u64) -> Value<'static> {
     Gauge(v.min(i64::MAX as u64) as i64)
-}
-
-/// A histogram's quantile (its bucket's upper bound), µs; 0 when empty.
-fn quantile(h: &Histogram, q: f64) -> Value {
-    gauge_u(h.quantile_us(q).unwrap_or(0))
 }
 
 impl Collector for EngineCollector {
@@ -74,7 +113,7 @@ impl Collector for EngineCollector {
     }
 }
 
-fn ingest_metrics(s: &Stats) -> Vec<Metric> {
+fn ingest_metrics(s: &Stats) -> Vec<Metric<'_>> {
     let g = Stats::get;
     vec![
         (
@@ -108,10 +147,14 @@ fn rejected_by_reason(e: &mut DescriptorEncoder, s: &Stats) -> std::fmt::Result 
     Ok(())
 }
 
-fn control_metrics(s: &Stats) -> Vec<Metric> {
+fn control_metrics(s: &Stats) -> Vec<Metric<'_>> {
     let g = Stats::get;
     vec![
-        ("heatgrid_commands_sent", "Commands queued for MQTT", Counter(g(&s.commands_sent))),
+        (
+            "heatgrid_commands_sent",
+            "Commands queued for MQTT",
+            Counter(g(&s.commands_sent)),
+        ),
         (
             "heatgrid_commands_failed",
             "Commands that could not be queued",
@@ -122,8 +165,16 @@ fn control_metrics(s: &Stats) -> Vec<Metric> {
             "Commands not sent: another instance of the cluster leads the station (or nobody)",
             Counter(g(&s.commands_fenced)),
         ),
-        ("heatgrid_mqtt_connects", "MQTT (re)connections", Counter(g(&s.mqtt_connects))),
-        ("heatgrid_control_ticks", "Control ticks run", Counter(g(&s.ticks))),
+        (
+            "heatgrid_mqtt_connects",
+            "MQTT (re)connections",
+            Counter(g(&s.mqtt_connects)),
+        ),
+        (
+            "heatgrid_control_ticks",
+            "Control ticks run",
+            Counter(g(&s.ticks)),
+        ),
         (
             "heatgrid_control_tick_lateness_us",
             "Lateness of the last control tick, µs",
@@ -135,19 +186,19 @@ fn control_metrics(s: &Stats) -> Vec<Metric> {
             gauge_u(g(&s.tick_lateness_max_us)),
         ),
         (
+            "heatgrid_alarm_acks_failed",
+            "Manual alarm acknowledgements refused (unknown alarm, not kept in the cluster)",
+            Counter(g(&s.alarm_acks_failed)),
+        ),
+        (
             "heatgrid_mqtt_watchdog",
             "Times the MQTT connection was silent for watchdog_s and subscribed again",
             Counter(g(&s.mqtt_watchdog)),
         ),
         (
-            "heatgrid_control_latency_p50_us",
-            "Control following telemetry: median time from a reading's acceptance to its command queued (bucket upper bound), µs",
-            quantile(&s.control_latency, 0.5),
-        ),
-        (
-            "heatgrid_control_latency_p99_us",
-            "Control following telemetry: 99th percentile of the same, µs",
-            quantile(&s.control_latency, 0.99),
+            "heatgrid_control_latency_seconds",
+            "Control following telemetry: time from a reading's acceptance to its command queued",
+            Seconds(&s.control_latency),
         ),
         (
             "heatgrid_control_latency_max_us",
@@ -157,7 +208,7 @@ fn control_metrics(s: &Stats) -> Vec<Metric> {
     ]
 }
 
-fn modbus_metrics(s: &Stats) -> Vec<Metric> {
+fn modbus_metrics(s: &Stats) -> Vec<Metric<'_>> {
     let g = Stats::get;
     vec![
         (
@@ -186,9 +237,9 @@ fn modbus_metrics(s: &Stats) -> Vec<Metric> {
             Counter(g(&s.modbus_write_failures)),
         ),
         (
-            "heatgrid_modbus_poll_lateness_p99_us",
-            "99th percentile of Modbus poll-cycle lateness (bucket upper bound), µs",
-            quantile(&s.modbus_lateness, 0.99),
+            "heatgrid_modbus_poll_lateness_seconds",
+            "Modbus poll cycles' lateness against their schedule",
+            Seconds(&s.modbus_lateness),
         ),
         (
             "heatgrid_modbus_poll_lateness_max_us",
@@ -198,7 +249,7 @@ fn modbus_metrics(s: &Stats) -> Vec<Metric> {
     ]
 }
 
-fn storage_metrics(s: &Stats, spool: &Spool) -> Vec<Metric> {
+fn storage_metrics(s: &Stats, spool: &Spool) -> Vec<Metric<'static>> {
     let g = Stats::get;
     let depth = spool.depth();
     vec![
@@ -235,7 +286,7 @@ fn storage_metrics(s: &Stats, spool: &Spool) -> Vec<Metric> {
     ]
 }
 
-fn fleet_metrics(status: &[StationStatus], alarms: &AlarmView) -> Vec<Metric> {
+fn fleet_metrics(status: &[StationStatus], alarms: &AlarmView) -> Vec<Metric<'static>> {
     let unacked = alarms.active.iter().filter(|a| a.acked_by.is_none());
     vec![
         (
@@ -283,4 +334,48 @@ pub fn render(r: &Registry) -> String {
     let mut out = String::new();
     let _ = prometheus_client::encoding::text::encode(&mut out, r);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prometheus_client::collector::Collector;
+
+    #[derive(Debug)]
+    struct One(Arc<Stats>);
+
+    impl Collector for One {
+        fn encode(&self, mut e: DescriptorEncoder) -> std::fmt::Result {
+            emit(&mut e, control_metrics(&self.0))
+        }
+    }
+
+    #[test]
+    fn latencies_are_cumulative_histograms_in_seconds() {
+        let stats = Arc::new(Stats::default());
+        for us in [40, 40, 900, 3_000_000] {
+            stats.control_latency.record(us);
+        }
+        let mut r = Registry::default();
+        r.register_collector(Box::new(One(stats)));
+        let text = render(&r);
+        let line = |prefix: &str| {
+            text.lines()
+                .find(|l| l.starts_with(prefix))
+                .unwrap_or_else(|| panic!("{prefix} missing:\n{text}"))
+                .to_owned()
+        };
+        assert!(text.contains("# TYPE heatgrid_control_latency_seconds histogram"));
+        assert!(line("heatgrid_control_latency_seconds_bucket{le=\"0.00005\"}").ends_with(" 2"));
+        assert!(line("heatgrid_control_latency_seconds_bucket{le=\"0.001\"}").ends_with(" 3"));
+        assert!(line("heatgrid_control_latency_seconds_bucket{le=\"+Inf\"}").ends_with(" 4"));
+        assert!(line("heatgrid_control_latency_seconds_count").ends_with(" 4"));
+        let sum: f64 = line("heatgrid_control_latency_seconds_sum")
+            .split_whitespace()
+            .last()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0);
+        assert!((sum - 3.00098).abs() < 1e-9, "{sum}");
+        assert!(!text.contains("p99"), "{text}");
+    }
 }

@@ -1,5 +1,5 @@
-//! The operator's side of a running engine: the HTTP API ([`http`]), its Prometheus metrics
-//! ([`metrics`]) and the audit log of every applied change ([`audit`]).
+//! The operator's side of a running engine: the HTTP API ([`http`]) behind its connection cap
+//! and request timeout (`listener`), its Prometheus metrics ([`metrics`]) and the audit log of every applied change ([`audit`]).
 //!
 //! Where it sits: it reads the status and alarm views the control task publishes and sends
 //! operator changes to the control task's queue; it never touches a station directly.
@@ -7,6 +7,7 @@
 pub mod auth;
 mod changes;
 pub mod http;
+mod listener;
 pub mod live;
 pub mod metrics;
 pub mod peers;

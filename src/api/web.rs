@@ -8,11 +8,12 @@
 //! viewer's token gets a page without change controls, and a change it forges anyway is
 //! refused by the API (403), like from the CLI.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -21,6 +22,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::auth::{identify, ApiError};
+use super::listener::ClientAddr;
 use super::ApiState;
 
 const INDEX: &str = include_str!("../../web/index.html");
@@ -129,26 +131,47 @@ pub(super) async fn history(
     Ok(Json(json!({ "source": "database", "points": points })))
 }
 
-/// Failed sign-ins in the last [`Brake::WINDOW`]: each one is answered after a delay that
-/// grows with their number, one at a time, so guessing tokens is slow however many requests
-/// are sent at once. A request with a valid token never waits here.
+/// Failed sign-ins in the last [`Brake::WINDOW`], per client address: each one is answered
+/// after a delay that grows with that address's number of failures, one at a time, so guessing
+/// tokens from one address is slow however many requests it sends at once, and nobody else
+/// waits for it. A request with a valid token never waits here.
 #[derive(Debug, Default)]
 pub struct Brake {
-    recent: tokio::sync::Mutex<VecDeque<Instant>>,
+    by_client: std::sync::Mutex<HashMap<IpAddr, Arc<tokio::sync::Mutex<VecDeque<Instant>>>>>,
 }
 
 impl Brake {
     const WINDOW: Duration = Duration::from_secs(60);
     const STEP: Duration = Duration::from_millis(250);
     const MAX_STEPS: u32 = 8;
+    /// Addresses remembered at most; past it, those without a failure in the window go.
+    const MAX_CLIENTS: usize = 10_000;
+
+    /// The failure queue of `ip`, made if new.
+    fn of(&self, ip: IpAddr) -> Arc<tokio::sync::Mutex<VecDeque<Instant>>> {
+        let mut m = self.by_client.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= Self::MAX_CLIENTS && !m.contains_key(&ip) {
+            let now = Instant::now();
+            m.retain(|_, q| {
+                q.try_lock()
+                    .map_or(true, |q| q.back().is_some_and(|t| now - *t <= Self::WINDOW))
+            });
+        }
+        m.entry(ip).or_default().clone()
+    }
 }
 
-/// The middleware: a `401` answer is held back by the brake.
+/// The middleware: a `401` answer is held back by the brake of the client's address.
 pub(super) async fn brake(State(brake): State<Arc<Brake>>, req: Request, next: Next) -> Response {
+    let ip = req
+        .extensions()
+        .get::<ConnectInfo<ClientAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0 .0.ip());
     let resp = next.run(req).await;
     if resp.status() == StatusCode::UNAUTHORIZED {
-        // Held while waiting: failed attempts queue behind each other.
-        let mut recent = brake.recent.lock().await;
+        let queue = brake.of(ip);
+        // Held while waiting: this address's failed attempts queue behind each other.
+        let mut recent = queue.lock().await;
         let now = Instant::now();
         while recent.front().is_some_and(|t| now - *t > Brake::WINDOW) {
             recent.pop_front();
@@ -177,7 +200,11 @@ mod tests {
             ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        let listener = super::super::listener::Capped::new(listener, 64);
+        tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<ClientAddr>();
+            axum::serve(listener, app).await
+        });
         let http = reqwest::Client::new();
         let get = |path: &'static str| {
             let http = http.clone();
@@ -203,5 +230,22 @@ mod tests {
         let (status, took) = get("/yes").await;
         assert_eq!(status, StatusCode::OK);
         assert!(took < Duration::from_millis(900), "{took:?}");
+        // Another address's first failure waits one step, not behind 127.0.0.1's queue.
+        let elsewhere = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+            .build()
+            .unwrap();
+        let t = std::time::Instant::now();
+        let r = elsewhere
+            .get(format!("http://{addr}/no"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        assert!(
+            t.elapsed() < Duration::from_millis(600),
+            "{:?}",
+            t.elapsed()
+        );
     }
 }

@@ -258,8 +258,8 @@ impl Client {
     /// The answering member's id and the id of the Raft leader it knows (0: none).
     pub async fn status(&self) -> Result<(u64, u64), Error> {
         let v = self.call("maintenance/status", &json!({})).await?;
-        let member = field(&v["header"], "member_id", "memberId").map_or(0, int);
-        Ok((member as u64, int(&v["leader"]) as u64))
+        let member = field(&v["header"], "member_id", "memberId").map_or(0, uint);
+        Ok((member, uint(&v["leader"])))
     }
 
     async fn authenticate(&self) -> Result<(), Error> {
@@ -370,6 +370,15 @@ fn int(v: &Value) -> i64 {
     }
 }
 
+/// An unsigned 64-bit integer (member ids use the whole range); 0 when absent.
+fn uint(v: &Value) -> u64 {
+    match v {
+        Value::String(s) => s.parse().unwrap_or(0),
+        Value::Number(n) => n.as_u64().unwrap_or(0),
+        _ => 0,
+    }
+}
+
 fn text(v: Option<&Value>) -> Option<String> {
     let bytes = B64.decode(v?.as_str().unwrap_or("")).ok()?;
     String::from_utf8(bytes).ok()
@@ -423,6 +432,11 @@ mod tests {
         assert_eq!(int(&json!(10)), 10);
         assert_eq!(int(&Value::Null), 0);
         assert_eq!(int(&json!("x")), 0);
+        // Member ids use all 64 bits.
+        assert_eq!(
+            uint(&json!("13660934810076835675")),
+            13_660_934_810_076_835_675
+        );
     }
 
     #[test]

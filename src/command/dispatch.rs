@@ -250,7 +250,8 @@ impl Dispatcher {
         }
         let numbered = self.number(commands);
         if let Numbering::Durable { seqs, .. } = &mut self.numbering {
-            if let Err(e) = seqs.persist() {
+            // Durable before anything is sent; no async worker waits for the disk meanwhile.
+            if let Err(e) = crate::files::off_runtime(|| seqs.persist()) {
                 error!(error = %e, "Cannot persist command sequence numbers; commands withheld.");
                 return;
             }

@@ -7,8 +7,9 @@
 //! and appends only the stations that changed, so its cost follows the commands sent, not the
 //! fleet size (control following telemetry persists once per batch). When the log outgrows
 //! both 8 MiB and four times the snapshot it is folded into a new snapshot (at 10,000
-//! commands/s about once a minute: a compaction fsyncs on the control task, so it must stay
-//! rare; replaying an 8 MiB log at start takes well under 0.1 s). On open, the snapshot is read and the log
+//! commands/s about once a minute: a compaction fsyncs before the control task goes on
+//! (off the async workers: the dispatcher persists through `files::off_runtime`), so it must
+//! stay rare; replaying an 8 MiB log at start takes well under 0.1 s). On open, the snapshot is read and the log
 //! replayed, taking the larger number per station; a torn last line (a crash mid-append) is
 //! ignored. A number that reached a station is never handed out again.
 //!

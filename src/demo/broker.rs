@@ -1,8 +1,11 @@
 //! The demo's embedded MQTT broker: rumqttd on its own thread (`Broker::start` blocks and has
 //! no stop), on free loopback ports, one listener for MQTT 3.1.1 and one for 5.
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::time::{Duration, Instant};
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use super::error::{io, DemoError};
 
@@ -14,8 +17,8 @@ pub struct BrokerPorts {
 }
 
 /// Starts rumqttd on free loopback ports (one listener for MQTT 3.1.1, one for 5) and waits
-/// until both accept connections.
-pub fn start_embedded_broker() -> Result<BrokerPorts, DemoError> {
+/// until both accept connections (asynchronously: no worker thread sleeps meanwhile).
+pub async fn start_embedded_broker() -> Result<BrokerPorts, DemoError> {
     let free =
         || -> std::io::Result<u16> { Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()) };
     let (v4, v5) = (free(), free());
@@ -63,11 +66,16 @@ dynamic_filters = true
     let deadline = Instant::now() + Duration::from_secs(10);
     for port in [v4, v5] {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        loop {
+            let attempt =
+                tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr));
+            if let Ok(Ok(_)) = attempt.await {
+                break;
+            }
             if Instant::now() >= deadline {
                 return Err(DemoError::BrokerDown(addr));
             }
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
     Ok(BrokerPorts { v311: v4, v5 })

@@ -91,7 +91,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode, DemoError> {
 
 /// Starts the broker, the PLCs, the engine and the MQTT stations, and says where they are.
 async fn start(args: &DemoArgs) -> Result<Running, DemoError> {
-    let port = start_embedded_broker()?.v311;
+    let port = start_embedded_broker().await?.v311;
     // The CLI's default address if it is free, else any free port.
     let api_listen = if TcpListener::bind("127.0.0.1:8080").is_ok() {
         "127.0.0.1:8080"

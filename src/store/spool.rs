@@ -181,7 +181,9 @@ impl Spool {
         }
         inner.active.write_all(body)?;
         if self.cfg.fsync == FsyncPolicy::Always {
-            inner.active.sync_data()?;
+            // Durable before it returns (ingest acknowledges after), but no async worker
+            // waits for the disk meanwhile.
+            crate::files::off_runtime(|| inner.active.sync_data())?;
         } else {
             inner.unsynced = true;
         }

@@ -229,8 +229,8 @@ impl Writer {
                     work.push((mid, b)); // popped second
                     work.push((a, mid)); // popped first: order is kept
                 };
-                let delay = match result {
-                    Ok(()) => {
+                let delay = match decide(&result, b - a) {
+                    Decision::Written => {
                         self.stats
                             .store_written
                             .fetch_add((b - a) as u64, Ordering::Relaxed);
@@ -240,25 +240,17 @@ impl Writer {
                         backoff.reset();
                         break;
                     }
-                    Err(WriteError::Status { status: 413, .. }) if b - a > 1 => {
+                    Decision::Split => {
                         split(&mut work);
                         break;
                     }
-                    Err(WriteError::Status {
-                        status: status @ (400 | 413 | 422),
-                        body: reason,
-                        ..
-                    }) => {
-                        if b - a > 1 {
-                            split(&mut work);
-                        } else {
-                            self.dead_letter(lines[a], status, &reason).await;
-                        }
+                    Decision::DeadLetter { status, reason } => {
+                        self.dead_letter(lines[a], status, reason).await;
                         break;
                     }
-                    Err(e) => {
+                    Decision::Retry(e) => {
                         self.stats.store_retries.fetch_add(1, Ordering::Relaxed);
-                        let (delay, what) = retry_delay(&e, &mut backoff);
+                        let (delay, what) = retry_delay(e, &mut backoff);
                         let n = self
                             .stats
                             .store_write_errors
@@ -319,6 +311,46 @@ impl Writer {
 
 /// Stop asked for, or its sender dropped (the engine handle went away without a shutdown).
 /// The timestamp (last field) of the first line of a batch.
+/// What the writer does with a write's result for a batch of `lines` lines.
+#[derive(Debug, PartialEq)]
+enum Decision<'a> {
+    /// Confirmed: counted, and the next batch follows.
+    Written,
+    /// Halved and each half written on its own, in order (too large, or bad data somewhere).
+    Split,
+    /// One line the database refuses as bad data: set aside with the status and reason.
+    DeadLetter { status: u16, reason: &'a str },
+    /// Anything else (network, 5xx, 429, 401/403): the batch stays and is tried again.
+    Retry(&'a WriteError),
+}
+
+/// The write-error policy of [`super`]'s docs, as a pure function.
+fn decide(result: &Result<(), WriteError>, lines: usize) -> Decision<'_> {
+    match result {
+        Ok(()) => Decision::Written,
+        Err(WriteError::Status {
+            status: 400 | 413 | 422,
+            ..
+        }) if lines > 1 => Decision::Split,
+        Err(WriteError::Status {
+            status: status @ (400 | 422),
+            body,
+            ..
+        }) => Decision::DeadLetter {
+            status: *status,
+            reason: body,
+        },
+        // One line larger than the server takes: it can never be written.
+        Err(WriteError::Status {
+            status: 413, body, ..
+        }) => Decision::DeadLetter {
+            status: 413,
+            reason: body,
+        },
+        Err(e) => Decision::Retry(e),
+    }
+}
+
 /// How long to wait before writing again after `e`, and why (for the log): the server's
 /// `Retry-After` on 429/503 when it gives one, else the next backoff step.
 fn retry_delay(e: &WriteError, backoff: &mut Backoff) -> (Duration, &'static str) {
@@ -348,4 +380,88 @@ fn age_s(ts_ms: u64) -> i64 {
         return 0;
     }
     (crate::clock::now_ms() - ts_ms as i64) / 1000
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16, retry_after: Option<u64>) -> Result<(), WriteError> {
+        Err(WriteError::Status {
+            status,
+            retry_after: retry_after.map(Duration::from_secs),
+            body: format!("answer {status}"),
+        })
+    }
+
+    #[test]
+    fn each_status_code_gets_its_decision() {
+        assert_eq!(decide(&Ok(()), 10), Decision::Written);
+        // Bad data or too large: halve while more than one line, then set the line aside.
+        for code in [400, 413, 422] {
+            assert_eq!(decide(&status(code, None), 10), Decision::Split, "{code}");
+            assert_eq!(
+                decide(&status(code, None), 1),
+                Decision::DeadLetter {
+                    status: code,
+                    reason: &format!("answer {code}")
+                },
+                "{code}"
+            );
+        }
+        // Everything else is retried, whatever the batch's size.
+        for code in [401, 403, 404, 429, 500, 502, 503] {
+            for lines in [1, 10] {
+                assert!(
+                    matches!(decide(&status(code, None), lines), Decision::Retry(_)),
+                    "{code}"
+                );
+            }
+        }
+        let down = Err(WriteError::Network("connection refused".into()));
+        assert!(matches!(decide(&down, 1), Decision::Retry(_)));
+    }
+
+    #[test]
+    fn retries_honour_retry_after_and_otherwise_back_off() {
+        let mut b = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+        let e = |r: Result<(), WriteError>| r.unwrap_err();
+        assert_eq!(
+            retry_delay(&e(status(429, Some(2))), &mut b),
+            (Duration::from_secs(2), "server asked to retry later")
+        );
+        assert_eq!(
+            retry_delay(&e(status(503, Some(7))), &mut b).0,
+            Duration::from_secs(7)
+        );
+        // Without Retry-After the backoff grows, capped at 30 s.
+        let mut delays = Vec::new();
+        for _ in 0..20 {
+            let (d, what) = retry_delay(&e(status(500, None)), &mut b);
+            assert_eq!(what, "server error");
+            delays.push(d);
+        }
+        assert!(
+            delays.iter().all(|d| *d <= Duration::from_secs(30)),
+            "{delays:?}"
+        );
+        assert!(delays[19] > delays[0], "{delays:?}");
+        let mut why = |r| retry_delay(&e(r), &mut b).1;
+        assert_eq!(why(status(401, None)), "credentials rejected");
+        assert_eq!(why(status(429, None)), "rate limited");
+        assert_eq!(
+            why(Err(WriteError::Network("x".into()))),
+            "database unreachable"
+        );
+    }
+
+    #[test]
+    fn a_batch_knows_its_first_timestamp() {
+        assert_eq!(
+            first_ts_ms(b"m,a=b f=1 1700000000000\nm f=2 2\n"),
+            Some(1_700_000_000_000)
+        );
+        assert_eq!(first_ts_ms(b"no newline"), None);
+        assert_eq!(age_s(0), 0);
+    }
 }

@@ -175,7 +175,7 @@ async fn mosquitto_loop_settles_and_every_point_reaches_the_tsdb() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_broker_with_mqtt5_engine_settles_and_writes_local_files() {
-    let ports = heatgrid::demo::start_embedded_broker().unwrap();
+    let ports = heatgrid::demo::start_embedded_broker().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let n = 4;
     // The engine speaks MQTT 5, the simulator 3.1.1: the broker bridges them.

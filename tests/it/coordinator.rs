@@ -13,7 +13,7 @@ const MAX_OFFSET_K: f64 = 1.5;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coordinator_lowers_the_oversized_station_raises_the_undersized_within_bounds() {
-    let ports = heatgrid::demo::start_embedded_broker().unwrap();
+    let ports = heatgrid::demo::start_embedded_broker().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let sim_cfg = SimConfig {
         port: ports.v311,

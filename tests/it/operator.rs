@@ -452,6 +452,10 @@ async fn operator_sees_the_fleet_changes_a_station_and_finds_it_in_the_audit_tra
         "heatgrid_storage_backlog_points",
         "heatgrid_control_tick_lateness_us",
         "heatgrid_stations_stale 0",
+        // Latencies as histograms, not quantile gauges.
+        "# TYPE heatgrid_control_latency_seconds histogram",
+        "heatgrid_control_latency_seconds_bucket{le=\"+Inf\"}",
+        "heatgrid_control_latency_seconds_sum",
     ] {
         assert!(text.contains(name), "{name} missing in /metrics:\n{text}");
     }
