@@ -1,30 +1,60 @@
 #!/usr/bin/env bash
 # Every check and test of heatgrid, on a fresh machine: the README's test command.
 #
-# 0. Builds heatgrid as a new user would, before anything is installed, with PROTOC pointing at
-#    nothing: the build needs cargo alone, and a dependency that wants a system tool fails here.
-# 1. Installs what the tests need when it is missing: mosquitto and VictoriaMetrics (Debian
-#    packages; VictoriaMetrics accepts the InfluxDB v2 write API), etcd (cluster tests) and a
-#    Python virtualenv with
-#    paho-mqtt and pymodbus for the independent peers (tests/peers/station.py, plc.py),
-#    Debian's mbpoll (a Modbus master we did not write), and Chromium with chromedriver (the
-#    web control room's browser test), systemd-analyze (the package's unit) and socat (a
-#    serial line for the Modbus RTU test); cargo-deb
-#    comes from crates.io (scripts/package.sh).
-# 2. Runs cargo fmt --check, the import-cycle check (scripts/check-cycles.py), clippy
-#    -D warnings, every test of the workspace, builds and checks the Debian package
-#    (scripts/package-test.sh), then every fuzz
-#    target for a bounded time (scripts/fuzz.sh). The
-#    integration tests start their own mosquitto and VictoriaMetrics processes on free loopback
-#    ports and stop them by PID when they finish (tests/it/util.rs).
+# 1. With cargo alone, before any system package: installs the test runner (cargo-nextest)
+#    and the coverage tool (cargo-llvm-cov) from crates.io if missing; cargo fmt --check;
+#    clippy -D warnings and the build of every target, both with PROTOC pointing at nothing
+#    (a dependency that wants a system tool fails here); cargo doc with warnings as errors.
+#    The build is instrumented for line coverage, and the tests and the package reuse it.
+# 2. Installs what the tests need when it is missing: mosquitto and VictoriaMetrics (Debian
+#    packages; VictoriaMetrics accepts the InfluxDB v2 write API), etcd (cluster tests),
+#    Debian's mbpoll (a Modbus master we did not write), Chromium with chromedriver (the web
+#    control room's browser test), systemd-analyze (the package's unit), socat (a serial line
+#    for the Modbus RTU test), the LLVM tools of rustc's LLVM version (the coverage report),
+#    and a Python virtualenv with paho-mqtt and pymodbus for the independent peers
+#    (tests/peers/station.py, plc.py); cargo-deb comes from crates.io (scripts/package.sh).
+# 3. Runs the import-cycle check, every test of the workspace with nextest (profile `ci` in
+#    .config/nextest.toml: four at a time, at most two failover scenarios), prints the line
+#    coverage of src/ outside demo/ and the ten slowest tests, builds and checks the Debian
+#    package (scripts/package-test.sh), then every fuzz target for a bounded time
+#    (scripts/fuzz.sh). The integration tests start their own mosquitto, VictoriaMetrics and
+#    etcd processes on free loopback ports and stop them by PID when they finish.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+started=$(date +%s)
+log() { printf '\n== %s (at %d s)\n' "$*" $(($(date +%s) - started)); }
 
-log() { printf '\n== %s\n' "$*"; }
+# --- 1. cargo alone ---------------------------------------------------------------------------
+if ! cargo nextest --version >/dev/null 2>&1; then
+  log "Installing cargo-nextest (crates.io)"
+  cargo install cargo-nextest --locked
+fi
+if ! cargo llvm-cov --version >/dev/null 2>&1; then
+  log "Installing cargo-llvm-cov (crates.io)"
+  cargo install cargo-llvm-cov --locked --version 0.9.1
+fi
+# The coverage report reads the profiles with the LLVM of rustc's own version (Debian's
+# llvm-N, installed below), never a toolchain component fetched by rustup.
+llvm=$(rustc -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
+export LLVM_COV=/usr/bin/llvm-cov-$llvm LLVM_PROFDATA=/usr/bin/llvm-profdata-$llvm
 
-log "build with nothing but cargo (PROTOC=/nonexistent)"
-PROTOC=/nonexistent/protoc cargo build --locked --workspace
+log "cargo fmt --check"
+cargo fmt --all -- --check
 
+log "cargo clippy --all-targets -D warnings, with nothing but cargo (PROTOC=/nonexistent)"
+PROTOC=/nonexistent/protoc cargo clippy --locked --workspace --all-targets -- -D warnings
+
+log "cargo doc --no-deps, warnings as errors"
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --quiet
+
+# From here on every build of our crates is instrumented for line coverage.
+eval "$(cargo llvm-cov show-env --sh 2>/dev/null)"
+rm -f target/*.profraw
+
+log "build of every target, with nothing but cargo (PROTOC=/nonexistent)"
+PROTOC=/nonexistent/protoc cargo build --locked --workspace --all-targets
+
+# --- 2. what the tests need -------------------------------------------------------------------
 missing=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
@@ -40,6 +70,7 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 # socat makes the pseudo-terminal pair of the Modbus RTU test (tests/it/modbus.rs).
 command -v socat >/dev/null 2>&1 || missing+=(socat)
+[ -x "$LLVM_COV" ] && [ -x "$LLVM_PROFDATA" ] || missing+=("llvm-$llvm")
 if [ ${#missing[@]} -gt 0 ]; then
   log "Installing ${missing[*]} (Debian packages)"
   SUDO=""
@@ -58,21 +89,39 @@ if ! "$VENV/bin/python" -c 'import paho.mqtt, pymodbus' >/dev/null 2>&1; then
 fi
 export HEATGRID_TEST_PYTHON="$PWD/$VENV/bin/python"
 
-log "cargo fmt --check"
-cargo fmt --all -- --check
-
+# --- 3. checks and tests ----------------------------------------------------------------------
 log "no import cycle between modules (scripts/check-cycles.py)"
 python3 scripts/check-cycles.py --self-test
 python3 scripts/check-cycles.py
 
-log "cargo clippy --all-targets -D warnings"
-cargo clippy --workspace --all-targets -- -D warnings
+log "tests: unit, property and integration (against mosquitto, rumqttd, VictoriaMetrics, etcd, Chromium, Python peers)"
+tests=0
+cargo nextest run --locked --workspace --profile ci || tests=$?
 
-log "cargo test (unit + integration against mosquitto, rumqttd, VictoriaMetrics, Python peers)"
-cargo test --workspace -- --test-threads 2
+log "line coverage of src/ outside demo/ (cargo llvm-cov)"
+cargo llvm-cov report --summary-only \
+  --ignore-filename-regex '(^|/)(demo|simulator|kpi|tests|benches|fuzz)/' | tail -n 2 |
+  awk '$1 == "TOTAL" { print "coverage: " $10 " of " $8 " lines (" $9 " not run)" }'
+
+log "the ten slowest tests"
+python3 - target/nextest/ci/junit.xml <<'PY'
+import sys
+import xml.etree.ElementTree as ET
+cases = [(float(c.get("time", 0)), f"{c.get('classname')} {c.get('name')}")
+         for c in ET.parse(sys.argv[1]).iter("testcase")]
+for t, name in sorted(cases, reverse=True)[:10]:
+    print(f"{t:7.1f} s  {name}")
+print(f"{len(cases)} tests, {sum(t for t, _ in cases):.0f} s of test time in all")
+PY
+[ "$tests" -eq 0 ] || { echo "tests FAILED (nextest exit $tests)" >&2; exit "$tests"; }
 
 log "Debian package: contents, unit, packaged config (scripts/package-test.sh)"
 bash scripts/package-test.sh
 
+# The fuzzers build with their own flags, without the coverage wrapper.
+unset RUSTC_WRAPPER LLVM_PROFILE_FILE CARGO_LLVM_COV CARGO_LLVM_COV_SHOW_ENV \
+  CARGO_LLVM_COV_TARGET_DIR CARGO_LLVM_COV_BUILD_DIR __CARGO_LLVM_COV_RUSTC_WRAPPER \
+  __CARGO_LLVM_COV_RUSTC_WRAPPER_RUSTFLAGS __CARGO_LLVM_COV_RUSTC_WRAPPER_CRATE_NAMES
 log "fuzzing: decode, register_map, config for ${FUZZ_SECONDS:-60} s each (scripts/fuzz.sh)"
 bash scripts/fuzz.sh
+log "done"

@@ -26,13 +26,33 @@ use crate::control::status::StationStatus;
 use crate::model::Mode;
 use crate::stats::Stats;
 
-/// Binds `addr` and serves until `stop` is cancelled. Returns the bound address (port 0 works).
+/// Binds `addr` and serves [`router`] until `stop` is cancelled, at most
+/// [`MAX_CONNECTIONS`] connections at once. Returns the bound address (port 0 works).
 pub async fn serve(
     addr: SocketAddr,
     state: ApiState,
     stop: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let app = Router::new()
+    let app = router(state);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let listener = Capped::new(listener, MAX_CONNECTIONS);
+    let task = tokio::spawn(async move {
+        let shutdown = async move { stop.cancelled().await };
+        let app = app.into_make_service_with_connect_info::<ClientAddr>();
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "Operator API stopped.");
+        }
+    });
+    Ok((bound, task))
+}
+
+/// Every route, behind the sign-in brake and the request timeout.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
         .route("/api/v1/status", get(status))
         .route("/api/v1/stations", get(stations))
         .route("/api/v1/stations/{id}", get(station))
@@ -57,21 +77,7 @@ pub async fn serve(
             super::web::brake,
         ))
         .layer(axum::middleware::from_fn(super::listener::deadline))
-        .with_state(state);
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    let listener = Capped::new(listener, MAX_CONNECTIONS);
-    let task = tokio::spawn(async move {
-        let shutdown = async move { stop.cancelled().await };
-        let app = app.into_make_service_with_connect_info::<ClientAddr>();
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "Operator API stopped.");
-        }
-    });
-    Ok((bound, task))
+        .with_state(state)
 }
 
 fn row(s: &StationStatus, now: i64) -> Value {

@@ -13,6 +13,9 @@ pub mod metrics;
 pub mod peers;
 mod web;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 
 use tokio::sync::watch;

@@ -7,8 +7,10 @@
 //! Each scenario starts everything afresh, waits until every station is commanded, runs 15 s,
 //! injects its fault (about a third into the run), runs on 30 s, then stops the stations,
 //! stops the instances (their spools drain into the database) and hands the evidence to
-//! [`checker`]. All scenarios run in one test, once; `HEATGRID_FAILOVER=kill-owner,term`
-//! runs only those. Every process is stopped by PID; every wait is bounded.
+//! [`checker`]. Each fault is a test of its own (`failover::a_killed_owner_is_replaced`, …):
+//! select some by name with nextest's filter (`cargo nextest run -E 'test(/failover::a_k/)'`),
+//! which fails when the filter matches no test. Every process is stopped by PID; every wait is
+//! bounded.
 
 mod checker;
 mod relay;
@@ -640,37 +642,6 @@ fn evidence(
     }
 }
 
-/// The scenarios `only` names (comma-separated; empty: all). A name that is no scenario is an
-/// error, so a typo never selects nothing and passes.
-fn choose(only: &str) -> Result<Vec<Fault>, String> {
-    if only.trim().is_empty() {
-        return Ok(Fault::ALL.to_vec());
-    }
-    let mut out = Vec::new();
-    for name in only.split(',').map(str::trim) {
-        match Fault::ALL.into_iter().find(|f| f.name() == name) {
-            Some(f) if !out.contains(&f) => out.push(f),
-            Some(_) => {}
-            None => {
-                let known: Vec<&str> = Fault::ALL.iter().map(|f| f.name()).collect();
-                return Err(format!("no scenario {name:?}; known: {}", known.join(", ")));
-            }
-        }
-    }
-    Ok(out)
-}
-
-#[test]
-fn a_misspelt_scenario_selects_nothing_and_is_an_error() {
-    assert_eq!(choose("").unwrap().len(), Fault::ALL.len());
-    assert_eq!(
-        choose("term, kill-owner").unwrap(),
-        vec![Fault::Term, Fault::KillOwner]
-    );
-    let e = choose("term,kil-owner").unwrap_err();
-    assert!(e.contains("kil-owner") && e.contains("kill-owner"), "{e}");
-}
-
 fn percentile(sorted: &[i64], q: f64) -> i64 {
     if sorted.is_empty() {
         return 0;
@@ -678,39 +649,63 @@ fn percentile(sorted: &[i64], q: f64) -> i64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failover_scenarios_keep_every_guarantee() {
-    let only = std::env::var("HEATGRID_FAILOVER").unwrap_or_default();
-    let chosen = choose(&only).unwrap_or_else(|e| panic!("HEATGRID_FAILOVER: {e}"));
-    let (mut passed, mut failed) = (0, 0);
-    let mut report = String::new();
-    for fault in chosen {
-        let started = Instant::now();
-        let out = scenario(fault).await;
-        let mut t = out.takeovers.clone();
-        t.sort_unstable();
+/// Runs `fault`'s scenario and fails on any check that did not hold, with the whole report.
+async fn run(fault: Fault) {
+    let started = Instant::now();
+    let out = scenario(fault).await;
+    let mut t = out.takeovers.clone();
+    t.sort_unstable();
+    let mut report = format!(
+        "{} ({:.0} s; {} partitions taken over after the fault, p50 {:.1} s, max {:.1} s)\n",
+        fault.name(),
+        started.elapsed().as_secs_f64(),
+        t.len(),
+        percentile(&t, 0.5) as f64 / 1000.0,
+        t.last().copied().unwrap_or(0) as f64 / 1000.0,
+    );
+    assert!(!out.checks.is_empty(), "{report}no check ran");
+    let failed = out.checks.iter().filter(|c| !c.passed).count();
+    for c in out.checks {
         report.push_str(&format!(
-            "{} ({:.0} s; {} partitions taken over after the fault, p50 {:.1} s, max {:.1} s)\n",
-            fault.name(),
-            started.elapsed().as_secs_f64(),
-            t.len(),
-            percentile(&t, 0.5) as f64 / 1000.0,
-            t.last().copied().unwrap_or(0) as f64 / 1000.0,
+            "  {} {}: {}\n",
+            if c.passed { "PASS" } else { "FAIL" },
+            c.name,
+            c.detail
         ));
-        for c in out.checks {
-            if c.passed {
-                passed += 1;
-            } else {
-                failed += 1;
-            }
-            report.push_str(&format!(
-                "  {} {}: {}\n",
-                if c.passed { "PASS" } else { "FAIL" },
-                c.name,
-                c.detail
-            ));
-        }
     }
-    eprintln!("{report}{passed} passed, {failed} failed");
+    eprintln!("{report}");
     assert_eq!(failed, 0, "{report}");
+}
+
+/// One test per fault, so that they run side by side (the test command's nextest profile lets
+/// two of them run at once: each drives 300 stations, three instances and three etcd nodes).
+macro_rules! scenarios {
+    ($($test:ident => $fault:expr),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                run($fault).await;
+            }
+        )*
+
+        /// Every fault has its test (a new fault without one fails here).
+        #[test]
+        fn every_fault_has_a_test() {
+            let tested = [$($fault),*];
+            for f in Fault::ALL {
+                assert!(tested.contains(&f), "{} has no test", f.name());
+            }
+        }
+    };
+}
+
+scenarios! {
+    a_killed_owner_is_replaced => Fault::KillOwner,
+    a_paused_owner_is_fenced_then_replaced => Fault::Pause,
+    an_owner_cut_from_etcd_is_fenced_then_replaced => Fault::CutEtcd,
+    an_owner_cut_from_the_broker_keeps_every_guarantee => Fault::CutBroker,
+    a_killed_etcd_leader_keeps_every_guarantee => Fault::KillEtcdLeader,
+    a_stopped_owner_hands_over => Fault::Term,
+    a_joining_instance_takes_its_share => Fault::Join,
+    a_quorum_loss_silences_every_instance_then_recovers => Fault::QuorumLoss,
 }
