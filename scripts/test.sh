@@ -44,8 +44,11 @@ cargo fmt --all -- --check
 log "cargo clippy --all-targets -D warnings, with nothing but cargo (PROTOC=/nonexistent)"
 PROTOC=/nonexistent/protoc cargo clippy --locked --workspace --all-targets -- -D warnings
 
+# The docs are developers' docs: private items are documented and may be linked to; a link
+# that leads nowhere is an error.
 log "cargo doc --no-deps, warnings as errors"
-RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --quiet
+RUSTDOCFLAGS="-D warnings -A rustdoc::private-intra-doc-links" \
+  cargo doc --locked --workspace --no-deps --document-private-items --quiet
 
 # From here on every build of our crates is instrumented for line coverage.
 eval "$(cargo llvm-cov show-env --sh 2>/dev/null)"

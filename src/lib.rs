@@ -25,7 +25,7 @@
 //! * [`api`], [`cli`]: the operator's HTTP API, metrics, audit log; the command line and `top`.
 //! * [`config`]: TOML → each stage's settings.
 //! * Leaves: [`model`] (shared types), [`clock`], [`physics`], [`stats`], [`files`],
-//!   [`backoff`], [`kpi`].
+//!   [`backoff`], [`heatgrid_kpi`] (the scenario KPIs, a crate of the workspace).
 //! * `demo` (feature `demo`): embedded broker + simulator + engine, scenarios, reports.
 
 pub mod alarms;

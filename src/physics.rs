@@ -1,6 +1,6 @@
 //! District-heating arithmetic shared by the controllers and the storage encoder.
 //!
-//! Pure functions, no state. Figures from `domain.md` §3.1: Q[kW] = 1.163 × V[m³/h] × ΔT[K]
+//! Pure functions, no state. Figures from `domain.md` §3.1: Q\[kW\] = 1.163 × V\[m³/h\] × ΔT\[K\]
 //! (water at ~50 °C: ρ·cp / 3600 ≈ 1.163 kJ/(m³·K) per hour).
 
 /// kW per (m³/h · K) for water in the secondary range.

@@ -259,3 +259,107 @@ impl SharedAlarms {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alarms::{AlarmKind, Severity};
+
+    /// The previous owner's kept alarm of `station`: raised at 1000, acknowledged by "ops".
+    fn kept(station: &str) -> Alarm {
+        Alarm {
+            id: 41,
+            station: station.into(),
+            kind: AlarmKind::Stale,
+            severity: Severity::Major,
+            message: "no telemetry".into(),
+            value: 0.0,
+            raised_ms: 1_000,
+            acked_by: Some("ops".into()),
+            acked_ms: Some(2_000),
+            cleared_ms: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_new_owner_adopts_the_kept_alarms_then_keeps_them_under_its_epoch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut book = AlarmBook::open(dir.path().join("alarms.json")).unwrap();
+        let (requests, mut cluster) = mpsc::channel(8);
+        let (mut shared, mut kept_rx) = SharedAlarms::new(&["st-1"], 4, requests);
+        let p = partition_of("st-1", 4);
+
+        // Led under epoch 7: not evaluated until the kept alarms are taken over.
+        assert_eq!(shared.turn(0, "st-1", Some(7), &mut book), Turn::Skip);
+        shared.ask();
+        let Some(StateRequest::Read { prefix, reply }) = cluster.recv().await else {
+            panic!("no read asked");
+        };
+        assert_eq!(prefix, ALARMS_PREFIX);
+        let json = serde_json::to_string(&vec![kept("st-1")]).unwrap();
+        reply
+            .send(Ok(vec![(partition_key(ALARMS_PREFIX, p), json)]))
+            .unwrap();
+        let answer = kept_rx.recv().await.expect("the read's answer");
+        assert!(shared.adopt(answer, &mut book));
+        let active = book.active();
+        assert_eq!(active.len(), 1);
+        assert_eq!(active[0].raised_ms, 1_000, "raise time kept");
+        assert_eq!(
+            active[0].acked_by.as_deref(),
+            Some("ops"),
+            "acknowledgement kept"
+        );
+        assert_eq!(shared.turn(0, "st-1", Some(7), &mut book), Turn::Evaluate);
+
+        // A change is written back under the epoch it was adopted with.
+        shared.changed("st-1");
+        shared.keep(&book);
+        let Some(StateRequest::Write(w)) = cluster.recv().await else {
+            panic!("no write");
+        };
+        assert_eq!((w.partition, w.epoch), (p, 7));
+        assert!(w.puts[0].1.contains("\"ops\""), "{:?}", w.puts);
+
+        // Another instance leads it now: its alarms leave this book, without a clear.
+        assert_eq!(shared.turn(0, "st-1", None, &mut book), Turn::Forgot);
+        assert!(book.active().is_empty());
+        // And an acknowledgement can no longer be kept here.
+        let (done, verdict) = oneshot::channel();
+        shared.keep_now("st-1", &book, done);
+        assert!(verdict.await.unwrap().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_failed_read_is_asked_again_and_a_lost_partition_adopts_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut book = AlarmBook::open(dir.path().join("alarms.json")).unwrap();
+        let (requests, mut cluster) = mpsc::channel(8);
+        let (mut shared, mut kept_rx) = SharedAlarms::new(&["st-1"], 4, requests);
+        assert_eq!(shared.turn(0, "st-1", Some(3), &mut book), Turn::Skip);
+        shared.ask();
+        let Some(StateRequest::Read { reply, .. }) = cluster.recv().await else {
+            panic!("no read asked");
+        };
+        reply.send(Err("etcd: no leader".into())).unwrap();
+        assert!(!shared.adopt(kept_rx.recv().await.unwrap(), &mut book));
+        // Asked again at the next turn.
+        assert_eq!(shared.turn(0, "st-1", Some(3), &mut book), Turn::Skip);
+        shared.ask();
+        let Some(StateRequest::Read { reply, .. }) = cluster.recv().await else {
+            panic!("not asked again");
+        };
+        // Lost meanwhile (a newer epoch elsewhere, then back under another): the old answer
+        // adopts nothing.
+        assert_eq!(shared.turn(0, "st-1", Some(9), &mut book), Turn::Skip);
+        let p = partition_of("st-1", 4);
+        let json = serde_json::to_string(&vec![kept("st-1")]).unwrap();
+        reply
+            .send(Ok(vec![(partition_key(ALARMS_PREFIX, p), json)]))
+            .unwrap();
+        assert!(!shared.adopt(kept_rx.recv().await.unwrap(), &mut book));
+        assert!(book.active().is_empty());
+        // Unreadable kept alarms are an error, not an empty book.
+        assert!(parse(vec![(partition_key(ALARMS_PREFIX, p), "{".into())]).is_err());
+    }
+}

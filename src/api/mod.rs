@@ -1,5 +1,6 @@
 //! The operator's side of a running engine: the HTTP API ([`http`]) behind its connection cap
-//! and request timeout (`listener`), its Prometheus metrics ([`metrics`]) and the audit log of every applied change ([`audit`]).
+//! and request timeout ([`listener`]), its Prometheus metrics ([`metrics`]); the audit log of
+//! every applied change is [`crate::store::audit`].
 //!
 //! Where it sits: it reads the status and alarm views the control task publishes and sends
 //! operator changes to the control task's queue; it never touches a station directly.

@@ -1,7 +1,7 @@
 //! A stage of the running engine for shutdown: its tasks, the token that stops them, and how
 //! long they may take.
 //!
-//! Where it sits: [`super::start`] creates one [`Stage`] per part (control, Modbus, MQTT,
+//! Where it sits: [`super::start()`] creates one [`Stage`] per part (control, Modbus, MQTT,
 //! storage); [`super::EngineHandle::shutdown`] stops them in order and names any that is late.
 
 use std::future::Future;

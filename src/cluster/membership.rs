@@ -304,3 +304,51 @@ async fn renew(client: Client, lease: i64, ttl: Duration, fence: Fence) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_fence_holds_until_its_deadline_and_only_moves_forward() {
+        let ttl = Duration::from_secs(10);
+        let sent = Instant::now();
+        let fence = Fence(Arc::new(Mutex::new(sent + ttl - margin(ttl))));
+        assert_eq!(margin(ttl), Duration::from_secs(2));
+        assert!(fence.holds());
+        tokio::time::sleep(Duration::from_millis(7_900)).await;
+        assert!(fence.holds(), "a renewal's fence lasts TTL − margin");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!fence.holds(), "past TTL − margin nothing is commanded");
+        // A renewal etcd confirmed moves it on; an older one never moves it back.
+        let renewed = Instant::now();
+        fence.extend_to(renewed + ttl - margin(ttl));
+        assert!(fence.holds());
+        fence.extend_to(sent + ttl - margin(ttl));
+        assert_eq!(fence.deadline(), renewed + ttl - margin(ttl));
+        // Clones share it: the dispatcher checks the same deadline the renewals move.
+        let seen_by_dispatcher = fence.clone();
+        tokio::time::sleep(ttl).await;
+        assert!(!seen_by_dispatcher.holds());
+    }
+
+    #[tokio::test]
+    async fn a_lease_shorter_than_two_seconds_is_refused_before_any_request() {
+        let s = MemberSettings {
+            endpoints: vec!["http://127.0.0.1:9".into()],
+            name: "a".into(),
+            partitions: 8,
+            lease_ttl: Duration::from_secs(1),
+            api_addr: "127.0.0.1:1".into(),
+            credentials: None,
+            tls: None,
+        };
+        assert!(matches!(Membership::join(&s).await, Err(JoinError::Ttl(_))));
+        let unreachable = MemberSettings {
+            lease_ttl: Duration::from_secs(10),
+            ..s
+        };
+        let e = Membership::join(&unreachable).await.unwrap_err();
+        assert_eq!(e.brief(), "no etcd endpoint reachable", "{e}");
+    }
+}

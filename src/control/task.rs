@@ -2,7 +2,7 @@
 //! commands to dispatch, applies operator changes, and publishes the status view.
 //!
 //! Where it sits: between ingest and command. Ingest leaves each station's newest accepted
-//! reading in its [`StationSlot`] (and, with control following telemetry, wakes this task with
+//! reading in its [`crate::ingest::slot::StationSlot`] (and, with control following telemetry, wakes this task with
 //! the stations that have one); this task steps the controllers, numbers the commands and
 //! gives them to the [`Dispatcher`]; after each tick it publishes one [`StationStatus`] per
 //! station, which the alarm task and the API read. Nothing here blocks on the network.

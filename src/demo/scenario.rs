@@ -3,7 +3,7 @@
 //!
 //! Where it sits: outside the live data flow. It drives `heatgrid_sim::scenario::run` with a
 //! controller that speaks only the contract — telemetry JSON through heatgrid's decoder into
-//! a [`StationController`] (the same one the engine runs), the command back as contract JSON
+//! a [`crate::control::station::StationController`] (the same one the engine runs), the command back as contract JSON
 //! — so the comparison exercises the real decode and control code, with simulated time
 //! standing in for the wall clock. The KPIs come from the simulator's ground truth.
 

@@ -49,7 +49,7 @@ pub struct StorageConfig {
 }
 
 /// The appending side, cloned into ingest and control.
-/// Records encoded and waiting for one spool append ([`super::StoreHandle::append_points`]).
+/// Records encoded and waiting for one spool append ([`StoreHandle::append_points`]).
 #[derive(Debug, Default)]
 pub struct Points {
     body: Vec<u8>,

@@ -67,7 +67,7 @@ pub(super) fn open_cursor(dir: &Path, seg: u64, off: u64) -> io::Result<File> {
     Ok(file)
 }
 
-/// Bytes read from a segment at a time by [`Reader::next_batch`] (more for a longer line).
+/// Bytes read from a segment at a time by [`super::spool::Reader::next_batch`] (more for a longer line).
 pub(super) const READ_CHUNK: usize = 256 << 10;
 
 /// Bytes of a cursor record: three 20-digit numbers, two spaces and a newline.

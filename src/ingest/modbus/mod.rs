@@ -1,5 +1,5 @@
 //! Modbus stations: register maps ([`map`]), one poller task per station ([`poller`]), and
-//! shared lines ([`line`]: RTU on a serial port or over TCP, or several unit ids behind one
+//! shared lines ([`mod@line`]: RTU on a serial port or over TCP, or several unit ids behind one
 //! gateway address) that carry one request at a time.
 //!
 //! Where it sits: a Modbus station is a second way in and out of the same engine. Its poller
