@@ -551,3 +551,7 @@ impl ControlTask {
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
+
+#[cfg(test)]
+#[path = "task_tests.rs"]
+mod tests;
