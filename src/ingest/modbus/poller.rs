@@ -401,3 +401,7 @@ impl Poller {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "poller_tests.rs"]
+mod tests;

@@ -1,0 +1,260 @@
+//! The poller in-process against a Modbus TCP server of the test's own (tokio-modbus'
+//! server, on port 0): a reading per cycle from a device that answers; timeouts, staleness and
+//! reconnects with backoff from one that never answers; the fall back to block-by-block reads
+//! for one that refuses reads across unmapped registers.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_modbus::server::tcp::Server;
+use tokio_modbus::{ExceptionCode, Request, Response};
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+
+/// How the test device behaves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Device {
+    /// Answers every read.
+    Answers,
+    /// Accepts connections, never answers a request.
+    Silent,
+    /// Refuses a read that spans an unmapped register (ILLEGAL DATA ADDRESS).
+    RefusesGaps,
+}
+
+/// Input registers 0, 1 (supply, return × 0.01) and 3 (flow × 0.01), register 2 unmapped.
+const MAP: &str = r#"
+device = "test"
+address_base = 0
+[[register]]
+field = "supply_temp_c"
+table = "input"
+address = 0
+type = "i16"
+scale = 0.01
+[[register]]
+field = "return_temp_c"
+table = "input"
+address = 1
+type = "i16"
+scale = 0.01
+[[register]]
+field = "flow_m3h"
+table = "input"
+address = 3
+type = "u16"
+scale = 0.01
+"#;
+
+struct Plc {
+    device: Device,
+    requests: Arc<AtomicU64>,
+}
+
+type Reply = Pin<Box<dyn Future<Output = Result<Response, ExceptionCode>> + Send>>;
+
+impl tokio_modbus::server::Service for Plc {
+    type Request = Request<'static>;
+    type Response = Response;
+    type Exception = ExceptionCode;
+    type Future = Reply;
+
+    fn call(&self, req: Self::Request) -> Self::Future {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let values = [5_000u16, 3_500, 0, 2_000];
+        let reply = match (self.device, req) {
+            (Device::Silent, _) => return Box::pin(std::future::pending()),
+            (Device::RefusesGaps, Request::ReadInputRegisters(a, n)) if (a..a + n).contains(&2) => {
+                Err(ExceptionCode::IllegalDataAddress)
+            }
+            (_, Request::ReadInputRegisters(a, n)) => {
+                let (a, n) = (a as usize, n as usize);
+                match values.get(a..a + n) {
+                    Some(v) => Ok(Response::ReadInputRegisters(v.to_vec())),
+                    None => Err(ExceptionCode::IllegalDataAddress),
+                }
+            }
+            _ => Err(ExceptionCode::IllegalFunction),
+        };
+        Box::pin(std::future::ready(reply))
+    }
+}
+
+/// Serves `device` on a loopback port; its address and request counter.
+async fn plc(device: Device) -> (String, Arc<AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let requests = Arc::new(AtomicU64::new(0));
+    let counter = requests.clone();
+    tokio::spawn(async move {
+        let server = Server::new(listener);
+        let on_connected = |stream, _addr| {
+            let plc = Arc::new(Plc {
+                device,
+                requests: counter.clone(),
+            });
+            async move { Ok(Some((plc, stream))) }
+        };
+        let _ = server.serve(&on_connected, |_e| {}).await;
+    });
+    (addr, requests)
+}
+
+struct Polled {
+    slot: Arc<StationSlot>,
+    counters: Arc<Counters>,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    _commands: watch::Sender<Option<Command>>,
+}
+
+/// Polls the device at `addr` every 100 ms with a 50 ms timeout.
+fn poll(dir: &std::path::Path, addr: &str) -> Polled {
+    let stats = Arc::new(Stats::default());
+    let store = StoreHandle::in_dir(dir, stats.clone());
+    let slot = Arc::new(StationSlot::new(
+        0,
+        BTreeMap::new(),
+        Some(5000.0),
+        true,
+        None,
+    ));
+    let counters = slot.modbus.clone().expect("a Modbus slot");
+    let cfg = PollerConfig {
+        station: StationId::new("plc-1").unwrap(),
+        address: addr.to_owned(),
+        transport: Transport::Tcp(addr.to_owned()),
+        frame_gap: None,
+        line: None,
+        unit_id: 1,
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_millis(50),
+        max_registers: 125,
+        coalesce: true,
+        max_gap: 4,
+        map: Arc::new(RegisterMap::parse(MAP).expect("a valid map")),
+    };
+    let (tx, commands) = watch::channel(None);
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(run(
+        cfg,
+        slot.clone(),
+        store,
+        stats,
+        DecodeLimits::default(),
+        Duration::from_secs(10),
+        commands,
+        stop.clone(),
+    ));
+    Polled {
+        slot,
+        counters,
+        stop,
+        task,
+        _commands: tx,
+    }
+}
+
+impl Polled {
+    fn latest_supply(&self) -> Option<f64> {
+        self.slot
+            .latest
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|r| r.supply_temp_c)
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+async fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_device_that_answers_gives_a_reading_per_cycle_in_one_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, _) = plc(Device::Answers).await;
+    let p = poll(dir.path(), &addr);
+    until("a reading", || p.latest_supply().is_some()).await;
+    assert_eq!(p.latest_supply(), Some(50.0));
+    // Registers 0–3 in one read, across the unmapped register 2.
+    assert_eq!(p.counters.requests_per_poll.load(Ordering::Relaxed), 1);
+    assert!(p.slot.comm_error.lock().unwrap().is_none());
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn a_silent_device_times_out_goes_stale_and_is_retried_with_backoff() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, requests) = plc(Device::Silent).await;
+    let p = poll(dir.path(), &addr);
+    until("three timeouts", || {
+        p.counters.timeouts.load(Ordering::Relaxed) >= 3
+    })
+    .await;
+    assert!(
+        p.latest_supply().is_none(),
+        "no reading from a silent device"
+    );
+    let error = p
+        .slot
+        .comm_error
+        .lock()
+        .unwrap()
+        .clone()
+        .unwrap_or_default();
+    assert!(error.contains("no answer within 50 ms"), "{error}");
+    // Each timeout drops the connection, and reconnects wait a growing backoff: over a second
+    // of 100 ms cycles, far fewer requests than cycles.
+    let (c0, r0) = (
+        p.counters.cycles.load(Ordering::Relaxed),
+        requests.load(Ordering::Relaxed),
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cycles = p.counters.cycles.load(Ordering::Relaxed) - c0;
+    let asked = requests.load(Ordering::Relaxed) - r0;
+    assert!(cycles >= 10, "{cycles} cycles");
+    assert!(
+        asked * 2 < cycles,
+        "{asked} requests in {cycles} cycles: no backoff"
+    );
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn a_device_refusing_reads_across_gaps_is_read_block_by_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, _) = plc(Device::RefusesGaps).await;
+    let p = poll(dir.path(), &addr);
+    until("a reading", || p.latest_supply().is_some()).await;
+    // Registers 0–1 and 3 on their own from the first refusal on.
+    assert_eq!(p.counters.requests_per_poll.load(Ordering::Relaxed), 2);
+    assert!(p.slot.comm_error.lock().unwrap().is_none());
+    let exceptions = p.counters.exceptions.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        p.counters.exceptions.load(Ordering::Relaxed),
+        exceptions,
+        "refused again after the fall back"
+    );
+    p.stop().await;
+}
