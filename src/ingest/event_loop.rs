@@ -37,6 +37,11 @@ pub enum Event<'a> {
     /// sent before the loop returns or backs off after an error, if a message came since the
     /// last one.
     BurstEnd,
+    /// The burst's QoS 1 messages were acknowledged to the broker (`manual_acks`): always
+    /// after its [`Event::BurstEnd`] returned, never after a connection error.
+    Acked {
+        count: usize,
+    },
 }
 
 /// What the event loop hands every [`Event`] to, on the event loop's task: it must not block.
@@ -162,18 +167,8 @@ pub async fn run_event_loop(
         s.check_watchdog();
         match polled {
             Ok(Polled::ConnAck) => s.connected(),
-            Ok(Polled::Publish4(p)) => {
-                s.message(&p.topic, &p.payload);
-                if s.settings.manual_acks {
-                    s.unacked.push(Unacked::V311(p));
-                }
-            }
-            Ok(Polled::Publish5(p)) => {
-                s.message(&String::from_utf8_lossy(&p.topic), &p.payload);
-                if s.settings.manual_acks {
-                    s.unacked.push(Unacked::V5(p));
-                }
-            }
+            Ok(Polled::Publish4(p)) => s.publish(Unacked::V311(p)),
+            Ok(Polled::Publish5(p)) => s.publish(Unacked::V5(p)),
             Ok(Polled::SubAck) => s.handler.on_event(Event::Subscribed),
             Ok(Polled::Disconnected) => {
                 s.end_burst();
@@ -221,12 +216,27 @@ impl<H: Handler> Session<H> {
         }
         self.in_burst = false;
         self.handler.on_event(Event::BurstEnd);
+        let count = self.unacked.len();
         for u in self.unacked.drain(..) {
             match (&u, &self.link) {
                 (Unacked::V311(p), Link::V311(c)) => drop(c.try_ack(p)),
                 (Unacked::V5(p), Link::V5(c)) => drop(c.try_ack(p)),
                 _ => {}
             }
+        }
+        if count > 0 {
+            self.handler.on_event(Event::Acked { count });
+        }
+    }
+
+    /// A message: handed over now, acknowledged at the end of its burst (`manual_acks`).
+    fn publish(&mut self, p: Unacked) {
+        match &p {
+            Unacked::V311(m) => self.message(&m.topic, &m.payload),
+            Unacked::V5(m) => self.message(&String::from_utf8_lossy(&m.topic), &m.payload),
+        }
+        if self.settings.manual_acks {
+            self.unacked.push(p);
         }
     }
 
@@ -297,5 +307,98 @@ impl<H: Handler> Session<H> {
         }
         self.connected = false;
         delay
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rumqttc::{MqttOptions, QoS};
+
+    /// A session over a client that is never connected, recording what its handler is told.
+    fn session(manual_acks: bool) -> (Session<impl Handler>, Arc<std::sync::Mutex<Vec<String>>>) {
+        let (client, el) = rumqttc::AsyncClient::new(MqttOptions::new("t", "127.0.0.1", 1), 16);
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let handler = move |ev: Event<'_>| {
+            let text = match ev {
+                Event::Message { topic, .. } => format!("message {topic}"),
+                Event::Acked { count } => format!("acked {count}"),
+                other => format!("{other:?}"),
+            };
+            log.lock().unwrap().push(text);
+        };
+        let settings = LoopSettings {
+            manual_acks,
+            watchdog: None,
+            subscriptions: Vec::new(),
+            presence: None,
+            connect_while: None,
+            down_since: None,
+        };
+        let s = Session {
+            el: EventLoop::V311(Box::new(el)),
+            link: Link::V311(client),
+            settings,
+            handler,
+            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(10)),
+            connected: true,
+            last_message: tokio::time::Instant::now(),
+            in_burst: false,
+            unacked: Vec::new(),
+        };
+        (s, seen)
+    }
+
+    fn telemetry(station: &str) -> Unacked {
+        let topic = format!("heating/station/{station}/telemetry");
+        Unacked::V311(rumqttc::Publish::new(topic, QoS::AtLeastOnce, "{}"))
+    }
+
+    #[tokio::test]
+    async fn a_burst_is_acknowledged_only_after_its_end_was_handled() {
+        let (mut s, seen) = session(true);
+        s.publish(telemetry("st-1"));
+        s.publish(telemetry("st-2"));
+        assert_eq!(s.unacked.len(), 2, "held until the burst ends");
+        s.end_burst();
+        s.end_burst(); // no burst open: nothing more
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                "message heating/station/st-1/telemetry",
+                "message heating/station/st-2/telemetry",
+                "BurstEnd",
+                "acked 2"
+            ]
+        );
+        assert!(s.unacked.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_connection_error_ends_the_burst_without_acknowledging_it() {
+        let (mut s, seen) = session(true);
+        s.publish(telemetry("st-1"));
+        let e = LinkError::Connection(Box::new(rumqttc::ConnectionError::NetworkTimeout));
+        let delay = s.failed(&e);
+        assert!(delay > Duration::ZERO && delay <= Duration::from_millis(100));
+        assert_eq!(
+            *seen.lock().unwrap(),
+            ["message heating/station/st-1/telemetry", "BurstEnd"],
+            "the broker redelivers what was not acknowledged"
+        );
+        assert!(s.unacked.is_empty() && !s.connected);
+    }
+
+    #[tokio::test]
+    async fn without_manual_acks_nothing_waits() {
+        let (mut s, seen) = session(false);
+        s.publish(telemetry("st-1"));
+        assert!(s.unacked.is_empty());
+        s.end_burst();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            ["message heating/station/st-1/telemetry", "BurstEnd"]
+        );
     }
 }

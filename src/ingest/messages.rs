@@ -388,6 +388,7 @@ impl Handler for Ingest {
             }
             Event::Message { topic, payload } => self.on_message(topic, payload, now_ms()),
             Event::BurstEnd => self.flush(),
+            Event::Acked { .. } => {}
         }
     }
 }
