@@ -1,7 +1,8 @@
 //! The poller in-process against a Modbus TCP server of the test's own (tokio-modbus'
 //! server, on port 0): a reading per cycle from a device that answers; timeouts, staleness and
 //! reconnects with backoff from one that never answers; the fall back to block-by-block reads
-//! for one that refuses reads across unmapped registers.
+//! for one that refuses reads across unmapped registers; commands written to its holding
+//! registers and acknowledged only once it confirmed them, one that does not fit refused.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -51,11 +52,26 @@ table = "input"
 address = 3
 type = "u16"
 scale = 0.01
+[[register]]
+field = "supply_setpoint_c"
+table = "holding"
+address = 10
+type = "i16"
+scale = 0.01
+access = "read_write"
+[[register]]
+field = "valve_pct"
+table = "holding"
+address = 11
+type = "u16"
+scale = 0.1
+access = "read_write"
 "#;
 
 struct Plc {
     device: Device,
     requests: Arc<AtomicU64>,
+    written: Arc<std::sync::Mutex<Vec<(u16, Vec<u16>)>>>,
 }
 
 type Reply = Pin<Box<dyn Future<Output = Result<Response, ExceptionCode>> + Send>>;
@@ -74,6 +90,11 @@ impl tokio_modbus::server::Service for Plc {
             (Device::RefusesGaps, Request::ReadInputRegisters(a, n)) if (a..a + n).contains(&2) => {
                 Err(ExceptionCode::IllegalDataAddress)
             }
+            (_, Request::WriteMultipleRegisters(a, words)) => {
+                let n = words.len() as u16;
+                self.written.lock().unwrap().push((a, words.into_owned()));
+                Ok(Response::WriteMultipleRegisters(a, n))
+            }
             (_, Request::ReadInputRegisters(a, n)) => {
                 let (a, n) = (a as usize, n as usize);
                 match values.get(a..a + n) {
@@ -87,24 +108,34 @@ impl tokio_modbus::server::Service for Plc {
     }
 }
 
+type Written = Arc<std::sync::Mutex<Vec<(u16, Vec<u16>)>>>;
+
 /// Serves `device` on a loopback port; its address and request counter.
 async fn plc(device: Device) -> (String, Arc<AtomicU64>) {
+    let (addr, requests, _) = plc_recording(device).await;
+    (addr, requests)
+}
+
+/// As [`plc`], with the writes it took.
+async fn plc_recording(device: Device) -> (String, Arc<AtomicU64>, Written) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let requests = Arc::new(AtomicU64::new(0));
-    let counter = requests.clone();
+    let written: Written = Arc::default();
+    let (counter, record) = (requests.clone(), written.clone());
     tokio::spawn(async move {
         let server = Server::new(listener);
         let on_connected = |stream, _addr| {
             let plc = Arc::new(Plc {
                 device,
                 requests: counter.clone(),
+                written: record.clone(),
             });
             async move { Ok(Some((plc, stream))) }
         };
         let _ = server.serve(&on_connected, |_e| {}).await;
     });
-    (addr, requests)
+    (addr, requests, written)
 }
 
 struct Polled {
@@ -112,7 +143,7 @@ struct Polled {
     counters: Arc<Counters>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
-    _commands: watch::Sender<Option<Command>>,
+    commands: watch::Sender<Option<Command>>,
 }
 
 /// Polls the device at `addr` every 100 ms with a 50 ms timeout.
@@ -158,7 +189,7 @@ fn poll(dir: &std::path::Path, addr: &str) -> Polled {
         counters,
         stop,
         task,
-        _commands: tx,
+        commands: tx,
     }
 }
 
@@ -256,5 +287,58 @@ async fn a_device_refusing_reads_across_gaps_is_read_block_by_block() {
         exceptions,
         "refused again after the fall back"
     );
+    p.stop().await;
+}
+
+fn command(seq: u64, setpoint: f64, valve: f64) -> Command {
+    Command {
+        seq,
+        ts: crate::clock::now_ms(),
+        mode: crate::model::Mode::Auto,
+        supply_setpoint_c: setpoint,
+        valve_pct: valve,
+        pump_pct: 60.0,
+        flow_setpoint_m3h: 20.0,
+        valid_for_s: 60,
+        epoch: None,
+    }
+}
+
+#[tokio::test]
+async fn a_command_is_written_and_acknowledged_once_the_device_confirmed_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, _, written) = plc_recording(Device::Answers).await;
+    let p = poll(dir.path(), &addr);
+    p.commands.send_replace(Some(command(7, 55.5, 42.0)));
+    until("the write confirmed", || {
+        p.slot.acked_seq.load(Ordering::Relaxed) == 7
+    })
+    .await;
+    // Registers 10 and 11 in one write: 55.5 / 0.01 and 42.0 / 0.1.
+    assert_eq!(*written.lock().unwrap(), [(10, vec![5_550, 420])]);
+    assert_eq!(p.counters.writes_ok.load(Ordering::Relaxed), 1);
+    assert!(p.slot.ack_error.lock().unwrap().is_none());
+    // A value the register cannot hold (an i16 × 0.01 past 327.67) is refused, not written.
+    p.commands.send_replace(Some(command(8, 400.0, 42.0)));
+    until("the refusal", || p.slot.ack_error.lock().unwrap().is_some()).await;
+    let error = p.slot.ack_error.lock().unwrap().clone().unwrap_or_default();
+    assert!(error.starts_with("seq 8:"), "{error}");
+    assert_eq!(p.slot.acked_seq.load(Ordering::Relaxed), 7);
+    assert_eq!(written.lock().unwrap().len(), 1, "nothing more written");
+    p.stop().await;
+}
+
+#[tokio::test]
+async fn a_command_to_a_silent_device_is_not_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (addr, _) = plc(Device::Silent).await;
+    let p = poll(dir.path(), &addr);
+    p.commands.send_replace(Some(command(3, 55.0, 40.0)));
+    until("a failed write", || {
+        p.counters.write_failures.load(Ordering::Relaxed) >= 1
+    })
+    .await;
+    assert_eq!(p.slot.acked_seq.load(Ordering::Relaxed), 0);
+    assert_eq!(p.counters.writes_ok.load(Ordering::Relaxed), 0);
     p.stop().await;
 }
