@@ -71,7 +71,7 @@ access = "read_write"
 struct Plc {
     device: Device,
     requests: Arc<AtomicU64>,
-    written: Arc<std::sync::Mutex<Vec<(u16, Vec<u16>)>>>,
+    written: Written,
 }
 
 type Reply = Pin<Box<dyn Future<Output = Result<Response, ExceptionCode>> + Send>>;
