@@ -342,3 +342,96 @@ async fn a_command_to_a_silent_device_is_not_acknowledged() {
     assert_eq!(p.counters.writes_ok.load(Ordering::Relaxed), 0);
     p.stop().await;
 }
+
+/// Units behind one gateway address: unit 1 answers, unit 2 is dead (no reply).
+struct Gateway;
+
+type GatewayReply = Pin<Box<dyn Future<Output = Result<Option<Response>, ExceptionCode>> + Send>>;
+
+impl tokio_modbus::server::Service for Gateway {
+    type Request = tokio_modbus::SlaveRequest<'static>;
+    type Response = Option<Response>;
+    type Exception = ExceptionCode;
+    type Future = GatewayReply;
+
+    fn call(&self, req: Self::Request) -> Self::Future {
+        let reply = match (req.slave, req.request) {
+            (1, Request::ReadInputRegisters(0, 4)) => Ok(Some(Response::ReadInputRegisters(vec![
+                4_800, 3_300, 0, 1_500,
+            ]))),
+            (1, _) => Err(ExceptionCode::IllegalFunction),
+            _ => Ok(None),
+        };
+        Box::pin(std::future::ready(reply))
+    }
+}
+
+#[tokio::test]
+async fn units_on_a_shared_line_are_polled_through_it_and_a_dead_one_goes_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let server = Server::new(listener);
+        let on_connected = |stream, _addr| async move { Ok(Some((Arc::new(Gateway), stream))) };
+        let _ = server.serve(&on_connected, |_e| {}).await;
+    });
+    let stop = CancellationToken::new();
+    let transport = Transport::Tcp(addr.clone());
+    let (handle, line_task) = line::spawn(transport, Duration::ZERO, 2, stop.clone());
+    tokio::spawn(line_task);
+    let unit = |n: u8| {
+        let stats = Arc::new(Stats::default());
+        let store = StoreHandle::in_dir(&dir.path().join(format!("u{n}")), stats.clone());
+        let slot = Arc::new(StationSlot::new(
+            0,
+            BTreeMap::new(),
+            Some(5000.0),
+            true,
+            None,
+        ));
+        let cfg = PollerConfig {
+            station: StationId::new(&format!("unit-{n}")).unwrap(),
+            address: addr.clone(),
+            transport: Transport::Tcp(addr.clone()),
+            frame_gap: None,
+            line: Some(handle.clone()),
+            unit_id: n,
+            interval: Duration::from_millis(100),
+            timeout: Duration::from_millis(50),
+            max_registers: 125,
+            coalesce: true,
+            max_gap: 4,
+            map: Arc::new(RegisterMap::parse(MAP).unwrap()),
+        };
+        let (tx, commands) = watch::channel(None);
+        let task = tokio::spawn(run(
+            cfg,
+            slot.clone(),
+            store,
+            stats,
+            DecodeLimits::default(),
+            Duration::from_secs(10),
+            commands,
+            stop.clone(),
+        ));
+        (slot, tx, task)
+    };
+    let (live, _tx1, t1) = unit(1);
+    let (dead, _tx2, t2) = unit(2);
+    let supply = |s: &StationSlot| s.latest.lock().unwrap().as_ref().map(|r| r.supply_temp_c);
+    until("unit 1 read through the line", || {
+        supply(&live) == Some(48.0)
+    })
+    .await;
+    let dead_counters = dead.modbus.clone().unwrap();
+    until("unit 2 timed out", || {
+        dead_counters.timeouts.load(Ordering::Relaxed) >= 2
+    })
+    .await;
+    assert!(supply(&dead).is_none(), "no reading from a dead unit");
+    assert!(dead.comm_error.lock().unwrap().is_some());
+    assert!(live.comm_error.lock().unwrap().is_none());
+    stop.cancel();
+    let _ = (t1.await, t2.await);
+}
