@@ -2,7 +2,8 @@
 # Every check and test of heatgrid, on a fresh machine: the README's test command.
 #
 # 1. With cargo alone, before any system package: installs the test runner (cargo-nextest)
-#    and the coverage tool (cargo-llvm-cov) from crates.io if missing; cargo fmt --check;
+#    and the coverage tool (cargo-llvm-cov) from crates.io if missing; cargo fmt --check; the
+#    import-cycle check (scripts/check-cycles.py);
 #    clippy -D warnings and the build of every target, both with PROTOC pointing at nothing
 #    (a dependency that wants a system tool fails here); cargo doc with warnings as errors.
 #    The build is instrumented for line coverage, and the tests and the package reuse it.
@@ -13,7 +14,7 @@
 #    for the Modbus RTU test), the LLVM tools of rustc's LLVM version (the coverage report),
 #    and a Python virtualenv with paho-mqtt and pymodbus for the independent peers
 #    (tests/peers/station.py, plc.py); cargo-deb comes from crates.io (scripts/package.sh).
-# 3. Runs the import-cycle check, every test of the workspace with nextest (profile `ci` in
+# 3. Runs every test of the workspace with nextest (profile `ci` in
 #    .config/nextest.toml: four at a time, at most two failover scenarios), prints the line
 #    coverage of src/ outside demo/ and the ten slowest tests, builds and checks the Debian
 #    package (scripts/package-test.sh), then every fuzz target for a bounded time
@@ -40,6 +41,10 @@ export LLVM_COV=/usr/bin/llvm-cov-$llvm LLVM_PROFDATA=/usr/bin/llvm-profdata-$ll
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
+
+log "no import cycle between modules (scripts/check-cycles.py)"
+python3 scripts/check-cycles.py --self-test
+python3 scripts/check-cycles.py
 
 log "cargo clippy --all-targets -D warnings, with nothing but cargo (PROTOC=/nonexistent)"
 PROTOC=/nonexistent/protoc cargo clippy --locked --workspace --all-targets -- -D warnings
@@ -93,10 +98,6 @@ fi
 export HEATGRID_TEST_PYTHON="$PWD/$VENV/bin/python"
 
 # --- 3. checks and tests ----------------------------------------------------------------------
-log "no import cycle between modules (scripts/check-cycles.py)"
-python3 scripts/check-cycles.py --self-test
-python3 scripts/check-cycles.py
-
 log "tests: unit, property and integration (against mosquitto, rumqttd, VictoriaMetrics, etcd, Chromium, Python peers)"
 tests=0
 cargo nextest run --locked --workspace --profile ci || tests=$?

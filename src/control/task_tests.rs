@@ -14,6 +14,7 @@ use crate::command::dispatch::{Numbering, Route};
 use crate::command::seq::SeqStore;
 use crate::control::change::{Change, ChangeRequest};
 use crate::control::fleet::Station;
+use crate::control::station::tests::params;
 use crate::control::station::StationController;
 use crate::ingest::mqtt::Link;
 use crate::ingest::slot::{self, Gathered, StationSlot};
@@ -34,14 +35,8 @@ struct Rig {
     task: tokio::task::JoinHandle<()>,
 }
 
-/// One station, `st-1`, with the example config's parameters, commanded over a Modbus route.
+/// One station, `st-1`, with the controller tests' parameters, commanded over a Modbus route.
 fn rig(dir: &std::path::Path) -> Rig {
-    let cfg = crate::config::Config::parse(
-        "[mqtt]\nhost = \"127.0.0.1\"\n[[station]]\nid = \"st-1\"\nheated_area_m2 = 5000\n",
-        &|_| None,
-    )
-    .expect("a valid config");
-    let c = &cfg.stations[0];
     let stats = Arc::new(Stats::default());
     let store = StoreHandle::in_dir(dir, stats.clone());
     let slot = Arc::new(StationSlot::new(
@@ -51,7 +46,7 @@ fn rig(dir: &std::path::Path) -> Rig {
         true,
         None,
     ));
-    let ctrl = StationController::new(c.params.clone(), TICK.as_secs_f64());
+    let ctrl = StationController::new(params(), TICK.as_secs_f64());
     let id = StationId::new("st-1").expect("an id");
     let station = Station::new(
         id.clone(),

@@ -146,8 +146,26 @@ struct Polled {
     commands: watch::Sender<Option<Command>>,
 }
 
-/// Polls the device at `addr` every 100 ms with a 50 ms timeout.
-fn poll(dir: &std::path::Path, addr: &str) -> Polled {
+/// Unit `unit` at `addr` (on `line` if given), polled every 100 ms with a 50 ms timeout.
+fn config(addr: &str, unit: u8, line: Option<LineHandle>) -> PollerConfig {
+    PollerConfig {
+        station: StationId::new(&format!("plc-{unit}")).unwrap(),
+        address: addr.to_owned(),
+        transport: Transport::Tcp(addr.to_owned()),
+        frame_gap: None,
+        line,
+        unit_id: unit,
+        interval: Duration::from_millis(100),
+        timeout: Duration::from_millis(50),
+        max_registers: 125,
+        coalesce: true,
+        max_gap: 4,
+        map: Arc::new(RegisterMap::parse(MAP).expect("a valid map")),
+    }
+}
+
+/// Starts polling as `cfg` says, storing under `dir`.
+fn start(dir: &std::path::Path, cfg: PollerConfig) -> Polled {
     let stats = Arc::new(Stats::default());
     let store = StoreHandle::in_dir(dir, stats.clone());
     let slot = Arc::new(StationSlot::new(
@@ -158,20 +176,6 @@ fn poll(dir: &std::path::Path, addr: &str) -> Polled {
         None,
     ));
     let counters = slot.modbus.clone().expect("a Modbus slot");
-    let cfg = PollerConfig {
-        station: StationId::new("plc-1").unwrap(),
-        address: addr.to_owned(),
-        transport: Transport::Tcp(addr.to_owned()),
-        frame_gap: None,
-        line: None,
-        unit_id: 1,
-        interval: Duration::from_millis(100),
-        timeout: Duration::from_millis(50),
-        max_registers: 125,
-        coalesce: true,
-        max_gap: 4,
-        map: Arc::new(RegisterMap::parse(MAP).expect("a valid map")),
-    };
     let (tx, commands) = watch::channel(None);
     let stop = CancellationToken::new();
     let task = tokio::spawn(run(
@@ -191,6 +195,11 @@ fn poll(dir: &std::path::Path, addr: &str) -> Polled {
         task,
         commands: tx,
     }
+}
+
+/// Polls the device at `addr` on a connection of its own.
+fn poll(dir: &std::path::Path, addr: &str) -> Polled {
+    start(dir, config(addr, 1, None))
 }
 
 impl Polled {
@@ -381,57 +390,25 @@ async fn units_on_a_shared_line_are_polled_through_it_and_a_dead_one_goes_stale(
     let (handle, line_task) = line::spawn(transport, Duration::ZERO, 2, stop.clone());
     tokio::spawn(line_task);
     let unit = |n: u8| {
-        let stats = Arc::new(Stats::default());
-        let store = StoreHandle::in_dir(&dir.path().join(format!("u{n}")), stats.clone());
-        let slot = Arc::new(StationSlot::new(
-            0,
-            BTreeMap::new(),
-            Some(5000.0),
-            true,
-            None,
-        ));
-        let cfg = PollerConfig {
-            station: StationId::new(&format!("unit-{n}")).unwrap(),
-            address: addr.clone(),
-            transport: Transport::Tcp(addr.clone()),
-            frame_gap: None,
-            line: Some(handle.clone()),
-            unit_id: n,
-            interval: Duration::from_millis(100),
-            timeout: Duration::from_millis(50),
-            max_registers: 125,
-            coalesce: true,
-            max_gap: 4,
-            map: Arc::new(RegisterMap::parse(MAP).unwrap()),
-        };
-        let (tx, commands) = watch::channel(None);
-        let task = tokio::spawn(run(
-            cfg,
-            slot.clone(),
-            store,
-            stats,
-            DecodeLimits::default(),
-            Duration::from_secs(10),
-            commands,
-            stop.clone(),
-        ));
-        (slot, tx, task)
+        let dir = dir.path().join(format!("u{n}"));
+        start(&dir, config(&addr, n, Some(handle.clone())))
     };
-    let (live, _tx1, t1) = unit(1);
-    let (dead, _tx2, t2) = unit(2);
-    let supply = |s: &StationSlot| s.latest.lock().unwrap().as_ref().map(|r| r.supply_temp_c);
+    let (live, dead) = (unit(1), unit(2));
     until("unit 1 read through the line", || {
-        supply(&live) == Some(48.0)
+        live.latest_supply() == Some(48.0)
     })
     .await;
-    let dead_counters = dead.modbus.clone().unwrap();
     until("unit 2 timed out", || {
-        dead_counters.timeouts.load(Ordering::Relaxed) >= 2
+        dead.counters.timeouts.load(Ordering::Relaxed) >= 2
     })
     .await;
-    assert!(supply(&dead).is_none(), "no reading from a dead unit");
-    assert!(dead.comm_error.lock().unwrap().is_some());
-    assert!(live.comm_error.lock().unwrap().is_none());
+    assert!(
+        dead.latest_supply().is_none(),
+        "no reading from a dead unit"
+    );
+    assert!(dead.slot.comm_error.lock().unwrap().is_some());
+    assert!(live.slot.comm_error.lock().unwrap().is_none());
+    live.stop().await;
+    dead.stop().await;
     stop.cancel();
-    let _ = (t1.await, t2.await);
 }
