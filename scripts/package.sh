@@ -24,7 +24,10 @@ if [ "$profile" = release ]; then
   cargo build --release --bin heatgrid
   bin=target/release/heatgrid
 else
-  cargo build --bin heatgrid
+  # The build the test command made of every target: the same features (a build of the
+  # binary alone would resolve the dependencies' features without the dev-dependencies and
+  # rebuild them).
+  cargo build --workspace --all-targets
   bin=target/debug/heatgrid
 fi
 

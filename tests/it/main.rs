@@ -8,6 +8,7 @@ mod closed_loop;
 mod cluster;
 mod coordinator;
 mod diagnose;
+mod docs;
 mod durability;
 mod etcd;
 mod failover;
