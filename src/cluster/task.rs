@@ -30,7 +30,7 @@ use tracing::{info, warn};
 
 use super::membership::{Fence, JoinError, MemberSettings, Membership};
 use super::ownership::Candidate;
-use super::partition::ranking;
+use super::partition::{decide, ranking, Step};
 use super::state::StateRequest;
 use super::view::{read_cluster, ClusterView, PartitionRow, Takeover};
 use crate::backoff::Backoff;
@@ -453,124 +453,5 @@ impl<P: Partitions> ClusterTask<P> {
             }
             !same
         });
-    }
-}
-
-/// What an instance does about one partition at one read of etcd.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
-    /// It led with `epoch`, and the queue no longer shows its key first with that epoch (its
-    /// key was deleted, or the lease expired and came back): stop commanding at once.
-    Lost { epoch: u64 },
-    /// It leads, is not the partition's first choice, and the first choice is queued behind
-    /// it: step aside (a planned handover, without waiting for a lease).
-    HandOver,
-    /// It leads and keeps leading.
-    Keep,
-    /// Its key heads the queue and it is one of the two it belongs to: lead.
-    Lead,
-    /// It should be queued (first or second choice) and is not: stand for the partition.
-    Stand,
-    /// It is queued but no longer among the two choices (a member joined): leave the queue.
-    Withdraw,
-    /// Queued as it should be, behind another: wait (and remember since when).
-    Wait,
-}
-
-/// The partition rule, as a pure function: `me` on `lease`, the partition's members `ranked`
-/// (first choice first), its queue `row` as etcd shows it, and the epoch this instance leads
-/// it with (`None`: not leading).
-fn decide(me: &str, lease: i64, ranked: &[&str], row: &PartitionRow, led: Option<u64>) -> Step {
-    let rank = ranked.iter().position(|n| *n == me);
-    let want = rank.is_some_and(|r| r < 2);
-    let heads = row.leases.first() == Some(&lease);
-    let queued = row.leases.contains(&lease);
-    if let Some(epoch) = led {
-        if !heads || row.epoch != Some(epoch) {
-            return Step::Lost { epoch };
-        }
-        let first = ranked.first().copied();
-        if rank != Some(0) && first.is_some_and(|f| row.standby.iter().any(|s| s == f)) {
-            return Step::HandOver;
-        }
-        return Step::Keep;
-    }
-    match (heads, want, queued) {
-        (true, true, _) => Step::Lead,
-        (_, true, false) => Step::Stand,
-        (_, false, true) => Step::Withdraw,
-        (_, true, true) => Step::Wait,
-        (_, false, false) => Step::Keep,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Partition 0's queue: `(name, lease)` in creation order, the first leading at `epoch`.
-    fn row(queue: &[(&str, i64)], epoch: u64) -> PartitionRow {
-        PartitionRow {
-            partition: 0,
-            leader: queue.first().map(|(n, _)| (*n).to_owned()),
-            epoch: queue.first().map(|_| epoch),
-            standby: queue.iter().skip(1).map(|(n, _)| (*n).to_owned()).collect(),
-            leases: queue.iter().map(|(_, l)| *l).collect(),
-        }
-    }
-
-    const RANKED: [&str; 3] = ["a", "b", "c"];
-
-    #[test]
-    fn the_first_two_choices_queue_and_the_head_leads() {
-        let empty = row(&[], 0);
-        assert_eq!(decide("a", 1, &RANKED, &empty, None), Step::Stand);
-        assert_eq!(decide("b", 2, &RANKED, &empty, None), Step::Stand);
-        // The third choice stays out of the queue.
-        assert_eq!(decide("c", 3, &RANKED, &empty, None), Step::Keep);
-        let q = row(&[("b", 2), ("a", 1)], 40);
-        assert_eq!(decide("b", 2, &RANKED, &q, None), Step::Lead);
-        assert_eq!(decide("a", 1, &RANKED, &q, None), Step::Wait);
-        // Queued though no longer a choice (a member joined ahead): leave.
-        assert_eq!(
-            decide("c", 3, &RANKED, &row(&[("c", 3)], 9), None),
-            Step::Withdraw
-        );
-    }
-
-    #[test]
-    fn a_leader_hands_over_to_the_first_choice_once_it_is_queued() {
-        // b leads; a, the first choice, is not queued yet: b keeps leading.
-        assert_eq!(
-            decide("b", 2, &RANKED, &row(&[("b", 2)], 40), Some(40)),
-            Step::Keep
-        );
-        // a is queued behind b: b steps aside.
-        let q = row(&[("b", 2), ("a", 1)], 40);
-        assert_eq!(decide("b", 2, &RANKED, &q, Some(40)), Step::HandOver);
-        // The first choice itself never hands over.
-        let q = row(&[("a", 1), ("b", 2)], 41);
-        assert_eq!(decide("a", 1, &RANKED, &q, Some(41)), Step::Keep);
-    }
-
-    #[test]
-    fn a_lead_is_dropped_the_moment_the_queue_disagrees() {
-        // Its key is gone (deleted, or its lease expired): another heads the queue.
-        let q = row(&[("a", 1)], 50);
-        assert_eq!(
-            decide("b", 2, &RANKED, &q, Some(40)),
-            Step::Lost { epoch: 40 }
-        );
-        // Its lease heads the queue again, but with a newer key: a new epoch, not the old one.
-        let q = row(&[("b", 2)], 55);
-        assert_eq!(
-            decide("b", 2, &RANKED, &q, Some(40)),
-            Step::Lost { epoch: 40 }
-        );
-        // An empty queue (etcd lost everything) is no lead either.
-        assert_eq!(
-            decide("b", 2, &RANKED, &row(&[], 0), Some(40)),
-            Step::Lost { epoch: 40 }
-        );
     }
 }
