@@ -31,6 +31,10 @@ pub struct Stats {
     pub spool_oldest_ts_ms: AtomicU64,
     /// Duration of the last successful write, µs.
     pub store_write_us: AtomicU64,
+    /// Cluster: messages whose acknowledgement waits for their points to be written (gauge),
+    /// and those acknowledged before (the database out, or held too long).
+    pub acks_held: AtomicU64,
+    pub acks_unwritten: AtomicU64,
     pub mqtt_connects: AtomicU64,
     /// Subscriptions the broker confirmed (SUBACK), over all connections.
     pub mqtt_subacks: AtomicU64,

@@ -196,6 +196,16 @@ fn control_metrics(s: &Stats) -> Vec<Metric<'_>> {
             Counter(g(&s.mqtt_watchdog)),
         ),
         (
+            "heatgrid_mqtt_acks_held",
+            "Cluster: messages whose acknowledgement waits for their points to be written",
+            gauge_u(g(&s.acks_held)),
+        ),
+        (
+            "heatgrid_mqtt_acks_before_write",
+            "Cluster: messages acknowledged before their points were written (database out or slow)",
+            Counter(g(&s.acks_unwritten)),
+        ),
+        (
             "heatgrid_control_latency_seconds",
             "Control following telemetry: time from a reading's acceptance to its command queued",
             Seconds(&s.control_latency),

@@ -33,7 +33,7 @@ use crate::cluster::state::StateRequest;
 use crate::cluster::task::{ClusterTask, Partitions};
 use crate::cluster::view::ClusterView;
 use crate::command::dispatch::{Lead, Leads, Numbering};
-use crate::ingest::event_loop::{run_event_loop, LoopSettings};
+use crate::ingest::event_loop::{run_event_loop, Acks, LoopSettings};
 use crate::ingest::mqtt::{self, Link, MqttConfig};
 use crate::ingest::slot::{StationSlot, Weather};
 use crate::ingest::Ingest;
@@ -41,6 +41,11 @@ use crate::model::StationId;
 
 /// How long a lost partition's session has to send its DISCONNECT before it is cut.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// The longest a partition session holds a message's acknowledgement waiting for its point
+/// to be written (a database that answers this slowly is treated as out): beyond it the
+/// message is acknowledged from the spool, and the readings keep flowing to control.
+const ACK_HOLD: Duration = Duration::from_secs(10);
 
 /// An instance whose own broker connection has been down this long hands its partitions
 /// over: it could neither hear its stations nor command them.
@@ -196,7 +201,11 @@ impl Partitions for EnginePartitions {
         );
         let leads = self.leads.subscribe();
         let settings = LoopSettings {
-            manual_acks: true,
+            acks: Acks::AfterWrite {
+                spool: self.common.store.spool().clone(),
+                hold: ACK_HOLD,
+                stats: self.common.stats.clone(),
+            },
             watchdog: Some(self.mqtt.watchdog),
             subscriptions: ingest.station_subscriptions(),
             presence: None,

@@ -12,7 +12,7 @@ use tracing::info;
 use super::common::Common;
 use super::stage::Stage;
 use crate::config::Config;
-use crate::ingest::event_loop::{run_event_loop, LoopSettings};
+use crate::ingest::event_loop::{run_event_loop, Acks, LoopSettings};
 use crate::ingest::modbus::line::LineHandle;
 use crate::ingest::mqtt::{self, Link, Presence};
 use crate::ingest::slot::{StationSlot, Weather};
@@ -67,7 +67,11 @@ pub(super) fn start_mqtt(
         Some(_) => ingest.shared_subscriptions(),
     };
     let settings = LoopSettings {
-        manual_acks: mqtt_cfg.ack_after_spool,
+        acks: if mqtt_cfg.ack_after_spool {
+            Acks::AfterBurst
+        } else {
+            Acks::Auto
+        },
         // The weather may be silent for long: no watchdog without telemetry on this session.
         watchdog: cfg.cluster.is_none().then_some(cfg.mqtt.watchdog),
         subscriptions,

@@ -29,9 +29,11 @@ use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+
+use tokio::sync::watch;
 
 use super::segment::{
     count_lines, open_cursor, read_cursor, repair_tail, seg_path, write_cursor, READ_CHUNK,
@@ -62,6 +64,17 @@ pub enum SpoolError {
     Full { bytes: u64, max: u64 },
     #[error("spool I/O error: {0}")]
     Io(#[from] io::Error),
+}
+
+/// How far the writer got, for whoever waits on it (a cluster partition's session holds
+/// its acknowledgements to the broker until its points are written: `ingest::event_loop`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Lines confirmed by the database (or set aside as dead letters) since the spool was
+    /// opened: every line at a [`Spool::position`] up to this one is written.
+    pub written: u64,
+    /// The last write failed and the writer is retrying: the database is out.
+    pub failing: bool,
 }
 
 /// Depth figures for logs and the status view.
@@ -97,6 +110,12 @@ pub struct Spool {
     pending_points: AtomicU64,
     appended: tokio::sync::Notify,
     wake_at: AtomicU64,
+    /// Lines appended since the spool was opened, counting those found in it then.
+    appended_lines: AtomicU64,
+    progress: watch::Sender<Progress>,
+    /// Someone waits for what is in the spool: the writer writes it without waiting for its
+    /// flush interval.
+    hurry: AtomicBool,
 }
 
 impl Spool {
@@ -156,6 +175,9 @@ impl Spool {
             pending_points: AtomicU64::new(pending_points),
             appended: tokio::sync::Notify::new(),
             wake_at: AtomicU64::new(1),
+            appended_lines: AtomicU64::new(pending_points),
+            progress: watch::Sender::new(Progress::default()),
+            hurry: AtomicBool::new(false),
         }))
     }
 
@@ -188,6 +210,8 @@ impl Spool {
             inner.unsynced = true;
         }
         inner.pending_bytes += len;
+        // Under the lock: positions follow the order of the lines in the files.
+        self.appended_lines.fetch_add(lines, Ordering::Relaxed);
         let seg_len = {
             let seg = inner.segments.back_mut().expect("an active segment");
             seg.len += len;
@@ -257,6 +281,39 @@ impl Spool {
     /// append into an empty spool (the writer sets its batch size).
     pub fn wake_writer_at(&self, points: u64) {
         self.wake_at.store(points.max(1), Ordering::Relaxed);
+    }
+
+    /// The position of the last line appended so far: once [`Progress::written`] reaches it,
+    /// every line appended before this call is in the database.
+    pub fn position(&self) -> u64 {
+        let _inner = self.lock();
+        self.appended_lines.load(Ordering::Relaxed)
+    }
+
+    /// The writer's progress, to wait on.
+    pub fn progress(&self) -> watch::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+
+    /// The writer's side: whether the database is out (a write failed and is being retried).
+    pub fn set_failing(&self, failing: bool) {
+        self.progress.send_if_modified(|p| {
+            let changed = p.failing != failing;
+            p.failing = failing;
+            changed
+        });
+    }
+
+    /// Asks the writer to write what is in the spool now rather than at its flush interval.
+    pub fn hurry(&self) {
+        if !self.hurry.swap(true, Ordering::Relaxed) {
+            self.appended.notify_one();
+        }
+    }
+
+    /// The writer's side: whether someone asked it to hurry since the last call.
+    pub fn take_hurry(&self) -> bool {
+        self.hurry.swap(false, Ordering::Relaxed)
     }
 
     /// A reader positioned at the cursor.
@@ -411,6 +468,10 @@ impl Reader {
     /// Records that every line up to the end of `batch` is in the database: moves the cursor,
     /// deletes fully confirmed segments.
     pub fn commit(&mut self, batch: &Batch) -> Result<(), SpoolError> {
+        // In the database already, whether or not the cursor can be recorded.
+        self.spool
+            .progress
+            .send_modify(|p| p.written += batch.lines);
         let (seg, off) = batch.end;
         write_cursor(&self.cursor, seg, off)?;
         let mut inner = self.spool.lock();

@@ -124,9 +124,12 @@ impl Writer {
             }
             let depth = self.spool.depth();
             self.note_backlog(depth, &mut last_report);
+            // A waiting acknowledgement hurries the write (its session holds it until then).
             let due = depth.points >= write_at
                 || (depth.points > 0
-                    && (last_write.elapsed() >= self.cfg.flush_interval || deadline.is_some()));
+                    && (self.spool.take_hurry()
+                        || last_write.elapsed() >= self.cfg.flush_interval
+                        || deadline.is_some()));
             if !due {
                 if deadline.is_some() && depth.points == 0 {
                     break;
@@ -231,6 +234,7 @@ impl Writer {
                 };
                 let delay = match decide(&result, b - a) {
                     Decision::Written => {
+                        self.spool.set_failing(false);
                         self.stats
                             .store_written
                             .fetch_add((b - a) as u64, Ordering::Relaxed);
@@ -249,6 +253,7 @@ impl Writer {
                         break;
                     }
                     Decision::Retry(e) => {
+                        self.spool.set_failing(true);
                         self.stats.store_retries.fetch_add(1, Ordering::Relaxed);
                         let (delay, what) = retry_delay(e, &mut backoff);
                         let n = self

@@ -43,6 +43,10 @@ pub struct Evidence {
     /// An operator's change that must still be in force: (station, what was asked, what the
     /// station's owner reports at the end).
     pub operator: Option<(String, f64, Option<f64>)>,
+    /// Readings that may be missing, as docs/cluster.md bounds them: an instance killed with
+    /// its disk during a database outage takes with it what it acknowledged from its spool
+    /// since the outage began. (its stations, at most this many readings each).
+    pub loss_allowed: Option<(BTreeSet<String>, u64)>,
 }
 
 /// One verdict.
@@ -222,6 +226,7 @@ pub fn complete(e: &Evidence) -> Check {
         problems.push("no station published anything".to_owned());
     }
     let (mut stored_total, mut published_total) = (0usize, 0u64);
+    let mut tolerated = 0;
     for (station, &published) in &e.published {
         published_total += published;
         let Some(s) = e.stored.get(station).filter(|s| !s.is_empty()) else {
@@ -237,7 +242,14 @@ pub fn complete(e: &Evidence) -> Check {
         if first > 3 {
             problems.push(format!("{station}: first stored message is #{first}"));
         }
-        if !missing.is_empty() {
+        let allowed = e
+            .loss_allowed
+            .as_ref()
+            .filter(|(stations, _)| stations.contains(station))
+            .map_or(0, |(_, n)| *n);
+        if !missing.is_empty() && missing.len() as u64 <= allowed {
+            tolerated += missing.len();
+        } else if !missing.is_empty() {
             problems.push(format!(
                 "{station}: {} of {published} missing, first #{}",
                 missing.len(),
@@ -248,10 +260,17 @@ pub fn complete(e: &Evidence) -> Check {
     Check {
         name: "telemetry complete",
         passed: problems.is_empty(),
-        detail: format!(
-            "{stored_total} stored of {published_total} published; {}",
-            summary(&problems)
-        ),
+        detail: match &e.loss_allowed {
+            None => format!(
+                "{stored_total} stored of {published_total} published; {}",
+                summary(&problems)
+            ),
+            Some((stations, n)) => format!(
+                "{stored_total} stored of {published_total} published; {tolerated} missing within the bound ({n} each of the dead instance's {} stations); {}",
+                stations.len(),
+                summary(&problems)
+            ),
+        },
     }
 }
 
@@ -373,6 +392,7 @@ mod tests {
             stale_refusals_allowed: false,
             owner_change_expected: true,
             operator: None,
+            loss_allowed: None,
         }
     }
 
@@ -438,5 +458,28 @@ mod tests {
             .into_iter()
             .find(|c| c.name == "telemetry complete");
         assert!(complete.is_some_and(|c| !c.passed));
+    }
+
+    #[test]
+    fn a_loss_is_tolerated_only_for_the_dead_instances_stations_and_within_the_bound() {
+        let mut e = evidence(Vec::new());
+        e.published = [("s".to_owned(), 10), ("t".to_owned(), 10)].into();
+        let gaps = |n: u64| (1..=10).filter(|k| *k <= 4 || *k > 4 + n).collect();
+        e.stored = [
+            ("s".to_owned(), gaps(2)),
+            ("t".to_owned(), (1..=10).collect()),
+        ]
+        .into();
+        assert!(!complete(&e).passed, "no loss allowed");
+        e.loss_allowed = Some((["s".to_owned()].into(), 2));
+        assert!(complete(&e).passed, "{:?}", complete(&e));
+        e.stored.insert("s".into(), gaps(3));
+        assert!(!complete(&e).passed, "one more than the bound");
+        e.stored = [
+            ("s".to_owned(), (1..=10).collect()),
+            ("t".to_owned(), gaps(1)),
+        ]
+        .into();
+        assert!(!complete(&e).passed, "not the dead instance's station");
     }
 }

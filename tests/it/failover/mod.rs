@@ -45,10 +45,12 @@ enum Fault {
     Term,
     Join,
     QuorumLoss,
+    KillInDbStall,
+    KillInDbOutage,
 }
 
 impl Fault {
-    const ALL: [Fault; 8] = [
+    const ALL: [Fault; 10] = [
         Fault::KillOwner,
         Fault::Pause,
         Fault::CutEtcd,
@@ -57,6 +59,8 @@ impl Fault {
         Fault::Term,
         Fault::Join,
         Fault::QuorumLoss,
+        Fault::KillInDbStall,
+        Fault::KillInDbOutage,
     ];
 
     fn name(self) -> &'static str {
@@ -69,6 +73,8 @@ impl Fault {
             Fault::Term => "term",
             Fault::Join => "join",
             Fault::QuorumLoss => "quorum-loss",
+            Fault::KillInDbStall => "kill-in-db-stall",
+            Fault::KillInDbOutage => "kill-in-db-outage",
         }
     }
 }
@@ -83,6 +89,8 @@ struct Instance {
     log: PathBuf,
     broker: Relay,
     etcd: Vec<Relay>,
+    /// Its ownership log, read before its data directory was deleted.
+    kept_ownership: Option<Vec<OwnEvent>>,
 }
 
 impl Instance {
@@ -136,7 +144,18 @@ impl Instance {
         self.kill();
     }
 
+    /// A killed instance's machine is gone, disk and all: its data directory is deleted (its
+    /// ownership log is kept for the checker, as an operator would have it from the logs).
+    fn lose_disk(&mut self) {
+        assert!(self.child.is_none(), "only a dead instance loses its disk");
+        self.kept_ownership = Some(self.ownership());
+        std::fs::remove_dir_all(&self.data_dir).expect("delete the data directory");
+    }
+
     fn ownership(&self) -> Vec<OwnEvent> {
+        if let Some(kept) = &self.kept_ownership {
+            return kept.clone();
+        }
         std::fs::read_to_string(self.data_dir.join("ownership.jsonl"))
             .unwrap_or_default()
             .lines()
@@ -157,6 +176,8 @@ struct Rig {
     etcd: Etcd,
     broker: Proc,
     vm: Proc,
+    /// Every instance reaches the database through it, so that a scenario can cut it.
+    vm_relay: Relay,
     sim: Option<SimHandle>,
     plcs: Option<SimHandle>,
     instances: Vec<Instance>,
@@ -171,6 +192,7 @@ impl Rig {
         let etcd = Etcd::ready().await;
         let broker = persistent_mosquitto(dir.path());
         let vm = crate::util::victoria_metrics();
+        let vm_relay = Relay::start(vm.port).await;
         let sim = heatgrid_sim::spawn(SimConfig {
             port: broker.port,
             stations: STATIONS,
@@ -212,6 +234,7 @@ impl Rig {
             etcd,
             broker,
             vm,
+            vm_relay,
             sim: Some(sim),
             plcs: Some(plcs),
             instances: Vec::new(),
@@ -247,7 +270,7 @@ impl Rig {
              [cluster]\nname = {name:?}\netcd_endpoints = [{}]\npartitions = {PARTITIONS}\nlease_ttl_s = 10\n",
             data_dir.display().to_string(),
             broker.port,
-            self.vm.port,
+            self.vm_relay.port,
             endpoints.join(", "),
         );
         for id in &self.ids {
@@ -267,6 +290,7 @@ impl Rig {
             log: self.dir.path().join(format!("{name}.log")),
             broker,
             etcd,
+            kept_ownership: None,
         };
         i.spawn();
         self.instances.push(i);
@@ -321,6 +345,68 @@ impl Rig {
             Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
             Err(e) => (0, e.to_string()),
         }
+    }
+
+    /// A figure of instance `i`'s `/metrics` (`None`: no answer or no such line).
+    async fn metric(&self, i: usize, name: &str) -> Option<f64> {
+        let url = format!("http://127.0.0.1:{}/metrics", self.instances[i].api);
+        let text = reqwest::Client::new()
+            .get(url)
+            .bearer_auth(TOKEN)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// Waits (at most `timeout`) until instance `i`'s figures satisfy `ok`; returns the last
+    /// ones read.
+    async fn wait_metrics(
+        &self,
+        i: usize,
+        names: &[&str],
+        timeout: Duration,
+        ok: impl Fn(&[f64]) -> bool,
+    ) -> Vec<f64> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut v = Vec::new();
+            for n in names {
+                v.push(self.metric(i, n).await.unwrap_or(-1.0));
+            }
+            if ok(&v) || Instant::now() >= deadline {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Sends `sig` to the database (`STOP`: it answers nothing, its connections stay open).
+    fn signal_db(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.vm.child.id().to_string())
+            .status();
+    }
+
+    /// The stations instance `i` leads now.
+    async fn led_stations(&self, i: usize) -> BTreeSet<String> {
+        let v = self
+            .api(i, "/api/v1/stations?local=1")
+            .await
+            .unwrap_or_default();
+        v["stations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| !r["epoch"].is_null())
+            .filter_map(|r| r["id"].as_str().map(str::to_owned))
+            .collect()
     }
 
     /// A station instance `i` leads now.
@@ -449,6 +535,7 @@ async fn scenario(fault: Fault) -> Outcome {
     tokio::time::sleep(Duration::from_secs(15)).await;
     let fault_ms = now_ms();
     let (mut excused, mut silent) = (None, None);
+    let (mut worst, mut loss_allowed) = (None, None);
     match fault {
         Fault::KillOwner => rig.instances[VICTIM].kill(),
         Fault::Pause => {
@@ -484,6 +571,70 @@ async fn scenario(fault: Fault) -> Outcome {
             // instances renew and lead again.
             silent = Some((fault_ms + 8_500, back_ms));
             excused = Some((fault_ms, back_ms + 15_000));
+        }
+        Fault::KillInDbStall => {
+            // The database stops answering; its connections stay open. The victim is killed
+            // while it holds acknowledgements of readings it spooled and could not write,
+            // and its disk is lost: every one of them must still reach the database.
+            rig.signal_db("STOP");
+            let held = rig
+                .wait_metrics(
+                    VICTIM,
+                    &["heatgrid_mqtt_acks_held", "heatgrid_storage_backlog_points"],
+                    Duration::from_secs(4),
+                    |v| v[0] >= 20.0 && v[1] > 0.0,
+                )
+                .await;
+            rig.instances[VICTIM].kill();
+            rig.instances[VICTIM].lose_disk();
+            worst = Some(checker::Check {
+                name: "killed holding unwritten points",
+                passed: held[0] > 0.0 && held[1] > 0.0,
+                detail: format!(
+                    "at the kill the victim held {} acknowledgements, {} points unwritten",
+                    held[0], held[1]
+                ),
+            });
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            rig.signal_db("CONT");
+        }
+        Fault::KillInDbOutage => {
+            // The database refuses every connection. The instances acknowledge from their
+            // spools (control must go on); the victim dies with its disk 6 s in. What it took
+            // with it is bounded (docs/cluster.md): its own stations' readings since the outage
+            // began, at most one per 5 s period plus one each.
+            rig.vm_relay.cut();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let at_risk = rig
+                .wait_metrics(
+                    VICTIM,
+                    &[
+                        "heatgrid_mqtt_acks_before_write_total",
+                        "heatgrid_storage_backlog_points",
+                    ],
+                    Duration::from_secs(5),
+                    |v| v[0] > 0.0 && v[1] > 0.0,
+                )
+                .await;
+            let led = rig.led_stations(VICTIM).await;
+            let kill_ms = now_ms();
+            rig.instances[VICTIM].kill();
+            rig.instances[VICTIM].lose_disk();
+            let per_station = ((kill_ms - fault_ms) as u64).div_ceil(5_000) + 1;
+            worst = Some(checker::Check {
+                name: "killed holding unwritten points",
+                passed: at_risk[0] > 0.0 && at_risk[1] > 0.0 && !led.is_empty(),
+                detail: format!(
+                    "at the kill ({:.1} s into the outage) the victim led {} stations and had {} points unwritten, {} acknowledged before their write",
+                    (kill_ms - fault_ms) as f64 / 1000.0,
+                    led.len(),
+                    at_risk[1],
+                    at_risk[0]
+                ),
+            });
+            loss_allowed = Some((led, per_station));
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            rig.vm_relay.restore();
         }
     }
     tokio::time::sleep(Duration::from_secs(30)).await;
@@ -521,6 +672,7 @@ async fn scenario(fault: Fault) -> Outcome {
             fault,
         );
         e.operator = operator.clone();
+        e.loss_allowed = loss_allowed.clone();
         e.stations.extend(plc_ids.iter().cloned());
         if Instant::now() >= deadline || checker::complete(&e).passed {
             break e;
@@ -530,6 +682,7 @@ async fn scenario(fault: Fault) -> Outcome {
     let takeovers = checker::takeovers(&e.ownership, fault_ms, end_ms);
     let mut checks = checker::check(&e);
     checks.push(room);
+    checks.extend(worst);
     if checks.iter().any(|c| !c.passed) {
         // Keep the evidence of a failure for a person to read.
         let keep = std::env::temp_dir().join(format!("heatgrid-failover-{}", fault.name()));
@@ -636,9 +789,16 @@ fn evidence(
         stale_refusals_allowed: fault == Fault::Pause,
         owner_change_expected: matches!(
             fault,
-            Fault::KillOwner | Fault::Pause | Fault::CutEtcd | Fault::Term | Fault::Join
+            Fault::KillOwner
+                | Fault::Pause
+                | Fault::CutEtcd
+                | Fault::Term
+                | Fault::Join
+                | Fault::KillInDbStall
+                | Fault::KillInDbOutage
         ),
         operator: None,
+        loss_allowed: None,
     }
 }
 
@@ -708,4 +868,6 @@ scenarios! {
     a_stopped_owner_hands_over => Fault::Term,
     a_joining_instance_takes_its_share => Fault::Join,
     a_quorum_loss_silences_every_instance_then_recovers => Fault::QuorumLoss,
+    a_killed_owner_whose_database_stalled_loses_nothing => Fault::KillInDbStall,
+    a_killed_owner_in_a_database_outage_loses_no_more_than_the_bound => Fault::KillInDbOutage,
 }
