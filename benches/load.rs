@@ -45,6 +45,16 @@ fn client(id: &str, port: u16) -> (AsyncClient, rumqttc::EventLoop) {
     (c, el)
 }
 
+/// Telemetry's QoS: 1 against a cluster (`LOAD_CLUSTER`: its partition sessions acknowledge
+/// each message once stored), else 0.
+fn telemetry_qos() -> QoS {
+    if std::env::var("HEATGRID_BENCH_ETCD_PORT").is_ok() {
+        QoS::AtLeastOnce
+    } else {
+        QoS::AtMostOnce
+    }
+}
+
 /// The echo engine: a fixed command per telemetry message, nothing else.
 async fn echo(port: u16) {
     let (c, mut el) = client(&format!("echo-{}", std::process::id()), port);
@@ -225,7 +235,7 @@ async fn ramp(port: u16, n: usize, rates: &[f64], step_s: f64, pid: u32) -> Vec<
                 let topic = format!("heating/station/st-{:04}/telemetry", i + 1);
                 pending.lock().unwrap().queues[i].push_back(Instant::now());
                 if publishers[i % 2]
-                    .try_publish(topic, QoS::AtMostOnce, false, payload)
+                    .try_publish(topic, telemetry_qos(), false, payload)
                     .is_err()
                 {
                     pending.lock().unwrap().queues[i].pop_back();
@@ -383,25 +393,31 @@ fn main() {
         .collect();
     let root = env!("CARGO_MANIFEST_DIR");
 
-    // 1. The echo engine.
-    let mut echo_child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--echo", &port.to_string()])
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(1));
-    let echo_results = rt.block_on(ramp(port, n, &rates, step_s, echo_child.id()));
-    let _ = echo_child.kill();
-    let _ = echo_child.wait();
+    // 1. The echo engine (`LOAD_ECHO=0`: skipped, e.g. when comparing two builds).
+    let echo_results = if std::env::var("LOAD_ECHO").is_ok_and(|e| e == "0") {
+        Vec::new()
+    } else {
+        let mut echo_child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--echo", &port.to_string()])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(1));
+        let r = rt.block_on(ramp(port, n, &rates, step_s, echo_child.id()));
+        let _ = echo_child.kill();
+        let _ = echo_child.wait();
+        r
+    };
 
     // 2. heatgrid, following telemetry, storing every point in VictoriaMetrics.
     let dir = tempfile::tempdir().unwrap();
     let mut text = format!(
         "[engine]\ndata_dir = {:?}\ntick_s = 5\nstaleness_s = 30\ncontrol_on = \"telemetry\"\n\
-         [mqtt]\nport = {port}\nclient_id = \"heatgrid-load\"\ntelemetry_qos = 0\n\
+         [mqtt]\nport = {port}\nclient_id = \"heatgrid-load\"\ntelemetry_qos = {qos}\n\
          [storage]\nfsync = \"{fsync}\"\n[storage.influxdb]\nurl = \"http://127.0.0.1:{vm}\"\norg = \"o\"\nbucket = \"b\"\n\
          [api]\nlisten = \"127.0.0.1:{api}\"\n[[api.token]]\nname = \"load\"\nrole = \"viewer\"\ntoken_env = \"LOAD_API_TOKEN\"\n",
         dir.path().join("data").display().to_string(),
         fsync = std::env::var("LOAD_FSYNC").unwrap_or_else(|_| "interval".into()),
+        qos = telemetry_qos() as u8,
         api = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -425,6 +441,13 @@ fn main() {
             &format!("[storage]\nflush_interval_ms = {ms}\n"),
         );
     }
+    // LOAD_CLUSTER (benches/load.sh): a one-member cluster on one etcd node, 64 partitions
+    // led by this instance, each on its own persistent session.
+    if let Ok(etcd) = std::env::var("HEATGRID_BENCH_ETCD_PORT") {
+        text.push_str(&format!(
+            "[cluster]\nname = \"load\"\netcd_endpoints = [\"http://127.0.0.1:{etcd}\"]\npartitions = 64\n"
+        ));
+    }
     if std::env::var("LOAD_STORAGE").is_ok_and(|s| s == "files") {
         let db = format!(
             "[storage.influxdb]\nurl = \"http://127.0.0.1:{vm}\"\norg = \"o\"\nbucket = \"b\"\n"
@@ -434,7 +457,9 @@ fn main() {
     let cfg = dir.path().join("heatgrid.toml");
     std::fs::write(&cfg, text).unwrap();
     let started = Instant::now();
-    let mut engine = std::process::Command::new(format!("{root}/target/release/heatgrid"))
+    let binary =
+        std::env::var("LOAD_ENGINE").unwrap_or_else(|_| format!("{root}/target/release/heatgrid"));
+    let mut engine = std::process::Command::new(&binary)
         .args(["run", "--config"])
         .arg(&cfg)
         .env("RUST_LOG", "warn")
@@ -468,6 +493,7 @@ fn main() {
                         "mqtt_connects_total",
                         "mqtt_watchdog_total",
                         "control_latency_",
+                        "mqtt_acks_",
                     ]
                     .iter()
                     .any(|k| l.starts_with(&format!("heatgrid_{k}")))
@@ -514,7 +540,15 @@ fn main() {
             .fold(0.0, f64::max)
     };
     let (e, h) = (best(&echo_results), best(&hg_results));
-    println!("# Load ramp: {n} stations, {step_s} s per step, telemetry QoS 0, commands QoS 1");
+    println!(
+        "# Load ramp: {n} stations, {step_s} s per step, telemetry QoS {}, commands QoS 1{}; engine {binary}",
+        telemetry_qos() as u8,
+        if telemetry_qos() == QoS::AtLeastOnce {
+            " (a one-member cluster, 64 partitions)"
+        } else {
+            ""
+        }
+    );
     println!(
         "{}",
         table(
