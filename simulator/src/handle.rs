@@ -176,6 +176,16 @@ impl SimHandle {
         &self.modbus_addrs
     }
 
+    /// Modbus, with [`crate::SimModbus::record_reads`]: (station position, when) of every read
+    /// request a station's PLC got so far.
+    pub fn reads(&self) -> Vec<(usize, std::time::Instant)> {
+        self.shared
+            .lock()
+            .ok()
+            .and_then(|s| s.reads.clone())
+            .unwrap_or_default()
+    }
+
     /// Modbus: makes station `id` dead, refusing, or healthy again.
     pub fn set_modbus_fault(&self, id: &str, fault: ModbusFault) -> bool {
         let Ok(mut sh) = self.shared.lock() else {
@@ -314,11 +324,15 @@ async fn serve_modbus(
                 }
             }
         }
-        (Some(m), Some(map)) if m.gateway => {
+        (Some(m), Some(map)) if m.gateway || m.rtu_over_tcp => {
             match tokio::net::TcpListener::bind((m.host.as_str(), m.base_port)).await {
                 Ok(l) => {
                     let addr = l.local_addr().ok();
-                    let task = crate::modbus_bus::serve_gateway(shared.clone(), map, l, n);
+                    let task = if m.rtu_over_tcp {
+                        crate::modbus_bus::serve_rtu_over_tcp(shared.clone(), map, l, n)
+                    } else {
+                        crate::modbus_bus::serve_gateway(shared.clone(), map, l, n)
+                    };
                     (addr.into_iter().collect(), vec![task])
                 }
                 Err(e) => {

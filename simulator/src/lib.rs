@@ -127,6 +127,11 @@ pub struct SimModbus {
     /// Serve the stations as units 1…N behind one Modbus TCP listener (an RTU-to-TCP
     /// gateway) instead of one listener each.
     pub gateway: bool,
+    /// Serve the stations as units 1…N of one RTU line reached over TCP (a transparent serial
+    /// server: RTU frames on a TCP socket) instead of one listener each.
+    pub rtu_over_tcp: bool,
+    /// Record when each station's PLC got each read request ([`SimHandle::reads`]).
+    pub record_reads: bool,
 }
 
 /// The default register map (`config/modbus/heatgrid-sim.toml`).
@@ -141,6 +146,8 @@ impl Default for SimModbus {
             faults: Vec::new(),
             rtu: None,
             gateway: false,
+            rtu_over_tcp: false,
+            record_reads: false,
         }
     }
 }

@@ -61,6 +61,10 @@ struct Args {
     /// RTU-to-TCP gateway) instead of a port each.
     #[arg(long, requires = "modbus_base_port")]
     modbus_gateway: bool,
+    /// With --modbus: serve the stations as units 1…N of one RTU line reached over TCP (a
+    /// transparent serial server) instead of a port each.
+    #[arg(long)]
+    modbus_rtu_over_tcp: bool,
     /// Modbus RTU: serve every station as units 1…N on this serial device (8E1), e.g. one end
     /// of `socat pty,raw,echo=0,link=/tmp/sim pty,raw,echo=0,link=/tmp/engine`.
     #[arg(long, requires = "modbus_base_port")]
@@ -222,6 +226,8 @@ fn modbus_settings(a: &Args) -> Result<Option<heatgrid_sim::SimModbus>, String> 
         faults: dead.chain(refuse).collect(),
         rtu: a.modbus_rtu.clone().map(|p| (p, a.modbus_baud)),
         gateway: a.modbus_gateway,
+        rtu_over_tcp: a.modbus_rtu_over_tcp,
+        record_reads: false,
     }))
 }
 

@@ -243,6 +243,17 @@ impl Plc {
             .shared
             .lock()
             .map_err(|_| ExceptionCode::ServerDeviceFailure)?;
+        let is_read = matches!(
+            req,
+            Request::ReadInputRegisters(..)
+                | Request::ReadHoldingRegisters(..)
+                | Request::ReadCoils(..)
+                | Request::ReadDiscreteInputs(..)
+        );
+        let index = self.index;
+        if let Some(reads) = sh.reads.as_mut().filter(|_| is_read) {
+            reads.push((index, std::time::Instant::now()));
+        }
         match sh.modbus_faults[self.index] {
             ModbusFault::Refuse => return Err(ExceptionCode::IllegalDataAddress),
             ModbusFault::Dead | ModbusFault::None => {}

@@ -1,6 +1,7 @@
 //! The simulator's stations as units 1…N of one bus: a Modbus RTU serial line (an RS-485
-//! bus, for the engine's RTU tests over a `socat` pseudo-terminal pair), or one Modbus TCP
-//! address in front of them (an RTU-to-TCP gateway).
+//! bus, for the engine's RTU tests over a `socat` pseudo-terminal pair), the same line reached
+//! over TCP (a transparent serial server: RTU frames on the socket), or one Modbus TCP address
+//! in front of them (an RTU-to-TCP gateway, each connection served on its own).
 //!
 //! A request for unit k goes to station k − 1's PLC ([`super::modbus`]: the same registers
 //! and command logic as over TCP). As on a real bus, a unit that does not exist or whose
@@ -68,6 +69,25 @@ pub(crate) fn serve_gateway(
     let bus = Arc::new(bus(shared, map, n));
     tokio::spawn(async move {
         let server = tokio_modbus::server::tcp::Server::new(listener);
+        let on_connected = |stream, _addr| {
+            let bus = bus.clone();
+            async move { Ok(Some((bus, stream))) }
+        };
+        let _ = server.serve(&on_connected, |_e| {}).await;
+    })
+}
+
+/// Serves `n` stations as units 1…N of one RTU line behind a transparent serial server: RTU
+/// frames on each TCP connection, until the task is aborted.
+pub(crate) fn serve_rtu_over_tcp(
+    shared: Arc<Mutex<Shared>>,
+    map: Arc<SimMap>,
+    listener: TcpListener,
+    n: usize,
+) -> JoinHandle<()> {
+    let bus = Arc::new(bus(shared, map, n));
+    tokio::spawn(async move {
+        let server = tokio_modbus::server::rtu_over_tcp::Server::new(listener);
         let on_connected = |stream, _addr| {
             let bus = bus.clone();
             async move { Ok(Some((bus, stream))) }

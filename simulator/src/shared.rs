@@ -19,6 +19,9 @@ pub(crate) struct Shared {
     pub(crate) holding: Vec<std::collections::HashMap<u16, u16>>,
     /// Every command received, when [`SimConfig::record_commands`] is on.
     pub(crate) commands: Option<Vec<CommandRecord>>,
+    /// Modbus, when [`crate::SimModbus::record_reads`] is on: (station position, when) of
+    /// every read request a station's PLC answered or refused.
+    pub(crate) reads: Option<Vec<(usize, std::time::Instant)>>,
 }
 
 impl Shared {
@@ -88,6 +91,11 @@ impl Shared {
             .map(|m| m.faults.clone())
             .unwrap_or_default();
         Shared {
+            reads: cfg
+                .modbus
+                .as_ref()
+                .is_some_and(|m| m.record_reads)
+                .then(Vec::new),
             modbus_faults: stations
                 .iter()
                 .map(|s| {

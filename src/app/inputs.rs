@@ -132,8 +132,8 @@ pub(super) fn start_modbus(
 }
 
 /// One task per shared line: every serial port and RTU-over-TCP address, and every Modbus
-/// TCP address that several stations (unit ids behind a gateway) share. A Modbus TCP station
-/// alone at its address keeps its own connection.
+/// TCP address whose device takes one request at a time. A station at a Modbus TCP address
+/// taking requests side by side (the default) keeps its own connection.
 fn start_lines(cfg: &Config, stage: &Stage) -> HashMap<String, LineHandle> {
     use crate::ingest::modbus::line::{self, Transport};
     let mut by_key: HashMap<String, (Transport, usize, Option<Duration>)> = HashMap::new();
@@ -146,7 +146,7 @@ fn start_lines(cfg: &Config, stage: &Stage) -> HashMap<String, LineHandle> {
     }
     by_key
         .into_iter()
-        .filter(|(_, (t, n, _))| *n > 1 || !matches!(t, Transport::Tcp(_)))
+        .filter(|(_, (t, _, _))| !matches!(t, Transport::Tcp(_)))
         .map(|(key, (transport, n, gap))| {
             let gap = gap.unwrap_or_else(|| transport.default_gap());
             let (handle, task) = line::spawn(transport, gap, n, stage.token());

@@ -283,6 +283,41 @@ mod tests {
     }
 
     #[test]
+    fn a_modbus_tcp_address_takes_requests_side_by_side_unless_told_one_at_a_time() {
+        use crate::ingest::modbus::line::Transport;
+        let dir = tempfile::tempdir().unwrap();
+        let good = include_str!("../../config/modbus/heatgrid-sim.toml");
+        std::fs::write(dir.path().join("m.toml"), good).unwrap();
+        let text = "[[station]]\nid = \"a\"\nmodbus = { address = \"gw:502\", unit_id = 1, map = \"m.toml\" }\n\
+            [[station]]\nid = \"b\"\nmodbus = { address = \"gw:502\", unit_id = 2, map = \"m.toml\" }\n\
+            [[station]]\nid = \"c\"\nmodbus = { address = \"old-gw:502\", requests = \"one_at_a_time\", map = \"m.toml\" }\n";
+        let c = Config::parse_in(text, &no_env, dir.path()).unwrap();
+        let t = |i: usize| c.stations[i].modbus.as_ref().unwrap().transport.clone();
+        assert_eq!(t(0), Transport::Tcp("gw:502".into()));
+        assert_eq!(t(1), Transport::Tcp("gw:502".into()));
+        assert_eq!(t(2), Transport::TcpOneAtATime("old-gw:502".into()));
+
+        let text = "[[station]]\nid = \"a\"\nmodbus = { address = \"gw:502\", unit_id = 1, map = \"m.toml\" }\n\
+            [[station]]\nid = \"b\"\nmodbus = { address = \"gw:502\", unit_id = 2, requests = \"one_at_a_time\", map = \"m.toml\" }\n\
+            [[station]]\nid = \"c\"\nmodbus = { address = \"gw:502\", unit_id = 1, map = \"m.toml\" }\n\
+            [[station]]\nid = \"d\"\nmodbus = { address = \"ts:4001\", framing = \"rtu\", requests = \"side_by_side\", map = \"m.toml\" }\n\
+            [[station]]\nid = \"e\"\nmodbus = { serial = { port = \"/dev/ttyS0\" }, requests = \"side_by_side\", map = \"m.toml\" }\n\
+            [[station]]\nid = \"f\"\nmodbus = { address = \"h:1\", requests = \"parallel\", map = \"m.toml\" }\n";
+        let errs = Config::parse_in(text, &no_env, dir.path())
+            .unwrap_err()
+            .join("\n");
+        for want in [
+            "station \"b\".modbus.requests: station \"a\" at the same address takes requests otherwise",
+            "station \"c\".modbus.unit_id: station \"a\" polls unit 1 at the same address already",
+            "station[3] \"d\".modbus.requests: RTU frames carry one request at a time",
+            "station[4] \"e\".modbus.requests: a serial line carries one request at a time",
+            "station[5] \"f\".modbus.requests: \"parallel\" is neither",
+        ] {
+            assert!(errs.contains(want), "{want:?} not in:\n{errs}");
+        }
+    }
+
+    #[test]
     fn the_shipped_example_is_valid() {
         let env = |k: &str| match k {
             "HEATGRID_INFLUX_TOKEN" => Some("t".to_owned()),

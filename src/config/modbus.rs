@@ -100,6 +100,36 @@ pub(super) fn modbus_station(
     })
 }
 
+/// Stations that share an address or a serial port must agree on how it takes requests, and
+/// each unit id may be polled by one station only there.
+pub(super) fn check_shared(
+    stations: &[(String, &crate::ingest::modbus::poller::PollerConfig)],
+    v: &mut Errors,
+) {
+    let mut seen: BTreeMap<String, (&str, &Transport)> = BTreeMap::new();
+    let mut units: BTreeMap<(String, u8), &str> = BTreeMap::new();
+    for (place, m) in stations {
+        let key = m.transport.key();
+        match seen.get(&key) {
+            Some((first, t)) if std::mem::discriminant(*t) != std::mem::discriminant(&m.transport) => {
+                v.push(format!(
+                    "{place}.modbus.requests: {first} at the same address takes requests otherwise; give both the same requests"
+                ))
+            }
+            Some(_) => {}
+            None => {
+                seen.insert(key.clone(), (place, &m.transport));
+            }
+        }
+        if let Some(first) = units.insert((key, m.unit_id), place) {
+            v.push(format!(
+                "{place}.modbus.unit_id: {first} polls unit {} at the same address already",
+                m.unit_id
+            ));
+        }
+    }
+}
+
 /// Where the station is: a TCP address (Modbus TCP, or RTU frames over TCP) or a serial port
 /// (Modbus RTU), exactly one of them. Returns the text shown in logs and the transport.
 fn transport(m: &RawModbus, place: &str, v: &mut Errors) -> (String, Transport) {
@@ -116,9 +146,26 @@ fn transport(m: &RawModbus, place: &str, v: &mut Errors) -> (String, Transport) 
                     .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0)),
                 format!("{place}.address: {a:?} is not host:port"),
             );
+            let one_at_a_time = match m.requests.as_deref() {
+                None | Some("side_by_side") => false,
+                Some("one_at_a_time") => true,
+                Some(r) => {
+                    v.push(format!(
+                        "{place}.requests: {r:?} is neither \"side_by_side\" nor \"one_at_a_time\""
+                    ));
+                    false
+                }
+            };
             let t = match m.framing.as_str() {
+                "tcp" if one_at_a_time => Transport::TcpOneAtATime(address.clone()),
                 "tcp" => Transport::Tcp(address.clone()),
-                "rtu" => Transport::RtuOverTcp(address.clone()),
+                "rtu" => {
+                    v.check(
+                        m.requests.as_deref() != Some("side_by_side"),
+                        format!("{place}.requests: RTU frames carry one request at a time; leave requests out"),
+                    );
+                    Transport::RtuOverTcp(address.clone())
+                }
                 f => {
                     v.push(format!(
                         "{place}.framing: {f:?} is neither \"tcp\" (Modbus TCP) nor \"rtu\" (RTU frames over TCP)"
@@ -132,6 +179,10 @@ fn transport(m: &RawModbus, place: &str, v: &mut Errors) -> (String, Transport) 
             v.check(
                 m.framing == "tcp" || m.framing == "rtu",
                 format!("{place}.framing: a serial line is always RTU; leave framing out"),
+            );
+            v.check(
+                m.requests.is_none() || m.requests.as_deref() == Some("one_at_a_time"),
+                format!("{place}.requests: a serial line carries one request at a time; leave requests out"),
             );
             v.check(
                 !s.port.is_empty(),

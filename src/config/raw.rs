@@ -321,6 +321,10 @@ pub(super) struct RawModbus {
     pub(super) framing: String,
     /// Gap between two requests on a shared line (default: 3.5 characters on serial).
     pub(super) frame_gap_ms: Option<u64>,
+    /// Modbus TCP: "side_by_side" (default: each station its own connection, requests in
+    /// parallel) or "one_at_a_time" (the stations at this address share one connection and
+    /// send one request at a time). RTU lines are always one at a time.
+    pub(super) requests: Option<String>,
     /// Register map file; a relative path is relative to the config file.
     pub(super) map: String,
     #[serde(default = "default_unit_id")]

@@ -40,6 +40,11 @@ pub(super) fn stations(
                 .map(|s| StationConfig { mapping, ..s }),
         );
     }
+    let modbus: Vec<(String, &crate::ingest::modbus::poller::PollerConfig)> = stations
+        .iter()
+        .filter_map(|s| Some((format!("station {:?}", s.id.as_str()), s.modbus.as_ref()?)))
+        .collect();
+    super::modbus::check_shared(&modbus, v);
     stations
 }
 

@@ -647,75 +647,100 @@ async fn plcs_closing_connections_or_rebooting_recover_without_restart() {
     assert!(views[1].engine_in_control, "{:?}", views[1]);
 }
 
-/// Three stations as units 1–3 of one bus, reached `via` a serial line (Modbus RTU: the
-/// simulator on one end of a `socat` pseudo-terminal pair, the engine on the other) or a
-/// gateway (one Modbus TCP address with the three unit ids behind it). Either way the engine
-/// sends one request at a time. Unit 2 is dead (silent, as on a real bus): it costs the line
-/// its timeout per request and nothing more; units 1 and 3 are read, controlled and written
-/// every cycle.
-async fn one_bus_with_a_dead_unit(via: &str) {
+/// Units on one bus or address: how the engine reaches them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Via {
+    /// One Modbus TCP address (a gateway), requests side by side (the default).
+    Tcp,
+    /// RTU frames over one TCP connection (a transparent serial server): one at a time.
+    RtuOverTcp,
+    /// Modbus RTU on a serial line (a `socat` pseudo-terminal pair): one at a time.
+    Serial,
+}
+
+const UNITS: usize = 8;
+const PERIOD_MS: u64 = 250;
+
+/// Eight stations as units 1–8 of one bus, reached `via` a Modbus TCP address, an RTU line
+/// over TCP or a serial line, polled every 250 ms with a 150 ms timeout. Unit 2 is dead
+/// (silent, as on a real bus) and unit 5 refuses every request. The live units' poll
+/// interval, measured where the requests arrive (the simulator's PLCs), stays within 50 ms of
+/// the period at p99; the dead unit is retried with backoff, not asked every cycle, and
+/// alarmed.
+async fn a_dead_and_a_refusing_unit_delay_no_other(via: Via) {
     let broker = util::mosquitto();
     let dir = tempfile::tempdir().unwrap();
     let (sim_end, engine_end) = (dir.path().join("sim-tty"), dir.path().join("engine-tty"));
     let mut _socat = None;
     let mut modbus = SimModbus {
-        faults: vec![("rtu-002".into(), ModbusFault::Dead)],
+        faults: vec![
+            ("bus-002".into(), ModbusFault::Dead),
+            ("bus-005".into(), ModbusFault::Refuse),
+        ],
+        record_reads: true,
         ..SimModbus::default()
     };
-    if via == "serial" {
-        let socat = Command::new("socat")
-            .arg(format!("pty,raw,echo=0,link={}", sim_end.display()))
-            .arg(format!("pty,raw,echo=0,link={}", engine_end.display()))
-            .spawn()
-            .expect("socat (scripts/test.sh installs it)");
-        _socat = Some(util::Proc {
-            child: socat,
-            port: 0,
-            _dir: None,
-        });
-        let linked = util::eventually(Duration::from_secs(10), || {
-            sim_end.exists() && engine_end.exists()
-        })
-        .await;
-        assert!(linked, "socat made no pseudo-terminal pair");
-        modbus.rtu = Some((sim_end.display().to_string(), 38_400));
-    } else {
-        modbus.gateway = true;
+    match via {
+        Via::Serial => {
+            let socat = Command::new("socat")
+                .arg(format!("pty,raw,echo=0,link={}", sim_end.display()))
+                .arg(format!("pty,raw,echo=0,link={}", engine_end.display()))
+                .spawn()
+                .expect("socat (scripts/test.sh installs it)");
+            _socat = Some(util::Proc {
+                child: socat,
+                port: 0,
+                _dir: None,
+            });
+            let linked = util::eventually(Duration::from_secs(10), || {
+                sim_end.exists() && engine_end.exists()
+            })
+            .await;
+            assert!(linked, "socat made no pseudo-terminal pair");
+            modbus.rtu = Some((sim_end.display().to_string(), 38_400));
+        }
+        Via::Tcp => modbus.gateway = true,
+        Via::RtuOverTcp => modbus.rtu_over_tcp = true,
     }
     let plcs = heatgrid_sim::spawn(SimConfig {
-        stations: 3,
-        id_prefix: "rtu-".into(),
+        stations: UNITS,
+        id_prefix: "bus-".into(),
         speed: SPEED,
         modbus: Some(modbus),
         ..SimConfig::default()
     })
     .await;
-    let link = match plcs.modbus_addrs().first() {
-        Some(gateway) => format!("address = \"{gateway}\""),
-        None => format!(
+    let link = match (via, plcs.modbus_addrs().first()) {
+        (Via::Tcp, Some(a)) => format!("address = \"{a}\""),
+        (Via::RtuOverTcp, Some(a)) => format!("address = \"{a}\", framing = \"rtu\""),
+        _ => format!(
             "serial = {{ port = {:?}, baud_rate = 38400 }}",
             engine_end.display().to_string()
         ),
     };
     let mut text = engine_head(dir.path(), broker.port, 2.0);
-    for unit in 1..=3 {
+    for unit in 1..=UNITS {
         text.push_str(&format!(
-            "[[station]]\nid = \"rtu-{unit:03}\"\nmodbus = {{ {link}, unit_id = {unit}, map = {:?}, poll_interval_s = 1, timeout_ms = 250 }}\n",
+            "[[station]]\nid = \"bus-{unit:03}\"\nmodbus = {{ {link}, unit_id = {unit}, map = {:?}, poll_interval_s = {}, timeout_ms = 150 }}\n",
             sim_map_path(),
+            PERIOD_MS as f64 / 1000.0,
         ));
     }
     let cfg = Config::parse(&text, &|_| None).unwrap_or_else(|e| panic!("{e:#?}"));
     let engine = app::start(cfg).await.unwrap();
+    let ids: Vec<String> = (1..=UNITS).map(|u| format!("bus-{u:03}")).collect();
+    let live_ids: Vec<&String> = ids
+        .iter()
+        .filter(|id| !["bus-002", "bus-005"].contains(&id.as_str()))
+        .collect();
     let live = util::eventually(Duration::from_secs(30), || {
         let st = engine.status();
-        ["rtu-001", "rtu-003"].iter().all(|id| {
+        live_ids.iter().all(|id| {
             st.iter()
-                .any(|s| s.id.as_str() == *id && s.reading.is_some() && s.acked_seq > 3)
+                .any(|s| s.id.as_str() == id.as_str() && s.reading.is_some() && s.acked_seq > 3)
         })
     })
     .await;
-    // Over 6 s of steady polling, the live units answer (nearly) every cycle while the dead
-    // one times out every cycle.
     let counts = |id: &str| {
         let c = engine
             .modbus_counters()
@@ -729,56 +754,107 @@ async fn one_bus_with_a_dead_unit(via: &str) {
             c.timeouts.load(Ordering::Relaxed),
         )
     };
-    let before: Vec<_> = ["rtu-001", "rtu-002", "rtu-003"].map(counts).into();
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let after: Vec<_> = ["rtu-001", "rtu-002", "rtu-003"].map(counts).into();
+    // 20 s of steady polling, measured where the requests arrive.
+    let before: Vec<_> = ids.iter().map(|id| counts(id)).collect();
+    let from = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let to = std::time::Instant::now();
+    let after: Vec<_> = ids.iter().map(|id| counts(id)).collect();
+    let reads = plcs.reads();
     let status = engine.status();
     let alarms = engine.alarms();
     engine.shutdown().await;
     plcs.stop().await;
     assert!(
         live,
-        "the live units were not read and commanded: {status:?}"
+        "{via:?}: the live units were not read and commanded: {status:?}"
     );
-    for (k, id) in ["rtu-001", "rtu-003"].iter().enumerate() {
-        let i = if k == 0 { 0 } else { 2 };
-        let cycles = after[i].0 - before[i].0;
-        let ok = after[i].1 - before[i].1;
+    // A poll is one or more reads of a unit in a row: it starts with a read more than half a
+    // period after the unit's previous one.
+    let mut intervals = Vec::new();
+    for unit in [0, 2, 3, 5, 6, 7] {
+        let times: Vec<std::time::Instant> = reads
+            .iter()
+            .filter(|(i, t)| *i == unit && *t >= from && *t <= to)
+            .map(|(_, t)| *t)
+            .collect();
+        let starts: Vec<std::time::Instant> = times
+            .iter()
+            .enumerate()
+            .filter(|(k, t)| {
+                *k == 0 || t.duration_since(times[k - 1]) > Duration::from_millis(PERIOD_MS / 2)
+            })
+            .map(|(_, t)| *t)
+            .collect();
         assert!(
-            cycles >= 5 && ok + 1 >= cycles,
-            "{id}: {ok} of {cycles} cycles read"
+            starts.len() as u64 >= 20_000 / PERIOD_MS * 9 / 10,
+            "{via:?}: unit {} polled {} times in 20 s",
+            unit + 1,
+            starts.len()
+        );
+        intervals.extend(
+            starts
+                .windows(2)
+                .map(|w| w[1].duration_since(w[0]).as_secs_f64() * 1000.0),
         );
     }
-    assert_eq!(after[1].1, 0, "the dead unit never answered");
-    assert!(after[1].2 > before[1].2, "the dead unit timed out");
-    let st = |id: &str| status.iter().find(|s| s.id.as_str() == id).unwrap().clone();
-    assert!(st("rtu-002").stale);
-    assert!(!st("rtu-001").stale && !st("rtu-003").stale);
-    let scheme = if via == "serial" {
-        "modbus rtu://"
-    } else {
-        "modbus tcp://"
-    };
-    assert!(
-        st("rtu-001").link.starts_with(scheme),
-        "{}",
-        st("rtu-001").link
+    let mut off: Vec<f64> = intervals
+        .iter()
+        .map(|ms| (ms - PERIOD_MS as f64).abs())
+        .collect();
+    off.sort_by(f64::total_cmp);
+    let p99 = off[(off.len() - 1) * 99 / 100];
+    eprintln!(
+        "{via:?}: {} poll intervals of the live units, |interval − {PERIOD_MS} ms| p50 {:.1} ms, p99 {p99:.1} ms, max {:.1} ms",
+        off.len(),
+        off[off.len() / 2],
+        off[off.len() - 1]
     );
     assert!(
-        alarms.active.iter().any(|a| a.station == "rtu-002"
+        p99 <= 50.0,
+        "{via:?}: the live units' poll interval is off the period by {p99:.1} ms at p99"
+    );
+    // The dead unit: retried with backoff, never read, alarmed; the refusing one counted.
+    let live_cycles = after[0].0 - before[0].0;
+    let dead_timeouts = after[1].2 - before[1].2;
+    assert_eq!(after[1].1, 0, "{via:?}: the dead unit never answered");
+    assert!(
+        dead_timeouts * 4 < live_cycles,
+        "{via:?}: the dead unit timed out {dead_timeouts} times in {live_cycles} cycles: not backed off"
+    );
+    let st = |id: &str| status.iter().find(|s| s.id.as_str() == id).unwrap().clone();
+    assert!(st("bus-002").stale && st("bus-005").stale);
+    assert!(live_ids.iter().all(|id| !st(id).stale));
+    let scheme = match via {
+        Via::Serial => "modbus rtu://",
+        Via::RtuOverTcp => "modbus rtu+tcp://",
+        Via::Tcp => "modbus tcp://",
+    };
+    assert!(
+        st("bus-001").link.starts_with(scheme),
+        "{}",
+        st("bus-001").link
+    );
+    assert!(
+        alarms.active.iter().any(|a| a.station == "bus-002"
             && a.kind.as_str() == "comm_lost"
             && a.message.contains("no answer")),
-        "{:?}",
+        "{via:?}: {:?}",
         alarms.active
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rtu_units_on_one_serial_line_are_polled_in_turn_and_a_dead_one_stalls_nobody() {
-    one_bus_with_a_dead_unit("serial").await;
+async fn units_behind_one_modbus_tcp_address_are_polled_side_by_side_and_a_dead_one_delays_none() {
+    a_dead_and_a_refusing_unit_delay_no_other(Via::Tcp).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn units_behind_one_gateway_address_are_polled_in_turn_and_a_dead_one_stalls_nobody() {
-    one_bus_with_a_dead_unit("gateway").await;
+async fn units_of_an_rtu_line_over_tcp_are_polled_in_turn_and_a_dead_one_delays_none() {
+    a_dead_and_a_refusing_unit_delay_no_other(Via::RtuOverTcp).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn units_of_a_serial_rtu_line_are_polled_in_turn_and_a_dead_one_delays_none() {
+    a_dead_and_a_refusing_unit_delay_no_other(Via::Serial).await;
 }

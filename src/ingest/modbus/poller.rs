@@ -16,7 +16,8 @@
 //! station goes stale, its last value is never repeated with a new timestamp — and the failure
 //! is counted, logged once per change of state, and shown as `comm_error` (comm-lost alarm).
 //! Each station has its own task, connection and backoff: a dead or refusing device never
-//! delays another.
+//! delays another. On a shared line ([`super::line`]) the stations poll at the line's common
+//! phase, and a failing one's requests go as probes, in the line's idle time.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -82,6 +83,9 @@ pub(super) struct Poller {
     pub(super) retry_for: Duration,
     /// The problem last logged, so each change of state is logged once.
     pub(super) logged: Option<String>,
+    /// No answer or a broken link since the last good poll: on a shared line the station's
+    /// requests are then probes.
+    pub(super) failing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Polls and commands one station until `stop` is cancelled.
@@ -123,18 +127,19 @@ pub async fn run(
         pending: None,
         retry_for,
         logged: None,
+        failing: Default::default(),
     };
     // Stations start at different phases of the interval (from a hash of the id), so a fleet
     // polled at the same interval does not wake, and load the network, all at one instant.
-    let phase = p
-        .cfg
-        .station
-        .as_str()
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-        })
-        % 1000;
+    // The stations of one shared line take the line's phase: their polls come together and
+    // leave the line idle for the rest of the interval, where a failing unit's probe fits.
+    let phase_key = match &p.cfg.line {
+        Some(l) => l.key.as_str(),
+        None => p.cfg.station.as_str(),
+    };
+    let phase = phase_key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    }) % 1000;
     let mut next = Instant::now() + interval.mul_f64(phase as f64 / 1000.0);
     loop {
         tokio::select! {
@@ -185,7 +190,13 @@ impl Poller {
                 return None;
             }
             let connected = match &self.cfg.line {
-                Some(l) => Ok(line::attach(l, self.cfg.unit_id, self.cfg.timeout)),
+                Some(l) => Ok(line::attach(
+                    l,
+                    self.cfg.unit_id,
+                    self.cfg.timeout,
+                    self.cfg.interval,
+                    self.failing.clone(),
+                )),
                 None => connect(&self.cfg.address, self.cfg.unit_id, self.cfg.timeout).await,
             };
             match connected {
@@ -215,6 +226,7 @@ impl Poller {
             self.stats.modbus_exceptions.fetch_add(1, Ordering::Relaxed);
         }
         if !f.keeps_connection() {
+            self.failing.store(true, Ordering::Relaxed);
             self.ctx = None;
             self.reconnect_at = Instant::now() + self.backoff.next_delay();
         }
@@ -235,6 +247,7 @@ impl Poller {
 
     pub(super) fn recovered(&mut self) {
         self.backoff.reset();
+        self.failing.store(false, Ordering::Relaxed);
         if self.logged.take().is_some() {
             info!(station = %self.cfg.station, address = %self.cfg.address, "Modbus station answering again.");
         }
