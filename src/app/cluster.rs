@@ -3,17 +3,22 @@
 //! Where it sits: beside ingest and control. The cluster task (`cluster::task`) decides which
 //! partitions this instance leads; [`EnginePartitions`] is its hands in the engine: for a
 //! partition it comes to lead it opens the partition's own persistent MQTT session
-//! (`client_id = heatgrid-p{NN}`, QoS 1, acknowledged only after the spool has a message: what
+//! (`client_id = {mqtt.client_id}-p{NN}`, QoS 1, each message acknowledged once its point is in the
+//! database, so that an instance dying with its disk takes nothing acknowledged with it: what
 //! the broker queued while nobody led the partition arrives now, and the previous owner's
 //! connection is closed by the broker), and publishes the lead (epoch, session, fence) to the
-//! dispatcher, which then commands the partition's stations. For a partition it loses, the
+//! dispatcher, which then commands the partition's stations. The session names come from
+//! `[mqtt] client_id` (`{client_id}-p{NN}`), the same on every instance of a cluster (etcd
+//! refuses an instance with another); on joining, the instance claims them on the broker with
+//! the cluster's identity (a retained message on `heatgrid/sessions/{client_id}`), leads
+//! nothing before the claim is confirmed, and stops if another cluster holds it. For a partition it loses, the
 //! lead is withdrawn first (no command after that instant), then the session is closed and
 //! never reconnected. Each lead and loss is appended to `data_dir/ownership.jsonl`
 //! (`{"t_ms", "event": "lead"|"lost", "partition", "epoch"}`): who commanded which partition
 //! when, for an operator after an incident and for the failover checker.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,6 +94,8 @@ pub(super) fn start_cluster(
     let (leads_tx, leads) = watch::channel(Arc::new(vec![None; parts as usize]));
     let mut mqtt = cfg.mqtt.clone();
     mqtt.ack_after_spool = true; // persistent sessions, acknowledged after the spool
+    let (fatal_tx, fatal) = watch::channel(None);
+    let fatal_tx = Arc::new(fatal_tx);
     let log_path = cfg.data_dir.join("ownership.jsonl");
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -111,9 +118,14 @@ pub(super) fn start_cluster(
         leads: leads_tx,
         sessions: HashMap::new(),
         stage: mqtt_stage.clone(),
+        claim: Claim {
+            instance: member.name.clone(),
+            confirmed: Arc::new(AtomicBool::new(false)),
+            started: false,
+            fatal: fatal_tx.clone(),
+        },
     };
     let (task, view, requests) = ClusterTask::new(member.clone(), engine);
-    let (fatal_tx, fatal) = watch::channel(None);
     let stop = stage.token();
     stage.spawn(async move {
         if let Err(e) = task.run(stop).await {
@@ -157,6 +169,102 @@ struct EnginePartitions {
     leads: watch::Sender<Arc<Leads>>,
     sessions: HashMap<u32, (Link, CancellationToken)>,
     stage: Stage,
+    claim: Claim,
+}
+
+/// The claim on the broker of this cluster's session names.
+struct Claim {
+    instance: String,
+    /// The broker holds this cluster's claim (until then the instance leads nothing).
+    confirmed: Arc<AtomicBool>,
+    started: bool,
+    /// Where a clash with another cluster stops the engine.
+    fatal: Arc<watch::Sender<Option<String>>>,
+}
+
+/// Why a claim was not confirmed.
+#[derive(Debug)]
+enum ClaimError {
+    /// Another cluster holds the names: a mistake a retry cannot fix.
+    Taken(String),
+    /// The broker could not be asked now.
+    Unknown(String),
+}
+
+/// Where a cluster claims its session names `{sessions}-pNN`: outside any topic prefix, since
+/// client ids are one namespace per broker.
+fn claim_topic(sessions: &str) -> String {
+    let safe: String = sessions
+        .chars()
+        .map(|c| if matches!(c, '+' | '#' | '/') { '_' } else { c })
+        .collect();
+    format!("heatgrid/sessions/{safe}")
+}
+
+/// Reads the claim on `sessions` (retained); if there is none, makes it for `cluster`.
+async fn claim_sessions(
+    mqtt: &MqttConfig,
+    sessions: &str,
+    cluster: &str,
+    instance: &str,
+) -> Result<(), ClaimError> {
+    let topic = claim_topic(sessions);
+    let mut cfg = mqtt.clone();
+    cfg.ack_after_spool = false; // a clean, short session
+    let (link, el) = mqtt::connect(&cfg, &format!("{sessions}-{instance}-claim"), None);
+    let (tx, mut rx) = mpsc::unbounded_channel::<Option<Vec<u8>>>();
+    let handler = move |ev: crate::ingest::event_loop::Event<'_>| match ev {
+        crate::ingest::event_loop::Event::Subscribed => drop(tx.send(None)),
+        crate::ingest::event_loop::Event::Message { payload, .. } => {
+            drop(tx.send(Some(payload.to_vec())))
+        }
+        _ => {}
+    };
+    let settings = LoopSettings {
+        acks: Acks::Auto,
+        watchdog: None,
+        subscriptions: vec![(topic.clone(), true)],
+        presence: None,
+        connect_while: Some(Arc::new(|| false)),
+        down_since: None,
+    };
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(run_event_loop(
+        el,
+        link.clone(),
+        settings,
+        stop.clone(),
+        handler,
+    ));
+    let outcome = async {
+        match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+            Ok(Some(None)) => {}
+            _ => return Err(ClaimError::Unknown("the broker did not answer".into())),
+        }
+        // A retained claim comes right after the subscription's acknowledgement.
+        let held = match tokio::time::timeout(Duration::from_millis(500), rx.recv()).await {
+            Ok(Some(Some(payload))) => serde_json::from_slice::<serde_json::Value>(&payload)
+                .ok()
+                .and_then(|v| v["cluster"].as_str().map(str::to_owned)),
+            _ => None,
+        };
+        match held {
+            Some(other) if other != cluster => Err(ClaimError::Taken(format!(
+                "another cluster (id {other}) uses the MQTT client ids {sessions}-pNN on this broker;                  give this cluster another [mqtt] client_id, or, if that cluster is gone, clear its                  claim: mosquitto_pub -r -n -q 1 -t {topic}"
+            ))),
+            Some(_) => Ok(()),
+            None => {
+                let body = serde_json::json!({ "cluster": cluster, "by": instance }).to_string();
+                link.try_publish(&topic, true, true, body.into_bytes())
+                    .map_err(|e| ClaimError::Unknown(e.to_string()))
+            }
+        }
+    }
+    .await;
+    let _ = link.try_disconnect();
+    let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+    stop.cancel();
+    outcome
 }
 
 impl EnginePartitions {
@@ -179,7 +287,48 @@ impl EnginePartitions {
 impl Partitions for EnginePartitions {
     fn healthy(&self) -> bool {
         let since = self.broker_down_since.load(Ordering::Relaxed);
-        since == 0 || now_ms() - since < BROKER_DOWN_LIMIT_MS
+        self.claim.confirmed.load(Ordering::Relaxed)
+            && (since == 0 || now_ms() - since < BROKER_DOWN_LIMIT_MS)
+    }
+
+    fn joined(&mut self, cluster_id: &str) {
+        if std::mem::replace(&mut self.claim.started, true) {
+            return;
+        }
+        let (mqtt, cluster) = (self.mqtt.clone(), cluster_id.to_owned());
+        let (instance, sessions) = (self.claim.instance.clone(), self.mqtt.client_id.clone());
+        let (confirmed, fatal) = (self.claim.confirmed.clone(), self.claim.fatal.clone());
+        let stop = self.stage.token();
+        self.stage.spawn(async move {
+            let mut backoff = crate::backoff::Backoff::new(
+                Duration::from_millis(500),
+                Duration::from_secs(10),
+            );
+            loop {
+                match claim_sessions(&mqtt, &sessions, &cluster, &instance).await {
+                    Ok(()) => {
+                        info!(sessions = %format!("{sessions}-pNN"), cluster = %cluster,
+                            "Partition session names claimed on the broker.");
+                        confirmed.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                    Err(ClaimError::Taken(why)) => {
+                        tracing::error!(error = %why, "This cluster cannot use the broker; stopping.");
+                        let _ = fatal.send(Some(why));
+                        return;
+                    }
+                    Err(ClaimError::Unknown(why)) => {
+                        if backoff.attempts() == 0 {
+                            warn!(error = %why, "Cannot claim the partition session names on the broker yet; leading nothing until then.");
+                        }
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff.next_delay()) => {}
+                            _ = stop.cancelled() => return,
+                        }
+                    }
+                }
+            }
+        });
     }
 
     fn led(&mut self, p: u32, epoch: u64, fence: Fence, kept: HashMap<String, String>) {
@@ -189,7 +338,7 @@ impl Partitions for EnginePartitions {
             slot.active.store(true, Ordering::Relaxed);
         }
         self.epochs.insert(p, epoch);
-        let client_id = format!("heatgrid-p{p:02}");
+        let client_id = format!("{}-p{p:02}", self.mqtt.client_id);
         let (link, el) = mqtt::connect(&self.mqtt, &client_id, None);
         let ingest = Ingest::new(
             &self.mqtt.topic_prefix,

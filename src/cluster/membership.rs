@@ -28,6 +28,9 @@ pub struct MemberSettings {
     /// Unique among the instances.
     pub name: String,
     pub partitions: u32,
+    /// What the partitions' MQTT sessions are named after (`{sessions}-p{NN}`): the same on
+    /// every instance, so that the next owner of a partition takes over its session.
+    pub sessions: String,
     pub lease_ttl: Duration,
     /// Where the other instances reach this one's API.
     pub api_addr: String,
@@ -52,6 +55,12 @@ pub enum JoinError {
          {ours}: the partition count cannot be changed by restarting an instance"
     )]
     Partitions { stored: String, ours: u32 },
+    #[error(
+        "the cluster's partition sessions are named {stored:?}-pNN ([mqtt] client_id of its \
+         first instance) and this instance's [mqtt] client_id is {ours:?}: every instance of a \
+         cluster needs the same one, or the next owner of a partition cannot take over its session"
+    )]
+    Sessions { stored: String, ours: String },
     #[error("lease_ttl must be at least 2 s, got {0:?}")]
     Ttl(Duration),
 }
@@ -69,6 +78,10 @@ impl JoinError {
 
 /// Keys in etcd.
 pub const PARTITIONS_KEY: &str = "heatgrid/config/partitions";
+pub const SESSIONS_KEY: &str = "heatgrid/config/sessions";
+/// A random identity the first instance gives the cluster: what it claims its session names
+/// with on the broker, so that a second cluster using the same names is detected.
+pub const CLUSTER_ID_KEY: &str = "heatgrid/config/cluster_id";
 pub const MEMBERS_PREFIX: &str = "heatgrid/members/";
 
 /// The instant past which this instance must not command: moved forward by every renewal
@@ -98,6 +111,7 @@ pub struct Membership {
     client: Client,
     lease: i64,
     name: String,
+    cluster_id: String,
     fence: Fence,
     renewals: JoinHandle<()>,
 }
@@ -126,7 +140,23 @@ impl Membership {
             tls: s.tls.clone(),
         };
         let client = Client::connect(&s.endpoints, opts).await?;
-        agree_on_partitions(&client, s.partitions).await?;
+        let ours = s.partitions.to_string();
+        let stored = agree(&client, PARTITIONS_KEY, &ours).await?;
+        if stored != ours {
+            return Err(JoinError::Partitions {
+                stored,
+                ours: s.partitions,
+            });
+        }
+        let stored = agree(&client, SESSIONS_KEY, &s.sessions).await?;
+        if stored != s.sessions {
+            return Err(JoinError::Sessions {
+                stored,
+                ours: s.sessions.clone(),
+            });
+        }
+        let candidate = format!("{:016x}", rand::random::<u64>());
+        let cluster_id = agree(&client, CLUSTER_ID_KEY, &candidate).await?;
         let ttl = s.lease_ttl;
         let sent = Instant::now();
         let lease = client.lease_grant(ttl.as_secs().max(2) as i64).await?;
@@ -150,6 +180,7 @@ impl Membership {
             client,
             lease,
             name: s.name.clone(),
+            cluster_id,
             fence,
             renewals,
         })
@@ -173,6 +204,11 @@ impl Membership {
     /// This instance's name in the cluster.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The cluster's identity (the same for every instance of it).
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
     }
 
     /// The etcd client (for the partition elections).
@@ -231,35 +267,27 @@ fn margin(ttl: Duration) -> Duration {
     ttl / 5
 }
 
-/// Stores `partitions` if the cluster has no count yet, else checks it is the same.
-async fn agree_on_partitions(client: &Client, partitions: u32) -> Result<(), JoinError> {
-    let ours = partitions.to_string();
+/// Stores `ours` at `key` if the cluster has no value there yet; returns what is stored (ours,
+/// or the first instance's).
+async fn agree(client: &Client, key: &str, ours: &str) -> Result<String, JoinError> {
     let resp = client
         .txn(
             Txn::new()
-                .when_created_at(PARTITIONS_KEY, 0)
-                .and_put(PARTITIONS_KEY, &ours, None)
-                .or_get(PARTITIONS_KEY),
+                .when_created_at(key, 0)
+                .and_put(key, ours, None)
+                .or_get(key),
         )
         .await?;
     if resp.succeeded {
-        return Ok(());
+        return Ok(ours.to_owned());
     }
-    let stored = resp
+    Ok(resp
         .ranges
         .into_iter()
         .flatten()
         .next()
         .map(|kv| kv.value)
-        .unwrap_or_default();
-    if stored == ours {
-        Ok(())
-    } else {
-        Err(JoinError::Partitions {
-            stored,
-            ours: partitions,
-        })
-    }
+        .unwrap_or_default())
 }
 
 /// How soon a failed renewal is tried again.
@@ -338,6 +366,7 @@ mod tests {
             endpoints: vec!["http://127.0.0.1:9".into()],
             name: "a".into(),
             partitions: 8,
+            sessions: "heatgrid-engine".into(),
             lease_ttl: Duration::from_secs(1),
             api_addr: "127.0.0.1:1".into(),
             credentials: None,

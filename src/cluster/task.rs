@@ -53,6 +53,9 @@ pub trait Partitions: Send + 'static {
     /// lost only moments ago). While it cannot, it hands every partition over and stands for
     /// none.
     fn healthy(&self) -> bool;
+    /// This instance joined the cluster whose identity is `cluster_id` (called after every
+    /// join). The engine checks there that no other cluster uses its session names.
+    fn joined(&mut self, _cluster_id: &str) {}
     /// This instance leads `partition` with `epoch` while `fence` holds: start its data plane.
     /// `settings`: the operator state etcd keeps for the partition's stations (station →
     /// JSON), to apply before they are commanded.
@@ -216,6 +219,7 @@ impl<P: Partitions> ClusterTask<P> {
             });
         match joined {
             Ok(mut m) => {
+                self.engine.joined(m.cluster_id());
                 self.candidate = Some(m.candidate());
                 self.member = Some(m);
                 self.trouble = None;
@@ -223,7 +227,9 @@ impl<P: Partitions> ClusterTask<P> {
                 backoff.reset();
                 Ok(None)
             }
-            Err(e @ JoinError::Partitions { .. }) => Err(ClusterError::Join(e)),
+            Err(e @ (JoinError::Partitions { .. } | JoinError::Sessions { .. })) => {
+                Err(ClusterError::Join(e))
+            }
             Err(e) => {
                 if let JoinError::NameTaken(_) = e {
                     let since = *name_taken_since.get_or_insert_with(tokio::time::Instant::now);

@@ -11,7 +11,7 @@ use crate::cluster::membership::MemberSettings;
 /// Checks `[cluster]`; `api_listen` is `api.listen` (empty: the API is off).
 pub(super) fn cluster(
     c: &RawCluster,
-    api_listen: &str,
+    (api_listen, sessions): (&str, &str),
     env: Env<'_>,
     v: &mut Errors,
 ) -> Option<MemberSettings> {
@@ -67,6 +67,7 @@ pub(super) fn cluster(
         endpoints: c.etcd_endpoints.clone(),
         name: c.name.clone(),
         partitions: c.partitions,
+        sessions: sessions.to_owned(),
         lease_ttl: Duration::from_secs_f64(c.lease_ttl_s),
         api_addr,
         credentials,

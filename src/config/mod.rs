@@ -126,7 +126,7 @@ impl Config {
         let cluster = raw
             .cluster
             .as_ref()
-            .and_then(|c| cluster::cluster(c, &raw.api.listen, env, &mut v));
+            .and_then(|c| cluster::cluster(c, (&raw.api.listen, &raw.mqtt.client_id), env, &mut v));
         let mappings = mapping::mappings(&raw.mappings, &mut v);
         let stations = station::stations(&raw, base, &mappings, &mut v);
         let used: Vec<_> = mappings

@@ -311,7 +311,12 @@ impl Spool {
         }
     }
 
-    /// The writer's side: whether someone asked it to hurry since the last call.
+    /// The writer's side: whether someone asked it to hurry since it last wrote.
+    pub fn hurried(&self) -> bool {
+        self.hurry.load(Ordering::Relaxed)
+    }
+
+    /// The writer's side: it writes now, so the request is served.
     pub fn take_hurry(&self) -> bool {
         self.hurry.swap(false, Ordering::Relaxed)
     }

@@ -15,6 +15,11 @@ use super::spool::{self, Batch, Spool};
 use crate::backoff::Backoff;
 use crate::stats::Stats;
 
+/// A write asked for by a waiting acknowledgement waits this long after the last write, so
+/// that the bursts of many partition sessions go in one body (measured: one write per burst
+/// cost the engine a third more CPU at 5,000 msg/s).
+const HURRY_GAP: Duration = Duration::from_millis(25);
+
 /// Where batches go.
 #[derive(Debug)]
 pub enum Sink {
@@ -124,21 +129,25 @@ impl Writer {
             }
             let depth = self.spool.depth();
             self.note_backlog(depth, &mut last_report);
-            // A waiting acknowledgement hurries the write (its session holds it until then).
+            // A waiting acknowledgement hurries the write (its session holds it until then),
+            // to at most one write per HURRY_GAP: what comes meanwhile joins the same body.
+            let hurried = self.spool.hurried();
+            let since = last_write.elapsed();
             let due = depth.points >= write_at
                 || (depth.points > 0
-                    && (self.spool.take_hurry()
-                        || last_write.elapsed() >= self.cfg.flush_interval
+                    && ((hurried && since >= HURRY_GAP)
+                        || since >= self.cfg.flush_interval
                         || deadline.is_some()));
             if !due {
                 if deadline.is_some() && depth.points == 0 {
                     break;
                 }
-                let wait = self
-                    .cfg
-                    .flush_interval
-                    .saturating_sub(last_write.elapsed())
-                    .max(Duration::from_millis(5));
+                let until = if hurried && depth.points > 0 {
+                    HURRY_GAP
+                } else {
+                    self.cfg.flush_interval
+                };
+                let wait = until.saturating_sub(since).max(Duration::from_millis(5));
                 tokio::select! {
                     _ = self.spool.appended(), if depth.points > 0 || deadline.is_none() => {}
                     _ = tokio::time::sleep(wait) => {}
@@ -146,6 +155,7 @@ impl Writer {
                 }
                 continue;
             }
+            self.spool.take_hurry();
             let Some(batch) = self.read_batch(&mut reader).await else {
                 continue;
             };

@@ -15,6 +15,7 @@ fn settings(etcd: &Etcd, name: &str, partitions: u32, ttl_s: u64) -> MemberSetti
         endpoints: etcd.endpoints(),
         name: name.into(),
         partitions,
+        sessions: "heatgrid-engine".into(),
         lease_ttl: Duration::from_secs(ttl_s),
         api_addr: format!("127.0.0.1:{}", free_port()),
         credentials: None,
@@ -234,11 +235,22 @@ impl Instance {
         ttl_s: u64,
         (engine, rest): (&str, &str),
     ) -> Instance {
+        Self::start_in(name, endpoints, broker, ttl_s, (engine, "", rest))
+    }
+
+    /// As [`Self::start_with`], with more lines of `[mqtt]`.
+    fn start_in(
+        name: &str,
+        endpoints: &[String],
+        broker: u16,
+        ttl_s: u64,
+        (engine, mqtt, rest): (&str, &str, &str),
+    ) -> Instance {
         let dir = tempfile::tempdir().unwrap();
         let api = free_port();
         let eps: Vec<String> = endpoints.iter().map(|e| format!("{e:?}")).collect();
         let text = format!(
-            "[engine]\ndata_dir = {:?}\n{engine}[mqtt]\nport = {broker}\n\
+            "[engine]\ndata_dir = {:?}\n{engine}[mqtt]\nport = {broker}\n{mqtt}\
              [api]\nlisten = \"127.0.0.1:{api}\"\n\
              [[api.token]]\nname = \"t\"\nrole = \"operator\"\ntoken_env = \"HG_TOKEN\"\n\
              [cluster]\nname = {name:?}\netcd_endpoints = [{}]\npartitions = 8\nlease_ttl_s = {ttl_s}\n{rest}",
@@ -301,6 +313,152 @@ impl Drop for Instance {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A figure of an instance's `/metrics`.
+async fn metric(i: &Instance, name: &str) -> Option<f64> {
+    let text = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{}/metrics", i.api))
+        .bearer_auth(TOKEN)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Two clusters on one broker, each with its own etcd, its own stations and its own
+/// `[mqtt] client_id`: both lead all their partitions and control their stations, and neither
+/// takes the other's partition sessions (no reconnects). A third cluster configured with the
+/// first one's client id is refused at its start, naming the clash and its cure; so is an
+/// instance joining the second cluster with another client id than its first instance's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clusters_share_one_broker_and_a_clash_of_session_names_is_refused() {
+    let (north, south) = (Etcd::ready().await, Etcd::ready().await);
+    let broker = crate::util::mosquitto();
+    let sim = |prefix: &str| {
+        heatgrid_sim::spawn(heatgrid_sim::SimConfig {
+            port: broker.port,
+            stations: 3,
+            id_prefix: prefix.into(),
+            telemetry_period_s: 1.0,
+            telemetry_qos1: true,
+            warmup_h: 1.0,
+            ..heatgrid_sim::SimConfig::default()
+        })
+    };
+    let fleet = |prefix: &str| -> String {
+        (1..=3)
+            .map(|i| format!("[[station]]\nid = \"{prefix}{i:03}\"\n"))
+            .collect()
+    };
+    let (n_sim, s_sim) = (sim("n-").await, sim("s-").await);
+    let engine = "tick_s = 1\nstaleness_s = 5\n";
+    let (n_fleet, s_fleet) = (fleet("n-"), fleet("s-"));
+    let a = Instance::start_in(
+        "a",
+        &north.endpoints(),
+        broker.port,
+        2,
+        (engine, "client_id = \"hg-north\"\n", &n_fleet),
+    );
+    let b = Instance::start_in(
+        "b",
+        &south.endpoints(),
+        broker.port,
+        2,
+        (engine, "client_id = \"hg-south\"\n", &s_fleet),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let in_control = |snap: Vec<heatgrid_sim::StationView>| {
+            !snap.is_empty() && snap.iter().all(|s| s.engine_in_control)
+        };
+        if in_control(n_sim.snapshot()) && in_control(s_sim.snapshot()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "both fleets under control; a: {}\nb: {}",
+            a.log(),
+            b.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for i in [&a, &b] {
+        let led = i.get("/api/v1/cluster").await.unwrap_or_default()["led"]
+            .as_object()
+            .map_or(0, |m| m.len());
+        assert_eq!(
+            led, 8,
+            "each instance leads all 8 partitions of its cluster"
+        );
+    }
+    // Sessions of the same names would take each other over, again and again.
+    const CONNECTS: &str = "heatgrid_mqtt_connects_total";
+    let before = (metric(&a, CONNECTS).await, metric(&b, CONNECTS).await);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = (metric(&a, CONNECTS).await, metric(&b, CONNECTS).await);
+    assert!(before.0.is_some() && before.1.is_some(), "{before:?}");
+    assert_eq!(before, after, "no session was taken over");
+
+    // An instance joining the south cluster under another client id: refused by etcd.
+    let mut stray = Instance::start_in(
+        "b2",
+        &south.endpoints(),
+        broker.port,
+        2,
+        (engine, "client_id = \"hg-other\"\n", &s_fleet),
+    );
+    // A third cluster taking the north's names: refused by the claim on the broker.
+    let west = Etcd::ready().await;
+    let mut clash = Instance::start_in(
+        "c",
+        &west.endpoints(),
+        broker.port,
+        2,
+        (engine, "client_id = \"hg-north\"\n", &fleet("w-")),
+    );
+    for (who, i, want) in [
+        (
+            "b2",
+            &mut stray,
+            "partition sessions are named \"hg-south\"-pNN",
+        ),
+        (
+            "c",
+            &mut clash,
+            "uses the MQTT client ids hg-north-pNN on this broker",
+        ),
+    ] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = i.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "{who} kept running: {}", i.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert!(!status.success());
+        assert!(i.log().contains(want), "{who}: {}", i.log());
+    }
+    assert!(
+        clash
+            .log()
+            .contains("mosquitto_pub -r -n -q 1 -t heatgrid/sessions/hg-north"),
+        "the cure is named"
+    );
+    assert_eq!(
+        metric(&a, CONNECTS).await,
+        after.0,
+        "the north cluster untouched"
+    );
+    n_sim.stop().await;
+    s_sim.stop().await;
 }
 
 #[tokio::test]
