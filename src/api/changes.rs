@@ -48,9 +48,20 @@ pub(super) struct AlarmOf {
 pub(super) async fn ack_alarm(
     State(st): State<ApiState>,
     headers: HeaderMap,
-    Path(id): Path<u64>,
+    Path(id): Path<String>,
     axum::extract::Query(of): axum::extract::Query<AlarmOf>,
 ) -> Result<Json<Value>, ApiError> {
+    // An id that is no number names no alarm: answered like any unknown one, in JSON (to
+    // an operator only).
+    authorize(&st.tokens, &headers, Role::Operator)?;
+    let id: u64 = id.parse().map_err(|_| {
+        ApiError(
+            axum::http::StatusCode::NOT_FOUND,
+            format!(
+                "no active alarm {id:?} (an alarm id is a number; in a cluster add ?instance=NAME)"
+            ),
+        )
+    })?;
     if let (Some(peers), Some(instance)) = (&st.peers, &of.instance) {
         authorize(&st.tokens, &headers, Role::Operator)?;
         if let Some(answer) = peers.ack_at(instance, id, &headers).await? {

@@ -217,6 +217,15 @@ async fn an_alarm_is_acknowledged_through_the_alarm_queue() {
     assert!(body["error"].as_str().unwrap_or("").contains("8"), "{body}");
     let (code, _) = call(&st, "POST", "/api/v1/alarms/7/ack", Some(VIEWER), "").await;
     assert_eq!(code, StatusCode::FORBIDDEN);
+    // A cluster's `b:5` typed where a number belongs: a JSON error, not the router's text.
+    let (code, body) = call(&st, "POST", "/api/v1/alarms/b:5/ack", Some(OPERATOR), "").await;
+    assert_eq!(code, StatusCode::NOT_FOUND, "{body}");
+    assert!(
+        body["error"].as_str().unwrap_or("").contains("b:5"),
+        "{body}"
+    );
+    let (code, _) = call(&st, "POST", "/api/v1/alarms/b:5/ack", None, "").await;
+    assert_eq!(code, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
