@@ -18,7 +18,7 @@
 #    .config/nextest.toml: four at a time, at most two failover scenarios), prints the line
 #    coverage of src/ outside demo/ and the ten slowest tests, builds and checks the Debian
 #    package (scripts/package-test.sh), then every fuzz target for a bounded time
-#    (scripts/fuzz.sh, 30 s each). The integration tests start their own mosquitto, VictoriaMetrics and
+#    (scripts/fuzz.sh, 30 s, the three side by side). The integration tests start their own mosquitto, VictoriaMetrics and
 #    etcd processes on free loopback ports and stop them by PID when they finish.
 set -euo pipefail
 cd "$(dirname "$0")/.."

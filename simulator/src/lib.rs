@@ -20,6 +20,7 @@ mod kpis;
 mod live;
 pub mod modbus;
 mod modbus_bus;
+pub mod network;
 pub mod plant;
 pub mod scenario;
 mod shared;
