@@ -90,6 +90,37 @@ struct Args {
     /// With --scenario: print the two runs as JSON (every station's KPIs) instead of a table.
     #[arg(long, requires = "scenario")]
     json: bool,
+    /// Replay this network file (docs/network.md) with --inputs and write the results as CSV
+    /// (to --out, or standard output), then exit.
+    #[arg(long, requires = "inputs")]
+    network: Option<std::path::PathBuf>,
+    /// With --network: the inputs CSV (time_s, plant_supply_C, optionally ground_C, and per
+    /// station S either S_kg_per_s or S_heat_W, optionally S_delta_T_K).
+    #[arg(long, requires = "network")]
+    inputs: Option<std::path::PathBuf>,
+    /// Write a network file for this many stations (ids from --id-prefix, layout from --seed)
+    /// to --out (or standard output), then exit.
+    #[arg(long)]
+    generate_network: Option<usize>,
+    /// Where --network or --generate-network writes.
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+    /// With --network: integration step, s.
+    #[arg(long, default_value_t = 10.0)]
+    step_s: f64,
+    /// With --network: cell length of every pipe, m.
+    #[arg(long, default_value_t = 1.0)]
+    cell_m: f64,
+    /// With --network: output interval, s (default: at every input row).
+    #[arg(long)]
+    every_s: Option<f64>,
+    /// With --network: a station's cooling when its inputs give none; with
+    /// --generate-network: the design ΔT the pipes are sized for. K.
+    #[arg(long, default_value_t = 30.0)]
+    delta_t_k: f64,
+    /// With --network: the flow a station drawing S_heat_W keeps at zero demand, kg/s.
+    #[arg(long, default_value_t = 0.0)]
+    bypass_kg_s: f64,
 }
 
 #[tokio::main]
@@ -102,6 +133,9 @@ async fn main() -> std::process::ExitCode {
         )
         .with_target(false)
         .init();
+    if a.network.is_some() || a.generate_network.is_some() {
+        return network(&a);
+    }
     if !(a.speed > 0.0 && a.telemetry_period_s > 0.0) || a.stations == 0 {
         eprintln!("heatgrid-sim: --speed and --telemetry-period-s must be positive and --stations at least 1");
         return std::process::ExitCode::from(2);
@@ -170,6 +204,55 @@ async fn main() -> std::process::ExitCode {
     }
     print_fleet(&sim.stop().await);
     std::process::ExitCode::SUCCESS
+}
+
+/// `--network FILE --inputs CSV` (replay) or `--generate-network N`: no broker, no fleet.
+fn network(a: &Args) -> std::process::ExitCode {
+    use heatgrid_sim::network::{file, replay};
+    let fail = |e: String| {
+        eprintln!("heatgrid-sim: {e}");
+        std::process::ExitCode::from(2)
+    };
+    let text = if let Some(n) = a.generate_network {
+        let f = file::generate(n.max(1), &a.id_prefix, a.seed, a.delta_t_k);
+        match serde_json::to_string_pretty(&f) {
+            Ok(t) => t + "\n",
+            Err(e) => return fail(e.to_string()),
+        }
+    } else {
+        let (Some(path), Some(inputs)) = (&a.network, &a.inputs) else {
+            return fail("--network needs --inputs".into());
+        };
+        let f = match file::NetworkFile::read(path) {
+            Ok(f) => f,
+            Err(e) => return fail(e),
+        };
+        let csv = match std::fs::read_to_string(inputs) {
+            Ok(c) => c,
+            Err(e) => return fail(format!("{}: {e}", inputs.display())),
+        };
+        let o = replay::ReplayOptions {
+            step_s: a.step_s,
+            cell_m: a.cell_m,
+            every_s: a.every_s,
+            delta_t_k: a.delta_t_k,
+            bypass_kg_s: a.bypass_kg_s,
+        };
+        match replay::replay(&f, &csv, &o) {
+            Ok(t) => t,
+            Err(e) => return fail(e),
+        }
+    };
+    match &a.out {
+        Some(path) => match std::fs::write(path, text) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => fail(format!("{}: {e}", path.display())),
+        },
+        None => {
+            print!("{text}");
+            std::process::ExitCode::SUCCESS
+        }
+    }
 }
 
 /// `--offline-hours` without a scenario: the fleet at full speed, no I/O, timed.

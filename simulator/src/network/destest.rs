@@ -1,15 +1,15 @@
 //! The network model against DESTEST (IBPSA Project 1): the 16-house network's steady
 //! design-load case (CE0) and its one-week case (CE1), each scored by the published
 //! `score.py` against the reference tools' band. The case files are read where they are
-//! published (`../shared/validation/destest`) and turned into a [`TreeSpec`] here; the
-//! results go to a CSV in the scorer's format, and the scorer's verdict is the test's.
+//! published (`../shared/validation/destest`), written as our network file and inputs, and
+//! replayed as `heatgrid-sim --network` replays any file ([`super::replay`]); the results go to
+//! a CSV in the scorer's format, and the scorer's verdict is the test's.
 
-use std::collections::HashMap;
 use std::f64::consts::PI;
 use std::path::{Path, PathBuf};
 
-use super::pipe::{Fluid, PipeSpec};
-use super::tree::{Draw, NodeKind, NodeSpec, RunSpec, Tree, TreeSpec};
+use super::file::{FluidFile, NetworkFile, NodeFile, PipeFile};
+use super::replay::{replay, ReplayOptions};
 
 fn destest_dir() -> PathBuf {
     super::validation::validation_dir().join("destest")
@@ -31,47 +31,100 @@ fn f(v: &serde_json::Value, key: &str) -> f64 {
         .unwrap_or_else(|| panic!("no number {key} in {v}"))
 }
 
-/// The case's nodes and runs; `pipe` makes each run's pipe from its JSON entry.
-fn tree_spec(
+/// The case as a network file: its nodes (buildings are stations named by their id) and its
+/// runs, each pipe's resistance and wall made by `pipe` from its JSON entry.
+fn network_file(
     case: &serde_json::Value,
-    fluid: Fluid,
-    viscosity: f64,
+    fluid: FluidFile,
+    ground_c: f64,
     roughness_m: f64,
-    pipe: impl Fn(&serde_json::Value) -> PipeSpec,
-) -> TreeSpec {
+    pipe: impl Fn(&serde_json::Value) -> (f64, f64),
+) -> NetworkFile {
     let nodes = case["nodes"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|n| {
-            let id = n["id"].as_str().unwrap().to_owned();
-            let kind = match n["kind"].as_str() {
-                Some("plant") => NodeKind::Plant,
-                Some("building") => NodeKind::Station {
-                    station: id.clone(),
-                },
-                _ => NodeKind::Junction,
-            };
-            NodeSpec { id, kind }
+        .map(|n| NodeFile {
+            id: n["id"].as_str().unwrap().to_owned(),
+            kind: match n["kind"].as_str() {
+                Some("plant") => "plant",
+                Some("building") => "station",
+                _ => "junction",
+            }
+            .to_owned(),
+            station: None,
+            design_load_kW: n["design_peak_load_kW"].as_f64(),
         })
         .collect();
-    let runs = case["pipes"]
+    let pipes = case["pipes"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| RunSpec {
-            id: p["id"].as_str().unwrap().to_owned(),
-            from: p["from"].as_str().unwrap().to_owned(),
-            to: p["to"].as_str().unwrap().to_owned(),
-            pipe: pipe(p),
-            roughness_m,
+        .map(|p| {
+            let (resistance, wall) = pipe(p);
+            PipeFile {
+                id: p["id"].as_str().unwrap().to_owned(),
+                from: p["from"].as_str().unwrap().to_owned(),
+                to: p["to"].as_str().unwrap().to_owned(),
+                length_m: f(p, "length_m"),
+                inner_diameter_m: f(p, "inner_diameter_m"),
+                roughness_m,
+                thermal_resistance_mK_per_W: Some(resistance),
+                loss_coefficient_W_per_mK: None,
+                wall_heat_capacity_J_per_mK: wall,
+                ground_temperature_C: None,
+            }
         })
         .collect();
-    TreeSpec {
+    NetworkFile {
         fluid,
-        viscosity_pa_s: viscosity,
+        ground_temperature_C: ground_c,
         nodes,
-        runs,
+        pipes,
+    }
+}
+
+/// The houses' ids.
+fn houses(file: &NetworkFile) -> Vec<String> {
+    file.nodes
+        .iter()
+        .filter(|n| n.kind == "station")
+        .map(|n| n.id.clone())
+        .collect()
+}
+
+/// A replay's output: its columns by name, one row per output instant.
+struct Output {
+    header: Vec<String>,
+    rows: Vec<Vec<f64>>,
+}
+
+impl Output {
+    fn parse(text: &str) -> Output {
+        let mut lines = text.lines();
+        let header = lines
+            .next()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::to_owned)
+            .collect();
+        let rows = lines
+            .map(|l| {
+                l.split(',')
+                    .map(|v| v.parse().unwrap_or(f64::NAN))
+                    .collect()
+            })
+            .collect();
+        Output { header, rows }
+    }
+
+    fn get(&self, row: usize, name: &str) -> f64 {
+        let i = self
+            .header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no {name} in the replay's output"));
+        self.rows[row][i]
     }
 }
 
@@ -107,18 +160,19 @@ fn destest_ce0_the_steady_design_load_lies_inside_every_band() {
     let case = json(&destest_dir().join("ce0/network.json"));
     let fl = &case["fluid"];
     let bc = &case["boundary_conditions"];
-    let fluid = Fluid {
-        cp: f(fl, "specific_heat_J_per_kgK"),
-        density: f(fl, "density_kg_per_m3"),
+    let fluid = FluidFile {
+        specific_heat_J_per_kgK: f(fl, "specific_heat_J_per_kgK"),
+        density_kg_per_m3: f(fl, "density_kg_per_m3"),
+        dynamic_viscosity_Pa_s: f(fl, "dynamic_viscosity_Pa_s"),
     };
     let (l_ins, l_wall) = (
         f(bc, "insulation_conductivity_W_per_mK"),
         f(bc, "pipe_wall_conductivity_W_per_mK"),
     );
-    let spec = tree_spec(
+    let file = network_file(
         &case,
         fluid,
-        f(fl, "dynamic_viscosity_Pa_s"),
+        f(bc, "ground_temperature_C"),
         f(bc, "pipe_roughness_mm") / 1000.0,
         |p| {
             let (d, wall, ins) = (
@@ -127,49 +181,39 @@ fn destest_ce0_the_steady_design_load_lies_inside_every_band() {
                 f(p, "insulation_thickness_m"),
             );
             let (r0, r1) = (d / 2.0, d / 2.0 + wall);
-            PipeSpec {
-                length_m: f(p, "length_m"),
-                inner_diameter_m: d,
-                resistance_mk_per_w: (r1 / r0).ln() / (2.0 * PI * l_wall)
-                    + ((r1 + ins) / r1).ln() / (2.0 * PI * l_ins),
-                wall_capacity_j_per_mk: 0.0,
-            }
+            let resistance =
+                (r1 / r0).ln() / (2.0 * PI * l_wall) + ((r1 + ins) / r1).ln() / (2.0 * PI * l_ins);
+            (resistance, 0.0)
         },
     );
-    let mut tree = Tree::new(spec, 1.0, f(bc, "plant_supply_temperature_C")).unwrap();
+    // Two input rows a long time apart: the network runs into its steady state.
     let m = f(bc, "building_mass_flow_kg_per_h") / 3600.0;
-    let draws: HashMap<usize, Draw> = tree
-        .spec
-        .nodes
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| matches!(n.kind, NodeKind::Station { .. }))
-        .map(|(i, _)| {
-            (
-                i,
-                Draw::Flow {
-                    kg_s: m,
-                    delta_t_k: f(bc, "substation_temperature_drop_K"),
-                },
-            )
-        })
-        .collect();
-    for _ in 0..2000 {
-        tree.step(
-            f(bc, "plant_supply_temperature_C"),
-            &draws,
-            f(bc, "ground_temperature_C"),
-            60.0,
-        );
+    let drop = f(bc, "substation_temperature_drop_K");
+    let supply = f(bc, "plant_supply_temperature_C");
+    let houses = houses(&file);
+    let mut inputs = String::from("time_s,plant_supply_C");
+    for h in &houses {
+        inputs.push_str(&format!(",{h}_kg_per_s,{h}_delta_T_K"));
     }
-    let s = tree.state().clone();
-    let node = |id: &str| tree.node(id).unwrap();
-    let run = |id: &str| tree.run(id).unwrap();
-    let dp = |path: &[&str]| path.iter().map(|r| s.dp_pa[run(r)]).sum::<f64>();
+    for t in [0, 120_000] {
+        inputs.push_str(&format!("\n{t},{supply}"));
+        for _ in &houses {
+            inputs.push_str(&format!(",{m},{drop}"));
+        }
+    }
+    let o = ReplayOptions {
+        step_s: 60.0,
+        cell_m: 1.0,
+        ..ReplayOptions::default()
+    };
+    let out = Output::parse(&replay(&file, &inputs, &o).unwrap());
+    let last = out.rows.len() - 1;
+    let v = |name: &str| out.get(last, name);
+    let dp = |path: &[&str]| path.iter().map(|r| v(&format!("dp_{r}_Pa"))).sum::<f64>();
     let mut cols: Vec<(String, f64)> = vec![
         (
             "mass_flow_plant_kg_per_h".into(),
-            s.plant_flow_kg_s * 3600.0,
+            v("plant_flow_kg_per_s") * 3600.0,
         ),
         (
             "dp_supply_i_to_e_Pa".into(),
@@ -181,17 +225,14 @@ fn destest_ce0_the_steady_design_load_lies_inside_every_band() {
         ),
         ("dp_return_i_to_h_Pa".into(), dp(&["i-h"])),
     ];
-    for n in ["i", "h", "g", "f", "e", "SimpleDistrict_1"] {
-        cols.push((format!("T_supply_{n}_C"), s.supply_c[node(n)]));
+    for line in ["supply", "return"] {
+        for n in ["i", "h", "g", "f", "e", "SimpleDistrict_1"] {
+            let name = format!("T_{line}_{n}_C");
+            cols.push((name.clone(), v(&name)));
+        }
     }
-    for n in ["i", "h", "g", "f", "e", "SimpleDistrict_1"] {
-        cols.push((format!("T_return_{n}_C"), s.return_c[node(n)]));
-    }
-    cols.push((
-        "heat_loss_supply_i_to_h_W".into(),
-        s.loss_supply_w[run("i-h")],
-    ));
-    cols.push(("heat_plant_W".into(), s.plant_heat_w));
+    cols.push(("heat_loss_supply_i_to_h_W".into(), v("loss_supply_i-h_W")));
+    cols.push(("heat_plant_W".into(), v("plant_heat_W")));
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("ce0.csv");
     let header: Vec<&str> = cols.iter().map(|(k, _)| k.as_str()).collect();
@@ -208,83 +249,65 @@ fn destest_ce1_the_winter_week_lies_inside_every_band() {
     let case = json(&dir.join("network.json"));
     let fl = &case["fluid"];
     let bc = &case["boundary_conditions"];
-    let fluid = Fluid {
-        cp: f(fl, "specific_heat_J_per_kgK"),
-        density: f(fl, "density_kg_per_m3"),
+    let fluid = FluidFile {
+        specific_heat_J_per_kgK: f(fl, "specific_heat_J_per_kgK"),
+        density_kg_per_m3: f(fl, "density_kg_per_m3"),
+        dynamic_viscosity_Pa_s: 5e-4,
     };
     // The case gives no wall: a 3.5 mm PE wall (930 kg/m³, 2300 J/(kg·K)) holds heat as a
     // real service pipe does (the night-time cooling depends on it).
-    let spec = tree_spec(&case, fluid, 5e-4, 1e-5, |p| {
+    let file = network_file(&case, fluid, f(bc, "ground_temperature_C"), 1e-5, |p| {
         let (d, ins) = (f(p, "inner_diameter_m"), f(p, "insulation_thickness_m"));
         let r0 = d / 2.0;
         let wall = 0.0035;
-        PipeSpec {
-            length_m: f(p, "length_m"),
-            inner_diameter_m: d,
-            resistance_mk_per_w: ((r0 + ins) / r0).ln()
-                / (2.0 * PI * f(p, "insulation_conductivity_W_per_mK")),
-            wall_capacity_j_per_mk: PI * ((r0 + wall).powi(2) - r0 * r0) * 930.0 * 2300.0,
-        }
+        let resistance =
+            ((r0 + ins) / r0).ln() / (2.0 * PI * f(p, "insulation_conductivity_W_per_mK"));
+        (
+            resistance,
+            PI * ((r0 + wall).powi(2) - r0 * r0) * 930.0 * 2300.0,
+        )
     });
     let supply = f(bc, "plant_supply_temperature_C");
-    let ground = f(bc, "ground_temperature_C");
     let drop = f(bc, "substation_temperature_drop_K");
-    let mut tree = Tree::new(spec, 1.0, supply).unwrap();
     let demand = super::validation::Table::read(&dir.join("heat_demand_per_building.csv"));
     let (dt_s, dw) = (demand.col("time_s"), demand.col("heat_demand_W"));
-    let houses: Vec<usize> = tree
-        .spec
-        .nodes
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| matches!(n.kind, NodeKind::Station { .. }))
-        .map(|(i, _)| i)
-        .collect();
-    let bypass = 0.0009;
-    let step = 10.0;
-    let mut rows = vec!["time_s,heat_injection_W,heat_losses_W,critical_temperature_K".to_owned()];
-    let mut t = 0.0;
-    let record = |t: f64, tree: &Tree, rows: &mut Vec<String>| {
-        let s = tree.state();
-        let critical = houses
-            .iter()
-            .map(|h| s.supply_c[*h])
-            .fold(f64::INFINITY, f64::min);
-        rows.push(format!(
-            "{t},{:.3},{:.3},{:.4}",
-            s.plant_heat_w,
-            s.losses_w(),
-            critical + 273.15
-        ));
-    };
-    // t = 0: one short step so that every figure exists.
-    let draws = |t: f64| -> HashMap<usize, Draw> {
-        let w = super::validation::at(&dt_s, &dw, t);
-        houses
-            .iter()
-            .map(|h| {
-                (
-                    *h,
-                    Draw::Heat {
-                        w,
-                        delta_t_k: drop,
-                        bypass_kg_s: bypass,
-                    },
-                )
-            })
-            .collect()
-    };
-    tree.step(supply, &draws(0.0), ground, 1e-3);
-    record(0.0, &tree, &mut rows);
-    while t < 604_800.0 - 1e-6 {
-        t += step;
-        tree.step(supply, &draws(t), ground, step);
-        if (t / 900.0 - (t / 900.0).round()).abs() < 1e-9 {
-            record(t, &tree, &mut rows);
+    let houses = houses(&file);
+    let mut inputs = String::from("time_s,plant_supply_C");
+    for h in &houses {
+        inputs.push_str(&format!(",{h}_heat_W,{h}_delta_T_K"));
+    }
+    let horizon = f(bc, "horizon_s");
+    for (t, w) in dt_s.iter().zip(&dw).filter(|(t, _)| **t <= horizon) {
+        inputs.push_str(&format!("\n{t},{supply}"));
+        for _ in &houses {
+            inputs.push_str(&format!(",{w},{drop}"));
         }
     }
-    let out = tempfile::tempdir().unwrap();
-    let csv = out.path().join("ce1.csv");
+    let o = ReplayOptions {
+        step_s: 10.0,
+        cell_m: 1.0,
+        every_s: Some(f(bc, "output_interval_s")),
+        delta_t_k: drop,
+        bypass_kg_s: 0.0009,
+    };
+    let out = Output::parse(&replay(&file, &inputs, &o).unwrap());
+    let mut rows = vec!["time_s,heat_injection_W,heat_losses_W,critical_temperature_K".to_owned()];
+    for r in 0..out.rows.len() {
+        let critical = houses
+            .iter()
+            .map(|h| out.get(r, &format!("T_supply_{h}_C")))
+            .fold(f64::INFINITY, f64::min);
+        rows.push(format!(
+            "{},{:.3},{:.3},{:.4}",
+            out.get(r, "time_s"),
+            out.get(r, "plant_heat_W"),
+            out.get(r, "heat_losses_W"),
+            critical + 273.15
+        ));
+    }
+    assert_eq!(rows.len(), 674, "673 outputs and the header");
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("ce1.csv");
     std::fs::write(&csv, rows.join("\n") + "\n").unwrap();
     let (passed, failed, text) = score("ce1", &csv);
     eprintln!("{text}");

@@ -1,6 +1,7 @@
 //! The primary network between the plant and the stations: pipes that carry water with its
 //! transport delay and lose heat to the ground ([`pipe`]), joined into a radial network with
-//! its hydraulics ([`tree`]).
+//! its hydraulics ([`tree`]), described in a network file ([`file`], which also generates one
+//! for N stations) and replayed with given inputs ([`replay`]).
 //!
 //! Where it sits: beside the stations' plant model ([`crate::plant`]). The network gives each
 //! station the primary supply temperature that reaches it and takes back its return; the
@@ -8,7 +9,9 @@
 //! (`validation`: the ULg test bench's step tests and a week of the AIT network branch), the
 //! network against DESTEST's reference tools (`destest`: its steady and one-week cases).
 
+pub mod file;
 pub mod pipe;
+pub mod replay;
 pub mod tree;
 
 #[cfg(test)]

@@ -131,6 +131,8 @@ pub struct Tree {
     plant: usize,
     /// Per run: the stations behind it (node indices).
     behind: Vec<Vec<usize>>,
+    /// Per run: a ground temperature of its own (`None`: the one each step is given).
+    own_ground: Vec<Option<f64>>,
     state: TreeState,
 }
 
@@ -207,6 +209,7 @@ impl Tree {
             ends,
             plant,
             behind,
+            own_ground: vec![None; runs],
             state: TreeState {
                 supply_c: vec![initial_c; n],
                 return_c: vec![initial_c; n],
@@ -218,6 +221,13 @@ impl Tree {
             },
             spec,
         })
+    }
+
+    /// Gives runs a ground temperature of their own (by run index; `None`: the step's).
+    pub fn set_own_grounds(&mut self, grounds: Vec<Option<f64>>) {
+        if grounds.len() == self.own_ground.len() {
+            self.own_ground = grounds;
+        }
     }
 
     /// The node index of `id`.
@@ -276,7 +286,8 @@ impl Tree {
         st.supply_c[self.plant] = plant_supply_c;
         for &r in &self.order {
             let (a, b) = self.ends[r];
-            st.supply_c[b] = self.supply[r].step(st.supply_c[a], st.flow_kg_s[r], ground_c, dt);
+            let g = self.own_ground[r].unwrap_or(ground_c);
+            st.supply_c[b] = self.supply[r].step(st.supply_c[a], st.flow_kg_s[r], g, dt);
         }
         // What each station sends back.
         st.stations_heat_w = 0.0;
@@ -307,7 +318,8 @@ impl Tree {
                     self.ret[r].outlet_c()
                 };
             }
-            let out = self.ret[r].step(st.return_c[b], st.flow_kg_s[r], ground_c, dt);
+            let g = self.own_ground[r].unwrap_or(ground_c);
+            let out = self.ret[r].step(st.return_c[b], st.flow_kg_s[r], g, dt);
             heat_in[a] += st.flow_kg_s[r] * out;
             flow_in[a] += st.flow_kg_s[r];
             temp_sum[a].0 += out;
@@ -323,8 +335,9 @@ impl Tree {
         };
         st.plant_heat_w = st.plant_flow_kg_s * cp * (plant_supply_c - st.return_c[p]);
         for r in 0..self.spec.runs.len() {
-            st.loss_supply_w[r] = self.supply[r].loss_w(ground_c);
-            st.loss_return_w[r] = self.ret[r].loss_w(ground_c);
+            let g = self.own_ground[r].unwrap_or(ground_c);
+            st.loss_supply_w[r] = self.supply[r].loss_w(g);
+            st.loss_return_w[r] = self.ret[r].loss_w(g);
         }
         &self.state
     }

@@ -1,0 +1,401 @@
+//! The network file: how a primary network is described (JSON, documented in
+//! docs/network.md), turned into a [`TreeSpec`], and generated for N stations.
+//!
+//! Where it sits: read by `heatgrid-sim --network FILE` (and [`super::replay`]), written by
+//! `heatgrid-sim --generate-network N`. Every number carries its unit in its key, as in the
+//! published validation cases.
+
+// The fields are the file's keys, units written as units are (kW, J/(kg·K), Pa·s).
+#![allow(non_snake_case)]
+
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use super::pipe::{Fluid, PipeSpec};
+use super::tree::{NodeKind, NodeSpec, RunSpec, TreeSpec};
+
+/// A whole network file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkFile {
+    #[serde(default)]
+    pub fluid: FluidFile,
+    /// The ground's temperature around every pipe that names none of its own, °C.
+    pub ground_temperature_C: f64,
+    pub nodes: Vec<NodeFile>,
+    pub pipes: Vec<PipeFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FluidFile {
+    pub specific_heat_J_per_kgK: f64,
+    pub density_kg_per_m3: f64,
+    pub dynamic_viscosity_Pa_s: f64,
+}
+
+impl Default for FluidFile {
+    fn default() -> Self {
+        Self {
+            specific_heat_J_per_kgK: 4184.0,
+            density_kg_per_m3: 995.6,
+            dynamic_viscosity_Pa_s: 5.0e-4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeFile {
+    pub id: String,
+    /// `plant`, `junction` or `station`.
+    pub kind: String,
+    /// A station node: the station id it feeds (default: the node's id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub station: Option<String>,
+    /// A station node: its design heat load, kW (what the generator sized the pipes for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub design_load_kW: Option<f64>,
+}
+
+/// One twin run (supply and return alike), `from` the end nearer the plant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipeFile {
+    pub id: String,
+    pub from: String,
+    pub to: String,
+    pub length_m: f64,
+    pub inner_diameter_m: f64,
+    #[serde(default = "default_roughness")]
+    pub roughness_m: f64,
+    /// From the water to the ground, per metre; or give `loss_coefficient_W_per_mK` (its
+    /// inverse).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thermal_resistance_mK_per_W: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_coefficient_W_per_mK: Option<f64>,
+    #[serde(default)]
+    pub wall_heat_capacity_J_per_mK: f64,
+    /// This pipe's own ground temperature, °C (default: the network's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ground_temperature_C: Option<f64>,
+}
+
+fn default_roughness() -> f64 {
+    1e-5
+}
+
+impl NetworkFile {
+    /// Reads and checks a network file.
+    pub fn read(path: &std::path::Path) -> Result<NetworkFile, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn fluid(&self) -> Fluid {
+        Fluid {
+            cp: self.fluid.specific_heat_J_per_kgK,
+            density: self.fluid.density_kg_per_m3,
+        }
+    }
+
+    /// The network as the model runs it, and each run's own ground temperature (`None`: the
+    /// network's); every mistake is named with its place.
+    pub fn to_spec(&self) -> Result<(TreeSpec, Vec<Option<f64>>), Vec<String>> {
+        let mut errors = Vec::new();
+        let mut nodes = Vec::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let kind = match n.kind.as_str() {
+                "plant" => NodeKind::Plant,
+                "junction" => NodeKind::Junction,
+                "station" => NodeKind::Station {
+                    station: n.station.clone().unwrap_or_else(|| n.id.clone()),
+                },
+                k => {
+                    errors.push(format!(
+                        "nodes[{i}] {:?}: kind {k:?} is none of plant, junction, station",
+                        n.id
+                    ));
+                    NodeKind::Junction
+                }
+            };
+            nodes.push(NodeSpec {
+                id: n.id.clone(),
+                kind,
+            });
+        }
+        let mut runs = Vec::new();
+        let mut grounds = Vec::new();
+        for (i, p) in self.pipes.iter().enumerate() {
+            let place = format!("pipes[{i}] {:?}", p.id);
+            let positive = |v: f64| v.is_finite() && v > 0.0;
+            if !positive(p.length_m) || !positive(p.inner_diameter_m) {
+                errors.push(format!(
+                    "{place}: length_m and inner_diameter_m must be positive"
+                ));
+            }
+            let resistance = match (p.thermal_resistance_mK_per_W, p.loss_coefficient_W_per_mK) {
+                (Some(r), None) if positive(r) => r,
+                (None, Some(u)) if positive(u) => 1.0 / u,
+                _ => {
+                    errors.push(format!(
+                        "{place}: give one of thermal_resistance_mK_per_W and loss_coefficient_W_per_mK, positive"
+                    ));
+                    1.0
+                }
+            };
+            if !(p.wall_heat_capacity_J_per_mK >= 0.0 && p.roughness_m >= 0.0) {
+                errors.push(format!(
+                    "{place}: wall_heat_capacity_J_per_mK and roughness_m must not be negative"
+                ));
+            }
+            runs.push(RunSpec {
+                id: p.id.clone(),
+                from: p.from.clone(),
+                to: p.to.clone(),
+                pipe: PipeSpec {
+                    length_m: p.length_m,
+                    inner_diameter_m: p.inner_diameter_m,
+                    resistance_mk_per_w: resistance,
+                    wall_capacity_j_per_mk: p.wall_heat_capacity_J_per_mK,
+                },
+                roughness_m: p.roughness_m,
+            });
+            grounds.push(p.ground_temperature_C);
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let spec = TreeSpec {
+            fluid: self.fluid(),
+            viscosity_pa_s: self.fluid.dynamic_viscosity_Pa_s,
+            nodes,
+            runs,
+        };
+        Ok((spec, grounds))
+    }
+}
+
+/// Pre-insulated steel pipe sizes (EN 253, insulation series 2): DN, inner diameter, steel
+/// outer diameter and casing outer diameter, mm.
+const SIZES: [(u32, f64, f64, f64); 17] = [
+    (25, 28.5, 33.7, 110.0),
+    (32, 37.2, 42.4, 125.0),
+    (40, 43.1, 48.3, 125.0),
+    (50, 54.5, 60.3, 140.0),
+    (65, 70.3, 76.1, 160.0),
+    (80, 82.5, 88.9, 180.0),
+    (100, 107.1, 114.3, 225.0),
+    (125, 132.5, 139.7, 250.0),
+    (150, 160.3, 168.3, 280.0),
+    (200, 210.1, 219.1, 355.0),
+    (250, 263.0, 273.0, 450.0),
+    (300, 312.7, 323.9, 500.0),
+    (350, 344.4, 355.6, 560.0),
+    (400, 393.8, 406.4, 630.0),
+    (500, 495.4, 508.0, 800.0),
+    (600, 597.0, 610.0, 900.0),
+    (700, 696.0, 711.0, 1000.0),
+];
+
+/// Design rule of the generator: the smallest size whose pressure gradient at design flow is
+/// at most this, Pa/m (common practice: 50–150 Pa/m on distribution pipes).
+const DESIGN_GRADIENT_PA_PER_M: f64 = 100.0;
+
+/// A pipe run of `size` (an entry of [`SIZES`]): resistance through the PUR insulation
+/// (0.027 W/(m·K)) and 0.8 m of soil cover (1.5 W/(m·K)), and the steel wall's heat capacity.
+fn sized(id: String, from: String, to: String, length_m: f64, size: usize) -> PipeFile {
+    let (_, inner, steel, casing) = SIZES[size];
+    let (inner, steel, casing) = (inner / 1000.0, steel / 1000.0, casing / 1000.0);
+    let insulation = (casing / steel).ln() / (2.0 * std::f64::consts::PI * 0.027);
+    let depth = 0.8 + casing / 2.0;
+    let soil = (4.0 * depth / casing).ln() / (2.0 * std::f64::consts::PI * 1.5);
+    PipeFile {
+        id,
+        from,
+        to,
+        length_m: (length_m * 10.0).round() / 10.0,
+        inner_diameter_m: inner,
+        roughness_m: 5e-5,
+        thermal_resistance_mK_per_W: Some(((insulation + soil) * 1e4).round() / 1e4),
+        loss_coefficient_W_per_mK: None,
+        wall_heat_capacity_J_per_mK: (std::f64::consts::PI / 4.0
+            * (steel * steel - inner * inner)
+            * 7850.0
+            * 480.0)
+            .round(),
+        ground_temperature_C: None,
+    }
+}
+
+/// A radial network for `stations` stations (`{prefix}{n:03}`), the same for the same
+/// `seed`: junctions 250–800 m apart, each station 50–300 m from its junction, design loads
+/// of 2–10 MW, every run sized for the design flow behind it at a ΔT of `design_delta_t_k`.
+pub fn generate(stations: usize, prefix: &str, seed: u64, design_delta_t_k: f64) -> NetworkFile {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x6e65_7477_6f72_6b00);
+    let fluid = FluidFile::default();
+    let junctions = stations.div_ceil(4).max(1);
+    let mut nodes = vec![NodeFile {
+        id: "plant".into(),
+        kind: "plant".into(),
+        station: None,
+        design_load_kW: None,
+    }];
+    // (from, to, length); parent of junction k is an earlier one, mostly a recent one, so the
+    // tree has both depth and branches.
+    let mut links: Vec<(String, String, f64)> = Vec::new();
+    for k in 0..junctions {
+        let id = format!("j{:03}", k + 1);
+        let parent = if k == 0 {
+            "plant".to_owned()
+        } else {
+            let back = rng.random_range(1..=k.min(3));
+            format!("j{:03}", k + 1 - back)
+        };
+        links.push((parent, id.clone(), rng.random_range(250.0..800.0)));
+        nodes.push(NodeFile {
+            id,
+            kind: "junction".into(),
+            station: None,
+            design_load_kW: None,
+        });
+    }
+    let mut load = std::collections::HashMap::new();
+    for s in 0..stations {
+        let station = format!("{prefix}{:03}", s + 1);
+        let id = format!("n-{station}");
+        let j = format!("j{:03}", rng.random_range(0..junctions) + 1);
+        let kw: f64 = (rng.random_range(2000.0..10000.0_f64) / 10.0).round() * 10.0;
+        load.insert(id.clone(), kw);
+        links.push((j, id.clone(), rng.random_range(50.0..300.0)));
+        nodes.push(NodeFile {
+            id,
+            kind: "station".into(),
+            station: Some(station),
+            design_load_kW: Some(kw),
+        });
+    }
+    // Design flow behind each link: walk from every station up to the plant.
+    let parent: std::collections::HashMap<&str, usize> = links
+        .iter()
+        .enumerate()
+        .map(|(i, (_, to, _))| (to.as_str(), i))
+        .collect();
+    let mut behind_kw = vec![0.0; links.len()];
+    for (id, kw) in &load {
+        let mut at = id.as_str();
+        while let Some(&i) = parent.get(at) {
+            behind_kw[i] += kw;
+            at = links[i].0.as_str();
+        }
+    }
+    let probe = |size: usize| -> RunSpec {
+        let p = sized(String::new(), String::new(), String::new(), 1.0, size);
+        RunSpec {
+            id: String::new(),
+            from: String::new(),
+            to: String::new(),
+            pipe: PipeSpec {
+                length_m: 1.0,
+                inner_diameter_m: p.inner_diameter_m,
+                resistance_mk_per_w: 1.0,
+                wall_capacity_j_per_mk: 0.0,
+            },
+            roughness_m: p.roughness_m,
+        }
+    };
+    let pipes = links
+        .iter()
+        .zip(&behind_kw)
+        .enumerate()
+        .map(|(i, ((from, to, len), kw))| {
+            let flow = kw * 1000.0 / (fluid.specific_heat_J_per_kgK * design_delta_t_k);
+            let size = (0..SIZES.len())
+                .find(|s| {
+                    super::tree::pressure_drop(
+                        &probe(*s),
+                        fluid.density_kg_per_m3,
+                        fluid.dynamic_viscosity_Pa_s,
+                        flow,
+                    ) <= DESIGN_GRADIENT_PA_PER_M
+                })
+                .unwrap_or(SIZES.len() - 1);
+            sized(
+                format!("p{:03}", i + 1),
+                from.clone(),
+                to.clone(),
+                *len,
+                size,
+            )
+        })
+        .collect();
+    NetworkFile {
+        fluid,
+        ground_temperature_C: 8.0,
+        nodes,
+        pipes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::network::tree::Tree;
+
+    #[test]
+    fn a_generated_network_is_a_tree_sized_for_its_design_load() {
+        let file = generate(40, "st-", 7, 50.0);
+        assert_eq!(
+            file,
+            generate(40, "st-", 7, 50.0),
+            "the same for the same seed"
+        );
+        let (spec, grounds) = file.to_spec().unwrap();
+        assert_eq!(grounds.len(), spec.runs.len());
+        let tree = Tree::new(spec.clone(), 10.0, 60.0).unwrap();
+        let stations = spec
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.kind, NodeKind::Station { .. }))
+            .count();
+        assert_eq!(stations, 40);
+        // The run leaving the plant carries the whole design load and is the largest.
+        let first = tree.run("p001").unwrap();
+        let biggest = spec
+            .runs
+            .iter()
+            .map(|r| r.pipe.inner_diameter_m)
+            .fold(0.0, f64::max);
+        assert_eq!(spec.runs[first].pipe.inner_diameter_m, biggest);
+        // Every run within the design gradient at its design flow (or the largest size).
+        let text = serde_json::to_string_pretty(&file).unwrap();
+        let back: NetworkFile = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.nodes, file.nodes, "the file reads back as written");
+        for (a, b) in back.pipes.iter().zip(&file.pipes) {
+            assert_eq!((&a.id, &a.from, &a.to), (&b.id, &b.from, &b.to));
+            let close = |x: f64, y: f64| (x - y).abs() <= 1e-12 * y.abs().max(1.0);
+            assert!(close(a.length_m, b.length_m) && close(a.inner_diameter_m, b.inner_diameter_m));
+        }
+    }
+
+    #[test]
+    fn every_mistake_in_a_file_is_named_with_its_place() {
+        let mut file = generate(3, "st-", 1, 50.0);
+        file.nodes[1].kind = "valve".into();
+        file.pipes[0].length_m = 0.0;
+        file.pipes[1].thermal_resistance_mK_per_W = None;
+        let errors = file.to_spec().unwrap_err().join("\n");
+        for want in [
+            "nodes[1] \"j001\": kind \"valve\"",
+            "pipes[0] \"p001\": length_m and inner_diameter_m must be positive",
+            "pipes[1] \"p002\": give one of thermal_resistance_mK_per_W",
+        ] {
+            assert!(errors.contains(want), "{want:?} not in\n{errors}");
+        }
+        let bad: Result<NetworkFile, _> = serde_json::from_str(
+            r#"{"ground_temperature_C": 8, "nodes": [], "pipes": [], "colour": 1}"#,
+        );
+        assert!(bad.unwrap_err().to_string().contains("colour"));
+    }
+}
