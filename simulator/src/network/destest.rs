@@ -54,6 +54,7 @@ fn network_file(
             .to_owned(),
             station: None,
             design_load_kW: n["design_peak_load_kW"].as_f64(),
+            valve_kvs_m3h: None,
         })
         .collect();
     let pipes = case["pipes"]
@@ -79,6 +80,7 @@ fn network_file(
     NetworkFile {
         fluid,
         ground_temperature_C: ground_c,
+        plant: None,
         nodes,
         pipes,
     }

@@ -22,8 +22,29 @@ pub struct NetworkFile {
     pub fluid: FluidFile,
     /// The ground's temperature around every pipe that names none of its own, °C.
     pub ground_temperature_C: f64,
+    /// The plant's main pump (needed by stations with valves).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plant: Option<PlantFile>,
     pub nodes: Vec<NodeFile>,
     pub pipes: Vec<PipeFile>,
+}
+
+/// The plant's main pump: its curve at full speed, its lowest speed, and the node whose
+/// differential pressure it holds when given a setpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlantFile {
+    pub pump_head_Pa: f64,
+    pub pump_max_flow_kg_per_s: f64,
+    #[serde(default = "default_min_speed")]
+    pub pump_min_speed: f64,
+    /// Default: the plant itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_node: Option<String>,
+}
+
+fn default_min_speed() -> f64 {
+    0.3
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,6 +77,9 @@ pub struct NodeFile {
     /// A station node: its design heat load, kW (what the generator sized the pipes for).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub design_load_kW: Option<f64>,
+    /// A station node: its primary control valve's flow at full opening and 1 bar, m³/h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valve_kvs_m3h: Option<f64>,
 }
 
 /// One twin run (supply and return alike), `from` the end nearer the plant.
@@ -164,6 +188,23 @@ impl NetworkFile {
             });
             grounds.push(p.ground_temperature_C);
         }
+        if let Some(p) = &self.plant {
+            let positive = |v: f64| v.is_finite() && v > 0.0;
+            if !positive(p.pump_head_Pa)
+                || !positive(p.pump_max_flow_kg_per_s)
+                || !(0.0..=1.0).contains(&p.pump_min_speed)
+            {
+                errors.push(
+                    "plant: pump_head_Pa and pump_max_flow_kg_per_s must be positive, pump_min_speed 0–1"
+                        .into(),
+                );
+            }
+            if let Some(n) = &p.control_node {
+                if !self.nodes.iter().any(|x| &x.id == n) {
+                    errors.push(format!("plant.control_node: no node {n:?}"));
+                }
+            }
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -177,9 +218,9 @@ impl NetworkFile {
     }
 }
 
-/// Pre-insulated steel pipe sizes (EN 253, insulation series 2): DN, inner diameter, steel
-/// outer diameter and casing outer diameter, mm.
-const SIZES: [(u32, f64, f64, f64); 17] = [
+/// Pre-insulated steel pipe sizes (EN 253, insulation series 2; the casings above DN700
+/// approximate): DN, inner diameter, steel outer diameter and casing outer diameter, mm.
+const SIZES: [(u32, f64, f64, f64); 22] = [
     (25, 28.5, 33.7, 110.0),
     (32, 37.2, 42.4, 125.0),
     (40, 43.1, 48.3, 125.0),
@@ -197,6 +238,11 @@ const SIZES: [(u32, f64, f64, f64); 17] = [
     (500, 495.4, 508.0, 800.0),
     (600, 597.0, 610.0, 900.0),
     (700, 696.0, 711.0, 1000.0),
+    (800, 797.0, 813.0, 1100.0),
+    (900, 894.0, 914.0, 1200.0),
+    (1000, 991.0, 1016.0, 1400.0),
+    (1200, 1194.0, 1219.0, 1600.0),
+    (1400, 1391.0, 1422.0, 1800.0),
 ];
 
 /// Design rule of the generator: the smallest size whose pressure gradient at design flow is
@@ -231,7 +277,9 @@ fn sized(id: String, from: String, to: String, length_m: f64, size: usize) -> Pi
 
 /// A radial network for `stations` stations (`{prefix}{n:03}`), the same for the same
 /// `seed`: junctions 250–800 m apart, each station 50–300 m from its junction, design loads
-/// of 2–10 MW, every run sized for the design flow behind it at a ΔT of `design_delta_t_k`.
+/// of 2–10 MW, every run sized for the design flow behind it at a ΔT of `design_delta_t_k`,
+/// stations with valves sized for their design flow, and a pump that can hold a bar at the
+/// worst-placed station.
 pub fn generate(stations: usize, prefix: &str, seed: u64, design_delta_t_k: f64) -> NetworkFile {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x6e65_7477_6f72_6b00);
     let fluid = FluidFile::default();
@@ -241,17 +289,17 @@ pub fn generate(stations: usize, prefix: &str, seed: u64, design_delta_t_k: f64)
         kind: "plant".into(),
         station: None,
         design_load_kW: None,
+        valve_kvs_m3h: None,
     }];
-    // (from, to, length); parent of junction k is an earlier one, mostly a recent one, so the
-    // tree has both depth and branches.
+    // (from, to, length); the parent of junction k is any earlier one (a random recursive
+    // tree: branches everywhere, about ln(junctions) deep, as mains and their branches are).
     let mut links: Vec<(String, String, f64)> = Vec::new();
     for k in 0..junctions {
         let id = format!("j{:03}", k + 1);
         let parent = if k == 0 {
             "plant".to_owned()
         } else {
-            let back = rng.random_range(1..=k.min(3));
-            format!("j{:03}", k + 1 - back)
+            format!("j{:03}", rng.random_range(0..k) + 1)
         };
         links.push((parent, id.clone(), rng.random_range(250.0..800.0)));
         nodes.push(NodeFile {
@@ -259,6 +307,7 @@ pub fn generate(stations: usize, prefix: &str, seed: u64, design_delta_t_k: f64)
             kind: "junction".into(),
             station: None,
             design_load_kW: None,
+            valve_kvs_m3h: None,
         });
     }
     let mut load = std::collections::HashMap::new();
@@ -269,11 +318,17 @@ pub fn generate(stations: usize, prefix: &str, seed: u64, design_delta_t_k: f64)
         let kw: f64 = (rng.random_range(2000.0..10000.0_f64) / 10.0).round() * 10.0;
         load.insert(id.clone(), kw);
         links.push((j, id.clone(), rng.random_range(50.0..300.0)));
+        // The valve passes the design flow at 1 bar 70 % open.
+        let design_m3h = kw * 1000.0
+            / (fluid.specific_heat_J_per_kgK * design_delta_t_k)
+            / fluid.density_kg_per_m3
+            * 3600.0;
         nodes.push(NodeFile {
             id,
             kind: "station".into(),
             station: Some(station),
             design_load_kW: Some(kw),
+            valve_kvs_m3h: Some((design_m3h / 0.7).round()),
         });
     }
     // Design flow behind each link: walk from every station up to the plant.
@@ -305,7 +360,7 @@ pub fn generate(stations: usize, prefix: &str, seed: u64, design_delta_t_k: f64)
             roughness_m: p.roughness_m,
         }
     };
-    let pipes = links
+    let pipes: Vec<PipeFile> = links
         .iter()
         .zip(&behind_kw)
         .enumerate()
@@ -330,9 +385,57 @@ pub fn generate(stations: usize, prefix: &str, seed: u64, design_delta_t_k: f64)
             )
         })
         .collect();
+    // The pump: at design flow it must push the design flow through the worst path (supply
+    // and return) and leave 1 bar across that station, with a quarter in reserve; the
+    // station with the worst path is where it holds its pressure.
+    let total_kg_s: f64 =
+        load.values().sum::<f64>() * 1000.0 / (fluid.specific_heat_J_per_kgK * design_delta_t_k);
+    let mut worst = (String::new(), 0.0);
+    for id in load.keys() {
+        let mut path = 0.0;
+        let mut at = id.as_str();
+        while let Some(&i) = parent.get(at) {
+            let p = &pipes[i];
+            let run = RunSpec {
+                id: String::new(),
+                from: String::new(),
+                to: String::new(),
+                pipe: PipeSpec {
+                    length_m: p.length_m,
+                    inner_diameter_m: p.inner_diameter_m,
+                    resistance_mk_per_w: 1.0,
+                    wall_capacity_j_per_mk: 0.0,
+                },
+                roughness_m: p.roughness_m,
+            };
+            let flow = behind_kw[i] * 1000.0 / (fluid.specific_heat_J_per_kgK * design_delta_t_k);
+            path += 2.0
+                * super::tree::pressure_drop(
+                    &run,
+                    fluid.density_kg_per_m3,
+                    fluid.dynamic_viscosity_Pa_s,
+                    flow,
+                );
+            at = links[i].0.as_str();
+        }
+        if path > worst.1 || (path == worst.1 && id < &worst.0) {
+            worst = (id.clone(), path);
+        }
+    }
+    let needed = 1.25 * (worst.1 + 1.0e5);
+    // Stations near the plant see more than a bar and take more than their design flow: the
+    // pump's full-speed head at zero flow is twice what the design point needs, on a curve
+    // H₀ (1 − (q/q_max)²) with q_max = 3 × the design flow.
+    let plant = PlantFile {
+        pump_head_Pa: (2.0 * needed / 1000.0).round() * 1000.0,
+        pump_max_flow_kg_per_s: (3.0 * total_kg_s).round(),
+        pump_min_speed: 0.3,
+        control_node: Some(worst.0),
+    };
     NetworkFile {
         fluid,
         ground_temperature_C: 8.0,
+        plant: Some(plant),
         nodes,
         pipes,
     }

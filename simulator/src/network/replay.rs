@@ -4,15 +4,18 @@
 //!
 //! Where it sits: between the file ([`super::file`]) and the model ([`super::tree`]). Inputs
 //! are a CSV with `time_s`, `plant_supply_C`, optionally `ground_C`, and per station id S
-//! either `S_kg_per_s` (a fixed flow) or `S_heat_W` (a heat at a design ΔT), each optionally
-//! with `S_delta_T_K`; values are linear between rows. Results are a CSV at every input row
-//! (or every `every_s`): the plant's supply, return, flow and heat, the stations' heat, the
-//! pipes' losses, every node's supply and return temperature, and every run's flow and
-//! pressure drop.
+//! either `S_kg_per_s` (a fixed flow), `S_heat_W` (a heat at a design ΔT) or `S_opening`
+//! (its valve's opening, 0–1: the network's pressures set the flow), each optionally with
+//! `S_delta_T_K`; with the plant's pump, `pump_speed` or `dp_setpoint_Pa` (held at the
+//! file's control node). Values are linear between rows. Results are a CSV at every input row
+//! (or every `every_s`): the plant's supply, return, flow, heat and pump, the stations' heat,
+//! the pipes' losses, every node's temperatures and pressure difference, and every run's
+//! flow and pressure drop.
 
 use std::collections::HashMap;
 
 use super::file::NetworkFile;
+use super::hydraulics::{Pump, PumpControl, Valve};
 use super::tree::{Draw, NodeKind, Tree};
 
 /// How a replay runs.
@@ -123,12 +126,55 @@ pub fn replay(file: &NetworkFile, inputs_csv: &str, o: &ReplayOptions) -> Result
             _ => None,
         })
         .collect();
-    for (_, s) in &stations {
-        let (flow, heat) = (format!("{s}_kg_per_s"), format!("{s}_heat_W"));
-        if !inputs.cols.contains_key(&flow) && !inputs.cols.contains_key(&heat) {
+    let pump = file.plant.as_ref().map(|p| {
+        let node = p
+            .control_node
+            .as_ref()
+            .and_then(|n| tree.node(n))
+            .unwrap_or_else(|| tree.node_of_plant());
+        (
+            Pump {
+                head_pa: p.pump_head_Pa,
+                max_flow_kg_s: p.pump_max_flow_kg_per_s,
+                min_speed: p.pump_min_speed,
+            },
+            node,
+        )
+    });
+    let kvs: HashMap<usize, f64> = file
+        .nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| Some((i, n.valve_kvs_m3h?)))
+        .collect();
+    for (i, s) in &stations {
+        let (flow, heat, opening) = (
+            format!("{s}_kg_per_s"),
+            format!("{s}_heat_W"),
+            format!("{s}_opening"),
+        );
+        if inputs.cols.contains_key(&opening) {
+            if !kvs.contains_key(i) {
+                return Err(format!(
+                    "inputs: {opening}, but station {s} has no valve_kvs_m3h in the network file"
+                ));
+            }
+            if pump.is_none() {
+                return Err(format!("inputs: {opening}, but the network file has no plant pump to push water through valves"));
+            }
+        } else if !inputs.cols.contains_key(&flow) && !inputs.cols.contains_key(&heat) {
             return Err(format!("inputs: station {s} has neither {flow} nor {heat}"));
         }
     }
+    let control = |t: f64| -> Option<(Pump, PumpControl)> {
+        let (pump, node) = pump?;
+        let c = match (inputs.at("pump_speed", t), inputs.at("dp_setpoint_Pa", t)) {
+            (Some(speed), _) => PumpControl::Speed(speed),
+            (None, Some(setpoint_pa)) => PumpControl::DiffPressure { node, setpoint_pa },
+            (None, None) => PumpControl::Speed(1.0),
+        };
+        Some((pump, c))
+    };
     let draws = |t: f64| -> HashMap<usize, Draw> {
         stations
             .iter()
@@ -136,12 +182,20 @@ pub fn replay(file: &NetworkFile, inputs_csv: &str, o: &ReplayOptions) -> Result
                 let dt_k = inputs
                     .at(&format!("{s}_delta_T_K"), t)
                     .unwrap_or(o.delta_t_k);
-                let draw = match inputs.at(&format!("{s}_kg_per_s"), t) {
-                    Some(kg_s) => Draw::Flow {
+                let opening = inputs.at(&format!("{s}_opening"), t);
+                let draw = match (opening, inputs.at(&format!("{s}_kg_per_s"), t)) {
+                    (Some(opening), _) => Draw::Valve {
+                        valve: Valve {
+                            kvs_m3h: kvs.get(i).copied().unwrap_or(0.0),
+                            opening,
+                        },
+                        delta_t_k: dt_k,
+                    },
+                    (None, Some(kg_s)) => Draw::Flow {
                         kg_s,
                         delta_t_k: dt_k,
                     },
-                    None => Draw::Heat {
+                    (None, None) => Draw::Heat {
                         w: inputs.at(&format!("{s}_heat_W"), t).unwrap_or(0.0),
                         delta_t_k: dt_k,
                         bypass_kg_s: o.bypass_kg_s,
@@ -168,11 +222,17 @@ pub fn replay(file: &NetworkFile, inputs_csv: &str, o: &ReplayOptions) -> Result
     let mut out = vec![header(&tree)];
     // The first output: the state after an instant's step (every figure exists).
     let mut t = t0;
+    if let Some((p, c)) = control(t) {
+        tree.set_pump(p, c);
+    }
     tree.step(supply(t), &draws(t), ground(t), 1e-3);
     for &at in &outputs {
         while t + 1e-9 < at {
             let h = o.step_s.min(at - t);
             t += h;
+            if let Some((p, c)) = control(t) {
+                tree.set_pump(p, c);
+            }
             tree.step(supply(t), &draws(t), ground(t), h);
         }
         out.push(row(at, &tree));
@@ -189,10 +249,14 @@ fn header(tree: &Tree) -> String {
         "plant_heat_W".into(),
         "stations_heat_W".into(),
         "heat_losses_W".into(),
+        "pump_speed".into(),
+        "plant_dp_Pa".into(),
+        "pump_saturated".into(),
     ];
     for n in &tree.spec.nodes {
         h.push(format!("T_supply_{}_C", n.id));
         h.push(format!("T_return_{}_C", n.id));
+        h.push(format!("dp_node_{}_Pa", n.id));
     }
     for r in &tree.spec.runs {
         h.push(format!("flow_{}_kg_per_s", r.id));
@@ -218,10 +282,14 @@ fn row(t: f64, tree: &Tree) -> String {
         format!("{:.3}", s.plant_heat_w),
         format!("{:.3}", s.stations_heat_w),
         format!("{:.3}", s.losses_w()),
+        format!("{:.4}", s.pump_speed),
+        format!("{:.1}", s.plant_dp_pa),
+        format!("{}", u8::from(s.pump_saturated)),
     ];
     for i in 0..tree.spec.nodes.len() {
         v.push(format!("{:.4}", s.supply_c[i]));
         v.push(format!("{:.4}", s.return_c[i]));
+        v.push(format!("{:.1}", s.node_dp_pa[i]));
     }
     for r in 0..tree.spec.runs.len() {
         v.push(format!("{:.6}", s.flow_kg_s[r]));
@@ -296,5 +364,59 @@ mod tests {
         assert!(replay(&file, bad, &o)
             .unwrap_err()
             .contains("row 2, column st-001_kg_per_s"));
+    }
+
+    #[test]
+    fn the_generated_pump_holds_its_setpoint_at_its_control_station_through_the_valves() {
+        let file = generate(30, "st-", 11, 50.0);
+        let plant = file
+            .plant
+            .clone()
+            .expect("a generated network has its pump");
+        let control = plant.control_node.clone().unwrap();
+        let ids: Vec<String> = (1..=30).map(|n| format!("st-{n:03}")).collect();
+        let mut csv = String::from("time_s,plant_supply_C,dp_setpoint_Pa");
+        for s in &ids {
+            csv.push_str(&format!(",{s}_opening,{s}_delta_T_K"));
+        }
+        for (t, opening) in [(0, 0.3), (3600, 0.3), (7200, 0.45)] {
+            csv.push_str(&format!("\n{t},100,100000"));
+            for _ in &ids {
+                csv.push_str(&format!(",{opening},50"));
+            }
+        }
+        let o = ReplayOptions {
+            step_s: 300.0,
+            cell_m: 20.0,
+            ..ReplayOptions::default()
+        };
+        let out = replay(&file, &csv, &o).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        let header: Vec<&str> = lines[0].split(',').collect();
+        let row =
+            |k: usize| -> Vec<f64> { lines[k].split(',').map(|v| v.parse().unwrap()).collect() };
+        let col = |r: &[f64], name: &str| r[header.iter().position(|h| *h == name).unwrap()];
+        let (mid, end) = (row(2), row(3));
+        for r in [&mid, &end] {
+            let at_control = col(r, &format!("dp_node_{control}_Pa"));
+            assert!(
+                (at_control - 1.0e5).abs() < 100.0,
+                "{at_control} Pa at {control}, speed {}, saturated {}",
+                col(r, "pump_speed"),
+                col(r, "pump_saturated")
+            );
+            assert_eq!(col(r, "pump_saturated"), 0.0);
+            // Every station has pressure across it, none more than the plant makes. (Which
+            // station sees the least moves with the load: the one worst placed at design flow
+            // need not be the one at these openings.)
+            for s in &ids {
+                let dp = col(r, &format!("dp_node_n-{s}_Pa"));
+                assert!(dp > 0.0 && dp < col(r, "plant_dp_Pa"), "{s}: {dp} Pa");
+            }
+        }
+        // Wider valves draw more, and the pump runs faster to hold the bar.
+        assert!(col(&end, "plant_flow_kg_per_s") > col(&mid, "plant_flow_kg_per_s"));
+        assert!(col(&end, "pump_speed") > col(&mid, "pump_speed"));
+        assert!(col(&end, "pump_speed") < 1.0 && col(&mid, "pump_speed") > plant.pump_min_speed);
     }
 }

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 
+use super::hydraulics::{self, Layout, Pump, PumpControl, Solved, Valve};
 use super::pipe::{Fluid, Pipe, PipeSpec};
 
 /// What a node is.
@@ -63,6 +64,9 @@ pub enum Draw {
         delta_t_k: f64,
         bypass_kg_s: f64,
     },
+    /// Through its primary valve: the flow is what the network's pressure pushes through it
+    /// (the plant's pump must be set, [`Tree::set_pump`]), returned `delta_t_k` colder.
+    Valve { valve: Valve, delta_t_k: f64 },
 }
 
 /// What the network looks like after a step.
@@ -85,6 +89,12 @@ pub struct TreeState {
     pub plant_heat_w: f64,
     /// Heat the stations took, W.
     pub stations_heat_w: f64,
+    /// With the plant's pump: supply − return pressure at every node, Pa; the pump's speed
+    /// (share of full) and differential pressure; whether it could not hold its setpoint.
+    pub node_dp_pa: Vec<f64>,
+    pub pump_speed: f64,
+    pub plant_dp_pa: f64,
+    pub pump_saturated: bool,
 }
 
 impl TreeState {
@@ -118,6 +128,9 @@ impl std::fmt::Display for TreeError {
 
 impl std::error::Error for TreeError {}
 
+/// What the hydraulics are solved for: fixed flows and valves by node, and the pump.
+type HydraulicInputs = (Vec<f64>, Vec<Option<Valve>>, Pump, PumpControl);
+
 /// A network in motion.
 #[derive(Debug, Clone)]
 pub struct Tree {
@@ -133,6 +146,14 @@ pub struct Tree {
     behind: Vec<Vec<usize>>,
     /// Per run: a ground temperature of its own (`None`: the one each step is given).
     own_ground: Vec<Option<f64>>,
+    /// Per node: the runs from the plant to it; the runs leaving the plant.
+    path: Vec<Vec<usize>>,
+    plant_runs: Vec<usize>,
+    pump: Option<(Pump, PumpControl)>,
+    solved: Solved,
+    /// What the last hydraulic solution was for: the same fixed flows, valves and pump give
+    /// the same flows (the hydraulics do not depend on temperatures), so it is kept.
+    solved_for: Option<HydraulicInputs>,
     state: TreeState,
 }
 
@@ -187,16 +208,20 @@ impl Tree {
             return Err(TreeError::Unreached(spec.nodes[i].id.clone()));
         }
         let mut behind = vec![Vec::new(); spec.runs.len()];
+        let mut path = vec![Vec::new(); spec.nodes.len()];
         for (s, node) in spec.nodes.iter().enumerate() {
-            if !matches!(node.kind, NodeKind::Station { .. }) {
-                continue;
-            }
             let mut at = s;
             while let Some(r) = fed_by[at] {
-                behind[r].push(s);
+                if matches!(node.kind, NodeKind::Station { .. }) {
+                    behind[r].push(s);
+                }
+                path[s].push(r);
                 at = ends[r].0;
             }
         }
+        let plant_runs = (0..spec.runs.len())
+            .filter(|r| ends[*r].0 == plant)
+            .collect();
         let pipe = |r: &RunSpec| Pipe::new(r.pipe, spec.fluid, cell_m, initial_c);
         let supply = spec.runs.iter().map(pipe).collect();
         let ret = spec.runs.iter().map(pipe).collect();
@@ -210,7 +235,13 @@ impl Tree {
             plant,
             behind,
             own_ground: vec![None; runs],
+            path,
+            plant_runs,
+            pump: None,
+            solved: Solved::default(),
+            solved_for: None,
             state: TreeState {
+                node_dp_pa: vec![0.0; n],
                 supply_c: vec![initial_c; n],
                 return_c: vec![initial_c; n],
                 flow_kg_s: vec![0.0; runs],
@@ -223,6 +254,12 @@ impl Tree {
         })
     }
 
+    /// Gives the plant its main pump, run as `control` says (stations drawing through valves
+    /// need it).
+    pub fn set_pump(&mut self, pump: Pump, control: PumpControl) {
+        self.pump = Some((pump, control));
+    }
+
     /// Gives runs a ground temperature of their own (by run index; `None`: the step's).
     pub fn set_own_grounds(&mut self, grounds: Vec<Option<f64>>) {
         if grounds.len() == self.own_ground.len() {
@@ -233,6 +270,11 @@ impl Tree {
     /// The node index of `id`.
     pub fn node(&self, id: &str) -> Option<usize> {
         self.spec.nodes.iter().position(|n| n.id == id)
+    }
+
+    /// The plant's node index.
+    pub fn node_of_plant(&self) -> usize {
+        self.plant
     }
 
     /// The run index of `id`.
@@ -256,19 +298,62 @@ impl Tree {
     ) -> &TreeState {
         let cp = self.spec.fluid.cp;
         let nodes = self.spec.nodes.len();
-        // The flow each station takes, then each run's: the sum behind it.
+        // The flow each station takes (a valve's from the network's pressures), then each
+        // run's: the sum behind it.
         let mut station_flow = vec![0.0; nodes];
+        let mut valves: Vec<Option<Valve>> = vec![None; nodes];
         for (&node, draw) in draws {
-            station_flow[node] = match *draw {
-                Draw::Flow { kg_s, .. } => kg_s.max(0.0),
+            match *draw {
+                Draw::Flow { kg_s, .. } => station_flow[node] = kg_s.max(0.0),
                 Draw::Heat {
                     w,
                     delta_t_k,
                     bypass_kg_s,
-                } => w.max(0.0) / (cp * delta_t_k.max(1e-6)) + bypass_kg_s.max(0.0),
+                } => {
+                    station_flow[node] =
+                        w.max(0.0) / (cp * delta_t_k.max(1e-6)) + bypass_kg_s.max(0.0)
+                }
+                Draw::Valve { valve, .. } => valves[node] = Some(valve),
+            }
+        }
+        let key = self
+            .pump
+            .map(|(p, c)| (station_flow.clone(), valves.clone(), p, c));
+        if let Some((pump, control)) = self.pump.filter(|_| key != self.solved_for) {
+            let layout = Layout {
+                behind: &self.behind,
+                path: &self.path,
+                plant: self.plant,
+                plant_runs: &self.plant_runs,
             };
+            let (runs, rho, mu) = (
+                &self.spec.runs,
+                self.spec.fluid.density,
+                self.spec.viscosity_pa_s,
+            );
+            let drop = |r: usize, q: f64| pressure_drop(&runs[r], rho, mu, q);
+            self.solved = hydraulics::solve(
+                &layout,
+                &station_flow,
+                &valves,
+                &pump,
+                control,
+                rho,
+                &drop,
+                &self.solved,
+            );
+            self.solved_for = key;
+        }
+        if self.pump.is_some() {
+            station_flow.clone_from(&self.solved.station_flow);
         }
         let st = &mut self.state;
+        if self.pump.is_some() {
+            st.node_dp_pa.clone_from(&self.solved.node_dp);
+            st.pump_speed = self.solved.speed;
+            st.plant_dp_pa = self.solved.plant_dp;
+            st.pump_saturated = self.solved.saturated;
+        }
         for (r, behind) in self.behind.iter().enumerate() {
             st.flow_kg_s[r] = behind.iter().map(|s| station_flow[*s]).sum();
             st.dp_pa[r] = pressure_drop(
@@ -278,10 +363,7 @@ impl Tree {
                 st.flow_kg_s[r],
             );
         }
-        st.plant_flow_kg_s = (0..self.spec.runs.len())
-            .filter(|r| self.ends[*r].0 == self.plant)
-            .map(|r| st.flow_kg_s[r])
-            .sum();
+        st.plant_flow_kg_s = self.plant_runs.iter().map(|r| st.flow_kg_s[*r]).sum();
         // Supply, from the plant outwards.
         st.supply_c[self.plant] = plant_supply_c;
         for &r in &self.order {
@@ -294,7 +376,7 @@ impl Tree {
         for (&node, draw) in draws {
             let (m, t_in) = (station_flow[node], st.supply_c[node]);
             let cooled = match *draw {
-                Draw::Flow { delta_t_k, .. } => delta_t_k,
+                Draw::Flow { delta_t_k, .. } | Draw::Valve { delta_t_k, .. } => delta_t_k,
                 Draw::Heat { w, .. } if m > 0.0 => w.max(0.0) / (m * cp),
                 Draw::Heat { .. } => 0.0,
             };
