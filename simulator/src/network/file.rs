@@ -41,6 +41,10 @@ pub struct PlantFile {
     /// Default: the plant itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control_node: Option<String>,
+    /// The base unit's capacity, kW: heat beyond it comes from the peak boiler (default: the
+    /// base unit covers everything).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_unit_kW: Option<f64>,
 }
 
 fn default_min_speed() -> f64 {
@@ -431,6 +435,8 @@ pub fn generate(stations: usize, prefix: &str, seed: u64, design_delta_t_k: f64)
         pump_max_flow_kg_per_s: (3.0 * total_kg_s).round(),
         pump_min_speed: 0.3,
         control_node: Some(worst.0),
+        // A base unit for 60 % of the design load: the peak boiler covers the coldest days.
+        base_unit_kW: Some((0.6 * load.values().sum::<f64>() / 100.0).round() * 100.0),
     };
     NetworkFile {
         fluid,

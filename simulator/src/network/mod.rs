@@ -1,6 +1,6 @@
 //! The primary network between the plant and the stations: pipes that carry water with its
 //! transport delay and lose heat to the ground ([`pipe`]), joined into a radial network with
-//! its hydraulics ([`tree`]; with the stations' valves and the plant's pump: [`hydraulics`]), described in a network file ([`file`], which also generates one
+//! its hydraulics ([`tree`]; with the stations' valves and the plant's pump: [`hydraulics`]), described in a network file ([`mod@file`], which also generates one
 //! for N stations) and replayed with given inputs ([`replay`]).
 //!
 //! Where it sits: beside the stations' plant model ([`crate::plant`]). The network gives each

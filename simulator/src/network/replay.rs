@@ -115,6 +115,9 @@ pub fn replay(file: &NetworkFile, inputs_csv: &str, o: &ReplayOptions) -> Result
     let start = inputs.at("plant_supply_C", t0).unwrap_or(0.0);
     let mut tree = Tree::new(spec, o.cell_m, start).map_err(|e| e.to_string())?;
     tree.set_own_grounds(grounds);
+    if let Some(kw) = file.plant.as_ref().and_then(|p| p.base_unit_kW) {
+        tree.set_base_unit(kw * 1000.0);
+    }
     // Each station node's columns.
     let stations: Vec<(usize, String)> = tree
         .spec
@@ -252,6 +255,9 @@ fn header(tree: &Tree) -> String {
         "pump_speed".into(),
         "plant_dp_Pa".into(),
         "pump_saturated".into(),
+        "base_heat_W".into(),
+        "peak_heat_W".into(),
+        "peak_boiler_h".into(),
     ];
     for n in &tree.spec.nodes {
         h.push(format!("T_supply_{}_C", n.id));
@@ -285,6 +291,9 @@ fn row(t: f64, tree: &Tree) -> String {
         format!("{:.4}", s.pump_speed),
         format!("{:.1}", s.plant_dp_pa),
         format!("{}", u8::from(s.pump_saturated)),
+        format!("{:.3}", s.base_heat_w),
+        format!("{:.3}", s.peak_heat_w),
+        format!("{:.4}", s.peak_boiler_s / 3600.0),
     ];
     for i in 0..tree.spec.nodes.len() {
         v.push(format!("{:.4}", s.supply_c[i]));

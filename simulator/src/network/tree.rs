@@ -87,6 +87,11 @@ pub struct TreeState {
     pub plant_flow_kg_s: f64,
     /// Heat the plant puts into the water: flow × cp × (supply − return arriving), W.
     pub plant_heat_w: f64,
+    /// That heat split in merit order ([`Tree::set_base_unit`]): the base unit first, the
+    /// peak boiler for the rest; and the time the peak boiler has run so far, s.
+    pub base_heat_w: f64,
+    pub peak_heat_w: f64,
+    pub peak_boiler_s: f64,
     /// Heat the stations took, W.
     pub stations_heat_w: f64,
     /// With the plant's pump: supply − return pressure at every node, Pa; the pump's speed
@@ -154,6 +159,8 @@ pub struct Tree {
     /// What the last hydraulic solution was for: the same fixed flows, valves and pump give
     /// the same flows (the hydraulics do not depend on temperatures), so it is kept.
     solved_for: Option<HydraulicInputs>,
+    /// The plant's base unit's capacity, W (`None`: it covers everything).
+    base_unit_w: Option<f64>,
     state: TreeState,
 }
 
@@ -240,6 +247,7 @@ impl Tree {
             pump: None,
             solved: Solved::default(),
             solved_for: None,
+            base_unit_w: None,
             state: TreeState {
                 node_dp_pa: vec![0.0; n],
                 supply_c: vec![initial_c; n],
@@ -258,6 +266,12 @@ impl Tree {
     /// need it).
     pub fn set_pump(&mut self, pump: Pump, control: PumpControl) {
         self.pump = Some((pump, control));
+    }
+
+    /// Gives the plant a base unit of `capacity_w`: heat beyond it comes from the peak boiler
+    /// (merit order), whose running time is counted.
+    pub fn set_base_unit(&mut self, capacity_w: f64) {
+        self.base_unit_w = Some(capacity_w.max(0.0));
     }
 
     /// Gives runs a ground temperature of their own (by run index; `None`: the step's).
@@ -416,6 +430,12 @@ impl Tree {
             plant_supply_c
         };
         st.plant_heat_w = st.plant_flow_kg_s * cp * (plant_supply_c - st.return_c[p]);
+        let heat = st.plant_heat_w.max(0.0);
+        st.base_heat_w = heat.min(self.base_unit_w.unwrap_or(f64::INFINITY));
+        st.peak_heat_w = heat - st.base_heat_w;
+        if st.peak_heat_w > 0.0 {
+            st.peak_boiler_s += dt;
+        }
         for r in 0..self.spec.runs.len() {
             let g = self.own_ground[r].unwrap_or(ground_c);
             st.loss_supply_w[r] = self.supply[r].loss_w(g);
@@ -552,6 +572,41 @@ mod tests {
         );
         // The far pipe's drop grows with the square of its flow (turbulent).
         assert!(s.dp_pa[0] > s.dp_pa[1] && s.dp_pa[1] > s.dp_pa[2] && s.dp_pa[2] > 0.0);
+    }
+
+    #[test]
+    fn the_base_unit_runs_first_and_the_peak_boiler_hours_are_counted() {
+        let mut t = Tree::new(spec(), 1.0, 70.0).unwrap();
+        let draws = |kg_s: f64| -> HashMap<usize, Draw> {
+            [(
+                2,
+                Draw::Flow {
+                    kg_s,
+                    delta_t_k: 30.0,
+                },
+            )]
+            .into()
+        };
+        t.set_base_unit(50_000.0);
+        // 0.25 kg/s × 30 K ≈ 31 kW: the base unit alone.
+        for _ in 0..100 {
+            t.step(70.0, &draws(0.25), 10.0, 60.0);
+        }
+        let s = t.state().clone();
+        assert!(
+            s.plant_heat_w > 25_000.0 && s.plant_heat_w < 50_000.0,
+            "{}",
+            s.plant_heat_w
+        );
+        assert_eq!((s.peak_heat_w, s.peak_boiler_s), (0.0, 0.0));
+        // 1 kg/s ≈ 126 kW: the peak boiler takes what the base unit cannot, for 10 steps.
+        for _ in 0..10 {
+            t.step(70.0, &draws(1.0), 10.0, 60.0);
+        }
+        let s = t.state().clone();
+        assert_eq!(s.base_heat_w, 50_000.0);
+        assert!((s.base_heat_w + s.peak_heat_w - s.plant_heat_w).abs() < 1e-6);
+        assert_eq!(s.peak_boiler_s, 600.0);
     }
 
     #[test]
