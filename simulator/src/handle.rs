@@ -328,11 +328,8 @@ async fn serve_modbus(
             match tokio::net::TcpListener::bind((m.host.as_str(), m.base_port)).await {
                 Ok(l) => {
                     let addr = l.local_addr().ok();
-                    let task = if m.rtu_over_tcp {
-                        crate::modbus_bus::serve_rtu_over_tcp(shared.clone(), map, l, n)
-                    } else {
-                        crate::modbus_bus::serve_gateway(shared.clone(), map, l, n)
-                    };
+                    let task =
+                        crate::modbus_bus::serve_tcp(shared.clone(), map, l, n, m.rtu_over_tcp);
                     (addr.into_iter().collect(), vec![task])
                 }
                 Err(e) => {

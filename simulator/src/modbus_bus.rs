@@ -58,41 +58,31 @@ fn bus(shared: Arc<Mutex<Shared>>, map: Arc<SimMap>, n: usize) -> Bus {
     Bus { plcs }
 }
 
-/// Serves `n` stations as the unit ids behind one Modbus TCP listener (a gateway) until the
-/// task is aborted.
-pub(crate) fn serve_gateway(
+/// Serves `n` stations as the unit ids behind one TCP listener until the task is aborted:
+/// Modbus TCP frames (a gateway), or with `rtu_frames` RTU frames on each connection (a
+/// transparent serial server). Each connection is served on its own.
+pub(crate) fn serve_tcp(
     shared: Arc<Mutex<Shared>>,
     map: Arc<SimMap>,
     listener: TcpListener,
     n: usize,
+    rtu_frames: bool,
 ) -> JoinHandle<()> {
     let bus = Arc::new(bus(shared, map, n));
     tokio::spawn(async move {
-        let server = tokio_modbus::server::tcp::Server::new(listener);
         let on_connected = |stream, _addr| {
             let bus = bus.clone();
             async move { Ok(Some((bus, stream))) }
         };
-        let _ = server.serve(&on_connected, |_e| {}).await;
-    })
-}
-
-/// Serves `n` stations as units 1…N of one RTU line behind a transparent serial server: RTU
-/// frames on each TCP connection, until the task is aborted.
-pub(crate) fn serve_rtu_over_tcp(
-    shared: Arc<Mutex<Shared>>,
-    map: Arc<SimMap>,
-    listener: TcpListener,
-    n: usize,
-) -> JoinHandle<()> {
-    let bus = Arc::new(bus(shared, map, n));
-    tokio::spawn(async move {
-        let server = tokio_modbus::server::rtu_over_tcp::Server::new(listener);
-        let on_connected = |stream, _addr| {
-            let bus = bus.clone();
-            async move { Ok(Some((bus, stream))) }
+        let _ = if rtu_frames {
+            tokio_modbus::server::rtu_over_tcp::Server::new(listener)
+                .serve(&on_connected, |_e| {})
+                .await
+        } else {
+            tokio_modbus::server::tcp::Server::new(listener)
+                .serve(&on_connected, |_e| {})
+                .await
         };
-        let _ = server.serve(&on_connected, |_e| {}).await;
     })
 }
 

@@ -317,18 +317,7 @@ impl Drop for Instance {
 
 /// A figure of an instance's `/metrics`.
 async fn metric(i: &Instance, name: &str) -> Option<f64> {
-    let text = reqwest::Client::new()
-        .get(format!("http://127.0.0.1:{}/metrics", i.api))
-        .bearer_auth(TOKEN)
-        .timeout(Duration::from_secs(2))
-        .send()
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    crate::util::metric(i.api, TOKEN, name).await
 }
 
 /// Two clusters on one broker, each with its own etcd, its own stations and its own

@@ -321,3 +321,20 @@ pub fn viewer_cli(api: &str, args: &[&str]) -> String {
     assert!(out.status.success(), "{args:?}: {out:?}");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A figure of the `/metrics` of the engine whose API is on `api_port` (`None`: no answer or
+/// no such line).
+pub async fn metric(api_port: u16, token: &str, name: &str) -> Option<f64> {
+    let text = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{api_port}/metrics"))
+        .bearer_auth(token)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}

@@ -349,19 +349,7 @@ impl Rig {
 
     /// A figure of instance `i`'s `/metrics` (`None`: no answer or no such line).
     async fn metric(&self, i: usize, name: &str) -> Option<f64> {
-        let url = format!("http://127.0.0.1:{}/metrics", self.instances[i].api);
-        let text = reqwest::Client::new()
-            .get(url)
-            .bearer_auth(TOKEN)
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        crate::util::metric(self.instances[i].api, TOKEN, name).await
     }
 
     /// Waits (at most `timeout`) until instance `i`'s figures satisfy `ok`; returns the last
