@@ -11,8 +11,9 @@
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use super::hydraulics::Pump;
 use super::pipe::{Fluid, PipeSpec};
-use super::tree::{NodeKind, NodeSpec, RunSpec, TreeSpec};
+use super::tree::{NodeKind, NodeSpec, RunSpec, Tree, TreeSpec};
 
 /// A whole network file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -126,6 +127,37 @@ impl NetworkFile {
             cp: self.fluid.specific_heat_J_per_kgK,
             density: self.fluid.density_kg_per_m3,
         }
+    }
+    /// The network in motion, every pipe at `initial_c` in cells of `cell_m`, with the
+    /// file's own ground temperatures and base unit (the pump is the caller's to set: how it
+    /// is run is an input, see [`NetworkFile::pump`]).
+    pub fn tree(&self, cell_m: f64, initial_c: f64) -> Result<Tree, String> {
+        let (spec, grounds) = self.to_spec().map_err(|e| e.join("\n"))?;
+        let mut tree = Tree::new(spec, cell_m, initial_c).map_err(|e| e.to_string())?;
+        tree.set_own_grounds(grounds);
+        if let Some(kw) = self.plant.as_ref().and_then(|p| p.base_unit_kW) {
+            tree.set_base_unit(kw * 1000.0);
+        }
+        Ok(tree)
+    }
+
+    /// The plant's pump and the node (index in `tree`) where it holds its pressure (the
+    /// plant's own when the file names none), if the file has a pump.
+    pub fn pump(&self, tree: &Tree) -> Option<(Pump, usize)> {
+        let p = self.plant.as_ref()?;
+        let node = p
+            .control_node
+            .as_ref()
+            .and_then(|n| tree.node(n))
+            .unwrap_or_else(|| tree.node_of_plant());
+        Some((
+            Pump {
+                head_pa: p.pump_head_Pa,
+                max_flow_kg_s: p.pump_max_flow_kg_per_s,
+                min_speed: p.pump_min_speed,
+            },
+            node,
+        ))
     }
 
     /// The network as the model runs it, and each run's own ground temperature (`None`: the

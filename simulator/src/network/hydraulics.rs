@@ -6,9 +6,9 @@
 //! H₀ · (ṁ / ṁ_max)², at a speed n it either is given or chooses to hold a differential pressure
 //! at a chosen node.
 //!
-//! Where it sits: called by [`super::tree::Tree::step`] when the plant has its pump. The
-//! flows are found valve by valve (Gauss–Seidel, from the last step's), the speed by regula
-//! falsi between the pump's minimum and full speed.
+//! Where it sits: called by [`super::tree::Tree::step`] when the plant has its pump. The tree
+//! is reduced to one conductance at the plant, the pump's point found in closed form, and
+//! this repeated with each pipe's friction taken at its new flow ([`solve`]).
 
 /// The plant's main pump.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -55,13 +55,12 @@ impl Valve {
     }
 }
 
-/// What the network needs to be solved: per node, a fixed flow or a valve (or nothing); per
-/// run, the nodes behind it; per node, the runs from the plant to it.
+/// The tree's shape as the solver needs it: per run its end nodes, the runs from the plant
+/// outwards, and the plant.
 pub(super) struct Layout<'a> {
-    pub behind: &'a [Vec<usize>],
-    pub path: &'a [Vec<usize>],
+    pub ends: &'a [(usize, usize)],
+    pub order: &'a [usize],
     pub plant: usize,
-    pub plant_runs: &'a [usize],
 }
 
 /// A solution.
@@ -78,90 +77,20 @@ pub struct Solved {
     pub saturated: bool,
 }
 
-/// Solves the flows for a given pump `speed`, starting from `flows` (updated in place).
-/// `drop(run, flow)` is a run's friction drop. Returns the node pressures and the plant's.
-///
-/// Gauss–Seidel over the valves: each in turn gets the flow at which its valve equation
-/// holds with every other flow as it stands. For one valve, flow − valve(Δp(flow)) grows
-/// with the flow (more flow, more friction, less head), so its root is found by bisection
-/// between no flow and what the valve would pass with nothing of its own flowing. Sweeps
-/// repeat until no flow moves by more than a millionth.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn solve_at_speed(
-    layout: &Layout<'_>,
-    fixed: &[f64],
-    valves: &[Option<Valve>],
-    pump: &Pump,
-    speed: f64,
-    density: f64,
-    drop: &dyn Fn(usize, f64) -> f64,
-    flows: &mut [f64],
-) -> (Vec<f64>, f64) {
-    let nodes = fixed.len();
-    let runs = layout.behind.len();
-    for (i, f) in flows.iter_mut().enumerate() {
-        if valves[i].is_none() {
-            *f = fixed[i];
-        }
-    }
-    let mut run_q: Vec<f64> = (0..runs)
-        .map(|r| layout.behind[r].iter().map(|s| flows[*s]).sum())
-        .collect();
-    let total_of = |run_q: &[f64]| layout.plant_runs.iter().map(|r| run_q[*r]).sum::<f64>();
-    for _ in 0..200 {
-        let mut moved: f64 = 0.0;
-        for n in 0..nodes {
-            let Some(v) = valves[n] else {
-                continue;
-            };
-            let old = flows[n];
-            for r in &layout.path[n] {
-                run_q[*r] -= old;
-            }
-            let others = total_of(&run_q);
-            let dp_at = |m: f64| {
-                pump.head(speed, others + m)
-                    - 2.0
-                        * layout.path[n]
-                            .iter()
-                            .map(|r| drop(*r, run_q[*r] + m))
-                            .sum::<f64>()
-            };
-            let (mut lo, mut hi) = (0.0, v.flow(dp_at(0.0), density));
-            for _ in 0..60 {
-                let mid = 0.5 * (lo + hi);
-                if mid - v.flow(dp_at(mid), density) > 0.0 {
-                    hi = mid;
-                } else {
-                    lo = mid;
-                }
-                if hi - lo <= 1e-7 * hi.max(1e-9) {
-                    break;
-                }
-            }
-            let m = 0.5 * (lo + hi);
-            flows[n] = m;
-            for r in &layout.path[n] {
-                run_q[*r] += m;
-            }
-            moved = moved.max((m - old).abs() / m.max(1e-3));
-        }
-        if moved < 1e-6 {
-            break;
-        }
-    }
-    let run_dp: Vec<f64> = (0..runs).map(|r| drop(r, run_q[r])).collect();
-    let plant_dp = pump.head(speed, total_of(&run_q));
-    let mut node_dp: Vec<f64> = (0..nodes)
-        .map(|n| plant_dp - 2.0 * layout.path[n].iter().map(|r| run_dp[*r]).sum::<f64>())
-        .collect();
-    node_dp[layout.plant] = plant_dp;
-    (node_dp, plant_dp)
-}
-
 /// Solves flows and pressures under `control`, warm-started from `last` (the previous step's
-/// solution, if any).
-#[allow(clippy::too_many_arguments)]
+/// solution, if any). `fixed` is each node's fixed flow (kg/s), `valves` its valve;
+/// `drop(run, flow)` is a run's friction drop (one line).
+///
+/// Every element is nearly quadratic: a valve passes c·√Δp, a run (supply and return) drops
+/// 2·K·ṁ², the pump's curve is n²·H₀ − H₀·(ṁ/ṁ_max)². With each run's K taken at its last
+/// flow (K = drop(ṁ)/ṁ², the friction factor's dependence on the Reynolds number and the
+/// fixed flows folded in), the tree reduces exactly, from the stations inwards, to one
+/// conductance at the plant: a run in series with what is behind it gives
+/// 1/C² = 1/C_behind² + 2K, branches in parallel add. The pump's point is then closed-form,
+/// and so is the speed that holds a node's pressure (in a quadratic network every pressure is
+/// the same share of the plant's whatever the speed). Pressures and flows are handed back
+/// outwards, each run's K is taken again at its new flow, and this repeats until no flow
+/// moves by more than a billionth: a few sweeps of the tree, each linear in its size.
 pub(super) fn solve(
     layout: &Layout<'_>,
     fixed: &[f64],
@@ -173,62 +102,135 @@ pub(super) fn solve(
     last: &Solved,
 ) -> Solved {
     let nodes = fixed.len();
-    let mut flows = if last.station_flow.len() == nodes {
+    let runs = layout.ends.len();
+    let own: Vec<f64> = valves
+        .iter()
+        .map(|v| v.map_or(0.0, |v| v.flow(1.0, density)))
+        .collect();
+    // Fixed flow behind each run, and in all.
+    let mut fixed_behind = vec![0.0; runs];
+    let mut fixed_at = fixed.to_vec();
+    for &r in layout.order.iter().rev() {
+        let (a, b) = layout.ends[r];
+        fixed_behind[r] = fixed_at[b];
+        fixed_at[a] += fixed_at[b];
+    }
+    let fixed_total = fixed_at[layout.plant];
+    // Each run's valve flow, from the last solution if there is one.
+    let mut valve_q = vec![0.0; runs];
+    let mut flow_at = if last.station_flow.len() == nodes {
         last.station_flow.clone()
     } else {
-        fixed.to_vec()
+        vec![0.0; nodes]
     };
-    let at = |speed: f64, flows: &mut Vec<f64>| {
-        solve_at_speed(layout, fixed, valves, pump, speed, density, drop, flows)
-    };
-    let (speed, saturated) = match control {
-        PumpControl::Speed(s) => (s.clamp(pump.min_speed, 1.0), false),
-        PumpControl::DiffPressure { node, setpoint_pa } => {
-            // The pressure at the node grows with the speed: regula falsi (Illinois) between
-            // the pump's minimum and full speed, to within a pascal.
-            let f = |speed: f64, flows: &mut Vec<f64>| at(speed, flows).0[node] - setpoint_pa;
-            let (mut a, mut b) = (pump.min_speed, 1.0);
-            let fb = f(b, &mut flows);
-            if fb < 0.0 {
-                (1.0, true)
-            } else {
-                let fa = f(a, &mut flows);
-                if fa > 0.0 {
-                    (a, true)
+    for (n, f) in flow_at.iter_mut().enumerate() {
+        if valves[n].is_none() {
+            *f = 0.0;
+        }
+    }
+    let mut conductance = vec![0.0; nodes];
+    let mut run_c = vec![0.0; runs];
+    let (mut dp, mut offset) = (vec![0.0; nodes], vec![0.0; nodes]);
+    let (mut speed, mut saturated) = (pump.min_speed, false);
+    for sweep in 0..100 {
+        // Inwards: each run's valve flow from the stations behind it, and its conductance.
+        conductance.clone_from(&own);
+        let mut q_at = flow_at.clone();
+        for &r in layout.order.iter().rev() {
+            let (a, b) = layout.ends[r];
+            valve_q[r] = q_at[b];
+            q_at[a] += q_at[b];
+            let c_b = conductance[b];
+            run_c[r] = if c_b > 0.0 {
+                // K at the last flow; before there is one, at a guess of 1 kg/s.
+                let q = valve_q[r];
+                let k = if q > 1e-9 {
+                    drop(r, q + fixed_behind[r]) / (q * q)
                 } else {
-                    let (mut fa, mut fb) = (fa, fb);
-                    let mut side = 0;
-                    let mut c = b;
-                    for _ in 0..60 {
-                        c = (a * fb - b * fa) / (fb - fa);
-                        let fc = f(c, &mut flows);
-                        if fc.abs() < 1.0 || (b - a).abs() < 1e-9 {
-                            break;
-                        }
-                        if fc * fb > 0.0 {
-                            b = c;
-                            fb = fc;
-                            if side == 1 {
-                                fa /= 2.0;
-                            }
-                            side = 1;
-                        } else {
-                            a = c;
-                            fa = fc;
-                            if side == -1 {
-                                fb /= 2.0;
-                            }
-                            side = -1;
-                        }
-                    }
-                    (c, false)
-                }
+                    let probe = fixed_behind[r].max(1.0);
+                    drop(r, probe) / (probe * probe)
+                };
+                1.0 / (1.0 / (c_b * c_b) + 2.0 * k).sqrt()
+            } else {
+                0.0
+            };
+            conductance[a] += run_c[r];
+        }
+        let c_plant = conductance[layout.plant];
+        let valve_total = q_at[layout.plant];
+        // The pump: head = n²H₀ − H₀·φ·C²·P/ṁ_max², φ folding the fixed flows into the valves'.
+        let phi = if valve_total > 1e-9 {
+            ((valve_total + fixed_total) / valve_total).powi(2)
+        } else {
+            1.0
+        };
+        let qmax = pump.max_flow_kg_s.max(1e-9);
+        let slope = 1.0 + pump.head_pa * phi * c_plant * c_plant / (qmax * qmax);
+        // Every node's pressure as share · P − offset, P the plant's: a share where valves
+        // draw behind it, less the friction of fixed flows where only they do.
+        dp[layout.plant] = 1.0;
+        offset[layout.plant] = 0.0;
+        for &r in layout.order {
+            let (a, b) = layout.ends[r];
+            if conductance[b] > 0.0 {
+                let ratio = (run_c[r] / conductance[b]).powi(2);
+                (dp[b], offset[b]) = (dp[a] * ratio, offset[a] * ratio);
+            } else {
+                (dp[b], offset[b]) = (dp[a], offset[a] + 2.0 * drop(r, fixed_behind[r]));
             }
         }
-    };
-    let (node_dp, plant_dp) = at(speed, &mut flows);
+        (speed, saturated) = match control {
+            PumpControl::Speed(s) => (s.clamp(pump.min_speed, 1.0), false),
+            PumpControl::DiffPressure { node, setpoint_pa } => {
+                let share = dp[node].max(1e-12);
+                let plant_pa = (setpoint_pa + offset[node]) / share;
+                let n = (plant_pa * slope / pump.head_pa.max(1e-9)).sqrt();
+                if n > 1.0 {
+                    (1.0, true)
+                } else if n < pump.min_speed {
+                    (pump.min_speed, true)
+                } else {
+                    (n, false)
+                }
+            }
+        };
+        let plant_dp = speed * speed * pump.head_pa / slope;
+        // Outwards: pressures and valve flows at this pump point.
+        let mut moved: f64 = 0.0;
+        for n in 0..nodes {
+            dp[n] = dp[n] * plant_dp - offset[n];
+            let q = own[n] * dp[n].sqrt();
+            moved = moved.max((q - flow_at[n]).abs());
+            flow_at[n] = q;
+        }
+        let scale = (valve_total + fixed_total).max(1e-6);
+        if sweep > 0 && moved <= 1e-9 * scale {
+            break;
+        }
+    }
+    // The pressures the converged flows leave: the pump on its curve, the runs' friction.
+    let mut station_flow = flow_at;
+    for (n, f) in station_flow.iter_mut().enumerate() {
+        if valves[n].is_none() {
+            *f = fixed[n];
+        }
+    }
+    let mut run_q = vec![0.0; runs];
+    let mut q_at = station_flow.clone();
+    for &r in layout.order.iter().rev() {
+        let (a, b) = layout.ends[r];
+        run_q[r] = q_at[b];
+        q_at[a] += q_at[b];
+    }
+    let plant_dp = pump.head(speed, q_at[layout.plant]);
+    let mut node_dp = vec![0.0; nodes];
+    node_dp[layout.plant] = plant_dp;
+    for &r in layout.order {
+        let (a, b) = layout.ends[r];
+        node_dp[b] = node_dp[a] - 2.0 * drop(r, run_q[r]);
+    }
     Solved {
-        station_flow: flows,
+        station_flow,
         node_dp,
         speed,
         plant_dp,
@@ -364,5 +366,76 @@ mod tests {
         let out = t.step(90.0, &valves(1.0, 1.0), 8.0, 60.0).clone();
         assert!(out.pump_saturated && out.pump_speed == 1.0);
         assert!(out.node_dp_pa[far] < 9.0e5);
+    }
+
+    #[test]
+    fn on_a_generated_network_every_valve_and_pipe_equation_holds_with_fixed_flows_mixed_in() {
+        use rand::{Rng, SeedableRng};
+        let file = crate::network::file::generate(120, "st-", 5, 50.0);
+        let mut tree = file.tree(50.0, 90.0).unwrap();
+        let (pump, control_node) = file.pump(&tree).unwrap();
+        let kvs: HashMap<usize, f64> = file
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| Some((i, n.valve_kvs_m3h?)))
+            .collect();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+        let rho = tree.spec.fluid.density;
+        for (round, setpoint_pa) in [(0, 0.5e5), (1, 0.9e5), (2, 0.7e5)] {
+            // Every fifth station draws a fixed flow, the rest through valves opened at random.
+            let mut draws = HashMap::new();
+            for (&node, &kvs_m3h) in &kvs {
+                let draw = if node % 5 == round {
+                    Draw::Flow {
+                        kg_s: rng.random_range(0.5..5.0),
+                        delta_t_k: 40.0,
+                    }
+                } else {
+                    Draw::Valve {
+                        valve: Valve {
+                            kvs_m3h,
+                            opening: rng.random_range(0.05..1.0),
+                        },
+                        delta_t_k: 40.0,
+                    }
+                };
+                draws.insert(node, draw);
+            }
+            tree.set_pump(
+                pump,
+                PumpControl::DiffPressure {
+                    node: control_node,
+                    setpoint_pa,
+                },
+            );
+            let s = tree.step(90.0, &draws, 8.0, 60.0).clone();
+            assert!(!s.pump_saturated, "round {round}: {}", s.pump_speed);
+            let at_control = s.node_dp_pa[control_node];
+            assert!(
+                (at_control - setpoint_pa).abs() < 1e-4 * setpoint_pa,
+                "round {round}: {at_control} Pa"
+            );
+            assert!((s.plant_dp_pa - pump.head(s.pump_speed, s.plant_flow_kg_s)).abs() < 1.0);
+            // Each station's flow is what its run carries (a station is a leaf), and a valve's
+            // is what the pressure left across it pushes through.
+            for (node, draw) in &draws {
+                let run = tree
+                    .spec
+                    .runs
+                    .iter()
+                    .position(|r| r.to == tree.spec.nodes[*node].id);
+                let carried = s.flow_kg_s[run.unwrap()];
+                let expected = match draw {
+                    Draw::Valve { valve, .. } => valve.flow(s.node_dp_pa[*node], rho),
+                    Draw::Flow { kg_s, .. } => *kg_s,
+                    Draw::Heat { .. } => unreachable!(),
+                };
+                assert!(
+                    (carried - expected).abs() <= 1e-6 * expected.max(1e-3),
+                    "round {round}, node {node}: {carried} against {expected}"
+                );
+            }
+        }
     }
 }

@@ -103,7 +103,6 @@ impl Inputs {
 
 /// Runs `file` with the inputs in `inputs_csv`; returns the results as CSV text.
 pub fn replay(file: &NetworkFile, inputs_csv: &str, o: &ReplayOptions) -> Result<String, String> {
-    let (spec, grounds) = file.to_spec().map_err(|e| e.join("\n"))?;
     let inputs = Inputs::parse(inputs_csv)?;
     if !inputs.cols.contains_key("plant_supply_C") {
         return Err("inputs: no plant_supply_C column".into());
@@ -113,11 +112,7 @@ pub fn replay(file: &NetworkFile, inputs_csv: &str, o: &ReplayOptions) -> Result
     }
     let t0 = inputs.time[0];
     let start = inputs.at("plant_supply_C", t0).unwrap_or(0.0);
-    let mut tree = Tree::new(spec, o.cell_m, start).map_err(|e| e.to_string())?;
-    tree.set_own_grounds(grounds);
-    if let Some(kw) = file.plant.as_ref().and_then(|p| p.base_unit_kW) {
-        tree.set_base_unit(kw * 1000.0);
-    }
+    let mut tree = file.tree(o.cell_m, start)?;
     // Each station node's columns.
     let stations: Vec<(usize, String)> = tree
         .spec
@@ -129,21 +124,7 @@ pub fn replay(file: &NetworkFile, inputs_csv: &str, o: &ReplayOptions) -> Result
             _ => None,
         })
         .collect();
-    let pump = file.plant.as_ref().map(|p| {
-        let node = p
-            .control_node
-            .as_ref()
-            .and_then(|n| tree.node(n))
-            .unwrap_or_else(|| tree.node_of_plant());
-        (
-            Pump {
-                head_pa: p.pump_head_Pa,
-                max_flow_kg_s: p.pump_max_flow_kg_per_s,
-                min_speed: p.pump_min_speed,
-            },
-            node,
-        )
-    });
+    let pump = file.pump(&tree);
     let kvs: HashMap<usize, f64> = file
         .nodes
         .iter()

@@ -151,8 +151,7 @@ pub struct Tree {
     behind: Vec<Vec<usize>>,
     /// Per run: a ground temperature of its own (`None`: the one each step is given).
     own_ground: Vec<Option<f64>>,
-    /// Per node: the runs from the plant to it; the runs leaving the plant.
-    path: Vec<Vec<usize>>,
+    /// The runs leaving the plant.
     plant_runs: Vec<usize>,
     pump: Option<(Pump, PumpControl)>,
     solved: Solved,
@@ -215,14 +214,12 @@ impl Tree {
             return Err(TreeError::Unreached(spec.nodes[i].id.clone()));
         }
         let mut behind = vec![Vec::new(); spec.runs.len()];
-        let mut path = vec![Vec::new(); spec.nodes.len()];
         for (s, node) in spec.nodes.iter().enumerate() {
             let mut at = s;
             while let Some(r) = fed_by[at] {
                 if matches!(node.kind, NodeKind::Station { .. }) {
                     behind[r].push(s);
                 }
-                path[s].push(r);
                 at = ends[r].0;
             }
         }
@@ -242,7 +239,6 @@ impl Tree {
             plant,
             behind,
             own_ground: vec![None; runs],
-            path,
             plant_runs,
             pump: None,
             solved: Solved::default(),
@@ -335,10 +331,9 @@ impl Tree {
             .map(|(p, c)| (station_flow.clone(), valves.clone(), p, c));
         if let Some((pump, control)) = self.pump.filter(|_| key != self.solved_for) {
             let layout = Layout {
-                behind: &self.behind,
-                path: &self.path,
+                ends: &self.ends,
+                order: &self.order,
                 plant: self.plant,
-                plant_runs: &self.plant_runs,
             };
             let (runs, rho, mu) = (
                 &self.spec.runs,
