@@ -56,11 +56,12 @@ impl Valve {
 }
 
 /// The tree's shape as the solver needs it: per run its end nodes, the runs from the plant
-/// outwards, and the plant.
+/// outwards, the plant; and the water's density, kg/m³.
 pub(super) struct Layout<'a> {
     pub ends: &'a [(usize, usize)],
     pub order: &'a [usize],
     pub plant: usize,
+    pub density: f64,
 }
 
 /// A solution.
@@ -97,10 +98,10 @@ pub(super) fn solve(
     valves: &[Option<Valve>],
     pump: &Pump,
     control: PumpControl,
-    density: f64,
     drop: &dyn Fn(usize, f64) -> f64,
     last: &Solved,
 ) -> Solved {
+    let density = layout.density;
     let nodes = fixed.len();
     let runs = layout.ends.len();
     let own: Vec<f64> = valves

@@ -334,6 +334,7 @@ impl Tree {
                 ends: &self.ends,
                 order: &self.order,
                 plant: self.plant,
+                density: self.spec.fluid.density,
             };
             let (runs, rho, mu) = (
                 &self.spec.runs,
@@ -347,7 +348,6 @@ impl Tree {
                 &valves,
                 &pump,
                 control,
-                rho,
                 &drop,
                 &self.solved,
             );
