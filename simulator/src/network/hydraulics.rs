@@ -125,9 +125,12 @@ pub(super) fn solve(
         vec![0.0; nodes]
     };
     for (n, f) in flow_at.iter_mut().enumerate() {
-        if valves[n].is_none() {
-            *f = 0.0;
-        }
+        // The valve's own share (a station may draw a fixed flow beside its valve).
+        *f = if valves[n].is_some() {
+            (*f - fixed[n]).max(0.0)
+        } else {
+            0.0
+        };
     }
     let mut conductance = vec![0.0; nodes];
     let mut run_c = vec![0.0; runs];
@@ -212,9 +215,11 @@ pub(super) fn solve(
     // The pressures the converged flows leave: the pump on its curve, the runs' friction.
     let mut station_flow = flow_at;
     for (n, f) in station_flow.iter_mut().enumerate() {
-        if valves[n].is_none() {
-            *f = fixed[n];
-        }
+        *f = if valves[n].is_some() {
+            *f + fixed[n]
+        } else {
+            fixed[n]
+        };
     }
     let mut run_q = vec![0.0; runs];
     let mut q_at = station_flow.clone();
@@ -296,6 +301,7 @@ mod tests {
                 opening,
             },
             delta_t_k: 40.0,
+            plus_kg_s: 0.0,
         };
         [(2, v(near)), (3, v(far))].into()
     }
@@ -370,7 +376,7 @@ mod tests {
     }
 
     #[test]
-    fn on_a_generated_network_every_valve_and_pipe_equation_holds_with_fixed_flows_mixed_in() {
+    fn on_a_generated_network_every_valve_equation_holds_with_fixed_flows_mixed_in() {
         use rand::{Rng, SeedableRng};
         let file = crate::network::file::generate(120, "st-", 5, 50.0);
         let mut tree = file.tree(50.0, 90.0).unwrap();
@@ -399,6 +405,12 @@ mod tests {
                             opening: rng.random_range(0.05..1.0),
                         },
                         delta_t_k: 40.0,
+                        // Every fifth valve station also draws a fixed flow beside its valve.
+                        plus_kg_s: if node % 5 == (round + 1) % 5 {
+                            1.5
+                        } else {
+                            0.0
+                        },
                     }
                 };
                 draws.insert(node, draw);
@@ -428,7 +440,9 @@ mod tests {
                     .position(|r| r.to == tree.spec.nodes[*node].id);
                 let carried = s.flow_kg_s[run.unwrap()];
                 let expected = match draw {
-                    Draw::Valve { valve, .. } => valve.flow(s.node_dp_pa[*node], rho),
+                    Draw::Valve {
+                        valve, plus_kg_s, ..
+                    } => valve.flow(s.node_dp_pa[*node], rho) + plus_kg_s,
                     Draw::Flow { kg_s, .. } => *kg_s,
                     Draw::Heat { .. } => unreachable!(),
                 };

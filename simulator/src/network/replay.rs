@@ -174,6 +174,7 @@ pub fn replay(file: &NetworkFile, inputs_csv: &str, o: &ReplayOptions) -> Result
                             opening,
                         },
                         delta_t_k: dt_k,
+                        plus_kg_s: 0.0,
                     },
                     (None, Some(kg_s)) => Draw::Flow {
                         kg_s,

@@ -65,8 +65,13 @@ pub enum Draw {
         bypass_kg_s: f64,
     },
     /// Through its primary valve: the flow is what the network's pressure pushes through it
-    /// (the plant's pump must be set, [`Tree::set_pump`]), returned `delta_t_k` colder.
-    Valve { valve: Valve, delta_t_k: f64 },
+    /// (the plant's pump must be set, [`Tree::set_pump`]), plus a fixed `plus_kg_s` beside it
+    /// (a hot-water exchanger's own controlled draw), returned `delta_t_k` colder.
+    Valve {
+        valve: Valve,
+        delta_t_k: f64,
+        plus_kg_s: f64,
+    },
 }
 
 /// What the network looks like after a step.
@@ -78,6 +83,8 @@ pub struct TreeState {
     pub return_c: Vec<f64>,
     /// Mass flow in every run, kg/s, in [`TreeSpec::runs`] order.
     pub flow_kg_s: Vec<f64>,
+    /// Mass flow each node's station takes, kg/s (0 elsewhere), in [`TreeSpec::nodes`] order.
+    pub node_flow_kg_s: Vec<f64>,
     /// Friction pressure drop along every run, Pa (the same in its supply and return pipe).
     pub dp_pa: Vec<f64>,
     /// Heat through the walls of every run's supply and return pipe, W.
@@ -249,6 +256,7 @@ impl Tree {
                 supply_c: vec![initial_c; n],
                 return_c: vec![initial_c; n],
                 flow_kg_s: vec![0.0; runs],
+                node_flow_kg_s: vec![0.0; n],
                 dp_pa: vec![0.0; runs],
                 loss_supply_w: vec![0.0; runs],
                 loss_return_w: vec![0.0; runs],
@@ -298,8 +306,36 @@ impl Tree {
 
     /// Advances the network by `dt` seconds: the plant sends `plant_supply_c`, each station
     /// node draws what `draws` says (by node index; a station without an entry draws nothing),
-    /// the ground is at `ground_c`.
+    /// the ground is at `ground_c`. The two halves of [`Tree::step_supply`] and
+    /// [`Tree::step_return`], each station returning its water as its draw says.
     pub fn step(
+        &mut self,
+        plant_supply_c: f64,
+        draws: &HashMap<usize, Draw>,
+        ground_c: f64,
+        dt: f64,
+    ) -> &TreeState {
+        self.step_supply(plant_supply_c, draws, ground_c, dt);
+        let cp = self.spec.fluid.cp;
+        let mut returns = vec![None; self.spec.nodes.len()];
+        for (&node, draw) in draws {
+            let (m, t_in) = (self.state.node_flow_kg_s[node], self.state.supply_c[node]);
+            let cooled = match *draw {
+                Draw::Flow { delta_t_k, .. } | Draw::Valve { delta_t_k, .. } => delta_t_k,
+                Draw::Heat { w, .. } if m > 0.0 => w.max(0.0) / (m * cp),
+                Draw::Heat { .. } => 0.0,
+            };
+            returns[node] = Some(t_in - cooled);
+        }
+        self.step_return(plant_supply_c, &returns, ground_c, dt)
+    }
+
+    /// The first half of a step: the flows (each station's from its draw, a valve's from the
+    /// network's pressures) and the supply line from the plant outwards, so that each station
+    /// knows what reaches it ([`TreeState::supply_c`], [`TreeState::node_flow_kg_s`]) before
+    /// it says what it sends back ([`Tree::step_return`], which must follow with the same
+    /// `dt`).
+    pub fn step_supply(
         &mut self,
         plant_supply_c: f64,
         draws: &HashMap<usize, Draw>,
@@ -323,7 +359,12 @@ impl Tree {
                     station_flow[node] =
                         w.max(0.0) / (cp * delta_t_k.max(1e-6)) + bypass_kg_s.max(0.0)
                 }
-                Draw::Valve { valve, .. } => valves[node] = Some(valve),
+                Draw::Valve {
+                    valve, plus_kg_s, ..
+                } => {
+                    valves[node] = Some(valve);
+                    station_flow[node] = plus_kg_s.max(0.0);
+                }
             }
         }
         let key = self
@@ -356,6 +397,7 @@ impl Tree {
         if self.pump.is_some() {
             station_flow.clone_from(&self.solved.station_flow);
         }
+        self.state.node_flow_kg_s.clone_from(&station_flow);
         let st = &mut self.state;
         if self.pump.is_some() {
             st.node_dp_pa.clone_from(&self.solved.node_dp);
@@ -380,17 +422,28 @@ impl Tree {
             let g = self.own_ground[r].unwrap_or(ground_c);
             st.supply_c[b] = self.supply[r].step(st.supply_c[a], st.flow_kg_s[r], g, dt);
         }
-        // What each station sends back.
+        &self.state
+    }
+
+    /// The second half of a step: each station node's outlet temperature (`returns`, by node
+    /// index; `None` where nothing is drawn), the return line from the stations inwards
+    /// mixing by flow at each junction, the plant's heat and every pipe's loss.
+    pub fn step_return(
+        &mut self,
+        plant_supply_c: f64,
+        returns: &[Option<f64>],
+        ground_c: f64,
+        dt: f64,
+    ) -> &TreeState {
+        let cp = self.spec.fluid.cp;
+        let nodes = self.spec.nodes.len();
+        let st = &mut self.state;
         st.stations_heat_w = 0.0;
-        for (&node, draw) in draws {
-            let (m, t_in) = (station_flow[node], st.supply_c[node]);
-            let cooled = match *draw {
-                Draw::Flow { delta_t_k, .. } | Draw::Valve { delta_t_k, .. } => delta_t_k,
-                Draw::Heat { w, .. } if m > 0.0 => w.max(0.0) / (m * cp),
-                Draw::Heat { .. } => 0.0,
-            };
-            st.return_c[node] = t_in - cooled;
-            st.stations_heat_w += m * cp * cooled;
+        for (node, ret) in returns.iter().enumerate() {
+            if let Some(t) = ret {
+                st.return_c[node] = *t;
+                st.stations_heat_w += st.node_flow_kg_s[node] * cp * (st.supply_c[node] - t);
+            }
         }
         // Return, from the stations inwards, mixing by flow at each junction.
         let mut heat_in = vec![0.0; nodes]; // Σ m·T arriving at a node on the return line
@@ -399,7 +452,7 @@ impl Tree {
         for &r in self.order.iter().rev() {
             let (a, b) = self.ends[r];
             if !matches!(self.spec.nodes[b].kind, NodeKind::Station { .. })
-                || draws.get(&b).is_none()
+                || returns.get(b).is_none_or(|r| r.is_none())
             {
                 st.return_c[b] = if flow_in[b] > 0.0 {
                     heat_in[b] / flow_in[b]
