@@ -172,7 +172,35 @@ pub struct Plant {
     pub valve_stuck_at: Option<f64>,
     /// Fault: share of the full primary flow the valve passes even when closed.
     pub valve_leak: f64,
+    /// What the primary network gives this station, when it sits on one (`None`: a fixed
+    /// primary supply from [`primary_supply_c`] and its valve's flow at its own design
+    /// pressure).
+    pub network: Option<NetworkFeed>,
+    /// Domestic hot water drawn now, W, through its own exchanger beside the heating one
+    /// (primary returned at [`DHW_RETURN_C`]); what the primary supply cannot heat to
+    /// [`DHW_MIN_SUPPLY_C`] is short ([`Plant::dhw_short_w`]).
+    pub dhw_demand_w: f64,
+    pub dhw_w: f64,
+    /// Share of the radiators' flow their thermostatic valves let through (1: all; a night
+    /// setback closes them, and they open wide in the morning for the rebound).
+    pub radiator_share: f64,
 }
+
+/// What a primary network gives a station in a step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NetworkFeed {
+    /// Primary supply arriving, °C.
+    pub supply_c: f64,
+    /// Mass flow the network's pressure pushes through the heating valve, kg/s.
+    pub flow_kg_s: f64,
+    /// Supply − return pressure across the station, Pa.
+    pub dp_pa: f64,
+}
+
+/// Primary return of the hot-water exchanger, °C (cold mains water preheated against it).
+pub const DHW_RETURN_C: f64 = 30.0;
+/// The least primary supply that heats hot water to its 55 °C (legionella), °C.
+pub const DHW_MIN_SUPPLY_C: f64 = 60.0;
 
 impl Plant {
     pub fn new(p: PlantParams, indoor_c: f64) -> Self {
@@ -197,6 +225,10 @@ impl Plant {
             solar_w_m2: 0.0,
             valve_stuck_at: None,
             valve_leak: 0.0,
+            network: None,
+            dhw_demand_w: 0.0,
+            dhw_w: 0.0,
+            radiator_share: 1.0,
             p,
         }
     }
@@ -208,6 +240,33 @@ impl Plant {
 
     pub fn secondary_kgs(&self) -> f64 {
         self.pump * self.p.pump_max_kgs
+    }
+
+    /// What the heating valve passes as a share of its full-open flow at the same pressure
+    /// (equal-percentage characteristic, a leak if it has one).
+    pub fn valve_flow_share(&self) -> f64 {
+        let p = &self.p;
+        if self.valve < 0.005 {
+            0.0
+        } else {
+            p.valve_rangeability.powf(self.valve - 1.0)
+        }
+        .max(self.valve_leak)
+    }
+
+    /// The hot-water exchanger's primary flow at primary supply `supply_c`, kg/s, and the
+    /// heat it delivers, W: all of the demand while the supply is hot enough, falling to none
+    /// at 15 K short of it.
+    pub fn dhw_draw(&self, supply_c: f64) -> (f64, f64) {
+        let share = (1.0 - (DHW_MIN_SUPPLY_C - supply_c) / 15.0).clamp(0.0, 1.0);
+        let w = self.dhw_demand_w.max(0.0) * share;
+        let cooled = (supply_c - DHW_RETURN_C).max(5.0);
+        (w / (CP * cooled), w)
+    }
+
+    /// Hot water asked for and not delivered, W.
+    pub fn dhw_short_w(&self) -> f64 {
+        (self.dhw_demand_w - self.dhw_w).max(0.0)
     }
 
     /// Advances `dt` seconds with the actuators driven towards `valve_target`/`pump_target`
@@ -222,16 +281,16 @@ impl Plant {
         // Variable-speed drive ramps 0→100 % in 10 s.
         self.pump += (pump_target.clamp(0.0, 1.0) - self.pump).clamp(-dt / 10.0, dt / 10.0);
 
-        let m1 = if self.valve < 0.005 {
-            0.0
-        } else {
-            p.primary_max_kgs * p.valve_rangeability.powf(self.valve - 1.0)
-        }
-        .max(self.valve_leak * p.primary_max_kgs);
+        let (m1, supply) = match self.network {
+            Some(feed) => (feed.flow_kg_s, feed.supply_c),
+            None => (
+                p.primary_max_kgs * self.valve_flow_share(),
+                primary_supply_c(outdoor_c),
+            ),
+        };
         let m2 = self.pump * p.pump_max_kgs;
-        self.primary_supply_c = self
-            .primary_supply_override_c
-            .unwrap_or_else(|| primary_supply_c(outdoor_c));
+        self.primary_supply_c = self.primary_supply_override_c.unwrap_or(supply);
+        self.dhw_w = self.dhw_draw(self.primary_supply_c).1;
         let hx = heat_exchanger(
             p.hx_ua_w_k,
             m1,
@@ -255,14 +314,17 @@ impl Plant {
         lag(&mut self.building_supply_c, self.supply_c, net_tau);
         let (q_rad, t_ret) = radiators(
             p,
-            m2,
+            m2 * self.radiator_share.clamp(0.0, 1.0),
             self.building_supply_c,
             self.indoor_c,
             self.radiator_return_c,
         );
         self.radiator_return_c = t_ret;
         self.radiator_heat_w = q_rad;
-        lag(&mut self.return_c, t_ret, net_tau);
+        // What the closed thermostats hold back goes round the building's bypass unused.
+        let share = self.radiator_share.clamp(0.0, 1.0);
+        let mixed = share * t_ret + (1.0 - share) * self.building_supply_c;
+        lag(&mut self.return_c, mixed, net_tau);
 
         let c_building = p.building_tau_h * 3600.0 * p.building_ua_w_k;
         let sun = p.solar_aperture * p.area_m2 * self.solar_w_m2;

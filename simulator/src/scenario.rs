@@ -13,6 +13,8 @@ use serde::Serialize;
 
 use crate::kpis::sample;
 pub use crate::kpis::{Sample, StationKpis};
+use crate::network::district::Networked;
+pub use crate::network::district::{Loads, NetworkKpis};
 use crate::station::{Command, SimStation};
 pub use crate::weather::{Disturbance, Scenario};
 use crate::SimConfig;
@@ -50,6 +52,43 @@ impl Policy<'_> {
             Policy::Baseline => "baseline",
             Policy::Controller(_) => "controller",
         }
+    }
+}
+
+/// The primary network a run's stations sit on, and who runs its plant.
+pub struct NetworkRun<'a> {
+    pub file: &'a crate::network::file::NetworkFile,
+    pub loads: Loads,
+    /// Pipe cells, m.
+    pub cell_m: f64,
+    pub plant: PlantPolicy<'a>,
+}
+
+/// Who drives the plant during a run on a network.
+pub enum PlantPolicy<'a> {
+    /// Its own PLC: the outdoor curve and a constant head at its outlet (the baseline).
+    Own,
+    /// An external controller: called with (plant telemetry JSON, time in ms) at every
+    /// telemetry period; a returned command JSON goes to the plant (contract §7).
+    Controller(&'a mut dyn FnMut(&str, i64) -> Option<String>),
+}
+
+impl std::fmt::Debug for PlantPolicy<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PlantPolicy::Own => "own",
+            PlantPolicy::Controller(_) => "controller",
+        })
+    }
+}
+
+impl std::fmt::Debug for NetworkRun<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetworkRun")
+            .field("loads", &self.loads)
+            .field("cell_m", &self.cell_m)
+            .field("plant", &self.plant)
+            .finish_non_exhaustive()
     }
 }
 
@@ -95,6 +134,8 @@ pub struct RunReport {
     pub commands_accepted: u64,
     pub commands_refused: u64,
     pub stations: Vec<StationKpis>,
+    /// The network's figures, for a run on one.
+    pub network: Option<NetworkKpis>,
     /// District and first-station state every [`SERIES_STEP_S`] (for charts).
     pub series: Vec<SeriesPoint>,
 }
@@ -133,9 +174,43 @@ pub fn run_with(
     scenario: Scenario,
     disturbance: Disturbance,
     hours: f64,
-    mut policy: Policy,
+    policy: Policy,
 ) -> RunReport {
+    run_on(cfg, scenario, disturbance, hours, policy, None)
+        .expect("a run without a network cannot fail")
+}
+
+/// [`run_with`] with the stations on a primary network: their primary supply, flow and
+/// pressure come from it, the plant run by `net.plant`; fails when the network file does not
+/// fit the fleet.
+pub fn run_on(
+    cfg: &SimConfig,
+    scenario: Scenario,
+    disturbance: Disturbance,
+    hours: f64,
+    mut policy: Policy,
+    net: Option<NetworkRun>,
+) -> Result<RunReport, String> {
     let (mut stations, baseline_raise_k) = prepare(cfg, scenario, disturbance, &policy);
+    let lead_s0 = cfg.lead_h.max(0.0) * 3600.0;
+    let (mut network, mut plant_policy) = match net {
+        Some(n) => {
+            let out = scenario.outdoor_c(-lead_s0);
+            let mut w = Networked::new(n.file, &stations, n.loads, n.cell_m, out)?;
+            // The network's pipes settle under the plant's own curve for a day before.
+            for k in 0..(86_400.0 / 10.0) as usize {
+                let t = -lead_s0 - 86_400.0 + k as f64 * 10.0;
+                let out = scenario.outdoor_c(t);
+                w.before(10.0, t, out, 0, &mut stations);
+                for s in &mut stations {
+                    s.step(10.0, out, 0);
+                }
+                w.after(10.0, t, &stations, false);
+            }
+            (Some(w), Some(n.plant))
+        }
+        None => (None, None),
+    };
     let hit = disturbance.affected(stations.len());
     let lead_s = cfg.lead_h.max(0.0) * 3600.0;
     let mut kpis: Vec<StationKpis> = stations
@@ -172,10 +247,19 @@ pub fn run_with(
             let cut_off = if link_down { hit } else { 0 };
             let ctx = (now_ms, outdoor, metered, cut_off);
             exchange(&mut stations, &mut kpis, &mut policy, ctx);
+            if let (Some(w), Some(PlantPolicy::Controller(f))) = (&mut network, &mut plant_policy) {
+                let tm = serde_json::to_string(&w.telemetry(now_ms)).unwrap_or_default();
+                if let Some(cmd) = f(&tm, now_ms) {
+                    let _ = w.on_command(&cmd, now_ms);
+                }
+            }
         }
         let mut dt = cfg.step_s.min((next_telemetry - t).max(1e-3)).min(end - t);
         if !measured {
             dt = dt.min(-t); // land exactly on the start of the measured window
+        }
+        if let Some(w) = &mut network {
+            w.before(dt, t, outdoor, now_ms, &mut stations);
         }
         for (s, k) in stations.iter_mut().zip(&mut kpis) {
             s.step(dt, outdoor, now_ms);
@@ -185,6 +269,9 @@ pub fn run_with(
                 district.record(t, dt, &smp);
             }
         }
+        if let Some(w) = &mut network {
+            w.after(dt, t, &stations, measured);
+        }
         if measured {
             degree_s += (DEGREE_DAY_BASE_C - outdoor).max(0.0) * dt;
         }
@@ -193,7 +280,7 @@ pub fn run_with(
     series.push(series_point(t, scenario.outdoor_c(t), &stations));
     let (accepted, refused) = command_counts(&stations);
     let before = commands_before.unwrap_or_default();
-    RunReport {
+    Ok(RunReport {
         scenario,
         disturbance,
         fleet: cfg.fleet,
@@ -207,8 +294,9 @@ pub fn run_with(
         series,
         peak_hourly_mw: district.peak_hourly_mw(),
         return_flow_weighted_c: district.return_flow_weighted_c(),
+        network: network.as_mut().map(Networked::finish),
         ..RunReport::of_stations(kpis, degree_s / 86_400.0)
-    }
+    })
 }
 
 /// The district's sums over a run: heat per clock hour, and flow × return.
@@ -404,6 +492,7 @@ impl RunReport {
             commands_accepted: 0,
             commands_refused: 0,
             stations: kpis,
+            network: None,
             series: Vec::new(),
         }
     }

@@ -245,6 +245,7 @@ impl SimStation {
             primary_supply_temp_c: r2(p.primary_supply_c + amp * jitter(5)),
             primary_return_temp_c: r2(p.primary_return_c + amp * jitter(6)),
             primary_flow_m3h: r2(p.primary_kgs / crate::plant::KGS_PER_M3H),
+            primary_diff_pressure_kpa: p.network.map(|f| r2(f.dp_pa / 1000.0)),
             heat_kw: r2(p.heat_w / 1000.0 * rel(4)),
             heat_energy_gj: (p.energy_j / 1e9 * 1e6).round() / 1e6,
             tele_seq: self.published,
@@ -270,6 +271,10 @@ pub struct Telemetry {
     pub primary_supply_temp_c: f64,
     pub primary_return_temp_c: f64,
     pub primary_flow_m3h: f64,
+    /// Supply − return pressure across the station on the primary side (a station on a
+    /// simulated network only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub primary_diff_pressure_kpa: Option<f64>,
     pub heat_kw: f64,
     pub heat_energy_gj: f64,
     /// This station's telemetry counter (1, 2, …): a gap in storage is a lost message.

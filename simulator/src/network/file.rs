@@ -46,6 +46,10 @@ pub struct PlantFile {
     /// base unit covers everything).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_unit_kW: Option<f64>,
+    /// The differential pressure the plant holds at its outlet on its own (with no valid
+    /// command from the engine), Pa. Default: half the pump's head.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fixed_head_Pa: Option<f64>,
 }
 
 fn default_min_speed() -> f64 {
@@ -311,12 +315,26 @@ fn sized(id: String, from: String, to: String, length_m: f64, size: usize) -> Pi
     }
 }
 
-/// A radial network for `stations` stations (`{prefix}{n:03}`), the same for the same
-/// `seed`: junctions 250–800 m apart, each station 50–300 m from its junction, design loads
-/// of 2–10 MW, every run sized for the design flow behind it at a ΔT of `design_delta_t_k`,
-/// stations with valves sized for their design flow, and a pump that can hold a bar at the
-/// worst-placed station.
+/// A radial network for `stations` stations (`{prefix}{n:03}`) with design loads of
+/// 2–10 MW, the same for the same `seed` ([`generate_for`]).
 pub fn generate(stations: usize, prefix: &str, seed: u64, design_delta_t_k: f64) -> NetworkFile {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x0070_6164_0000_0000);
+    let loads: Vec<(String, f64)> = (1..=stations)
+        .map(|n| {
+            let kw = (rng.random_range(2000.0..10000.0_f64) / 10.0).round() * 10.0;
+            (format!("{prefix}{n:03}"), kw)
+        })
+        .collect();
+    generate_for(&loads, seed, design_delta_t_k)
+}
+
+/// A radial network for the stations of `loads` (station id, design load in kW), the same
+/// for the same `seed`: junctions 250–800 m apart, each station 50–300 m from its junction,
+/// every run sized for the design flow behind it at a ΔT of `design_delta_t_k`, stations with
+/// valves sized for their design flow, and a pump that can hold a bar at the worst-placed
+/// station.
+pub fn generate_for(loads: &[(String, f64)], seed: u64, design_delta_t_k: f64) -> NetworkFile {
+    let stations = loads.len();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x6e65_7477_6f72_6b00);
     let fluid = FluidFile::default();
     let junctions = stations.div_ceil(4).max(1);
@@ -347,11 +365,10 @@ pub fn generate(stations: usize, prefix: &str, seed: u64, design_delta_t_k: f64)
         });
     }
     let mut load = std::collections::HashMap::new();
-    for s in 0..stations {
-        let station = format!("{prefix}{:03}", s + 1);
+    for (station, kw) in loads {
+        let (station, kw) = (station.clone(), *kw);
         let id = format!("n-{station}");
         let j = format!("j{:03}", rng.random_range(0..junctions) + 1);
-        let kw: f64 = (rng.random_range(2000.0..10000.0_f64) / 10.0).round() * 10.0;
         load.insert(id.clone(), kw);
         links.push((j, id.clone(), rng.random_range(50.0..300.0)));
         // The valve passes the design flow at 1 bar 70 % open.
@@ -469,6 +486,9 @@ pub fn generate(stations: usize, prefix: &str, seed: u64, design_delta_t_k: f64)
         control_node: Some(worst.0),
         // A base unit for 60 % of the design load: the peak boiler covers the coldest days.
         base_unit_kW: Some((0.6 * load.values().sum::<f64>() / 100.0).round() * 100.0),
+        // On its own the plant holds what the worst station needs at design flow, a tenth
+        // over: the constant head a centre without the fleet's data runs.
+        fixed_head_Pa: Some((1.1 * (worst.1 + 1.0e5) / 1000.0).round() * 1000.0),
     };
     NetworkFile {
         fluid,

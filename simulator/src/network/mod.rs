@@ -9,9 +9,11 @@
 //! (`validation`: the ULg test bench's step tests and a week of the AIT network branch), the
 //! network against DESTEST's reference tools (`destest`: its steady and one-week cases).
 
+pub mod district;
 pub mod file;
 pub mod hydraulics;
 pub mod pipe;
+pub mod plc;
 pub mod replay;
 pub mod tree;
 
