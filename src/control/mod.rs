@@ -4,7 +4,8 @@
 //! Pure and synchronous: [`curve`] (outdoor → supply), [`pi`] (one loop with limits, rate
 //! limit, dead band, anti-windup, bumpless transfer) and [`station`] (the whole per-station
 //! controller, with staleness and modes); [`coordinator`] balances the stations of a district
-//! against each other, slowly, through an offset on each one's curve.
+//! against each other, slowly, through an offset on each one's curve; [`plant`] sets the heat
+//! plant's supply temperature and the network's pressure from the whole fleet.
 
 pub mod change;
 pub mod coordination;
@@ -14,6 +15,7 @@ pub mod district;
 pub mod fleet;
 pub mod kpi;
 pub mod pi;
+pub mod plant;
 pub mod settings;
 pub mod shared_district;
 pub mod station;

@@ -14,6 +14,8 @@ use crate::model::{Reading, StationId};
 pub const TEMP_MIN_C: f64 = -50.0;
 pub const TEMP_MAX_C: f64 = 200.0;
 const FLOW_MAX_M3H: f64 = 100_000.0;
+/// Largest plausible differential pressure across a station, kPa (25 bar: PN25).
+const DP_MAX_KPA: f64 = 2_500.0;
 const AREA_MAX_M2: f64 = 100_000_000.0;
 const HEAT_MAX_KW: f64 = 10_000_000.0;
 /// Unknown numeric fields kept per payload; more are ignored (never an error).
@@ -88,6 +90,7 @@ const KNOWN: &[(&str, f64, f64)] = &[
     ("primary_supply_temp_c", TEMP_MIN_C, TEMP_MAX_C),
     ("primary_return_temp_c", TEMP_MIN_C, TEMP_MAX_C),
     ("primary_flow_m3h", 0.0, FLOW_MAX_M3H),
+    ("primary_diff_pressure_kpa", -DP_MAX_KPA, DP_MAX_KPA),
     ("valve_pct", 0.0, 100.0),
     ("pump_pct", 0.0, 100.0),
     ("heat_kw", -HEAT_MAX_KW, HEAT_MAX_KW),
@@ -127,7 +130,7 @@ pub fn decode(
             *slot = Some(number(name, v, *min, *max)?);
         }
     }
-    let [supply, ret, flow, area, outdoor, indoor, p_sup, p_ret, p_flow, valve, pump, heat, energy] =
+    let [supply, ret, flow, area, outdoor, indoor, p_sup, p_ret, p_flow, p_dp, valve, pump, heat, energy] =
         known;
     let required = |v: Option<f64>, name| v.ok_or(Reject::Missing(name));
 
@@ -136,6 +139,7 @@ pub fn decode(
         ("primary_supply_temp_c", p_sup),
         ("primary_return_temp_c", p_ret),
         ("primary_flow_m3h", p_flow),
+        ("primary_diff_pressure_kpa", p_dp),
         ("heat_energy_gj", energy),
     ] {
         if let Some(v) = opt {
