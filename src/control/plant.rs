@@ -15,7 +15,9 @@
 //!   reach the far stations), so a cold front is met when it arrives, not after.
 //! - **Pressure.** Held at its minimum at the station that sees the least: the pressure point
 //!   moves to another station only when it sees `switch_margin_kpa` less than the current one.
-//!   Without pressure data from the stations, a fixed head at the plant.
+//!   Without pressure data from the stations, a fixed head at the plant. When the supply is
+//!   at its maximum and a valve still runs out (beyond the network's design day), the
+//!   pressure is raised instead, and given back first when demand falls.
 //! - **Safety.** Never below `min_supply_c` (hot water needs it) nor above `max_supply_c`, no
 //!   faster than `ramp_k_per_h`, the trim does not wind up against a limit, and when fewer than
 //!   `min_fresh_share` of the stations have fresh data the plant goes back to its curve
@@ -42,6 +44,10 @@ pub struct PlantSettings {
     pub gain_k_per_h_per_pct: f64,
     /// The least differential pressure a station is to see, kPa.
     pub min_dp_kpa: f64,
+    /// When the supply is already at its maximum and a valve still runs out, the pressure
+    /// is raised instead: kPa per hour per point of demand above the target, up to
+    /// `head_kpa`.
+    pub dp_gain_kpa_per_h_per_pct: f64,
     /// Another station must see this much less than the pressure point to become it, kPa.
     pub switch_margin_kpa: f64,
     /// The head held at the plant when no station reports its differential pressure, kPa.
@@ -65,6 +71,7 @@ impl Default for PlantSettings {
             valve_target_pct: 85.0,
             gain_k_per_h_per_pct: 0.4,
             min_dp_kpa: 50.0,
+            dp_gain_kpa_per_h_per_pct: 2.0,
             switch_margin_kpa: 5.0,
             head_kpa: 300.0,
             lead_s: 3600.0,
@@ -117,6 +124,8 @@ pub struct PlantController {
     /// Of the whole fleet (stale ones included), for the fresh share.
     fleet_size: usize,
     trim_k: f64,
+    /// What the pressure setpoint is raised above its minimum, kPa.
+    dp_raise_kpa: f64,
     last_setpoint_c: Option<f64>,
     pressure_point: Option<StationId>,
     last_plan_ms: Option<i64>,
@@ -129,9 +138,17 @@ impl PlantController {
             stations: HashMap::new(),
             fleet_size,
             trim_k: 0.0,
+            dp_raise_kpa: 0.0,
             last_setpoint_c: None,
             pressure_point: None,
             last_plan_ms: None,
+        }
+    }
+
+    /// Where the plant's supply is now, °C: the first plan ramps from there (bumpless).
+    pub fn start_from(&mut self, supply_c: f64) {
+        if self.last_setpoint_c.is_none() && supply_c.is_finite() {
+            self.last_setpoint_c = Some(supply_c);
         }
     }
 
@@ -178,17 +195,24 @@ impl PlantController {
         let previous = self.last_setpoint_c.unwrap_or(curve_c);
         let target = if enough {
             let demand = critical.as_ref().map_or(0.0, |c| c.1);
-            let step = s.gain_k_per_h_per_pct * (demand - s.valve_target_pct) * dt_h;
-            // Anti-windup: no further into a limit the setpoint already sits at.
+            let error = demand - s.valve_target_pct;
+            let step = s.gain_k_per_h_per_pct * error * dt_h;
+            let dp_step = s.dp_gain_kpa_per_h_per_pct * error * dt_h;
+            // Anti-windup: no further into a limit the setpoint already sits at. At the top,
+            // the pressure takes over; coming down, the pressure gives its raise back first.
             let at_max = previous >= s.max_supply_c - 1e-9 && step > 0.0;
             let at_min = previous <= s.min_supply_c + 1e-9 && step < 0.0;
-            if !(at_max || at_min) {
+            let head_room = (s.head_kpa - s.min_dp_kpa).max(0.0);
+            if at_max || (step < 0.0 && self.dp_raise_kpa > 0.0) {
+                self.dp_raise_kpa = (self.dp_raise_kpa + dp_step).clamp(0.0, head_room);
+            } else if !at_min {
                 self.trim_k += step;
             }
             // The trim never takes the setpoint beyond the limits by more than the ramp.
-            self.trim_k = self
-                .trim_k
-                .clamp(s.min_supply_c - curve_c - 1.0, s.max_supply_c - curve_c + 1.0);
+            self.trim_k = self.trim_k.clamp(
+                s.min_supply_c - curve_c - 1.0,
+                s.max_supply_c - curve_c + 1.0,
+            );
             curve_c + self.trim_k
         } else {
             curve_c
@@ -220,7 +244,7 @@ impl PlantController {
             (None, low) => low.map(|l| l.0),
         };
         let (point, dp) = match &self.pressure_point {
-            Some(p) if enough => (p.as_str().to_owned(), s.min_dp_kpa),
+            Some(p) if enough => (p.as_str().to_owned(), s.min_dp_kpa + self.dp_raise_kpa),
             _ => ("plant".to_owned(), s.head_kpa),
         };
         PlantPlan {
@@ -273,11 +297,17 @@ mod tests {
             assert_eq!(p.basis, Basis::Fleet);
             assert_eq!(p.critical.as_ref().unwrap().0, "b");
             // The pressure held at the station that sees the least.
-            assert_eq!((p.pressure_point.as_str(), p.diff_pressure_setpoint_kpa), ("b", 50.0));
+            assert_eq!(
+                (p.pressure_point.as_str(), p.diff_pressure_setpoint_kpa),
+                ("b", 50.0)
+            );
             last = p.supply_setpoint_c;
         }
         // 25 points of room for two hours at 0.4 K/h per point, ramp-limited to 10 K/h.
-        assert!(last < curve - 15.0 && last >= curve - 20.0 - 1e-9, "{last} from {curve}");
+        assert!(
+            last < curve - 15.0 && last >= curve - 20.0 - 1e-9,
+            "{last} from {curve}"
+        );
         // Station a's valve runs out and its supply falls short: the supply turns upwards.
         let mut rising = last;
         for k in 120..150 {
@@ -308,7 +338,10 @@ mod tests {
         // Nothing for five minutes: back to the curve, no faster than the ramp.
         let p = c.plan(185 * minute, 0.0, None);
         assert_eq!(p.basis, Basis::Curve);
-        assert_eq!((p.pressure_point.as_str(), p.diff_pressure_setpoint_kpa), ("plant", 300.0));
+        assert_eq!(
+            (p.pressure_point.as_str(), p.diff_pressure_setpoint_kpa),
+            ("plant", 300.0)
+        );
         assert!(p.supply_setpoint_c - low.supply_setpoint_c <= 10.0 * 5.0 / 60.0 + 1e-9);
         assert!(p.supply_setpoint_c > low.supply_setpoint_c);
     }
@@ -323,7 +356,11 @@ mod tests {
             c.plan(k, 0.0, None).pressure_point
         };
         assert_eq!(at(&mut c, 0, 60.0, 70.0), "a");
-        assert_eq!(at(&mut c, 1000, 60.0, 57.0), "a", "3 kPa less is within the margin");
+        assert_eq!(
+            at(&mut c, 1000, 60.0, 57.0),
+            "a",
+            "3 kPa less is within the margin"
+        );
         assert_eq!(at(&mut c, 2000, 60.0, 54.0), "b");
     }
 
@@ -335,5 +372,36 @@ mod tests {
         c.observe(&reading("a", 0, 85.0, 50.0, None), None);
         let p = c.plan(0, 0.0, Some(&f));
         assert_eq!(p.curve_c, 110.0, "the curve at −10 °C, an hour ahead");
+    }
+
+    #[test]
+    fn beyond_the_supply_maximum_the_pressure_is_raised_and_given_back_first() {
+        let settings = PlantSettings {
+            max_supply_c: 112.0,
+            ..PlantSettings::default()
+        };
+        let mut c = PlantController::new(settings, 1);
+        let minute = 60_000;
+        let plan = |c: &mut PlantController, k: i64, valve: f64| {
+            c.observe(&reading("a", k * minute, valve, 50.0, Some(60.0)), None);
+            c.plan(k * minute, -12.0, None)
+        };
+        let mut p = plan(&mut c, 0, 100.0);
+        for k in 1..120 {
+            p = plan(&mut c, k, 100.0);
+        }
+        assert_eq!(p.supply_setpoint_c, 112.0);
+        assert!(
+            p.diff_pressure_setpoint_kpa > 60.0,
+            "{}",
+            p.diff_pressure_setpoint_kpa
+        );
+        let raised = p.diff_pressure_setpoint_kpa;
+        // Demand falls: the pressure comes down first, the supply holds.
+        for k in 120..125 {
+            p = plan(&mut c, k, 70.0);
+        }
+        assert!(p.diff_pressure_setpoint_kpa < raised);
+        assert_eq!(p.supply_setpoint_c, 112.0);
     }
 }

@@ -14,9 +14,11 @@ use super::error::DemoError;
 use super::watch::Watch;
 use crate::config::Config;
 use crate::control::coordinator::{Coordinator, CoordinatorConfig, Observation};
+use crate::control::plant::{PlantController, PlantSettings};
 use crate::control::station::Tick;
 use crate::control::StationController;
 use crate::ingest::decode::{decode, DecodeLimits};
+use crate::ingest::plant::decode_plant;
 use crate::model::{Command, StationId};
 use crate::predict::forecast::Forecast;
 use crate::predict::{self, Predictor};
@@ -75,6 +77,72 @@ impl Predictive {
     }
 }
 
+/// The plant loop of a run on a network: heatgrid's [`PlantController`] fed the stations'
+/// readings, the plant's telemetry decoded as the engine decodes it, and the forecast
+/// fetched once per simulated hour; a command every `period_ms`.
+pub(super) struct PlantLoop {
+    pub(super) ctrl: PlantController,
+    source: Box<dyn FnMut(i64) -> String + Send>,
+    forecast: Option<Forecast>,
+    fetched_hour: Option<i64>,
+    period_ms: i64,
+    valid_for_s: u32,
+    next_ms: i64,
+    seq: u64,
+    outdoor_c: f64,
+    limits: DecodeLimits,
+}
+
+impl PlantLoop {
+    pub(super) fn new(
+        settings: PlantSettings,
+        stations: usize,
+        source: Box<dyn FnMut(i64) -> String + Send>,
+    ) -> Self {
+        Self {
+            ctrl: PlantController::new(settings, stations),
+            source,
+            forecast: None,
+            fetched_hour: None,
+            period_ms: 60_000,
+            valid_for_s: 300,
+            next_ms: i64::MIN,
+            seq: 0,
+            outdoor_c: 0.0,
+            limits: DecodeLimits::default(),
+        }
+    }
+
+    /// The plant reported `telemetry` at `now_ms`: a command JSON when one is due.
+    pub(super) fn answer(&mut self, telemetry: &str, now_ms: i64) -> Option<String> {
+        let reading = decode_plant(telemetry.as_bytes(), now_ms, &self.limits).ok()?;
+        if now_ms < self.next_ms {
+            return None;
+        }
+        self.next_ms = now_ms + self.period_ms;
+        let hour = now_ms.div_euclid(3_600_000);
+        if self.fetched_hour != Some(hour) {
+            self.fetched_hour = Some(hour);
+            self.forecast = Forecast::decode((self.source)(now_ms).as_bytes(), now_ms).ok();
+        }
+        self.ctrl.start_from(reading.supply_temp_c);
+        let plan = self
+            .ctrl
+            .plan(now_ms, self.outdoor_c, self.forecast.as_ref());
+        self.seq += 1;
+        let cmd = serde_json::json!({
+            "seq": self.seq,
+            "epoch": 1,
+            "ts": now_ms,
+            "supply_setpoint_c": plan.supply_setpoint_c,
+            "diff_pressure_setpoint_kpa": plan.diff_pressure_setpoint_kpa,
+            "pressure_point": plan.pressure_point,
+            "valid_for_s": self.valid_for_s,
+        });
+        Some(cmd.to_string())
+    }
+}
+
 /// heatgrid's side of a run: a controller per station (and the coordinator over them), fed
 /// contract JSON, answering with contract JSON.
 pub(super) struct Heatgrid {
@@ -91,6 +159,8 @@ pub(super) struct Heatgrid {
     /// they run on their own curve).
     pub(super) watch: Option<(Watch, Vec<bool>)>,
     pub(super) predictive: Option<Predictive>,
+    /// On a network: the plant loop, fed every reading a station controller acts on.
+    pub(super) plant: Option<PlantLoop>,
 }
 
 impl Heatgrid {
@@ -142,6 +212,7 @@ impl Heatgrid {
             indoor_sensor: false,
             watch: None,
             predictive: None,
+            plant: None,
         })
     }
 
@@ -181,6 +252,10 @@ impl Heatgrid {
             now_ms,
         ) {
             Tick::Act(o) => {
+                if let Some(p) = &mut self.plant {
+                    p.ctrl.observe(&reading, Some(o.supply_setpoint_c));
+                    p.outdoor_c = reading.outdoor_temp_c.unwrap_or(p.outdoor_c);
+                }
                 if let Some(c) = &mut self.coordinator {
                     c.observe(i, &Observation::of_step(ctrl, &reading, &o, self.period_s));
                 }

@@ -10,6 +10,7 @@ mod broker;
 mod controller;
 pub mod diagnosis;
 mod error;
+pub mod network;
 pub mod report;
 pub mod scenario;
 pub mod score;

@@ -61,7 +61,11 @@ impl ForecastKind {
     }
 
     /// What issues the forecasts of a run: contract JSON for a simulated time (ms), 48 h.
-    fn source(self, scenario: Scenario, seed: u64) -> Box<dyn FnMut(i64) -> String + Send> {
+    pub(super) fn source(
+        self,
+        scenario: Scenario,
+        seed: u64,
+    ) -> Box<dyn FnMut(i64) -> String + Send> {
         Box::new(move |now_ms| {
             let t = (now_ms - scenario::DAY_START_MS) as f64 / 1000.0;
             let now_c = scenario.outdoor_c(t);

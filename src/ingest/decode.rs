@@ -164,7 +164,7 @@ pub fn decode(
     })
 }
 
-fn number(name: &str, v: &Value, min: f64, max: f64) -> Result<f64, Reject> {
+pub(crate) fn number(name: &str, v: &Value, min: f64, max: f64) -> Result<f64, Reject> {
     let x = v
         .as_f64()
         .ok_or_else(|| Reject::WrongType(name.to_owned()))?;
@@ -180,7 +180,7 @@ fn number(name: &str, v: &Value, min: f64, max: f64) -> Result<f64, Reject> {
     Ok(x)
 }
 
-fn parse_ts(v: &Value) -> Result<i64, Reject> {
+pub(crate) fn parse_ts(v: &Value) -> Result<i64, Reject> {
     let ms = match v {
         Value::Number(n) => n.as_i64().ok_or_else(|| {
             Reject::BadTimestamp(format!("{n} is not an integer of milliseconds"))

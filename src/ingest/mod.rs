@@ -12,6 +12,7 @@ pub mod mapping;
 pub mod messages;
 pub mod modbus;
 pub mod mqtt;
+pub mod plant;
 pub mod slot;
 
 pub use messages::{Ingest, SUBSCRIPTIONS};

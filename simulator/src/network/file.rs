@@ -329,7 +329,8 @@ pub fn generate(stations: usize, prefix: &str, seed: u64, design_delta_t_k: f64)
 }
 
 /// A radial network for the stations of `loads` (station id, design load in kW), the same
-/// for the same `seed`: junctions 250–800 m apart, each station 50–300 m from its junction,
+/// for the same `seed`: a transmission main of 2–6 km from the plant to the district,
+/// junctions 400–1,200 m apart, each station 100–600 m from its junction,
 /// every run sized for the design flow behind it at a ΔT of `design_delta_t_k`, stations with
 /// valves sized for their design flow, and a pump that can hold a bar at the worst-placed
 /// station.
@@ -355,7 +356,15 @@ pub fn generate_for(loads: &[(String, f64)], seed: u64, design_delta_t_k: f64) -
         } else {
             format!("j{:03}", rng.random_range(0..k) + 1)
         };
-        links.push((parent, id.clone(), rng.random_range(250.0..800.0)));
+        // The plant (a CHP or boiler plant outside town) reaches the district through a
+        // transmission main; the junctions of a district of 2–10 MW neighbourhood stations lie
+        // far apart.
+        let length = if k == 0 {
+            rng.random_range(2000.0..6000.0)
+        } else {
+            rng.random_range(400.0..1200.0)
+        };
+        links.push((parent, id.clone(), length));
         nodes.push(NodeFile {
             id,
             kind: "junction".into(),
@@ -370,7 +379,7 @@ pub fn generate_for(loads: &[(String, f64)], seed: u64, design_delta_t_k: f64) -
         let id = format!("n-{station}");
         let j = format!("j{:03}", rng.random_range(0..junctions) + 1);
         load.insert(id.clone(), kw);
-        links.push((j, id.clone(), rng.random_range(50.0..300.0)));
+        links.push((j, id.clone(), rng.random_range(100.0..600.0)));
         // The valve passes the design flow at 1 bar 70 % open.
         let design_m3h = kw * 1000.0
             / (fluid.specific_heat_J_per_kgK * design_delta_t_k)

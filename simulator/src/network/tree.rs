@@ -304,6 +304,15 @@ impl Tree {
         &self.state
     }
 
+    /// The heat every pipe's water and wall hold above `reference_c`, J.
+    pub fn stored_j(&self, reference_c: f64) -> f64 {
+        self.supply
+            .iter()
+            .chain(&self.ret)
+            .map(|p| p.stored_j(reference_c))
+            .sum()
+    }
+
     /// Advances the network by `dt` seconds: the plant sends `plant_supply_c`, each station
     /// node draws what `draws` says (by node index; a station without an entry draws nothing),
     /// the ground is at `ground_c`. The two halves of [`Tree::step_supply`] and
