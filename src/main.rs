@@ -78,8 +78,16 @@ enum Cmd {
 #[derive(clap::Args, Debug)]
 struct ScenarioArgs {
     /// winter-day, cold-snap, mild, fortnight or fortnight-sun; or `diagnosis`: the station diagnosis
-    /// measured on faults injected into a fleet over the fortnight (docs/diagnosis.md).
+    /// measured on faults injected into a fleet over the fortnight (docs/diagnosis.md); or
+    /// `network`: the centre's plant loop scored on a generated primary network in the
+    /// `--weather` scenario (docs/network.md).
     name: String,
+    /// `network`: the weather (a scenario name).
+    #[arg(long, default_value = "fortnight")]
+    weather: String,
+    /// `network`: no hot-water draws and no night setback (space heating only).
+    #[arg(long)]
+    no_peaks: bool,
     #[arg(long, default_value_t = 100)]
     stations: usize,
     #[arg(long, default_value_t = 24.0)]
@@ -245,6 +253,8 @@ fn run(cli: Cli, loaded: Option<Result<Config, config::ConfigError>>) -> anyhow:
 fn scenario(a: ScenarioArgs) -> anyhow::Result<ExitCode> {
     let ScenarioArgs {
         name,
+        weather,
+        no_peaks,
         stations,
         hours,
         lead_hours,
@@ -274,6 +284,24 @@ fn scenario(a: ScenarioArgs) -> anyhow::Result<ExitCode> {
             ..heatgrid::demo::diagnosis::Options::new(stations, days, seed)
         };
         return diagnosis(&o, &seeds, json);
+    }
+    if name == "network" {
+        let Some(scenario) = heatgrid_sim::scenario::Scenario::parse(&weather) else {
+            anyhow::bail!("unknown --weather {weather:?}: winter-day, cold-snap, mild, fortnight or fortnight-sun");
+        };
+        let mut o = heatgrid::demo::network::Options::new(scenario, stations, hours, seed);
+        o.fleet = fleet;
+        o.lead_h = lead_hours;
+        if no_peaks {
+            o.loads = heatgrid_sim::scenario::Loads::NONE;
+        }
+        let runs = heatgrid::demo::network::compare(&o)?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&runs)?);
+        } else {
+            print!("{}", heatgrid::demo::network::table(&runs));
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     let Some(scenario) = heatgrid_sim::scenario::Scenario::parse(&name) else {
         anyhow::bail!(

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::network::district::Networked;
 use crate::shared::Shared;
 use crate::{live, modbus, plant, station, Fault, ModbusFault, SimConfig, StationView};
 
@@ -41,11 +42,26 @@ pub async fn spawn(cfg: SimConfig) -> SimHandle {
                 None
             }
         });
-    let shared = Arc::new(Mutex::new(Shared::new(
-        &cfg,
-        stations,
-        modbus_map.as_deref(),
-    )));
+    let network = cfg.network.as_ref().and_then(|n| {
+        let start = cfg.start_hour * 3600.0;
+        let built = Networked::new(&n.file, &stations, n.loads, n.cell_m, cfg.outdoor_c(0.0));
+        match built {
+            Ok(mut w) => {
+                // A day before the start, on the plant's own curve.
+                w.settle(&mut stations, start - 86_400.0, 24.0, |t| {
+                    cfg.outdoor_c(t - start)
+                });
+                Some((w, n.plant_id.clone()))
+            }
+            Err(e) => {
+                warn!(error = %e, "Simulator network file does not fit the fleet; no network.");
+                None
+            }
+        }
+    });
+    let mut fleet = Shared::new(&cfg, stations, modbus_map.as_deref());
+    fleet.network = network;
+    let shared = Arc::new(Mutex::new(fleet));
     let (modbus_addrs, modbus_tasks) = serve_modbus(&cfg, &shared, modbus_map.clone(), n).await;
     let over_modbus = cfg.modbus.is_some();
 
@@ -135,7 +151,6 @@ impl SimHandle {
             .collect()
     }
 
-    /// Simulated seconds since start.
     /// Every command received so far, in order of receipt (empty unless
     /// [`SimConfig::record_commands`]).
     pub fn command_log(&self) -> Vec<crate::CommandRecord> {
@@ -146,6 +161,28 @@ impl SimHandle {
             .unwrap_or_default()
     }
 
+    /// What the network's plant would report now, with its commands received and refused
+    /// (`None` without a network).
+    pub fn plant(&self) -> Option<(crate::network::plc::PlantTelemetry, u64, u64)> {
+        let sh = self.shared.lock().ok()?;
+        let (w, _) = sh.network.as_ref()?;
+        Some((
+            w.telemetry(crate::shared::now_ms()),
+            w.plc.commands_received,
+            w.plc.commands_refused,
+        ))
+    }
+
+    /// What station `id` sees of the network: primary supply (°C) and differential pressure
+    /// (kPa) (`None` without a network).
+    pub fn primary_of(&self, id: &str) -> Option<(f64, f64)> {
+        let sh = self.shared.lock().ok()?;
+        let i = *sh.index.get(id)?;
+        let feed = sh.stations[i].plant.network?;
+        Some((feed.supply_c, feed.dp_pa / 1000.0))
+    }
+
+    /// Simulated seconds since start.
     pub fn sim_time_s(&self) -> f64 {
         self.shared.lock().map(|s| s.sim_time_s).unwrap_or(0.0)
     }

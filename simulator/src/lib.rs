@@ -78,6 +78,10 @@ pub struct SimConfig {
     /// figure by up to ± (10 × this) % (uniform, seeded per station and sample; 0.05 gives
     /// ±0.05 K and ±0.5 %). 0 by default.
     pub sensor_noise_k: f64,
+    /// Put the stations on a primary network with its plant (contract §7: the plant's
+    /// telemetry on `{prefix}/plant/{id}/telemetry`, its commands on `…/command`). MQTT
+    /// only. `None` by default: each station gets a fixed primary supply.
+    pub network: Option<SimNetwork>,
     /// Publish a weather forecast with this error on `{prefix}/weather/forecast` (retained,
     /// every simulated hour, 48 h ahead; [`forecast`]). `None` by default.
     pub forecast: Option<forecast::ForecastError>,
@@ -110,6 +114,17 @@ impl Fleet {
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|f| f.name() == name)
     }
+}
+
+/// The primary network of a live simulator.
+#[derive(Debug, Clone)]
+pub struct SimNetwork {
+    pub file: network::file::NetworkFile,
+    pub loads: network::district::Loads,
+    /// Pipe cells, m.
+    pub cell_m: f64,
+    /// The plant's id in its topics.
+    pub plant_id: String,
 }
 
 /// Modbus TCP settings of a simulator whose stations are PLCs.
@@ -177,6 +192,7 @@ impl Default for SimConfig {
             faults: Vec::new(),
             sensor_noise_k: 0.0,
             forecast: None,
+            network: None,
         }
     }
 }

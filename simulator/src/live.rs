@@ -48,6 +48,20 @@ pub(crate) async fn mqtt_loop(
                 failures = 0;
                 let _ =
                     client.try_subscribe(format!("{prefix}/station/+/command"), QoS::AtLeastOnce);
+                let plant = shared
+                    .lock()
+                    .ok()
+                    .and_then(|sh| sh.network.as_ref().map(|(_, id)| id.clone()));
+                if let Some(id) = plant {
+                    let _ = client
+                        .try_subscribe(format!("{prefix}/plant/{id}/command"), QoS::AtLeastOnce);
+                    let _ = client.try_publish(
+                        format!("{prefix}/plant/{id}/state"),
+                        QoS::AtLeastOnce,
+                        true,
+                        "online",
+                    );
+                }
                 for id in &ids {
                     let _ = client.try_publish(
                         format!("{prefix}/station/{id}/state"),
@@ -56,6 +70,11 @@ pub(crate) async fn mqtt_loop(
                         "online",
                     );
                 }
+            }
+            Ok(Event::Incoming(Incoming::Publish(p)))
+                if p.topic.starts_with(&format!("{prefix}/plant/")) =>
+            {
+                plant_command(&client, &shared, &prefix, &p.topic, &p.payload);
             }
             Ok(Event::Incoming(Incoming::Publish(p))) => {
                 let id = p
@@ -97,6 +116,38 @@ pub(crate) async fn mqtt_loop(
             }
         }
     }
+}
+
+/// A command for the network's plant (contract §7): handed to its PLC, answered on `…/ack`
+/// with the seq, or with seq 0 and the reason it was refused.
+fn plant_command(
+    client: &AsyncClient,
+    shared: &Arc<Mutex<Shared>>,
+    prefix: &str,
+    topic: &str,
+    payload: &[u8],
+) {
+    let Some(id) = topic
+        .strip_prefix(&format!("{prefix}/plant/"))
+        .and_then(|r| r.strip_suffix("/command"))
+    else {
+        return;
+    };
+    let verdict = shared.lock().ok().and_then(|mut sh| {
+        let (w, plant) = sh.network.as_mut()?;
+        (plant == id).then(|| w.on_command(&String::from_utf8_lossy(payload), now_ms()))
+    });
+    let ack = match verdict {
+        Some(Ok(seq)) => serde_json::json!({ "seq": seq }),
+        Some(Err(e)) => serde_json::json!({ "seq": 0, "error": e }),
+        None => return,
+    };
+    let _ = client.try_publish(
+        format!("{prefix}/plant/{id}/ack"),
+        QoS::AtLeastOnce,
+        false,
+        ack.to_string(),
+    );
 }
 
 /// Steps every plant in simulated time (`speed` × wall time) and publishes each station's
@@ -145,8 +196,16 @@ pub(crate) async fn step_loop(
                 }
                 let outdoor = cfg.outdoor_c(sh.sim_time_s);
                 sh.outdoor_c = outdoor;
+                let day_t = cfg.start_hour * 3600.0 + sh.sim_time_s;
+                let sh = &mut *sh;
+                if let Some((w, _)) = &mut sh.network {
+                    w.before(dt, day_t, outdoor, wall, &mut sh.stations);
+                }
                 for s in &mut sh.stations {
                     s.step(dt, outdoor, wall);
+                }
+                if let Some((w, _)) = &mut sh.network {
+                    w.after(dt, day_t, &sh.stations, false);
                 }
                 sh.sim_time_s += dt;
                 budget -= dt;
@@ -167,6 +226,10 @@ pub(crate) async fn step_loop(
                     let ts = wall_of(sh.sim_time_s);
                     // Modbus PLCs are read when polled, not published.
                     let publishing = !over_modbus;
+                    if let Some((w, id)) = sh.network.as_ref().filter(|_| publishing) {
+                        let payload = serde_json::to_string(&w.telemetry(ts)).unwrap_or_default();
+                        out.push((format!("{}/plant/{id}/telemetry", cfg.topic_prefix), payload));
+                    }
                     for s in sh.stations.iter_mut().filter(|s| publishing && !s.silenced) {
                         let payload = s.telemetry(ts, outdoor);
                         out.push((

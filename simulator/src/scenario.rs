@@ -198,15 +198,9 @@ pub fn run_on(
             let out = scenario.outdoor_c(-lead_s0);
             let mut w = Networked::new(n.file, &stations, n.loads, n.cell_m, out)?;
             // The network's pipes settle under the plant's own curve for a day before.
-            for k in 0..(86_400.0 / 10.0) as usize {
-                let t = -lead_s0 - 86_400.0 + k as f64 * 10.0;
-                let out = scenario.outdoor_c(t);
-                w.before(10.0, t, out, 0, &mut stations);
-                for s in &mut stations {
-                    s.step(10.0, out, 0);
-                }
-                w.after(10.0, t, &stations, false);
-            }
+            w.settle(&mut stations, -lead_s0 - 86_400.0, 24.0, |t| {
+                scenario.outdoor_c(t)
+            });
             (Some(w), Some(n.plant))
         }
         None => (None, None),

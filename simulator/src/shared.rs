@@ -22,6 +22,9 @@ pub(crate) struct Shared {
     /// Modbus, when [`crate::SimModbus::record_reads`] is on: (station position, when) of
     /// every read request a station's PLC answered or refused.
     pub(crate) reads: Option<Vec<(usize, std::time::Instant)>>,
+    /// The stations' primary network and its plant, with the plant's id, when
+    /// [`SimConfig::network`] is set.
+    pub(crate) network: Option<(crate::network::district::Networked, String)>,
 }
 
 impl Shared {
@@ -113,6 +116,7 @@ impl Shared {
                 .collect(),
             stations,
             commands: cfg.record_commands.then(Vec::new),
+            network: None,
             sim_time_s: 0.0,
             publish_failures: 0,
             outdoor_c: cfg.outdoor_c(0.0),

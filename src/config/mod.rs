@@ -11,6 +11,7 @@
 mod cluster;
 mod mapping;
 mod modbus;
+mod plant;
 mod raw;
 mod sections;
 mod station;
@@ -71,6 +72,8 @@ pub struct Config {
     pub diagnosis: crate::diagnose::Settings,
     /// `[predictive]`: predictive control (docs/predictive.md).
     pub predictive: crate::predict::Settings,
+    /// `[plant]`: the heat plant the engine watches and commands (contract §7).
+    pub plant: Option<crate::control::plant::PlantConfig>,
     /// `[cluster]`: this instance shares the fleet with others through etcd (`None`: alone).
     pub cluster: Option<crate::cluster::membership::MemberSettings>,
     pub stations: Vec<StationConfig>,
@@ -121,6 +124,7 @@ impl Config {
             "weather.default_outdoor_temp_c: must be within -50..50",
         );
         let coordinator = sections::coordinator(&raw.coordinator, &mut v);
+        let plant = plant::plant(&raw.plant, &mut v);
         v.0.extend(raw.diagnosis.problems());
         v.0.extend(raw.predictive.problems());
         let cluster = raw
@@ -158,6 +162,7 @@ impl Config {
             default_outdoor_c: w.default_outdoor_temp_c,
             weather_max_age_ms: (w.max_age_s * 1000.0) as i64,
             coordinator,
+            plant,
             diagnosis: raw.diagnosis.clone(),
             predictive: raw.predictive.clone(),
             cluster,

@@ -34,6 +34,7 @@ pub(super) struct Raw {
     #[serde(default)]
     pub(super) defaults: RawControl,
     pub(super) cluster: Option<RawCluster>,
+    pub(super) plant: Option<super::plant::RawPlant>,
     #[serde(default, rename = "station")]
     pub(super) stations: Vec<RawStation>,
     #[serde(default, rename = "mapping")]

@@ -81,6 +81,21 @@ impl Default for PlantSettings {
     }
 }
 
+/// The `[plant]` config section, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlantConfig {
+    /// The plant's id in its topics (`{prefix}/plant/{id}/…`).
+    pub id: String,
+    /// Command the plant; `false` (`mode = "monitor"`): watch, store, alarm and plan only.
+    pub control: bool,
+    /// Seconds between two plans (and commands).
+    pub period_s: f64,
+    pub command_valid_for_s: u32,
+    /// The plant's own telemetry older than this raises `plant_stale`, s.
+    pub plant_stale_after_s: f64,
+    pub settings: PlantSettings,
+}
+
 /// What the plant loop knows of one station.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Seen {

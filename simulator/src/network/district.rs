@@ -194,6 +194,27 @@ impl Networked {
         })
     }
 
+    /// Runs the network with its stations under their own control for `hours` of 10 s steps
+    /// from run time `from_t` in the weather `outdoor_c(t)`, unmeasured: the pipes' water
+    /// and walls settle to the plant's curve and the stations' draws.
+    pub fn settle(
+        &mut self,
+        stations: &mut [SimStation],
+        from_t: f64,
+        hours: f64,
+        outdoor_c: impl Fn(f64) -> f64,
+    ) {
+        for k in 0..(hours * 360.0) as usize {
+            let t = from_t + k as f64 * 10.0;
+            let out = outdoor_c(t);
+            self.before(10.0, t, out, 0, stations);
+            for s in stations.iter_mut() {
+                s.step(10.0, out, 0);
+            }
+            self.after(10.0, t, stations, false);
+        }
+    }
+
     /// The first half of a step of `dt` seconds at run time `t` (s from midnight), outdoor
     /// `outdoor_c`, wall time `now_ms`: the plant steps, the loads are set, the network solves
     /// its flows and carries its supply out, and each station is given what reaches it.

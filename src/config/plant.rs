@@ -1,0 +1,196 @@
+//! Validation of `[plant]`: the heat plant the engine watches and, with `mode = "control"`,
+//! commands (contract §7; the loop is [`crate::control::plant`]).
+
+use serde::Deserialize;
+
+use super::Errors;
+use crate::control::curve::Curve;
+use crate::control::plant::{PlantConfig, PlantSettings};
+
+/// `[plant]` as the file gives it; every field but `id` has the loop's default.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPlant {
+    id: String,
+    #[serde(default = "control")]
+    mode: String,
+    #[serde(default)]
+    period_s: Option<f64>,
+    #[serde(default)]
+    command_valid_for_s: Option<u32>,
+    #[serde(default)]
+    plant_stale_after_s: Option<f64>,
+    #[serde(default)]
+    curve: Option<Vec<(f64, f64)>>,
+    #[serde(default)]
+    min_supply_c: Option<f64>,
+    #[serde(default)]
+    max_supply_c: Option<f64>,
+    #[serde(default)]
+    ramp_k_per_h: Option<f64>,
+    #[serde(default)]
+    valve_target_pct: Option<f64>,
+    #[serde(default)]
+    gain_k_per_h_per_pct: Option<f64>,
+    #[serde(default)]
+    min_dp_kpa: Option<f64>,
+    #[serde(default)]
+    dp_gain_kpa_per_h_per_pct: Option<f64>,
+    #[serde(default)]
+    switch_margin_kpa: Option<f64>,
+    #[serde(default)]
+    head_kpa: Option<f64>,
+    #[serde(default)]
+    lead_s: Option<f64>,
+    #[serde(default)]
+    stale_after_s: Option<f64>,
+    #[serde(default)]
+    min_fresh_share: Option<f64>,
+}
+
+fn control() -> String {
+    "control".into()
+}
+
+pub(super) fn plant(p: &Option<RawPlant>, v: &mut Errors) -> Option<PlantConfig> {
+    let p = p.as_ref()?;
+    let d = PlantSettings::default();
+    let valid_id = !p.id.is_empty()
+        && p.id.len() <= 64
+        && p.id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    v.check(
+        valid_id,
+        "plant.id: 1–64 characters of letters, digits, '-', '_' or '.'",
+    );
+    let control = match p.mode.as_str() {
+        "control" => true,
+        "monitor" => false,
+        other => {
+            v.push(format!("plant.mode: {other:?} is not \"control\" or \"monitor\""));
+            true
+        }
+    };
+    let curve = match &p.curve {
+        Some(points) => match Curve::new(points.clone()) {
+            Ok(c) => c,
+            Err(e) => {
+                v.push(format!("plant.curve: {e}"));
+                d.curve.clone()
+            }
+        },
+        None => d.curve.clone(),
+    };
+    let s = PlantSettings {
+        curve,
+        min_supply_c: p.min_supply_c.unwrap_or(d.min_supply_c),
+        max_supply_c: p.max_supply_c.unwrap_or(d.max_supply_c),
+        ramp_k_per_h: p.ramp_k_per_h.unwrap_or(d.ramp_k_per_h),
+        valve_target_pct: p.valve_target_pct.unwrap_or(d.valve_target_pct),
+        gain_k_per_h_per_pct: p.gain_k_per_h_per_pct.unwrap_or(d.gain_k_per_h_per_pct),
+        min_dp_kpa: p.min_dp_kpa.unwrap_or(d.min_dp_kpa),
+        dp_gain_kpa_per_h_per_pct: p
+            .dp_gain_kpa_per_h_per_pct
+            .unwrap_or(d.dp_gain_kpa_per_h_per_pct),
+        switch_margin_kpa: p.switch_margin_kpa.unwrap_or(d.switch_margin_kpa),
+        head_kpa: p.head_kpa.unwrap_or(d.head_kpa),
+        lead_s: p.lead_s.unwrap_or(d.lead_s),
+        stale_after_s: p.stale_after_s.unwrap_or(d.stale_after_s),
+        min_fresh_share: p.min_fresh_share.unwrap_or(d.min_fresh_share),
+    };
+    v.check(
+        (20.0..=150.0).contains(&s.min_supply_c) && s.min_supply_c < s.max_supply_c,
+        "plant.min_supply_c: must be within 20..150 °C and below max_supply_c (hot water needs \
+         55–60 °C at the stations: keep it above that)",
+    );
+    v.check(
+        s.max_supply_c <= 150.0,
+        "plant.max_supply_c: must be at most 150 °C",
+    );
+    v.check(
+        s.ramp_k_per_h > 0.0 && s.ramp_k_per_h <= 60.0,
+        "plant.ramp_k_per_h: must be within 0..60 K/h",
+    );
+    v.check(
+        (50.0..=100.0).contains(&s.valve_target_pct),
+        "plant.valve_target_pct: must be within 50..100 %",
+    );
+    for (place, x) in [
+        ("plant.gain_k_per_h_per_pct", s.gain_k_per_h_per_pct),
+        ("plant.dp_gain_kpa_per_h_per_pct", s.dp_gain_kpa_per_h_per_pct),
+        ("plant.switch_margin_kpa", s.switch_margin_kpa),
+        ("plant.lead_s", s.lead_s),
+    ] {
+        v.check(
+            x.is_finite() && x >= 0.0,
+            format!("{place}: must be 0 or more"),
+        );
+    }
+    v.check(
+        s.min_dp_kpa > 0.0 && s.min_dp_kpa < s.head_kpa && s.head_kpa <= 2500.0,
+        "plant.min_dp_kpa and head_kpa: 0 < min_dp_kpa < head_kpa ≤ 2500 kPa",
+    );
+    v.positive("plant.stale_after_s", s.stale_after_s);
+    v.check(
+        s.min_fresh_share > 0.0 && s.min_fresh_share <= 1.0,
+        "plant.min_fresh_share: must be within 0..1 (and above 0)",
+    );
+    let period_s = p.period_s.unwrap_or(60.0);
+    let valid_for_s = p.command_valid_for_s.unwrap_or(300);
+    v.positive("plant.period_s", period_s);
+    v.check(
+        f64::from(valid_for_s) > period_s,
+        "plant.command_valid_for_s: must exceed plant.period_s, or every command expires before the next",
+    );
+    let plant_stale_after_s = p.plant_stale_after_s.unwrap_or(120.0);
+    v.positive("plant.plant_stale_after_s", plant_stale_after_s);
+    Some(PlantConfig {
+        id: p.id.clone(),
+        control,
+        period_s,
+        command_valid_for_s: valid_for_s,
+        plant_stale_after_s,
+        settings: s,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    const STATION: &str = "[[station]]\nid = \"st-1\"\nheated_area_m2 = 1000.0\n";
+
+    #[test]
+    fn a_plant_section_is_checked_with_every_mistake_named() {
+        let ok = Config::parse(&format!("{STATION}[plant]\nid = \"main\"\nmin_dp_kpa = 60\n"), &no_env).unwrap();
+        let p = ok.plant.unwrap();
+        assert!(p.control);
+        assert_eq!(p.settings.min_dp_kpa, 60.0);
+        assert_eq!(p.period_s, 60.0);
+        let errors = Config::parse(
+            &format!("{STATION}[plant]\nid = \"a b\"\nmode = \"steer\"\nmin_supply_c = 10\nramp_k_per_h = 0\n\
+             curve = [[5.0, 70.0], [0.0, 80.0]]\ncommand_valid_for_s = 30\n"),
+            &no_env,
+        )
+        .unwrap_err();
+        for place in [
+            "plant.id",
+            "plant.mode",
+            "plant.min_supply_c",
+            "plant.ramp_k_per_h",
+            "plant.curve",
+            "plant.command_valid_for_s",
+        ] {
+            assert!(
+                errors.iter().any(|e| e.starts_with(place)),
+                "{place} not named in {errors:?}"
+            );
+        }
+        assert!(Config::parse(STATION, &no_env).unwrap().plant.is_none());
+    }
+}
