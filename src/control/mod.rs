@@ -16,6 +16,7 @@ pub mod fleet;
 pub mod kpi;
 pub mod pi;
 pub mod plant;
+pub mod plant_task;
 pub mod settings;
 pub mod shared_district;
 pub mod station;

@@ -115,6 +115,15 @@ pub enum Basis {
     Curve,
 }
 
+impl Basis {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Basis::Fleet => "fleet",
+            Basis::Curve => "curve",
+        }
+    }
+}
+
 /// The plant's instruction for the next period.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct PlantPlan {
@@ -144,6 +153,9 @@ pub struct PlantController {
     last_setpoint_c: Option<f64>,
     pressure_point: Option<StationId>,
     last_plan_ms: Option<i64>,
+    /// Plant seconds per wall-clock second (> 1 only against an accelerated simulator): the
+    /// trim and the ramp act in plant time.
+    pub time_scale: f64,
 }
 
 impl PlantController {
@@ -157,6 +169,7 @@ impl PlantController {
             last_setpoint_c: None,
             pressure_point: None,
             last_plan_ms: None,
+            time_scale: 1.0,
         }
     }
 
@@ -191,7 +204,7 @@ impl PlantController {
         let s = &self.settings;
         let dt_h = self
             .last_plan_ms
-            .map_or(0.0, |t| ((now_ms - t) as f64 / 3.6e6).clamp(0.0, 1.0));
+            .map_or(0.0, |t| ((now_ms - t) as f64 / 3.6e6 * self.time_scale).clamp(0.0, 1.0));
         self.last_plan_ms = Some(now_ms);
         let stale_ms = (s.stale_after_s * 1000.0) as i64;
         let fresh: Vec<(&StationId, &Seen)> = self

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use super::decode::{self, DecodeLimits};
+use super::plant::{self, PlantFeed};
 use super::event_loop::{Event, Handler};
 use super::mapping::assemble::Assembler;
 use super::mapping::{Mapping, Matched, PayloadKind};
@@ -29,6 +30,7 @@ use super::slot::{accept, Gathered, StationSlot, Weather};
 use crate::clock::now_ms;
 use crate::model::StationId;
 use crate::stats::Stats;
+use crate::store::record::Record;
 use crate::store::StoreHandle;
 
 const REJECT_LOG_INTERVAL: Duration = Duration::from_secs(60);
@@ -51,6 +53,8 @@ pub struct Ingest {
     /// value-per-topic stations waiting to make a reading.
     mappings: Vec<Arc<Mapping>>,
     assembler: Assembler,
+    /// The configured plant's id and what is known of it (`None`: no `[plant]`).
+    plant: Option<(String, PlantFeed)>,
 }
 
 impl Ingest {
@@ -80,7 +84,30 @@ impl Ingest {
             reject_log: HashMap::new(),
             mappings,
             assembler: Assembler::default(),
+            plant: None,
         }
+    }
+
+    /// Also takes the plant's telemetry, acknowledgements and presence, and the network's
+    /// pressure points (contract §7), into `feed`.
+    pub fn with_plant(mut self, id: &str, feed: PlantFeed) -> Self {
+        self.plant = Some((id.to_owned(), feed));
+        self
+    }
+
+    /// The plant's topic filters (none without a plant): telemetry, ack, state, and every
+    /// pressure point's telemetry.
+    pub fn plant_subscriptions(&self, telemetry_qos1: bool) -> Vec<(String, bool)> {
+        let Some((id, _)) = &self.plant else {
+            return Vec::new();
+        };
+        let p = &self.prefix;
+        vec![
+            (format!("{p}/plant/{id}/telemetry"), telemetry_qos1),
+            (format!("{p}/plant/{id}/ack"), true),
+            (format!("{p}/plant/{id}/state"), true),
+            (format!("{p}/network/+/telemetry"), telemetry_qos1),
+        ]
     }
 
     /// The topic filters to subscribe: (filter, qos1). There are [`SUBSCRIPTIONS`] of them,
@@ -151,6 +178,9 @@ impl Ingest {
         }
         if rest == "/weather/forecast" {
             return self.on_forecast(payload, now_ms);
+        }
+        if rest.starts_with("/plant/") || rest.starts_with("/network/") {
+            return self.on_plant(rest, payload, now_ms);
         }
         if let Some(id) = rest
             .strip_prefix("/station/")
@@ -305,6 +335,86 @@ impl Ingest {
                     .forecast = Some(Arc::new(f));
             }
             Err(e) => self.reject("forecast", "bad_forecast", &e.to_string()),
+        }
+    }
+
+    /// A message on a plant or pressure-point topic (`rest`: the topic after the prefix).
+    fn on_plant(&mut self, rest: &str, payload: &[u8], now_ms: i64) {
+        let Some((id, feed)) = self.plant.clone() else {
+            return;
+        };
+        let mut seen = feed.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(point) = rest
+            .strip_prefix("/network/")
+            .and_then(|r| r.strip_suffix("/telemetry"))
+        {
+            match plant::decode_point(payload, now_ms, &self.limits) {
+                Ok(r) => {
+                    self.gathered.push(&Record::NetworkPoint {
+                        point,
+                        reading: &r,
+                    });
+                    seen.points.insert(point.to_owned(), r);
+                }
+                Err(e) => {
+                    seen.rejects += 1;
+                    drop(seen);
+                    self.reject(point, e.label(), &e.to_string());
+                }
+            }
+            return;
+        }
+        let Some(what) = rest
+            .strip_prefix("/plant/")
+            .and_then(|r| r.strip_prefix(id.as_str()))
+        else {
+            return;
+        };
+        match what {
+            "/telemetry" => match plant::decode_plant(payload, now_ms, &self.limits) {
+                Ok(r) => {
+                    self.gathered.push(&Record::Plant {
+                        plant: &id,
+                        reading: &r,
+                    });
+                    if seen.reading.as_ref().is_none_or(|l| l.ts_ms <= r.ts_ms) {
+                        seen.reading = Some(r);
+                        seen.received_ms = Some(now_ms);
+                    }
+                }
+                Err(e) => {
+                    seen.rejects += 1;
+                    drop(seen);
+                    self.reject(&id, e.label(), &e.to_string());
+                }
+            },
+            "/ack" => {
+                #[derive(serde::Deserialize)]
+                struct Ack {
+                    seq: u64,
+                    error: Option<String>,
+                }
+                match serde_json::from_slice::<Ack>(payload) {
+                    Ok(a) => {
+                        if let Some(err) = &a.error {
+                            warn!(plant = %id, seq = a.seq, error = %err, "The plant refused a command.");
+                        }
+                        seen.ack = Some((a.seq, a.error));
+                    }
+                    Err(e) => {
+                        drop(seen);
+                        self.reject(&id, "bad_ack", &e.to_string());
+                    }
+                }
+            }
+            "/state" => {
+                seen.online = match payload {
+                    b"online" => Some(true),
+                    b"offline" => Some(false),
+                    _ => None,
+                }
+            }
+            _ => {}
         }
     }
 

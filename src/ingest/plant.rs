@@ -3,7 +3,11 @@
 //! same rules and [`Reject`] reasons as a station's ([`super::decode`]).
 //!
 //! Where it sits: beside the station decoder, between the broker and the plant loop
-//! ([`crate::control::plant`]) and storage.
+//! ([`crate::control::plant`]) and storage. What was accepted is kept in the [`PlantFeed`],
+//! which the plant task, the alarms and the API read.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
@@ -36,6 +40,25 @@ pub struct PointReading {
     pub ts_ms: i64,
     pub diff_pressure_kpa: f64,
 }
+
+/// What ingest knows of the plant and the network's pressure points.
+#[derive(Debug, Clone, Default)]
+pub struct PlantSeen {
+    /// The latest accepted plant reading, and when it arrived (Unix ms).
+    pub reading: Option<PlantReading>,
+    pub received_ms: Option<i64>,
+    /// The last acknowledgement: (seq, the plant's reason when it refused).
+    pub ack: Option<(u64, Option<String>)>,
+    /// The plant's presence (`…/state`): `Some(true)` online, `Some(false)` offline.
+    pub online: Option<bool>,
+    /// Each pressure point's latest reading.
+    pub points: BTreeMap<String, PointReading>,
+    /// Payloads refused.
+    pub rejects: u64,
+}
+
+/// The shared [`PlantSeen`], written by ingest.
+pub type PlantFeed = Arc<Mutex<PlantSeen>>;
 
 fn object(payload: &[u8], limits: &DecodeLimits) -> Result<serde_json::Map<String, Value>, Reject> {
     if payload.len() > limits.max_payload_bytes {

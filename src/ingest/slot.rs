@@ -131,6 +131,11 @@ impl Gathered {
         }
     }
 
+    /// Gathers one more record for the next flush's write.
+    pub fn push(&mut self, r: &Record<'_>) {
+        self.points.push(r);
+    }
+
     /// Appends the gathered lines to the spool in one write, then wakes the control task once
     /// for every station gathered (so control never acts before the reading is spooled).
     pub fn flush(&mut self, stats: &Stats) {

@@ -240,6 +240,48 @@ pub fn finding(f: &FindingPoint) -> Option<String> {
         .finish(f.ts_ms)
 }
 
+/// `plant` line: an accepted plant reading, its units' heat as `unit_<name>_kw` fields.
+pub fn plant(id: &str, r: &crate::ingest::plant::PlantReading) -> Option<String> {
+    let mut b = LineBuilder::new("plant")
+        .tag("plant", id)
+        .float("supply_temp_c", r.supply_temp_c)
+        .float("return_temp_c", r.return_temp_c)
+        .float("flow_m3h", r.flow_m3h)
+        .float("heat_kw", r.heat_kw)
+        .float("diff_pressure_kpa", r.diff_pressure_kpa)
+        .float("pump_pct", r.pump_pct);
+    for (name, kw) in &r.units {
+        b = b.float(&format!("unit_{name}_kw"), *kw);
+    }
+    b.finish(r.ts_ms)
+}
+
+/// `network_point` line: a pressure point's differential pressure.
+pub fn network_point(point: &str, r: &crate::ingest::plant::PointReading) -> Option<String> {
+    LineBuilder::new("network_point")
+        .tag("point", point)
+        .float("diff_pressure_kpa", r.diff_pressure_kpa)
+        .finish(r.ts_ms)
+}
+
+/// `plant_command` line: what the plant was told and why.
+pub fn plant_command(c: &crate::control::plant_task::SentPlantCommand) -> Option<String> {
+    LineBuilder::new("plant_command")
+        .tag("plant", &c.plant)
+        .tag("pressure_point", &c.plan.pressure_point)
+        .int("seq", c.seq as i64)
+        .int("epoch", c.epoch as i64)
+        .float("supply_setpoint_c", c.plan.supply_setpoint_c)
+        .float("diff_pressure_setpoint_kpa", c.plan.diff_pressure_setpoint_kpa)
+        .float("curve_c", c.plan.curve_c)
+        .float("trim_k", c.plan.trim_k)
+        .float_opt("critical_demand_pct", c.plan.critical.as_ref().map(|x| x.1))
+        .string("critical", c.plan.critical.as_ref().map_or("", |x| x.0.as_str()))
+        .string("basis", c.plan.basis.as_str())
+        .int("fresh_stations", c.plan.fresh_stations as i64)
+        .finish(c.ts_ms)
+}
+
 /// The line of any record (`None`: nothing to store, e.g. no field).
 pub fn encode(r: &Record<'_>) -> Option<String> {
     match r {
@@ -261,6 +303,9 @@ pub fn encode(r: &Record<'_>) -> Option<String> {
         } => operator_action(applied, user, *ts_ms),
         Record::Coordinator(c) => coordinator(c),
         Record::Finding(f) => finding(f),
+        Record::Plant { plant: id, reading } => plant(id, reading),
+        Record::NetworkPoint { point, reading } => network_point(point, reading),
+        Record::PlantCommand(c) => plant_command(c),
     }
 }
 

@@ -38,6 +38,18 @@ pub enum Record<'a> {
     Coordinator(CoordinatorPoint<'a>),
     /// `finding`: a suspected fault named or cleared by the station diagnosis.
     Finding(FindingPoint),
+    /// `plant`: an accepted plant reading (contract §7).
+    Plant {
+        plant: &'a str,
+        reading: &'a crate::ingest::plant::PlantReading,
+    },
+    /// `network_point`: an accepted pressure-point reading.
+    NetworkPoint {
+        point: &'a str,
+        reading: &'a crate::ingest::plant::PointReading,
+    },
+    /// `plant_command`: a command that went out to the plant, with the loop's reasons.
+    PlantCommand(&'a crate::control::plant_task::SentPlantCommand),
 }
 
 /// One finding of the station diagnosis as it is named (active) or cleared.

@@ -1,0 +1,296 @@
+//! The plant task: every `period_s` it feeds the plant loop ([`super::plant`]) the fleet's
+//! latest readings and setpoints, plans, and (with `mode = "control"`) commands the plant on
+//! `{prefix}/plant/{id}/command` (contract §7); it publishes what it knows as a
+//! [`PlantStatus`] for the API and the alarms.
+//!
+//! Where it sits: on the control stage, beside the control task, whose status view it reads
+//! (it never writes into it). The plant's telemetry and acknowledgements come from ingest
+//! ([`PlantFeed`]); commands go out on the engine's own MQTT session, numbered by a `seq`
+//! that starts above what the plant last accepted (its telemetry's `applied_seq`, and the
+//! seq kept in `data_dir/plant_seq`), so a restarted engine is not refused. In a cluster the
+//! plant is only watched: commanding it from one fenced owner is not built yet.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::plant::{PlantConfig, PlantController, PlantPlan};
+use super::status::StationStatus;
+use crate::clock::now_ms;
+use crate::ingest::mqtt::Link;
+use crate::ingest::plant::{PlantFeed, PlantReading};
+use crate::ingest::Weather;
+use crate::store::record::Record;
+use crate::store::StoreHandle;
+
+/// A command that went out to the plant.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SentPlantCommand {
+    pub plant: String,
+    pub seq: u64,
+    pub epoch: u64,
+    pub ts_ms: i64,
+    pub valid_for_s: u32,
+    pub plan: PlantPlan,
+}
+
+impl SentPlantCommand {
+    /// The contract §7 payload.
+    pub fn payload(&self) -> serde_json::Value {
+        serde_json::json!({
+            "seq": self.seq,
+            "epoch": self.epoch,
+            "ts": self.ts_ms,
+            "supply_setpoint_c": (self.plan.supply_setpoint_c * 100.0).round() / 100.0,
+            "diff_pressure_setpoint_kpa": (self.plan.diff_pressure_setpoint_kpa * 10.0).round() / 10.0,
+            "pressure_point": self.plan.pressure_point,
+            "valid_for_s": self.valid_for_s,
+        })
+    }
+}
+
+/// What the engine knows of the plant after the task's last period.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlantStatus {
+    pub id: String,
+    /// `control` or `monitor`.
+    pub mode: &'static str,
+    pub reading: Option<PlantView>,
+    /// No plant reading within `plant_stale_after_s`.
+    pub stale: bool,
+    pub online: Option<bool>,
+    pub plan: Option<PlantPlan>,
+    pub last_command: Option<SentPlantCommand>,
+    pub acked_seq: Option<u64>,
+    pub ack_error: Option<String>,
+    /// Each pressure point's differential pressure, kPa.
+    pub points: BTreeMap<String, f64>,
+    /// The fresh station that sees the least differential pressure, and what it sees, kPa.
+    pub lowest_station_dp: Option<(String, f64)>,
+    /// The pressure the loop is to hold at its point, kPa (the alarm's threshold).
+    pub min_dp_kpa: f64,
+    pub ts_ms: i64,
+}
+
+/// A plant reading as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlantView {
+    pub ts_ms: i64,
+    pub supply_temp_c: f64,
+    pub return_temp_c: f64,
+    pub flow_m3h: f64,
+    pub heat_kw: f64,
+    pub diff_pressure_kpa: f64,
+    pub pump_pct: f64,
+    pub units: BTreeMap<String, f64>,
+}
+
+impl From<&PlantReading> for PlantView {
+    fn from(r: &PlantReading) -> Self {
+        Self {
+            ts_ms: r.ts_ms,
+            supply_temp_c: r.supply_temp_c,
+            return_temp_c: r.return_temp_c,
+            flow_m3h: r.flow_m3h,
+            heat_kw: r.heat_kw,
+            diff_pressure_kpa: r.diff_pressure_kpa,
+            pump_pct: r.pump_pct,
+            units: r.units.iter().cloned().collect(),
+        }
+    }
+}
+
+/// The published view: `None` without a `[plant]`.
+pub type PlantStatusView = watch::Receiver<Option<Arc<PlantStatus>>>;
+
+/// The plant task.
+#[derive(Debug)]
+pub struct PlantTask {
+    pub cfg: PlantConfig,
+    ctrl: PlantController,
+    feed: PlantFeed,
+    weather: Weather,
+    /// The engine's own session, when it may command (alone, `mode = "control"`).
+    link: Option<Link>,
+    prefix: String,
+    store: StoreHandle,
+    seq: u64,
+    seq_path: PathBuf,
+    default_outdoor_c: f64,
+    time_scale: f64,
+    last_command: Option<SentPlantCommand>,
+    tx: watch::Sender<Option<Arc<PlantStatus>>>,
+}
+
+/// What the task is built from, beside its config.
+#[derive(Debug)]
+pub struct PlantTaskParts {
+    pub feed: PlantFeed,
+    pub weather: Weather,
+    pub link: Option<Link>,
+    pub prefix: String,
+    pub store: StoreHandle,
+    pub data_dir: PathBuf,
+    pub default_outdoor_c: f64,
+    pub time_scale: f64,
+    pub fleet_size: usize,
+}
+
+impl PlantTask {
+    pub fn new(cfg: PlantConfig, p: PlantTaskParts) -> (Self, PlantStatusView) {
+        let (tx, rx) = watch::channel(None);
+        let seq_path = p.data_dir.join("plant_seq");
+        let seq = std::fs::read_to_string(&seq_path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
+        let mut ctrl = PlantController::new(cfg.settings.clone(), p.fleet_size);
+        ctrl.time_scale = p.time_scale;
+        let link = p.link.filter(|_| cfg.control);
+        (
+            Self {
+                ctrl,
+                cfg,
+                feed: p.feed,
+                weather: p.weather,
+                link,
+                prefix: p.prefix,
+                store: p.store,
+                seq,
+                seq_path,
+                default_outdoor_c: p.default_outdoor_c,
+                time_scale: p.time_scale,
+                last_command: None,
+                tx,
+            },
+            rx,
+        )
+    }
+
+    pub async fn run(
+        mut self,
+        status: watch::Receiver<Arc<Vec<StationStatus>>>,
+        stop: CancellationToken,
+    ) {
+        let period = Duration::from_secs_f64(self.cfg.period_s / self.time_scale.max(1e-9));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        info!(plant = %self.cfg.id, mode = if self.link.is_some() { "control" } else { "monitor" },
+            period_s = self.cfg.period_s, "Plant loop started.");
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.cancelled() => return,
+            }
+            let stations = status.borrow().clone();
+            self.period(&stations, now_ms()).await;
+        }
+    }
+
+    /// One period at `now`: observe, plan, command, publish.
+    async fn period(&mut self, stations: &[StationStatus], now: i64) {
+        let mut lowest: Option<(String, f64)> = None;
+        let mut outdoor = Vec::new();
+        for st in stations.iter().filter(|s| !s.stale) {
+            let (Some(r), Some(o)) = (&st.reading, &st.outputs) else {
+                continue;
+            };
+            self.ctrl.observe(r, Some(o.supply_setpoint_c));
+            outdoor.extend(r.outdoor_temp_c);
+            let dp = r
+                .extra
+                .iter()
+                .find(|(k, _)| k == "primary_diff_pressure_kpa")
+                .map(|(_, v)| *v);
+            if let Some(dp) = dp.filter(|d| lowest.as_ref().is_none_or(|l| *d < l.1)) {
+                lowest = Some((st.id.as_str().to_owned(), dp));
+            }
+        }
+        let seen = self
+            .feed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let (weather_now, forecast) = {
+            let w = self.weather.lock().unwrap_or_else(|p| p.into_inner());
+            (w.now, w.forecast.clone())
+        };
+        let outdoor_c = weather_now
+            .filter(|(ts, _)| now - ts < 3_600_000)
+            .map(|(_, c)| c)
+            .or_else(|| median(&mut outdoor))
+            .unwrap_or(self.default_outdoor_c);
+        if let Some(r) = &seen.reading {
+            self.ctrl.start_from(r.supply_temp_c);
+            if let Some((epoch, seq)) = r.applied.filter(|(e, _)| *e == 0) {
+                let _ = epoch;
+                self.seq = self.seq.max(seq);
+            }
+        }
+        if let Some((seq, Some(_))) = &seen.ack {
+            // Refused: never reuse a number the plant may have seen.
+            self.seq = self.seq.max(*seq);
+        }
+        let plan = self.ctrl.plan(now, outdoor_c, forecast.as_deref());
+        if let Some(link) = &self.link {
+            self.seq += 1;
+            let cmd = SentPlantCommand {
+                plant: self.cfg.id.clone(),
+                seq: self.seq,
+                epoch: 0,
+                ts_ms: now,
+                valid_for_s: self.cfg.command_valid_for_s,
+                plan: plan.clone(),
+            };
+            // The number is on disk before the plant can see it.
+            if let Err(e) = tokio::fs::write(&self.seq_path, self.seq.to_string()).await {
+                warn!(error = %e, path = %self.seq_path.display(), "Cannot keep the plant's command number; not commanding this period.");
+            } else {
+                let topic = format!("{}/plant/{}/command", self.prefix, self.cfg.id);
+                match link.try_publish(&topic, true, false, cmd.payload().to_string().into_bytes()) {
+                    Ok(()) => {
+                        self.store.submit(&Record::PlantCommand(&cmd));
+                        self.last_command = Some(cmd);
+                    }
+                    Err(e) => warn!(error = %e, "Plant command not queued."),
+                }
+            }
+        }
+        let stale_ms = (self.cfg.plant_stale_after_s * 1000.0) as i64;
+        let status = PlantStatus {
+            id: self.cfg.id.clone(),
+            mode: if self.cfg.control { "control" } else { "monitor" },
+            reading: seen.reading.as_ref().map(PlantView::from),
+            stale: seen.received_ms.is_none_or(|t| now - t > stale_ms),
+            online: seen.online,
+            plan: Some(plan),
+            last_command: self.last_command.clone(),
+            acked_seq: seen.ack.as_ref().map(|a| a.0),
+            ack_error: seen.ack.and_then(|a| a.1),
+            points: seen
+                .points
+                .iter()
+                .filter(|(_, r)| now - r.ts_ms <= stale_ms)
+                .map(|(k, r)| (k.clone(), r.diff_pressure_kpa))
+                .collect(),
+            lowest_station_dp: lowest,
+            min_dp_kpa: self.cfg.settings.min_dp_kpa,
+            ts_ms: now,
+        };
+        self.tx.send_replace(Some(Arc::new(status)));
+    }
+}
+
+fn median(xs: &mut [f64]) -> Option<f64> {
+    if xs.is_empty() {
+        return None;
+    }
+    xs.sort_by(f64::total_cmp);
+    Some(xs[xs.len() / 2])
+}
