@@ -228,7 +228,10 @@ pub(crate) async fn step_loop(
                     let publishing = !over_modbus;
                     if let Some((w, id)) = sh.network.as_ref().filter(|_| publishing) {
                         let payload = serde_json::to_string(&w.telemetry(ts)).unwrap_or_default();
-                        out.push((format!("{}/plant/{id}/telemetry", cfg.topic_prefix), payload));
+                        out.push((
+                            format!("{}/plant/{id}/telemetry", cfg.topic_prefix),
+                            payload,
+                        ));
                     }
                     for s in sh.stations.iter_mut().filter(|s| publishing && !s.silenced) {
                         let payload = s.telemetry(ts, outdoor);

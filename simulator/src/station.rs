@@ -232,6 +232,16 @@ impl SimStation {
             None => self.reported_supply_c() + amp * jitter(1),
         };
         let rel = |c: u64| 1.0 + 0.1 * amp * jitter(c);
+        // The primary meter sees the hot-water exchanger's flow beside the heating one.
+        let (m_dhw, _) = p.dhw_draw(p.primary_supply_c);
+        let primary_kgs = p.primary_kgs + m_dhw;
+        let primary_return = if primary_kgs > 1e-9 {
+            (p.primary_kgs * p.primary_return_c
+                + m_dhw * crate::plant::DHW_RETURN_C.min(p.primary_supply_c))
+                / primary_kgs
+        } else {
+            p.primary_return_c
+        };
         Telemetry {
             ts: now_ms,
             supply_temp_c: r2(supply),
@@ -243,8 +253,8 @@ impl SimStation {
             valve_pct: r2(p.valve * 100.0),
             pump_pct: r2(p.pump * 100.0),
             primary_supply_temp_c: r2(p.primary_supply_c + amp * jitter(5)),
-            primary_return_temp_c: r2(p.primary_return_c + amp * jitter(6)),
-            primary_flow_m3h: r2(p.primary_kgs / crate::plant::KGS_PER_M3H),
+            primary_return_temp_c: r2(primary_return + amp * jitter(6)),
+            primary_flow_m3h: r2(primary_kgs / crate::plant::KGS_PER_M3H),
             primary_diff_pressure_kpa: p.network.map(|f| r2(f.dp_pa / 1000.0)),
             heat_kw: r2(p.heat_w / 1000.0 * rel(4)),
             heat_energy_gj: (p.energy_j / 1e9 * 1e6).round() / 1e6,

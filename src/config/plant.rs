@@ -31,6 +31,8 @@ pub(super) struct RawPlant {
     #[serde(default)]
     valve_target_pct: Option<f64>,
     #[serde(default)]
+    dp_valve_target_pct: Option<f64>,
+    #[serde(default)]
     gain_k_per_h_per_pct: Option<f64>,
     #[serde(default)]
     min_dp_kpa: Option<f64>,
@@ -46,6 +48,14 @@ pub(super) struct RawPlant {
     stale_after_s: Option<f64>,
     #[serde(default)]
     min_fresh_share: Option<f64>,
+    #[serde(default)]
+    electricity_weight: Option<f64>,
+    #[serde(default)]
+    ground_c: Option<f64>,
+    #[serde(default)]
+    network_ua_kw_per_k: Option<f64>,
+    #[serde(default)]
+    pump_efficiency: Option<f64>,
 }
 
 fn control() -> String {
@@ -68,7 +78,9 @@ pub(super) fn plant(p: &Option<RawPlant>, v: &mut Errors) -> Option<PlantConfig>
         "control" => true,
         "monitor" => false,
         other => {
-            v.push(format!("plant.mode: {other:?} is not \"control\" or \"monitor\""));
+            v.push(format!(
+                "plant.mode: {other:?} is not \"control\" or \"monitor\""
+            ));
             true
         }
     };
@@ -88,6 +100,7 @@ pub(super) fn plant(p: &Option<RawPlant>, v: &mut Errors) -> Option<PlantConfig>
         max_supply_c: p.max_supply_c.unwrap_or(d.max_supply_c),
         ramp_k_per_h: p.ramp_k_per_h.unwrap_or(d.ramp_k_per_h),
         valve_target_pct: p.valve_target_pct.unwrap_or(d.valve_target_pct),
+        dp_valve_target_pct: p.dp_valve_target_pct.unwrap_or(d.dp_valve_target_pct),
         gain_k_per_h_per_pct: p.gain_k_per_h_per_pct.unwrap_or(d.gain_k_per_h_per_pct),
         min_dp_kpa: p.min_dp_kpa.unwrap_or(d.min_dp_kpa),
         dp_gain_kpa_per_h_per_pct: p
@@ -98,7 +111,28 @@ pub(super) fn plant(p: &Option<RawPlant>, v: &mut Errors) -> Option<PlantConfig>
         lead_s: p.lead_s.unwrap_or(d.lead_s),
         stale_after_s: p.stale_after_s.unwrap_or(d.stale_after_s),
         min_fresh_share: p.min_fresh_share.unwrap_or(d.min_fresh_share),
+        electricity_weight: p.electricity_weight.unwrap_or(d.electricity_weight),
+        ground_c: p.ground_c.unwrap_or(d.ground_c),
+        network_ua_kw_per_k: p.network_ua_kw_per_k,
+        pump_efficiency: p.pump_efficiency.unwrap_or(d.pump_efficiency),
     };
+    v.check(
+        s.electricity_weight.is_finite() && s.electricity_weight >= 0.0,
+        "plant.electricity_weight: must be 0 or more",
+    );
+    v.check(
+        s.network_ua_kw_per_k
+            .is_none_or(|x| x.is_finite() && x > 0.0),
+        "plant.network_ua_kw_per_k: must be positive",
+    );
+    v.check(
+        (-10.0..=30.0).contains(&s.ground_c),
+        "plant.ground_c: must be within -10..30 °C",
+    );
+    v.check(
+        s.pump_efficiency > 0.05 && s.pump_efficiency <= 1.0,
+        "plant.pump_efficiency: must be within 0.05..1",
+    );
     v.check(
         (20.0..=150.0).contains(&s.min_supply_c) && s.min_supply_c < s.max_supply_c,
         "plant.min_supply_c: must be within 20..150 °C and below max_supply_c (hot water needs \
@@ -116,9 +150,16 @@ pub(super) fn plant(p: &Option<RawPlant>, v: &mut Errors) -> Option<PlantConfig>
         (50.0..=100.0).contains(&s.valve_target_pct),
         "plant.valve_target_pct: must be within 50..100 %",
     );
+    v.check(
+        (30.0..=100.0).contains(&s.dp_valve_target_pct),
+        "plant.dp_valve_target_pct: must be within 30..100 %",
+    );
     for (place, x) in [
         ("plant.gain_k_per_h_per_pct", s.gain_k_per_h_per_pct),
-        ("plant.dp_gain_kpa_per_h_per_pct", s.dp_gain_kpa_per_h_per_pct),
+        (
+            "plant.dp_gain_kpa_per_h_per_pct",
+            s.dp_gain_kpa_per_h_per_pct,
+        ),
         ("plant.switch_margin_kpa", s.switch_margin_kpa),
         ("plant.lead_s", s.lead_s),
     ] {
@@ -167,7 +208,11 @@ mod tests {
 
     #[test]
     fn a_plant_section_is_checked_with_every_mistake_named() {
-        let ok = Config::parse(&format!("{STATION}[plant]\nid = \"main\"\nmin_dp_kpa = 60\n"), &no_env).unwrap();
+        let ok = Config::parse(
+            &format!("{STATION}[plant]\nid = \"main\"\nmin_dp_kpa = 60\n"),
+            &no_env,
+        )
+        .unwrap();
         let p = ok.plant.unwrap();
         assert!(p.control);
         assert_eq!(p.settings.min_dp_kpa, 60.0);

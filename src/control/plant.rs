@@ -13,11 +13,13 @@
 //!   `valve_target_pct` by a slow integral trim on the plant's outdoor curve. The curve is read
 //!   at the outdoor temperature forecast for `lead_s` ahead (the water takes that long to
 //!   reach the far stations), so a cold front is met when it arrives, not after.
-//! - **Pressure.** Held at its minimum at the station that sees the least: the pressure point
-//!   moves to another station only when it sees `switch_margin_kpa` less than the current one.
-//!   Without pressure data from the stations, a fixed head at the plant. When the supply is
-//!   at its maximum and a valve still runs out (beyond the network's design day), the
-//!   pressure is raised instead, and given back first when demand falls.
+//! - **Pressure.** Held at the station that sees the least (the pressure point moves to
+//!   another station only when it sees `switch_margin_kpa` less than the current one), at
+//!   `min_dp_kpa` plus what that station's own valve asks for: above `dp_valve_target_pct`
+//!   (lower than the supply's target) the pressure rises, so a starved station gets pressure
+//!   before the whole network gets hotter water; with the supply at its maximum the most
+//!   demanding valve raises it too. Without pressure data from the stations, a fixed head at
+//!   the plant.
 //! - **Safety.** Never below `min_supply_c` (hot water needs it) nor above `max_supply_c`, no
 //!   faster than `ramp_k_per_h`, the trim does not wind up against a limit, and when fewer than
 //!   `min_fresh_share` of the stations have fresh data the plant goes back to its curve
@@ -38,15 +40,19 @@ pub struct PlantSettings {
     pub min_supply_c: f64,
     pub max_supply_c: f64,
     pub ramp_k_per_h: f64,
-    /// The most demanding station's valve is held here, %.
+    /// The most demanding station's valve is held here by the supply temperature, %.
     pub valve_target_pct: f64,
+    /// The pressure point's valve is held here by the pressure (lower than
+    /// `valve_target_pct`, so that a starved station gets pressure before the whole network
+    /// gets hotter water), %.
+    pub dp_valve_target_pct: f64,
     /// Trim speed: K per hour for each point of demand above or below the target.
     pub gain_k_per_h_per_pct: f64,
     /// The least differential pressure a station is to see, kPa.
     pub min_dp_kpa: f64,
-    /// When the supply is already at its maximum and a valve still runs out, the pressure
-    /// is raised instead: kPa per hour per point of demand above the target, up to
-    /// `head_kpa`.
+    /// Pressure raise above `min_dp_kpa`: kPa per hour per point of the pressure point's
+    /// valve above `dp_valve_target_pct` (and, with the supply at its maximum, of the most
+    /// demanding valve above `valve_target_pct`), up to `head_kpa`.
     pub dp_gain_kpa_per_h_per_pct: f64,
     /// Another station must see this much less than the pressure point to become it, kPa.
     pub switch_margin_kpa: f64,
@@ -58,6 +64,19 @@ pub struct PlantSettings {
     pub stale_after_s: f64,
     /// With fewer fresh stations than this share, the plant runs on its curve.
     pub min_fresh_share: f64,
+    /// What a kWh of pump electricity is worth in kWh of heat (price or primary energy):
+    /// the supply is lowered below the curve only while the heat loss that saves is worth
+    /// more than the pumping it costs.
+    pub electricity_weight: f64,
+    /// The ground around the pipes, °C.
+    pub ground_c: f64,
+    /// The whole network's heat loss per kelvin of mean water temperature above the ground,
+    /// kW/K (Σ over the pipes of length / thermal resistance, supply and return; or last
+    /// season's loss over its degree-hours). Without it the loop cannot weigh the loss
+    /// against the pumping, and lowers the supply as far as the valves allow.
+    pub network_ua_kw_per_k: Option<f64>,
+    /// The main pumps' wire-to-water efficiency.
+    pub pump_efficiency: f64,
 }
 
 impl Default for PlantSettings {
@@ -68,15 +87,20 @@ impl Default for PlantSettings {
             min_supply_c: 65.0,
             max_supply_c: 120.0,
             ramp_k_per_h: 10.0,
-            valve_target_pct: 85.0,
+            valve_target_pct: 90.0,
+            dp_valve_target_pct: 80.0,
             gain_k_per_h_per_pct: 0.4,
             min_dp_kpa: 50.0,
-            dp_gain_kpa_per_h_per_pct: 2.0,
+            dp_gain_kpa_per_h_per_pct: 5.0,
             switch_margin_kpa: 5.0,
             head_kpa: 300.0,
             lead_s: 3600.0,
             stale_after_s: 120.0,
             min_fresh_share: 0.5,
+            electricity_weight: 2.5,
+            ground_c: 8.0,
+            network_ua_kw_per_k: None,
+            pump_efficiency: 0.7,
         }
     }
 }
@@ -138,6 +162,12 @@ pub struct PlantPlan {
     pub curve_c: f64,
     pub trim_k: f64,
     pub fresh_stations: usize,
+    /// The network's heat loss (UA × mean water temperature above ground) and the pumps'
+    /// electricity, kW; and whether a lower supply pays for itself (`None`: not known: no
+    /// plant reading or no UA).
+    pub loss_kw: Option<f64>,
+    pub pump_kw: Option<f64>,
+    pub lower_pays: Option<bool>,
 }
 
 /// The plant loop.
@@ -153,6 +183,8 @@ pub struct PlantController {
     last_setpoint_c: Option<f64>,
     pressure_point: Option<StationId>,
     last_plan_ms: Option<i64>,
+    /// The plant's last reading: (ts ms, supply °C, return °C, flow m³/h, heat kW, Δp kPa).
+    plant: Option<(i64, f64, f64, f64, f64, f64)>,
     /// Plant seconds per wall-clock second (> 1 only against an accelerated simulator): the
     /// trim and the ramp act in plant time.
     pub time_scale: f64,
@@ -169,6 +201,7 @@ impl PlantController {
             last_setpoint_c: None,
             pressure_point: None,
             last_plan_ms: None,
+            plant: None,
             time_scale: 1.0,
         }
     }
@@ -178,6 +211,20 @@ impl PlantController {
         if self.last_setpoint_c.is_none() && supply_c.is_finite() {
             self.last_setpoint_c = Some(supply_c);
         }
+    }
+
+    /// The plant's reading: at `ts_ms`, supply and return (°C), flow (m³/h), heat (kW) and
+    /// differential pressure at its outlet (kPa).
+    pub fn observe_plant(
+        &mut self,
+        ts_ms: i64,
+        supply: f64,
+        ret: f64,
+        flow: f64,
+        heat: f64,
+        dp: f64,
+    ) {
+        self.plant = Some((ts_ms, supply, ret, flow, heat, dp));
     }
 
     /// A station's reading, with the supply setpoint it is being held to, if known.
@@ -202,45 +249,77 @@ impl PlantController {
     /// The plan at `now_ms`, outdoor `outdoor_c` now and `forecast` if the engine has one.
     pub fn plan(&mut self, now_ms: i64, outdoor_c: f64, forecast: Option<&Forecast>) -> PlantPlan {
         let s = &self.settings;
-        let dt_h = self
-            .last_plan_ms
-            .map_or(0.0, |t| ((now_ms - t) as f64 / 3.6e6 * self.time_scale).clamp(0.0, 1.0));
+        let dt_h = self.last_plan_ms.map_or(0.0, |t| {
+            ((now_ms - t) as f64 / 3.6e6 * self.time_scale).clamp(0.0, 1.0)
+        });
         self.last_plan_ms = Some(now_ms);
         let stale_ms = (s.stale_after_s * 1000.0) as i64;
-        let fresh: Vec<(&StationId, &Seen)> = self
+        let fresh: Vec<(StationId, Seen)> = self
             .stations
             .iter()
             .filter(|(_, v)| now_ms - v.ts_ms <= stale_ms)
+            .map(|(k, v)| (k.clone(), *v))
             .collect();
         let ahead = forecast.map_or(outdoor_c, |f| f.at(now_ms + (s.lead_s * 1000.0) as i64).0);
         let curve_c = s.curve.supply_c(ahead);
         let enough = !fresh.is_empty()
             && fresh.len() as f64 >= s.min_fresh_share * self.fleet_size.max(1) as f64;
+        let (loss_kw, pump_kw, lower_pays) = self.costs(now_ms);
+        let s = &self.settings;
         let critical = fresh
             .iter()
-            .max_by(|a, b| a.1.demand.total_cmp(&b.1.demand).then(b.0.cmp(a.0)))
+            .max_by(|a, b| a.1.demand.total_cmp(&b.1.demand).then(b.0.cmp(&a.0)))
             .map(|(id, v)| (id.as_str().to_owned(), v.demand));
+        // The pressure point: the fresh station that sees the least, kept unless another sees
+        // clearly less.
+        let seen_of = |id: &StationId| fresh.iter().find(|(k, _)| k == id).map(|(_, v)| *v);
+        let lowest = fresh
+            .iter()
+            .filter_map(|(id, v)| Some((id.clone(), v.dp_kpa?)))
+            .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+        let current = self
+            .pressure_point
+            .as_ref()
+            .and_then(|p| Some((p.clone(), seen_of(p)?.dp_kpa?)));
+        self.pressure_point = match (current, lowest) {
+            (Some(cur), Some(low)) if low.1 < cur.1 - s.switch_margin_kpa => Some(low.0),
+            (Some(cur), _) => Some(cur.0),
+            (None, low) => low.map(|l| l.0),
+        };
+        let point_demand = self
+            .pressure_point
+            .as_ref()
+            .and_then(seen_of)
+            .map(|v| v.demand);
+
         let previous = self.last_setpoint_c.unwrap_or(curve_c);
         let target = if enough {
             let demand = critical.as_ref().map_or(0.0, |c| c.1);
-            let error = demand - s.valve_target_pct;
-            let step = s.gain_k_per_h_per_pct * error * dt_h;
-            let dp_step = s.dp_gain_kpa_per_h_per_pct * error * dt_h;
-            // Anti-windup: no further into a limit the setpoint already sits at. At the top,
-            // the pressure takes over; coming down, the pressure gives its raise back first.
-            let at_max = previous >= s.max_supply_c - 1e-9 && step > 0.0;
-            let at_min = previous <= s.min_supply_c + 1e-9 && step < 0.0;
-            let head_room = (s.head_kpa - s.min_dp_kpa).max(0.0);
-            if at_max || (step < 0.0 && self.dp_raise_kpa > 0.0) {
-                self.dp_raise_kpa = (self.dp_raise_kpa + dp_step).clamp(0.0, head_room);
-            } else if !at_min {
+            let step = s.gain_k_per_h_per_pct * (demand - s.valve_target_pct) * dt_h;
+            // Anti-windup: no further into a limit the setpoint already sits at.
+            let at_max = previous >= s.max_supply_c - 1e-6 && step > 0.0;
+            let at_min = previous <= s.min_supply_c + 1e-6 && step < 0.0;
+            if !(at_max || at_min) {
                 self.trim_k += step;
+            }
+            // Below the curve only while the loss it saves is worth the pumping it costs.
+            if lower_pays == Some(false) {
+                self.trim_k = self.trim_k.max(0.0);
             }
             // The trim never takes the setpoint beyond the limits by more than the ramp.
             self.trim_k = self.trim_k.clamp(
                 s.min_supply_c - curve_c - 1.0,
                 s.max_supply_c - curve_c + 1.0,
             );
+            // The pressure: the point's own valve held at its (lower) target, and above the
+            // supply's maximum the most demanding valve as well.
+            let mut error = point_demand.map_or(0.0, |d| d - s.dp_valve_target_pct);
+            if at_max {
+                error = error.max(demand - s.valve_target_pct);
+            }
+            let head_room = (s.head_kpa - s.min_dp_kpa).max(0.0);
+            self.dp_raise_kpa = (self.dp_raise_kpa + s.dp_gain_kpa_per_h_per_pct * error * dt_h)
+                .clamp(0.0, head_room);
             curve_c + self.trim_k
         } else {
             curve_c
@@ -249,28 +328,10 @@ impl PlantController {
         let setpoint = (previous + (target - previous).clamp(-ramp, ramp))
             .clamp(s.min_supply_c, s.max_supply_c);
         self.last_setpoint_c = Some(setpoint);
-
-        // The pressure point: the fresh station that sees the least, kept unless another sees
-        // clearly less.
-        let dp_of = |id: &StationId| {
-            fresh
-                .iter()
-                .find(|(k, _)| *k == id)
-                .and_then(|(_, v)| v.dp_kpa)
-        };
-        let lowest = fresh
-            .iter()
-            .filter_map(|(id, v)| Some(((*id).clone(), v.dp_kpa?)))
-            .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-        let current = self
-            .pressure_point
-            .as_ref()
-            .and_then(|p| Some((p.clone(), dp_of(p)?)));
-        self.pressure_point = match (current, lowest) {
-            (Some(cur), Some(low)) if low.1 < cur.1 - s.switch_margin_kpa => Some(low.0),
-            (Some(cur), _) => Some(cur.0),
-            (None, low) => low.map(|l| l.0),
-        };
+        if enough {
+            // Back-calculation: the trim is what the ramp and the limits let through.
+            self.trim_k = setpoint - curve_c;
+        }
         let (point, dp) = match &self.pressure_point {
             Some(p) if enough => (p.as_str().to_owned(), s.min_dp_kpa + self.dp_raise_kpa),
             _ => ("plant".to_owned(), s.head_kpa),
@@ -284,7 +345,33 @@ impl PlantController {
             curve_c,
             trim_k: self.trim_k,
             fresh_stations: fresh.len(),
+            loss_kw,
+            pump_kw,
+            lower_pays,
         }
+    }
+
+    /// The network's loss and pump electricity now, and whether lowering the supply pays:
+    /// 1 K off the supply takes about ½ K off the mean water temperature, so the loss falls by
+    /// UA / 2 per K (UA: `network_ua_kw_per_k`); the flow grows by 1 / ΔT per K and the
+    /// pumps' power with the flow's cube, by 3 · pump / ΔT per K, weighed by
+    /// `electricity_weight`. Unknown (`None`) without UA or a fresh plant reading.
+    fn costs(&self, now_ms: i64) -> (Option<f64>, Option<f64>, Option<bool>) {
+        let s = &self.settings;
+        let stale_ms = (s.stale_after_s * 1000.0) as i64;
+        let Some((_, supply, ret, flow, _, dp)) = self.plant.filter(|p| now_ms - p.0 <= stale_ms)
+        else {
+            return (None, None, None);
+        };
+        let pump = dp.max(0.0) * flow / 3600.0 / s.pump_efficiency.max(0.05);
+        let Some(ua) = s.network_ua_kw_per_k else {
+            return (None, Some(pump), None);
+        };
+        let loss = ua * ((supply + ret) / 2.0 - s.ground_c).max(0.0);
+        let delta_t = (supply - ret).max(5.0);
+        let loss_per_k = ua / 2.0;
+        let pump_per_k = 3.0 * pump / delta_t * s.electricity_weight;
+        (Some(loss), Some(pump), Some(loss_per_k > pump_per_k))
     }
 }
 
@@ -403,7 +490,7 @@ mod tests {
     }
 
     #[test]
-    fn beyond_the_supply_maximum_the_pressure_is_raised_and_given_back_first() {
+    fn a_starved_pressure_point_and_a_supply_at_its_maximum_raise_the_pressure() {
         let settings = PlantSettings {
             max_supply_c: 112.0,
             ..PlantSettings::default()
@@ -418,18 +505,18 @@ mod tests {
         for k in 1..120 {
             p = plan(&mut c, k, 100.0);
         }
-        assert_eq!(p.supply_setpoint_c, 112.0);
+        assert!((p.supply_setpoint_c - 112.0).abs() < 1e-6);
         assert!(
             p.diff_pressure_setpoint_kpa > 60.0,
             "{}",
             p.diff_pressure_setpoint_kpa
         );
         let raised = p.diff_pressure_setpoint_kpa;
-        // Demand falls: the pressure comes down first, the supply holds.
+        // Demand falls below both targets: the pressure and the supply come down.
         for k in 120..125 {
             p = plan(&mut c, k, 70.0);
         }
         assert!(p.diff_pressure_setpoint_kpa < raised);
-        assert_eq!(p.supply_setpoint_c, 112.0);
+        assert!(p.supply_setpoint_c < 112.0);
     }
 }

@@ -212,11 +212,7 @@ impl PlantTask {
                 lowest = Some((st.id.as_str().to_owned(), dp));
             }
         }
-        let seen = self
-            .feed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let seen = self.feed.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let (weather_now, forecast) = {
             let w = self.weather.lock().unwrap_or_else(|p| p.into_inner());
             (w.now, w.forecast.clone())
@@ -228,6 +224,14 @@ impl PlantTask {
             .unwrap_or(self.default_outdoor_c);
         if let Some(r) = &seen.reading {
             self.ctrl.start_from(r.supply_temp_c);
+            self.ctrl.observe_plant(
+                r.ts_ms,
+                r.supply_temp_c,
+                r.return_temp_c,
+                r.flow_m3h,
+                r.heat_kw,
+                r.diff_pressure_kpa,
+            );
             if let Some((epoch, seq)) = r.applied.filter(|(e, _)| *e == 0) {
                 let _ = epoch;
                 self.seq = self.seq.max(seq);
@@ -253,7 +257,8 @@ impl PlantTask {
                 warn!(error = %e, path = %self.seq_path.display(), "Cannot keep the plant's command number; not commanding this period.");
             } else {
                 let topic = format!("{}/plant/{}/command", self.prefix, self.cfg.id);
-                match link.try_publish(&topic, true, false, cmd.payload().to_string().into_bytes()) {
+                match link.try_publish(&topic, true, false, cmd.payload().to_string().into_bytes())
+                {
                     Ok(()) => {
                         self.store.submit(&Record::PlantCommand(&cmd));
                         self.last_command = Some(cmd);
@@ -265,7 +270,11 @@ impl PlantTask {
         let stale_ms = (self.cfg.plant_stale_after_s * 1000.0) as i64;
         let status = PlantStatus {
             id: self.cfg.id.clone(),
-            mode: if self.cfg.control { "control" } else { "monitor" },
+            mode: if self.cfg.control {
+                "control"
+            } else {
+                "monitor"
+            },
             reading: seen.reading.as_ref().map(PlantView::from),
             stale: seen.received_ms.is_none_or(|t| now - t > stale_ms),
             online: seen.online,

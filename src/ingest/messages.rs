@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use super::decode::{self, DecodeLimits};
-use super::plant::{self, PlantFeed};
 use super::event_loop::{Event, Handler};
 use super::mapping::assemble::Assembler;
 use super::mapping::{Mapping, Matched, PayloadKind};
+use super::plant::{self, PlantFeed};
 use super::slot::{accept, Gathered, StationSlot, Weather};
 use crate::clock::now_ms;
 use crate::model::StationId;
@@ -350,10 +350,8 @@ impl Ingest {
         {
             match plant::decode_point(payload, now_ms, &self.limits) {
                 Ok(r) => {
-                    self.gathered.push(&Record::NetworkPoint {
-                        point,
-                        reading: &r,
-                    });
+                    self.gathered
+                        .push(&Record::NetworkPoint { point, reading: &r });
                     seen.points.insert(point.to_owned(), r);
                 }
                 Err(e) => {

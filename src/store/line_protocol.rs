@@ -272,11 +272,17 @@ pub fn plant_command(c: &crate::control::plant_task::SentPlantCommand) -> Option
         .int("seq", c.seq as i64)
         .int("epoch", c.epoch as i64)
         .float("supply_setpoint_c", c.plan.supply_setpoint_c)
-        .float("diff_pressure_setpoint_kpa", c.plan.diff_pressure_setpoint_kpa)
+        .float(
+            "diff_pressure_setpoint_kpa",
+            c.plan.diff_pressure_setpoint_kpa,
+        )
         .float("curve_c", c.plan.curve_c)
         .float("trim_k", c.plan.trim_k)
         .float_opt("critical_demand_pct", c.plan.critical.as_ref().map(|x| x.1))
-        .string("critical", c.plan.critical.as_ref().map_or("", |x| x.0.as_str()))
+        .string(
+            "critical",
+            c.plan.critical.as_ref().map_or("", |x| x.0.as_str()),
+        )
         .string("basis", c.plan.basis.as_str())
         .int("fresh_stations", c.plan.fresh_stations as i64)
         .finish(c.ts_ms)

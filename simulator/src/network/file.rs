@@ -120,6 +120,22 @@ fn default_roughness() -> f64 {
 }
 
 impl NetworkFile {
+    /// The whole network's heat loss per kelvin of water above the ground, W/K: every pipe's
+    /// length over its thermal resistance, supply and return.
+    pub fn ua_w_per_k(&self) -> f64 {
+        self.pipes
+            .iter()
+            .map(|p| {
+                let per_m = match (p.thermal_resistance_mK_per_W, p.loss_coefficient_W_per_mK) {
+                    (Some(r), _) if r > 0.0 => 1.0 / r,
+                    (_, Some(u)) => u,
+                    _ => 0.0,
+                };
+                2.0 * p.length_m * per_m
+            })
+            .sum()
+    }
+
     /// Reads and checks a network file.
     pub fn read(path: &std::path::Path) -> Result<NetworkFile, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
