@@ -62,6 +62,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/groups/{key}/{value}/{what}", post(group_change))
         .route("/api/v1/alarms", get(alarms))
         .route("/api/v1/cluster", get(cluster))
+        .route("/api/v1/plant", get(plant))
         .route("/api/v1/cluster/apply/{id}", post(apply_forwarded))
         .route("/metrics", get(metrics))
         .route("/api/v1/alarms/{id}/ack", post(ack_alarm))
@@ -386,6 +387,25 @@ async fn alarms(
     }
     v["unreachable"] = json!(unreachable);
     Ok(Json(v))
+}
+
+/// The plant: its latest reading, the loop's plan and its last command, the pressure
+/// points; 404 without a `[plant]`, 503 before the loop's first period.
+async fn plant(State(st): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authorize(&st.tokens, &headers, Role::Viewer)?;
+    let Some(view) = st.plant.as_ref() else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "no plant is configured (no [plant] in the config)".into(),
+        ));
+    };
+    let Some(status) = view.borrow().clone() else {
+        return Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the plant loop has not run its first period yet".into(),
+        ));
+    };
+    Ok(Json(json!(*status)))
 }
 
 async fn cluster(State(st): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {

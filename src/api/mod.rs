@@ -46,6 +46,8 @@ pub struct ApiState {
     pub live: live::Hub,
     /// Where station histories are read back from (`[storage.influxdb] history_url`).
     pub history: Option<crate::store::history::History>,
+    /// The plant loop's view (`None`: no `[plant]`).
+    pub plant: Option<crate::control::plant_task::PlantStatusView>,
 }
 
 /// What the API knows of a configured station beyond its status: its static tags (group

@@ -65,6 +65,7 @@ fn state(dir: &std::path::Path) -> ApiState {
         peers: None,
         live,
         history: None,
+        plant: None,
     }
 }
 

@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::ingest::event_loop::{run_event_loop, Acks, LoopSettings};
 use crate::ingest::modbus::line::LineHandle;
 use crate::ingest::mqtt::{self, Link, Presence};
+use crate::ingest::plant::PlantFeed;
 use crate::ingest::slot::{StationSlot, Weather};
 use crate::ingest::Ingest;
 use crate::model::Command;
@@ -26,6 +27,7 @@ pub(super) fn start_mqtt(
     weather: &Weather,
     stage: &Stage,
     down_since: &Arc<AtomicI64>,
+    plant: Option<&PlantFeed>,
 ) -> (Link, Presence) {
     let (cfg, store, stats) = (c.cfg, c.store, c.stats);
     let prefix = &cfg.mqtt.topic_prefix;
@@ -54,7 +56,7 @@ pub(super) fn start_mqtt(
         .zip(slots)
         .map(|(c, s)| (c.id.clone(), s.clone()))
         .collect();
-    let ingest = Ingest::new(
+    let mut ingest = Ingest::new(
         prefix,
         by_id,
         weather.clone(),
@@ -62,10 +64,16 @@ pub(super) fn start_mqtt(
         stats.clone(),
         cfg.decode,
     );
-    let subscriptions = match cfg.cluster {
-        None => ingest.subscriptions(cfg.mqtt.telemetry_qos == 1),
+    if let (Some(p), Some(feed)) = (&cfg.plant, plant) {
+        ingest = ingest.with_plant(&p.id, feed.clone());
+    }
+    let qos1 = cfg.mqtt.telemetry_qos == 1;
+    let mut subscriptions = match cfg.cluster {
+        None => ingest.subscriptions(qos1),
         Some(_) => ingest.shared_subscriptions(),
     };
+    // The plant speaks to every instance on its own session.
+    subscriptions.extend(ingest.plant_subscriptions(qos1));
     let settings = LoopSettings {
         acks: if mqtt_cfg.ack_after_spool {
             Acks::AfterBurst

@@ -28,6 +28,8 @@ use crate::control::district::District;
 use crate::control::shared_district::SharedDistrict;
 use crate::control::task::{ControlOn, ControlSettings, ControlTask, Station};
 use crate::control::StationController;
+use crate::control::plant_task::{PlantStatusView, PlantTask, PlantTaskParts};
+use crate::ingest::plant::PlantFeed;
 use crate::ingest::slot::{StationSlot, Trigger, Weather};
 use crate::model::Command;
 use crate::stats::Stats;
@@ -82,7 +84,15 @@ pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
     let (slots, triggers) = slots(&cfg);
     let weather: Weather = Weather::default();
     let broker_down_since = Arc::new(AtomicI64::new(crate::clock::now_ms()));
-    let (link, presence) = start_mqtt(&c, &slots, &weather, &stages.mqtt, &broker_down_since);
+    let plant_feed = cfg.plant.as_ref().map(|_| PlantFeed::default());
+    let (link, presence) = start_mqtt(
+        &c,
+        &slots,
+        &weather,
+        &stages.mqtt,
+        &broker_down_since,
+        plant_feed.as_ref(),
+    );
     let p = &cfg.predictive;
     let source = match (&p.forecast_file, &p.forecast_url) {
         (Some(f), _) => Some(super::forecast::Source::File(f.clone())),
@@ -139,15 +149,40 @@ pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
         &c,
         slots,
         dispatcher,
-        weather,
+        weather.clone(),
         (triggers, replicate),
         &stages.control,
     )?;
     let (inbox, status, alarms) = control;
+    let plant = match (&cfg.plant, plant_feed) {
+        (Some(p), Some(feed)) => {
+            // In a cluster the plant is watched, not commanded (no fenced owner for it yet).
+            let may_command = cfg.cluster.is_none();
+            if p.control && !may_command {
+                tracing::warn!(plant = %p.id, "In a cluster the plant loop only watches the plant: commanding it from one fenced owner is not built yet.");
+            }
+            let parts = PlantTaskParts {
+                feed,
+                weather,
+                link: may_command.then(|| link.clone()),
+                prefix: cfg.mqtt.topic_prefix.clone(),
+                store: store.clone(),
+                data_dir: cfg.data_dir.clone(),
+                default_outdoor_c: cfg.default_outdoor_c,
+                time_scale: cfg.time_scale,
+                fleet_size: cfg.stations.len(),
+            };
+            let (task, view) = PlantTask::new(p.clone(), parts);
+            stages.control.spawn(task.run(status.clone(), stages.control.token()));
+            Some(view)
+        }
+        _ => None,
+    };
     let views = Views {
         status: &status,
         alarms: &alarms,
         cluster: cluster.as_ref(),
+        plant: plant.clone(),
     };
     let api = start_api(&c, &spool, &inbox, views, &stages.control).await?;
     info!(stations = cfg.stations.len(), broker = %format!("{}:{}", cfg.mqtt.host, cfg.mqtt.port),
@@ -366,6 +401,7 @@ struct Views<'a> {
     status: &'a StatusView,
     alarms: &'a AlarmsView,
     cluster: Option<&'a watch::Receiver<Arc<crate::cluster::view::ClusterView>>>,
+    plant: Option<PlantStatusView>,
 }
 
 /// The operator API, if `api.listen` is set; part of the control stage.
@@ -380,6 +416,7 @@ async fn start_api(
         status,
         alarms,
         cluster,
+        plant,
     } = views;
     let (cfg, stats) = (c.cfg, c.stats);
     let Some(addr) = cfg.api.listen else {
@@ -429,6 +466,7 @@ async fn start_api(
                 source,
             })?,
         live,
+        plant,
     };
     let (bound, task) = crate::api::http::serve(addr, state, stage.token())
         .await

@@ -7,6 +7,7 @@
 
 mod change;
 mod cluster;
+mod plant;
 mod read;
 pub mod remote;
 mod render;
@@ -101,6 +102,12 @@ pub enum Verb {
         #[arg(long)]
         partitions: bool,
     },
+    /// The heat plant: its reading, what the plant loop asks of it and why, its last command,
+    /// the network's pressure.
+    Plant {
+        #[arg(long)]
+        json: bool,
+    },
     /// Change a station's mode; manual needs --valve and --pump.
     Mode {
         id: String,
@@ -166,6 +173,7 @@ async fn execute(remote: &Remote, verb: Verb) -> Result<String, Failure> {
         Verb::Station { id, json } => read::station(remote, &id, json).await,
         Verb::Diagnose { json } => read::diagnose(remote, json).await,
         Verb::Cluster { json, partitions } => cluster::cluster(remote, json, partitions).await,
+        Verb::Plant { json } => plant::plant(remote, json).await,
         Verb::Set {
             id,
             group,
