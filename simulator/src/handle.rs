@@ -173,6 +173,13 @@ impl SimHandle {
         ))
     }
 
+    /// Silences (or lets speak again) the network's plant: its telemetry stops.
+    pub fn set_plant_silenced(&self, silenced: bool) {
+        if let Ok(mut sh) = self.shared.lock() {
+            sh.plant_silenced = silenced;
+        }
+    }
+
     /// What station `id` sees of the network: primary supply (°C) and differential pressure
     /// (kPa) (`None` without a network).
     pub fn primary_of(&self, id: &str) -> Option<(f64, f64)> {

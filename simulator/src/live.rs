@@ -226,7 +226,8 @@ pub(crate) async fn step_loop(
                     let ts = wall_of(sh.sim_time_s);
                     // Modbus PLCs are read when polled, not published.
                     let publishing = !over_modbus;
-                    if let Some((w, id)) = sh.network.as_ref().filter(|_| publishing) {
+                    let plant_publishes = publishing && !sh.plant_silenced;
+                    if let Some((w, id)) = sh.network.as_ref().filter(|_| plant_publishes) {
                         let payload = serde_json::to_string(&w.telemetry(ts)).unwrap_or_default();
                         out.push((
                             format!("{}/plant/{id}/telemetry", cfg.topic_prefix),

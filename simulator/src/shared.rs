@@ -25,6 +25,8 @@ pub(crate) struct Shared {
     /// The stations' primary network and its plant, with the plant's id, when
     /// [`SimConfig::network`] is set.
     pub(crate) network: Option<(crate::network::district::Networked, String)>,
+    /// The plant publishes nothing (a test's dead link).
+    pub(crate) plant_silenced: bool,
 }
 
 impl Shared {
@@ -117,6 +119,7 @@ impl Shared {
             stations,
             commands: cfg.record_commands.then(Vec::new),
             network: None,
+            plant_silenced: false,
             sim_time_s: 0.0,
             publish_failures: 0,
             outdoor_c: cfg.outdoor_c(0.0),

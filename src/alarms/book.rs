@@ -40,6 +40,10 @@ pub enum AlarmKind {
     Storage,
     /// The station diagnosis suspects a fault (its kind and evidence in the message).
     FaultSuspected,
+    /// No telemetry from the heat plant (contract §7): the plant loop plans blind.
+    PlantStale,
+    /// A station or pressure point sees less differential pressure than the minimum.
+    PressureLow,
 }
 
 impl AlarmKind {
@@ -55,15 +59,20 @@ impl AlarmKind {
             AlarmKind::LowDeltaT => "low_delta_t",
             AlarmKind::Storage => "storage",
             AlarmKind::FaultSuspected => "fault_suspected",
+            AlarmKind::PlantStale => "plant_stale",
+            AlarmKind::PressureLow => "pressure_low",
         }
     }
 
     pub fn severity(self) -> Severity {
         match self {
-            AlarmKind::Stale | AlarmKind::CommLost | AlarmKind::Storage => Severity::Major,
-            AlarmKind::OutOfRange | AlarmKind::SupplyDeviation | AlarmKind::ValveSaturated => {
-                Severity::Minor
+            AlarmKind::Stale | AlarmKind::CommLost | AlarmKind::Storage | AlarmKind::PlantStale => {
+                Severity::Major
             }
+            AlarmKind::OutOfRange
+            | AlarmKind::SupplyDeviation
+            | AlarmKind::ValveSaturated
+            | AlarmKind::PressureLow => Severity::Minor,
             AlarmKind::RejectedRepeatedly
             | AlarmKind::ReturnHigh
             | AlarmKind::LowDeltaT

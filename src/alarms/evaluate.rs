@@ -81,6 +81,15 @@ pub enum Detail<'a> {
         finding: Option<&'a crate::diagnose::Finding>,
         more: usize,
     },
+    PlantStale {
+        plant: &'a str,
+        age_s: Option<f64>,
+    },
+    PressureLow {
+        at: &'a str,
+        dp_kpa: f64,
+        min_kpa: f64,
+    },
 }
 
 impl fmt::Display for Detail<'_> {
@@ -130,6 +139,24 @@ impl fmt::Display for Detail<'_> {
                 "storage trouble: {errors} write errors, {refused} points refused, {dead} dead letters so far"
             ),
             Detail::Suspected { finding: None, .. } => f.write_str("no fault suspected"),
+            Detail::PlantStale {
+                plant,
+                age_s: Some(a),
+            } => write!(
+                f,
+                "no telemetry from plant {plant} for {a:.0} s: the plant loop plans without it"
+            ),
+            Detail::PlantStale { plant, age_s: None } => {
+                write!(f, "no telemetry from plant {plant} since the engine started")
+            }
+            Detail::PressureLow {
+                at,
+                dp_kpa,
+                min_kpa,
+            } => write!(
+                f,
+                "{at} sees {dp_kpa:.0} kPa, below the {min_kpa:.0} kPa minimum: its valve may not pass its flow"
+            ),
             Detail::Suspected {
                 finding: Some(finding),
                 more,
@@ -327,6 +354,42 @@ impl StorageWatch {
             },
         }
     }
+}
+
+/// The plant's conditions at `now`: its telemetry stale (as the plant task judged it), and
+/// the least differential pressure any fresh station or pressure point sees below 90 % of the
+/// minimum for two minutes.
+pub fn plant_checks(p: &crate::control::plant_task::PlantStatus, now: i64) -> [Check<'_>; 2] {
+    let age_s = p.reading.as_ref().map(|r| (now - r.ts_ms) as f64 / 1000.0);
+    let lowest = p
+        .points
+        .iter()
+        .map(|(k, v)| (k.as_str(), *v))
+        .chain(p.lowest_station_dp.as_ref().map(|(k, v)| (k.as_str(), *v)))
+        .min_by(|a, b| a.1.total_cmp(&b.1));
+    [
+        Check {
+            kind: AlarmKind::PlantStale,
+            active: p.stale,
+            hold_ms: 0,
+            value: age_s.unwrap_or(-1.0),
+            detail: Detail::PlantStale {
+                plant: &p.id,
+                age_s,
+            },
+        },
+        Check {
+            kind: AlarmKind::PressureLow,
+            active: lowest.is_some_and(|(_, dp)| dp < 0.9 * p.min_dp_kpa),
+            hold_ms: 120_000,
+            value: lowest.map_or(0.0, |l| l.1),
+            detail: Detail::PressureLow {
+                at: lowest.map_or("?", |l| l.0),
+                dp_kpa: lowest.map_or(0.0, |l| l.1),
+                min_kpa: p.min_dp_kpa,
+            },
+        },
+    ]
 }
 
 #[cfg(test)]

@@ -13,7 +13,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::evaluate::{station_checks, Check, RejectWindow, StationAlarms, StorageWatch};
+use super::evaluate::{
+    plant_checks, station_checks, Check, RejectWindow, StationAlarms, StorageWatch,
+};
 use super::shared::{Kept, SharedAlarms, Turn};
 use super::{AlarmBook, AlarmView, ENGINE};
 use crate::clock::now_ms;
@@ -46,6 +48,8 @@ pub struct AlarmTask {
     kept: Option<mpsc::Receiver<Kept>>,
     /// Per station: the finding kinds of the last snapshot (a change is stored).
     findings: Vec<Vec<crate::diagnose::Kind>>,
+    /// The plant loop's view, when a plant is configured.
+    plant: Option<crate::control::plant_task::PlantStatusView>,
 }
 
 impl AlarmTask {
@@ -72,9 +76,20 @@ impl AlarmTask {
             view,
             shared: None,
             kept: None,
+            plant: None,
         };
         task.publish();
         (task, view_rx)
+    }
+
+    /// Also raises the plant's alarms (`plant_stale`, `pressure_low`) from the plant loop's
+    /// view, under the name `plant:{id}`.
+    pub fn watching_plant(
+        mut self,
+        plant: Option<crate::control::plant_task::PlantStatusView>,
+    ) -> Self {
+        self.plant = plant;
+        self
     }
 
     /// In a cluster: keeps each led partition's alarms in etcd and takes them over.
@@ -203,6 +218,13 @@ impl AlarmTask {
             now,
         );
         lines.extend(feed(&mut self.book, ENGINE, &storage, now));
+        let plant = self.plant.as_ref().and_then(|v| v.borrow().clone());
+        if let Some(p) = &plant {
+            let name = format!("plant:{}", p.id);
+            for c in &plant_checks(p, now) {
+                lines.extend(feed(&mut self.book, &name, c, now));
+            }
+        }
         if let Some(shared) = self.shared.as_mut() {
             shared.ask();
             for l in &lines {

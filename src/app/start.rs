@@ -25,10 +25,10 @@ use crate::config::{Config, StationConfig};
 use crate::control::change::Inbox;
 use crate::control::coordination::Coordination;
 use crate::control::district::District;
+use crate::control::plant_task::{PlantStatusView, PlantTask, PlantTaskParts};
 use crate::control::shared_district::SharedDistrict;
 use crate::control::task::{ControlOn, ControlSettings, ControlTask, Station};
 use crate::control::StationController;
-use crate::control::plant_task::{PlantStatusView, PlantTask, PlantTaskParts};
 use crate::ingest::plant::PlantFeed;
 use crate::ingest::slot::{StationSlot, Trigger, Weather};
 use crate::model::Command;
@@ -145,15 +145,8 @@ pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
         store.clone(),
         stats.clone(),
     );
-    let control = start_control(
-        &c,
-        slots,
-        dispatcher,
-        weather.clone(),
-        (triggers, replicate),
-        &stages.control,
-    )?;
-    let (inbox, status, alarms) = control;
+    // The plant task is made first so that the alarm task watches its view; it runs once
+    // the control task publishes the fleet's status.
     let plant = match (&cfg.plant, plant_feed) {
         (Some(p), Some(feed)) => {
             // In a cluster the plant is watched, not commanded (no fenced owner for it yet).
@@ -163,7 +156,7 @@ pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
             }
             let parts = PlantTaskParts {
                 feed,
-                weather,
+                weather: weather.clone(),
                 link: may_command.then(|| link.clone()),
                 prefix: cfg.mqtt.topic_prefix.clone(),
                 store: store.clone(),
@@ -172,17 +165,30 @@ pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
                 time_scale: cfg.time_scale,
                 fleet_size: cfg.stations.len(),
             };
-            let (task, view) = PlantTask::new(p.clone(), parts);
-            stages.control.spawn(task.run(status.clone(), stages.control.token()));
-            Some(view)
+            Some(PlantTask::new(p.clone(), parts))
         }
         _ => None,
     };
+    let plant_view = plant.as_ref().map(|(_, v)| v.clone());
+    let control = start_control(
+        &c,
+        slots,
+        dispatcher,
+        weather,
+        (triggers, replicate),
+        (&stages.control, plant_view.clone()),
+    )?;
+    let (inbox, status, alarms) = control;
+    if let Some((task, _)) = plant {
+        stages
+            .control
+            .spawn(task.run(status.clone(), stages.control.token()));
+    }
     let views = Views {
         status: &status,
         alarms: &alarms,
         cluster: cluster.as_ref(),
-        plant: plant.clone(),
+        plant: plant_view,
     };
     let api = start_api(&c, &spool, &inbox, views, &stages.control).await?;
     info!(stations = cfg.stations.len(), broker = %format!("{}:{}", cfg.mqtt.host, cfg.mqtt.port),
@@ -214,7 +220,7 @@ fn start_control(
         Option<mpsc::Receiver<Vec<u32>>>,
         Option<mpsc::Sender<StateRequest>>,
     ),
-    stage: &Stage,
+    (stage, plant): (&Stage, Option<PlantStatusView>),
 ) -> Result<(Inbox, StatusView, AlarmsView), StartError> {
     let cfg = c.cfg;
     let log_path = cfg.data_dir.join("audit.log");
@@ -281,7 +287,7 @@ fn start_control(
         c.stats.clone(),
         log,
     );
-    let alarm_task = alarm_task.sharing(shared_alarms);
+    let alarm_task = alarm_task.sharing(shared_alarms).watching_plant(plant);
     let (changes, changes_rx) = mpsc::channel(CHANGE_CAPACITY);
     let (acks, acks_rx) = mpsc::channel(CHANGE_CAPACITY);
     let stop = stage.token();

@@ -31,8 +31,16 @@ fn render(v: &Value) -> String {
         "plant {} ({}){}{}",
         v["id"].as_str().unwrap_or("?"),
         v["mode"].as_str().unwrap_or("?"),
-        if v["stale"] == true { " · STALE: no telemetry" } else { "" },
-        if v["online"] == false { " · offline" } else { "" },
+        if v["stale"] == true {
+            " · STALE: no telemetry"
+        } else {
+            ""
+        },
+        if v["online"] == false {
+            " · offline"
+        } else {
+            ""
+        },
     );
     if r.is_object() {
         let _ = writeln!(

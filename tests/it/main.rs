@@ -18,6 +18,7 @@ mod mapping;
 mod modbus;
 mod operator;
 mod peer;
+mod plant;
 mod predictive;
 mod tls;
 mod util;

@@ -1,0 +1,129 @@
+//! The heat plant live (contract §7): the simulator's stations on a generated network with
+//! its plant, mosquitto between them and the engine, VictoriaMetrics behind it. The engine
+//! commands the plant from the fleet, the plant follows, acknowledges and reports; the
+//! series are stored; the API and `heatgrid plant` show it; a silent plant raises
+//! `plant_stale`; a stopped engine leaves the plant on its own curve once its command
+//! expires.
+
+use std::time::Duration;
+
+use heatgrid::app;
+use heatgrid_sim::network::district::Loads;
+use heatgrid_sim::network::file::generate_for;
+use heatgrid_sim::{SimConfig, SimNetwork};
+
+use crate::util;
+
+const SPEED: f64 = 20.0;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_commands_the_plant_from_the_fleet_and_the_plant_falls_back_when_it_stops() {
+    let broker = util::mosquitto();
+    let vm = util::victoria_metrics();
+    let dir = tempfile::tempdir().unwrap();
+    let n = 6;
+    let sim_cfg = SimConfig {
+        port: broker.port,
+        stations: n,
+        seed: 5,
+        speed: SPEED,
+        ..SimConfig::default()
+    };
+    let loads: Vec<(String, f64)> = sim_cfg
+        .build_stations()
+        .iter()
+        .map(|s| (s.id.clone(), s.plant.p.design_heat_w / 1000.0))
+        .collect();
+    let ids: Vec<String> = loads.iter().map(|(id, _)| id.clone()).collect();
+    let mut cfg = util::engine_config(&ids, broker.port, "3.1.1", SPEED, dir.path(), Some(vm.port));
+    // Every 5 plant seconds (a quarter of a second here), valid for 6 wall seconds.
+    let plant = heatgrid::config::Config::parse(
+        &format!(
+            "[[station]]\nid = \"x\"\n[plant]\nid = \"main\"\nperiod_s = 5\ncommand_valid_for_s = 6\n\
+             plant_stale_after_s = 3\nmin_dp_kpa = 60\n"
+        ),
+        &|_| None,
+    )
+    .unwrap()
+    .plant;
+    cfg.plant = plant;
+    util::with_viewer(&mut cfg);
+    let engine = app::start(cfg).await.unwrap();
+    assert!(engine.wait_subscribed(Duration::from_secs(20)).await);
+    let api = format!("http://{}", engine.api_addr().unwrap());
+    let sim = heatgrid_sim::spawn(SimConfig {
+        network: Some(SimNetwork {
+            file: generate_for(&loads, 5, 50.0),
+            loads: Loads::PEAKY,
+            cell_m: 50.0,
+            plant_id: "main".into(),
+        }),
+        ..sim_cfg
+    })
+    .await;
+
+    // The plant follows the engine: commands accepted, none refused, the pump holding the
+    // minimum at the station the engine named.
+    let following = util::eventually(Duration::from_secs(30), || {
+        sim.plant()
+            .is_some_and(|(t, received, _)| t.mode == "engine" && received >= 5)
+    })
+    .await;
+    let (telemetry, received, refused) = sim.plant().unwrap();
+    assert!(following, "{telemetry:?}, {received} received");
+    assert_eq!(refused, 0);
+    let v: serde_json::Value =
+        serde_json::from_str(&util::viewer_cli(&api, &["plant", "--json"])).unwrap();
+    assert_eq!(v["id"], "main");
+    assert_eq!(v["mode"], "control");
+    assert_eq!(v["stale"], false);
+    assert_eq!(v["plan"]["basis"], "fleet", "{v}");
+    assert!(v["reading"]["supply_temp_c"].as_f64().unwrap() > 50.0);
+    let point = v["plan"]["pressure_point"].as_str().unwrap().to_owned();
+    assert!(ids.contains(&point), "{point}");
+    // At the minimum, or a little above when that station's valve asks for more.
+    let dp_setpoint = v["plan"]["diff_pressure_setpoint_kpa"].as_f64().unwrap();
+    assert!((60.0..80.0).contains(&dp_setpoint), "{dp_setpoint}");
+    assert!(v["acked_seq"].as_u64().unwrap() >= 1, "{v}");
+    let held = util::eventually(Duration::from_secs(10), || {
+        sim.primary_of(&point)
+            .is_some_and(|(_, kpa)| (59.0..85.0).contains(&kpa))
+    })
+    .await;
+    assert!(held, "{point} sees {:?}", sim.primary_of(&point));
+    let text = util::viewer_cli(&api, &["plant"]);
+    assert!(text.contains("plant main (control)"), "{text}");
+    assert!(text.contains(&format!("at {point}")), "{text}");
+
+    // Stored: the plant's readings and commands, the stations' primary pressure.
+    for metric in [
+        "plant_supply_temp_c",
+        "plant_command_supply_setpoint_c",
+        "telemetry_primary_diff_pressure_kpa",
+    ] {
+        let stored = util::vm_wait_total(vm.port, metric, 1, Duration::from_secs(20)).await;
+        assert!(stored >= 1, "{metric}: {stored}");
+    }
+
+    // A silent plant is named.
+    sim.set_plant_silenced(true);
+    let raised = util::eventually(Duration::from_secs(20), || {
+        engine
+            .alarms()
+            .active
+            .iter()
+            .any(|a| a.station == "plant:main" && a.kind.as_str() == "plant_stale")
+    })
+    .await;
+    assert!(raised, "{:?}", engine.alarms().active);
+    sim.set_plant_silenced(false);
+
+    // The engine stops: its last command expires and the plant goes back to its own curve.
+    engine.shutdown().await;
+    let own = util::eventually(Duration::from_secs(20), || {
+        sim.plant().is_some_and(|(t, _, _)| t.mode == "local")
+    })
+    .await;
+    assert!(own, "{:?}", sim.plant());
+    sim.stop().await;
+}
