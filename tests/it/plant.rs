@@ -38,10 +38,8 @@ async fn the_engine_commands_the_plant_from_the_fleet_and_the_plant_falls_back_w
     let mut cfg = util::engine_config(&ids, broker.port, "3.1.1", SPEED, dir.path(), Some(vm.port));
     // Every 5 plant seconds (a quarter of a second here), valid for 6 wall seconds.
     let plant = heatgrid::config::Config::parse(
-        &format!(
-            "[[station]]\nid = \"x\"\n[plant]\nid = \"main\"\nperiod_s = 5\ncommand_valid_for_s = 6\n\
-             plant_stale_after_s = 3\nmin_dp_kpa = 60\n"
-        ),
+        "[[station]]\nid = \"x\"\n[plant]\nid = \"main\"\nperiod_s = 5\ncommand_valid_for_s = 6\n\
+         plant_stale_after_s = 3\nmin_dp_kpa = 60\n",
         &|_| None,
     )
     .unwrap()
