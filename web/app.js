@@ -506,6 +506,115 @@ function showDiagnosis() {
   drawDiagnosis();
 }
 
+// ---- Plant and network -------------------------------------------------------------------
+
+/** A key-value table of [name, value] rows. */
+function plantRows(rows) {
+  return el("table", {}, rows.map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", { class: "num" }, v))));
+}
+
+// The network as the engine sees it: the plant, then every station that reports its primary
+// side, nearest first (the most differential pressure left across it), each a dot coloured by
+// its state with its primary supply under it; the most demanding station and the pressure
+// point are marked. The engine knows no pipes, only what the stations report: the order is by
+// pressure, which falls with the friction on the way.
+function networkSvg(rows, plan, plantSupply) {
+  const NS = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(NS, "svg");
+  svg.setAttribute("class", "network");
+  svg.setAttribute("id", "network");
+  const on = rows.filter((r) => Number.isFinite(r.primary_diff_pressure_kpa))
+    .sort((a, b) => b.primary_diff_pressure_kpa - a.primary_diff_pressure_kpa || a.id.localeCompare(b.id));
+  const width = Math.max(600, 80 + on.length * 28);
+  svg.setAttribute("viewBox", "0 0 " + width + " 150");
+  const add = (tag, attrs, text) => {
+    const e = document.createElementNS(NS, tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+    if (text !== undefined) e.textContent = text;
+    svg.append(e);
+    return e;
+  };
+  if (!on.length) {
+    add("text", { x: 10, y: 20 }, "no station reports its primary side (primary_diff_pressure_kpa)");
+    return svg;
+  }
+  const x = (i) => 70 + i * 28;
+  add("line", { x1: 30, y1: 60, x2: x(on.length - 1), y2: 60, class: "main" });
+  add("rect", { x: 8, y: 45, width: 40, height: 30, rx: 3, class: "plant" });
+  add("text", { x: 12, y: 64, class: "lbl" }, "plant");
+  add("text", { x: 8, y: 92, class: "lbl" }, fmt(plantSupply, 1, " °C"));
+  const critical = plan && plan.critical ? plan.critical[0] : null;
+  const point = plan ? plan.pressure_point : null;
+  on.forEach((r, i) => {
+    const tile = app.tiles.get(r.id);
+    const state = tile ? tile.state : (r.stale ? "stale" : "in_control");
+    const dot = add("circle", { cx: x(i), cy: 60, r: 8, class: "st s-" + state, "data-id": r.id });
+    dot.addEventListener("click", () => { location.hash = "#/station/" + encodeURIComponent(r.id); });
+    const title = document.createElementNS(NS, "title");
+    title.textContent = r.id + ": " + fmt(r.primary_diff_pressure_kpa, 0, " kPa") + ", primary " + fmt(r.primary_supply_temp_c, 1, " °C") +
+      ", valve " + fmt(r.valve_pct, 0, " %");
+    dot.append(title);
+    add("text", { x: x(i), y: 40, class: "id", transform: "rotate(-45 " + x(i) + " 40)" }, r.id);
+    add("text", { x: x(i), y: 88, class: "t" }, fmt(r.primary_supply_temp_c, 0));
+    add("text", { x: x(i), y: 102, class: "t dim" }, fmt(r.primary_diff_pressure_kpa, 0));
+    if (r.id === critical) {
+      add("circle", { cx: x(i), cy: 60, r: 12, class: "critical" });
+      add("text", { x: x(i), y: 120, class: "mark", id: "critical-mark" }, "critical");
+    }
+    if (r.id === point) add("text", { x: x(i), y: 134, class: "mark", id: "point-mark" }, "Δp point");
+  });
+  add("text", { x: 8, y: 145, class: "lbl dim" }, "under each station: primary supply °C, then Δp kPa; nearest (most Δp) first");
+  return svg;
+}
+
+async function drawPlant() {
+  let p;
+  try {
+    p = await api("/api/v1/plant");
+  } catch (e) {
+    if (currentView === "plant") $("view").replaceChildren(el("p", { class: "error", id: "plant-error" }, "Plant: " + e.message));
+    return;
+  }
+  let rows = [];
+  try { rows = (await api("/api/v1/stations")).stations || []; } catch (_) { /* the plant alone */ }
+  if (currentView !== "plant") return;
+  const r = p.reading || {};
+  const plan = p.plan || {};
+  const head = el("h2", { id: "plant-head" }, "Plant " + p.id + " ",
+    el("span", { class: "pill s-" + (p.stale ? "stale" : p.mode === "control" ? "in_control" : "manual") },
+      p.stale ? "no telemetry" : p.mode));
+  const now = el("div", { class: "card", id: "plant-now" }, el("h3", {}, "Now"), plantRows([
+    ["supply", fmt(r.supply_temp_c, 1, " °C")], ["return", fmt(r.return_temp_c, 1, " °C")],
+    ["flow", fmt(r.flow_m3h, 0, " m³/h")], ["heat", fmt(r.heat_kw / 1000, 1, " MW")],
+    ["Δp at the outlet", fmt(r.diff_pressure_kpa, 0, " kPa")], ["pumps", fmt(r.pump_pct, 0, " %")],
+    ...Object.entries(r.units || {}).map(([k, v]) => ["unit " + k, fmt(v / 1000, 1, " MW")]),
+    ["reading", age(r.ts_ms)],
+  ]));
+  const crit = plan.critical || [];
+  const asks = el("div", { class: "card", id: "plant-plan" }, el("h3", {}, "What the loop asks (" + (plan.basis || "–") + ")"), plantRows([
+    ["supply setpoint", fmt(plan.supply_setpoint_c, 1, " °C")],
+    ["curve ahead / trim", fmt(plan.curve_c, 1, " °C") + " / " + fmt(plan.trim_k, 1, " K")],
+    ["Δp setpoint", fmt(plan.diff_pressure_setpoint_kpa, 0, " kPa") + " at " + (plan.pressure_point || "–")],
+    ["most demanding", (crit[0] || "–") + " (" + fmt(crit[1], 0, " %") + ")"],
+    ["loss / pumps", fmt(plan.loss_kw, 0, " kW") + " / " + fmt(plan.pump_kw, 0, " kW")],
+    ["a lower supply", plan.lower_pays === true ? "pays" : plan.lower_pays === false ? "does not pay" : "not weighed"],
+    ["last command", p.last_command ? "seq " + p.last_command.seq + (p.acked_seq >= p.last_command.seq ? ", acknowledged" : "") : "none (" + p.mode + ")"],
+    ["lowest station Δp", p.lowest_station_dp ? fmt(p.lowest_station_dp[1], 0, " kPa") + " at " + p.lowest_station_dp[0] : "–"],
+  ]));
+  const points = (p.trend || []).map((t) => ({ ...t, t_ms: t.ts_ms }));
+  const trend = el("div", { class: "card wide", id: "plant-trend" }, el("h3", {}, "Supply and return"),
+    trendSvg(points, [["supply_c", "sup", "supply"], ["setpoint_c", "set", "setpoint"], ["return_c", "ret", "return"]], "°C"),
+    trendSvg(points, [["dp_setpoint_kpa", "set", "Δp setpoint"], ["lowest_dp_kpa", "out", "lowest station Δp"]], "kPa"));
+  const net = el("div", { class: "card wide", id: "plant-network" }, el("h3", {}, "Network"), networkSvg(rows, plan, r.supply_temp_c));
+  $("view").replaceChildren(head, el("div", { class: "cards" }, now, asks, trend, net));
+}
+
+function showPlant() {
+  currentView = "plant";
+  app.pageTimer = setInterval(drawPlant, 5000);
+  drawPlant();
+}
+
 // One chart of `series` ([key, css class, label]) over the trend's points, auto-scaled, with
 // the time span under it.
 function trendSvg(points, series, unit) {
@@ -680,9 +789,11 @@ function route() {
   $("nav-overview").classList.toggle("here", hash === "#/");
   $("nav-alarms").classList.toggle("here", hash === "#/alarms");
   $("nav-diagnosis").classList.toggle("here", hash === "#/diagnosis");
+  $("nav-plant").classList.toggle("here", hash === "#/plant");
   if (hash.startsWith("#/station/")) showStation(decodeURIComponent(hash.slice(10)));
   else if (hash === "#/alarms") showAlarms();
   else if (hash === "#/diagnosis") showDiagnosis();
+  else if (hash === "#/plant") showPlant();
   else showOverview();
 }
 

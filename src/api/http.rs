@@ -101,6 +101,8 @@ fn row(s: &StationStatus, now: i64) -> Value {
         "heat_w_m2": r.zip(s.area_m2.filter(|a| *a > 0.0)).map(|(r, a)| r.heat_kw() * 1000.0 / a),
         "outdoor_temp_c": o.map(|o| o.outdoor_c),
         "indoor_temp_c": r.and_then(|r| r.indoor_temp_c),
+        "primary_supply_temp_c": r.and_then(|r| extra(r, "primary_supply_temp_c")),
+        "primary_diff_pressure_kpa": r.and_then(|r| extra(r, "primary_diff_pressure_kpa")),
         "seq": s.seq,
         "epoch": s.epoch,
         "acked_seq": s.acked_seq,
@@ -112,6 +114,11 @@ fn row(s: &StationStatus, now: i64) -> Value {
         "diagnosis": s.findings,
         "predictive": s.predictive.as_ref().map(predictive_json),
     })
+}
+
+/// A reading's optional field `name` (contract §2.1 and §7), if it came.
+fn extra(r: &crate::model::Reading, name: &str) -> Option<f64> {
+    r.extra.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
 }
 
 /// The predictive layer of a station: its state (and why it is on the curve), the weather

@@ -76,6 +76,24 @@ pub struct PlantStatus {
     /// The pressure the loop is to hold at its point, kPa (the alarm's threshold).
     pub min_dp_kpa: f64,
     pub ts_ms: i64,
+    /// The last [`TREND_POINTS`] periods, oldest first (the control room's trend).
+    pub trend: Vec<TrendPoint>,
+}
+
+/// Periods kept for the trend (12 h at the default 60 s).
+pub const TREND_POINTS: usize = 720;
+
+/// One period of the plant's trend.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct TrendPoint {
+    pub ts_ms: i64,
+    /// What the plant sent and what it was asked, °C.
+    pub supply_c: Option<f64>,
+    pub setpoint_c: f64,
+    pub return_c: Option<f64>,
+    /// The pressure asked for at the pressure point and the least a station saw, kPa.
+    pub dp_setpoint_kpa: f64,
+    pub lowest_dp_kpa: Option<f64>,
 }
 
 /// A plant reading as the API shows it.
@@ -125,6 +143,7 @@ pub struct PlantTask {
     default_outdoor_c: f64,
     time_scale: f64,
     last_command: Option<SentPlantCommand>,
+    trend: std::collections::VecDeque<TrendPoint>,
     tx: watch::Sender<Option<Arc<PlantStatus>>>,
 }
 
@@ -167,6 +186,7 @@ impl PlantTask {
                 default_outdoor_c: p.default_outdoor_c,
                 time_scale: p.time_scale,
                 last_command: None,
+                trend: std::collections::VecDeque::with_capacity(TREND_POINTS),
                 tx,
             },
             rx,
@@ -201,7 +221,11 @@ impl PlantTask {
             let (Some(r), Some(o)) = (&st.reading, &st.outputs) else {
                 continue;
             };
-            self.ctrl.observe(r, Some(o.supply_setpoint_c));
+            // A station in manual or hold has its valve set by an operator: its opening says
+            // nothing of what the network gives it. Its pressure still counts.
+            if st.mode == crate::model::Mode::Auto {
+                self.ctrl.observe(r, Some(o.supply_setpoint_c));
+            }
             outdoor.extend(r.outdoor_temp_c);
             let dp = r
                 .extra
@@ -268,6 +292,17 @@ impl PlantTask {
             }
         }
         let stale_ms = (self.cfg.plant_stale_after_s * 1000.0) as i64;
+        if self.trend.len() == TREND_POINTS {
+            self.trend.pop_front();
+        }
+        self.trend.push_back(TrendPoint {
+            ts_ms: now,
+            supply_c: seen.reading.as_ref().map(|r| r.supply_temp_c),
+            setpoint_c: plan.supply_setpoint_c,
+            return_c: seen.reading.as_ref().map(|r| r.return_temp_c),
+            dp_setpoint_kpa: plan.diff_pressure_setpoint_kpa,
+            lowest_dp_kpa: lowest.as_ref().map(|l| l.1),
+        });
         let status = PlantStatus {
             id: self.cfg.id.clone(),
             mode: if self.cfg.control {
@@ -291,6 +326,7 @@ impl PlantTask {
             lowest_station_dp: lowest,
             min_dp_kpa: self.cfg.settings.min_dp_kpa,
             ts_ms: now,
+            trend: self.trend.iter().copied().collect(),
         };
         self.tx.send_replace(Some(Arc::new(status)));
     }

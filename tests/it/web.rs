@@ -145,7 +145,8 @@ async fn the_control_room_in_a_browser() {
          [storage.influxdb]\nurl = \"http://127.0.0.1:{vm}\"\norg = \"o\"\nbucket = \"b\"\nhistory_url = \"http://127.0.0.1:{vm}\"\n\
          [api]\nlisten = \"127.0.0.1:0\"\n\
          [[api.token]]\nname = \"olga\"\nrole = \"operator\"\ntoken_env = \"T_OP\"\n\
-         [[api.token]]\nname = \"victor\"\nrole = \"viewer\"\ntoken_env = \"T_VIEW\"\n",
+         [[api.token]]\nname = \"victor\"\nrole = \"viewer\"\ntoken_env = \"T_VIEW\"\n\
+         [plant]\nid = \"main\"\nperiod_s = 5\ncommand_valid_for_s = 6\n",
         dir.path().join("data").display().to_string(),
         5.0 / SPEED,
         broker.port,
@@ -169,12 +170,27 @@ async fn the_control_room_in_a_browser() {
         .await
         .unwrap();
     let base = format!("http://{}", engine.api_addr().unwrap());
-    let sim = heatgrid_sim::spawn(SimConfig {
+    // The simulated stations on a generated network, with its plant (contract §7).
+    let sim_cfg = SimConfig {
         port: broker.port,
         stations: SIMULATED,
         speed: SPEED,
         record_commands: true,
         ..SimConfig::default()
+    };
+    let loads: Vec<(String, f64)> = sim_cfg
+        .build_stations()
+        .iter()
+        .map(|s| (s.id.clone(), s.plant.p.design_heat_w / 1000.0))
+        .collect();
+    let sim = heatgrid_sim::spawn(SimConfig {
+        network: Some(heatgrid_sim::SimNetwork {
+            file: heatgrid_sim::network::file::generate_for(&loads, 3, 50.0),
+            loads: heatgrid_sim::network::district::Loads::PEAKY,
+            cell_m: 50.0,
+            plant_id: "main".into(),
+        }),
+        ..sim_cfg
     })
     .await;
     // st-002 in manual, from the API; st-silent's stale alarm raised.
@@ -460,6 +476,45 @@ async fn the_control_room_in_a_browser() {
         "{page}"
     );
     shot(&c, &shots, "diagnosis.png").await;
+
+    // The plant page: the plant now, what the loop asks, its trend, and the network drawn from
+    // the stations' primary side with the most demanding station and the pressure point marked.
+    c.goto(&format!("{base}/#/plant")).await.unwrap();
+    let plant = until(Duration::from_secs(20), "the plant page", || async {
+        let v = js(
+            &c,
+            "const n = document.querySelectorAll('#network circle.st').length; \
+             return [document.getElementById('view').innerText, n, \
+             !!document.getElementById('critical-mark'), !!document.getElementById('point-mark'), \
+             document.querySelectorAll('#plant-trend polyline').length];",
+        )
+        .await;
+        let ok = v[1].as_u64() == Some(SIMULATED as u64)
+            && v[2] == true
+            && v[3] == true
+            && v[0].as_str().is_some_and(|t| t.contains("seq"));
+        ok.then_some(v)
+    })
+    .await;
+    let page = plant[0].as_str().unwrap();
+    for part in [
+        "Plant main",
+        "What the loop asks (fleet)",
+        "supply setpoint",
+        "Network",
+        "critical",
+        "Δp point",
+    ] {
+        assert!(
+            page.contains(part),
+            "{part:?} not on the plant page:\n{page}"
+        );
+    }
+    assert!(
+        plant[4].as_u64().unwrap() >= 2,
+        "the trend's lines: {plant:?}"
+    );
+    shot(&c, &shots, "plant.png").await;
     eprintln!(
         "web control room: {n} tiles, {points} trend points, refusal {refusal:?}; screenshots in {}",
         shots.display()
