@@ -222,7 +222,8 @@ impl PlantTask {
                 continue;
             };
             // A station in manual or hold has its valve set by an operator: its opening says
-            // nothing of what the network gives it. Its pressure still counts.
+            // nothing of what the network gives it, so it does not steer the plant (its
+            // pressure is still shown and alarmed on).
             if st.mode == crate::model::Mode::Auto {
                 self.ctrl.observe(r, Some(o.supply_setpoint_c));
             }
