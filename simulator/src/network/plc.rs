@@ -5,7 +5,7 @@
 //! Where it sits: beside the network ([`super::tree::Tree`]), as each station's PLC sits
 //! beside its plant. Each step [`PlantPlc::step`] moves the supply temperature towards its
 //! setpoint no faster than the plant's ramp and says how the pump is to run
-//! ([`PumpTarget`]); [`PlantPlc::telemetry`] is what it reports. Commands are fenced by
+//! ([`PumpTarget`]); [`super::district::Networked::telemetry`] is what it reports. Commands are fenced by
 //! (`epoch`, `seq`) and expire after `valid_for_s` as the stations' are.
 
 use serde::{Deserialize, Serialize};
