@@ -99,6 +99,30 @@ impl Reading {
     }
 }
 
+/// One accepted plant reading (contract §7).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlantReading {
+    pub ts_ms: i64,
+    pub supply_temp_c: f64,
+    pub return_temp_c: f64,
+    pub flow_m3h: f64,
+    pub heat_kw: f64,
+    /// At the plant's outlet, kPa.
+    pub diff_pressure_kpa: f64,
+    pub pump_pct: f64,
+    /// Heat per production unit, kW, by the plant's own unit names.
+    pub units: Vec<(String, f64)>,
+    /// The (epoch, seq) of the last command the plant accepted, when it says.
+    pub applied: Option<(u64, u64)>,
+}
+
+/// One accepted pressure-point reading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointReading {
+    pub ts_ms: i64,
+    pub diff_pressure_kpa: f64,
+}
+
 /// Who decides a station's outputs (contract §2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]

@@ -26,7 +26,7 @@ use crate::clock::now_ms;
 use crate::ingest::mqtt::Link;
 use crate::ingest::plant::{PlantFeed, PlantReading};
 use crate::ingest::Weather;
-use crate::store::record::Record;
+use crate::store::record::{PlantCommandPoint, Record};
 use crate::store::StoreHandle;
 
 /// A command that went out to the plant.
@@ -41,6 +41,25 @@ pub struct SentPlantCommand {
 }
 
 impl SentPlantCommand {
+    /// What storage keeps of it.
+    pub fn point(&self) -> PlantCommandPoint<'_> {
+        let p = &self.plan;
+        PlantCommandPoint {
+            plant: &self.plant,
+            seq: self.seq,
+            epoch: self.epoch,
+            supply_setpoint_c: p.supply_setpoint_c,
+            diff_pressure_setpoint_kpa: p.diff_pressure_setpoint_kpa,
+            pressure_point: &p.pressure_point,
+            curve_c: p.curve_c,
+            trim_k: p.trim_k,
+            critical: p.critical.as_ref().map(|(id, d)| (id.as_str(), *d)),
+            basis: p.basis.as_str(),
+            fresh_stations: p.fresh_stations,
+            ts_ms: self.ts_ms,
+        }
+    }
+
     /// The contract §7 payload.
     pub fn payload(&self) -> serde_json::Value {
         serde_json::json!({
@@ -285,7 +304,7 @@ impl PlantTask {
                 match link.try_publish(&topic, true, false, cmd.payload().to_string().into_bytes())
                 {
                     Ok(()) => {
-                        self.store.submit(&Record::PlantCommand(&cmd));
+                        self.store.submit(&Record::PlantCommand(cmd.point()));
                         self.last_command = Some(cmd);
                     }
                     Err(e) => warn!(error = %e, "Plant command not queued."),

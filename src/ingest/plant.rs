@@ -17,29 +17,7 @@ const FLOW_MAX_M3H: f64 = 1_000_000.0;
 const HEAT_MAX_KW: f64 = 100_000_000.0;
 const DP_MAX_KPA: f64 = 2_500.0;
 
-/// One accepted plant reading.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PlantReading {
-    pub ts_ms: i64,
-    pub supply_temp_c: f64,
-    pub return_temp_c: f64,
-    pub flow_m3h: f64,
-    pub heat_kw: f64,
-    /// At the plant's outlet, kPa.
-    pub diff_pressure_kpa: f64,
-    pub pump_pct: f64,
-    /// Heat per production unit, kW, by the plant's own unit names.
-    pub units: Vec<(String, f64)>,
-    /// The (epoch, seq) of the last command the plant accepted, when it says.
-    pub applied: Option<(u64, u64)>,
-}
-
-/// One accepted pressure-point reading.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PointReading {
-    pub ts_ms: i64,
-    pub diff_pressure_kpa: f64,
-}
+pub use crate::model::{PlantReading, PointReading};
 
 /// What ingest knows of the plant and the network's pressure points.
 #[derive(Debug, Clone, Default)]

@@ -241,7 +241,7 @@ pub fn finding(f: &FindingPoint) -> Option<String> {
 }
 
 /// `plant` line: an accepted plant reading, its units' heat as `unit_<name>_kw` fields.
-pub fn plant(id: &str, r: &crate::ingest::plant::PlantReading) -> Option<String> {
+pub fn plant(id: &str, r: &crate::model::PlantReading) -> Option<String> {
     let mut b = LineBuilder::new("plant")
         .tag("plant", id)
         .float("supply_temp_c", r.supply_temp_c)
@@ -257,7 +257,7 @@ pub fn plant(id: &str, r: &crate::ingest::plant::PlantReading) -> Option<String>
 }
 
 /// `network_point` line: a pressure point's differential pressure.
-pub fn network_point(point: &str, r: &crate::ingest::plant::PointReading) -> Option<String> {
+pub fn network_point(point: &str, r: &crate::model::PointReading) -> Option<String> {
     LineBuilder::new("network_point")
         .tag("point", point)
         .float("diff_pressure_kpa", r.diff_pressure_kpa)
@@ -265,26 +265,20 @@ pub fn network_point(point: &str, r: &crate::ingest::plant::PointReading) -> Opt
 }
 
 /// `plant_command` line: what the plant was told and why.
-pub fn plant_command(c: &crate::control::plant_task::SentPlantCommand) -> Option<String> {
+pub fn plant_command(c: &super::record::PlantCommandPoint<'_>) -> Option<String> {
     LineBuilder::new("plant_command")
-        .tag("plant", &c.plant)
-        .tag("pressure_point", &c.plan.pressure_point)
+        .tag("plant", c.plant)
+        .tag("pressure_point", c.pressure_point)
         .int("seq", c.seq as i64)
         .int("epoch", c.epoch as i64)
-        .float("supply_setpoint_c", c.plan.supply_setpoint_c)
-        .float(
-            "diff_pressure_setpoint_kpa",
-            c.plan.diff_pressure_setpoint_kpa,
-        )
-        .float("curve_c", c.plan.curve_c)
-        .float("trim_k", c.plan.trim_k)
-        .float_opt("critical_demand_pct", c.plan.critical.as_ref().map(|x| x.1))
-        .string(
-            "critical",
-            c.plan.critical.as_ref().map_or("", |x| x.0.as_str()),
-        )
-        .string("basis", c.plan.basis.as_str())
-        .int("fresh_stations", c.plan.fresh_stations as i64)
+        .float("supply_setpoint_c", c.supply_setpoint_c)
+        .float("diff_pressure_setpoint_kpa", c.diff_pressure_setpoint_kpa)
+        .float("curve_c", c.curve_c)
+        .float("trim_k", c.trim_k)
+        .float_opt("critical_demand_pct", c.critical.map(|x| x.1))
+        .string("critical", c.critical.map_or("", |x| x.0))
+        .string("basis", c.basis)
+        .int("fresh_stations", c.fresh_stations as i64)
         .finish(c.ts_ms)
 }
 

@@ -41,15 +41,34 @@ pub enum Record<'a> {
     /// `plant`: an accepted plant reading (contract §7).
     Plant {
         plant: &'a str,
-        reading: &'a crate::ingest::plant::PlantReading,
+        reading: &'a crate::model::PlantReading,
     },
     /// `network_point`: an accepted pressure-point reading.
     NetworkPoint {
         point: &'a str,
-        reading: &'a crate::ingest::plant::PointReading,
+        reading: &'a crate::model::PointReading,
     },
     /// `plant_command`: a command that went out to the plant, with the loop's reasons.
-    PlantCommand(&'a crate::control::plant_task::SentPlantCommand),
+    PlantCommand(PlantCommandPoint<'a>),
+}
+
+/// One command to the plant as it went out, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlantCommandPoint<'a> {
+    pub plant: &'a str,
+    pub seq: u64,
+    pub epoch: u64,
+    pub supply_setpoint_c: f64,
+    pub diff_pressure_setpoint_kpa: f64,
+    pub pressure_point: &'a str,
+    pub curve_c: f64,
+    pub trim_k: f64,
+    /// The most demanding station and its demand, %.
+    pub critical: Option<(&'a str, f64)>,
+    /// `fleet` or `curve`.
+    pub basis: &'static str,
+    pub fresh_stations: usize,
+    pub ts_ms: i64,
 }
 
 /// One finding of the station diagnosis as it is named (active) or cleared.
