@@ -100,7 +100,7 @@ impl Reading {
 }
 
 /// One accepted plant reading (contract §7).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PlantReading {
     pub ts_ms: i64,
     pub supply_temp_c: f64,
@@ -111,8 +111,9 @@ pub struct PlantReading {
     pub diff_pressure_kpa: f64,
     pub pump_pct: f64,
     /// Heat per production unit, kW, by the plant's own unit names.
-    pub units: Vec<(String, f64)>,
+    pub units: std::collections::BTreeMap<String, f64>,
     /// The (epoch, seq) of the last command the plant accepted, when it says.
+    #[serde(skip)]
     pub applied: Option<(u64, u64)>,
 }
 

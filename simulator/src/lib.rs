@@ -289,6 +289,17 @@ impl SimConfig {
             .collect()
     }
 
+    /// A network generated for this fleet (from `seed`): sized for each station's design load
+    /// at a 50 K primary ΔT ([`network::file::generate_for`]).
+    pub fn generated_network(&self, seed: u64) -> network::file::NetworkFile {
+        let loads: Vec<(String, f64)> = self
+            .build_stations()
+            .iter()
+            .map(|s| (s.id.clone(), s.plant.p.design_heat_w / 1000.0))
+            .collect();
+        network::file::generate_for(&loads, seed, 50.0)
+    }
+
     /// The heat index (W/m²) each station was designed for, as its station data sheet gives it
     /// to the heating centre, in the order of [`SimConfig::build_stations`].
     pub fn design_heat_index_w_m2(&self) -> Vec<f64> {

@@ -80,7 +80,7 @@ pub struct PlantStatus {
     pub id: String,
     /// `control` or `monitor`.
     pub mode: &'static str,
-    pub reading: Option<PlantView>,
+    pub reading: Option<PlantReading>,
     /// No plant reading within `plant_stale_after_s`.
     pub stale: bool,
     pub online: Option<bool>,
@@ -113,34 +113,6 @@ pub struct TrendPoint {
     /// The pressure asked for at the pressure point and the least a station saw, kPa.
     pub dp_setpoint_kpa: f64,
     pub lowest_dp_kpa: Option<f64>,
-}
-
-/// A plant reading as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PlantView {
-    pub ts_ms: i64,
-    pub supply_temp_c: f64,
-    pub return_temp_c: f64,
-    pub flow_m3h: f64,
-    pub heat_kw: f64,
-    pub diff_pressure_kpa: f64,
-    pub pump_pct: f64,
-    pub units: BTreeMap<String, f64>,
-}
-
-impl From<&PlantReading> for PlantView {
-    fn from(r: &PlantReading) -> Self {
-        Self {
-            ts_ms: r.ts_ms,
-            supply_temp_c: r.supply_temp_c,
-            return_temp_c: r.return_temp_c,
-            flow_m3h: r.flow_m3h,
-            heat_kw: r.heat_kw,
-            diff_pressure_kpa: r.diff_pressure_kpa,
-            pump_pct: r.pump_pct,
-            units: r.units.iter().cloned().collect(),
-        }
-    }
 }
 
 /// The published view: `None` without a `[plant]`.
@@ -330,7 +302,7 @@ impl PlantTask {
             } else {
                 "monitor"
             },
-            reading: seen.reading.as_ref().map(PlantView::from),
+            reading: seen.reading.clone(),
             stale: seen.received_ms.is_none_or(|t| now - t > stale_ms),
             online: seen.online,
             plan: Some(plan),

@@ -12,7 +12,7 @@
 
 use std::cell::RefCell;
 
-use heatgrid_sim::network::file::{generate_for, NetworkFile};
+use heatgrid_sim::network::file::NetworkFile;
 use heatgrid_sim::scenario::{
     self, Disturbance, Loads, NetworkRun, PlantPolicy, Policy, RunReport, Scenario,
 };
@@ -74,13 +74,7 @@ impl Options {
     /// The network generated for this fleet (from the seed, sized for each station's design
     /// load at a 50 K primary ΔT).
     pub fn network(&self) -> NetworkFile {
-        let loads: Vec<(String, f64)> = self
-            .sim()
-            .build_stations()
-            .iter()
-            .map(|s| (s.id.clone(), s.plant.p.design_heat_w / 1000.0))
-            .collect();
-        generate_for(&loads, self.seed, 50.0)
+        self.sim().generated_network(self.seed)
     }
 }
 

@@ -84,13 +84,13 @@ pub fn decode_plant(
 ) -> Result<PlantReading, Reject> {
     let obj = object(payload, limits)?;
     let ts_ms = timestamp(&obj, now_ms, limits)?;
-    let mut units = Vec::new();
+    let mut units = BTreeMap::new();
     if let Some(u) = obj.get("units") {
         let Value::Object(map) = u else {
             return Err(Reject::WrongType("units".to_owned()));
         };
         for (name, v) in map.iter().take(super::decode::MAX_EXTRA_FIELDS) {
-            units.push((name.clone(), number("units", v, -HEAT_MAX_KW, HEAT_MAX_KW)?));
+            units.insert(name.clone(), number("units", v, -HEAT_MAX_KW, HEAT_MAX_KW)?);
         }
     }
     let int = |name: &str| obj.get(name).and_then(Value::as_u64);
@@ -133,7 +133,7 @@ mod tests {
         assert_eq!(r.supply_temp_c, 95.2);
         assert_eq!(
             r.units,
-            [("base".into(), 250000.0), ("peak".into(), 40000.0)]
+            BTreeMap::from([("base".into(), 250000.0), ("peak".into(), 40000.0)])
         );
         assert_eq!(r.applied, Some((3, 17)));
         let no_dp = br#"{"supply_temp_c":95.2,"return_temp_c":48.0,"flow_m3h":5400,"heat_kw":1,"pump_pct":62}"#;

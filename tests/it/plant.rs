@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use heatgrid::app;
 use heatgrid_sim::network::district::Loads;
-use heatgrid_sim::network::file::generate_for;
 use heatgrid_sim::{SimConfig, SimNetwork};
 
 use crate::util;
@@ -29,12 +28,7 @@ async fn the_engine_commands_the_plant_from_the_fleet_and_the_plant_falls_back_w
         speed: SPEED,
         ..SimConfig::default()
     };
-    let loads: Vec<(String, f64)> = sim_cfg
-        .build_stations()
-        .iter()
-        .map(|s| (s.id.clone(), s.plant.p.design_heat_w / 1000.0))
-        .collect();
-    let ids: Vec<String> = loads.iter().map(|(id, _)| id.clone()).collect();
+    let ids: Vec<String> = sim_cfg.build_stations().into_iter().map(|s| s.id).collect();
     let mut cfg = util::engine_config(&ids, broker.port, "3.1.1", SPEED, dir.path(), Some(vm.port));
     // Every 5 plant seconds (a quarter of a second here), valid for 6 wall seconds.
     let plant = heatgrid::config::Config::parse(
@@ -51,7 +45,7 @@ async fn the_engine_commands_the_plant_from_the_fleet_and_the_plant_falls_back_w
     let api = format!("http://{}", engine.api_addr().unwrap());
     let sim = heatgrid_sim::spawn(SimConfig {
         network: Some(SimNetwork {
-            file: generate_for(&loads, 5, 50.0),
+            file: sim_cfg.generated_network(5),
             loads: Loads::PEAKY,
             cell_m: 50.0,
             plant_id: "main".into(),

@@ -178,14 +178,9 @@ async fn the_control_room_in_a_browser() {
         record_commands: true,
         ..SimConfig::default()
     };
-    let loads: Vec<(String, f64)> = sim_cfg
-        .build_stations()
-        .iter()
-        .map(|s| (s.id.clone(), s.plant.p.design_heat_w / 1000.0))
-        .collect();
     let sim = heatgrid_sim::spawn(SimConfig {
         network: Some(heatgrid_sim::SimNetwork {
-            file: heatgrid_sim::network::file::generate_for(&loads, 3, 50.0),
+            file: sim_cfg.generated_network(3),
             loads: heatgrid_sim::network::district::Loads::PEAKY,
             cell_m: 50.0,
             plant_id: "main".into(),

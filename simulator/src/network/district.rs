@@ -416,7 +416,6 @@ mod tests {
         assert!(dhw_profile(3.0) < 0.5 && dhw_profile(13.0) < 0.5);
     }
 
-    use crate::network::file::generate_for;
     use crate::scenario::{self, Disturbance, NetworkRun, PlantPolicy, Policy, Scenario};
     use crate::SimConfig;
 
@@ -427,12 +426,8 @@ mod tests {
             warmup_h: 2.0,
             ..SimConfig::default()
         };
-        let loads: Vec<(String, f64)> = cfg
-            .build_stations()
-            .iter()
-            .map(|s| (s.id.clone(), s.plant.p.design_heat_w / 1000.0))
-            .collect();
-        (cfg, generate_for(&loads, 3, 50.0))
+        let file = cfg.generated_network(3);
+        (cfg, file)
     }
 
     fn run<'a>(
