@@ -18,6 +18,7 @@ use crate::alarms::shared::SharedAlarms;
 use crate::alarms::task::AlarmTask;
 use crate::alarms::AlarmBook;
 use crate::api::{ApiState, StationInfo};
+use crate::cluster::partition::partition_of;
 use crate::cluster::state::StateRequest;
 use crate::command::dispatch::{Dispatcher, Numbering, Route};
 use crate::command::seq::SeqStore;
@@ -25,7 +26,7 @@ use crate::config::{Config, StationConfig};
 use crate::control::change::Inbox;
 use crate::control::coordination::Coordination;
 use crate::control::district::District;
-use crate::control::plant_task::{PlantStatusView, PlantTask, PlantTaskParts};
+use crate::control::plant_task::{ClusterParts, PlantStatusView, PlantTask, PlantTaskParts};
 use crate::control::shared_district::SharedDistrict;
 use crate::control::task::{ControlOn, ControlSettings, ControlTask, Station};
 use crate::control::StationController;
@@ -138,6 +139,11 @@ pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
             watch::channel(None).1,
         ),
     };
+    // In a cluster the plant is commanded by partition 0's owner: its task needs the leads.
+    let numbering_leads = match &numbering {
+        Numbering::Fenced { leads, .. } => Some(leads.clone()),
+        Numbering::Durable { .. } => None,
+    };
     let dispatcher = Dispatcher::new(
         routes(&cfg, modbus_tx),
         numbering,
@@ -149,21 +155,28 @@ pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
     // the control task publishes the fleet's status.
     let plant = match (&cfg.plant, plant_feed) {
         (Some(p), Some(feed)) => {
-            // In a cluster the plant is watched, not commanded (no fenced owner for it yet).
-            let may_command = cfg.cluster.is_none();
-            if p.control && !may_command {
-                tracing::warn!(plant = %p.id, "In a cluster the plant loop only watches the plant: commanding it from one fenced owner is not built yet.");
-            }
             let parts = PlantTaskParts {
                 feed,
                 weather: weather.clone(),
-                link: may_command.then(|| link.clone()),
+                link: Some(link.clone()),
                 prefix: cfg.mqtt.topic_prefix.clone(),
                 store: store.clone(),
                 data_dir: cfg.data_dir.clone(),
                 default_outdoor_c: cfg.default_outdoor_c,
                 time_scale: cfg.time_scale,
                 fleet_size: cfg.stations.len(),
+                cluster: match (&numbering_leads, &replicate, &cfg.cluster) {
+                    (Some(leads), Some(requests), Some(m)) => Some(ClusterParts {
+                        leads: leads.clone(),
+                        requests: requests.clone(),
+                        partition: cfg
+                            .stations
+                            .iter()
+                            .map(|s| partition_of(s.id.as_str(), m.partitions))
+                            .collect(),
+                    }),
+                    _ => None,
+                },
             };
             Some(PlantTask::new(p.clone(), parts))
         }

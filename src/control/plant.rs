@@ -188,6 +188,25 @@ pub struct PlantController {
     /// Plant seconds per wall-clock second (> 1 only against an accelerated simulator): the
     /// trim and the ramp act in plant time.
     pub time_scale: f64,
+    /// Fresh stations as told ([`PlantController::set_fresh_count`]).
+    fresh_count: Option<usize>,
+}
+
+/// A station's demand on the plant, %: its valve opening, plus ten points per kelvin its
+/// supply is short of `setpoint_c` (beyond half a kelvin).
+pub fn demand_of(reading: &Reading, setpoint_c: Option<f64>) -> f64 {
+    let valve = reading.valve_pct.unwrap_or(0.0);
+    let short = setpoint_c.map_or(0.0, |sp| (sp - reading.supply_temp_c - 0.5).max(0.0));
+    valve + 10.0 * short
+}
+
+/// The differential pressure across a station on the primary side, kPa, if it reports it.
+pub fn dp_of(reading: &Reading) -> Option<f64> {
+    reading
+        .extra
+        .iter()
+        .find(|(k, _)| k == "primary_diff_pressure_kpa")
+        .map(|(_, v)| *v)
 }
 
 impl PlantController {
@@ -203,6 +222,7 @@ impl PlantController {
             last_plan_ms: None,
             plant: None,
             time_scale: 1.0,
+            fresh_count: None,
         }
     }
 
@@ -229,21 +249,27 @@ impl PlantController {
 
     /// A station's reading, with the supply setpoint it is being held to, if known.
     pub fn observe(&mut self, reading: &Reading, setpoint_c: Option<f64>) {
-        let valve = reading.valve_pct.unwrap_or(0.0);
-        let short = setpoint_c.map_or(0.0, |sp| (sp - reading.supply_temp_c - 0.5).max(0.0));
-        let dp_kpa = reading
-            .extra
-            .iter()
-            .find(|(k, _)| k == "primary_diff_pressure_kpa")
-            .map(|(_, v)| *v);
+        let (demand, dp) = (demand_of(reading, setpoint_c), dp_of(reading));
+        self.observe_demand(reading.station.clone(), reading.ts_ms, demand, dp);
+    }
+
+    /// A station's demand (%) and differential pressure (kPa) at `ts_ms`, as another
+    /// instance of a cluster summed it up.
+    pub fn observe_demand(&mut self, id: StationId, ts_ms: i64, demand: f64, dp_kpa: Option<f64>) {
         self.stations.insert(
-            reading.station.clone(),
+            id,
             Seen {
-                ts_ms: reading.ts_ms,
-                demand: valve + 10.0 * short,
+                ts_ms,
+                demand,
                 dp_kpa,
             },
         );
+    }
+
+    /// How many stations have fresh data, when the loop is told rather than counts (a
+    /// cluster's owner sees only each partition's most demanding and worst-off station).
+    pub fn set_fresh_count(&mut self, n: Option<usize>) {
+        self.fresh_count = n;
     }
 
     /// The plan at `now_ms`, outdoor `outdoor_c` now and `forecast` if the engine has one.
@@ -262,8 +288,9 @@ impl PlantController {
             .collect();
         let ahead = forecast.map_or(outdoor_c, |f| f.at(now_ms + (s.lead_s * 1000.0) as i64).0);
         let curve_c = s.curve.supply_c(ahead);
+        let fresh_n = self.fresh_count.unwrap_or(fresh.len());
         let enough = !fresh.is_empty()
-            && fresh.len() as f64 >= s.min_fresh_share * self.fleet_size.max(1) as f64;
+            && fresh_n as f64 >= s.min_fresh_share * self.fleet_size.max(1) as f64;
         let (loss_kw, pump_kw, lower_pays) = self.costs(now_ms);
         let s = &self.settings;
         let critical = fresh
@@ -344,7 +371,7 @@ impl PlantController {
             critical,
             curve_c,
             trim_k: self.trim_k,
-            fresh_stations: fresh.len(),
+            fresh_stations: fresh_n,
             loss_kw,
             pump_kw,
             lower_pays,

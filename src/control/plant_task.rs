@@ -7,8 +7,14 @@
 //! (it never writes into it). The plant's telemetry and acknowledgements come from ingest
 //! ([`PlantFeed`]); commands go out on the engine's own MQTT session, numbered by a `seq`
 //! that starts above what the plant last accepted (its telemetry's `applied_seq`, and the
-//! seq kept in `data_dir/plant_seq`), so a restarted engine is not refused. In a cluster the
-//! plant is only watched: commanding it from one fenced owner is not built yet.
+//! seq kept in `data_dir/plant_seq`), so a restarted engine is not refused.
+//!
+//! In a cluster each instance sums up the stations of the partitions it leads (how many are
+//! fresh, the most demanding and the worst-off one) and keeps that in etcd under the
+//! partition's epoch. The owner of partition 0 reads every partition's summary, plans on the
+//! whole fleet, and commands the plant on partition 0's MQTT session under that partition's
+//! epoch while its fence holds, as the district coordinator runs there: a deposed owner's
+//! commands carry an older epoch and the plant refuses them.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -16,15 +22,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::plant::{PlantConfig, PlantController, PlantPlan};
 use super::status::StationStatus;
 use crate::clock::now_ms;
+use crate::cluster::state::{StateRequest, StateWrite};
+use crate::command::dispatch::{Lead, Leads};
 use crate::ingest::mqtt::Link;
-use crate::ingest::plant::{PlantFeed, PlantReading};
+use crate::ingest::plant::{PlantFeed, PlantReading, PlantSeen};
 use crate::ingest::Weather;
 use crate::store::record::{PlantCommandPoint, Record};
 use crate::store::StoreHandle;
@@ -78,7 +86,8 @@ impl SentPlantCommand {
 #[derive(Debug, Clone, Serialize)]
 pub struct PlantStatus {
     pub id: String,
-    /// `control` or `monitor`.
+    /// `control`, or `monitor` (`mode = "monitor"`, or an instance of a cluster that does
+    /// not lead partition 0).
     pub mode: &'static str,
     pub reading: Option<PlantReading>,
     /// No plant reading within `plant_stale_after_s`.
@@ -136,6 +145,11 @@ pub struct PlantTask {
     last_command: Option<SentPlantCommand>,
     trend: std::collections::VecDeque<TrendPoint>,
     tx: watch::Sender<Option<Arc<PlantStatus>>>,
+    cluster: Option<ClusterParts>,
+    /// In a cluster: the summaries' read this instance waits for, and the epoch of partition 0
+    /// it commands the plant under.
+    pending: Option<Reply>,
+    commanding: Option<u64>,
 }
 
 /// What the task is built from, beside its config.
@@ -150,7 +164,33 @@ pub struct PlantTaskParts {
     pub default_outdoor_c: f64,
     pub time_scale: f64,
     pub fleet_size: usize,
+    /// In a cluster: who leads which partition, the way to etcd, and each station's partition.
+    pub cluster: Option<ClusterParts>,
 }
+
+/// What the plant task needs in a cluster.
+#[derive(Debug)]
+pub struct ClusterParts {
+    pub leads: watch::Receiver<Arc<Leads>>,
+    pub requests: mpsc::Sender<StateRequest>,
+    /// Per station (config order), its partition.
+    pub partition: Vec<u32>,
+}
+
+/// Where the partitions' summaries are kept in etcd.
+const SUMMARY_PREFIX: &str = "heatgrid/plant/summary/";
+
+/// One partition's stations as the plant loop needs them, kept in etcd by its owner: how many
+/// are fresh, and the most demanding and the worst-off one (id, demand %, Δp kPa).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Summary {
+    ts_ms: i64,
+    fresh: usize,
+    critical: Option<(String, f64, Option<f64>)>,
+    lowest: Option<(String, f64, Option<f64>)>,
+}
+
+type Reply = oneshot::Receiver<Result<Vec<(String, String)>, String>>;
 
 impl PlantTask {
     pub fn new(cfg: PlantConfig, p: PlantTaskParts) -> (Self, PlantStatusView) {
@@ -162,7 +202,8 @@ impl PlantTask {
             .unwrap_or(0);
         let mut ctrl = PlantController::new(cfg.settings.clone(), p.fleet_size);
         ctrl.time_scale = p.time_scale;
-        let link = p.link.filter(|_| cfg.control);
+        // Alone, the engine's own session; in a cluster, partition 0's while it is led here.
+        let link = p.link.filter(|_| cfg.control && p.cluster.is_none());
         (
             Self {
                 ctrl,
@@ -179,6 +220,9 @@ impl PlantTask {
                 last_command: None,
                 trend: std::collections::VecDeque::with_capacity(TREND_POINTS),
                 tx,
+                cluster: p.cluster,
+                pending: None,
+                commanding: None,
             },
             rx,
         )
@@ -208,7 +252,8 @@ impl PlantTask {
     async fn period(&mut self, stations: &[StationStatus], now: i64) {
         let mut lowest: Option<(String, f64)> = None;
         let mut outdoor = Vec::new();
-        for st in stations.iter().filter(|s| !s.stale) {
+        let mut summaries: BTreeMap<u32, (u64, Summary)> = BTreeMap::new();
+        for (i, st) in stations.iter().enumerate().filter(|(_, s)| !s.stale) {
             let (Some(r), Some(o)) = (&st.reading, &st.outputs) else {
                 continue;
             };
@@ -216,7 +261,16 @@ impl PlantTask {
             // nothing of what the network gives it, so it does not steer the plant (its
             // pressure is still shown and alarmed on).
             if st.mode == crate::model::Mode::Auto {
-                self.ctrl.observe(r, Some(o.supply_setpoint_c));
+                match (&self.cluster, st.epoch) {
+                    (None, _) => self.ctrl.observe(r, Some(o.supply_setpoint_c)),
+                    // In a cluster, summed up per led partition for partition 0's owner.
+                    (Some(c), Some(epoch)) => {
+                        let p = c.partition.get(i).copied().unwrap_or(0);
+                        let (_, sum) = summaries.entry(p).or_insert((epoch, Summary::default()));
+                        sum.add(st.id.as_str(), r, o.supply_setpoint_c);
+                    }
+                    (Some(_), None) => {}
+                }
             }
             outdoor.extend(r.outdoor_temp_c);
             let dp = r
@@ -257,7 +311,14 @@ impl PlantTask {
             // Refused: never reuse a number the plant may have seen.
             self.seq = self.seq.max(*seq);
         }
-        let plan = self.ctrl.plan(now, outdoor_c, forecast.as_deref());
+        let plan = match self.cluster.is_some() {
+            false => Some(self.ctrl.plan(now, outdoor_c, forecast.as_deref())),
+            true => self.cluster_period(summaries, now, outdoor_c, forecast.as_deref()),
+        };
+        if let (Some(plan), Some(lead)) = (&plan, self.lead0()) {
+            self.command_fenced(plan, &lead, &seen, now);
+        }
+        let plan = plan.unwrap_or_else(|| self.ctrl.plan(now, outdoor_c, forecast.as_deref()));
         if let Some(link) = &self.link {
             self.seq += 1;
             let cmd = SentPlantCommand {
@@ -297,7 +358,7 @@ impl PlantTask {
         });
         let status = PlantStatus {
             id: self.cfg.id.clone(),
-            mode: if self.cfg.control {
+            mode: if self.link.is_some() || self.commanding.is_some() {
                 "control"
             } else {
                 "monitor"
@@ -321,6 +382,142 @@ impl PlantTask {
             trend: self.trend.iter().copied().collect(),
         };
         self.tx.send_replace(Some(Arc::new(status)));
+    }
+}
+
+impl PlantTask {
+    /// Partition 0's lead, if this instance holds it (and its fence) and may command.
+    fn lead0(&self) -> Option<Lead> {
+        let c = self.cluster.as_ref().filter(|_| self.cfg.control)?;
+        let leads = c.leads.borrow();
+        leads.first().cloned().flatten().filter(|l| l.fence.holds())
+    }
+
+    /// A cluster's period: this instance's led partitions' summaries go to etcd; the owner of
+    /// partition 0 takes in the last read of every partition's and plans. `None` elsewhere.
+    fn cluster_period(
+        &mut self,
+        summaries: BTreeMap<u32, (u64, Summary)>,
+        now: i64,
+        outdoor_c: f64,
+        forecast: Option<&crate::predict::forecast::Forecast>,
+    ) -> Option<PlantPlan> {
+        let c = self.cluster.as_ref()?;
+        for (p, (epoch, sum)) in summaries {
+            let Ok(value) = serde_json::to_string(&Summary { ts_ms: now, ..sum }) else {
+                continue;
+            };
+            let write = StateWrite {
+                partition: p,
+                epoch,
+                puts: vec![(format!("{SUMMARY_PREFIX}{p:04}"), value)],
+                done: None,
+            };
+            let _ = c.requests.try_send(StateRequest::Write(write));
+        }
+        let lead = self.lead0();
+        if lead.is_none() {
+            if self.commanding.take().is_some() {
+                info!(plant = %self.cfg.id, "No longer commanding the plant (partition 0 passed on).");
+            }
+            self.pending = None;
+            return None;
+        }
+        // The last read's answer, then the next read.
+        let answer = match self.pending.as_mut().map(|r| r.try_recv()) {
+            Some(Ok(kept)) => Some(kept),
+            Some(Err(oneshot::error::TryRecvError::Closed)) => Some(Err("dropped".into())),
+            Some(Err(oneshot::error::TryRecvError::Empty)) | None => None,
+        };
+        let answered = answer.is_some();
+        if let Some(Ok(kept)) = answer {
+            let stale_ms = (self.cfg.settings.stale_after_s * 1000.0) as i64;
+            let mut fresh = 0;
+            for (_, v) in kept {
+                let Ok(sum) = serde_json::from_str::<Summary>(&v) else {
+                    continue;
+                };
+                if now - sum.ts_ms > stale_ms {
+                    continue;
+                }
+                fresh += sum.fresh;
+                for (id, demand, dp) in sum.critical.into_iter().chain(sum.lowest) {
+                    if let Ok(id) = crate::model::StationId::new(&id) {
+                        self.ctrl.observe_demand(id, sum.ts_ms, demand, dp);
+                    }
+                }
+            }
+            self.ctrl.set_fresh_count(Some(fresh));
+        }
+        if answered || self.pending.is_none() {
+            let (tx, rx) = oneshot::channel();
+            let read = StateRequest::Read {
+                prefix: SUMMARY_PREFIX.into(),
+                reply: tx,
+            };
+            self.pending = c.requests.try_send(read).ok().map(|()| rx);
+        }
+        Some(self.ctrl.plan(now, outdoor_c, forecast))
+    }
+
+    /// Commands the plant under partition 0's epoch on its session, `seq` restarting above
+    /// what the plant applied in this epoch: a deposed owner's commands carry an older epoch
+    /// and the plant refuses them.
+    fn command_fenced(&mut self, plan: &PlantPlan, lead: &Lead, seen: &PlantSeen, now: i64) {
+        if self.commanding != Some(lead.epoch) {
+            info!(plant = %self.cfg.id, epoch = lead.epoch, "Commanding the plant here now (partition 0 led here).");
+            self.commanding = Some(lead.epoch);
+            self.seq = 0;
+        }
+        if let Some((_, seq)) = seen
+            .reading
+            .as_ref()
+            .and_then(|r| r.applied)
+            .filter(|(e, _)| *e == lead.epoch)
+        {
+            self.seq = self.seq.max(seq);
+        }
+        self.seq += 1;
+        let cmd = SentPlantCommand {
+            plant: self.cfg.id.clone(),
+            seq: self.seq,
+            epoch: lead.epoch,
+            ts_ms: now,
+            valid_for_s: self.cfg.command_valid_for_s,
+            plan: plan.clone(),
+        };
+        let topic = format!("{}/plant/{}/command", self.prefix, self.cfg.id);
+        match lead
+            .link
+            .try_publish(&topic, true, false, cmd.payload().to_string().into_bytes())
+        {
+            Ok(()) => {
+                self.store.submit(&Record::PlantCommand(cmd.point()));
+                self.last_command = Some(cmd);
+            }
+            Err(e) => warn!(error = %e, "Plant command not queued."),
+        }
+    }
+}
+
+impl Summary {
+    /// Takes in one station's reading and setpoint.
+    fn add(&mut self, id: &str, r: &crate::model::Reading, setpoint_c: f64) {
+        use super::plant::{demand_of, dp_of};
+        self.fresh += 1;
+        let (demand, dp) = (demand_of(r, Some(setpoint_c)), dp_of(r));
+        if self.critical.as_ref().is_none_or(|c| demand > c.1) {
+            self.critical = Some((id.to_owned(), demand, dp));
+        }
+        if let Some(d) = dp {
+            if self
+                .lowest
+                .as_ref()
+                .is_none_or(|l| l.2.is_none_or(|x| d < x))
+            {
+                self.lowest = Some((id.to_owned(), demand, dp));
+            }
+        }
     }
 }
 

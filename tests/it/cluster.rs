@@ -781,3 +781,118 @@ async fn an_acknowledged_alarm_survives_the_death_of_the_instance_that_held_it()
         .log()
         .contains("Alarms taken over from the previous owner"));
 }
+
+/// The plant in a cluster (contract §7): exactly one instance commands it, the owner of
+/// partition 0, under that partition's epoch, from every partition's summary kept in etcd;
+/// when that instance dies, the next owner commands it under a newer epoch and the plant
+/// follows it, never again the old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_plant_is_commanded_by_partition_0s_owner_and_the_next_one_after_its_death() {
+    const SPEED: f64 = 20.0;
+    let etcd = Etcd::ready().await;
+    let broker = crate::util::mosquitto();
+    let sim_cfg = heatgrid_sim::SimConfig {
+        port: broker.port,
+        stations: 6,
+        seed: 5,
+        speed: SPEED,
+        ..heatgrid_sim::SimConfig::default()
+    };
+    let mut rest = String::from(
+        "[plant]\nid = \"main\"\nperiod_s = 5\ncommand_valid_for_s = 6\nmin_dp_kpa = 60\n",
+    );
+    for s in sim_cfg.build_stations() {
+        rest.push_str(&format!("[[station]]\nid = {:?}\n", s.id));
+    }
+    let engine = format!(
+        "tick_s = {}\nstaleness_s = 2\ncommand_valid_for_s = 30\ntime_scale = {SPEED}\n",
+        5.0 / SPEED
+    );
+    let eps = etcd.endpoints();
+    let mut instances = vec![
+        Instance::start_with("a", &eps, broker.port, 3, (&engine, &rest)),
+        Instance::start_with("b", &eps, broker.port, 3, (&engine, &rest)),
+    ];
+    let sim = heatgrid_sim::spawn(heatgrid_sim::SimConfig {
+        network: Some(heatgrid_sim::SimNetwork {
+            file: sim_cfg.generated_network(5),
+            loads: heatgrid_sim::network::district::Loads::PEAKY,
+            cell_m: 50.0,
+            plant_id: "main".into(),
+        }),
+        ..sim_cfg
+    })
+    .await;
+
+    // The plant follows one instance, planning on the whole fleet (its summaries from etcd).
+    let applied = |sim: &heatgrid_sim::SimHandle| {
+        sim.plant()
+            .filter(|(t, _, _)| t.mode == "engine")
+            .and_then(|(t, _, _)| Some((t.applied_epoch?, t.applied_seq?)))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (owner, first) = loop {
+        let mut modes = Vec::new();
+        for i in &instances {
+            modes.push(i.get("/api/v1/plant").await);
+        }
+        let control: Vec<usize> = (0..2)
+            .filter(|k| modes[*k].as_ref().is_some_and(|v| v["mode"] == "control"))
+            .collect();
+        let fleet_wide = control.first().and_then(|k| {
+            let v = modes[*k].as_ref()?;
+            (v["plan"]["basis"] == "fleet" && v["plan"]["fresh_stations"] == 6).then_some(*k)
+        });
+        if let (Some(k), Some(a)) = (fleet_wide, applied(&sim)) {
+            assert_eq!(
+                control.len(),
+                1,
+                "two instances command the plant: {modes:?}"
+            );
+            if a.1 >= 5 {
+                break (k, a);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no instance commands the plant: {modes:?}, {:?}\n{}\n{}",
+            sim.plant(),
+            instances[0].log(),
+            instances[1].log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(instances[owner]
+        .log()
+        .contains("Commanding the plant here now"));
+
+    // Its owner dies: the survivor takes partition 0 and the plant follows it, under a newer
+    // epoch, and stays with it.
+    let mut dead = instances.remove(owner);
+    dead.child.kill().unwrap();
+    dead.child.wait().unwrap();
+    let survivor = &instances[0];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let second = loop {
+        if let Some(a) = applied(&sim).filter(|a| a.0 > first.0 && a.1 >= 3) {
+            break a;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no takeover of the plant: {:?}\n{}",
+            sim.plant(),
+            survivor.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let v = survivor.get("/api/v1/plant").await.unwrap();
+    assert_eq!(v["mode"], "control", "{v}");
+    assert_eq!(v["last_command"]["epoch"].as_u64(), Some(second.0), "{v}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let later = applied(&sim).unwrap();
+    assert!(
+        later.0 == second.0 && later.1 > second.1,
+        "{later:?} after {second:?}"
+    );
+    sim.stop().await;
+}
