@@ -11,6 +11,7 @@ pub mod change;
 pub mod coordination;
 pub mod coordinator;
 pub mod curve;
+pub mod delay;
 pub mod district;
 pub mod fleet;
 pub mod kpi;

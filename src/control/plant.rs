@@ -28,6 +28,7 @@
 use std::collections::HashMap;
 
 use crate::control::curve::Curve;
+use crate::control::delay::DelayEstimator;
 use crate::model::{Reading, StationId};
 use crate::predict::forecast::Forecast;
 
@@ -127,6 +128,8 @@ struct Seen {
     /// Valve opening, % (plus the supply shortfall's points): its demand on the plant.
     demand: f64,
     dp_kpa: Option<f64>,
+    /// Its primary supply temperature, °C, if it reports it.
+    primary_c: Option<f64>,
 }
 
 /// Why the plant is asked for what it is asked.
@@ -162,6 +165,10 @@ pub struct PlantPlan {
     pub curve_c: f64,
     pub trim_k: f64,
     pub fresh_stations: usize,
+    /// How far ahead the curve was read, s: the transport time to the most demanding station
+    /// as learned (`lead_learned`), else the configured `lead_s`.
+    pub lead_s: f64,
+    pub lead_learned: bool,
     /// The network's heat loss (UA × mean water temperature above ground) and the pumps'
     /// electricity, kW; and whether a lower supply pays for itself (`None`: not known: no
     /// plant reading or no UA).
@@ -190,6 +197,8 @@ pub struct PlantController {
     pub time_scale: f64,
     /// Fresh stations as told ([`PlantController::set_fresh_count`]).
     fresh_count: Option<usize>,
+    /// The transport time to the most demanding station, learned.
+    delay: DelayEstimator,
 }
 
 /// A station's demand on the plant, %: its valve opening, plus ten points per kelvin its
@@ -223,6 +232,8 @@ impl PlantController {
             plant: None,
             time_scale: 1.0,
             fresh_count: None,
+            // Twelve hours seen, up to six hours of transport.
+            delay: DelayEstimator::new(720, 360),
         }
     }
 
@@ -245,12 +256,21 @@ impl PlantController {
         dp: f64,
     ) {
         self.plant = Some((ts_ms, supply, ret, flow, heat, dp));
+        self.delay.plant(ts_ms, supply);
     }
 
     /// A station's reading, with the supply setpoint it is being held to, if known.
     pub fn observe(&mut self, reading: &Reading, setpoint_c: Option<f64>) {
         let (demand, dp) = (demand_of(reading, setpoint_c), dp_of(reading));
         self.observe_demand(reading.station.clone(), reading.ts_ms, demand, dp);
+        let primary = reading
+            .extra
+            .iter()
+            .find(|(k, _)| k == "primary_supply_temp_c")
+            .map(|(_, v)| *v);
+        if let Some(seen) = self.stations.get_mut(&reading.station) {
+            seen.primary_c = primary;
+        }
     }
 
     /// A station's demand (%) and differential pressure (kPa) at `ts_ms`, as another
@@ -262,6 +282,7 @@ impl PlantController {
                 ts_ms,
                 demand,
                 dp_kpa,
+                primary_c: None,
             },
         );
     }
@@ -286,17 +307,26 @@ impl PlantController {
             .filter(|(_, v)| now_ms - v.ts_ms <= stale_ms)
             .map(|(k, v)| (k.clone(), *v))
             .collect();
-        let ahead = forecast.map_or(outdoor_c, |f| f.at(now_ms + (s.lead_s * 1000.0) as i64).0);
+        let most = fresh
+            .iter()
+            .max_by(|a, b| a.1.demand.total_cmp(&b.1.demand).then(b.0.cmp(&a.0)));
+        let critical = most.map(|(id, v)| (id.as_str().to_owned(), v.demand));
+        // The water's transport time to the most demanding station, learned where it shows.
+        if let Some((id, v)) = most {
+            if let Some(c) = v.primary_c {
+                self.delay.station(id, v.ts_ms, c);
+            }
+        }
+        let learned = self.delay.estimate(now_ms);
+        let s = &self.settings;
+        let lead_s = learned.map_or(s.lead_s, |e| e.0);
+        let ahead = forecast.map_or(outdoor_c, |f| f.at(now_ms + (lead_s * 1000.0) as i64).0);
         let curve_c = s.curve.supply_c(ahead);
         let fresh_n = self.fresh_count.unwrap_or(fresh.len());
         let enough = !fresh.is_empty()
             && fresh_n as f64 >= s.min_fresh_share * self.fleet_size.max(1) as f64;
         let (loss_kw, pump_kw, lower_pays) = self.costs(now_ms);
         let s = &self.settings;
-        let critical = fresh
-            .iter()
-            .max_by(|a, b| a.1.demand.total_cmp(&b.1.demand).then(b.0.cmp(&a.0)))
-            .map(|(id, v)| (id.as_str().to_owned(), v.demand));
         // The pressure point: the fresh station that sees the least, kept unless another sees
         // clearly less.
         let seen_of = |id: &StationId| fresh.iter().find(|(k, _)| k == id).map(|(_, v)| *v);
@@ -372,6 +402,8 @@ impl PlantController {
             curve_c,
             trim_k: self.trim_k,
             fresh_stations: fresh_n,
+            lead_s,
+            lead_learned: learned.is_some(),
             loss_kw,
             pump_kw,
             lower_pays,
@@ -545,5 +577,24 @@ mod tests {
         }
         assert!(p.diff_pressure_setpoint_kpa < raised);
         assert!(p.supply_setpoint_c < 112.0);
+    }
+
+    #[test]
+    fn the_curve_is_read_one_learned_transport_time_ahead() {
+        let mut c = PlantController::new(PlantSettings::default(), 1);
+        let supply = |minute: i64| 90.0 + 5.0 * ((minute as f64) / 53.0).sin();
+        let mut p = None;
+        for minute in 0..600 {
+            let now = minute * 60_000;
+            c.observe_plant(now, supply(minute), 50.0, 1000.0, 40_000.0, 300.0);
+            let mut r = reading("a", now, 85.0, 50.0, Some(80.0));
+            r.extra
+                .push(("primary_supply_temp_c".into(), supply(minute - 40) - 2.0));
+            c.observe(&r, Some(50.0));
+            p = Some(c.plan(now, 0.0, None));
+        }
+        let p = p.unwrap();
+        assert!(p.lead_learned, "{p:?}");
+        assert!((p.lead_s - 2400.0).abs() <= 60.0, "{}", p.lead_s);
     }
 }
