@@ -594,6 +594,7 @@ async function drawPlant() {
   const asks = el("div", { class: "card", id: "plant-plan" }, el("h3", {}, "What the loop asks (" + (plan.basis || "–") + ")"), plantRows([
     ["supply setpoint", fmt(plan.supply_setpoint_c, 1, " °C")],
     ["curve ahead / trim", fmt(plan.curve_c, 1, " °C") + " / " + fmt(plan.trim_k, 1, " K")],
+    ["read ahead by", fmt(plan.lead_s / 60, 0, " min") + (plan.lead_learned ? " (transport time learned)" : " (configured)")],
     ["Δp setpoint", fmt(plan.diff_pressure_setpoint_kpa, 0, " kPa") + " at " + (plan.pressure_point || "–")],
     ["most demanding", (crit[0] || "–") + " (" + fmt(crit[1], 0, " %") + ")"],
     ["loss / pumps", fmt(plan.loss_kw, 0, " kW") + " / " + fmt(plan.pump_kw, 0, " kW")],

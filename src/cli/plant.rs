@@ -78,10 +78,18 @@ fn render(v: &Value) -> String {
         );
         let _ = writeln!(
             out,
-            "  most demanding station {} ({} %), {} stations fresh",
+            "  most demanding station {} ({} %), {} stations fresh; curve read {} min ahead ({})",
             critical[0].as_str().unwrap_or("–"),
             num(&critical[1], 0),
             p["fresh_stations"],
+            p["lead_s"]
+                .as_f64()
+                .map_or_else(|| "–".to_owned(), |s| format!("{:.0}", s / 60.0)),
+            if p["lead_learned"] == true {
+                "the transport time learned"
+            } else {
+                "as configured"
+            },
         );
         if p["loss_kw"].is_number() || p["pump_kw"].is_number() {
             let _ = writeln!(
@@ -147,6 +155,7 @@ mod tests {
             "plan": {"basis": "fleet", "supply_setpoint_c": 90.0, "curve_c": 95.0, "trim_k": -5.0,
                 "diff_pressure_setpoint_kpa": 55.0, "pressure_point": "st-096",
                 "critical": ["st-008", 91.0], "fresh_stations": 100,
+                "lead_s": 2700.0, "lead_learned": true,
                 "loss_kw": 2300.0, "pump_kw": 1800.0, "lower_pays": false},
             "last_command": {"seq": 12}, "acked_seq": 12, "ack_error": null,
             "lowest_station_dp": ["st-096", 56.0], "min_dp_kpa": 50.0, "points": {}
@@ -157,7 +166,7 @@ mod tests {
             "supply 92.4 °C",
             "base 200000 kW",
             "supply 90.0 °C (curve 95.0 °C, trim -5.0 K) · Δp 55 kPa at st-096",
-            "most demanding station st-008 (91 %)",
+            "most demanding station st-008 (91 %), 100 stations fresh; curve read 45 min ahead (the transport time learned)",
             "does not pay",
             "last command seq 12 · acknowledged",
             "lowest station Δp 56 kPa at st-096",
