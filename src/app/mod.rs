@@ -29,6 +29,7 @@ mod common;
 mod forecast;
 mod handle;
 mod inputs;
+mod plant;
 mod stage;
 pub mod start;
 mod storage;

@@ -18,7 +18,6 @@ use crate::alarms::shared::SharedAlarms;
 use crate::alarms::task::AlarmTask;
 use crate::alarms::AlarmBook;
 use crate::api::{ApiState, StationInfo};
-use crate::cluster::partition::partition_of;
 use crate::cluster::state::StateRequest;
 use crate::command::dispatch::{Dispatcher, Numbering, Route};
 use crate::command::seq::SeqStore;
@@ -26,7 +25,7 @@ use crate::config::{Config, StationConfig};
 use crate::control::change::Inbox;
 use crate::control::coordination::Coordination;
 use crate::control::district::District;
-use crate::control::plant_task::{ClusterParts, PlantStatusView, PlantTask, PlantTaskParts};
+use crate::control::plant_task::PlantStatusView;
 use crate::control::shared_district::SharedDistrict;
 use crate::control::task::{ControlOn, ControlSettings, ControlTask, Station};
 use crate::control::StationController;
@@ -140,7 +139,7 @@ pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
         ),
     };
     // In a cluster the plant is commanded by partition 0's owner: its task needs the leads.
-    let numbering_leads = match &numbering {
+    let leads = match &numbering {
         Numbering::Fenced { leads, .. } => Some(leads.clone()),
         Numbering::Durable { .. } => None,
     };
@@ -153,35 +152,7 @@ pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
     );
     // The plant task is made first so that the alarm task watches its view; it runs once
     // the control task publishes the fleet's status.
-    let plant = match (&cfg.plant, plant_feed) {
-        (Some(p), Some(feed)) => {
-            let parts = PlantTaskParts {
-                feed,
-                weather: weather.clone(),
-                link: Some(link.clone()),
-                prefix: cfg.mqtt.topic_prefix.clone(),
-                store: store.clone(),
-                data_dir: cfg.data_dir.clone(),
-                default_outdoor_c: cfg.default_outdoor_c,
-                time_scale: cfg.time_scale,
-                fleet_size: cfg.stations.len(),
-                cluster: match (&numbering_leads, &replicate, &cfg.cluster) {
-                    (Some(leads), Some(requests), Some(m)) => Some(ClusterParts {
-                        leads: leads.clone(),
-                        requests: requests.clone(),
-                        partition: cfg
-                            .stations
-                            .iter()
-                            .map(|s| partition_of(s.id.as_str(), m.partitions))
-                            .collect(),
-                    }),
-                    _ => None,
-                },
-            };
-            Some(PlantTask::new(p.clone(), parts))
-        }
-        _ => None,
-    };
+    let plant = super::plant::plant_task(&c, plant_feed, &weather, &link, (leads, &replicate));
     let plant_view = plant.as_ref().map(|(_, v)| v.clone());
     let control = start_control(
         &c,
