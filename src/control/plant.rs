@@ -29,7 +29,7 @@ use std::collections::HashMap;
 
 use crate::control::curve::Curve;
 use crate::control::delay::DelayEstimator;
-use crate::model::{Reading, StationId};
+use crate::model::{PlantReading, Reading, StationId};
 use crate::predict::forecast::Forecast;
 
 /// The plant loop's settings (the `[plant]` config section).
@@ -190,8 +190,8 @@ pub struct PlantController {
     last_setpoint_c: Option<f64>,
     pressure_point: Option<StationId>,
     last_plan_ms: Option<i64>,
-    /// The plant's last reading: (ts ms, supply °C, return °C, flow m³/h, heat kW, Δp kPa).
-    plant: Option<(i64, f64, f64, f64, f64, f64)>,
+    /// The plant's last reading.
+    plant: Option<PlantReading>,
     /// Plant seconds per wall-clock second (> 1 only against an accelerated simulator): the
     /// trim and the ramp act in plant time.
     pub time_scale: f64,
@@ -237,26 +237,13 @@ impl PlantController {
         }
     }
 
-    /// Where the plant's supply is now, °C: the first plan ramps from there (bumpless).
-    pub fn start_from(&mut self, supply_c: f64) {
-        if self.last_setpoint_c.is_none() && supply_c.is_finite() {
-            self.last_setpoint_c = Some(supply_c);
+    /// The plant's reading. The first one is where the first plan ramps from (bumpless).
+    pub fn observe_plant(&mut self, r: &PlantReading) {
+        if self.last_setpoint_c.is_none() && r.supply_temp_c.is_finite() {
+            self.last_setpoint_c = Some(r.supply_temp_c);
         }
-    }
-
-    /// The plant's reading: at `ts_ms`, supply and return (°C), flow (m³/h), heat (kW) and
-    /// differential pressure at its outlet (kPa).
-    pub fn observe_plant(
-        &mut self,
-        ts_ms: i64,
-        supply: f64,
-        ret: f64,
-        flow: f64,
-        heat: f64,
-        dp: f64,
-    ) {
-        self.plant = Some((ts_ms, supply, ret, flow, heat, dp));
-        self.delay.plant(ts_ms, supply);
+        self.delay.plant(r.ts_ms, r.supply_temp_c);
+        self.plant = Some(r.clone());
     }
 
     /// A station's reading, with the supply setpoint it is being held to, if known.
@@ -418,10 +405,15 @@ impl PlantController {
     fn costs(&self, now_ms: i64) -> (Option<f64>, Option<f64>, Option<bool>) {
         let s = &self.settings;
         let stale_ms = (s.stale_after_s * 1000.0) as i64;
-        let Some((_, supply, ret, flow, _, dp)) = self.plant.filter(|p| now_ms - p.0 <= stale_ms)
-        else {
+        let Some(p) = self.plant.as_ref().filter(|p| now_ms - p.ts_ms <= stale_ms) else {
             return (None, None, None);
         };
+        let (supply, ret, flow, dp) = (
+            p.supply_temp_c,
+            p.return_temp_c,
+            p.flow_m3h,
+            p.diff_pressure_kpa,
+        );
         let pump = dp.max(0.0) * flow / 3600.0 / s.pump_efficiency.max(0.05);
         let Some(ua) = s.network_ua_kw_per_k else {
             return (None, Some(pump), None);
@@ -586,7 +578,17 @@ mod tests {
         let mut p = None;
         for minute in 0..600 {
             let now = minute * 60_000;
-            c.observe_plant(now, supply(minute), 50.0, 1000.0, 40_000.0, 300.0);
+            c.observe_plant(&PlantReading {
+                ts_ms: now,
+                supply_temp_c: supply(minute),
+                return_temp_c: 50.0,
+                flow_m3h: 1000.0,
+                heat_kw: 40_000.0,
+                diff_pressure_kpa: 300.0,
+                pump_pct: 60.0,
+                units: Default::default(),
+                applied: None,
+            });
             let mut r = reading("a", now, 85.0, 50.0, Some(80.0));
             r.extra
                 .push(("primary_supply_temp_c".into(), supply(minute - 40) - 2.0));

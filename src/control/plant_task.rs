@@ -273,12 +273,9 @@ impl PlantTask {
                 }
             }
             outdoor.extend(r.outdoor_temp_c);
-            let dp = r
-                .extra
-                .iter()
-                .find(|(k, _)| k == "primary_diff_pressure_kpa")
-                .map(|(_, v)| *v);
-            if let Some(dp) = dp.filter(|d| lowest.as_ref().is_none_or(|l| *d < l.1)) {
+            if let Some(dp) =
+                super::plant::dp_of(r).filter(|d| lowest.as_ref().is_none_or(|l| *d < l.1))
+            {
                 lowest = Some((st.id.as_str().to_owned(), dp));
             }
         }
@@ -293,15 +290,7 @@ impl PlantTask {
             .or_else(|| median(&mut outdoor))
             .unwrap_or(self.default_outdoor_c);
         if let Some(r) = &seen.reading {
-            self.ctrl.start_from(r.supply_temp_c);
-            self.ctrl.observe_plant(
-                r.ts_ms,
-                r.supply_temp_c,
-                r.return_temp_c,
-                r.flow_m3h,
-                r.heat_kw,
-                r.diff_pressure_kpa,
-            );
+            self.ctrl.observe_plant(r);
             if let Some((epoch, seq)) = r.applied.filter(|(e, _)| *e == 0) {
                 let _ = epoch;
                 self.seq = self.seq.max(seq);

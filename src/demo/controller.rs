@@ -125,16 +125,7 @@ impl PlantLoop {
             self.fetched_hour = Some(hour);
             self.forecast = Forecast::decode((self.source)(now_ms).as_bytes(), now_ms).ok();
         }
-        self.ctrl.start_from(reading.supply_temp_c);
-        let r = &reading;
-        self.ctrl.observe_plant(
-            r.ts_ms,
-            r.supply_temp_c,
-            r.return_temp_c,
-            r.flow_m3h,
-            r.heat_kw,
-            r.diff_pressure_kpa,
-        );
+        self.ctrl.observe_plant(&reading);
         let plan = self
             .ctrl
             .plan(now_ms, self.outdoor_c, self.forecast.as_ref());

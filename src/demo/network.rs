@@ -150,13 +150,7 @@ pub fn compare(o: &Options) -> Result<Vec<RunReport>, DemoError> {
             ..r
         })
     };
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..4).map(|k| s.spawn(move || run(k))).collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().map_err(|_| DemoError::Panicked)?)
-            .collect()
-    })
+    super::scenario::in_parallel(4, run)
 }
 
 /// The comparison as a table, each figure against the baseline's.

@@ -208,11 +208,18 @@ pub fn compare(o: &Options) -> Result<Vec<RunReport>, DemoError> {
             }
         })
     };
-    // The runs are independent: one thread each (the machine's cores share them).
+    in_parallel(4 + forecasts.len(), one)
+}
+
+/// Runs `one(0)`, `one(1)`, … `one(n − 1)`, independent, one thread each (the machine's cores
+/// share them); their reports in that order.
+pub(super) fn in_parallel(
+    n: usize,
+    one: impl Fn(usize) -> Result<RunReport, DemoError> + Sync,
+) -> Result<Vec<RunReport>, DemoError> {
+    let one = &one;
     std::thread::scope(|s| {
-        let handles: Vec<_> = (0..4 + forecasts.len())
-            .map(|k| s.spawn(move || one(k)))
-            .collect();
+        let handles: Vec<_> = (0..n).map(|k| s.spawn(move || one(k))).collect();
         handles
             .into_iter()
             .map(|h| h.join().map_err(|_| DemoError::Panicked)?)

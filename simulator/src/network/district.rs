@@ -154,13 +154,10 @@ impl Networked {
         let tree = file.tree(cell_m, start)?;
         let (pump, _) = file.pump(&tree).ok_or("no pump")?;
         let mut by_id = HashMap::new();
-        let mut kvs_of = HashMap::new();
+        let kvs_of = file.valve_kvs();
         for (i, n) in file.nodes.iter().enumerate() {
             if let Some(s) = &n.station {
                 by_id.insert(s.clone(), i);
-                if let Some(k) = n.valve_kvs_m3h {
-                    kvs_of.insert(i, k);
-                }
             }
         }
         let mut node = Vec::new();

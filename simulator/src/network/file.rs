@@ -120,6 +120,15 @@ fn default_roughness() -> f64 {
 }
 
 impl NetworkFile {
+    /// Each station node's valve: (node index, Kvs in m³/h), for the nodes that give one.
+    pub fn valve_kvs(&self) -> std::collections::HashMap<usize, f64> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| Some((i, n.valve_kvs_m3h?)))
+            .collect()
+    }
+
     /// The whole network's heat loss per kelvin of water above the ground, W/K: every pipe's
     /// length over its thermal resistance, supply and return.
     pub fn ua_w_per_k(&self) -> f64 {

@@ -381,12 +381,7 @@ mod tests {
         let file = crate::network::file::generate(120, "st-", 5, 50.0);
         let mut tree = file.tree(50.0, 90.0).unwrap();
         let (pump, control_node) = file.pump(&tree).unwrap();
-        let kvs: HashMap<usize, f64> = file
-            .nodes
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| Some((i, n.valve_kvs_m3h?)))
-            .collect();
+        let kvs = file.valve_kvs();
         let mut rng = rand::rngs::StdRng::seed_from_u64(9);
         let rho = tree.spec.fluid.density;
         for (round, setpoint_pa) in [(0, 0.5e5), (1, 0.9e5), (2, 0.7e5)] {

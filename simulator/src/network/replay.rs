@@ -125,12 +125,7 @@ pub fn replay(file: &NetworkFile, inputs_csv: &str, o: &ReplayOptions) -> Result
         })
         .collect();
     let pump = file.pump(&tree);
-    let kvs: HashMap<usize, f64> = file
-        .nodes
-        .iter()
-        .enumerate()
-        .filter_map(|(i, n)| Some((i, n.valve_kvs_m3h?)))
-        .collect();
+    let kvs = file.valve_kvs();
     for (i, s) in &stations {
         let (flow, heat, opening) = (
             format!("{s}_kg_per_s"),
