@@ -121,7 +121,7 @@ fn default_roughness() -> f64 {
 
 impl NetworkFile {
     /// Each station node's valve: (node index, Kvs in m³/h), for the nodes that give one.
-    pub fn valve_kvs(&self) -> std::collections::HashMap<usize, f64> {
+    pub fn valve_kvs(&self) -> std::collections::BTreeMap<usize, f64> {
         self.nodes
             .iter()
             .enumerate()
