@@ -25,6 +25,7 @@ pub struct SimHandle {
     modbus_addrs: Vec<std::net::SocketAddr>,
     modbus_tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
     modbus_map: Option<Arc<modbus::SimMap>>,
+    plant_modbus_addr: Option<std::net::SocketAddr>,
 }
 
 /// Warms the plants up locally, connects to the broker and starts simulating.
@@ -62,7 +63,14 @@ pub async fn spawn(cfg: SimConfig) -> SimHandle {
     let mut fleet = Shared::new(&cfg, stations, modbus_map.as_deref());
     fleet.network = network;
     let shared = Arc::new(Mutex::new(fleet));
-    let (modbus_addrs, modbus_tasks) = serve_modbus(&cfg, &shared, modbus_map.clone(), n).await;
+    let (modbus_addrs, mut modbus_tasks) = serve_modbus(&cfg, &shared, modbus_map.clone(), n).await;
+    let plant_modbus_addr = match serve_plant_modbus(&cfg, &shared).await {
+        Some((addr, task)) => {
+            modbus_tasks.push(task);
+            Some(addr)
+        }
+        None => None,
+    };
     let over_modbus = cfg.modbus.is_some();
 
     let (client, el) = live::client(&cfg);
@@ -119,6 +127,34 @@ pub async fn spawn(cfg: SimConfig) -> SimHandle {
         modbus_addrs,
         modbus_tasks: Arc::new(Mutex::new(modbus_tasks)),
         modbus_map,
+        plant_modbus_addr,
+    }
+}
+
+/// The plant's PLC on Modbus TCP, when [`crate::SimNetwork::plant_modbus`] asks for it.
+async fn serve_plant_modbus(
+    cfg: &SimConfig,
+    shared: &Arc<Mutex<Shared>>,
+) -> Option<(std::net::SocketAddr, JoinHandle<()>)> {
+    let m = cfg.network.as_ref()?.plant_modbus.as_ref()?;
+    let map = match modbus::SimMap::parse(&m.map) {
+        Ok(map) => Arc::new(map),
+        Err(e) => {
+            warn!(error = %e, "Simulator plant register map unreadable; plant not served.");
+            return None;
+        }
+    };
+    match tokio::net::TcpListener::bind((m.host.as_str(), m.port)).await {
+        Ok(l) => {
+            let addr = l.local_addr().ok()?;
+            let task = crate::network::plc_modbus::serve(shared.clone(), map, l);
+            info!(%addr, "Simulator plant served over Modbus TCP.");
+            Some((addr, task))
+        }
+        Err(e) => {
+            warn!(error = %e, "Simulator cannot listen for the plant's Modbus.");
+            None
+        }
     }
 }
 
@@ -173,7 +209,15 @@ impl SimHandle {
         ))
     }
 
-    /// Silences (or lets speak again) the network's plant: its telemetry stops.
+    /// The command the network's plant follows now (`None`: on its own curve, or no network).
+    pub fn plant_command(&self) -> Option<crate::network::plc::PlantCommand> {
+        let sh = self.shared.lock().ok()?;
+        let (w, _) = sh.network.as_ref()?;
+        w.plc.command().cloned()
+    }
+
+    /// Silences (or lets speak again) the network's plant: its telemetry stops (over Modbus
+    /// it answers nothing).
     pub fn set_plant_silenced(&self, silenced: bool) {
         if let Ok(mut sh) = self.shared.lock() {
             sh.plant_silenced = silenced;
@@ -218,6 +262,11 @@ impl SimHandle {
     /// Modbus: the address each station listens on, in station order (empty over MQTT).
     pub fn modbus_addrs(&self) -> &[std::net::SocketAddr] {
         &self.modbus_addrs
+    }
+
+    /// Where the plant's PLC listens, when it is served over Modbus TCP.
+    pub fn plant_modbus_addr(&self) -> Option<std::net::SocketAddr> {
+        self.plant_modbus_addr
     }
 
     /// Modbus, with [`crate::SimModbus::record_reads`]: (station position, when) of every read

@@ -125,7 +125,32 @@ pub struct SimNetwork {
     pub cell_m: f64,
     /// The plant's id in its topics.
     pub plant_id: String,
+    /// Serve the plant's PLC over Modbus TCP instead of MQTT (the stations keep MQTT).
+    pub plant_modbus: Option<SimPlantModbus>,
 }
+
+/// Where and with which register map the plant's PLC is served over Modbus TCP.
+#[derive(Debug, Clone)]
+pub struct SimPlantModbus {
+    pub host: String,
+    /// 0: an ephemeral port ([`SimHandle::plant_modbus_addr`] says which).
+    pub port: u16,
+    /// Register map text; [`PLANT_MAP`] is the one heatgrid ships.
+    pub map: String,
+}
+
+impl Default for SimPlantModbus {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 0,
+            map: PLANT_MAP.into(),
+        }
+    }
+}
+
+/// The plant's register map heatgrid ships (`config/modbus/heatgrid-sim-plant.toml`).
+pub const PLANT_MAP: &str = include_str!("../../config/modbus/heatgrid-sim-plant.toml");
 
 /// Modbus TCP settings of a simulator whose stations are PLCs.
 #[derive(Debug, Clone)]

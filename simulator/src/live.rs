@@ -51,6 +51,7 @@ pub(crate) async fn mqtt_loop(
                 let plant = shared
                     .lock()
                     .ok()
+                    .filter(|sh| !sh.plant_over_modbus)
                     .and_then(|sh| sh.network.as_ref().map(|(_, id)| id.clone()));
                 if let Some(id) = plant {
                     let _ = client
@@ -226,7 +227,7 @@ pub(crate) async fn step_loop(
                     let ts = wall_of(sh.sim_time_s);
                     // Modbus PLCs are read when polled, not published.
                     let publishing = !over_modbus;
-                    let plant_publishes = publishing && !sh.plant_silenced;
+                    let plant_publishes = publishing && !sh.plant_silenced && !sh.plant_over_modbus;
                     if let Some((w, id)) = sh.network.as_ref().filter(|_| plant_publishes) {
                         let payload = serde_json::to_string(&w.telemetry(ts)).unwrap_or_default();
                         out.push((

@@ -72,7 +72,7 @@ pub struct SimRegister {
 }
 
 impl SimRegister {
-    fn words(&self) -> u16 {
+    pub(crate) fn words(&self) -> u16 {
         if self.ty.ends_with("16") {
             1
         } else {
@@ -190,7 +190,7 @@ impl SimMap {
         Ok(Self { registers })
     }
 
-    fn command_register(&self, field: &str) -> Option<&SimRegister> {
+    pub(crate) fn command_register(&self, field: &str) -> Option<&SimRegister> {
         self.registers
             .iter()
             .find(|r| r.holding && r.field.strip_prefix("cmd:") == Some(field))

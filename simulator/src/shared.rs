@@ -25,8 +25,10 @@ pub(crate) struct Shared {
     /// The stations' primary network and its plant, with the plant's id, when
     /// [`SimConfig::network`] is set.
     pub(crate) network: Option<(crate::network::district::Networked, String)>,
-    /// The plant publishes nothing (a test's dead link).
+    /// The plant publishes nothing (a test's dead link); over Modbus it answers nothing.
     pub(crate) plant_silenced: bool,
+    /// The plant's PLC is served over Modbus TCP: it speaks no MQTT.
+    pub(crate) plant_over_modbus: bool,
 }
 
 impl Shared {
@@ -120,6 +122,10 @@ impl Shared {
             commands: cfg.record_commands.then(Vec::new),
             network: None,
             plant_silenced: false,
+            plant_over_modbus: cfg
+                .network
+                .as_ref()
+                .is_some_and(|n| n.plant_modbus.is_some()),
             sim_time_s: 0.0,
             publish_failures: 0,
             outdoor_c: cfg.outdoor_c(0.0),

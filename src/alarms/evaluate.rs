@@ -84,6 +84,8 @@ pub enum Detail<'a> {
     PlantStale {
         plant: &'a str,
         age_s: Option<f64>,
+        /// Why the plant's Modbus link fails, when it does.
+        comm: Option<&'a str>,
     },
     PressureLow {
         at: &'a str,
@@ -139,15 +141,15 @@ impl fmt::Display for Detail<'_> {
                 "storage trouble: {errors} write errors, {refused} points refused, {dead} dead letters so far"
             ),
             Detail::Suspected { finding: None, .. } => f.write_str("no fault suspected"),
-            Detail::PlantStale {
-                plant,
-                age_s: Some(a),
-            } => write!(
-                f,
-                "no telemetry from plant {plant} for {a:.0} s: the plant loop plans without it"
-            ),
-            Detail::PlantStale { plant, age_s: None } => {
-                write!(f, "no telemetry from plant {plant} since the engine started")
+            Detail::PlantStale { plant, age_s, comm } => {
+                match age_s {
+                    Some(a) => write!(f, "no telemetry from plant {plant} for {a:.0} s: the plant loop plans without it")?,
+                    None => write!(f, "no telemetry from plant {plant} since the engine started")?,
+                }
+                match comm {
+                    Some(c) => write!(f, " ({c})"),
+                    None => Ok(()),
+                }
             }
             Detail::PressureLow {
                 at,
@@ -376,6 +378,7 @@ pub fn plant_checks(p: &crate::control::plant_task::PlantStatus, now: i64) -> [C
             detail: Detail::PlantStale {
                 plant: &p.id,
                 age_s,
+                comm: p.comm_error.as_deref(),
             },
         },
         Check {

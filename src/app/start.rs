@@ -152,7 +152,13 @@ pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
     );
     // The plant task is made first so that the alarm task watches its view; it runs once
     // the control task publishes the fleet's status.
-    let plant = super::plant::plant_task(&c, plant_feed, &weather, &link, (leads, &replicate));
+    let plant = super::plant::plant_task(
+        &c,
+        plant_feed,
+        &weather,
+        (&link, &stages.modbus),
+        (leads, &replicate),
+    );
     let plant_view = plant.as_ref().map(|(_, v)| v.clone());
     let control = start_control(
         &c,

@@ -42,6 +42,9 @@ fn render(v: &Value) -> String {
             ""
         },
     );
+    if let Some(e) = v["comm_error"].as_str() {
+        let _ = writeln!(out, "  link: {e}");
+    }
     if r.is_object() {
         let _ = writeln!(
             out,

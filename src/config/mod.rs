@@ -13,6 +13,7 @@ mod mapping;
 mod modbus;
 mod plant;
 mod raw;
+mod raw_modbus;
 mod sections;
 mod station;
 
@@ -74,6 +75,8 @@ pub struct Config {
     pub predictive: crate::predict::Settings,
     /// `[plant]`: the heat plant the engine watches and commands (contract §7).
     pub plant: Option<crate::control::plant::PlantConfig>,
+    /// `[plant] modbus = { … }`: the plant polled over Modbus TCP instead of MQTT.
+    pub plant_modbus: Option<crate::ingest::modbus::plant::PlantModbusConfig>,
     /// `[cluster]`: this instance shares the fleet with others through etcd (`None`: alone).
     pub cluster: Option<crate::cluster::membership::MemberSettings>,
     pub stations: Vec<StationConfig>,
@@ -124,7 +127,8 @@ impl Config {
             "weather.default_outdoor_temp_c: must be within -50..50",
         );
         let coordinator = sections::coordinator(&raw.coordinator, &mut v);
-        let plant = plant::plant(&raw.plant, &mut v);
+        let station_ids: Vec<String> = raw.stations.iter().map(|s| s.id.clone()).collect();
+        let (plant, plant_modbus) = plant::plant(&raw.plant, &station_ids, base, &mut v).unzip();
         v.0.extend(raw.diagnosis.problems());
         v.0.extend(raw.predictive.problems());
         let cluster = raw
@@ -163,6 +167,7 @@ impl Config {
             weather_max_age_ms: (w.max_age_s * 1000.0) as i64,
             coordinator,
             plant,
+            plant_modbus: plant_modbus.flatten(),
             diagnosis: raw.diagnosis.clone(),
             predictive: raw.predictive.clone(),
             cluster,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::raw::RawModbus;
+use super::raw_modbus::RawModbus;
 use super::Errors;
 use crate::ingest::modbus::line::{Parity, SerialSettings, Transport};
 use crate::ingest::modbus::map::RegisterMap;

@@ -1,11 +1,19 @@
 //! Validation of `[plant]`: the heat plant the engine watches and, with `mode = "control"`,
 //! commands (contract §7; the loop is [`crate::control::plant`]).
 
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
 use serde::Deserialize;
 
+use super::raw_modbus::RawModbus;
 use super::Errors;
 use crate::control::curve::Curve;
 use crate::control::plant::{PlantConfig, PlantSettings};
+use crate::ingest::modbus::map::{Device, RegisterMap};
+use crate::ingest::modbus::plant::PlantModbusConfig;
+use crate::model::StationId;
 
 /// `[plant]` as the file gives it; every field but `id` has the loop's default.
 #[derive(Debug, Deserialize)]
@@ -56,13 +64,26 @@ pub(super) struct RawPlant {
     network_ua_kw_per_k: Option<f64>,
     #[serde(default)]
     pump_efficiency: Option<f64>,
+    #[serde(default)]
+    pressure_points: Option<Vec<String>>,
+    /// Poll the plant's PLC over Modbus TCP instead of its MQTT topics.
+    #[serde(default)]
+    modbus: Option<RawModbus>,
 }
 
 fn control() -> String {
     "control".into()
 }
 
-pub(super) fn plant(p: &Option<RawPlant>, v: &mut Errors) -> Option<PlantConfig> {
+/// `[plant]`, validated: the loop's config and, with `modbus = { … }`, the plant's poller.
+/// `stations`: the configured station ids (a pressure point must be one); `base`: where a
+/// relative register map path starts.
+pub(super) fn plant(
+    p: &Option<RawPlant>,
+    stations: &[String],
+    base: &Path,
+    v: &mut Errors,
+) -> Option<(PlantConfig, Option<PlantModbusConfig>)> {
     let p = p.as_ref()?;
     let d = PlantSettings::default();
     let valid_id = !p.id.is_empty()
@@ -115,6 +136,7 @@ pub(super) fn plant(p: &Option<RawPlant>, v: &mut Errors) -> Option<PlantConfig>
         ground_c: p.ground_c.unwrap_or(d.ground_c),
         network_ua_kw_per_k: p.network_ua_kw_per_k,
         pump_efficiency: p.pump_efficiency.unwrap_or(d.pump_efficiency),
+        pressure_points: pressure_points(p, stations, v),
     };
     v.check(
         s.electricity_weight.is_finite() && s.electricity_weight >= 0.0,
@@ -186,13 +208,109 @@ pub(super) fn plant(p: &Option<RawPlant>, v: &mut Errors) -> Option<PlantConfig>
     );
     let plant_stale_after_s = p.plant_stale_after_s.unwrap_or(120.0);
     v.positive("plant.plant_stale_after_s", plant_stale_after_s);
-    Some(PlantConfig {
-        id: p.id.clone(),
-        control,
-        period_s,
-        command_valid_for_s: valid_for_s,
-        plant_stale_after_s,
-        settings: s,
+    let modbus = p.modbus.as_ref().and_then(|m| modbus(m, base, v));
+    let mut s = s;
+    if p.modbus.is_some() && s.pressure_points.is_none() {
+        // A PLC knows its pressure points by number: without a list, only its outlet.
+        s.pressure_points = Some(Vec::new());
+    }
+    Some((
+        PlantConfig {
+            id: p.id.clone(),
+            control,
+            period_s,
+            command_valid_for_s: valid_for_s,
+            plant_stale_after_s,
+            settings: s,
+        },
+        modbus,
+    ))
+}
+
+/// `pressure_points`: configured stations, each once, at most 65,535 (a register's range).
+fn pressure_points(p: &RawPlant, stations: &[String], v: &mut Errors) -> Option<Vec<StationId>> {
+    let list = p.pressure_points.as_ref()?;
+    let mut out: Vec<StationId> = Vec::new();
+    for id in list {
+        match StationId::new(id) {
+            Ok(sid) if stations.contains(id) && !out.contains(&sid) => out.push(sid),
+            Ok(sid) if out.contains(&sid) => {
+                v.push(format!("plant.pressure_points: {id:?} is listed twice"))
+            }
+            _ => v.push(format!(
+                "plant.pressure_points: {id:?} is not a configured station"
+            )),
+        }
+    }
+    v.check(
+        out.len() < 65_535,
+        "plant.pressure_points: at most 65,534 (a PLC's register numbers them)",
+    );
+    Some(out)
+}
+
+/// `[plant] modbus = { … }`: Modbus TCP only, its map a plant's.
+fn modbus(m: &RawModbus, base: &Path, v: &mut Errors) -> Option<PlantModbusConfig> {
+    let place = "plant.modbus";
+    let n = v.0.len();
+    let address = match (&m.address, &m.serial) {
+        (Some(a), None) if a.contains(':') => a.clone(),
+        (Some(a), None) => format!("{a}:502"),
+        _ => {
+            v.push(format!(
+                "{place}: give address (host:port); a plant is polled over Modbus TCP (a serial plant PLC: put a Modbus TCP gateway in front)"
+            ));
+            String::new()
+        }
+    };
+    v.check(
+        address
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0)),
+        format!("{place}.address: {address:?} is not host:port"),
+    );
+    v.check(
+        m.framing == "tcp" && m.requests.is_none() && m.frame_gap_ms.is_none(),
+        format!("{place}: framing, requests and frame_gap_ms are for stations' shared lines; a plant has its own Modbus TCP connection"),
+    );
+    v.check(
+        (1..=255).contains(&m.unit_id),
+        format!("{place}.unit_id: {} must be 1–255", m.unit_id),
+    );
+    v.positive(&format!("{place}.poll_interval_s"), m.poll_interval_s);
+    v.check(
+        m.timeout_ms > 0 && (m.timeout_ms as f64) < m.poll_interval_s * 1000.0,
+        format!("{place}.timeout_ms: must be positive and shorter than poll_interval_s"),
+    );
+    v.check(
+        (1..=125).contains(&m.max_registers) && m.max_gap <= 124,
+        format!("{place}: max_registers must be 1–125 and max_gap 0–124"),
+    );
+    let path = base.join(&m.map);
+    let map = std::fs::read_to_string(&path)
+        .map_err(|e| vec![format!("cannot read: {e}")])
+        .and_then(|t| RegisterMap::parse_for(&t, Device::Plant));
+    let map = match map {
+        Ok(map) => Some(Arc::new(map)),
+        Err(errs) => {
+            for e in errs {
+                v.push(format!("{place}.map {}: {e}", path.display()));
+            }
+            None
+        }
+    };
+    if v.0.len() > n {
+        return None;
+    }
+    Some(PlantModbusConfig {
+        address,
+        unit_id: m.unit_id as u8,
+        interval: Duration::from_secs_f64(m.poll_interval_s),
+        timeout: Duration::from_millis(m.timeout_ms),
+        max_registers: m.max_registers,
+        coalesce: m.coalesce,
+        max_gap: m.max_gap,
+        map: map?,
     })
 }
 
@@ -237,5 +355,51 @@ mod tests {
             );
         }
         assert!(Config::parse(STATION, &no_env).unwrap().plant.is_none());
+    }
+
+    #[test]
+    fn a_plant_on_modbus_needs_tcp_a_plants_map_and_configured_pressure_points() {
+        let dir = env!("CARGO_MANIFEST_DIR");
+        let ok = Config::parse(
+            &format!(
+                "{STATION}[plant]\nid = \"main\"\npressure_points = [\"st-1\"]\n\
+                 modbus = {{ address = \"10.0.0.5\", map = \"{dir}/config/modbus/heatgrid-sim-plant.toml\" }}\n"
+            ),
+            &no_env,
+        )
+        .unwrap();
+        let m = ok.plant_modbus.unwrap();
+        assert_eq!(m.address, "10.0.0.5:502");
+        assert_eq!(m.unit_id, 1);
+        let points = ok.plant.unwrap().settings.pressure_points.unwrap();
+        assert_eq!(points.len(), 1);
+        // Without a list, a plant on Modbus holds its head at its outlet.
+        let outlet = Config::parse(
+            &format!(
+                "{STATION}[plant]\nid = \"main\"\n\
+                 modbus = {{ address = \"10.0.0.5:502\", map = \"{dir}/config/modbus/heatgrid-sim-plant.toml\" }}\n"
+            ),
+            &no_env,
+        )
+        .unwrap();
+        assert_eq!(outlet.plant.unwrap().settings.pressure_points, Some(vec![]));
+        let errors = Config::parse(
+            &format!(
+                "{STATION}[plant]\nid = \"main\"\npressure_points = [\"st-9\"]\n\
+                 modbus = {{ serial = {{ port = \"/dev/ttyUSB0\" }}, map = \"{dir}/config/modbus/heatgrid-sim.toml\" }}\n"
+            ),
+            &no_env,
+        )
+        .unwrap_err();
+        for needle in [
+            "plant.pressure_points: \"st-9\" is not a configured station",
+            "plant.modbus: give address",
+            "diff_pressure_kpa is required",
+        ] {
+            assert!(
+                errors.iter().any(|e| e.contains(needle)),
+                "{needle} not in {errors:?}"
+            );
+        }
     }
 }

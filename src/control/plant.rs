@@ -78,6 +78,9 @@ pub struct PlantSettings {
     pub network_ua_kw_per_k: Option<f64>,
     /// The main pumps' wire-to-water efficiency.
     pub pump_efficiency: f64,
+    /// The stations the plant can hold a differential pressure at (its remote pressure
+    /// points); `None`: any station. With an empty list it holds `head_kpa` at its outlet.
+    pub pressure_points: Option<Vec<StationId>>,
 }
 
 impl Default for PlantSettings {
@@ -102,6 +105,7 @@ impl Default for PlantSettings {
             ground_c: 8.0,
             network_ua_kw_per_k: None,
             pump_efficiency: 0.7,
+            pressure_points: None,
         }
     }
 }
@@ -317,8 +321,10 @@ impl PlantController {
         // The pressure point: the fresh station that sees the least, kept unless another sees
         // clearly less.
         let seen_of = |id: &StationId| fresh.iter().find(|(k, _)| k == id).map(|(_, v)| *v);
+        let may_hold = |id: &StationId| s.pressure_points.as_ref().is_none_or(|p| p.contains(id));
         let lowest = fresh
             .iter()
+            .filter(|(id, _)| may_hold(id))
             .filter_map(|(id, v)| Some((id.clone(), v.dp_kpa?)))
             .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
         let current = self
@@ -528,6 +534,26 @@ mod tests {
             "3 kPa less is within the margin"
         );
         assert_eq!(at(&mut c, 2000, 60.0, 54.0), "b");
+    }
+
+    #[test]
+    fn the_pressure_is_held_only_where_the_plant_has_a_pressure_point() {
+        let only_b = PlantSettings {
+            pressure_points: Some(vec![StationId::new("b").unwrap()]),
+            ..PlantSettings::default()
+        };
+        let none = PlantSettings {
+            pressure_points: Some(vec![]),
+            ..PlantSettings::default()
+        };
+        for (settings, point, dp) in [(only_b, "b", 50.0), (none, "plant", 300.0)] {
+            let mut c = PlantController::new(settings, 2);
+            c.observe(&reading("a", 0, 50.0, 50.0, Some(55.0)), None);
+            c.observe(&reading("b", 0, 50.0, 50.0, Some(70.0)), None);
+            let p = c.plan(0, 0.0, None);
+            assert_eq!(p.pressure_point, point);
+            assert_eq!(p.diff_pressure_setpoint_kpa, dp);
+        }
     }
 
     #[test]

@@ -9,6 +9,10 @@
 //! that starts above what the plant last accepted (its telemetry's `applied_seq`, and the
 //! seq kept in `data_dir/plant_seq`), so a restarted engine is not refused.
 //!
+//! A plant on Modbus ([`crate::ingest::modbus::plant`]) is commanded through its poller instead:
+//! the same command as a [`PlantWrite`], the pressure point by its number in
+//! `pressure_points`.
+//!
 //! In a cluster each instance sums up the stations of the partitions it leads (how many are
 //! fresh, the most demanding and the worst-off one) and keeps that in etcd under the
 //! partition's epoch. The owner of partition 0 reads every partition's summary, plans on the
@@ -29,8 +33,10 @@ use tracing::{info, warn};
 use super::plant::{PlantConfig, PlantController, PlantPlan};
 use super::status::StationStatus;
 use crate::clock::now_ms;
+use crate::cluster::membership::Fence;
 use crate::cluster::state::{StateRequest, StateWrite};
 use crate::command::dispatch::{Lead, Leads};
+use crate::ingest::modbus::plant::PlantWrite;
 use crate::ingest::mqtt::Link;
 use crate::ingest::plant::{PlantFeed, PlantReading, PlantSeen};
 use crate::ingest::Weather;
@@ -68,6 +74,37 @@ impl SentPlantCommand {
         }
     }
 
+    /// The command as a plant's registers carry it: the pressure point numbered from 1 in
+    /// `points` (0: the plant's outlet; a point not in the list cannot be held there, so the
+    /// plant holds `head_kpa` at its outlet instead).
+    pub fn write(
+        &self,
+        points: &[crate::model::StationId],
+        head_kpa: f64,
+        fence: Option<Fence>,
+    ) -> PlantWrite {
+        let p = &self.plan;
+        let at = points
+            .iter()
+            .position(|s| s.as_str() == p.pressure_point)
+            .map(|k| k as u16 + 1);
+        let (point, dp) = match at {
+            Some(k) => (k, p.diff_pressure_setpoint_kpa),
+            None if p.pressure_point == "plant" => (0, p.diff_pressure_setpoint_kpa),
+            None => (0, head_kpa),
+        };
+        PlantWrite {
+            seq: self.seq,
+            epoch: self.epoch,
+            ts_ms: self.ts_ms,
+            supply_setpoint_c: p.supply_setpoint_c,
+            diff_pressure_setpoint_kpa: dp,
+            pressure_point: point,
+            valid_for_s: self.valid_for_s,
+            fence,
+        }
+    }
+
     /// The contract §7 payload.
     pub fn payload(&self) -> serde_json::Value {
         serde_json::json!({
@@ -93,6 +130,8 @@ pub struct PlantStatus {
     /// No plant reading within `plant_stale_after_s`.
     pub stale: bool,
     pub online: Option<bool>,
+    /// A plant on Modbus: why its last request failed, until one succeeds.
+    pub comm_error: Option<String>,
     pub plan: Option<PlantPlan>,
     pub last_command: Option<SentPlantCommand>,
     pub acked_seq: Option<u64>,
@@ -136,6 +175,8 @@ pub struct PlantTask {
     weather: Weather,
     /// The engine's own session, when it may command (alone, `mode = "control"`).
     link: Option<Link>,
+    /// A plant on Modbus: its poller, which writes the commands.
+    modbus: Option<watch::Sender<Option<PlantWrite>>>,
     prefix: String,
     store: StoreHandle,
     seq: u64,
@@ -164,6 +205,8 @@ pub struct PlantTaskParts {
     pub default_outdoor_c: f64,
     pub time_scale: f64,
     pub fleet_size: usize,
+    /// A plant on Modbus: the channel to its poller.
+    pub modbus: Option<watch::Sender<Option<PlantWrite>>>,
     /// In a cluster: who leads which partition, the way to etcd, and each station's partition.
     pub cluster: Option<ClusterParts>,
 }
@@ -211,6 +254,7 @@ impl PlantTask {
                 feed: p.feed,
                 weather: p.weather,
                 link,
+                modbus: p.modbus,
                 prefix: p.prefix,
                 store: p.store,
                 seq,
@@ -308,7 +352,7 @@ impl PlantTask {
             self.command_fenced(plan, &lead, &seen, now);
         }
         let plan = plan.unwrap_or_else(|| self.ctrl.plan(now, outdoor_c, forecast.as_deref()));
-        if let Some(link) = &self.link {
+        if let Some(link) = self.link.clone() {
             self.seq += 1;
             let cmd = SentPlantCommand {
                 plant: self.cfg.id.clone(),
@@ -322,15 +366,7 @@ impl PlantTask {
             if let Err(e) = tokio::fs::write(&self.seq_path, self.seq.to_string()).await {
                 warn!(error = %e, path = %self.seq_path.display(), "Cannot keep the plant's command number; not commanding this period.");
             } else {
-                let topic = format!("{}/plant/{}/command", self.prefix, self.cfg.id);
-                match link.try_publish(&topic, true, false, cmd.payload().to_string().into_bytes())
-                {
-                    Ok(()) => {
-                        self.store.submit(&Record::PlantCommand(cmd.point()));
-                        self.last_command = Some(cmd);
-                    }
-                    Err(e) => warn!(error = %e, "Plant command not queued."),
-                }
+                self.send(cmd, &link, None);
             }
         }
         let stale_ms = (self.cfg.plant_stale_after_s * 1000.0) as i64;
@@ -355,6 +391,7 @@ impl PlantTask {
             reading: seen.reading.clone(),
             stale: seen.received_ms.is_none_or(|t| now - t > stale_ms),
             online: seen.online,
+            comm_error: seen.comm_error.clone(),
             plan: Some(plan),
             last_command: self.last_command.clone(),
             acked_seq: seen.ack.as_ref().map(|a| a.0),
@@ -475,11 +512,24 @@ impl PlantTask {
             valid_for_s: self.cfg.command_valid_for_s,
             plan: plan.clone(),
         };
-        let topic = format!("{}/plant/{}/command", self.prefix, self.cfg.id);
-        match lead
-            .link
-            .try_publish(&topic, true, false, cmd.payload().to_string().into_bytes())
-        {
+        self.send(cmd, &lead.link, Some(lead.fence.clone()));
+    }
+
+    /// Hands `cmd` to the plant's poller (on Modbus) or publishes it on `link`; stored and
+    /// kept as the last command once on its way.
+    fn send(&mut self, cmd: SentPlantCommand, link: &Link, fence: Option<Fence>) {
+        let sent = match &self.modbus {
+            Some(tx) => {
+                let points = self.cfg.settings.pressure_points.as_deref().unwrap_or(&[]);
+                tx.send_replace(Some(cmd.write(points, self.cfg.settings.head_kpa, fence)));
+                Ok(())
+            }
+            None => {
+                let topic = format!("{}/plant/{}/command", self.prefix, self.cfg.id);
+                link.try_publish(&topic, true, false, cmd.payload().to_string().into_bytes())
+            }
+        };
+        match sent {
             Ok(()) => {
                 self.store.submit(&Record::PlantCommand(cmd.point()));
                 self.last_command = Some(cmd);

@@ -33,6 +33,8 @@ pub struct PlantSeen {
     pub points: BTreeMap<String, PointReading>,
     /// Payloads refused.
     pub rejects: u64,
+    /// A plant polled over Modbus: why its last request failed, until one succeeds.
+    pub comm_error: Option<String>,
 }
 
 /// The shared [`PlantSeen`], written by ingest.

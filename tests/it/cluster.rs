@@ -819,6 +819,7 @@ async fn the_plant_is_commanded_by_partition_0s_owner_and_the_next_one_after_its
             loads: heatgrid_sim::network::district::Loads::PEAKY,
             cell_m: 50.0,
             plant_id: "main".into(),
+            plant_modbus: None,
         }),
         ..sim_cfg
     })

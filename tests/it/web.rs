@@ -184,6 +184,7 @@ async fn the_control_room_in_a_browser() {
             loads: heatgrid_sim::network::district::Loads::PEAKY,
             cell_m: 50.0,
             plant_id: "main".into(),
+            plant_modbus: None,
         }),
         ..sim_cfg
     })

@@ -14,6 +14,7 @@ pub mod file;
 pub mod hydraulics;
 pub mod pipe;
 pub mod plc;
+pub(crate) mod plc_modbus;
 pub mod replay;
 pub mod tree;
 

@@ -52,6 +52,70 @@ pub const WRITE_FIELDS: &[&str] = &[
 /// The command fields that are on/off values, the only ones a coil may carry.
 pub const WRITE_BITS: &[&str] = &["pump_enable", "manual_mode"];
 
+/// Fields a heat plant's map may read (contract §7's plant telemetry, the outdoor
+/// temperature, and the (epoch, seq) of the command the PLC applied).
+pub const PLANT_READ_FIELDS: &[&str] = &[
+    "supply_temp_c",
+    "return_temp_c",
+    "flow_m3h",
+    "heat_kw",
+    "diff_pressure_kpa",
+    "pump_pct",
+    "outdoor_temp_c",
+    "applied_seq",
+    "applied_epoch",
+];
+
+/// Command fields a heat plant's map may write (contract §7). `pressure_point` is a number on
+/// the wire: 0 the plant's outlet, k the k-th of the plant's `pressure_points`.
+pub const PLANT_WRITE_FIELDS: &[&str] = &[
+    "supply_setpoint_c",
+    "diff_pressure_setpoint_kpa",
+    "pressure_point",
+    "valid_for_s",
+    "seq",
+    "epoch",
+];
+
+/// What a map describes: a station's PLC or the heat plant's. Each has its own fields and the
+/// ones it must map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    Station,
+    Plant,
+}
+
+impl Device {
+    pub(super) fn read_fields(self) -> &'static [&'static str] {
+        match self {
+            Device::Station => READ_FIELDS,
+            Device::Plant => PLANT_READ_FIELDS,
+        }
+    }
+
+    pub(super) fn write_fields(self) -> &'static [&'static str] {
+        match self {
+            Device::Station => WRITE_FIELDS,
+            Device::Plant => PLANT_WRITE_FIELDS,
+        }
+    }
+
+    /// Telemetry fields without which a reading is refused.
+    pub(super) fn required(self) -> &'static [&'static str] {
+        match self {
+            Device::Station => &["supply_temp_c", "return_temp_c", "flow_m3h"],
+            Device::Plant => &[
+                "supply_temp_c",
+                "return_temp_c",
+                "flow_m3h",
+                "heat_kw",
+                "diff_pressure_kpa",
+                "pump_pct",
+            ],
+        }
+    }
+}
+
 /// The Modbus table of a register. Coils and discrete inputs hold bits, addressed one bit
 /// per address; input and holding registers hold 16-bit words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
@@ -455,6 +519,41 @@ mod tests {
         assert!(m.registers.len() >= 10);
         let ecl = include_str!("../../../config/modbus/example-ecl-comfort.toml");
         RegisterMap::parse(ecl).unwrap();
+    }
+
+    #[test]
+    fn a_plant_map_has_the_plants_fields_and_a_stations_map_is_not_one() {
+        let text = include_str!("../../../config/modbus/heatgrid-sim-plant.toml");
+        let m = RegisterMap::parse_for(text, Device::Plant).unwrap();
+        let plan = m
+            .write_plan(|f| match f {
+                "supply_setpoint_c" => Some(92.5),
+                "diff_pressure_setpoint_kpa" => Some(64.0),
+                "pressure_point" => Some(3.0),
+                "valid_for_s" => Some(600.0),
+                "epoch" => Some(0.0),
+                "seq" => Some(70_000.0),
+                _ => None,
+            })
+            .unwrap();
+        // One run from the setpoint to the seq, seq last.
+        assert_eq!(plan.len(), 1);
+        assert_eq!(plan[0].address, 100);
+        assert_eq!(plan[0].words, vec![9250, 640, 3, 600, 0, 0, 1, 4464]);
+        // A station's map lacks the plant's pressure, and a station's command field is not
+        // the plant's.
+        let errs = RegisterMap::parse_for(SIM_MAP, Device::Plant).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("diff_pressure_kpa is required")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("mode is not a field heatgrid can write")),
+            "{errs:?}"
+        );
+        assert!(RegisterMap::parse(text).is_err());
     }
 
     #[test]

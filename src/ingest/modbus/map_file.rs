@@ -10,8 +10,7 @@ use std::fmt;
 use serde::Deserialize;
 
 use super::map::{
-    Access, ByteOrder, DataType, Register, RegisterMap, Table, WriteFunction, READ_FIELDS,
-    WRITE_BITS, WRITE_FIELDS,
+    Access, ByteOrder, DataType, Device, Register, RegisterMap, Table, WriteFunction, WRITE_BITS,
 };
 
 #[derive(Debug, Deserialize)]
@@ -58,8 +57,15 @@ enum Base {
 }
 
 impl RegisterMap {
-    /// Parses and validates a map file's text; `Err` lists every problem, each with its line.
+    /// Parses and validates a station's map file; `Err` lists every problem, each with its
+    /// line.
     pub fn parse(text: &str) -> Result<Self, Vec<String>> {
+        Self::parse_for(text, Device::Station)
+    }
+
+    /// Parses and validates the map file of a `device`; `Err` lists every problem, each with
+    /// its line.
+    pub fn parse_for(text: &str, device: Device) -> Result<Self, Vec<String>> {
         let raw: RawMap = toml::from_str(text).map_err(|e| vec![e.to_string()])?;
         let line_of = |pos: usize| {
             text.as_bytes()[..pos.min(text.len())]
@@ -75,12 +81,12 @@ impl RegisterMap {
             let line = line_of(spanned.span().start);
             let r = spanned.get_ref();
             let mut err = |m: String| errors.push(format!("line {line}: {} {m}", r.field));
-            if let Some(reg) = register(r, base, &mut err) {
+            if let Some(reg) = register(r, base, device, &mut err) {
                 registers.push((line, reg));
             }
         }
         duplicates_and_overlaps(&registers, &mut errors);
-        for required in ["supply_temp_c", "return_temp_c", "flow_m3h"] {
+        for &required in device.required() {
             if !raw
                 .register
                 .iter()
@@ -124,7 +130,12 @@ fn address_base(raw: &RawMap, errors: &mut Vec<String>) -> Base {
 
 /// One `[[register]]`, checked; `None` if it cannot be placed at all (its problems are in
 /// `err`).
-fn register(r: &RawRegister, base: Base, err: &mut impl FnMut(String)) -> Option<Register> {
+fn register(
+    r: &RawRegister,
+    base: Base,
+    device: Device,
+    err: &mut impl FnMut(String),
+) -> Option<Register> {
     let access = match r.access.as_str() {
         "read" => Access::Read,
         "read_write" | "read-write" | "write" => Access::ReadWrite,
@@ -135,7 +146,7 @@ fn register(r: &RawRegister, base: Base, err: &mut impl FnMut(String)) -> Option
             return None;
         }
     };
-    check_field(r, access, err);
+    check_field(r, access, device, err);
     let address = match (base, r.table) {
         (Base::Zero, _) => Some(r.address),
         (Base::One, _) => r.address.checked_sub(1),
@@ -190,7 +201,8 @@ fn register(r: &RawRegister, base: Base, err: &mut impl FnMut(String)) -> Option
 /// What a field may be where it is: contract fields in registers; free status bits (stored
 /// as 0/1, e.g. `pump_running`, `alarm_pump_fault`) and the on/off command values in coils
 /// and discrete inputs; writes only to holding registers and coils.
-fn check_field(r: &RawRegister, access: Access, err: &mut impl FnMut(String)) {
+fn check_field(r: &RawRegister, access: Access, device: Device, err: &mut impl FnMut(String)) {
+    let (reads, writes) = (device.read_fields(), device.write_fields());
     let bits = r.table.is_bits();
     if bits != (r.data_type == DataType::Bool) {
         err(if bits {
@@ -207,22 +219,24 @@ fn check_field(r: &RawRegister, access: Access, err: &mut impl FnMut(String)) {
         Access::ReadWrite if !matches!(r.table, Table::Holding | Table::Coil) => {
             err("is written, so it must be in the holding or coil table".into())
         }
-        Access::ReadWrite if bits && !WRITE_BITS.contains(&field) => err(format!(
-            "is not an on/off command value a coil can carry (known: {})",
-            WRITE_BITS.join(", ")
-        )),
-        Access::ReadWrite if !WRITE_FIELDS.contains(&field) => err(format!(
+        Access::ReadWrite if bits && (device == Device::Plant || !WRITE_BITS.contains(&field)) => {
+            err(format!(
+                "is not an on/off command value a coil can carry (known: {})",
+                WRITE_BITS.join(", ")
+            ))
+        }
+        Access::ReadWrite if !writes.contains(&field) => err(format!(
             "is not a field heatgrid can write (known: {})",
-            WRITE_FIELDS.join(", ")
+            writes.join(", ")
         )),
-        Access::Read if bits && (READ_FIELDS.contains(&field) || !status_name(field)) => err(
+        Access::Read if bits && (reads.contains(&field) || !status_name(field)) => err(
             "is not a status bit name: a bit is stored under its own name of 1–64 \
                  lowercase letters, digits and _ (e.g. pump_running), not a measured field"
                 .into(),
         ),
-        Access::Read if !bits && !READ_FIELDS.contains(&field) => err(format!(
+        Access::Read if !bits && !reads.contains(&field) => err(format!(
             "is not a field heatgrid can read (known: {})",
-            READ_FIELDS.join(", ")
+            reads.join(", ")
         )),
         _ => {}
     }

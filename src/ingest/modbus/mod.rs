@@ -1,5 +1,5 @@
-//! Modbus stations: register maps ([`map`]), one poller task per station ([`poller`]), and
-//! shared lines ([`mod@line`]: RTU on a serial port or over TCP, or several unit ids behind one
+//! Modbus stations: register maps ([`map`]), one poller task per station ([`poller`]), the
+//! heat plant's poller ([`plant`]), and shared lines ([`mod@line`]: RTU on a serial port or over TCP, or several unit ids behind one
 //! gateway address) that carry one request at a time.
 //!
 //! Where it sits: a Modbus station is a second way in and out of the same engine. Its poller
@@ -11,5 +11,6 @@ pub mod line;
 mod link;
 pub mod map;
 pub mod map_file;
+pub mod plant;
 pub mod poller;
 pub mod write;
