@@ -240,6 +240,11 @@ async fn a_plant_on_modbus_is_polled_and_commanded_and_a_silent_one_costs_the_st
     })
     .await;
     assert!(raised, "{:?}", engine.alarms().active);
+    let text = util::viewer_cli(&api, &["plant"]);
+    assert!(
+        text.contains("offline") && text.contains("link: ") && text.contains("no answer"),
+        "{text}"
+    );
     let after = acked(&engine);
     assert!(
         before.iter().zip(&after).all(|(b, a)| a > b),

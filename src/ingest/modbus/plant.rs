@@ -174,11 +174,11 @@ impl PlantPoller {
                 problem = %text, "Plant's Modbus link failing; its data go stale and it is retried with backoff.");
             self.logged = Some(kind);
         }
-        self.parts
-            .feed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .comm_error = Some(text);
+        let mut seen = self.parts.feed.lock().unwrap_or_else(|p| p.into_inner());
+        if !f.keeps_connection() {
+            seen.online = Some(false);
+        }
+        seen.comm_error = Some(text);
     }
 
     fn recovered(&mut self) {
