@@ -24,7 +24,7 @@
 //! * [`store`]: typed records → line protocol → spool → InfluxDB or files.
 //! * [`api`], [`cli`]: the operator's HTTP API, metrics, audit log; the command line and `top`.
 //! * [`config`]: TOML → each stage's settings.
-//! * Leaves: [`model`] (shared types), [`clock`], [`physics`], [`stats`], [`files`],
+//! * Leaves: [`model`] (shared types), [`network`] (the primary network's layout), [`clock`], [`physics`], [`stats`], [`files`],
 //!   [`backoff`], [`heatgrid_kpi`] (the scenario KPIs, a crate of the workspace).
 //! * `demo` (feature `demo`): embedded broker + simulator + engine, scenarios, reports.
 
@@ -45,6 +45,7 @@ pub mod files;
 pub mod ingest;
 
 pub mod model;
+pub mod network;
 pub mod physics;
 pub mod predict;
 pub mod stats;

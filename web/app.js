@@ -567,6 +567,87 @@ function networkSvg(rows, plan, plantSupply) {
   return svg;
 }
 
+// The network from its pipes (`[plant] network`, GET /api/v1/network): the plant on the left,
+// each pipe drawn from its upstream node over its length (x: metres from the plant) and
+// thicker for a wider pipe, each station a dot coloured by its state with its primary supply
+// and differential pressure beside it — the supply temperature along the way. The most
+// demanding station and the pressure point are marked.
+function layoutSvg(layout, rows, plan, plantSupply) {
+  const NS = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(NS, "svg");
+  svg.setAttribute("class", "network tree");
+  svg.setAttribute("id", "network");
+  const add = (tag, attrs, text) => {
+    const e = document.createElementNS(NS, tag);
+    for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, String(v));
+    if (text !== undefined) e.textContent = text;
+    svg.append(e);
+    return e;
+  };
+  const byId = new Map(rows.map((r) => [r.id, r]));
+  const nodes = new Map(layout.nodes.map((n) => [n.id, n]));
+  const kids = new Map();
+  for (const p of layout.pipes) {
+    if (!kids.has(p.from)) kids.set(p.from, []);
+    kids.get(p.from).push(p);
+  }
+  const plant = layout.nodes.find((n) => n.kind === "plant");
+  // Depth along the pipes; leaves one row each in depth-first order, a junction beside its
+  // first branch.
+  const depth = new Map([[plant.id, 0]]);
+  const row = new Map();
+  let rowsUsed = 0;
+  const walk = (id) => {
+    const out = (kids.get(id) || []).slice().sort((a, b) => a.to.localeCompare(b.to));
+    if (!out.length) { row.set(id, rowsUsed++); return; }
+    for (const p of out) { depth.set(p.to, depth.get(id) + p.length_m); walk(p.to); }
+    row.set(id, row.get(out[0].to));
+  };
+  walk(plant.id);
+  const deepest = Math.max(1, ...depth.values());
+  const W = 900, H = 30 + rowsUsed * 18;
+  svg.setAttribute("viewBox", "0 0 " + W + " " + H);
+  svg.style.height = Math.min(900, H) + "px";
+  const x = (id) => 60 + (depth.get(id) / deepest) * (W - 300);
+  const y = (id) => 20 + row.get(id) * 18;
+  for (const p of layout.pipes) {
+    if (!depth.has(p.to)) continue;
+    const w = Math.max(1, Math.min(6, p.inner_diameter_m * 12));
+    const d = "M" + x(p.from) + " " + y(p.from) + " V" + y(p.to) + " H" + x(p.to);
+    const line = add("path", { d, class: "pipe", "stroke-width": w.toFixed(1), "data-id": p.id });
+    const title = document.createElementNS(NS, "title");
+    title.textContent = p.id + ": " + fmt(p.length_m, 0, " m") + ", DN " + fmt(p.inner_diameter_m * 1000, 0, " mm");
+    line.append(title);
+  }
+  add("rect", { x: 8, y: y(plant.id) - 12, width: 44, height: 24, rx: 3, class: "plant" });
+  add("text", { x: 12, y: y(plant.id) + 4, class: "lbl" }, "plant");
+  add("text", { x: 8, y: y(plant.id) + 26, class: "lbl" }, fmt(plantSupply, 1, " °C"));
+  const critical = plan && plan.critical ? plan.critical[0] : null;
+  const point = plan ? plan.pressure_point : null;
+  for (const [id, n] of nodes) {
+    if (!depth.has(id) || n.kind === "plant") continue;
+    if (n.kind !== "station") { add("circle", { cx: x(id), cy: y(id), r: 2.5, class: "junction" }); continue; }
+    const r = byId.get(n.station);
+    const tile = app.tiles.get(n.station);
+    const state = !r ? "stale" : tile ? tile.state : (r.stale ? "stale" : "in_control");
+    const dot = add("circle", { cx: x(id), cy: y(id), r: 6, class: "st s-" + state, "data-id": n.station });
+    dot.addEventListener("click", () => { location.hash = "#/station/" + encodeURIComponent(n.station); });
+    const title = document.createElementNS(NS, "title");
+    title.textContent = n.station + (r ? ": primary " + fmt(r.primary_supply_temp_c, 1, " °C") + ", " +
+      fmt(r.primary_diff_pressure_kpa, 0, " kPa") + ", valve " + fmt(r.valve_pct, 0, " %") : ": not configured");
+    dot.append(title);
+    let label = n.station + "  " + (r ? fmt(r.primary_supply_temp_c, 1, " °C") + "  " + fmt(r.primary_diff_pressure_kpa, 0, " kPa") : "–");
+    if (n.station === critical) label += "  ◀ critical";
+    if (n.station === point) label += "  ◀ Δp point";
+    add("text", { x: x(id) + 10, y: y(id) + 4, class: "lbl" }, label);
+    if (n.station === critical) {
+      add("circle", { cx: x(id), cy: y(id), r: 10, class: "critical", id: "critical-mark" });
+    }
+    if (n.station === point) add("circle", { cx: x(id), cy: y(id), r: 13, class: "point", id: "point-mark" });
+  }
+  return svg;
+}
+
 async function drawPlant() {
   let p;
   try {
@@ -606,12 +687,21 @@ async function drawPlant() {
   const trend = el("div", { class: "card wide", id: "plant-trend" }, el("h3", {}, "Supply and return"),
     trendSvg(points, [["supply_c", "sup", "supply"], ["setpoint_c", "set", "setpoint"], ["return_c", "ret", "return"]], "°C"),
     trendSvg(points, [["dp_setpoint_kpa", "set", "Δp setpoint"], ["lowest_dp_kpa", "out", "lowest station Δp"]], "kPa"));
-  const net = el("div", { class: "card wide", id: "plant-network" }, el("h3", {}, "Network"), networkSvg(rows, plan, r.supply_temp_c));
+  const drawing = app.layout ? layoutSvg(app.layout, rows, plan, r.supply_temp_c) : networkSvg(rows, plan, r.supply_temp_c);
+  const note = app.layout
+    ? "from the network file: metres from the plant left to right; beside each station its primary supply and Δp"
+    : "no network file ([plant] network): stations ordered by their differential pressure";
+  const net = el("div", { class: "card wide", id: "plant-network" }, el("h3", {}, "Network"), drawing, el("p", { class: "dim" }, note));
   $("view").replaceChildren(head, el("div", { class: "cards" }, now, asks, trend, net));
 }
 
 function showPlant() {
   currentView = "plant";
+  // The layout is static: read once (404 without a network file).
+  if (app.layout === undefined) {
+    app.layout = null;
+    api("/api/v1/network").then((l) => { app.layout = l; drawPlant(); }).catch(() => { /* drawn by pressure */ });
+  }
   app.pageTimer = setInterval(drawPlant, 5000);
   drawPlant();
 }

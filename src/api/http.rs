@@ -63,6 +63,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/alarms", get(alarms))
         .route("/api/v1/cluster", get(cluster))
         .route("/api/v1/plant", get(plant))
+        .route("/api/v1/network", get(network))
         .route("/api/v1/cluster/apply/{id}", post(apply_forwarded))
         .route("/metrics", get(metrics))
         .route("/api/v1/alarms/{id}/ack", post(ack_alarm))
@@ -413,6 +414,19 @@ async fn plant(State(st): State<ApiState>, headers: HeaderMap) -> Result<Json<Va
         ));
     };
     Ok(Json(json!(*status)))
+}
+
+/// The network's layout from the plant's network file (static: the control room reads it
+/// once and draws the live values on it).
+async fn network(State(st): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authorize(&st.tokens, &headers, Role::Viewer)?;
+    match st.network.as_ref() {
+        Some(layout) => Ok(Json(json!(**layout))),
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "no network file is configured ([plant] network)".into(),
+        )),
+    }
 }
 
 async fn cluster(State(st): State<ApiState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {

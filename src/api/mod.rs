@@ -48,6 +48,8 @@ pub struct ApiState {
     pub history: Option<crate::store::history::History>,
     /// The plant loop's view (`None`: no `[plant]`).
     pub plant: Option<crate::control::plant_task::PlantStatusView>,
+    /// The network's layout (`[plant] network`).
+    pub network: Option<Arc<crate::network::Layout>>,
 }
 
 /// What the API knows of a configured station beyond its status: its static tags (group

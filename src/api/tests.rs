@@ -66,6 +66,7 @@ fn state(dir: &std::path::Path) -> ApiState {
         live,
         history: None,
         plant: None,
+        network: None,
     }
 }
 

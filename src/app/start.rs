@@ -463,6 +463,7 @@ async fn start_api(
             })?,
         live,
         plant,
+        network: cfg.plant.as_ref().and_then(|p| p.layout.clone()),
     };
     let (bound, task) = crate::api::http::serve(addr, state, stage.token())
         .await

@@ -66,6 +66,9 @@ pub(super) struct RawPlant {
     pump_efficiency: Option<f64>,
     #[serde(default)]
     pressure_points: Option<Vec<String>>,
+    /// The network file (docs/network.md): the layout, and the network's UA when not given.
+    #[serde(default)]
+    network: Option<String>,
     /// Poll the plant's PLC over Modbus TCP instead of its MQTT topics.
     #[serde(default)]
     modbus: Option<RawModbus>,
@@ -209,7 +212,14 @@ pub(super) fn plant(
     let plant_stale_after_s = p.plant_stale_after_s.unwrap_or(120.0);
     v.positive("plant.plant_stale_after_s", plant_stale_after_s);
     let modbus = p.modbus.as_ref().and_then(|m| modbus(m, base, v));
+    let layout = p.network.as_ref().and_then(|f| layout(&base.join(f), v));
     let mut s = s;
+    if s.network_ua_kw_per_k.is_none() {
+        s.network_ua_kw_per_k = layout
+            .as_ref()
+            .map(|l| l.ua_kw_per_k())
+            .filter(|ua| *ua > 0.0);
+    }
     if p.modbus.is_some() && s.pressure_points.is_none() {
         // A PLC knows its pressure points by number: without a list, only its outlet.
         s.pressure_points = Some(Vec::new());
@@ -222,9 +232,33 @@ pub(super) fn plant(
             command_valid_for_s: valid_for_s,
             plant_stale_after_s,
             settings: s,
+            layout,
         },
         modbus,
     ))
+}
+
+/// `network = "…"`: the network file's layout, every problem named.
+fn layout(path: &Path, v: &mut Errors) -> Option<Arc<crate::network::Layout>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            v.push(format!(
+                "plant.network: cannot read {}: {e}",
+                path.display()
+            ));
+            return None;
+        }
+    };
+    match crate::network::Layout::parse(&text) {
+        Ok(l) => Some(Arc::new(l)),
+        Err(errors) => {
+            for e in errors {
+                v.push(format!("plant.network {}: {e}", path.display()));
+            }
+            None
+        }
+    }
 }
 
 /// `pressure_points`: configured stations, each once, at most 65,535 (a register's range).
@@ -355,6 +389,40 @@ mod tests {
             );
         }
         assert!(Config::parse(STATION, &no_env).unwrap().plant.is_none());
+    }
+
+    #[test]
+    fn a_network_file_gives_the_layout_and_the_networks_loss_per_kelvin() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("net.json");
+        std::fs::write(
+            &file,
+            r#"{"nodes": [{"id": "plant", "kind": "plant"}, {"id": "st-1", "kind": "station"}],
+                "pipes": [{"id": "p1", "from": "plant", "to": "st-1", "length_m": 2000.0,
+                           "inner_diameter_m": 0.2, "thermal_resistance_mK_per_W": 4.0}]}"#,
+        )
+        .unwrap();
+        let text = format!(
+            "{STATION}[plant]\nid = \"main\"\nnetwork = {:?}\n",
+            file.display().to_string()
+        );
+        let p = Config::parse(&text, &no_env).unwrap().plant.unwrap();
+        assert_eq!(p.layout.unwrap().pipes.len(), 1);
+        assert_eq!(p.settings.network_ua_kw_per_k, Some(1.0));
+        // A UA given in the config wins over the file's.
+        let given = Config::parse(&format!("{text}network_ua_kw_per_k = 3.0\n"), &no_env).unwrap();
+        assert_eq!(given.plant.unwrap().settings.network_ua_kw_per_k, Some(3.0));
+        let missing = Config::parse(
+            &format!("{STATION}[plant]\nid = \"main\"\nnetwork = \"/nonexistent/net.json\"\n"),
+            &no_env,
+        )
+        .unwrap_err();
+        assert!(
+            missing
+                .iter()
+                .any(|e| e.starts_with("plant.network: cannot read")),
+            "{missing:?}"
+        );
     }
 
     #[test]

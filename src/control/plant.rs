@@ -123,6 +123,8 @@ pub struct PlantConfig {
     /// The plant's own telemetry older than this raises `plant_stale`, s.
     pub plant_stale_after_s: f64,
     pub settings: PlantSettings,
+    /// The network's layout (`network = "…"`, the network file), for the control room.
+    pub layout: Option<std::sync::Arc<crate::network::Layout>>,
 }
 
 /// What the plant loop knows of one station.

@@ -270,3 +270,32 @@ async fn a_plant_on_modbus_is_polled_and_commanded_and_a_silent_one_costs_the_st
     assert!(own, "{:?}", sim.plant());
     sim.stop().await;
 }
+
+/// The engine reads the network file the simulator runs (`[plant] network`): every station
+/// placed, the same loss per kelvin as the simulator's pipes, every station beyond the
+/// transmission main.
+#[test]
+fn the_engine_reads_the_simulators_network_file_with_the_same_loss_per_kelvin() {
+    let file = heatgrid_sim::network::file::generate(100, "st-", 7, 50.0);
+    let layout = heatgrid::network::Layout::parse(&serde_json::to_string(&file).unwrap())
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    let stations: Vec<&str> = layout.stations().collect();
+    assert_eq!(stations.len(), 100);
+    assert!(stations.contains(&"st-001") && stations.contains(&"st-100"));
+    let (engine, sim) = (layout.ua_kw_per_k(), file.ua_w_per_k() / 1000.0);
+    assert!(
+        engine > 0.0 && (engine - sim).abs() < 1e-9 * sim,
+        "{engine} against {sim}"
+    );
+    let depth = layout.depth_m();
+    let nearest = layout
+        .nodes
+        .iter()
+        .filter(|n| n.kind == "station")
+        .map(|n| depth[n.id.as_str()])
+        .fold(f64::INFINITY, f64::min);
+    assert!(
+        nearest > 2000.0,
+        "the nearest station {nearest} m from the plant"
+    );
+}

@@ -139,6 +139,17 @@ async fn the_control_room_in_a_browser() {
         .map(PathBuf::from)
         .unwrap_or_else(|| dir.path().join("screenshots"));
     std::fs::create_dir_all(&shots).unwrap();
+    // The simulated stations' network, given to the engine as its layout too.
+    let sim_cfg = SimConfig {
+        port: broker.port,
+        stations: SIMULATED,
+        speed: SPEED,
+        record_commands: true,
+        ..SimConfig::default()
+    };
+    let net_file = sim_cfg.generated_network(3);
+    let net_path = dir.path().join("network.json");
+    std::fs::write(&net_path, serde_json::to_string(&net_file).unwrap()).unwrap();
     let mut text = format!(
         "[engine]\ndata_dir = {:?}\ntick_s = {}\nstaleness_s = 2\ncommand_valid_for_s = 30\ntime_scale = {SPEED}\n\
          [mqtt]\nport = {}\nclient_id = \"engine-web\"\n[storage]\nflush_interval_ms = 200\n\
@@ -146,10 +157,11 @@ async fn the_control_room_in_a_browser() {
          [api]\nlisten = \"127.0.0.1:0\"\n\
          [[api.token]]\nname = \"olga\"\nrole = \"operator\"\ntoken_env = \"T_OP\"\n\
          [[api.token]]\nname = \"victor\"\nrole = \"viewer\"\ntoken_env = \"T_VIEW\"\n\
-         [plant]\nid = \"main\"\nperiod_s = 5\ncommand_valid_for_s = 6\n",
+         [plant]\nid = \"main\"\nperiod_s = 5\ncommand_valid_for_s = 6\nnetwork = {:?}\n",
         dir.path().join("data").display().to_string(),
         5.0 / SPEED,
         broker.port,
+        net_path.display().to_string(),
         vm = vm.port,
     );
     // The simulated stations, and one that never reports (stale, with its alarm).
@@ -170,17 +182,11 @@ async fn the_control_room_in_a_browser() {
         .await
         .unwrap();
     let base = format!("http://{}", engine.api_addr().unwrap());
-    // The simulated stations on a generated network, with its plant (contract §7).
-    let sim_cfg = SimConfig {
-        port: broker.port,
-        stations: SIMULATED,
-        speed: SPEED,
-        record_commands: true,
-        ..SimConfig::default()
-    };
+    // The simulated stations on that network, with its plant (contract §7).
+    let pipes = net_file.pipes.len();
     let sim = heatgrid_sim::spawn(SimConfig {
         network: Some(heatgrid_sim::SimNetwork {
-            file: sim_cfg.generated_network(3),
+            file: net_file,
             loads: heatgrid_sim::network::district::Loads::PEAKY,
             cell_m: 50.0,
             plant_id: "main".into(),
@@ -474,7 +480,8 @@ async fn the_control_room_in_a_browser() {
     shot(&c, &shots, "diagnosis.png").await;
 
     // The plant page: the plant now, what the loop asks, its trend, and the network drawn from
-    // the stations' primary side with the most demanding station and the pressure point marked.
+    // its pipes with the stations' primary side, the most demanding station and the pressure
+    // point marked.
     c.goto(&format!("{base}/#/plant")).await.unwrap();
     let plant = until(Duration::from_secs(20), "the plant page", || async {
         let v = js(
@@ -482,10 +489,12 @@ async fn the_control_room_in_a_browser() {
             "const n = document.querySelectorAll('#network circle.st').length; \
              return [document.getElementById('view').innerText, n, \
              !!document.getElementById('critical-mark'), !!document.getElementById('point-mark'), \
-             document.querySelectorAll('#plant-trend polyline').length];",
+             document.querySelectorAll('#plant-trend polyline').length, \
+             document.querySelectorAll('#network path.pipe').length];",
         )
         .await;
         let ok = v[1].as_u64() == Some(SIMULATED as u64)
+            && v[5].as_u64() == Some(pipes as u64)
             && v[2] == true
             && v[3] == true
             && v[0].as_str().is_some_and(|t| t.contains("seq"));
@@ -500,6 +509,7 @@ async fn the_control_room_in_a_browser() {
         "Network",
         "critical",
         "Δp point",
+        "from the network file",
     ] {
         assert!(
             page.contains(part),
