@@ -217,10 +217,19 @@ pub fn demand_of(reading: &Reading, setpoint_c: Option<f64>) -> f64 {
 
 /// The differential pressure across a station on the primary side, kPa, if it reports it.
 pub fn dp_of(reading: &Reading) -> Option<f64> {
+    extra(reading, "primary_diff_pressure_kpa")
+}
+
+/// The primary supply temperature reaching a station, °C, if it reports it.
+pub fn primary_of(reading: &Reading) -> Option<f64> {
+    extra(reading, "primary_supply_temp_c")
+}
+
+fn extra(reading: &Reading, name: &str) -> Option<f64> {
     reading
         .extra
         .iter()
-        .find(|(k, _)| k == "primary_diff_pressure_kpa")
+        .find(|(k, _)| k == name)
         .map(|(_, v)| *v)
 }
 
@@ -255,27 +264,29 @@ impl PlantController {
     /// A station's reading, with the supply setpoint it is being held to, if known.
     pub fn observe(&mut self, reading: &Reading, setpoint_c: Option<f64>) {
         let (demand, dp) = (demand_of(reading, setpoint_c), dp_of(reading));
-        self.observe_demand(reading.station.clone(), reading.ts_ms, demand, dp);
-        let primary = reading
-            .extra
-            .iter()
-            .find(|(k, _)| k == "primary_supply_temp_c")
-            .map(|(_, v)| *v);
-        if let Some(seen) = self.stations.get_mut(&reading.station) {
-            seen.primary_c = primary;
-        }
+        let primary = primary_of(reading);
+        self.observe_demand(
+            reading.station.clone(),
+            reading.ts_ms,
+            (demand, dp, primary),
+        );
     }
 
-    /// A station's demand (%) and differential pressure (kPa) at `ts_ms`, as another
-    /// instance of a cluster summed it up.
-    pub fn observe_demand(&mut self, id: StationId, ts_ms: i64, demand: f64, dp_kpa: Option<f64>) {
+    /// A station's demand (%), differential pressure (kPa) and primary supply (°C) at
+    /// `ts_ms`, as another instance of a cluster summed it up.
+    pub fn observe_demand(
+        &mut self,
+        id: StationId,
+        ts_ms: i64,
+        (demand, dp_kpa, primary_c): (f64, Option<f64>, Option<f64>),
+    ) {
         self.stations.insert(
             id,
             Seen {
                 ts_ms,
                 demand,
                 dp_kpa,
-                primary_c: None,
+                primary_c,
             },
         );
     }

@@ -231,6 +231,10 @@ struct Summary {
     fresh: usize,
     critical: Option<(String, f64, Option<f64>)>,
     lowest: Option<(String, f64, Option<f64>)>,
+    /// The most demanding station's primary supply, °C: partition 0's owner learns the
+    /// transport time to it as a single instance does.
+    #[serde(default)]
+    critical_primary_c: Option<f64>,
 }
 
 type Reply = oneshot::Receiver<Result<Vec<(String, String)>, String>>;
@@ -467,9 +471,15 @@ impl PlantTask {
                     continue;
                 }
                 fresh += sum.fresh;
-                for (id, demand, dp) in sum.critical.into_iter().chain(sum.lowest) {
+                let critical = sum.critical.as_ref().map(|c| c.0.clone());
+                let lowest = sum.lowest.filter(|l| Some(&l.0) != critical.as_ref());
+                let primary = [sum.critical_primary_c, None];
+                for ((id, demand, dp), primary_c) in
+                    sum.critical.into_iter().chain(lowest).zip(primary)
+                {
                     if let Ok(id) = crate::model::StationId::new(&id) {
-                        self.ctrl.observe_demand(id, sum.ts_ms, demand, dp);
+                        self.ctrl
+                            .observe_demand(id, sum.ts_ms, (demand, dp, primary_c));
                     }
                 }
             }
@@ -542,11 +552,12 @@ impl PlantTask {
 impl Summary {
     /// Takes in one station's reading and setpoint.
     fn add(&mut self, id: &str, r: &crate::model::Reading, setpoint_c: f64) {
-        use super::plant::{demand_of, dp_of};
+        use super::plant::{demand_of, dp_of, primary_of};
         self.fresh += 1;
         let (demand, dp) = (demand_of(r, Some(setpoint_c)), dp_of(r));
         if self.critical.as_ref().is_none_or(|c| demand > c.1) {
             self.critical = Some((id.to_owned(), demand, dp));
+            self.critical_primary_c = primary_of(r);
         }
         if let Some(d) = dp {
             if self
@@ -566,4 +577,47 @@ fn median(xs: &mut [f64]) -> Option<f64> {
     }
     xs.sort_by(f64::total_cmp);
     Some(xs[xs.len() / 2])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Reading, StationId};
+
+    fn reading(id: &str, valve: f64, primary_c: f64) -> Reading {
+        Reading {
+            station: StationId::new(id).unwrap(),
+            ts_ms: 0,
+            supply_temp_c: 60.0,
+            return_temp_c: 45.0,
+            flow_m3h: 10.0,
+            heated_area_m2: None,
+            outdoor_temp_c: Some(0.0),
+            indoor_temp_c: None,
+            valve_pct: Some(valve),
+            pump_pct: Some(80.0),
+            heat_kw: None,
+            extra: vec![
+                ("primary_supply_temp_c".to_owned(), primary_c),
+                ("primary_diff_pressure_kpa".to_owned(), 100.0 - valve),
+            ],
+        }
+    }
+
+    #[test]
+    fn a_summary_carries_the_most_demanding_stations_primary_supply_and_reads_an_older_one() {
+        let mut sum = Summary::default();
+        sum.add("a", &reading("a", 60.0, 95.0), 60.0);
+        sum.add("b", &reading("b", 85.0, 91.0), 60.0);
+        sum.add("c", &reading("c", 70.0, 93.0), 60.0);
+        assert_eq!(sum.fresh, 3);
+        assert_eq!(sum.critical.as_ref().map(|c| c.0.as_str()), Some("b"));
+        assert_eq!(sum.critical_primary_c, Some(91.0));
+        let back: Summary = serde_json::from_str(&serde_json::to_string(&sum).unwrap()).unwrap();
+        assert_eq!(back, sum);
+        // Written by an instance from before the field: still read, without it.
+        let old = r#"{"ts_ms":5,"fresh":2,"critical":["b",85.0,15.0],"lowest":["b",85.0,15.0]}"#;
+        let old: Summary = serde_json::from_str(old).unwrap();
+        assert_eq!((old.fresh, old.critical_primary_c), (2, None));
+    }
 }
