@@ -17,6 +17,8 @@ pub mod fleet;
 pub mod kpi;
 pub mod pi;
 pub mod plant;
+pub mod plant_status;
+mod plant_summary;
 pub mod plant_task;
 pub mod settings;
 pub mod shared_district;

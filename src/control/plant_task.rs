@@ -19,152 +19,36 @@
 //! whole fleet, and commands the plant on partition 0's MQTT session under that partition's
 //! epoch while its fence holds, as the district coordinator runs there: a deposed owner's
 //! commands carry an older epoch and the plant refuses them.
+//!
+//! What it publishes and sends is in [`super::plant_status`]; a cluster's per-partition
+//! summaries in `plant_summary`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::plant::{PlantConfig, PlantController, PlantPlan};
+use super::plant_summary::{Summary, SUMMARY_PREFIX};
 use super::status::StationStatus;
 use crate::clock::now_ms;
 use crate::cluster::membership::Fence;
-use crate::cluster::state::{StateRequest, StateWrite};
+use crate::cluster::state::StateRequest;
 use crate::command::dispatch::{Lead, Leads};
 use crate::ingest::modbus::plant::PlantWrite;
 use crate::ingest::mqtt::Link;
-use crate::ingest::plant::{PlantFeed, PlantReading, PlantSeen};
+use crate::ingest::plant::{PlantFeed, PlantSeen};
 use crate::ingest::Weather;
-use crate::store::record::{PlantCommandPoint, Record};
+use crate::store::record::Record;
+
+pub use super::plant_status::{
+    PlantStatus, PlantStatusView, SentPlantCommand, TrendPoint, TREND_POINTS,
+};
 use crate::store::StoreHandle;
-
-/// A command that went out to the plant.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SentPlantCommand {
-    pub plant: String,
-    pub seq: u64,
-    pub epoch: u64,
-    pub ts_ms: i64,
-    pub valid_for_s: u32,
-    pub plan: PlantPlan,
-}
-
-impl SentPlantCommand {
-    /// What storage keeps of it.
-    pub fn point(&self) -> PlantCommandPoint<'_> {
-        let p = &self.plan;
-        PlantCommandPoint {
-            plant: &self.plant,
-            seq: self.seq,
-            epoch: self.epoch,
-            supply_setpoint_c: p.supply_setpoint_c,
-            diff_pressure_setpoint_kpa: p.diff_pressure_setpoint_kpa,
-            pressure_point: &p.pressure_point,
-            curve_c: p.curve_c,
-            trim_k: p.trim_k,
-            critical: p.critical.as_ref().map(|(id, d)| (id.as_str(), *d)),
-            basis: p.basis.as_str(),
-            fresh_stations: p.fresh_stations,
-            ts_ms: self.ts_ms,
-        }
-    }
-
-    /// The command as a plant's registers carry it: the pressure point numbered from 1 in
-    /// `points` (0: the plant's outlet; a point not in the list cannot be held there, so the
-    /// plant holds `head_kpa` at its outlet instead).
-    pub fn write(
-        &self,
-        points: &[crate::model::StationId],
-        head_kpa: f64,
-        fence: Option<Fence>,
-    ) -> PlantWrite {
-        let p = &self.plan;
-        let at = points
-            .iter()
-            .position(|s| s.as_str() == p.pressure_point)
-            .map(|k| k as u16 + 1);
-        let (point, dp) = match at {
-            Some(k) => (k, p.diff_pressure_setpoint_kpa),
-            None if p.pressure_point == "plant" => (0, p.diff_pressure_setpoint_kpa),
-            None => (0, head_kpa),
-        };
-        PlantWrite {
-            seq: self.seq,
-            epoch: self.epoch,
-            ts_ms: self.ts_ms,
-            supply_setpoint_c: p.supply_setpoint_c,
-            diff_pressure_setpoint_kpa: dp,
-            pressure_point: point,
-            valid_for_s: self.valid_for_s,
-            fence,
-        }
-    }
-
-    /// The contract §7 payload.
-    pub fn payload(&self) -> serde_json::Value {
-        serde_json::json!({
-            "seq": self.seq,
-            "epoch": self.epoch,
-            "ts": self.ts_ms,
-            "supply_setpoint_c": (self.plan.supply_setpoint_c * 100.0).round() / 100.0,
-            "diff_pressure_setpoint_kpa": (self.plan.diff_pressure_setpoint_kpa * 10.0).round() / 10.0,
-            "pressure_point": self.plan.pressure_point,
-            "valid_for_s": self.valid_for_s,
-        })
-    }
-}
-
-/// What the engine knows of the plant after the task's last period.
-#[derive(Debug, Clone, Serialize)]
-pub struct PlantStatus {
-    pub id: String,
-    /// `control`, or `monitor` (`mode = "monitor"`, or an instance of a cluster that does
-    /// not lead partition 0).
-    pub mode: &'static str,
-    pub reading: Option<PlantReading>,
-    /// No plant reading within `plant_stale_after_s`.
-    pub stale: bool,
-    pub online: Option<bool>,
-    /// A plant on Modbus: why its last request failed, until one succeeds.
-    pub comm_error: Option<String>,
-    pub plan: Option<PlantPlan>,
-    pub last_command: Option<SentPlantCommand>,
-    pub acked_seq: Option<u64>,
-    pub ack_error: Option<String>,
-    /// Each pressure point's differential pressure, kPa.
-    pub points: BTreeMap<String, f64>,
-    /// The fresh station that sees the least differential pressure, and what it sees, kPa.
-    pub lowest_station_dp: Option<(String, f64)>,
-    /// The pressure the loop is to hold at its point, kPa (the alarm's threshold).
-    pub min_dp_kpa: f64,
-    pub ts_ms: i64,
-    /// The last [`TREND_POINTS`] periods, oldest first (the control room's trend).
-    pub trend: Vec<TrendPoint>,
-}
-
-/// Periods kept for the trend (12 h at the default 60 s).
-pub const TREND_POINTS: usize = 720;
-
-/// One period of the plant's trend.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct TrendPoint {
-    pub ts_ms: i64,
-    /// What the plant sent and what it was asked, °C.
-    pub supply_c: Option<f64>,
-    pub setpoint_c: f64,
-    pub return_c: Option<f64>,
-    /// The pressure asked for at the pressure point and the least a station saw, kPa.
-    pub dp_setpoint_kpa: f64,
-    pub lowest_dp_kpa: Option<f64>,
-}
-
-/// The published view: `None` without a `[plant]`.
-pub type PlantStatusView = watch::Receiver<Option<Arc<PlantStatus>>>;
 
 /// The plant task.
 #[derive(Debug)]
@@ -218,23 +102,6 @@ pub struct ClusterParts {
     pub requests: mpsc::Sender<StateRequest>,
     /// Per station (config order), its partition.
     pub partition: Vec<u32>,
-}
-
-/// Where the partitions' summaries are kept in etcd.
-const SUMMARY_PREFIX: &str = "heatgrid/plant/summary/";
-
-/// One partition's stations as the plant loop needs them, kept in etcd by its owner: how many
-/// are fresh, and the most demanding and the worst-off one (id, demand %, Δp kPa).
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-struct Summary {
-    ts_ms: i64,
-    fresh: usize,
-    critical: Option<(String, f64, Option<f64>)>,
-    lowest: Option<(String, f64, Option<f64>)>,
-    /// The most demanding station's primary supply, °C: partition 0's owner learns the
-    /// transport time to it as a single instance does.
-    #[serde(default)]
-    critical_primary_c: Option<f64>,
 }
 
 type Reply = oneshot::Receiver<Result<Vec<(String, String)>, String>>;
@@ -433,16 +300,7 @@ impl PlantTask {
         forecast: Option<&crate::predict::forecast::Forecast>,
     ) -> Option<PlantPlan> {
         let c = self.cluster.as_ref()?;
-        for (p, (epoch, sum)) in summaries {
-            let Ok(value) = serde_json::to_string(&Summary { ts_ms: now, ..sum }) else {
-                continue;
-            };
-            let write = StateWrite {
-                partition: p,
-                epoch,
-                puts: vec![(format!("{SUMMARY_PREFIX}{p:04}"), value)],
-                done: None,
-            };
+        for write in super::plant_summary::writes(summaries, now) {
             let _ = c.requests.try_send(StateRequest::Write(write));
         }
         let lead = self.lead0();
@@ -462,27 +320,7 @@ impl PlantTask {
         let answered = answer.is_some();
         if let Some(Ok(kept)) = answer {
             let stale_ms = (self.cfg.settings.stale_after_s * 1000.0) as i64;
-            let mut fresh = 0;
-            for (_, v) in kept {
-                let Ok(sum) = serde_json::from_str::<Summary>(&v) else {
-                    continue;
-                };
-                if now - sum.ts_ms > stale_ms {
-                    continue;
-                }
-                fresh += sum.fresh;
-                let critical = sum.critical.as_ref().map(|c| c.0.clone());
-                let lowest = sum.lowest.filter(|l| Some(&l.0) != critical.as_ref());
-                let primary = [sum.critical_primary_c, None];
-                for ((id, demand, dp), primary_c) in
-                    sum.critical.into_iter().chain(lowest).zip(primary)
-                {
-                    if let Ok(id) = crate::model::StationId::new(&id) {
-                        self.ctrl
-                            .observe_demand(id, sum.ts_ms, (demand, dp, primary_c));
-                    }
-                }
-            }
+            let fresh = super::plant_summary::take_in(&kept, now, stale_ms, &mut self.ctrl);
             self.ctrl.set_fresh_count(Some(fresh));
         }
         if answered || self.pending.is_none() {
@@ -549,75 +387,10 @@ impl PlantTask {
     }
 }
 
-impl Summary {
-    /// Takes in one station's reading and setpoint.
-    fn add(&mut self, id: &str, r: &crate::model::Reading, setpoint_c: f64) {
-        use super::plant::{demand_of, dp_of, primary_of};
-        self.fresh += 1;
-        let (demand, dp) = (demand_of(r, Some(setpoint_c)), dp_of(r));
-        if self.critical.as_ref().is_none_or(|c| demand > c.1) {
-            self.critical = Some((id.to_owned(), demand, dp));
-            self.critical_primary_c = primary_of(r);
-        }
-        if let Some(d) = dp {
-            if self
-                .lowest
-                .as_ref()
-                .is_none_or(|l| l.2.is_none_or(|x| d < x))
-            {
-                self.lowest = Some((id.to_owned(), demand, dp));
-            }
-        }
-    }
-}
-
 fn median(xs: &mut [f64]) -> Option<f64> {
     if xs.is_empty() {
         return None;
     }
     xs.sort_by(f64::total_cmp);
     Some(xs[xs.len() / 2])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::{Reading, StationId};
-
-    fn reading(id: &str, valve: f64, primary_c: f64) -> Reading {
-        Reading {
-            station: StationId::new(id).unwrap(),
-            ts_ms: 0,
-            supply_temp_c: 60.0,
-            return_temp_c: 45.0,
-            flow_m3h: 10.0,
-            heated_area_m2: None,
-            outdoor_temp_c: Some(0.0),
-            indoor_temp_c: None,
-            valve_pct: Some(valve),
-            pump_pct: Some(80.0),
-            heat_kw: None,
-            extra: vec![
-                ("primary_supply_temp_c".to_owned(), primary_c),
-                ("primary_diff_pressure_kpa".to_owned(), 100.0 - valve),
-            ],
-        }
-    }
-
-    #[test]
-    fn a_summary_carries_the_most_demanding_stations_primary_supply_and_reads_an_older_one() {
-        let mut sum = Summary::default();
-        sum.add("a", &reading("a", 60.0, 95.0), 60.0);
-        sum.add("b", &reading("b", 85.0, 91.0), 60.0);
-        sum.add("c", &reading("c", 70.0, 93.0), 60.0);
-        assert_eq!(sum.fresh, 3);
-        assert_eq!(sum.critical.as_ref().map(|c| c.0.as_str()), Some("b"));
-        assert_eq!(sum.critical_primary_c, Some(91.0));
-        let back: Summary = serde_json::from_str(&serde_json::to_string(&sum).unwrap()).unwrap();
-        assert_eq!(back, sum);
-        // Written by an instance from before the field: still read, without it.
-        let old = r#"{"ts_ms":5,"fresh":2,"critical":["b",85.0,15.0],"lowest":["b",85.0,15.0]}"#;
-        let old: Summary = serde_json::from_str(old).unwrap();
-        assert_eq!((old.fresh, old.critical_primary_c), (2, None));
-    }
 }
