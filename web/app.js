@@ -185,15 +185,37 @@ function onEvent(block) {
   const msg = JSON.parse(data);
   app.lastEvent = Date.now();
   app.offset = msg.now - Date.now();
-  if (kind === "snapshot") app.tiles.clear();
-  for (const t of msg.tiles) app.tiles.set(t.id, t);
-  app.totals = msg.totals;
+  let changed = null;
+  if (kind === "snapshot") {
+    // Every tile, one row each in the order of `fields`; a delta names a tile by its row.
+    app.tiles.clear();
+    app.fields = msg.fields;
+    app.rows = msg.rows.map((row) => {
+      const t = {};
+      msg.fields.forEach((k, i) => { t[k] = row[i]; });
+      app.tiles.set(t.id, t);
+      return t;
+    });
+  } else {
+    // [row, field, value, field, value …]: only what changed; `ts` as tenths of a second ago.
+    changed = [];
+    for (const e of msg.d || []) {
+      const t = app.rows && app.rows[e[0]];
+      if (!t) continue;
+      for (let k = 1; k + 1 < e.length; k += 2) {
+        const name = app.fields[e[k]];
+        t[name] = name === "ts" && e[k + 1] !== null ? msg.now - e[k + 1] * 100 : e[k + 1];
+      }
+      changed.push(t);
+    }
+  }
+  if (msg.totals) app.totals = msg.totals;
   drawTotals();
   feedStatus();
   if (currentView === "overview") {
     // The first snapshot brings the tags the filter offers.
     if (kind === "snapshot" && !$("tag-filter").options[1] && app.tiles.size) showOverview();
-    else drawTiles(kind === "snapshot" ? null : msg.tiles);
+    else drawTiles(changed);
   }
 }
 

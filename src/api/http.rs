@@ -79,6 +79,9 @@ pub fn router(state: ApiState) -> Router {
             super::web::brake,
         ))
         .layer(axum::middleware::from_fn(super::listener::deadline))
+        // Page files and JSON gzipped when the client accepts it (the live feed compresses
+        // itself, event by event).
+        .layer(tower_http::compression::CompressionLayer::new())
         .with_state(state)
 }
 

@@ -15,15 +15,18 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
+use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::Response;
 use axum::Json;
-use futures::Stream;
+use bytes::Bytes;
+use flate2::write::GzEncoder;
+use flate2::Compression;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -34,10 +37,12 @@ use super::ApiState;
 use crate::alarms::{AlarmView, Severity};
 use crate::clock::now_ms;
 use crate::control::status::StationStatus;
-use crate::model::Mode;
+use crate::ingest::slot::StationSlot;
+use crate::model::{Mode, Reading};
 
-/// How often tiles are built and sent.
-pub const PERIOD: Duration = Duration::from_secs(1);
+/// How often tiles are built (from the readings as they arrive) and what changed is sent: a
+/// reading reaches its tile within this, plus the way to the browser.
+pub const PERIOD: Duration = Duration::from_millis(250);
 
 /// Within this of its setpoint a station is in control, K (`domain.md`: ±1 K).
 const IN_CONTROL_K: f64 = 1.0;
@@ -188,53 +193,54 @@ impl Totals {
     }
 }
 
-/// Every station's tile as this instance knows it.
-fn build(status: &[StationStatus], alarms: &AlarmView, me: Option<&str>) -> Vec<Tile> {
-    status.iter().map(|s| Tile::of(s, alarms, me)).collect()
+/// Every station's tile as this instance knows it: the control task's status, each with the
+/// reading its slot took in since, if newer (`slots` in the status's order; empty: the status
+/// alone).
+fn build(
+    status: &[StationStatus],
+    slots: &[Arc<StationSlot>],
+    alarms: &AlarmView,
+    me: Option<&str>,
+) -> Vec<Tile> {
+    let fresher = |i: usize, s: &StationStatus| -> Option<Reading> {
+        let slot = slots.get(i).filter(|_| slots.len() == status.len())?;
+        let latest = slot.latest.lock().unwrap_or_else(|p| p.into_inner());
+        let known = s.reading.as_ref().map_or(i64::MIN, |r| r.ts_ms);
+        latest.as_ref().filter(|r| r.ts_ms > known).cloned()
+    };
+    status
+        .iter()
+        .enumerate()
+        .map(|(i, s)| match fresher(i, s) {
+            // Newer than the tick's status: shown at once, fresh, against the setpoint in force.
+            Some(r) => Tile::of(
+                &StationStatus {
+                    reading: Some(r),
+                    stale: false,
+                    ..s.clone()
+                },
+                alarms,
+                me,
+            ),
+            None => Tile::of(s, alarms, me),
+        })
+        .collect()
 }
 
-/// One second of this instance's tiles, with the event bodies every dashboard in step with
-/// the hub is sent: serialised once, however many listen.
+/// The hub's tiles at one instant.
 #[derive(Debug, Default)]
 pub struct Frame {
     /// Consecutive while anyone listens.
     pub version: u64,
-    pub tiles: Vec<Tile>,
-    /// The whole fleet, and what changed since the previous frame (`{now, totals, tiles}`).
-    snapshot: String,
-    delta: String,
+    pub tiles: Arc<Vec<Tile>>,
 }
 
-impl Frame {
-    fn new(version: u64, tiles: Vec<Tile>, before: &[Tile]) -> Self {
-        let totals = Totals::of(&tiles);
-        let now = now_ms();
-        let changed: Vec<&Tile> = if before.len() == tiles.len() {
-            tiles
-                .iter()
-                .zip(before)
-                .filter(|(t, b)| t != b)
-                .map(|(t, _)| t)
-                .collect()
-        } else {
-            tiles.iter().collect()
-        };
-        let body =
-            |tiles: &[&Tile]| json!({ "now": now, "totals": totals, "tiles": tiles }).to_string();
-        Self {
-            version,
-            snapshot: body(&tiles.iter().collect::<Vec<_>>()),
-            delta: body(&changed),
-            tiles,
-        }
-    }
-}
-
-/// This instance's tiles, rebuilt once a second while any dashboard listens.
+/// This instance's tiles, rebuilt every [`PERIOD`] while any dashboard listens.
 #[derive(Debug, Clone)]
 pub struct Hub {
     frames: watch::Receiver<Arc<Frame>>,
     listeners: Arc<AtomicUsize>,
+    slots: Arc<Vec<Arc<StationSlot>>>,
 }
 
 /// A dashboard listening; the hub stops building when the last one is dropped.
@@ -248,17 +254,21 @@ impl Drop for Listening {
 }
 
 impl Hub {
-    /// The hub over the status and alarm views, and its task (to run on the caller's stage,
-    /// until `stop`); `cluster`: the cluster's view, for this instance's name.
+    /// The hub over the status and alarm views and the stations' slots (config order, as the
+    /// status), and its task (to run on the caller's stage, until `stop`); `cluster`: the
+    /// cluster's view, for this instance's name.
     pub fn start(
         status: watch::Receiver<Arc<Vec<StationStatus>>>,
         alarms: watch::Receiver<Arc<AlarmView>>,
         cluster: Option<watch::Receiver<Arc<crate::cluster::view::ClusterView>>>,
+        slots: Vec<Arc<StationSlot>>,
         stop: CancellationToken,
     ) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
         let (tx, frames) = watch::channel(Arc::new(Frame::default()));
         let listeners = Arc::new(AtomicUsize::new(0));
         let count = listeners.clone();
+        let slots = Arc::new(slots);
+        let mine = slots.clone();
         let task = async move {
             let mut every = tokio::time::interval(PERIOD);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -272,21 +282,35 @@ impl Hub {
                 }
                 let me = cluster.as_ref().map(|v| v.borrow().name.clone());
                 let alarms = alarms.borrow().clone();
-                let tiles = build(&status.borrow(), &alarms, me.as_deref());
-                let before = tx.borrow().clone();
-                let _ = tx.send(Arc::new(Frame::new(
-                    before.version + 1,
-                    tiles,
-                    &before.tiles,
-                )));
+                let status = status.borrow().clone();
+                let tiles = build(&status, &mine, &alarms, me.as_deref());
+                let version = tx.borrow().version + 1;
+                let _ = tx.send(Arc::new(Frame {
+                    version,
+                    tiles: Arc::new(tiles),
+                }));
             }
         };
-        (Self { frames, listeners }, task)
+        (
+            Self {
+                frames,
+                listeners,
+                slots,
+            },
+            task,
+        )
     }
 
     fn listen(&self) -> (watch::Receiver<Arc<Frame>>, Listening) {
         self.listeners.fetch_add(1, Ordering::Relaxed);
         (self.frames.clone(), Listening(self.listeners.clone()))
+    }
+
+    /// The tiles now, built for the caller (a dashboard's first answer, a peer's question).
+    fn now(&self, st: &ApiState, me: Option<&str>) -> Vec<Tile> {
+        let alarms = st.alarms.borrow().clone();
+        let status = st.status.borrow().clone();
+        build(&status, &self.slots, &alarms, me)
     }
 }
 
@@ -305,8 +329,7 @@ pub(super) async fn tiles(
 ) -> Result<Json<Value>, ApiError> {
     authorize(&st.tokens, &headers, Role::Viewer)?;
     let me = st.peers.as_ref().map(|p| p.view.borrow().name.clone());
-    let alarms = st.alarms.borrow().clone();
-    let local = build(&st.status.borrow(), &alarms, me.as_deref());
+    let local = st.live.now(&st, me.as_deref());
     let tiles = match (&st.peers, scope.local) {
         (Some(_), None) => fleet(&st, &headers, local).await,
         _ => local,
@@ -341,30 +364,131 @@ async fn fleet(st: &ApiState, headers: &HeaderMap, local: Vec<Tile>) -> Vec<Tile
     tiles
 }
 
+/// The tile's fields on the wire, in this order: a snapshot's rows and a delta's field
+/// numbers follow it (docs/web.md, "The live feed").
+pub const FIELDS: [&str; 14] = [
+    "id", "state", "ts", "sup", "set", "ret", "flow", "kw", "area", "mode", "alarms", "alarm",
+    "owner", "tags",
+];
+
+/// Where `ts` is in [`FIELDS`]: a delta carries it as tenths of a second before `now`.
+const TS: usize = 2;
+
+fn fields(t: &Tile) -> [Value; 14] {
+    [
+        json!(t.id),
+        json!(t.state),
+        json!(t.ts),
+        json!(t.sup),
+        json!(t.set),
+        json!(t.ret),
+        json!(t.flow),
+        json!(t.kw),
+        json!(t.area),
+        json!(t.mode),
+        json!(t.alarms),
+        json!(t.alarm),
+        json!(t.owner),
+        json!(t.tags),
+    ]
+}
+
+/// The whole fleet: `{now, totals, fields, rows}`, one row per tile in [`FIELDS`] order.
+fn snapshot(tiles: &[Tile], totals: &Totals, now: i64) -> String {
+    let rows: Vec<[Value; 14]> = tiles.iter().map(fields).collect();
+    json!({ "now": now, "totals": totals, "fields": FIELDS, "rows": rows }).to_string()
+}
+
+/// What changed from `before` to `tiles` (the same stations in the same order): `{now, d}`
+/// and `totals` when they changed. Each entry of `d` is `[row, field, value, field, value…]`
+/// with only the fields that changed; `ts` as tenths of a second before `now`. `None`: the
+/// stations differ, send a snapshot.
+fn delta(before: &[Tile], tiles: &[Tile], totals: Option<&Totals>, now: i64) -> Option<String> {
+    if before.len() != tiles.len() || before.iter().zip(tiles).any(|(b, t)| b.id != t.id) {
+        return None;
+    }
+    let mut d: Vec<Value> = Vec::new();
+    for (i, (b, t)) in before
+        .iter()
+        .zip(tiles)
+        .enumerate()
+        .filter(|(_, (b, t))| b != t)
+    {
+        let (old, new) = (fields(b), fields(t));
+        let mut entry = vec![json!(i)];
+        for (k, (o, n)) in old
+            .into_iter()
+            .zip(new)
+            .enumerate()
+            .filter(|(_, (o, n))| o != n)
+        {
+            let _ = o;
+            entry.push(json!(k));
+            entry.push(match (k, t.ts) {
+                (TS, Some(ts)) => json!(((now - ts) as f64 / 100.0).round() as i64),
+                _ => n,
+            });
+        }
+        d.push(Value::Array(entry));
+    }
+    let mut body = json!({ "now": now, "d": d });
+    if let Some(t) = totals {
+        body["totals"] = json!(t);
+    }
+    Some(body.to_string())
+}
+
 /// `GET /api/v1/live`: Server-Sent Events. The first event (`snapshot`) has every tile, at
-/// once; then about once a second a `delta` with the tiles that changed, and always the
-/// totals and the server's clock. A dashboard in step with the hub is sent the hub's own
-/// bodies; one that skipped a frame gets a snapshot again. In a cluster each connection
-/// merges the members' tiles and works out its own delta.
+/// once; then every [`PERIOD`] in which something changed (and at least once a second) a
+/// `delta` with only the fields that changed since what this connection was sent. The
+/// stream is gzip-compressed when the browser accepts it, flushed at every event, so one
+/// dictionary serves the whole connection. In a cluster each connection merges the members'
+/// tiles, asking them at most once a second.
 pub(super) async fn live(
     State(st): State<ApiState>,
     headers: HeaderMap,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     authorize(&st.tokens, &headers, Role::Viewer)?;
+    let gzip = headers
+        .get(axum::http::header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|e| e.split(';').next().is_some_and(|e| e.trim() == "gzip"))
+        });
     let (rx, listening) = st.live.listen();
-    let state = Feed {
+    let feed = Feed {
         st,
         headers,
         rx,
         _listening: listening,
         sent: None,
-        version: None,
+        totals: None,
+        last_event: std::time::Instant::now(),
+        peers: None,
+        gz: gzip.then(|| GzEncoder::new(Vec::new(), Compression::fast())),
     };
-    let stream = futures::stream::unfold(state, |mut f| async move {
-        let (kind, data) = f.next().await?;
-        Some((Ok(Event::default().event(kind).data(data)), f))
+    let stream = futures::stream::unfold(feed, |mut f| async move {
+        let bytes = f.next().await?;
+        Some((Ok::<_, Infallible>(bytes), f))
     });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    let mut response = Response::new(axum::body::Body::from_stream(stream));
+    let h = response.headers_mut();
+    h.insert(
+        axum::http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(
+        axum::http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
+    if gzip {
+        h.insert(
+            axum::http::header::CONTENT_ENCODING,
+            HeaderValue::from_static("gzip"),
+        );
+    }
+    Ok(response)
 }
 
 /// One dashboard's feed.
@@ -373,72 +497,99 @@ struct Feed {
     headers: HeaderMap,
     rx: watch::Receiver<Arc<Frame>>,
     _listening: Listening,
-    /// In a cluster: the tiles sent so far.
-    sent: Option<HashMap<String, Tile>>,
-    /// Alone: the hub's frame sent last (`None`: the first, built at once).
-    version: Option<u64>,
+    /// The tiles this connection was sent (`None`: nothing yet).
+    sent: Option<Arc<Vec<Tile>>>,
+    totals: Option<Totals>,
+    last_event: std::time::Instant,
+    /// In a cluster: the merged fleet and when the members were last asked.
+    peers: Option<(std::time::Instant, Arc<Vec<Tile>>)>,
+    gz: Option<GzEncoder<Vec<u8>>>,
 }
 
 impl Feed {
-    /// The next event: its kind and body.
-    async fn next(&mut self) -> Option<(&'static str, String)> {
-        if self.st.peers.is_none() {
-            return self.next_alone().await;
+    /// The next event's bytes, as they go on the wire.
+    async fn next(&mut self) -> Option<Bytes> {
+        loop {
+            let (kind, body) = self.event().await?;
+            let text = format!("event: {kind}\ndata: {body}\n\n");
+            let Some(gz) = self.gz.as_mut() else {
+                return Some(Bytes::from(text));
+            };
+            // A sync flush ends the event's bytes here, the dictionary kept for the next.
+            if gz
+                .write_all(text.as_bytes())
+                .and_then(|()| gz.flush())
+                .is_err()
+            {
+                return None;
+            }
+            let out = std::mem::take(gz.get_mut());
+            if !out.is_empty() {
+                return Some(Bytes::from(out));
+            }
         }
-        if self.sent.is_some() {
-            self.rx.changed().await.ok()?;
-        }
-        let me = self.st.peers.as_ref().map(|p| p.view.borrow().name.clone());
-        let local = match self.sent {
-            // The first answer at once, not at the hub's next second.
-            None => {
-                let alarms = self.st.alarms.borrow().clone();
-                build(&self.st.status.borrow(), &alarms, me.as_deref())
-            }
-            Some(_) => self.rx.borrow_and_update().tiles.clone(),
-        };
-        let tiles = fleet(&self.st, &self.headers, local).await;
-        let totals = Totals::of(&tiles);
-        let (kind, changed) = match self.sent.as_mut() {
-            None => {
-                self.sent = Some(tiles.iter().map(|t| (t.id.clone(), t.clone())).collect());
-                ("snapshot", tiles)
-            }
-            Some(before) => {
-                let changed: Vec<Tile> = tiles
-                    .into_iter()
-                    .filter(|t| before.get(&t.id) != Some(t))
-                    .collect();
-                for t in &changed {
-                    before.insert(t.id.clone(), t.clone());
-                }
-                ("delta", changed)
-            }
-        };
-        let body = json!({ "now": now_ms(), "totals": totals, "tiles": changed });
-        Some((kind, body.to_string()))
     }
 
-    async fn next_alone(&mut self) -> Option<(&'static str, String)> {
-        let Some(last) = self.version else {
-            // The first answer at once, not at the hub's next second; the hub's next frame
-            // then goes whole (its delta is from a frame this dashboard did not get).
-            self.rx.borrow_and_update();
-            self.version = Some(0);
-            let alarms = self.st.alarms.borrow().clone();
-            let tiles = build(&self.st.status.borrow(), &alarms, None);
-            let frame = Frame::new(0, tiles, &[]);
-            return Some(("snapshot", frame.snapshot));
-        };
-        self.rx.changed().await.ok()?;
-        let frame = self.rx.borrow_and_update().clone();
-        self.version = Some(frame.version);
-        // The hub's delta is from its previous frame: only for a dashboard that had it.
-        if frame.version == last + 1 && last > 0 {
-            Some(("delta", frame.delta.clone()))
-        } else {
-            Some(("snapshot", frame.snapshot.clone()))
+    /// The next event: its kind and body.
+    async fn event(&mut self) -> Option<(&'static str, String)> {
+        let me = self.st.peers.as_ref().map(|p| p.view.borrow().name.clone());
+        loop {
+            let tiles = match self.sent {
+                // The first answer at once, not at the hub's next frame.
+                None => {
+                    self.rx.borrow_and_update();
+                    Arc::new(self.st.live.now(&self.st, me.as_deref()))
+                }
+                Some(_) => {
+                    self.rx.changed().await.ok()?;
+                    let frame = self.rx.borrow_and_update().clone();
+                    frame.tiles.clone()
+                }
+            };
+            let tiles = match &self.st.peers {
+                None => tiles,
+                Some(_) => self.merged(tiles).await,
+            };
+            let now = now_ms();
+            let totals = Totals::of(&tiles);
+            let new_totals = (self.totals.as_ref() != Some(&totals)).then_some(&totals);
+            let event = match self.sent.as_deref() {
+                Some(before) => match delta(before, &tiles, new_totals, now) {
+                    Some(body) => {
+                        let quiet = body.len() < 40 && new_totals.is_none();
+                        if quiet && self.last_event.elapsed() < Duration::from_secs(1) {
+                            continue; // nothing new: a heartbeat at most once a second
+                        }
+                        ("delta", body)
+                    }
+                    None => ("snapshot", snapshot(&tiles, &totals, now)),
+                },
+                None => ("snapshot", snapshot(&tiles, &totals, now)),
+            };
+            self.sent = Some(tiles);
+            self.totals = Some(totals);
+            self.last_event = std::time::Instant::now();
+            return Some(event);
         }
+    }
+
+    /// In a cluster: `local` with the members' tiles, asked at most once a second.
+    async fn merged(&mut self, local: Arc<Vec<Tile>>) -> Arc<Vec<Tile>> {
+        if let Some((at, fleet)) = &self.peers {
+            if at.elapsed() < Duration::from_secs(1) {
+                // The members' tiles as last asked, this instance's as they are now.
+                let mut tiles = (**fleet).clone();
+                for (t, l) in tiles.iter_mut().zip(local.iter()) {
+                    if l.owner.is_some() && t.id == l.id {
+                        *t = l.clone();
+                    }
+                }
+                return Arc::new(tiles);
+            }
+        }
+        let tiles = Arc::new(fleet(&self.st, &self.headers, (*local).clone()).await);
+        self.peers = Some((std::time::Instant::now(), tiles.clone()));
+        tiles
     }
 }
 
@@ -466,24 +617,30 @@ mod tests {
     }
 
     #[test]
-    fn a_frame_carries_only_the_changed_tiles_in_its_delta() {
+    fn a_delta_carries_only_the_changed_fields_of_the_changed_tiles() {
         let before = vec![
             tile("a", TileState::InControl, 100.0, 1.0, 40.0),
             tile("b", TileState::InControl, 50.0, 3.0, 44.0),
         ];
         let mut now = before.clone();
         now[1].state = TileState::Stale;
-        let f = Frame::new(7, now, &before);
-        let delta: Value = serde_json::from_str(&f.delta).unwrap();
-        let snapshot: Value = serde_json::from_str(&f.snapshot).unwrap();
-        assert_eq!(delta["tiles"].as_array().unwrap().len(), 1);
-        assert_eq!(delta["tiles"][0]["id"], "b");
-        assert_eq!(delta["tiles"][0]["state"], "stale");
-        assert_eq!(snapshot["tiles"].as_array().unwrap().len(), 2);
-        assert_eq!(delta["totals"]["by_state"]["stale"], 1);
-        // After a pause (or at the start) everything is new.
-        let first = Frame::new(1, before.clone(), &[]);
-        assert_eq!(first.delta, first.snapshot);
+        now[1].ts = Some(10_000);
+        let totals = Totals::of(&now);
+        let d: Value =
+            serde_json::from_str(&delta(&before, &now, Some(&totals), 12_345).unwrap()).unwrap();
+        // Row 1: its state (field 1) and its reading's time as tenths of a second ago (field 2).
+        assert_eq!(d["d"], json!([[1, 1, "stale", 2, 23]]));
+        assert_eq!(d["totals"]["by_state"]["stale"], 1);
+        // Nothing changed: no tiles, no totals.
+        let quiet: Value = serde_json::from_str(&delta(&now, &now, None, 12_345).unwrap()).unwrap();
+        assert_eq!(quiet, json!({"now": 12_345, "d": []}));
+        // Other stations: a snapshot instead.
+        assert!(delta(&before[..1], &now, None, 0).is_none());
+        let snap: Value = serde_json::from_str(&snapshot(&now, &totals, 1)).unwrap();
+        assert_eq!(snap["fields"][0], "id");
+        assert_eq!(snap["rows"][1][0], "b");
+        assert_eq!(snap["rows"][1][1], "stale");
+        assert_eq!(snap["rows"].as_array().unwrap().len(), 2);
     }
 
     #[test]

@@ -41,6 +41,7 @@ fn state(dir: &std::path::Path) -> ApiState {
         status.clone(),
         alarms.clone(),
         None,
+        Vec::new(),
         CancellationToken::new(),
     );
     let token = |name: &str, role, secret: &str| ApiToken {

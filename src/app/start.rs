@@ -160,6 +160,7 @@ pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
         (leads, &replicate),
     );
     let plant_view = plant.as_ref().map(|(_, v)| v.clone());
+    let live_slots = slots.clone();
     let control = start_control(
         &c,
         slots,
@@ -179,6 +180,7 @@ pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
         alarms: &alarms,
         cluster: cluster.as_ref(),
         plant: plant_view,
+        slots: live_slots,
     };
     let api = start_api(&c, &spool, &inbox, views, &stages.control).await?;
     info!(stations = cfg.stations.len(), broker = %format!("{}:{}", cfg.mqtt.host, cfg.mqtt.port),
@@ -398,6 +400,8 @@ struct Views<'a> {
     alarms: &'a AlarmsView,
     cluster: Option<&'a watch::Receiver<Arc<crate::cluster::view::ClusterView>>>,
     plant: Option<PlantStatusView>,
+    /// The stations' slots: the live feed shows each reading as it arrives.
+    slots: Vec<Arc<StationSlot>>,
 }
 
 /// The operator API, if `api.listen` is set; part of the control stage.
@@ -413,6 +417,7 @@ async fn start_api(
         alarms,
         cluster,
         plant,
+        slots,
     } = views;
     let (cfg, stats) = (c.cfg, c.stats);
     let Some(addr) = cfg.api.listen else {
@@ -422,6 +427,7 @@ async fn start_api(
         status.clone(),
         alarms.clone(),
         cluster.cloned(),
+        slots,
         stage.token(),
     );
     stage.spawn(hub);
