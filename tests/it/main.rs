@@ -14,6 +14,7 @@ mod etcd;
 mod failover;
 mod fault_http;
 mod faults;
+mod live;
 mod mapping;
 mod modbus;
 mod operator;

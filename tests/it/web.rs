@@ -521,8 +521,49 @@ async fn the_control_room_in_a_browser() {
         "the trend's lines: {plant:?}"
     );
     shot(&c, &shots, "plant.png").await;
+
+    // A reading shows on its tile within a second of being sent: st-silent speaks at last.
+    js(&c, "location.hash = '#/'; return 1;").await;
+    let mut opts = rumqttc::MqttOptions::new("web-lag", "127.0.0.1", broker.port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut el) = rumqttc::AsyncClient::new(opts, 10);
+    let poller = tokio::spawn(async move { while el.poll().await.is_ok() {} });
+    let mut lags = Vec::new();
+    for k in 0..3 {
+        let supply = 55.5 + k as f64;
+        let payload = format!(
+            "{{\"ts\":{},\"supply_temp_c\":{supply},\"return_temp_c\":40.0,\"flow_m3h\":3.0,\"heated_area_m2\":8000}}",
+            heatgrid::clock::now_ms()
+        );
+        let sent = Instant::now();
+        client
+            .publish(
+                "heating/station/st-silent/telemetry",
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                payload.into_bytes(),
+            )
+            .await
+            .unwrap();
+        let script = format!(
+            "const t = app.tiles.get('st-silent'); const e = document.querySelector('.tile[data-id=\"st-silent\"]'); \
+             return !!t && Math.abs(t.sup - {supply}) < 0.01 && !!e && !e.className.includes('s-stale');"
+        );
+        until(
+            Duration::from_secs(10),
+            "st-silent's reading on its tile",
+            || async { (js(&c, &script).await == true).then_some(()) },
+        )
+        .await;
+        lags.push(sent.elapsed().as_secs_f64());
+    }
+    poller.abort();
+    assert!(
+        lags.iter().all(|l| *l < 1.0),
+        "readings took {lags:.2?} s to show on their tile"
+    );
     eprintln!(
-        "web control room: {n} tiles, {points} trend points, refusal {refusal:?}; screenshots in {}",
+        "web control room: {n} tiles, {points} trend points, refusal {refusal:?}, reading to tile {lags:.2?} s; screenshots in {}",
         shots.display()
     );
     c.close().await.unwrap();
