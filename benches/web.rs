@@ -144,35 +144,123 @@ async fn p99_us(base: &str) -> f64 {
         .map_or(f64::NAN, |(le, _)| le * 1e6)
 }
 
-/// `feeds` live streams read to the end of `window`; the engine's CPU % and p99 over it.
-async fn measure(e: &Engine, feeds: usize, window: Duration) -> (f64, f64, usize) {
-    let mut tasks = Vec::new();
-    for _ in 0..feeds {
-        let url = format!("{}/api/v1/live", e.base);
-        tasks.push(tokio::spawn(async move {
-            let mut r = reqwest::Client::new()
-                .get(url)
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .unwrap();
-            let mut bytes = 0usize;
-            while let Ok(Some(chunk)) = r.chunk().await {
-                bytes += chunk.len();
+/// What one live feed moved, read as the page reads it (gzip accepted).
+#[derive(Debug, Default, Clone)]
+struct FeedBytes {
+    /// Compressed bytes up to the end of the first event (the whole fleet).
+    snapshot: usize,
+    /// Compressed bytes after it, and over how long.
+    live: usize,
+    live_s: f64,
+    /// Snapshots after the first (none expected).
+    snapshots: usize,
+    /// Each delta tile's reading age when sent, s (its `ts` field: tenths of a second).
+    ages: Vec<f64>,
+}
+
+/// Reads the live feed at `base` until `stop`, decompressing it as it arrives.
+async fn read_feed(base: String, stop: Instant) -> FeedBytes {
+    use std::io::Write;
+    let mut r = reqwest::Client::new()
+        .get(format!("{base}/api/v1/live"))
+        .bearer_auth(TOKEN)
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    let gzip = r
+        .headers()
+        .get("content-encoding")
+        .is_some_and(|v| v == "gzip");
+    let mut gunzip = flate2::write::GzDecoder::new(Vec::new());
+    let (mut text, mut out, mut wire) = (String::new(), FeedBytes::default(), 0usize);
+    let mut live_from: Option<Instant> = None;
+    while Instant::now() < stop {
+        let left = stop.saturating_duration_since(Instant::now());
+        let Ok(Ok(Some(chunk))) = tokio::time::timeout(left, r.chunk()).await else {
+            break;
+        };
+        wire += chunk.len();
+        if gzip {
+            gunzip.write_all(&chunk).unwrap();
+            gunzip.flush().unwrap();
+            text.push_str(&String::from_utf8_lossy(&std::mem::take(gunzip.get_mut())));
+        } else {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        while let Some(cut) = text.find("\n\n") {
+            let block: String = text.drain(..cut + 2).collect();
+            let snapshot = block.starts_with("event: snapshot");
+            if live_from.is_none() {
+                out.snapshot = wire;
+                live_from = Some(Instant::now());
+                continue;
             }
-            bytes
-        }));
+            out.snapshots += usize::from(snapshot);
+            let Some(data) = block.lines().find_map(|l| l.strip_prefix("data: ")) else {
+                continue;
+            };
+            let Ok(v) = serde_json::from_str::<Value>(data) else {
+                continue;
+            };
+            for e in v["d"].as_array().into_iter().flatten() {
+                let kv = e.as_array().map(|a| &a[1..]).unwrap_or_default();
+                for pair in kv.chunks(2) {
+                    if pair.len() == 2 && pair[0] == 2 {
+                        if let Some(tenths) = pair[1].as_f64() {
+                            out.ages.push(tenths / 10.0);
+                        }
+                    }
+                }
+            }
+        }
     }
+    out.live = wire - out.snapshot;
+    out.live_s = live_from.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    out
+}
+
+fn quantile(xs: &mut [f64], q: f64) -> f64 {
+    if xs.is_empty() {
+        return f64::NAN;
+    }
+    xs.sort_by(f64::total_cmp);
+    xs[((xs.len() - 1) as f64 * q).round() as usize]
+}
+
+/// `feeds` live streams read to the end of `window`; the engine's CPU % and p99 over it, and
+/// what the feeds moved.
+async fn measure(e: &Engine, feeds: usize, window: Duration) -> (f64, f64, Vec<FeedBytes>) {
+    let stop = Instant::now() + Duration::from_secs(3) + window;
+    let tasks: Vec<_> = (0..feeds)
+        .map(|_| tokio::spawn(read_feed(e.base.clone(), stop)))
+        .collect();
     tokio::time::sleep(Duration::from_secs(3)).await; // the feeds' first snapshots
     let pid = e.child.id();
     let (c0, t0) = (common::usage(pid).0, Instant::now());
     tokio::time::sleep(window).await;
     let cpu = (common::usage(pid).0 - c0) / t0.elapsed().as_secs_f64() * 100.0;
     let p99 = p99_us(&e.base).await;
-    for t in &tasks {
-        t.abort();
+    let mut got = Vec::new();
+    for t in tasks {
+        got.push(t.await.unwrap_or_default());
     }
-    (cpu, p99, feeds)
+    (cpu, p99, got)
+}
+
+/// The page's files as a browser gets them (gzip accepted): bytes on the wire.
+async fn page_bytes(base: &str) -> usize {
+    let mut total = 0;
+    for path in ["/", "/app.js", "/app.css"] {
+        let r = reqwest::Client::new()
+            .get(format!("{base}{path}"))
+            .header("Accept-Encoding", "gzip")
+            .send()
+            .await
+            .unwrap();
+        total += r.bytes().await.unwrap().len();
+    }
+    total
 }
 
 async fn cdp(c: &Client, driver: u16, cmd: &str) -> Value {
@@ -286,24 +374,40 @@ fn main() {
             ..heatgrid_sim::SimConfig::default()
         })
         .await;
-        println!("| run | engine CPU % | engine p99 telemetry→command ms | feeds |");
-        println!("|---|---|---|---|");
+        println!(
+            "| run | engine CPU % | engine p99 telemetry→command ms | feeds | first snapshot kB (gzip) | live kB/s per feed | reading age when sent p50 / p99 s | later snapshots |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
         let mut quiet_cpu = Vec::new();
+        let mut page = 0;
         for rep in 1..=2 {
-            for feeds in [0, 10] {
+            for feeds in [0, 1, 10] {
                 let e = engine(n, mqtt).await;
+                page = page_bytes(&e.base).await;
                 tokio::time::sleep(Duration::from_secs(5)).await;
-                let (cpu, p99, feeds) = measure(&e, feeds, window).await;
+                let (cpu, p99, got) = measure(&e, feeds, window).await;
                 if feeds == 0 {
                     quiet_cpu.push(cpu);
                 }
+                let k = got.len().max(1) as f64;
+                let snap = got.iter().map(|f| f.snapshot).sum::<usize>() as f64 / k / 1000.0;
+                let rate = got
+                    .iter()
+                    .map(|f| f.live as f64 / f.live_s.max(1e-9))
+                    .sum::<f64>()
+                    / k
+                    / 1000.0;
+                let mut ages: Vec<f64> = got.iter().flat_map(|f| f.ages.clone()).collect();
+                let later: usize = got.iter().map(|f| f.snapshots).sum();
                 println!(
-                    "| {rep}: {} | {cpu:.1} | {:.2} | {feeds} |",
-                    if feeds == 0 { "no dashboard" } else { "10 live feeds" },
-                    p99 / 1000.0
+                    "| {rep}: {feeds} feeds | {cpu:.1} | {:.2} | {feeds} | {snap:.1} | {rate:.1} | {:.1} / {:.1} | {later} |",
+                    p99 / 1000.0,
+                    quantile(&mut ages, 0.5),
+                    quantile(&mut ages, 0.99),
                 );
             }
         }
+        println!("\npage files on the wire (gzip): {:.1} kB", page as f64 / 1000.0);
         let e = engine(n, mqtt).await;
         tokio::time::sleep(Duration::from_secs(5)).await;
         let (first_ms, browser, engine_cpu) = browser_run(&e, n, window).await;

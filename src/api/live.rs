@@ -94,11 +94,21 @@ impl Tile {
     /// The tile of `s` as this instance knows it (`owner`: this instance's name, in a cluster
     /// where it leads the station).
     pub fn of(s: &StationStatus, alarms: &AlarmView, owner: Option<&str>) -> Self {
-        let r = s.reading.as_ref();
+        Self::with(s, s.reading.as_ref(), s.stale, alarms, owner)
+    }
+
+    /// The tile of `s` with reading `r` (`stale`: whether it is).
+    fn with(
+        s: &StationStatus,
+        r: Option<&Reading>,
+        stale: bool,
+        alarms: &AlarmView,
+        owner: Option<&str>,
+    ) -> Self {
         let o = s.outputs.as_ref();
         let state = if s.offline || s.link_error.is_some() {
             TileState::CommLost
-        } else if s.stale || r.is_none() {
+        } else if stale || r.is_none() {
             TileState::Stale
         } else if s.mode != Mode::Auto || s.fixed_supply.is_some() {
             TileState::Manual
@@ -213,15 +223,7 @@ fn build(
         .enumerate()
         .map(|(i, s)| match fresher(i, s) {
             // Newer than the tick's status: shown at once, fresh, against the setpoint in force.
-            Some(r) => Tile::of(
-                &StationStatus {
-                    reading: Some(r),
-                    stale: false,
-                    ..s.clone()
-                },
-                alarms,
-                me,
-            ),
+            Some(r) => Tile::with(s, Some(&r), false, alarms, me),
             None => Tile::of(s, alarms, me),
         })
         .collect()
