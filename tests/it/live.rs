@@ -1,7 +1,8 @@
 //! The control room's live feed (`GET /api/v1/live`) against mosquitto: a reading reaches its
 //! tile within a second of arriving however slow the control tick, each event is decodable
 //! as it arrives through the feed's gzip stream, the first event is the only snapshot, and a
-//! delta carries the changed fields of the changed tile only.
+//! delta carries the changed fields of the changed tile only. Page files and JSON answers
+//! are gzipped for a client that accepts it.
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -65,6 +66,36 @@ async fn a_reading_reaches_the_feed_within_a_second_whatever_the_tick_and_only_a
     let engine = app::start(cfg).await.unwrap();
     assert!(engine.wait_subscribed(Duration::from_secs(20)).await);
     let api = format!("http://{}", engine.api_addr().unwrap());
+    // Page files and JSON answers are gzipped for a client that accepts it, and only then.
+    for (path, token) in [
+        ("/app.js", None),
+        ("/api/v1/stations", Some(util::VIEWER_TOKEN)),
+    ] {
+        let get = |gzip: bool| {
+            let mut rq = reqwest::Client::new().get(format!("{api}{path}"));
+            if let Some(t) = token {
+                rq = rq.bearer_auth(t);
+            }
+            if gzip {
+                rq = rq.header("Accept-Encoding", "gzip");
+            }
+            rq.send()
+        };
+        let (zipped, plain) = (get(true).await.unwrap(), get(false).await.unwrap());
+        assert_eq!(zipped.headers()["content-encoding"], "gzip", "{path}");
+        assert!(plain.headers().get("content-encoding").is_none(), "{path}");
+        let (z, p) = (zipped.bytes().await.unwrap(), plain.bytes().await.unwrap());
+        let mut unzipped = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&z[..]), &mut unzipped)
+            .unwrap();
+        assert_eq!(unzipped, p, "{path}");
+        assert!(
+            z.len() < p.len(),
+            "{path}: {} gzipped against {}",
+            z.len(),
+            p.len()
+        );
+    }
     let response = reqwest::Client::new()
         .get(format!("{api}/api/v1/live"))
         .bearer_auth(util::VIEWER_TOKEN)
