@@ -55,9 +55,16 @@ const BASE_MAP: &str = "device = \"docs\"\naddress_base = 0\n\
     [[register]]\nfield = \"return_temp_c\"\ntable = \"input\"\naddress = 101\ntype = \"i16\"\nscale = 0.01\n\
     [[register]]\nfield = \"flow_m3h\"\ntable = \"input\"\naddress = 102\ntype = \"u16\"\nscale = 0.01\n";
 
-fn example_map() -> String {
+/// The shipped map a block's `map = "…"` stands for: the plant's for a plant map, else a
+/// station's.
+fn example_map(name: &str) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(root.join("config/modbus/example-ecl-comfort.toml")).unwrap()
+    let file = if name.contains("plant") {
+        "config/modbus/heatgrid-sim-plant.toml"
+    } else {
+        "config/modbus/example-ecl-comfort.toml"
+    };
+    std::fs::read_to_string(root.join(file)).unwrap()
 }
 
 /// Runs `heatgrid check` on `config` in `dir`; the error output if it refused.
@@ -98,7 +105,7 @@ fn every_toml_block_of_the_docs_passes_check() {
             for map in values_of(text, "map") {
                 let path = dir.path().join(map);
                 std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-                std::fs::write(path, example_map()).unwrap();
+                std::fs::write(path, example_map(map)).unwrap();
             }
             let mut config = String::new();
             if !text.contains("[mqtt]") {
