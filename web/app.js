@@ -516,6 +516,22 @@ async function drawDiagnosis() {
       findingTable(rows, true),
     ];
     if (v.unreachable && v.unreachable.length) parts.push(el("p", { class: "error" }, "not answering: " + v.unreachable.join(", ")));
+    // What cannot be judged: stations grouped by the faults their telemetry leaves unseen.
+    const groups = new Map();
+    for (const r of rows) {
+      const u = r.unjudged || [];
+      if (!u.length) continue;
+      const key = u.map((x) => x.kind + " (needs " + x.needs.join(", ") + ")").join("; ");
+      if (!groups.has(key)) groups.set(key, []);
+      groups.get(key).push(r.id);
+    }
+    if (groups.size) {
+      parts.push(el("h3", { id: "unjudged" }, "Not judged for lack of telemetry"),
+        el("p", { class: "dim" }, "These stations are not known healthy for these faults: every detector reads supply, return, flow and the command sent; these need more."),
+        el("table", {}, [...groups].map(([what, ids]) => el("tr", {},
+          el("td", {}, ids.length + (ids.length === 1 ? " station" : " stations")),
+          el("td", {}, what), el("td", { class: "dim" }, ids.join(", "))))));
+    }
     $("view").replaceChildren(...parts);
   } catch (e) {
     $("view").replaceChildren(el("p", { class: "error" }, "Diagnosis: " + e.message));

@@ -116,6 +116,7 @@ fn row(s: &StationStatus, now: i64) -> Value {
         "tags": s.tags,
         "findings": s.findings.iter().map(|f| f.kind.as_str()).collect::<Vec<_>>(),
         "diagnosis": s.findings,
+        "unjudged": s.unjudged,
         "predictive": s.predictive.as_ref().map(predictive_json),
     })
 }

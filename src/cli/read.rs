@@ -108,9 +108,11 @@ pub(super) async fn stations(remote: &Remote, json: bool, w: Filter) -> Result<S
 }
 
 /// The stations with a finding, worst first (their most confident finding, then the
-/// number of findings, then the oldest).
+/// number of findings, then the oldest); then the faults that cannot be judged for lack of
+/// telemetry, stations grouped by what they lack.
 pub(super) async fn diagnose(remote: &Remote, json: bool) -> Result<String, Failure> {
     let v = call(remote, Method::GET, "/api/v1/stations", None).await?;
+    let blind = unjudged(&v);
     let mut rows: Vec<Value> = v["stations"]
         .as_array()
         .into_iter()
@@ -136,14 +138,90 @@ pub(super) async fn diagnose(remote: &Remote, json: bool) -> Result<String, Fail
         y.0.total_cmp(&x.0).then(y.1.cmp(&x.1)).then(x.2.cmp(&y.2))
     });
     if json {
-        return Ok(pretty(&json!({ "stations": rows })));
+        let unjudged: Vec<Value> = blind
+            .iter()
+            .map(|(what, ids)| json!({ "cannot_judge": what, "stations": ids }))
+            .collect();
+        return Ok(pretty(
+            &json!({ "stations": rows, "unjudged": unjudged, "needs": needs_json() }),
+        ));
     }
+    let mut out = String::new();
     if rows.is_empty() {
         let n = v["stations"].as_array().map_or(0, Vec::len);
-        return Ok(format!("no fault suspected on any of {n} stations\n"));
+        out.push_str(&format!("no fault suspected on any of {n} stations\n"));
+    } else {
+        out.push_str(&findings_table(&rows));
     }
+    if !blind.is_empty() {
+        out.push_str(
+            "\nnot judged for lack of telemetry (these stations are not known healthy for them):\n",
+        );
+        for (what, ids) in &blind {
+            let kinds: Vec<String> = what
+                .iter()
+                .map(|(k, needs)| format!("{k} (needs {})", needs.join(", ")))
+                .collect();
+            out.push_str(&format!(
+                "  {} station{}: {}\n    {}\n",
+                ids.len(),
+                if ids.len() == 1 { "" } else { "s" },
+                kinds.join("; "),
+                ids.join(", ")
+            ));
+        }
+        out.push_str(
+            "every detector reads supply, return, flow and the command sent; the rest need more (docs/diagnosis.md)\n",
+        );
+    }
+    Ok(out)
+}
+
+/// What each suspect needs beyond supply, return, flow and the command sent.
+fn needs_json() -> Value {
+    crate::diagnose::NEEDS
+        .iter()
+        .map(|(k, n)| (k.as_str().to_owned(), json!(n)))
+        .collect::<serde_json::Map<String, Value>>()
+        .into()
+}
+
+/// Stations grouped by the faults they cannot be judged for: ((kind, needs)…, station ids).
+type Blind = Vec<(Vec<(String, Vec<String>)>, Vec<String>)>;
+
+fn unjudged(v: &Value) -> Blind {
+    let mut groups: Blind = Vec::new();
+    for r in v["stations"].as_array().into_iter().flatten() {
+        let what: Vec<(String, Vec<String>)> = r["unjudged"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|u| {
+                let kind = u["kind"].as_str().unwrap_or("?").to_owned();
+                let needs = u["needs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|n| n.as_str().map(str::to_owned))
+                    .collect();
+                (kind, needs)
+            })
+            .collect();
+        if what.is_empty() {
+            continue;
+        }
+        let id = r["id"].as_str().unwrap_or("?").to_owned();
+        match groups.iter_mut().find(|(w, _)| *w == what) {
+            Some((_, ids)) => ids.push(id),
+            None => groups.push((what, vec![id])),
+        }
+    }
+    groups
+}
+
+fn findings_table(rows: &[Value]) -> String {
     let mut t = table(&["station", "suspect", "conf", "since (UTC)", "evidence"]);
-    for r in &rows {
+    for r in rows {
         for f in r["findings"].as_array().into_iter().flatten() {
             let since = f["since_ms"]
                 .as_i64()
@@ -169,7 +247,7 @@ pub(super) async fn diagnose(remote: &Remote, json: bool) -> Result<String, Fail
             ]);
         }
     }
-    Ok(format!("{t}\n"))
+    format!("{t}\n")
 }
 
 pub(super) async fn station(remote: &Remote, id: &str, json: bool) -> Result<String, Failure> {

@@ -226,6 +226,7 @@ impl Station {
             offline: slot.presence.load(Ordering::Relaxed) == 2,
             rejects: slot.rejects.load(Ordering::Relaxed),
             findings: s.diagnosis.findings().to_vec(),
+            unjudged: s.diagnosis.unjudged(),
             predictive: s.predictor.as_ref().map(|p| p.status()),
         }
     }

@@ -56,6 +56,8 @@ pub struct StationStatus {
     pub rejects: u64,
     /// Faults the diagnosis suspects, most confident first.
     pub findings: Vec<crate::diagnose::Finding>,
+    /// Faults the diagnosis cannot judge for lack of telemetry, with what each needs.
+    pub unjudged: Vec<crate::diagnose::Unjudged>,
     /// The predictive layer: its state, weather shift and building model (`None` while
     /// `[predictive]` is off or before the first reading).
     pub predictive: Option<crate::predict::Status>,

@@ -61,7 +61,7 @@ pub fn update(h: &mut Health, hour: &Hour, s: &Settings) -> Seen {
     // UA comes from the same temperatures: a wrong sensor is not a fouled exchanger.
     exchanger(h, hour, s, learned && !no_flow && consistent, &mut seen);
     bypass(h, hour, s, learned && consistent && !no_flow, &mut seen);
-    valve(hour, s, !no_flow, &mut seen);
+    valve(hour, s, !no_flow && !frozen_now, &mut seen);
     over_fired(h, hour, s, consistent, &mut seen);
     undersized(h, hour, s, learned, &mut seen);
     seen
@@ -261,7 +261,10 @@ fn bypass(h: &mut Health, hour: &Hour, s: &Settings, able: bool, seen: &mut Seen
 }
 
 /// The valve must move when told, and shut off the heat when closed.
-/// `flowing`: without flow the supply sensor reads still water, and a leak cannot be told.
+/// `flowing`: without flow the supply sensor reads still water, and a leak cannot be told
+/// (nor with a frozen supply sensor, whose still value is no excess).
+/// A leak is not named where the evidence contradicts it: the valve's own position shows it
+/// open (it is stuck, not leaking), or the meter shows almost no heat passing.
 fn valve(hour: &Hour, s: &Settings, flowing: bool, seen: &mut Seen) {
     // The valve: it must move when told, and shut off the heat when closed.
     let told = hour.valve_cmd.range() >= s.valve_moved_pct
@@ -285,7 +288,14 @@ fn valve(hour: &Hour, s: &Settings, flowing: bool, seen: &mut Seen) {
             ),
         ));
     }
+    let shows_open = hour
+        .valve_fb
+        .mean()
+        .is_some_and(|v| v > 2.0 * s.valve_moved_pct);
+    let no_heat = hour.heat_share.mean().is_some_and(|q| q < 0.02);
     if flowing
+        && !shows_open
+        && !no_heat
         && hour.closed_over.n * 2 >= hour.n
         && hour.closed_over.mean().is_some_and(|x| x > s.leak_over_k)
     {

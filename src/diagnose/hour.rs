@@ -11,7 +11,14 @@ use crate::model::{Command, Reading};
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Hour {
     pub start_ms: i64,
+    /// The first reading's own time (the wall clock, where `start_ms` is the plant's).
+    pub first_ts_ms: Option<i64>,
     pub n: u32,
+    /// Readings with the heat meter's `heat_kw`, and with both primary temperatures.
+    pub with_meter: u32,
+    pub with_primary: u32,
+    /// The meter's heat as a share of the design load (samples with a meter and a design).
+    pub heat_share: Span,
     pub supply: Span,
     pub ret: Span,
     pub flow: Span,
@@ -91,6 +98,7 @@ impl Span {
 impl Hour {
     pub fn add(&mut self, r: &Reading, cmd: Option<&Command>, design: &Design) {
         self.n += 1;
+        self.first_ts_ms.get_or_insert(r.ts_ms);
         let (ts, tr, flow) = (r.supply_temp_c, r.return_temp_c, r.flow_m3h);
         self.supply.add(ts);
         self.ret.add(tr);
@@ -128,7 +136,15 @@ impl Hour {
                 self.implied_indoor.add(i);
             }
         }
+        let has = |name: &str| r.extra.iter().any(|(k, _)| k == name);
+        if has("primary_supply_temp_c") && has("primary_return_temp_c") {
+            self.with_primary += 1;
+        }
         if let Some(q) = r.heat_kw {
+            self.with_meter += 1;
+            if design.design_kw > 1.0 {
+                self.heat_share.add(q / design.design_kw);
+            }
             if flow > 0.0 {
                 self.balance
                     .add((ts - tr) - q / (crate::physics::KW_PER_M3H_K * flow));

@@ -61,9 +61,33 @@ pub struct Finding {
     /// 0.5–0.99.
     pub confidence: f64,
     pub evidence: String,
-    /// Start of the first hour the condition held, Unix ms.
+    /// When the condition began to hold: the first reading of its first hour, Unix ms on
+    /// the wall clock (the reading's own time, also in a time-scaled run).
     pub since_ms: i64,
 }
+
+/// A fault the diagnosis cannot judge for a station, and the telemetry it lacks for it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Unjudged {
+    pub kind: Kind,
+    pub needs: Vec<&'static str>,
+}
+
+/// What each detector needs beyond supply, return, flow and the command sent (docs/diagnosis.md).
+pub const NEEDS: [(Kind, &[&str]); 6] = [
+    (
+        Kind::Fouling,
+        &["heat_kw", "primary_supply_temp_c", "primary_return_temp_c"],
+    ),
+    (
+        Kind::Undersized,
+        &["heat_kw", "primary_supply_temp_c", "primary_return_temp_c"],
+    ),
+    (Kind::SensorOffset, &["heat_kw"]),
+    (Kind::SensorDrift, &["heat_kw"]),
+    (Kind::OverFired, &["heat_kw", "outdoor_temp_c"]),
+    (Kind::ValveStuck, &["valve_pct"]),
+];
 
 /// What the station's design data say about one reading: they come from its controller's
 /// settings (heat index, heated area, design temperatures, heating curve).

@@ -19,7 +19,7 @@ use crate::model::{Command, Reading};
 pub use average::{Avg, Banded};
 pub use detect::Health;
 use hour::Hour;
-pub use kinds::{Design, Finding, Fleet, Kind, Settings};
+pub use kinds::{Design, Finding, Fleet, Kind, Settings, Unjudged, NEEDS};
 
 /// One station's diagnosis state.
 #[derive(Debug, Clone, Default)]
@@ -29,6 +29,8 @@ pub struct Diagnosis {
     /// Per kind: hours the condition held in a row (or has been absent, while raised).
     streak: [(u32, u32, i64); KINDS.len()],
     findings: Vec<Finding>,
+    /// The telemetry fields the last closed hour carried in at least half its readings.
+    had: Option<Vec<&'static str>>,
 }
 
 const KINDS: [Kind; 11] = [
@@ -106,14 +108,44 @@ impl Diagnosis {
         &self.health
     }
 
+    /// The faults this station's telemetry does not let the diagnosis judge, each with the
+    /// fields it lacks, from the last closed hour (empty before one has closed). Such a
+    /// station is not known healthy for these: the API, `heatgrid diagnose` and the control
+    /// room say so.
+    pub fn unjudged(&self) -> Vec<Unjudged> {
+        let Some(had) = &self.had else {
+            return Vec::new();
+        };
+        NEEDS
+            .iter()
+            .filter_map(|(kind, needs)| {
+                let lacks: Vec<&'static str> =
+                    needs.iter().copied().filter(|n| !had.contains(n)).collect();
+                (!lacks.is_empty()).then_some(Unjudged {
+                    kind: *kind,
+                    needs: lacks,
+                })
+            })
+            .collect()
+    }
+
     fn close(&mut self, h: &Hour, s: &Settings) {
+        let most = |n: u32| n * 2 >= h.n;
+        let had = [
+            ("heat_kw", most(h.with_meter)),
+            ("primary_supply_temp_c", most(h.with_primary)),
+            ("primary_return_temp_c", most(h.with_primary)),
+            ("outdoor_temp_c", most(h.outdoor.n)),
+            ("valve_pct", most(h.valve_fb.n)),
+        ];
+        self.had = Some(had.iter().filter(|x| x.1).map(|x| x.0).collect());
         let seen = detect::update(&mut self.health, h, s);
         for (k, kind) in KINDS.iter().enumerate() {
             let (held, absent, since) = &mut self.streak[k];
             match seen.iter().find(|(x, _, _)| x == kind) {
                 Some((_, confidence, evidence)) => {
                     if *held == 0 {
-                        *since = h.start_ms;
+                        *since = h.first_ts_ms.unwrap_or(h.start_ms);
                     }
                     *held += 1;
                     *absent = 0;

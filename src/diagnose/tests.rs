@@ -24,6 +24,11 @@ enum Synth {
     Undersized,
     /// The supply 6 K over the curve, and the heat 20 % over the load it implies.
     CurveHigh,
+    /// The valve stuck open at 37 % while told to close: the supply runs over its setpoint.
+    StuckOpen,
+    /// The supply sensor frozen 4 K over the setpoint with the valve closed and almost no heat
+    /// passing.
+    FrozenClosed,
 }
 
 /// Counterflow outlet difference `b` (primary out − secondary in) that gives `lmtd` with
@@ -91,9 +96,13 @@ impl Gen {
             q *= 1.2;
         }
         let mut valve_cmd = (10.0 + 70.0 * load + self.noise(2.0)).clamp(0.0, 100.0);
-        if is(Synth::ValveLeak) {
+        if is(Synth::ValveLeak) || is(Synth::StuckOpen) {
             valve_cmd = 0.0;
             supply = setpoint + 4.0 + self.noise(0.2);
+        }
+        if is(Synth::FrozenClosed) {
+            valve_cmd = 0.0;
+            q = 0.02 * 4500.0 * load * (1.0 + self.noise(0.2));
         }
         let mut ret = supply - q / (1.163 * flow);
         let mut meter = q;
@@ -118,9 +127,12 @@ impl Gen {
             Synth::SupplyFrozen if on => {
                 reported_supply = *self.frozen.get_or_insert(reported_supply)
             }
+            Synth::FrozenClosed if on => {
+                reported_supply = *self.frozen.get_or_insert(setpoint + 4.0)
+            }
             _ => {}
         }
-        let valve_fb = if is(Synth::ValveStuck) {
+        let valve_fb = if is(Synth::ValveStuck) || is(Synth::StuckOpen) {
             37.0
         } else {
             valve_cmd + self.noise(0.5)
@@ -228,6 +240,116 @@ fn a_clogging_strainer_and_a_failed_pump_are_told_apart() {
 fn a_stuck_and_a_leaking_valve_are_found_within_hours() {
     finds(Synth::ValveStuck, Kind::ValveStuck, 3.0);
     finds(Synth::ValveLeak, Kind::ValveLeak, 3.0);
+}
+
+#[test]
+fn a_leak_the_evidence_contradicts_is_not_raised() {
+    // Stuck open: the position feedback shows the valve open, so it is not leaking.
+    let (_, first) = run(Synth::StuckOpen, 72.0, 6.0, 11);
+    assert!(
+        first.iter().any(|(k, _)| *k == Kind::ValveStuck),
+        "{first:?}"
+    );
+    assert!(
+        !first.iter().any(|(k, _)| *k == Kind::ValveLeak),
+        "{first:?}"
+    );
+    // A frozen supply sensor over the setpoint while the meter shows almost no heat.
+    let (_, first) = run(Synth::FrozenClosed, 72.0, 6.0, 11);
+    assert!(
+        first.iter().any(|(k, _)| *k == Kind::SensorFrozen),
+        "{first:?}"
+    );
+    assert!(
+        !first.iter().any(|(k, _)| *k == Kind::ValveLeak),
+        "{first:?}"
+    );
+}
+
+#[test]
+fn a_station_without_the_fields_a_detector_needs_is_not_judged_healthy_for_it() {
+    let mut gen = Gen {
+        rng: rand::rngs::StdRng::seed_from_u64(3),
+        fault: Synth::Healthy,
+        onset_h: 0.0,
+        frozen: None,
+    };
+    let (mut bare, mut full, s) = (
+        Diagnosis::default(),
+        Diagnosis::default(),
+        Settings::default(),
+    );
+    let station = StationId::new("synth").unwrap();
+    for k in 0..(3 * 12) {
+        let (r, cmd) = gen.sample(k as f64 / 12.0, &station);
+        full.observe(&r, Some(&cmd), &Design::default(), r.ts_ms, &s);
+        // The four required fields (and the outdoor temperature) only.
+        let only = Reading {
+            heat_kw: None,
+            valve_pct: None,
+            extra: Vec::new(),
+            ..r
+        };
+        if k == 0 {
+            bare.observe(&only, Some(&cmd), &Design::default(), only.ts_ms, &s);
+            assert!(
+                bare.unjudged().is_empty(),
+                "nothing said before an hour closed"
+            );
+            continue;
+        }
+        bare.observe(&only, Some(&cmd), &Design::default(), only.ts_ms, &s);
+    }
+    assert!(full.unjudged().is_empty(), "{:?}", full.unjudged());
+    let blind = bare.unjudged();
+    let kinds: Vec<Kind> = blind.iter().map(|u| u.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            Kind::Fouling,
+            Kind::Undersized,
+            Kind::SensorOffset,
+            Kind::SensorDrift,
+            Kind::OverFired,
+            Kind::ValveStuck
+        ]
+    );
+    assert_eq!(
+        blind[0].needs,
+        ["heat_kw", "primary_supply_temp_c", "primary_return_temp_c"]
+    );
+    assert_eq!(blind[4].needs, ["heat_kw"], "the outdoor temperature came");
+    assert_eq!(blind[5].needs, ["valve_pct"]);
+}
+
+#[test]
+fn a_finding_is_dated_on_the_wall_clock_in_a_time_scaled_run() {
+    // The plant's clock runs twice as fast as the readings' own (time_scale 2).
+    let mut gen = Gen {
+        rng: rand::rngs::StdRng::seed_from_u64(5),
+        fault: Synth::PumpFailure,
+        onset_h: 72.0,
+        frozen: None,
+    };
+    let (mut d, s) = (Diagnosis::default(), Settings::default());
+    let station = StationId::new("synth").unwrap();
+    let t0 = 1_764_547_200_000_i64;
+    for k in 0..(5 * 288) {
+        let (r, cmd) = gen.sample(k as f64 / 12.0, &station);
+        let plant_ms = t0 + (r.ts_ms - t0) * 2;
+        d.observe(&r, Some(&cmd), &Design::default(), plant_ms, &s);
+    }
+    let f = d
+        .findings()
+        .iter()
+        .find(|f| f.kind == Kind::PumpFailure)
+        .expect("the pump failure found");
+    let onset_wall = t0 + 72 * 3_600_000;
+    assert!(
+        (onset_wall..onset_wall + 3_600_000).contains(&f.since_ms),
+        "since {} against the onset {onset_wall} (wall clock)",
+        f.since_ms
+    );
 }
 
 #[test]

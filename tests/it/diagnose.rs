@@ -125,3 +125,62 @@ async fn a_frozen_supply_sensor_injected_into_the_simulator_is_named() {
         "{stored:?}"
     );
 }
+
+/// A station that sends only the required fields (supply, return, flow, heated area): the
+/// faults its telemetry cannot show are listed for it, with what each needs, in the API and
+/// `heatgrid diagnose`, instead of the station passing for healthy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_station_with_only_the_required_fields_is_told_apart_from_a_healthy_one() {
+    let broker = util::mosquitto();
+    let dir = tempfile::tempdir().unwrap();
+    // An hour of plant time per wall second.
+    let ids = vec!["bare-1".to_owned()];
+    let mut cfg = util::engine_config(&ids, broker.port, "3.1.1", 3600.0, dir.path(), None);
+    cfg.tick = Duration::from_millis(100);
+    util::with_viewer(&mut cfg);
+    let engine = app::start(cfg).await.unwrap();
+    assert!(engine.wait_subscribed(Duration::from_secs(20)).await);
+    let api = format!("http://{}", engine.api_addr().unwrap());
+    let mut opts = rumqttc::MqttOptions::new("bare-station", "127.0.0.1", broker.port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut el) = rumqttc::AsyncClient::new(opts, 10);
+    let poller = tokio::spawn(async move { while el.poll().await.is_ok() {} });
+    let told = util::eventually(Duration::from_secs(30), || {
+        let payload = format!(
+            "{{\"ts\":{},\"supply_temp_c\":55.0,\"return_temp_c\":40.0,\"flow_m3h\":3.0,\"heated_area_m2\":9000}}",
+            heatgrid::clock::now_ms()
+        );
+        let _ = client.try_publish(
+            "heating/station/bare-1/telemetry",
+            rumqttc::QoS::AtMostOnce,
+            false,
+            payload.into_bytes(),
+        );
+        engine
+            .status()
+            .iter()
+            .any(|s| s.id.as_str() == "bare-1" && !s.unjudged.is_empty())
+    })
+    .await;
+    poller.abort();
+    assert!(told, "{:?}", engine.status());
+    let text = util::viewer_cli(&api, &["diagnose"]);
+    assert!(
+        text.starts_with("no fault suspected on any of 1 stations"),
+        "{text}"
+    );
+    for part in [
+        "not judged for lack of telemetry",
+        "fouling (needs heat_kw, primary_supply_temp_c, primary_return_temp_c)",
+        "sensor_offset (needs heat_kw)",
+        "valve_stuck (needs valve_pct)",
+        "bare-1",
+    ] {
+        assert!(text.contains(part), "{part:?} not in:\n{text}");
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&util::viewer_cli(&api, &["diagnose", "--json"])).unwrap();
+    assert_eq!(v["unjudged"][0]["stations"][0], "bare-1", "{v}");
+    assert_eq!(v["needs"]["valve_stuck"][0], "valve_pct", "{v}");
+    engine.shutdown().await;
+}

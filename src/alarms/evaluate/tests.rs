@@ -68,6 +68,7 @@ fn status(supply: f64, setpoint: f64, valve: f64, mode: Mode) -> StationStatus {
         offline: false,
         rejects: 0,
         findings: vec![],
+        unjudged: vec![],
         predictive: None,
     }
 }
