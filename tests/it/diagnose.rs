@@ -137,14 +137,8 @@ async fn a_station_with_only_the_required_fields_is_told_apart_from_a_healthy_on
     let ids = vec!["bare-1".to_owned()];
     let mut cfg = util::engine_config(&ids, broker.port, "3.1.1", 3600.0, dir.path(), None);
     cfg.tick = Duration::from_millis(100);
-    util::with_viewer(&mut cfg);
-    let engine = app::start(cfg).await.unwrap();
-    assert!(engine.wait_subscribed(Duration::from_secs(20)).await);
-    let api = format!("http://{}", engine.api_addr().unwrap());
-    let mut opts = rumqttc::MqttOptions::new("bare-station", "127.0.0.1", broker.port);
-    opts.set_keep_alive(Duration::from_secs(5));
-    let (client, mut el) = rumqttc::AsyncClient::new(opts, 10);
-    let poller = tokio::spawn(async move { while el.poll().await.is_ok() {} });
+    let (engine, api) = util::start_viewed(cfg).await;
+    let (client, poller) = util::publisher(broker.port, "bare-station");
     let told = util::eventually(Duration::from_secs(30), || {
         let payload = format!(
             "{{\"ts\":{},\"supply_temp_c\":55.0,\"return_temp_c\":40.0,\"flow_m3h\":3.0,\"heated_area_m2\":9000}}",

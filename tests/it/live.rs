@@ -7,7 +7,6 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use heatgrid::app;
 use serde_json::Value;
 
 use crate::util;
@@ -62,10 +61,7 @@ async fn a_reading_reaches_the_feed_within_a_second_whatever_the_tick_and_only_a
     let mut cfg = util::engine_config(&ids, broker.port, "3.1.1", 1.0, dir.path(), None);
     // A control tick far longer than the bound: the feed must not wait for it.
     cfg.tick = Duration::from_secs(20);
-    util::with_viewer(&mut cfg);
-    let engine = app::start(cfg).await.unwrap();
-    assert!(engine.wait_subscribed(Duration::from_secs(20)).await);
-    let api = format!("http://{}", engine.api_addr().unwrap());
+    let (engine, api) = util::start_viewed(cfg).await;
     // Page files and JSON answers are gzipped for a client that accepts it, and only then.
     for (path, token) in [
         ("/app.js", None),
@@ -120,10 +116,7 @@ async fn a_reading_reaches_the_feed_within_a_second_whatever_the_tick_and_only_a
     assert_eq!(rows.len(), 3);
     let row = rows.iter().position(|r| r[at("id")] == "st-002").unwrap();
 
-    let mut opts = rumqttc::MqttOptions::new("live-test", "127.0.0.1", broker.port);
-    opts.set_keep_alive(Duration::from_secs(5));
-    let (client, mut el) = rumqttc::AsyncClient::new(opts, 10);
-    let poller = tokio::spawn(async move { while el.poll().await.is_ok() {} });
+    let (client, poller) = util::publisher(broker.port, "live-test");
     let mut lags = Vec::new();
     for k in 0..5 {
         let supply = 61.3 + k as f64;

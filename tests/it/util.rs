@@ -309,6 +309,28 @@ pub fn with_viewer(cfg: &mut heatgrid::config::Config) {
     }];
 }
 
+/// Starts the engine of `cfg` with its API on a loopback port ([`with_viewer`]), subscribed;
+/// the engine and its API's base address.
+pub async fn start_viewed(
+    mut cfg: heatgrid::config::Config,
+) -> (heatgrid::app::EngineHandle, String) {
+    with_viewer(&mut cfg);
+    let engine = heatgrid::app::start(cfg).await.unwrap();
+    assert!(engine.wait_subscribed(Duration::from_secs(20)).await);
+    let api = format!("http://{}", engine.api_addr().unwrap());
+    (engine, api)
+}
+
+/// An MQTT client named `name` on the broker at `port`, its event loop polled until the
+/// returned task is aborted: a test's own station.
+pub fn publisher(port: u16, name: &str) -> (rumqttc::AsyncClient, tokio::task::JoinHandle<()>) {
+    let mut opts = rumqttc::MqttOptions::new(name, "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut el) = rumqttc::AsyncClient::new(opts, 10);
+    let poller = tokio::spawn(async move { while el.poll().await.is_ok() {} });
+    (client, poller)
+}
+
 /// Runs the `heatgrid` binary's `args` against the API at `api` with [`VIEWER_TOKEN`]; its
 /// standard output (it must succeed).
 pub fn viewer_cli(api: &str, args: &[&str]) -> String {

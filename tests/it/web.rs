@@ -524,10 +524,7 @@ async fn the_control_room_in_a_browser() {
 
     // A reading shows on its tile within a second of being sent: st-silent speaks at last.
     js(&c, "location.hash = '#/'; return 1;").await;
-    let mut opts = rumqttc::MqttOptions::new("web-lag", "127.0.0.1", broker.port);
-    opts.set_keep_alive(Duration::from_secs(5));
-    let (client, mut el) = rumqttc::AsyncClient::new(opts, 10);
-    let poller = tokio::spawn(async move { while el.poll().await.is_ok() {} });
+    let (client, poller) = util::publisher(broker.port, "web-lag");
     let mut lags = Vec::new();
     for k in 0..3 {
         let supply = 55.5 + k as f64;
