@@ -195,6 +195,34 @@ impl SimMap {
             .iter()
             .find(|r| r.holding && r.field.strip_prefix("cmd:") == Some(field))
     }
+
+    /// Whether every word of a write of `n` words at `addr` is in a mapped holding register.
+    pub(crate) fn holding_covers(&self, addr: u16, n: usize) -> bool {
+        (addr as u32..addr as u32 + n as u32).all(|a| {
+            self.registers.iter().any(|r| {
+                r.holding && a >= r.address as u32 && a < r.address as u32 + r.words() as u32
+            })
+        })
+    }
+
+    /// Whether a write of `n` words at `addr` covers the last word of `seq` (the command is
+    /// then complete), or, without a seq register, always.
+    pub(crate) fn completes(&self, addr: u16, n: usize) -> bool {
+        self.command_register("seq").is_none_or(|r| {
+            let last = r.address as u32 + r.words() as u32 - 1;
+            (addr as u32..addr as u32 + n as u32).contains(&last)
+        })
+    }
+
+    /// Command field `field` as the holding registers now hold it.
+    pub(crate) fn command_value(&self, holding: &HashMap<u16, u16>, field: &str) -> Option<f64> {
+        self.command_register(field).map(|r| {
+            let w: Vec<u16> = (0..r.words())
+                .map(|k| holding.get(&(r.address + k)).copied().unwrap_or(0))
+                .collect();
+            r.decode(&w)
+        })
+    }
 }
 
 fn now_ms() -> i64 {
@@ -279,13 +307,7 @@ impl Plc {
     }
 
     fn write(&self, sh: &mut Shared, addr: u16, words: &[u16]) -> Result<(), ExceptionCode> {
-        let end = addr as u32 + words.len() as u32;
-        let mapped = |a: u32| {
-            self.map.registers.iter().any(|r| {
-                r.holding && a >= r.address as u32 && a < r.address as u32 + r.words() as u32
-            })
-        };
-        if !(addr as u32..end).all(mapped) {
+        if !self.map.holding_covers(addr, words.len()) {
             return Err(ExceptionCode::IllegalDataAddress);
         }
         let holding = &mut sh.holding[self.index];
@@ -294,24 +316,10 @@ impl Plc {
         }
         // The command is complete when the last word of `seq` is written (or, without a seq
         // register, with every write).
-        let complete = match self.map.command_register("seq") {
-            Some(r) => {
-                let last = r.address as u32 + r.words() as u32 - 1;
-                (addr as u32..end).contains(&last)
-            }
-            None => true,
-        };
-        if !complete {
+        if !self.map.completes(addr, words.len()) {
             return Ok(());
         }
-        let value = |field: &str| {
-            self.map.command_register(field).map(|r| {
-                let w: Vec<u16> = (0..r.words())
-                    .map(|k| holding.get(&(r.address + k)).copied().unwrap_or(0))
-                    .collect();
-                r.decode(&w)
-            })
-        };
+        let value = |field: &str| self.map.command_value(holding, field);
         let cmd = Command {
             seq: value("seq").unwrap_or(0.0) as u64,
             ts: now_ms(),
@@ -333,7 +341,12 @@ impl Plc {
     }
 }
 
-fn read(image: &HashMap<u16, u16>, addr: u16, n: u16) -> Result<Vec<u16>, ExceptionCode> {
+/// `n` words from `addr` of a register image; exception 2 if any is not there.
+pub(crate) fn read(
+    image: &HashMap<u16, u16>,
+    addr: u16,
+    n: u16,
+) -> Result<Vec<u16>, ExceptionCode> {
     (addr as u32..addr as u32 + n as u32)
         .map(|a| image.get(&(a as u16)).copied())
         .collect::<Option<Vec<u16>>>()
@@ -387,7 +400,21 @@ pub(crate) fn serve_one(
     index: usize,
     listener: TcpListener,
 ) -> JoinHandle<()> {
-    let plc = Arc::new(Plc { shared, index, map });
+    serve_plc(Arc::new(Plc { shared, index, map }), listener)
+}
+
+/// Serves `plc` to every connection on `listener` until the task is aborted.
+pub(crate) fn serve_plc<P>(plc: Arc<P>, listener: TcpListener) -> JoinHandle<()>
+where
+    P: tokio_modbus::server::Service<
+            Request = Request<'static>,
+            Response = Response,
+            Exception = ExceptionCode,
+        > + Send
+        + Sync
+        + 'static,
+    P::Future: Send,
+{
     tokio::spawn(async move {
         let server = Server::new(listener);
         let on_connected = |stream, _addr| {

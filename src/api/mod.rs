@@ -12,6 +12,7 @@ mod listener;
 pub mod live;
 pub mod metrics;
 pub mod peers;
+pub mod tiles;
 mod web;
 
 #[cfg(test)]

@@ -16,11 +16,10 @@ use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
-use tokio_modbus::server::tcp::Server;
 use tokio_modbus::{ExceptionCode, Request, Response};
 
 use super::plc::PlantCommand;
-use crate::modbus::SimMap;
+use crate::modbus::{read, SimMap};
 use crate::shared::Shared;
 
 type Reply = Pin<Box<dyn Future<Output = Result<Response, ExceptionCode>> + Send>>;
@@ -90,13 +89,7 @@ impl PlantPlcServer {
     }
 
     fn write(&self, addr: u16, words: &[u16]) -> Result<(), ExceptionCode> {
-        let end = addr as u32 + words.len() as u32;
-        let mapped = |a: u32| {
-            self.map.registers.iter().any(|r| {
-                r.holding && a >= r.address as u32 && a < r.address as u32 + r.words() as u32
-            })
-        };
-        if !(addr as u32..end).all(mapped) {
+        if !self.map.holding_covers(addr, words.len()) {
             return Err(ExceptionCode::IllegalDataAddress);
         }
         let mut holding = self
@@ -106,22 +99,10 @@ impl PlantPlcServer {
         for (k, w) in words.iter().enumerate() {
             holding.insert(addr + k as u16, *w);
         }
-        let seq = self
-            .map
-            .command_register("seq")
-            .ok_or(ExceptionCode::IllegalDataAddress)?;
-        let last = seq.address as u32 + seq.words() as u32 - 1;
-        if !(addr as u32..end).contains(&last) {
+        if !self.map.completes(addr, words.len()) {
             return Ok(());
         }
-        let value = |field: &str| {
-            self.map.command_register(field).map(|r| {
-                let w: Vec<u16> = (0..r.words())
-                    .map(|k| holding.get(&(r.address + k)).copied().unwrap_or(0))
-                    .collect();
-                r.decode(&w)
-            })
-        };
+        let value = |field: &str| self.map.command_value(&holding, field);
         let mut sh = self
             .shared
             .lock()
@@ -155,13 +136,6 @@ impl PlantPlcServer {
     }
 }
 
-fn read(image: &HashMap<u16, u16>, addr: u16, n: u16) -> Result<Vec<u16>, ExceptionCode> {
-    (addr as u32..addr as u32 + n as u32)
-        .map(|a| image.get(&(a as u16)).copied())
-        .collect::<Option<Vec<u16>>>()
-        .ok_or(ExceptionCode::IllegalDataAddress)
-}
-
 impl tokio_modbus::server::Service for PlantPlcServer {
     type Request = Request<'static>;
     type Response = Response;
@@ -184,17 +158,10 @@ pub(crate) fn serve(
     map: Arc<SimMap>,
     listener: TcpListener,
 ) -> JoinHandle<()> {
-    let plc = Arc::new(PlantPlcServer {
+    let plc = PlantPlcServer {
         shared,
         map,
         holding: Mutex::new(HashMap::new()),
-    });
-    tokio::spawn(async move {
-        let server = Server::new(listener);
-        let on_connected = |stream, _addr| {
-            let plc = plc.clone();
-            async move { Ok(Some((plc, stream))) }
-        };
-        let _ = server.serve(&on_connected, |_e| {}).await;
-    })
+    };
+    crate::modbus::serve_plc(Arc::new(plc), listener)
 }
