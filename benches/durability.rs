@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use heatgrid::config::{Config, InfluxConfig};
 use heatgrid::stats::Stats;
+use heatgrid::store::influx::InfluxApi;
 use heatgrid::store::spool::{FsyncPolicy, Spool, SpoolConfig};
 use heatgrid::store::{influx::InfluxWriter, Sink, Writer, WriterConfig};
 
@@ -125,9 +126,11 @@ async fn part2(url: &str) {
         Sink::Influx(Box::new(
             InfluxWriter::new(&InfluxConfig {
                 url: url.to_owned(),
-                org: "o".into(),
-                bucket: "b".into(),
-                token: String::new(),
+                api: InfluxApi::V2 {
+                    org: "o".into(),
+                    bucket: "b".into(),
+                    token: String::new(),
+                },
                 timeout: Duration::from_secs(10),
                 history_url: None,
             })

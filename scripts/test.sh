@@ -7,8 +7,8 @@
 #    clippy -D warnings and the build of every target, both with PROTOC pointing at nothing
 #    (a dependency that wants a system tool fails here); cargo doc with warnings as errors.
 #    The build is instrumented for line coverage, and the tests and the package reuse it.
-# 2. Installs what the tests need when it is missing: mosquitto and VictoriaMetrics (Debian
-#    packages; VictoriaMetrics accepts the InfluxDB v2 write API), etcd (cluster tests),
+# 2. Installs what the tests need when it is missing: mosquitto, VictoriaMetrics and InfluxDB 1.6
+#    (Debian packages; VictoriaMetrics accepts the InfluxDB v2 write API, influxdb the 1.x one), etcd (cluster tests),
 #    Debian's mbpoll (a Modbus master we did not write), Chromium with chromedriver (the web
 #    control room's browser test), systemd-analyze (the package's unit), socat (a serial line
 #    for the Modbus RTU test), the LLVM tools of rustc's LLVM version (the coverage report),
@@ -66,6 +66,8 @@ PROTOC=/nonexistent/protoc cargo build --locked --workspace --all-targets
 missing=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
 command -v victoria-metrics >/dev/null 2>&1 || missing+=(victoria-metrics)
+# InfluxDB 1.6 for the v1 write API and InfluxQL (tests/it/influx_v1.rs).
+command -v influxd >/dev/null 2>&1 || missing+=(influxdb)
 command -v tmux >/dev/null 2>&1 || missing+=(tmux)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v mbpoll >/dev/null 2>&1 || missing+=(mbpoll)
@@ -95,8 +97,8 @@ if ! { [ -x "$LLVM_COV" ] && [ -x "$LLVM_PROFDATA" ]; }; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "llvm-$llvm" >/dev/null; } ||
     echo "llvm-$llvm is not available: the coverage is not measured in this run"
 fi
-# Debian starts the packaged mosquitto service on install on some machines: the tests use
-# their own instances on free ports, so that one is left alone.
+# Debian starts the packaged mosquitto (and influxdb) service on install on some machines: the
+# tests use their own instances on free ports, so those are left alone.
 
 VENV=.venv
 if ! "$VENV/bin/python" -c 'import paho.mqtt, pymodbus' >/dev/null 2>&1; then

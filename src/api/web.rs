@@ -109,7 +109,8 @@ pub(super) async fn history(
     let Some(h) = &st.history else {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
-            "no database to read history from ([storage.influxdb] history_url)".into(),
+            "no database to read history from ([storage.influxdb] history_url, or api = \"v1\")"
+                .into(),
         ));
     };
     let hours = span

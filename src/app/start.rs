@@ -460,9 +460,9 @@ async fn start_api(
             .storage
             .influxdb
             .as_ref()
-            .and_then(|i| Some((i.history_url.as_deref()?, i.timeout)))
-            .map(|(url, timeout)| crate::store::history::History::new(url, timeout))
+            .map(crate::store::history::History::for_config)
             .transpose()
+            .map(Option::flatten)
             .map_err(|source| StartError::HttpClient {
                 what: "the history reader",
                 source,

@@ -204,6 +204,7 @@ impl Errors {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::influx::InfluxApi;
 
     fn no_env(_: &str) -> Option<String> {
         None
@@ -373,6 +374,63 @@ mod tests {
             "NOPE is not set",
         ] {
             assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn influxdb_1x_is_addressed_by_database_with_credentials_from_the_environment() {
+        let env = |k: &str| match k {
+            "IU" => Some("writer".to_owned()),
+            "IP" => Some("s3cret".to_owned()),
+            _ => None,
+        };
+        let c = Config::parse(
+            "[storage.influxdb]\nurl = \"http://db:8086/\"\napi = \"v1\"\ndatabase = \"heat\"\n\
+             retention_policy = \"year\"\nuser_env = \"IU\"\npassword_env = \"IP\"\n\
+             [[station]]\nid = \"s\"\n",
+            &env,
+        )
+        .unwrap_or_else(|e| panic!("{e:#?}"));
+        let i = c.storage.influxdb.unwrap();
+        assert_eq!(i.url, "http://db:8086");
+        assert_eq!(
+            i.api,
+            InfluxApi::V1 {
+                database: "heat".into(),
+                retention_policy: Some("year".into()),
+                credentials: Some(("writer".into(), "s3cret".into())),
+            }
+        );
+        assert!(!format!("{:?}", i.api).contains("s3cret"));
+        // The other API's keys, a missing database, half the credentials, an unknown API.
+        for (text, needle) in [
+            (
+                "api = \"v1\"\ndatabase = \"h\"\nbucket = \"b\"",
+                "bucket: not a setting of api = \"v1\"",
+            ),
+            ("api = \"v1\"", "database: required with api = \"v1\""),
+            (
+                "api = \"v1\"\ndatabase = \"h\"\nuser_env = \"IU\"",
+                "both user_env and password_env",
+            ),
+            (
+                "api = \"v1\"\ndatabase = \"h\"\nuser_env = \"IU\"\npassword_env = \"NONE\"",
+                "NONE is not set",
+            ),
+            (
+                "bucket = \"b\"\ndatabase = \"h\"",
+                "database: not a setting of api = \"v2\"",
+            ),
+            ("org = \"o\"", "bucket: required with api = \"v2\""),
+            ("api = \"v3\"\nbucket = \"b\"", "api: \"v3\" is not"),
+        ] {
+            let errs = Config::parse(
+                &format!("[storage.influxdb]\nurl = \"http://db:8086\"\n{text}\n"),
+                &env,
+            )
+            .unwrap_err()
+            .join("\n");
+            assert!(errs.contains(needle), "{text:?}: {errs}");
         }
     }
 

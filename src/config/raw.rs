@@ -155,9 +155,25 @@ impl Default for RawStorage {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawInflux {
     pub(super) url: String,
-    pub(super) org: String,
-    pub(super) bucket: String,
+    /// `"v2"` (the default) or `"v1"`.
+    #[serde(default)]
+    pub(super) api: Option<String>,
+    /// v2: organisation, bucket and the token's variable.
+    #[serde(default)]
+    pub(super) org: Option<String>,
+    #[serde(default)]
+    pub(super) bucket: Option<String>,
     pub(super) token_env: Option<String>,
+    /// v1: database, retention policy (its default when absent), the user's and the
+    /// password's variables.
+    #[serde(default)]
+    pub(super) database: Option<String>,
+    #[serde(default)]
+    pub(super) retention_policy: Option<String>,
+    #[serde(default)]
+    pub(super) user_env: Option<String>,
+    #[serde(default)]
+    pub(super) password_env: Option<String>,
     #[serde(default = "default_timeout_s")]
     pub(super) timeout_s: f64,
     /// A VictoriaMetrics export API to read station histories back from (the web trend).

@@ -12,7 +12,7 @@ use crate::api::auth::{ApiSettings, ApiToken};
 use crate::control::coordinator::CoordinatorConfig;
 use crate::files::TlsPem;
 use crate::ingest::mqtt::{MqttConfig, MqttVersion};
-use crate::store::influx::InfluxConfig;
+use crate::store::influx::{InfluxApi, InfluxConfig};
 use crate::store::spool::FsyncPolicy;
 use crate::store::StorageConfig;
 
@@ -171,10 +171,6 @@ fn influx(i: &super::raw::RawInflux, env: Env<'_>, v: &mut Errors) -> Option<Inf
         ok_url,
         format!("storage.influxdb.url: {:?} is not an http(s) URL", i.url),
     );
-    v.check(
-        !i.bucket.is_empty(),
-        "storage.influxdb.bucket: must not be empty",
-    );
     v.positive("storage.influxdb.timeout_s", i.timeout_s);
     let history_url = i.history_url.as_ref().filter(|u| {
         let ok =
@@ -185,22 +181,107 @@ fn influx(i: &super::raw::RawInflux, env: Env<'_>, v: &mut Errors) -> Option<Inf
         );
         ok
     });
-    let token = match &i.token_env {
-        Some(var) => env(var).or_else(|| {
+    let api = match i.api.as_deref().unwrap_or("v2") {
+        "v2" => influx_v2(i, env, v),
+        "v1" => influx_v1(i, env, v),
+        other => {
             v.push(format!(
-                "storage.influxdb.token_env: environment variable {var} is not set"
+                "storage.influxdb.api: {other:?} is not \"v2\" (InfluxDB 2 and 3, VictoriaMetrics) \
+                 or \"v1\" (InfluxDB 1.x)"
             ));
             None
-        })?,
-        None => String::new(),
-    };
+        }
+    }?;
     ok_url.then(|| InfluxConfig {
         url: i.url.trim_end_matches('/').to_owned(),
-        org: i.org.clone(),
-        bucket: i.bucket.clone(),
-        token,
+        api,
         timeout: Duration::from_secs_f64(i.timeout_s.max(0.001)),
         history_url: history_url.map(|u| u.trim_end_matches('/').to_owned()),
+    })
+}
+
+/// The value of the environment variable a `*_env` key names, or an error naming both.
+fn secret(key: &str, var: &str, env: Env<'_>, v: &mut Errors) -> Option<String> {
+    env(var).or_else(|| {
+        v.push(format!(
+            "storage.influxdb.{key}: environment variable {var} is not set"
+        ));
+        None
+    })
+}
+
+/// Keys of the other API's, refused with the key to use instead.
+fn foreign_keys(api: &str, keys: &[(&str, &str, bool)], v: &mut Errors) {
+    for (key, hint, given) in keys {
+        v.check(
+            !given,
+            format!("storage.influxdb.{key}: not a setting of api = \"{api}\" ({hint})"),
+        );
+    }
+}
+
+fn influx_v2(i: &super::raw::RawInflux, env: Env<'_>, v: &mut Errors) -> Option<InfluxApi> {
+    foreign_keys(
+        "v2",
+        &[
+            ("database", "v1's; v2 has bucket", i.database.is_some()),
+            ("retention_policy", "v1's", i.retention_policy.is_some()),
+            ("user_env", "v1's; v2 has token_env", i.user_env.is_some()),
+            (
+                "password_env",
+                "v1's; v2 has token_env",
+                i.password_env.is_some(),
+            ),
+        ],
+        v,
+    );
+    let org = i.org.clone().unwrap_or_default();
+    let bucket = i.bucket.clone().unwrap_or_default();
+    v.check(
+        !bucket.is_empty(),
+        "storage.influxdb.bucket: required with api = \"v2\"",
+    );
+    let token = match &i.token_env {
+        Some(var) => secret("token_env", var, env, v)?,
+        None => String::new(),
+    };
+    Some(InfluxApi::V2 { org, bucket, token })
+}
+
+fn influx_v1(i: &super::raw::RawInflux, env: Env<'_>, v: &mut Errors) -> Option<InfluxApi> {
+    foreign_keys(
+        "v1",
+        &[
+            ("org", "v2's", i.org.is_some()),
+            ("bucket", "v2's; v1 has database", i.bucket.is_some()),
+            (
+                "token_env",
+                "v2's; v1 has user_env and password_env",
+                i.token_env.is_some(),
+            ),
+        ],
+        v,
+    );
+    let database = i.database.clone().unwrap_or_default();
+    v.check(
+        !database.is_empty(),
+        "storage.influxdb.database: required with api = \"v1\"",
+    );
+    let credentials = match (&i.user_env, &i.password_env) {
+        (None, None) => None,
+        (Some(u), Some(p)) => Some((
+            secret("user_env", u, env, v)?,
+            secret("password_env", p, env, v)?,
+        )),
+        _ => {
+            v.push("storage.influxdb: give both user_env and password_env, or neither".into());
+            None
+        }
+    };
+    Some(InfluxApi::V1 {
+        database,
+        retention_policy: i.retention_policy.clone().filter(|r| !r.is_empty()),
+        credentials,
     })
 }
 

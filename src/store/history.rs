@@ -2,16 +2,22 @@
 //! the engine's own memory has little (after a restart).
 //!
 //! Where it sits: beside the writer, on the read side; the API's history handler calls it.
-//! It reads VictoriaMetrics' export API (`POST /api/v1/export`), where the InfluxDB line
-//! protocol the writer sends becomes one series per `<measurement>_<field>` with the tags as
-//! labels. It is only used when `[storage.influxdb] history_url` names such an API: InfluxDB
-//! 2's own query language (Flux) is not read (see docs/web.md).
+//! Two readers:
+//! - VictoriaMetrics' export API (`POST /api/v1/export`), where the InfluxDB line protocol the
+//!   writer sends becomes one series per `<measurement>_<field>` with the tags as labels; used
+//!   when `[storage.influxdb] history_url` names such an API.
+//! - InfluxQL (`GET /query`) on an InfluxDB 1.x written with `api = "v1"`: the last value of
+//!   each field per step, from the database and retention policy written to.
+//!
+//! InfluxDB 2's own query language (Flux) is not read (see docs/web.md).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
+
+use super::influx::{InfluxApi, InfluxConfig};
 
 /// The series a trend sample is made of: (series, field in the sample).
 const SERIES: [(&str, &str); 8] = [
@@ -33,6 +39,37 @@ const MAX_POINTS: i64 = 1_000;
 pub struct History {
     url: String,
     http: reqwest::Client,
+    /// `None`: VictoriaMetrics' export API at `url`.
+    influxql: Option<InfluxQl>,
+}
+
+/// Where an InfluxDB 1.x keeps the points, and who reads them.
+#[derive(Debug, Clone)]
+struct InfluxQl {
+    api: InfluxApi,
+    database: String,
+    retention_policy: Option<String>,
+}
+
+/// One answer of `/query`: a result per statement, a series per measurement.
+#[derive(Debug, Deserialize)]
+struct QueryAnswer {
+    #[serde(default)]
+    results: Vec<QueryResult>,
+    error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct QueryResult {
+    #[serde(default)]
+    series: Vec<QuerySeries>,
+    error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct QuerySeries {
+    columns: Vec<String>,
+    values: Vec<Vec<Value>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,7 +86,31 @@ impl History {
         Ok(Self {
             url: url.trim_end_matches('/').to_owned(),
             http: reqwest::Client::builder().timeout(timeout).build()?,
+            influxql: None,
         })
+    }
+
+    /// The reader for `[storage.influxdb]`: its `history_url` when given, else InfluxQL on an
+    /// InfluxDB 1.x; `None` for a v2 server without one (Flux is not read).
+    pub fn for_config(cfg: &InfluxConfig) -> Result<Option<Self>, reqwest::Error> {
+        if let Some(url) = &cfg.history_url {
+            return Self::new(url, cfg.timeout).map(Some);
+        }
+        let InfluxApi::V1 {
+            database,
+            retention_policy,
+            ..
+        } = &cfg.api
+        else {
+            return Ok(None);
+        };
+        let mut h = Self::new(&cfg.url, cfg.timeout)?;
+        h.influxql = Some(InfluxQl {
+            api: cfg.api.clone(),
+            database: database.clone(),
+            retention_policy: retention_policy.clone(),
+        });
+        Ok(Some(h))
     }
 
     /// Station `station`'s samples from `from_ms` to `to_ms`, one per `step_ms` (the last
@@ -62,6 +123,11 @@ impl History {
         step_ms: i64,
     ) -> Result<Vec<Value>, String> {
         let step_ms = step_ms.max((to_ms - from_ms) / MAX_POINTS).max(1_000);
+        if let Some(q) = &self.influxql {
+            return self
+                .station_influxql(q, station, from_ms, to_ms, step_ms)
+                .await;
+        }
         let names: Vec<&str> = SERIES.iter().map(|(s, _)| *s).collect();
         let selector = format!(
             "{{__name__=~\"{}\",station=\"{}\"}}",
@@ -106,4 +172,82 @@ impl History {
         }
         Ok(steps.into_values().collect())
     }
+
+    /// The same samples by InfluxQL: one statement per measurement, `last()` of each field per
+    /// step (a sample is dated by its step's start), empty steps left out.
+    async fn station_influxql(
+        &self,
+        q: &InfluxQl,
+        station: &str,
+        from_ms: i64,
+        to_ms: i64,
+        step_ms: i64,
+    ) -> Result<Vec<Value>, String> {
+        let from = match &q.retention_policy {
+            Some(rp) => format!("{}.", quote_ident(rp)),
+            None => String::new(),
+        };
+        let station = station.replace('\\', "\\\\").replace('\'', "\\'");
+        let statement = |measurement: &str| {
+            let fields: Vec<String> = SERIES
+                .iter()
+                .filter_map(|(s, f)| {
+                    let field = s.strip_prefix(measurement)?.strip_prefix('_')?;
+                    Some(format!(
+                        "last({}) AS {}",
+                        quote_ident(field),
+                        quote_ident(f)
+                    ))
+                })
+                .collect();
+            format!(
+                "SELECT {} FROM {from}{} WHERE station = '{station}' AND time >= {from_ms}ms \
+                 AND time <= {to_ms}ms GROUP BY time({step_ms}ms) fill(none)",
+                fields.join(", "),
+                quote_ident(measurement),
+            )
+        };
+        let query = format!("{}; {}", statement("telemetry"), statement("command"));
+        let req = self.http.get(format!("{}/query", self.url)).query(&[
+            ("db", q.database.as_str()),
+            ("q", query.as_str()),
+            ("epoch", "ms"),
+        ]);
+        let answer: QueryAnswer = q
+            .api
+            .authorize(req)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| format!("database: {e}"))?
+            .json()
+            .await
+            .map_err(|e| format!("database answer: {e}"))?;
+        if let Some(e) = answer
+            .error
+            .or_else(|| answer.results.iter().find_map(|r| r.error.clone()))
+        {
+            return Err(format!("database: {e}"));
+        }
+        let mut steps: BTreeMap<i64, Value> = BTreeMap::new();
+        for series in answer.results.iter().flat_map(|r| &r.series) {
+            for row in &series.values {
+                let Some(t) = row.first().and_then(Value::as_i64) else {
+                    continue;
+                };
+                let sample = steps.entry(t).or_insert_with(|| json!({ "t_ms": t }));
+                for (column, v) in series.columns.iter().zip(row).skip(1) {
+                    if let Some(v) = v.as_f64().filter(|v| v.is_finite()) {
+                        sample[column.as_str()] = json!(v);
+                    }
+                }
+            }
+        }
+        Ok(steps.into_values().collect())
+    }
+}
+
+/// An InfluxQL identifier in double quotes.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
 }

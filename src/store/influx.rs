@@ -1,5 +1,8 @@
-//! The InfluxDB v2 write-API client: one `POST /api/v2/write` per batch, with a timeout, and
-//! the server's answer classified for the write-error policy in [`super::Writer`].
+//! The InfluxDB write client: one `POST` per batch, with a timeout, and the server's answer
+//! classified for the write-error policy in [`super::Writer`]. Two dialects of one line
+//! protocol: the v2 write API (`/api/v2/write`, org and bucket, a token; InfluxDB 2 and 3,
+//! VictoriaMetrics) and the 1.x one (`/write`, database and retention policy, a user and
+//! password; InfluxDB 1.x as Debian ships it). The body is the same in both.
 //!
 //! Built on reqwest rather than the `influxdb2` crate: the policy needs the `Retry-After`
 //! header of a 429/503 and the exact status (413 → split a batch), which `influxdb2` 0.5 hides
@@ -9,16 +12,72 @@
 
 use std::time::Duration;
 
-/// Where and how to write (`[storage.influxdb]`); the token comes from the environment.
+/// Where and how to write (`[storage.influxdb]`); secrets come from the environment.
 #[derive(Debug, Clone)]
 pub struct InfluxConfig {
     pub url: String,
-    pub org: String,
-    pub bucket: String,
-    pub token: String,
+    pub api: InfluxApi,
     pub timeout: Duration,
     /// Where station histories are read back from (a VictoriaMetrics export API), if set.
     pub history_url: Option<String>,
+}
+
+/// Which write API the server speaks (`api = "v2"` or `"v1"`), with its own addressing and
+/// credentials.
+#[derive(Clone, PartialEq)]
+pub enum InfluxApi {
+    /// `POST /api/v2/write?org=&bucket=`, `Authorization: Token …` (empty: none).
+    V2 {
+        org: String,
+        bucket: String,
+        token: String,
+    },
+    /// `POST /write?db=&rp=`, HTTP basic authentication when a user is given.
+    V1 {
+        database: String,
+        /// `None`: the database's default retention policy.
+        retention_policy: Option<String>,
+        credentials: Option<(String, String)>,
+    },
+}
+
+impl std::fmt::Debug for InfluxApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Secrets stay out of logs.
+        match self {
+            Self::V2 { org, bucket, .. } => f
+                .debug_struct("V2")
+                .field("org", org)
+                .field("bucket", bucket)
+                .finish_non_exhaustive(),
+            Self::V1 {
+                database,
+                retention_policy,
+                credentials,
+            } => f
+                .debug_struct("V1")
+                .field("database", database)
+                .field("retention_policy", retention_policy)
+                .field("user", &credentials.as_ref().map(|(u, _)| u))
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl InfluxApi {
+    /// Adds this API's authentication to `req`.
+    pub fn authorize(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self {
+            Self::V2 { token, .. } if !token.is_empty() => {
+                req.header("Authorization", format!("Token {token}"))
+            }
+            Self::V1 {
+                credentials: Some((user, password)),
+                ..
+            } => req.basic_auth(user, Some(password)),
+            _ => req,
+        }
+    }
 }
 
 /// Why the writer could not be set up.
@@ -48,7 +107,7 @@ pub struct InfluxWriter {
     http: reqwest::Client,
     write_url: reqwest::Url,
     display_url: String,
-    auth: Option<String>,
+    api: InfluxApi,
 }
 
 impl std::fmt::Debug for InfluxWriter {
@@ -68,12 +127,28 @@ impl InfluxWriter {
         };
         let base = reqwest::Url::parse(&format!("{}/", cfg.url.trim_end_matches('/')))
             .map_err(|e| bad_url(&e))?;
-        let mut write_url = base.join("api/v2/write").map_err(|e| bad_url(&e))?;
-        write_url
-            .query_pairs_mut()
-            .append_pair("org", &cfg.org)
-            .append_pair("bucket", &cfg.bucket)
-            .append_pair("precision", "ms");
+        let mut write_url = match &cfg.api {
+            InfluxApi::V2 { org, bucket, .. } => {
+                let mut u = base.join("api/v2/write").map_err(|e| bad_url(&e))?;
+                u.query_pairs_mut()
+                    .append_pair("org", org)
+                    .append_pair("bucket", bucket);
+                u
+            }
+            InfluxApi::V1 {
+                database,
+                retention_policy,
+                ..
+            } => {
+                let mut u = base.join("write").map_err(|e| bad_url(&e))?;
+                u.query_pairs_mut().append_pair("db", database);
+                if let Some(rp) = retention_policy {
+                    u.query_pairs_mut().append_pair("rp", rp);
+                }
+                u
+            }
+        };
+        write_url.query_pairs_mut().append_pair("precision", "ms");
         let http = reqwest::Client::builder()
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout.min(Duration::from_secs(5)))
@@ -83,7 +158,7 @@ impl InfluxWriter {
             http,
             write_url,
             display_url: cfg.url.clone(),
-            auth: (!cfg.token.is_empty()).then(|| format!("Token {}", cfg.token)),
+            api: cfg.api.clone(),
         })
     }
 
@@ -93,15 +168,12 @@ impl InfluxWriter {
 
     /// One write. 2xx is success; everything else is classified for the caller.
     pub async fn write(&self, body: Vec<u8>) -> Result<(), WriteError> {
-        let mut req = self
+        let req = self
             .http
             .post(self.write_url.clone())
             .header("Content-Type", "text/plain; charset=utf-8")
             .body(body);
-        if let Some(auth) = &self.auth {
-            req = req.header("Authorization", auth);
-        }
-        let resp = req.send().await.map_err(|e| {
+        let resp = self.api.authorize(req).send().await.map_err(|e| {
             WriteError::Network(if e.is_timeout() {
                 "no answer within the timeout".into()
             } else {

@@ -379,6 +379,10 @@ fn retry_delay(e: &WriteError, backoff: &mut Backoff) -> (Duration, &'static str
             ..
         } => (*d, "server asked to retry later"),
         WriteError::Status { status: 429, .. } => (backoff.next_delay(), "rate limited"),
+        WriteError::Status { status: 404, .. } => (
+            backoff.next_delay(),
+            "no such database, bucket or retention policy (create it; the points wait)",
+        ),
         WriteError::Status { .. } => (backoff.next_delay(), "server error"),
         WriteError::Network(_) => (backoff.next_delay(), "database unreachable"),
     }
@@ -464,6 +468,7 @@ mod tests {
         let mut why = |r| retry_delay(&e(r), &mut b).1;
         assert_eq!(why(status(401, None)), "credentials rejected");
         assert_eq!(why(status(429, None)), "rate limited");
+        assert!(why(status(404, None)).starts_with("no such database"));
         assert_eq!(
             why(Err(WriteError::Network("x".into()))),
             "database unreachable"

@@ -76,6 +76,7 @@ fn check(dir: &Path, config: &str) -> Result<(), String> {
     for var in values_of(config, "token_env")
         .into_iter()
         .chain(values_of(config, "password_env"))
+        .chain(values_of(config, "user_env"))
     {
         cmd.env(var, "a-secret-long-enough-for-any-check-0123");
     }

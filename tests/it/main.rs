@@ -1,5 +1,5 @@
 //! Integration tests: the engine against real peers (mosquitto, the embedded rumqttd broker,
-//! VictoriaMetrics over the InfluxDB v2 write API, the simulator, a Python station emulator).
+//! VictoriaMetrics over the InfluxDB v2 write API, InfluxDB 1.6 over its own, the simulator, a Python station emulator).
 //! Run them through `scripts/test.sh`, which installs the peers.
 
 mod alarms;
@@ -14,6 +14,7 @@ mod etcd;
 mod failover;
 mod fault_http;
 mod faults;
+mod influx_v1;
 mod live;
 mod mapping;
 mod modbus;

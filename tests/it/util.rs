@@ -1,4 +1,4 @@
-//! Test peers: real mosquitto and VictoriaMetrics processes on free loopback ports, stopped by
+//! Test peers: real mosquitto, VictoriaMetrics and InfluxDB processes on free loopback ports, stopped by
 //! PID when dropped, plus helpers to configure the engine and read the TSDB back.
 //!
 //! The binaries come from Debian packages that `scripts/test.sh` installs.
@@ -156,6 +156,34 @@ pub fn start_victoria_metrics(dir: &Path, port: u16) -> Proc {
         .spawn()
         .expect("start victoria-metrics");
     wait_for_port(port, "victoria-metrics");
+    Proc {
+        child,
+        port,
+        _dir: None,
+    }
+}
+
+/// InfluxDB 1.x (Debian's `influxd`) on `port` with its data in `dir`, authentication on:
+/// start it again with the same arguments to get the same database back.
+pub fn start_influxdb(dir: &Path, port: u16) -> Proc {
+    let bin = find_binary("influxd", &["/usr/bin/influxd"]);
+    let child = Command::new(bin)
+        .arg("run")
+        .env("INFLUXDB_REPORTING_DISABLED", "true")
+        .env("INFLUXDB_BIND_ADDRESS", "127.0.0.1:0")
+        .env("INFLUXDB_HTTP_BIND_ADDRESS", format!("127.0.0.1:{port}"))
+        .env("INFLUXDB_HTTP_AUTH_ENABLED", "true")
+        .env("INFLUXDB_HTTP_LOG_ENABLED", "false")
+        .env("INFLUXDB_META_DIR", dir.join("meta"))
+        .env("INFLUXDB_DATA_DIR", dir.join("data"))
+        .env("INFLUXDB_DATA_WAL_DIR", dir.join("wal"))
+        .env("INFLUXDB_DATA_QUERY_LOG_ENABLED", "false")
+        .env("INFLUXDB_MONITOR_STORE_ENABLED", "false")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start influxd");
+    wait_for_port(port, "influxd");
     Proc {
         child,
         port,
