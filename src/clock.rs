@@ -20,3 +20,14 @@ pub fn mono_us() -> u64 {
         .elapsed()
         .as_micros() as u64
 }
+
+/// `ms` since the epoch as RFC 3339 in UTC (`2026-12-07T16:01:15.200Z`), for people.
+pub fn rfc3339_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("{ms} ms"))
+}

@@ -20,7 +20,8 @@
 //! * [`control`]: heating curve, PI loops, per-station controller, district coordinator (pure),
 //!   and the control task that runs them.
 //! * [`command`]: commands out to MQTT and Modbus, sequence numbers.
-//! * [`alarms`]: alarm conditions (pure) and their lifecycle.
+//! * [`alarms`]: alarm conditions (pure) and their lifecycle; [`notify`]: alarms sent to
+//!   webhooks and e-mail.
 //! * [`store`]: typed records → line protocol → spool → InfluxDB or files.
 //! * [`api`], [`cli`]: the operator's HTTP API, metrics, audit log; the command line and `top`.
 //! * [`config`]: TOML → each stage's settings.
@@ -46,6 +47,7 @@ pub mod ingest;
 
 pub mod model;
 pub mod network;
+pub mod notify;
 pub mod physics;
 pub mod predict;
 pub mod stats;

@@ -21,6 +21,12 @@ pub struct Stats {
     pub store_retries: AtomicU64,
     /// Points the database refused as bad data, now in the dead-letter file.
     pub dead_letters: AtomicU64,
+    /// Alarm notifications delivered, tries that failed and were retried, those given up on
+    /// (alarmed) and those dropped because a channel's queue was full.
+    pub notifications_sent: AtomicU64,
+    pub notify_retries: AtomicU64,
+    pub notify_dead_letters: AtomicU64,
+    pub notify_dropped: AtomicU64,
     /// Points appended to the spool.
     pub spool_appended: AtomicU64,
     /// Points refused because the spool was full or failed (alarmed).

@@ -38,6 +38,8 @@ pub enum AlarmKind {
     LowDeltaT,
     /// Storage trouble: database writes failing, points refused or dead-lettered.
     Storage,
+    /// An alarm notification could not be delivered (notify).
+    NotifyFailed,
     /// The station diagnosis suspects a fault (its kind and evidence in the message).
     FaultSuspected,
     /// No telemetry from the heat plant (contract §7): the plant loop plans blind.
@@ -58,6 +60,7 @@ impl AlarmKind {
             AlarmKind::ValveSaturated => "valve_saturated",
             AlarmKind::LowDeltaT => "low_delta_t",
             AlarmKind::Storage => "storage",
+            AlarmKind::NotifyFailed => "notify_failed",
             AlarmKind::FaultSuspected => "fault_suspected",
             AlarmKind::PlantStale => "plant_stale",
             AlarmKind::PressureLow => "pressure_low",
@@ -66,9 +69,11 @@ impl AlarmKind {
 
     pub fn severity(self) -> Severity {
         match self {
-            AlarmKind::Stale | AlarmKind::CommLost | AlarmKind::Storage | AlarmKind::PlantStale => {
-                Severity::Major
-            }
+            AlarmKind::Stale
+            | AlarmKind::CommLost
+            | AlarmKind::Storage
+            | AlarmKind::PlantStale
+            | AlarmKind::NotifyFailed => Severity::Major,
             AlarmKind::OutOfRange
             | AlarmKind::SupplyDeviation
             | AlarmKind::ValveSaturated
@@ -114,6 +119,9 @@ pub struct Alarm {
     pub acked_by: Option<String>,
     pub acked_ms: Option<i64>,
     pub cleared_ms: Option<i64>,
+    /// When it was escalated (notify), once: kept across restarts and takeovers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalated_ms: Option<i64>,
 }
 
 /// Thresholds, from config (`[alarms]`, overridable per station).
@@ -237,6 +245,7 @@ impl AlarmBook {
             acked_by: None,
             acked_ms: None,
             cleared_ms: None,
+            escalated_ms: None,
         };
         self.next_id += 1;
         self.dirty = true;
@@ -277,6 +286,28 @@ impl AlarmBook {
         self.active.insert(key, a);
         self.dirty = true;
         true
+    }
+
+    /// The active alarm of (`station`, `kind`).
+    pub fn get(&self, station: &str, kind: AlarmKind) -> Option<&Alarm> {
+        self.active.get(&(station.to_owned(), kind))
+    }
+
+    /// The alarm cleared last.
+    pub fn last_cleared(&self) -> Option<&Alarm> {
+        self.recent.front()
+    }
+
+    /// Marks active alarm (`station`, `kind`) escalated at `now`; the alarm, if it is active
+    /// and was not escalated before.
+    pub fn escalate(&mut self, station: &str, kind: AlarmKind, now: i64) -> Option<Alarm> {
+        let a = self.active.get_mut(&(station.to_owned(), kind))?;
+        if a.escalated_ms.is_some() {
+            return None;
+        }
+        a.escalated_ms = Some(now);
+        self.dirty = true;
+        Some(a.clone())
     }
 
     /// Drops `station`'s active alarms without clearing them (another instance of the

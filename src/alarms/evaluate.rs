@@ -92,6 +92,9 @@ pub enum Detail<'a> {
         dp_kpa: f64,
         min_kpa: f64,
     },
+    NotifyFailed {
+        lost: u64,
+    },
 }
 
 impl fmt::Display for Detail<'_> {
@@ -158,6 +161,11 @@ impl fmt::Display for Detail<'_> {
             } => write!(
                 f,
                 "{at} sees {dp_kpa:.0} kPa, below the {min_kpa:.0} kPa minimum: its valve may not pass its flow"
+            ),
+            Detail::NotifyFailed { lost } => write!(
+                f,
+                "{lost} alarm notification(s) could not be delivered so far (see the log and \
+                 heatgrid_notification_dead_letters)"
             ),
             Detail::Suspected {
                 finding: Some(finding),
@@ -354,6 +362,31 @@ impl StorageWatch {
                 refused,
                 dead,
             },
+        }
+    }
+}
+
+/// The engine-wide notification condition: a notification given up on (or dropped) in the
+/// last 10 minutes, raised at once.
+#[derive(Debug, Clone, Default)]
+pub struct NotifyWatch {
+    seen: u64,
+    lost_ms: Option<i64>,
+}
+
+impl NotifyWatch {
+    /// The condition at `now` given the notifications lost so far.
+    pub fn check(&mut self, lost: u64, now: i64) -> Check<'static> {
+        if lost != self.seen {
+            self.seen = lost;
+            self.lost_ms = Some(now);
+        }
+        Check {
+            kind: AlarmKind::NotifyFailed,
+            active: self.lost_ms.is_some_and(|t| now - t < 600_000),
+            hold_ms: 0,
+            value: lost as f64,
+            detail: Detail::NotifyFailed { lost },
         }
     }
 }

@@ -278,6 +278,7 @@ mod tests {
             acked_by: Some("ops".into()),
             acked_ms: Some(2_000),
             cleared_ms: None,
+            escalated_ms: Some(3_000),
         }
     }
 
@@ -310,6 +311,7 @@ mod tests {
             Some("ops"),
             "acknowledgement kept"
         );
+        assert_eq!(active[0].escalated_ms, Some(3_000), "escalation kept");
         assert_eq!(shared.turn(0, "st-1", Some(7), &mut book), Turn::Evaluate);
 
         // A change is written back under the epoch it was adopted with.

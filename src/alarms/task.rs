@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
 use super::evaluate::{
-    plant_checks, station_checks, Check, RejectWindow, StationAlarms, StorageWatch,
+    plant_checks, station_checks, Check, NotifyWatch, RejectWindow, StationAlarms, StorageWatch,
 };
 use super::shared::{Kept, SharedAlarms, Turn};
 use super::{AlarmBook, AlarmView, ENGINE};
@@ -22,6 +22,7 @@ use crate::clock::now_ms;
 use crate::control::change::{Change, ChangeError, ChangeRequest};
 use crate::control::status::StationStatus;
 use crate::model::Applied;
+use crate::notify::{Event, Notifier};
 use crate::stats::Stats;
 use crate::store::audit::OperatorLog;
 use crate::store::record::{AlarmPoint, FindingPoint, Record};
@@ -50,6 +51,9 @@ pub struct AlarmTask {
     findings: Vec<Vec<crate::diagnose::Kind>>,
     /// The plant loop's view, when a plant is configured.
     plant: Option<crate::control::plant_task::PlantStatusView>,
+    /// Where raises, clears and escalations are sent (`[notify]`).
+    notifier: Option<Notifier>,
+    notify_watch: NotifyWatch,
 }
 
 impl AlarmTask {
@@ -77,6 +81,8 @@ impl AlarmTask {
             shared: None,
             kept: None,
             plant: None,
+            notifier: None,
+            notify_watch: NotifyWatch::default(),
         };
         task.publish();
         (task, view_rx)
@@ -103,6 +109,12 @@ impl AlarmTask {
             self.shared = Some(shared);
             self.kept = Some(kept);
         }
+        self
+    }
+
+    /// Sends every raise, clear and escalation to `notifier`.
+    pub fn notifying(mut self, notifier: Option<Notifier>) -> Self {
+        self.notifier = notifier;
         self
     }
 
@@ -208,7 +220,13 @@ impl AlarmTask {
             checks.clear();
             station_checks(st, settings, per_min, since_start, now, &mut checks);
             for c in &checks {
-                lines.extend(feed(&mut self.book, st.id.as_str(), c, now));
+                lines.extend(feed(
+                    &mut self.book,
+                    self.notifier.as_ref(),
+                    st.id.as_str(),
+                    c,
+                    now,
+                ));
             }
         }
         let storage = self.storage.check(
@@ -217,20 +235,43 @@ impl AlarmTask {
             Stats::get(&self.stats.dead_letters),
             now,
         );
-        lines.extend(feed(&mut self.book, ENGINE, &storage, now));
+        lines.extend(feed(
+            &mut self.book,
+            self.notifier.as_ref(),
+            ENGINE,
+            &storage,
+            now,
+        ));
+        if self.notifier.is_some() {
+            let lost = Stats::get(&self.stats.notify_dead_letters)
+                + Stats::get(&self.stats.notify_dropped);
+            let c = self.notify_watch.check(lost, now);
+            lines.extend(feed(
+                &mut self.book,
+                self.notifier.as_ref(),
+                ENGINE,
+                &c,
+                now,
+            ));
+        }
         let plant = self.plant.as_ref().and_then(|v| v.borrow().clone());
         if let Some(p) = &plant {
             let name = format!("plant:{}", p.id);
             for c in &plant_checks(p, now) {
-                lines.extend(feed(&mut self.book, &name, c, now));
+                lines.extend(feed(&mut self.book, self.notifier.as_ref(), &name, c, now));
             }
         }
+        let escalated = self.escalate(now);
         if let Some(shared) = self.shared.as_mut() {
             shared.ask();
-            for l in &lines {
-                shared.changed(&l.station);
+            for station in lines.iter().map(|l| &l.station).chain(&escalated) {
+                shared.changed(station);
             }
             shared.keep(&self.book);
+        }
+        if !escalated.is_empty() {
+            self.book.persist();
+            self.publish();
         }
         if !found.is_empty() {
             self.store
@@ -241,6 +282,35 @@ impl AlarmTask {
             self.book.persist();
             self.publish();
         }
+    }
+
+    /// Escalates each active alarm left unacknowledged longer than its routes allow, once;
+    /// the stations whose alarms were.
+    fn escalate(&mut self, now: i64) -> Vec<String> {
+        let Some(n) = &self.notifier else {
+            return Vec::new();
+        };
+        let due: Vec<(String, crate::alarms::AlarmKind)> = self
+            .book
+            .active_of(|_| true)
+            .into_iter()
+            .filter(|a| a.acked_by.is_none() && a.escalated_ms.is_none())
+            .filter(|a| {
+                n.escalation(a)
+                    .is_some_and(|d| now - a.raised_ms >= d.as_millis() as i64)
+            })
+            .map(|a| (a.station, a.kind))
+            .collect();
+        let mut stations = Vec::new();
+        for (station, kind) in due {
+            if let Some(a) = self.book.escalate(&station, kind, now) {
+                warn!(station = %a.station, kind = kind.as_str(), id = a.id,
+                    "Alarm escalated: unacknowledged too long.");
+                n.send(Event::Escalated, &a);
+                stations.push(station);
+            }
+        }
+        stations
     }
 
     /// Acknowledges alarm `id`; in a cluster, with what says when it is kept in etcd.
@@ -275,7 +345,6 @@ impl AlarmTask {
     }
 }
 
-/// One check into the book; the storage point of a raise or clear.
 /// The `finding` points of station `st`'s findings named or cleared since `before` (which
 /// becomes the kinds in force now).
 fn finding_points(
@@ -318,10 +387,28 @@ fn finding_points(
     out
 }
 
-fn feed(book: &mut AlarmBook, station: &str, c: &Check<'_>, now: i64) -> Option<AlarmPoint> {
-    book.evaluate(station, c.kind, c.active, c.hold_ms, c.value, now, || {
+/// One check into the book; the storage point of a raise or clear, which is notified.
+fn feed(
+    book: &mut AlarmBook,
+    notifier: Option<&Notifier>,
+    station: &str,
+    c: &Check<'_>,
+    now: i64,
+) -> Option<AlarmPoint> {
+    let point = book.evaluate(station, c.kind, c.active, c.hold_ms, c.value, now, || {
         c.detail.to_string()
-    })
+    })?;
+    if let Some(n) = notifier {
+        let (event, alarm) = if point.active {
+            (Event::Raised, book.get(station, c.kind))
+        } else {
+            (Event::Cleared, book.last_cleared())
+        };
+        if let Some(a) = alarm {
+            n.send(event, a);
+        }
+    }
+    Some(point)
 }
 
 /// A manual acknowledgement that was refused: counted and logged with who asked and why.

@@ -293,6 +293,21 @@ fn storage_metrics(s: &Stats, spool: &Spool) -> Vec<Metric<'static>> {
             "Points refused because the spool was full",
             Counter(g(&s.spool_refused)),
         ),
+        (
+            "heatgrid_notifications_sent",
+            "Alarm notifications delivered",
+            Counter(g(&s.notifications_sent)),
+        ),
+        (
+            "heatgrid_notification_retries",
+            "Alarm notification attempts that failed and were retried",
+            Counter(g(&s.notify_retries)),
+        ),
+        (
+            "heatgrid_notification_dead_letters",
+            "Alarm notifications given up on (or dropped with a full queue)",
+            Counter(g(&s.notify_dead_letters) + g(&s.notify_dropped)),
+        ),
     ]
 }
 

@@ -36,6 +36,8 @@ pub enum StartError {
     },
     #[error("cluster: {0}")]
     Cluster(String),
+    #[error("{0}")]
+    Notify(String),
     #[error("cannot build the HTTP client for {what}: {source}")]
     HttpClient {
         what: &'static str,

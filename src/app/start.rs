@@ -279,10 +279,34 @@ fn start_control(
         c.stats.clone(),
         log,
     );
-    let alarm_task = alarm_task.sharing(shared_alarms).watching_plant(plant);
+    let stop = stage.token();
+    let notifier = match &cfg.notify {
+        Some(n) => {
+            let tags = cfg
+                .stations
+                .iter()
+                .map(|s| (s.id.as_str().to_owned(), s.tags.clone()))
+                .collect();
+            let source = cfg
+                .cluster
+                .as_ref()
+                .map_or_else(|| "heatgrid".to_owned(), |m| m.name.clone());
+            let (notifier, tasks) =
+                crate::notify::Notifier::new(n, tags, source, c.stats.clone(), &stop)
+                    .map_err(StartError::Notify)?;
+            for t in tasks {
+                stage.spawn(t);
+            }
+            Some(notifier)
+        }
+        None => None,
+    };
+    let alarm_task = alarm_task
+        .sharing(shared_alarms)
+        .watching_plant(plant)
+        .notifying(notifier);
     let (changes, changes_rx) = mpsc::channel(CHANGE_CAPACITY);
     let (acks, acks_rx) = mpsc::channel(CHANGE_CAPACITY);
-    let stop = stage.token();
     stage.spawn(control.run(changes_rx, triggers, stop.clone()));
     stage.spawn(alarm_task.run(status.clone(), acks_rx, stop));
     let inbox = Inbox {

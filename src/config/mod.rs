@@ -11,6 +11,7 @@
 mod cluster;
 mod mapping;
 mod modbus;
+mod notify;
 mod plant;
 mod raw;
 mod raw_modbus;
@@ -77,6 +78,8 @@ pub struct Config {
     pub plant: Option<crate::control::plant::PlantConfig>,
     /// `[plant] modbus = { … }`: the plant polled over Modbus TCP instead of MQTT.
     pub plant_modbus: Option<crate::ingest::modbus::plant::PlantModbusConfig>,
+    /// `[notify]`: where alarms are sent (`None`: nowhere).
+    pub notify: Option<crate::notify::NotifyConfig>,
     /// `[cluster]`: this instance shares the fleet with others through etcd (`None`: alone).
     pub cluster: Option<crate::cluster::membership::MemberSettings>,
     pub stations: Vec<StationConfig>,
@@ -135,6 +138,7 @@ impl Config {
             .cluster
             .as_ref()
             .and_then(|c| cluster::cluster(c, (&raw.api.listen, &raw.mqtt.client_id), env, &mut v));
+        let notify = notify::notify(&raw.notify, env, base, &mut v);
         let mappings = mapping::mappings(&raw.mappings, &mut v);
         let stations = station::stations(&raw, base, &mappings, &mut v);
         let used: Vec<_> = mappings
@@ -170,6 +174,7 @@ impl Config {
             plant_modbus: plant_modbus.flatten(),
             diagnosis: raw.diagnosis.clone(),
             predictive: raw.predictive.clone(),
+            notify,
             cluster,
             stations,
             mappings: used,

@@ -33,6 +33,8 @@ pub(super) struct Raw {
     pub(super) predictive: crate::predict::Settings,
     #[serde(default)]
     pub(super) defaults: RawControl,
+    #[serde(default)]
+    pub(super) notify: super::notify::RawNotify,
     pub(super) cluster: Option<RawCluster>,
     pub(super) plant: Option<super::plant::RawPlant>,
     #[serde(default, rename = "station")]
