@@ -18,11 +18,11 @@ use super::evaluate::{
 };
 use super::shared::{Kept, SharedAlarms, Turn};
 use super::{AlarmBook, AlarmView, ENGINE};
+use super::{Event, Notify};
 use crate::clock::now_ms;
 use crate::control::change::{Change, ChangeError, ChangeRequest};
 use crate::control::status::StationStatus;
 use crate::model::Applied;
-use crate::notify::{Event, Notifier};
 use crate::stats::Stats;
 use crate::store::audit::OperatorLog;
 use crate::store::record::{AlarmPoint, FindingPoint, Record};
@@ -52,7 +52,7 @@ pub struct AlarmTask {
     /// The plant loop's view, when a plant is configured.
     plant: Option<crate::control::plant_task::PlantStatusView>,
     /// Where raises, clears and escalations are sent (`[notify]`).
-    notifier: Option<Notifier>,
+    notifier: Option<Arc<dyn Notify>>,
     notify_watch: NotifyWatch,
 }
 
@@ -113,7 +113,7 @@ impl AlarmTask {
     }
 
     /// Sends every raise, clear and escalation to `notifier`.
-    pub fn notifying(mut self, notifier: Option<Notifier>) -> Self {
+    pub fn notifying(mut self, notifier: Option<Arc<dyn Notify>>) -> Self {
         self.notifier = notifier;
         self
     }
@@ -390,7 +390,7 @@ fn finding_points(
 /// One check into the book; the storage point of a raise or clear, which is notified.
 fn feed(
     book: &mut AlarmBook,
-    notifier: Option<&Notifier>,
+    notifier: Option<&Arc<dyn Notify>>,
     station: &str,
     c: &Check<'_>,
     now: i64,

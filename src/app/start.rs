@@ -297,7 +297,7 @@ fn start_control(
             for t in tasks {
                 stage.spawn(t);
             }
-            Some(notifier)
+            Some(Arc::new(notifier) as Arc<dyn crate::alarms::Notify>)
         }
         None => None,
     };

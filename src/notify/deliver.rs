@@ -4,7 +4,7 @@
 //! `notify_failed` alarm is raised (alarms/evaluate.rs). It also writes what is sent: the
 //! webhook's JSON body and the mail's subject and text.
 //!
-//! Where it sits: after [`super::group`], one per channel, so a channel that is down delays
+//! Where it sits: after the grouping (`group.rs`), one per channel, so a channel that is down delays
 //! only its own messages.
 
 use std::collections::BTreeMap;
@@ -17,20 +17,24 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::email::Email;
-use super::webhook::Webhook;
-use super::{ChannelKind, Message, Outgoing};
+use super::email::{Email, EmailConfig};
+use super::message::{Message, Outgoing, SendError};
+use super::webhook::{Webhook, WebhookConfig};
 use crate::backoff::Backoff;
 use crate::clock::now_ms;
 use crate::stats::Stats;
 
-/// Why an attempt failed.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SendError {
-    /// Worth another try (network, timeout, the server busy).
-    Retry(String),
-    /// Not (the receiver refuses this message).
-    Permanent(String),
+/// A named destination.
+#[derive(Debug, Clone)]
+pub struct Channel {
+    pub name: String,
+    pub kind: ChannelKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum ChannelKind {
+    Webhook(WebhookConfig),
+    Email(EmailConfig),
 }
 
 /// A summary lists at most this many alarms; the rest are counted.
@@ -238,8 +242,7 @@ pub(super) async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alarms::{Alarm, AlarmKind};
-    use crate::notify::Event;
+    use crate::alarms::{Alarm, AlarmKind, Event};
 
     fn msg(station: &str, kind: AlarmKind, event: Event) -> Message {
         Message {

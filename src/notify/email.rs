@@ -1,7 +1,7 @@
 //! The e-mail channel: each notification a plain-text mail over SMTP, with STARTTLS (the
 //! default), implicit TLS or none, and AUTH with a user and password from the environment.
 //!
-//! Where it sits: called by the channel's delivery task ([`super::deliver`]), which builds the
+//! Where it sits: called by the channel's delivery task (`deliver.rs`), which builds the
 //! subject and text. Built on lettre (rustls with ring, as the rest of the engine).
 
 use std::time::Duration;
@@ -11,7 +11,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use super::deliver::SendError;
+use super::message::SendError;
 
 /// How the connection to the server is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

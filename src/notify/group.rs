@@ -3,7 +3,7 @@
 //! more than `flood_threshold` (a broker outage making 500 stations stale at once is one
 //! message, not 500).
 //!
-//! Where it sits: between [`super::Notifier::send`] (the channel's queue) and the channel's
+//! Where it sits: between the notifier's routing (the channel's queue) and the channel's
 //! delivery task, one per channel.
 
 use std::time::Duration;
@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{Message, Outgoing};
+use super::message::{Message, Outgoing};
 
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Grouping {
@@ -77,8 +77,7 @@ async fn sleep_until(due: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alarms::{Alarm, AlarmKind};
-    use crate::notify::Event;
+    use crate::alarms::{Alarm, AlarmKind, Event};
 
     fn msg(station: &str) -> Message {
         Message {

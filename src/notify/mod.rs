@@ -2,7 +2,7 @@
 //! e-mail, grouped so that a flood becomes one summary, and delivered with retries.
 //!
 //! ```text
-//!  alarm task ──Notifier::send(Event)──► routes (severity, kind, station tags)
+//!  alarm task ──Notify::send(Event)──► routes (severity, kind, station tags)
 //!                                           │ one queue per channel (try_send: never waits)
 //!                                           ▼
 //!                        group (group.rs): messages gathered until group_wait of quiet
@@ -15,7 +15,7 @@
 //!                           webhook.rs (HMAC-signed JSON POST) │ email.rs (SMTP)
 //! ```
 //!
-//! Where it sits: downstream of the alarm task, which calls [`Notifier::send`] for every raise
+//! Where it sits: downstream of the alarm task, which calls [`crate::alarms::Notify::send`] for every raise
 //! and clear it makes and every escalation it decides (an unacknowledged alarm older than its
 //! route's `escalate_after_min`, once: the time is kept with the alarm). In a cluster only a
 //! station's owner evaluates its alarms, and a takeover adopts them without a raise, so each
@@ -25,6 +25,7 @@
 mod deliver;
 mod email;
 mod group;
+mod message;
 mod webhook;
 
 use std::collections::{BTreeMap, HashMap};
@@ -32,15 +33,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::error;
 
+pub use crate::alarms::Event;
 use crate::alarms::{Alarm, AlarmKind, Severity};
 use crate::stats::Stats;
 
+pub use deliver::{Channel, ChannelKind};
 pub use email::{valid_mailbox, EmailConfig, EmailTls};
+pub use message::{Message, Outgoing, SendError};
 pub use webhook::WebhookConfig;
 
 /// `[notify]`: where alarms are sent and how.
@@ -56,19 +59,6 @@ pub struct NotifyConfig {
     pub flood_threshold: usize,
     /// Tries of one message before it is a dead letter.
     pub max_attempts: u32,
-}
-
-/// A named destination.
-#[derive(Debug, Clone)]
-pub struct Channel {
-    pub name: String,
-    pub kind: ChannelKind,
-}
-
-#[derive(Debug, Clone)]
-pub enum ChannelKind {
-    Webhook(WebhookConfig),
-    Email(EmailConfig),
 }
 
 /// Which alarms go where (`[[notify.route]]`); every matching route sends.
@@ -98,39 +88,6 @@ impl Route {
                 .iter()
                 .all(|(k, v)| tags.and_then(|t| t.get(k)) == Some(v))
     }
-}
-
-/// What happened to an alarm.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Event {
-    Raised,
-    Cleared,
-    Escalated,
-}
-
-impl Event {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Event::Raised => "raised",
-            Event::Cleared => "cleared",
-            Event::Escalated => "escalated",
-        }
-    }
-}
-
-/// One alarm event for one channel.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Message {
-    pub event: Event,
-    pub alarm: Alarm,
-}
-
-/// What a channel sends: one message, or a summary of a group too large to send one by one.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outgoing {
-    One(Message),
-    Summary(Vec<Message>),
 }
 
 /// The alarm task's side: routes each event to the channels' queues without waiting.
@@ -195,7 +152,7 @@ impl Notifier {
     }
 
     /// Routes `event` of `alarm` to every channel a matching route names (each channel once).
-    pub fn send(&self, event: Event, alarm: &Alarm) {
+    fn route(&self, event: Event, alarm: &Alarm) {
         let tags = self.tags.get(&alarm.station);
         let mut channels: Vec<usize> = self
             .routes
@@ -229,13 +186,23 @@ impl Notifier {
 
     /// After how long unacknowledged `alarm` is escalated: the shortest delay of the matching
     /// routes that escalate (`None`: it never is).
-    pub fn escalation(&self, alarm: &Alarm) -> Option<Duration> {
+    fn escalate_after(&self, alarm: &Alarm) -> Option<Duration> {
         let tags = self.tags.get(&alarm.station);
         self.routes
             .iter()
             .filter(|r| !r.escalate_to.is_empty() && r.matches(alarm, tags))
             .filter_map(|r| r.escalate_after)
             .min()
+    }
+}
+
+impl crate::alarms::Notify for Notifier {
+    fn send(&self, event: Event, alarm: &Alarm) {
+        self.route(event, alarm);
+    }
+
+    fn escalation(&self, alarm: &Alarm) -> Option<Duration> {
+        self.escalate_after(alarm)
     }
 }
 

@@ -3,15 +3,15 @@
 //! id that stays the same on every retry (`X-Heatgrid-Delivery`), so a receiver can drop a
 //! repeat.
 //!
-//! Where it sits: called by the channel's delivery task ([`super::deliver`]); the body is
-//! built there from the message ([`super::deliver::body`]).
+//! Where it sits: called by the channel's delivery task (`deliver.rs`), which builds the body
+//! from the message.
 
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::deliver::SendError;
+use super::message::SendError;
 
 /// `[[notify.webhook]]`.
 #[derive(Clone)]

@@ -682,15 +682,47 @@ async fn the_district_coordinator_runs_once_and_its_offsets_outlive_its_instance
 
 /// Alarm acknowledgements are kept in etcd with the partition's active alarms: the next owner
 /// takes an alarm over as it was (raised when it was, acknowledged), instead of raising it
-/// again unacknowledged.
+/// again unacknowledged. Each alarm is notified once, by the instance that raised it, and
+/// escalated once: not again by the next owner after a takeover.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acknowledged_alarm_survives_the_death_of_the_instance_that_held_it() {
     let etcd = Etcd::ready().await;
     let broker = crate::util::mosquitto();
     let eps = etcd.endpoints();
-    let stations: String = (1..=6)
-        .map(|i| format!("[[station]]\nid = \"s{i}\"\n"))
+    let hooks_dir = tempfile::tempdir().unwrap();
+    let hook_log = hooks_dir.path().join("hooks.jsonl");
+    let hook_port = free_port();
+    let _receiver = crate::notify::peer(
+        "webhook.py",
+        &[
+            format!("--port={hook_port}"),
+            format!("--log={}", hook_log.display()),
+        ],
+    );
+    let notify = format!(
+        "[notify]\ngroup_wait_s = 0.3\ngroup_max_s = 1\nflood_threshold = 100\n\
+         [[notify.webhook]]\nname = \"oncall\"\nurl = \"http://127.0.0.1:{hook_port}/\"\n\
+         [[notify.route]]\nkind = [\"stale\"]\nto = [\"oncall\"]\n\
+         escalate_after_min = 0.1\nescalate_to = [\"oncall\"]\n"
+    );
+    let stations: String = std::iter::once(notify)
+        .chain((1..=6).map(|i| format!("[[station]]\nid = \"s{i}\"\n")))
         .collect();
+    // Per (event, station): how many were delivered, and by which instances.
+    let delivered = || {
+        let mut n: std::collections::BTreeMap<(String, String), Vec<String>> = Default::default();
+        for r in crate::notify::logged(&hook_log) {
+            let b = &r["body"];
+            let key = (
+                b["event"].as_str().unwrap_or("").to_owned(),
+                b["alarm"]["station"].as_str().unwrap_or("").to_owned(),
+            );
+            n.entry(key)
+                .or_default()
+                .push(b["source"].as_str().unwrap_or("").to_owned());
+        }
+        n
+    };
     let engine = "tick_s = 1\nstaleness_s = 2\n";
     let mut instances = vec![
         Instance::start_with("a", &eps, broker.port, 3, (engine, &stations)),
@@ -736,6 +768,28 @@ async fn an_acknowledged_alarm_survives_the_death_of_the_instance_that_held_it()
             alarm["id"]
         ))
         .await;
+    // Each raise notified once, by the instance that raised it; the five left unacknowledged escalated once
+    // (6 s after their raise), the acknowledged one not.
+    let escalated = |n: &std::collections::BTreeMap<(String, String), Vec<String>>| {
+        n.keys().filter(|(e, _)| e == "escalated").count()
+    };
+    assert!(
+        crate::util::eventually(Duration::from_secs(20), || escalated(&delivered()) == 5).await,
+        "escalations: {:?}",
+        delivered()
+    );
+    let before = delivered();
+    for i in 1..=6 {
+        let s = format!("s{i}");
+        let raised = &before[&("raised".to_owned(), s.clone())];
+        assert_eq!(raised.len(), 1, "{s} raised once: {before:?}");
+    }
+    assert!(
+        !before.contains_key(&("escalated".to_owned(), station.clone())),
+        "{before:?}"
+    );
+    // The escalations are kept in etcd with the alarms before the owner dies.
+    tokio::time::sleep(Duration::from_secs(1)).await;
 
     // The web control room's tiles from either instance: the whole fleet, each station from
     // its owner.
@@ -780,6 +834,9 @@ async fn an_acknowledged_alarm_survives_the_death_of_the_instance_that_held_it()
     assert!(survivor
         .log()
         .contains("Alarms taken over from the previous owner"));
+    // Well past the survivor's grouping and escalation times: nothing notified again.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(delivered(), before, "notified again after the takeover");
 }
 
 /// The plant in a cluster (contract §7): exactly one instance commands it, the owner of

@@ -77,6 +77,7 @@ fn check(dir: &Path, config: &str) -> Result<(), String> {
         .into_iter()
         .chain(values_of(config, "password_env"))
         .chain(values_of(config, "user_env"))
+        .chain(values_of(config, "secret_env"))
     {
         cmd.env(var, "a-secret-long-enough-for-any-check-0123");
     }

@@ -1,5 +1,6 @@
 //! Integration tests: the engine against real peers (mosquitto, the embedded rumqttd broker,
-//! VictoriaMetrics over the InfluxDB v2 write API, InfluxDB 1.6 over its own, the simulator, a Python station emulator).
+//! VictoriaMetrics over the InfluxDB v2 write API, InfluxDB 1.6 over its own, the simulator, a Python station emulator,
+//! a webhook receiver and aiosmtpd for alarm notifications).
 //! Run them through `scripts/test.sh`, which installs the peers.
 
 mod alarms;
@@ -18,6 +19,7 @@ mod influx_v1;
 mod live;
 mod mapping;
 mod modbus;
+mod notify;
 mod operator;
 mod peer;
 mod plant;

@@ -12,39 +12,10 @@ use heatgrid_sim::SimConfig;
 
 use crate::util;
 
-fn sh(dir: &Path, cmd: &str) {
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA, a server certificate for localhost/127.0.0.1 signed by it, and an unrelated CA.
+/// The test certificates ([`util::certificates`]) and a password file for mosquitto.
 fn certificates(dir: &Path) {
-    let subj = |cn: &str| format!("-subj '/CN={cn}'");
-    sh(dir, &format!("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 {} 2>/dev/null", subj("heatgrid test CA")));
-    sh(dir, &format!("openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other-ca.pem -days 2 {} 2>/dev/null", subj("someone else")));
-    sh(
-        dir,
-        &format!(
-            "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr {} 2>/dev/null",
-            subj("localhost")
-        ),
-    );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
-    sh(dir, "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile ext.cnf 2>/dev/null");
-    sh(
+    util::certificates(dir);
+    util::sh(
         dir,
         "mosquitto_passwd -b -c passwd heatgrid 'engine-secret-123' 2>/dev/null",
     );
