@@ -75,6 +75,8 @@ command -v mbpoll >/dev/null 2>&1 || missing+=(mbpoll)
 command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
 # Chromium and chromedriver for the web control room's browser test (tests/it/web.rs).
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# A font with Chinese glyphs, for the control room's screenshots in Chinese.
+[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
 # systemd-analyze verifies the Debian package's unit (scripts/package-test.sh).
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)

@@ -3,22 +3,28 @@
 // No framework and no library: the overview keeps one element per station and only touches
 // the ones the live feed changed; trends are plain SVG. Every value is written with
 // textContent (never as HTML). The API token lives in this tab's sessionStorage and goes out
-// only as a bearer header.
+// only as a bearer header. Every word on the page comes from the catalogue of the chosen
+// language (CATALOGUES, /i18n.js: web/i18n/*.json) through t(); numbers and dates follow the
+// language too. The choice is remembered in localStorage.
 "use strict";
 
 const TOKEN_KEY = "heatgrid.token";
+const LANG_KEY = "heatgrid.lang";
+const LANGS = { en: "English", "zh-CN": "简体中文" };
 const FEED_SILENT_MS = 5000; // no event for this long: the feed is reported lost
 const OLD_MS = 30000; // a reading older than this is drawn as old, whatever its state
 const COMPACT_FROM = 600; // more stations than this: small tiles, the error only
-const STATES = {
-  in_control: "in control (±1 K)",
-  deviating: "deviating",
-  stale: "stale",
-  comm_lost: "communication lost",
-  manual: "manual / hold / fixed",
-};
+const STATES = ["in_control", "deviating", "stale", "comm_lost", "manual"];
+
+// The language: as chosen before in this browser, else the browser's own when it is Chinese.
+function pickLang() {
+  const saved = localStorage.getItem(LANG_KEY);
+  if (saved && CATALOGUES[saved]) return saved;
+  return (navigator.language || "").toLowerCase().startsWith("zh") ? "zh-CN" : "en";
+}
 
 const app = {
+  lang: pickLang(),
   token: sessionStorage.getItem(TOKEN_KEY),
   me: null,
   tiles: new Map(), // id -> tile from the feed
@@ -50,17 +56,38 @@ function el(tag, attrs, ...children) {
 
 const serverNow = () => Date.now() + app.offset;
 
-function fmt(x, digits = 1, unit = "") {
-  if (x === null || x === undefined || Number.isNaN(x)) return "–";
-  return Number(x).toFixed(digits) + unit;
+/** The chosen language's text of `key`, with each {name} replaced by params[name]. */
+function t(key, params) {
+  const text = CATALOGUES[app.lang][key] ?? CATALOGUES.en[key] ?? key;
+  return params ? text.replace(/\{(\w+)\}/g, (m, k) => (k in params ? String(params[k]) : m)) : text;
 }
 
+/** A catalogue text chosen by a value the engine sends (an alarm kind, a state …), or the
+ * value itself when the catalogue has none. */
+function tv(prefix, value) {
+  const key = prefix + "." + value;
+  return CATALOGUES.en[key] === undefined ? String(value) : t(key);
+}
+
+const numberFormats = new Map();
+function fmt(x, digits = 1, unit = "") {
+  if (x === null || x === undefined || Number.isNaN(x)) return "–";
+  const key = app.lang + digits;
+  if (!numberFormats.has(key)) {
+    numberFormats.set(key, new Intl.NumberFormat(app.lang, { minimumFractionDigits: digits, maximumFractionDigits: digits, useGrouping: false }));
+  }
+  return numberFormats.get(key).format(Number(x)) + unit;
+}
+
+const dateTime = (ms) => new Date(ms).toLocaleString(app.lang);
+const timeOfDay = (ms) => new Date(ms).toLocaleTimeString(app.lang);
+
 function age(ms) {
-  if (ms === null || ms === undefined) return "never";
+  if (ms === null || ms === undefined) return t("age.never");
   const s = Math.max(0, Math.round((serverNow() - ms) / 1000));
-  if (s < 120) return s + " s ago";
-  if (s < 7200) return Math.round(s / 60) + " min ago";
-  return Math.round(s / 3600) + " h ago";
+  if (s < 120) return t("age.s", { n: s });
+  if (s < 7200) return t("age.min", { n: Math.round(s / 60) });
+  return t("age.h", { n: Math.round(s / 3600) });
 }
 
 // ---- API ------------------------------------------------------------------------------
@@ -77,7 +104,7 @@ async function api(path, options = {}) {
   let body = null;
   try { body = await r.json(); } catch (_) { /* empty or not JSON */ }
   // Signed in, and the token stopped working (removed from the config): back to sign-in.
-  if (r.status === 401 && app.me) { signOut("Your token is no longer accepted; sign in again."); }
+  if (r.status === 401 && app.me) { signOut(t("signin.expired")); }
   if (!r.ok) throw new Error((body && body.error) || r.status + " " + r.statusText);
   return body;
 }
@@ -86,13 +113,14 @@ async function api(path, options = {}) {
 
 function showSignIn(message) {
   $("bar").hidden = true;
-  const input = el("input", { type: "password", id: "token", autocomplete: "off", placeholder: "API token", "aria-label": "API token" });
+  app.signInMessage = message || "";
+  const input = el("input", { type: "password", id: "token", autocomplete: "off", placeholder: t("signin.token"), "aria-label": t("signin.token") });
   const error = el("p", { class: "error", id: "signin-error" }, message || "");
-  const button = el("button", { type: "submit", class: "primary", id: "sign-in" }, "Sign in");
+  const button = el("button", { type: "submit", class: "primary", id: "sign-in" }, t("signin.button"));
   const form = el("form", { class: "signin", id: "signin" },
-    el("h2", {}, "heatgrid control room"),
-    el("p", { class: "dim" }, "Sign in with your API token (viewer or operator)."),
-    input, button, error);
+    el("h2", {}, t("app.title")),
+    el("p", { class: "dim" }, t("signin.hint")),
+    input, button, error, el("p", {}, langSelect("signin-lang")));
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     button.disabled = true;
@@ -104,7 +132,7 @@ function showSignIn(message) {
       start();
     } catch (e) {
       app.token = null;
-      error.textContent = "Sign-in refused: " + e.message;
+      error.textContent = t("signin.refused", { why: e.message });
     } finally {
       button.disabled = false;
     }
@@ -130,10 +158,14 @@ async function start() {
     try { app.me = await api("/api/v1/whoami"); } catch (e) { return showSignIn(); }
   }
   $("bar").hidden = false;
-  $("who").textContent = app.me.name + " (" + app.me.role + ")" + (app.me.instance ? " @ " + app.me.instance : "");
+  drawWho();
   document.body.classList.toggle("operator", app.me.role === "operator");
   connect(0);
   route();
+}
+
+function drawWho() {
+  $("who").textContent = app.me.name + " (" + tv("role", app.me.role) + ")" + (app.me.instance ? " @ " + app.me.instance : "");
 }
 
 // ---- Live feed --------------------------------------------------------------------------
@@ -149,7 +181,7 @@ async function connect(attempt) {
       signal: abort.signal,
       cache: "no-store",
     });
-    if (r.status === 401) return signOut("Your token is no longer accepted; sign in again.");
+    if (r.status === 401) return signOut(t("signin.expired"));
     if (!r.ok || !r.body) throw new Error(r.status + " " + r.statusText);
     attempt = 0;
     const reader = r.body.getReader();
@@ -228,26 +260,26 @@ function feedStatus() {
   const lost = !app.lastEvent || silent > FEED_SILENT_MS;
   feed.className = "feed " + (lost ? "lost" : "live");
   feed.textContent = lost
-    ? (app.lastEvent ? "feed lost: data as of " + new Date(app.lastEvent).toLocaleTimeString() : "connecting…")
-    : "live";
+    ? (app.lastEvent ? t("feed.lost", { at: timeOfDay(app.lastEvent) }) : t("feed.connecting"))
+    : t("feed.live");
   document.body.classList.toggle("feed-lost", lost);
   if (currentView === "overview") markOld(lost);
 }
 setInterval(feedStatus, 1000);
 
 function drawTotals() {
-  const t = app.totals;
-  if (!t) return;
+  const tt = app.totals;
+  if (!tt) return;
   const parts = [
-    ["stations", t.stations + " (" + t.fresh + " fresh)"],
-    ["heat", fmt(t.heat_mw, 2, " MW")],
-    ["", fmt(t.w_m2, 1, " W/m²")],
-    ["return", fmt(t.return_c, 1, " °C")],
-    ["within ±1 K", fmt(t.in_control_pct, 1, " %")],
-    ["alarms", t.alarms],
+    [t("totals.stations"), t("totals.fresh", { n: tt.stations, fresh: tt.fresh })],
+    [t("totals.heat"), fmt(tt.heat_mw, 2, " MW")],
+    ["", fmt(tt.w_m2, 1, " W/m²")],
+    [t("totals.return"), fmt(tt.return_c, 1, " °C")],
+    [t("totals.within"), fmt(tt.in_control_pct, 1, " %")],
+    [t("totals.alarms"), tt.alarms],
   ];
   $("totals").replaceChildren(...parts.map(([k, v]) => el("span", {}, k ? k + " " : "", el("b", {}, v), "  ")));
-  $("alarm-count").textContent = t.alarms ? String(t.alarms) : "";
+  $("alarm-count").textContent = tt.alarms ? String(tt.alarms) : "";
 }
 
 // ---- Overview ---------------------------------------------------------------------------
@@ -258,23 +290,23 @@ function showOverview() {
   currentView = "overview";
   app.els.clear();
   const f = app.filter;
-  const search = el("input", { id: "search", type: "search", placeholder: "search id or tag", value: f.text });
+  const search = el("input", { id: "search", type: "search", placeholder: t("overview.search"), value: f.text });
   search.addEventListener("input", () => { f.text = search.value.trim().toLowerCase(); applyFilter(); });
   const state = el("select", { id: "state-filter" },
-    el("option", { value: "" }, "every state"),
-    Object.entries(STATES).map(([k, v]) => el("option", { value: k, selected: f.state === k }, v)),
-    el("option", { value: "alarm", selected: f.state === "alarm" }, "with an alarm"));
+    el("option", { value: "" }, t("overview.every_state")),
+    STATES.map((k) => el("option", { value: k, selected: f.state === k }, t("state." + k))),
+    el("option", { value: "alarm", selected: f.state === "alarm" }, t("overview.with_alarm")));
   state.addEventListener("change", () => { f.state = state.value; applyFilter(); });
   const tags = [...new Set([...app.tiles.values()].flatMap((t) => Object.entries(t.tags || {}).map(([k, v]) => k + "=" + v)))].sort();
   const tag = el("select", { id: "tag-filter" },
-    el("option", { value: "" }, "every tag"),
+    el("option", { value: "" }, t("overview.every_tag")),
     tags.map((kv) => el("option", { value: kv, selected: f.tag === kv }, kv)));
   tag.addEventListener("change", () => { f.tag = tag.value; applyFilter(); });
   const sort = el("select", { id: "sort" },
-    ["id", "error", "age", "heat"].map((k) => el("option", { value: k, selected: f.sort === k }, "sort: " + k)));
+    ["id", "error", "age", "heat"].map((k) => el("option", { value: k, selected: f.sort === k }, t("sort." + k))));
   sort.addEventListener("change", () => { f.sort = sort.value; order(); });
   const legend = el("span", { class: "legend" },
-    Object.entries(STATES).map(([k, v]) => el("span", {}, el("i", { class: "s-" + k }), v)));
+    STATES.map((k) => el("span", {}, el("i", { class: "s-" + k }), t("state." + k))));
   const grid = el("div", { class: "tiles", id: "tiles" });
   grid.addEventListener("click", (ev) => {
     const t = ev.target.closest(".tile");
@@ -314,18 +346,19 @@ function drawTiles(changed) {
   }
 }
 
-function paint(e, t) {
-  const err = tileError(t);
-  let cls = "tile s-" + t.state;
-  if (t.alarm) cls += " al al-" + t.alarm;
-  if (t.ts && serverNow() - t.ts > OLD_MS) cls += " old";
+function paint(e, tile) {
+  const err = tileError(tile);
+  let cls = "tile s-" + tile.state;
+  if (tile.alarm) cls += " al al-" + tile.alarm;
+  if (tile.ts && serverNow() - tile.ts > OLD_MS) cls += " old";
   if (e.className !== cls) e.className = cls;
-  e.firstChild.textContent = t.id;
-  e.lastChild.textContent = err === null ? "–" : (err > 0 ? "+" : "") + err.toFixed(1);
-  e.title = t.id + ": " + STATES[t.state] + (t.alarm ? ", " + t.alarms + " alarm(s), worst " + t.alarm : "") +
-    "\nsupply " + fmt(t.sup) + " °C, setpoint " + fmt(t.set) + " °C, return " + fmt(t.ret) + " °C" +
-    "\nflow " + fmt(t.flow, 2) + " m³/h, heat " + fmt(t.kw) + " kW" +
-    "\nreading " + age(t.ts) + (t.owner ? ", led by " + t.owner : "");
+  e.firstChild.textContent = tile.id;
+  e.lastChild.textContent = err === null ? "–" : (err > 0 ? "+" : "") + fmt(err, 1);
+  e.title = tile.id + ": " + tv("state", tile.state) +
+    (tile.alarm ? t("tile.alarms", { n: tile.alarms, worst: tv("sev", tile.alarm) }) : "") + "\n" +
+    t("tile.temps", { sup: fmt(tile.sup), set: fmt(tile.set), ret: fmt(tile.ret) }) + "\n" +
+    t("tile.flow", { flow: fmt(tile.flow, 2), kw: fmt(tile.kw) }) + "\n" +
+    t("tile.reading", { age: age(tile.ts) }) + (tile.owner ? t("tile.led_by", { owner: tile.owner }) : "");
 }
 
 function markOld(feedLost) {
@@ -377,14 +410,14 @@ function order() {
 async function showStation(id) {
   currentView = "station";
   const view = $("view");
-  view.replaceChildren(el("p", { class: "dim" }, "loading " + id + "…"));
+  view.replaceChildren(el("p", { class: "dim" }, t("station.loading", { id })));
   const draw = async () => {
     try {
       const s = await api("/api/v1/stations/" + encodeURIComponent(id));
       if (currentView === "station" && location.hash === "#/station/" + encodeURIComponent(id)) drawStation(s);
     } catch (e) {
       delete view.dataset.station;
-      view.replaceChildren(el("p", { class: "error" }, "Station " + id + ": " + e.message));
+      view.replaceChildren(el("p", { class: "error" }, t("station.error", { id, why: e.message })));
     }
   };
   app.pageTimer = setInterval(draw, 2000);
@@ -409,71 +442,72 @@ function drawStation(s) {
   const readingTs = r.ts_ms ?? (s.age_s !== null && s.age_s !== undefined ? serverNow() - s.age_s * 1000 : null);
   const fresh = !s.stale && readingTs && serverNow() - readingTs < OLD_MS;
   const head = el("h2", {}, s.id, " ",
-    el("span", { class: "pill s-" + (s.stale ? "stale" : s.mode === "auto" ? "in_control" : "manual") }, s.stale ? "stale" : s.mode),
-    " ", el("span", { class: "dim" }, "reading " + age(readingTs) + (s.owner ? " · led by " + s.owner : "")));
-  const values = el("div", { class: "card" }, el("h3", {}, fresh ? "Now" : "Last known (not fresh)"), kv([
-    ["supply", fmt(s.supply_temp_c, 1, " °C")], ["setpoint", fmt(s.supply_setpoint_c, 1, " °C")],
-    ["return", fmt(s.return_temp_c, 1, " °C")], ["ΔT", fmt(s.delta_t_k, 1, " K")],
-    ["flow / setpoint", fmt(s.flow_m3h, 2) + " / " + fmt(s.flow_setpoint_m3h, 2, " m³/h")],
-    ["valve / pump", fmt(s.valve_pct, 0) + " / " + fmt(s.pump_pct, 0, " %")],
-    ["heat", fmt(s.heat_kw, 1, " kW") + " (" + fmt(s.heat_w_m2, 1, " W/m²") + ")"],
-    ["outdoor", fmt(s.outdoor_temp_c, 1, " °C")],
-    s.indoor_temp_c !== null && s.indoor_temp_c !== undefined ? ["indoor", fmt(s.indoor_temp_c, 1, " °C")] : null,
+    el("span", { class: "pill s-" + (s.stale ? "stale" : s.mode === "auto" ? "in_control" : "manual") }, s.stale ? t("state.stale") : tv("mode", s.mode)),
+    " ", el("span", { class: "dim" }, t("tile.reading", { age: age(readingTs) }) + (s.owner ? " · " + t("station.led_by", { owner: s.owner }) : "")));
+  const values = el("div", { class: "card" }, el("h3", {}, fresh ? t("station.now") : t("station.last_known")), kv([
+    [t("f.supply"), fmt(s.supply_temp_c, 1, " °C")], [t("f.setpoint"), fmt(s.supply_setpoint_c, 1, " °C")],
+    [t("f.return"), fmt(s.return_temp_c, 1, " °C")], ["ΔT", fmt(s.delta_t_k, 1, " K")],
+    [t("f.flow_setpoint"), fmt(s.flow_m3h, 2) + " / " + fmt(s.flow_setpoint_m3h, 2, " m³/h")],
+    [t("f.valve_pump"), fmt(s.valve_pct, 0) + " / " + fmt(s.pump_pct, 0, " %")],
+    [t("f.heat"), fmt(s.heat_kw, 1, " kW") + " (" + fmt(s.heat_w_m2, 1, " W/m²") + ")"],
+    [t("f.outdoor"), fmt(s.outdoor_temp_c, 1, " °C")],
+    s.indoor_temp_c !== null && s.indoor_temp_c !== undefined ? [t("f.indoor"), fmt(s.indoor_temp_c, 1, " °C")] : null,
   ]));
   // The engine's memory, unless it is short (a restart) and the database has more.
-  let t = s.trend || [];
-  let source = "from the engine's memory: the last " + t.length + " plant minutes, one sample each";
+  let pts = s.trend || [];
+  let source = t("trend.memory", { n: pts.length });
   const db = app.history && app.history.id === s.id ? app.history.points : [];
-  if (t.length < 30 && db.length > t.length) {
-    t = db;
-    source = "from the database: " + db.length + " samples over the last 4 h (the engine's memory has only " + (s.trend || []).length + ")";
+  if (pts.length < 30 && db.length > pts.length) {
+    pts = db;
+    source = t("trend.database", { n: db.length, memory: (s.trend || []).length });
   }
-  const trend = el("div", { class: "card wide", id: "trend", "data-source": t === db ? "database" : "engine" },
-    el("h3", {}, "Trend (" + source + ")"),
-    trendSvg(t, [["supply_temp_c", "sup", "supply"], ["supply_setpoint_c", "set", "setpoint"], ["return_temp_c", "ret", "return"]], "°C"),
-    trendSvg(t, [["flow_m3h", "sup", "flow"], ["flow_setpoint_m3h", "set", "flow setpoint"]], "m³/h"),
-    trendSvg(t, [["valve_pct", "sup", "valve"], ["pump_pct", "ret", "pump"]], "%"),
-    trendSvg(t, [["outdoor_temp_c", "out", "outdoor"]], "°C"));
-  const loops = el("div", { class: "card" }, el("h3", {}, "Control"), kv([
-    ["offset on the curve", fmt(c.supply_offset_k, 1, " K")],
-    ["district offset", fmt(c.district_offset_k, 2, " K")],
+  const trend = el("div", { class: "card wide", id: "trend", "data-source": pts === db ? "database" : "engine" },
+    el("h3", {}, t("trend.title", { source })),
+    trendSvg(pts, [["supply_temp_c", "sup", t("f.supply")], ["supply_setpoint_c", "set", t("f.setpoint")], ["return_temp_c", "ret", t("f.return")]], "°C"),
+    trendSvg(pts, [["flow_m3h", "sup", t("f.flow")], ["flow_setpoint_m3h", "set", t("f.flow_sp")]], "m³/h"),
+    trendSvg(pts, [["valve_pct", "sup", t("f.valve")], ["pump_pct", "ret", t("f.pump")]], "%"),
+    trendSvg(pts, [["outdoor_temp_c", "out", t("f.outdoor")]], "°C"));
+  const antiWindup = (loop) => loop.anti_windup ? " (" + t("control.anti_windup") + ")" : "";
+  const loops = el("div", { class: "card" }, el("h3", {}, t("control.title")), kv([
+    [t("control.offset"), fmt(c.supply_offset_k, 1, " K")],
+    [t("control.district_offset"), fmt(c.district_offset_k, 2, " K")],
     c.fixed_supply_c !== null && c.fixed_supply_c !== undefined
-      ? ["fixed setpoint", fmt(c.fixed_supply_c, 1, " °C") + (c.fixed_until_ms ? " until " + new Date(c.fixed_until_ms).toLocaleString() : "")] : null,
-    ["return correction", fmt(c.return_correction_k, 2, " K")],
-    ["valve loop P / I", c.valve_loop ? fmt(c.valve_loop.p, 2) + " / " + fmt(c.valve_loop.i, 2) + (c.valve_loop.anti_windup ? " (anti-windup)" : "") : "–"],
-    ["pump loop P / I", c.pump_loop ? fmt(c.pump_loop.p, 2) + " / " + fmt(c.pump_loop.i, 2) + (c.pump_loop.anti_windup ? " (anti-windup)" : "") : "–"],
-    ["supply limits", fmt(lim.supply_min_c, 0) + " – " + fmt(lim.supply_max_c, 0, " °C")],
-    ["valve limits", fmt(lim.valve_min_pct, 0) + " – " + fmt(lim.valve_max_pct, 0, " %")],
-    ["pump limits", fmt(lim.pump_min_pct, 0) + " – " + fmt(lim.pump_max_pct, 0, " %")],
+      ? [t("control.fixed"), fmt(c.fixed_supply_c, 1, " °C") + (c.fixed_until_ms ? " " + t("control.until", { at: dateTime(c.fixed_until_ms) }) : "")] : null,
+    [t("control.return_correction"), fmt(c.return_correction_k, 2, " K")],
+    [t("control.valve_loop"), c.valve_loop ? fmt(c.valve_loop.p, 2) + " / " + fmt(c.valve_loop.i, 2) + antiWindup(c.valve_loop) : "–"],
+    [t("control.pump_loop"), c.pump_loop ? fmt(c.pump_loop.p, 2) + " / " + fmt(c.pump_loop.i, 2) + antiWindup(c.pump_loop) : "–"],
+    [t("control.supply_limits"), fmt(lim.supply_min_c, 0) + " – " + fmt(lim.supply_max_c, 0, " °C")],
+    [t("control.valve_limits"), fmt(lim.valve_min_pct, 0) + " – " + fmt(lim.valve_max_pct, 0, " %")],
+    [t("control.pump_limits"), fmt(lim.pump_min_pct, 0) + " – " + fmt(lim.pump_max_pct, 0, " %")],
   ]));
-  const link = el("div", { class: "card" }, el("h3", {}, "Commands and link"), kv([
-    ["last command seq", String(s.seq ?? "–") + (s.epoch ? " (epoch " + s.epoch + ")" : "")],
-    ["acknowledged seq", String(s.acked_seq ?? "–")],
-    ["last ack error", s.ack_error || "none"],
-    ["link", s.link || "–"],
-    ["link error", s.link_error || "none"],
+  const link = el("div", { class: "card" }, el("h3", {}, t("link.title")), kv([
+    [t("link.seq"), String(s.seq ?? "–") + (s.epoch ? " (" + t("link.epoch", { epoch: s.epoch }) + ")" : "")],
+    [t("link.acked_seq"), String(s.acked_seq ?? "–")],
+    [t("link.ack_error"), s.ack_error || t("none")],
+    [t("link.link"), s.link || "–"],
+    [t("link.link_error"), s.link_error || t("none")],
   ]));
   const cmds = s.recent_commands || [];
-  const commands = el("div", { class: "card" }, el("h3", {}, "Last commands"),
+  const commands = el("div", { class: "card" }, el("h3", {}, t("commands.title")),
     cmds.length ? el("table", {},
-      el("tr", {}, el("th", {}, "seq"), el("th", {}, "sent"), el("th", {}, "setpoint"), el("th", {}, "valve / pump"), el("th", {}, "ack")),
+      el("tr", {}, el("th", {}, t("commands.seq")), el("th", {}, t("commands.sent")), el("th", {}, t("f.setpoint")), el("th", {}, t("f.valve_pump")), el("th", {}, t("commands.ack"))),
       cmds.map((c) => el("tr", {},
         el("td", { class: "num" }, String(c.seq)), el("td", {}, age(c.ts)),
         el("td", { class: "num" }, fmt(c.supply_setpoint_c, 1, " °C")),
         el("td", { class: "num" }, fmt(c.valve_pct, 0) + " / " + fmt(c.pump_pct, 0, " %")),
-        el("td", {}, c.acked ? "acknowledged" : "not yet")))) : el("p", { class: "dim" }, "none yet"));
+        el("td", {}, c.acked ? t("commands.acknowledged") : t("commands.not_yet"))))) : el("p", { class: "dim" }, t("commands.none")));
   const k = s.kpis_today || {};
-  const kpis = el("div", { class: "card" }, el("h3", {}, "Today (from telemetry)"),
-    kv(Object.entries(k).filter(([, v]) => typeof v === "number").map(([name, v]) => [name.replaceAll("_", " "), fmt(v, 2)])));
-  const alarms = el("div", { class: "card" }, el("h3", {}, "Active alarms"), alarmTable(s.alarms || [], false));
-  const suspects = el("div", { class: "card", id: "suspects" }, el("h3", {}, "Suspected faults (diagnosis)"),
+  const kpis = el("div", { class: "card" }, el("h3", {}, t("kpi.title")),
+    kv(Object.entries(k).filter(([, v]) => typeof v === "number").map(([name, v]) => [tv("kpi", name).replaceAll("_", " "), fmt(v, 2)])));
+  const alarms = el("div", { class: "card" }, el("h3", {}, t("alarms.active")), alarmTable(s.alarms || [], false));
+  const suspects = el("div", { class: "card", id: "suspects" }, el("h3", {}, t("station.suspects")),
     findingTable([s], false));
   // The page's frame and the change forms are made once per visit; a refresh replaces only
   // the figures, so it never wipes (or takes the focus from) what an operator is typing.
   if ($("view").dataset.station !== s.id) {
     $("view").dataset.station = s.id;
     $("view").replaceChildren(
-      el("p", {}, el("a", { href: "#/" }, "← overview")),
+      el("p", {}, el("a", { href: "#/" }, t("station.back"))),
       el("div", { id: "station-head" }),
       el("div", { class: "cards", id: "station-data" }));
     if (app.me.role === "operator") $("view").append(el("div", { class: "cards" }, changeForms(s)));
@@ -492,16 +526,16 @@ function worst(row) {
 /** One line per finding of the given station rows (their `diagnosis`), worst station first. */
 function findingTable(rows, withStation) {
   const list = rows.filter((r) => (r.diagnosis || []).length).sort((a, b) => worst(b) - worst(a));
-  if (!list.length) return el("p", { class: "dim" }, "no fault suspected");
+  if (!list.length) return el("p", { class: "dim" }, t("diag.none"));
   return el("table", { class: "findings" },
-    el("tr", {}, withStation ? el("th", {}, "station") : null, el("th", {}, "suspect"), el("th", {}, "confidence"),
-      el("th", {}, "since"), el("th", {}, "evidence")),
+    el("tr", {}, withStation ? el("th", {}, t("col.station")) : null, el("th", {}, t("diag.suspect")), el("th", {}, t("diag.confidence")),
+      el("th", {}, t("diag.since")), el("th", {}, t("diag.evidence"))),
     list.flatMap((r) => r.diagnosis.map((f) => el("tr", {},
       withStation ? el("td", {}, el("a", { href: "#/station/" + encodeURIComponent(r.id) }, r.id)) : null,
-      el("td", {}, f.kind.replaceAll("_", " ")),
+      el("td", {}, tv("finding", f.kind).replaceAll("_", " ")),
       el("td", { class: "num" }, fmt(f.confidence * 100, 0, " %")),
-      el("td", {}, new Date(f.since_ms).toLocaleString()),
-      el("td", {}, f.evidence)))));
+      el("td", {}, dateTime(f.since_ms)),
+      el("td", { class: "msg" }, f.evidence)))));
 }
 
 async function drawDiagnosis() {
@@ -511,30 +545,30 @@ async function drawDiagnosis() {
     const rows = v.stations || [];
     const n = rows.filter((r) => (r.diagnosis || []).length).length;
     const parts = [
-      el("h2", {}, "Suspected faults"),
-      el("p", { class: "dim" }, n + " of " + rows.length + " stations, worst first. From each station's readings and the commands sent: where to send a technician, and with what."),
+      el("h2", {}, t("diag.title")),
+      el("p", { class: "dim" }, t("diag.intro", { n, of: rows.length })),
       findingTable(rows, true),
     ];
-    if (v.unreachable && v.unreachable.length) parts.push(el("p", { class: "error" }, "not answering: " + v.unreachable.join(", ")));
+    if (v.unreachable && v.unreachable.length) parts.push(el("p", { class: "error" }, t("unreachable", { who: v.unreachable.join(", ") })));
     // What cannot be judged: stations grouped by the faults their telemetry leaves unseen.
     const groups = new Map();
     for (const r of rows) {
       const u = r.unjudged || [];
       if (!u.length) continue;
-      const key = u.map((x) => x.kind + " (needs " + x.needs.join(", ") + ")").join("; ");
+      const key = u.map((x) => t("diag.needs", { kind: tv("finding", x.kind), needs: x.needs.join(", ") })).join("; ");
       if (!groups.has(key)) groups.set(key, []);
       groups.get(key).push(r.id);
     }
     if (groups.size) {
-      parts.push(el("h3", { id: "unjudged" }, "Not judged for lack of telemetry"),
-        el("p", { class: "dim" }, "These stations are not known healthy for these faults: every detector reads supply, return, flow and the command sent; these need more."),
+      parts.push(el("h3", { id: "unjudged" }, t("diag.unjudged")),
+        el("p", { class: "dim" }, t("diag.unjudged_intro")),
         el("table", {}, [...groups].map(([what, ids]) => el("tr", {},
-          el("td", {}, ids.length + (ids.length === 1 ? " station" : " stations")),
+          el("td", {}, t(ids.length === 1 ? "diag.one_station" : "diag.stations", { n: ids.length })),
           el("td", {}, what), el("td", { class: "dim" }, ids.join(", "))))));
     }
     $("view").replaceChildren(...parts);
   } catch (e) {
-    $("view").replaceChildren(el("p", { class: "error" }, "Diagnosis: " + e.message));
+    $("view").replaceChildren(el("p", { class: "error" }, t("diag.error", { why: e.message })));
   }
 }
 
@@ -573,13 +607,13 @@ function networkSvg(rows, plan, plantSupply) {
     return e;
   };
   if (!on.length) {
-    add("text", { x: 10, y: 20 }, "no station reports its primary side (primary_diff_pressure_kpa)");
+    add("text", { x: 10, y: 20 }, t("net.no_primary"));
     return svg;
   }
   const x = (i) => 70 + i * 28;
   add("line", { x1: 30, y1: 60, x2: x(on.length - 1), y2: 60, class: "main" });
   add("rect", { x: 8, y: 45, width: 40, height: 30, rx: 3, class: "plant" });
-  add("text", { x: 12, y: 64, class: "lbl" }, "plant");
+  add("text", { x: 12, y: 64, class: "lbl" }, t("net.plant"));
   add("text", { x: 8, y: 92, class: "lbl" }, fmt(plantSupply, 1, " °C"));
   const critical = plan && plan.critical ? plan.critical[0] : null;
   const point = plan ? plan.pressure_point : null;
@@ -589,19 +623,18 @@ function networkSvg(rows, plan, plantSupply) {
     const dot = add("circle", { cx: x(i), cy: 60, r: 8, class: "st s-" + state, "data-id": r.id });
     dot.addEventListener("click", () => { location.hash = "#/station/" + encodeURIComponent(r.id); });
     const title = document.createElementNS(NS, "title");
-    title.textContent = r.id + ": " + fmt(r.primary_diff_pressure_kpa, 0, " kPa") + ", primary " + fmt(r.primary_supply_temp_c, 1, " °C") +
-      ", valve " + fmt(r.valve_pct, 0, " %");
+    title.textContent = r.id + ": " + t("net.dot", { dp: fmt(r.primary_diff_pressure_kpa, 0, " kPa"), sup: fmt(r.primary_supply_temp_c, 1, " °C"), valve: fmt(r.valve_pct, 0, " %") });
     dot.append(title);
     add("text", { x: x(i), y: 40, class: "id", transform: "rotate(-45 " + x(i) + " 40)" }, r.id);
     add("text", { x: x(i), y: 88, class: "t" }, fmt(r.primary_supply_temp_c, 0));
     add("text", { x: x(i), y: 102, class: "t dim" }, fmt(r.primary_diff_pressure_kpa, 0));
     if (r.id === critical) {
       add("circle", { cx: x(i), cy: 60, r: 12, class: "critical" });
-      add("text", { x: x(i), y: 120, class: "mark", id: "critical-mark" }, "critical");
+      add("text", { x: x(i), y: 120, class: "mark", id: "critical-mark" }, t("net.critical"));
     }
-    if (r.id === point) add("text", { x: x(i), y: 134, class: "mark", id: "point-mark" }, "Δp point");
+    if (r.id === point) add("text", { x: x(i), y: 134, class: "mark", id: "point-mark" }, t("net.point"));
   });
-  add("text", { x: 8, y: 145, class: "lbl dim" }, "under each station: primary supply °C, then Δp kPa; nearest (most Δp) first");
+  add("text", { x: 8, y: 145, class: "lbl dim" }, t("net.legend"));
   return svg;
 }
 
@@ -658,7 +691,7 @@ function layoutSvg(layout, rows, plan, plantSupply) {
     line.append(title);
   }
   add("rect", { x: 8, y: y(plant.id) - 12, width: 44, height: 24, rx: 3, class: "plant" });
-  add("text", { x: 12, y: y(plant.id) + 4, class: "lbl" }, "plant");
+  add("text", { x: 12, y: y(plant.id) + 4, class: "lbl" }, t("net.plant"));
   add("text", { x: 8, y: y(plant.id) + 26, class: "lbl" }, fmt(plantSupply, 1, " °C"));
   const critical = plan && plan.critical ? plan.critical[0] : null;
   const point = plan ? plan.pressure_point : null;
@@ -671,12 +704,11 @@ function layoutSvg(layout, rows, plan, plantSupply) {
     const dot = add("circle", { cx: x(id), cy: y(id), r: 6, class: "st s-" + state, "data-id": n.station });
     dot.addEventListener("click", () => { location.hash = "#/station/" + encodeURIComponent(n.station); });
     const title = document.createElementNS(NS, "title");
-    title.textContent = n.station + (r ? ": primary " + fmt(r.primary_supply_temp_c, 1, " °C") + ", " +
-      fmt(r.primary_diff_pressure_kpa, 0, " kPa") + ", valve " + fmt(r.valve_pct, 0, " %") : ": not configured");
+    title.textContent = n.station + ": " + (r ? t("net.dot", { dp: fmt(r.primary_diff_pressure_kpa, 0, " kPa"), sup: fmt(r.primary_supply_temp_c, 1, " °C"), valve: fmt(r.valve_pct, 0, " %") }) : t("net.not_configured"));
     dot.append(title);
     let label = n.station + "  " + (r ? fmt(r.primary_supply_temp_c, 1, " °C") + "  " + fmt(r.primary_diff_pressure_kpa, 0, " kPa") : "–");
-    if (n.station === critical) label += "  ◀ critical";
-    if (n.station === point) label += "  ◀ Δp point";
+    if (n.station === critical) label += "  ◀ " + t("net.critical");
+    if (n.station === point) label += "  ◀ " + t("net.point");
     add("text", { x: x(id) + 10, y: y(id) + 4, class: "lbl" }, label);
     if (n.station === critical) {
       add("circle", { cx: x(id), cy: y(id), r: 10, class: "critical", id: "critical-mark" });
@@ -691,7 +723,7 @@ async function drawPlant() {
   try {
     p = await api("/api/v1/plant");
   } catch (e) {
-    if (currentView === "plant") $("view").replaceChildren(el("p", { class: "error", id: "plant-error" }, "Plant: " + e.message));
+    if (currentView === "plant") $("view").replaceChildren(el("p", { class: "error", id: "plant-error" }, t("plant.error", { why: e.message })));
     return;
   }
   let rows = [];
@@ -699,37 +731,37 @@ async function drawPlant() {
   if (currentView !== "plant") return;
   const r = p.reading || {};
   const plan = p.plan || {};
-  const head = el("h2", { id: "plant-head" }, "Plant " + p.id + " ",
+  const head = el("h2", { id: "plant-head" }, t("plant.title", { id: p.id }) + " ",
     el("span", { class: "pill s-" + (p.stale ? "stale" : p.mode === "control" ? "in_control" : "manual") },
-      p.stale ? "no telemetry" : p.mode));
-  const now = el("div", { class: "card", id: "plant-now" }, el("h3", {}, "Now"), plantRows([
-    ["supply", fmt(r.supply_temp_c, 1, " °C")], ["return", fmt(r.return_temp_c, 1, " °C")],
-    ["flow", fmt(r.flow_m3h, 0, " m³/h")], ["heat", fmt(r.heat_kw / 1000, 1, " MW")],
-    ["Δp at the outlet", fmt(r.diff_pressure_kpa, 0, " kPa")], ["pumps", fmt(r.pump_pct, 0, " %")],
-    ...Object.entries(r.units || {}).map(([k, v]) => ["unit " + k, fmt(v / 1000, 1, " MW")]),
-    ["reading", age(r.ts_ms)],
+      p.stale ? t("plant.no_telemetry") : tv("plant.mode", p.mode)));
+  const now = el("div", { class: "card", id: "plant-now" }, el("h3", {}, t("station.now")), plantRows([
+    [t("f.supply"), fmt(r.supply_temp_c, 1, " °C")], [t("f.return"), fmt(r.return_temp_c, 1, " °C")],
+    [t("f.flow"), fmt(r.flow_m3h, 0, " m³/h")], [t("f.heat"), fmt(r.heat_kw / 1000, 1, " MW")],
+    [t("plant.dp_outlet"), fmt(r.diff_pressure_kpa, 0, " kPa")], [t("plant.pumps"), fmt(r.pump_pct, 0, " %")],
+    ...Object.entries(r.units || {}).map(([k, v]) => [t("plant.unit", { unit: k }), fmt(v / 1000, 1, " MW")]),
+    [t("plant.reading"), age(r.ts_ms)],
   ]));
   const crit = plan.critical || [];
-  const asks = el("div", { class: "card", id: "plant-plan" }, el("h3", {}, "What the loop asks (" + (plan.basis || "–") + ")"), plantRows([
-    ["supply setpoint", fmt(plan.supply_setpoint_c, 1, " °C")],
-    ["curve ahead / trim", fmt(plan.curve_c, 1, " °C") + " / " + fmt(plan.trim_k, 1, " K")],
-    ["read ahead by", fmt(plan.lead_s / 60, 0, " min") + (plan.lead_learned ? " (transport time learned)" : " (configured)")],
-    ["Δp setpoint", fmt(plan.diff_pressure_setpoint_kpa, 0, " kPa") + " at " + (plan.pressure_point || "–")],
-    ["most demanding", (crit[0] || "–") + " (" + fmt(crit[1], 0, " %") + ")"],
-    ["loss / pumps", fmt(plan.loss_kw, 0, " kW") + " / " + fmt(plan.pump_kw, 0, " kW")],
-    ["a lower supply", plan.lower_pays === true ? "pays" : plan.lower_pays === false ? "does not pay" : "not weighed"],
-    ["last command", p.last_command ? "seq " + p.last_command.seq + (p.acked_seq >= p.last_command.seq ? ", acknowledged" : "") : "none (" + p.mode + ")"],
-    ["lowest station Δp", p.lowest_station_dp ? fmt(p.lowest_station_dp[1], 0, " kPa") + " at " + p.lowest_station_dp[0] : "–"],
+  const asks = el("div", { class: "card", id: "plant-plan" }, el("h3", {}, t("plant.asks", { basis: plan.basis ? tv("plant.basis", plan.basis) : "–" })), plantRows([
+    [t("plant.supply_setpoint"), fmt(plan.supply_setpoint_c, 1, " °C")],
+    [t("plant.curve_trim"), fmt(plan.curve_c, 1, " °C") + " / " + fmt(plan.trim_k, 1, " K")],
+    [t("plant.lead"), fmt(plan.lead_s / 60, 0, " min") + " (" + t(plan.lead_learned ? "plant.lead_learned" : "plant.lead_configured") + ")"],
+    [t("plant.dp_setpoint"), t("plant.at", { value: fmt(plan.diff_pressure_setpoint_kpa, 0, " kPa"), where: plan.pressure_point || "–" })],
+    [t("plant.most_demanding"), (crit[0] || "–") + " (" + fmt(crit[1], 0, " %") + ")"],
+    [t("plant.loss_pumps"), fmt(plan.loss_kw, 0, " kW") + " / " + fmt(plan.pump_kw, 0, " kW")],
+    [t("plant.lower"), plan.lower_pays === true ? t("plant.pays") : plan.lower_pays === false ? t("plant.does_not_pay") : t("plant.not_weighed")],
+    [t("plant.last_command"), p.last_command
+      ? t("plant.seq", { seq: p.last_command.seq }) + (p.acked_seq >= p.last_command.seq ? ", " + t("commands.acknowledged") : "")
+      : t("plant.no_command", { mode: tv("plant.mode", p.mode) })],
+    [t("plant.lowest_dp"), p.lowest_station_dp ? t("plant.at", { value: fmt(p.lowest_station_dp[1], 0, " kPa"), where: p.lowest_station_dp[0] }) : "–"],
   ]));
-  const points = (p.trend || []).map((t) => ({ ...t, t_ms: t.ts_ms }));
-  const trend = el("div", { class: "card wide", id: "plant-trend" }, el("h3", {}, "Supply and return"),
-    trendSvg(points, [["supply_c", "sup", "supply"], ["setpoint_c", "set", "setpoint"], ["return_c", "ret", "return"]], "°C"),
-    trendSvg(points, [["dp_setpoint_kpa", "set", "Δp setpoint"], ["lowest_dp_kpa", "out", "lowest station Δp"]], "kPa"));
+  const points = (p.trend || []).map((x) => ({ ...x, t_ms: x.ts_ms }));
+  const trend = el("div", { class: "card wide", id: "plant-trend" }, el("h3", {}, t("plant.trend")),
+    trendSvg(points, [["supply_c", "sup", t("f.supply")], ["setpoint_c", "set", t("f.setpoint")], ["return_c", "ret", t("f.return")]], "°C"),
+    trendSvg(points, [["dp_setpoint_kpa", "set", t("plant.dp_setpoint")], ["lowest_dp_kpa", "out", t("plant.lowest_dp")]], "kPa"));
   const drawing = app.layout ? layoutSvg(app.layout, rows, plan, r.supply_temp_c) : networkSvg(rows, plan, r.supply_temp_c);
-  const note = app.layout
-    ? "from the network file: metres from the plant left to right; beside each station its primary supply and Δp"
-    : "no network file ([plant] network): stations ordered by their differential pressure";
-  const net = el("div", { class: "card wide", id: "plant-network" }, el("h3", {}, "Network"), drawing, el("p", { class: "dim" }, note));
+  const note = app.layout ? t("plant.note_file") : t("plant.note_pressure");
+  const net = el("div", { class: "card wide", id: "plant-network" }, el("h3", {}, t("plant.network")), drawing, el("p", { class: "dim" }, note));
   $("view").replaceChildren(head, el("div", { class: "cards" }, now, asks, trend, net));
 }
 
@@ -752,20 +784,20 @@ function trendSvg(points, series, unit) {
   svg.setAttribute("class", "trend");
   svg.setAttribute("viewBox", "0 0 600 130");
   svg.setAttribute("preserveAspectRatio", "none");
-  const text = (x, y, t, cls) => {
+  const text = (x, y, words, cls) => {
     const e = document.createElementNS(NS, "text");
     e.setAttribute("x", String(x)); e.setAttribute("y", String(y));
     if (cls) e.setAttribute("class", cls);
-    e.textContent = t;
+    e.textContent = words;
     svg.append(e);
   };
   if (points.length < 2) {
-    text(10, 20, "no trend yet");
+    text(10, 20, t("trend.none"));
     return svg;
   }
   const vals = points.flatMap((p) => series.map(([k]) => p[k])).filter(Number.isFinite);
   if (!vals.length) {
-    text(10, 20, "no " + series.map(([, , label]) => label).join(" or ") + " data");
+    text(10, 20, t("trend.no_data", { what: series.map(([, , label]) => label).join(t("trend.or")) }));
     return svg;
   }
   let lo = Math.min(...vals), hi = Math.max(...vals);
@@ -779,7 +811,7 @@ function trendSvg(points, series, unit) {
     line.setAttribute("x1", "34"); line.setAttribute("x2", "594");
     line.setAttribute("y1", String(y(v))); line.setAttribute("y2", String(y(v)));
     svg.append(line);
-    text(2, y(v) + 3, v.toFixed(hi - lo < 10 ? 1 : 0));
+    text(2, y(v) + 3, fmt(v, hi - lo < 10 ? 1 : 0));
   }
   series.forEach(([key, cls, label], n) => {
     const path = document.createElementNS(NS, "polyline");
@@ -790,7 +822,7 @@ function trendSvg(points, series, unit) {
     text(40 + n * 150, 126, "— " + label, cls);
   });
   const mins = Math.round((t1 - t0) / 60000);
-  text(430, 126, unit + " · " + (mins >= 120 ? (mins / 60).toFixed(1) + " h" : mins + " min") + " up to " + age(t1));
+  text(430, 126, unit + " · " + t("trend.span", { span: mins >= 120 ? fmt(mins / 60, 1, " h") : mins + " min", age: age(t1) }));
   return svg;
 }
 
@@ -809,7 +841,7 @@ function confirmChange(text, send) {
       await send();
       dialog.close();
     } catch (e) {
-      $("confirm-error").textContent = "Refused: " + e.message;
+      $("confirm-error").textContent = t("change.refused", { why: e.message });
     } finally {
       yes.disabled = false;
     }
@@ -822,68 +854,70 @@ function changeForms(s) {
   const id = s.id;
   const path = (what) => "/api/v1/stations/" + encodeURIComponent(id) + "/" + what;
   const offset = el("input", { type: "number", step: "0.5", id: "offset", value: s.controller ? s.controller.supply_offset_k : 0 });
-  const offsetForm = el("form", { class: "change", id: "offset-form" }, "offset on the curve", offset, "K", el("button", { type: "submit" }, "Set…"));
+  const offsetForm = el("form", { class: "change", id: "offset-form" }, t("control.offset"), offset, "K", el("button", { type: "submit" }, t("change.set")));
   offsetForm.addEventListener("submit", (ev) => {
     ev.preventDefault();
     const k = Number(offset.value);
-    confirmChange("Set the offset on " + id + "'s curve to " + k + " K?", () => api(path("supply"), { method: "POST", body: { offset_k: k } }));
+    confirmChange(t("change.offset_q", { id, k }), () => api(path("supply"), { method: "POST", body: { offset_k: k } }));
   });
   const fixed = el("input", { type: "number", step: "0.5", id: "fixed" });
   const hours = el("input", { type: "number", step: "0.5", min: "0", id: "fixed-hours", value: "2" });
-  const fixedForm = el("form", { class: "change", id: "fixed-form" }, "fixed setpoint", fixed, "°C for", hours, "h",
-    el("button", { type: "submit" }, "Fix…"),
-    el("button", { type: "button", id: "clear-fixed", onclick: () => confirmChange("Return " + id + " to its curve?",
-      () => api(path("supply"), { method: "POST", body: { clear_fixed: true } })) }, "Back to curve…"));
+  const fixedForm = el("form", { class: "change", id: "fixed-form" }, t("control.fixed"), fixed, t("change.c_for"), hours, "h",
+    el("button", { type: "submit" }, t("change.fix")),
+    el("button", { type: "button", id: "clear-fixed", onclick: () => confirmChange(t("change.back_q", { id }),
+      () => api(path("supply"), { method: "POST", body: { clear_fixed: true } })) }, t("change.back")));
   fixedForm.addEventListener("submit", (ev) => {
     ev.preventDefault();
     const c = Number(fixed.value), h = Number(hours.value);
-    confirmChange("Fix " + id + "'s supply setpoint at " + c + " °C for " + h + " h?",
+    confirmChange(t("change.fix_q", { id, c, h }),
       () => api(path("supply"), { method: "POST", body: { fixed_c: c, expires_in_s: h * 3600 } }));
   });
-  const mode = el("select", { id: "mode" }, ["auto", "manual", "hold"].map((m) => el("option", { value: m, selected: s.mode === m }, m)));
-  const valve = el("input", { type: "number", step: "1", id: "valve", placeholder: "valve %" });
-  const pump = el("input", { type: "number", step: "1", id: "pump", placeholder: "pump %" });
-  const modeForm = el("form", { class: "change", id: "mode-form" }, "mode", mode, valve, pump, el("button", { type: "submit" }, "Switch…"));
+  const mode = el("select", { id: "mode" }, ["auto", "manual", "hold"].map((m) => el("option", { value: m, selected: s.mode === m }, t("mode." + m))));
+  const valve = el("input", { type: "number", step: "1", id: "valve", placeholder: t("change.valve_pct") });
+  const pump = el("input", { type: "number", step: "1", id: "pump", placeholder: t("change.pump_pct") });
+  const modeForm = el("form", { class: "change", id: "mode-form" }, t("change.mode"), mode, valve, pump, el("button", { type: "submit" }, t("change.switch")));
   modeForm.addEventListener("submit", (ev) => {
     ev.preventDefault();
     const body = { mode: mode.value };
     if (mode.value === "manual") { body.valve_pct = Number(valve.value); body.pump_pct = Number(pump.value); }
-    confirmChange("Switch " + id + " to " + mode.value + (mode.value === "manual" ? " (valve " + body.valve_pct + " %, pump " + body.pump_pct + " %)" : "") + "?",
+    confirmChange(mode.value === "manual"
+      ? t("change.switch_manual_q", { id, valve: body.valve_pct, pump: body.pump_pct })
+      : t("change.switch_q", { id, mode: t("mode." + mode.value) }),
       () => api(path("mode"), { method: "POST", body }));
   });
-  const points = ((s.controller && s.controller.curve) || []).map(([o, t]) => o + ":" + t).join(", ");
-  const curve = el("input", { type: "text", id: "curve", class: "curve", value: points, title: "outdoor °C : supply °C, …" });
-  const curveForm = el("form", { class: "change", id: "curve-form" }, "curve (outdoor:supply)", curve, el("button", { type: "submit" }, "Set…"));
+  const points = ((s.controller && s.controller.curve) || []).map(([o, sup]) => o + ":" + sup).join(", ");
+  const curve = el("input", { type: "text", id: "curve", class: "curve", value: points, title: t("change.curve_title") });
+  const curveForm = el("form", { class: "change", id: "curve-form" }, t("change.curve"), curve, el("button", { type: "submit" }, t("change.set")));
   curveForm.addEventListener("submit", (ev) => {
     ev.preventDefault();
     const parsed = curve.value.split(",").map((p) => p.split(":").map(Number));
-    confirmChange("Set " + id + "'s heating curve to " + curve.value + "?",
+    confirmChange(t("change.curve_q", { id, curve: curve.value }),
       () => api(path("curve"), { method: "POST", body: { points: parsed } }));
   });
-  return el("div", { class: "card", id: "changes" }, el("h3", {}, "Change (audited)"), offsetForm, fixedForm, modeForm, curveForm);
+  return el("div", { class: "card", id: "changes" }, el("h3", {}, t("change.title")), offsetForm, fixedForm, modeForm, curveForm);
 }
 
 // ---- Alarms -----------------------------------------------------------------------------
 
 function alarmTable(list, withStation) {
-  if (!list.length) return el("p", { class: "dim" }, "none");
+  if (!list.length) return el("p", { class: "dim" }, t("none"));
   const operator = app.me.role === "operator";
   return el("table", { class: "alarms" },
-    el("tr", {}, withStation ? el("th", {}, "station") : null, el("th", {}, "severity"), el("th", {}, "kind"),
-      el("th", {}, "message"), el("th", {}, "raised"), el("th", {}, "acknowledged"), operator ? el("th", {}) : null),
+    el("tr", {}, withStation ? el("th", {}, t("col.station")) : null, el("th", {}, t("alarm.severity")), el("th", {}, t("alarm.kind")),
+      el("th", {}, t("alarm.message")), el("th", {}, t("alarm.raised")), el("th", {}, t("alarm.acknowledged")), operator ? el("th", {}) : null),
     list.map((a) => el("tr", { "data-alarm": (a.instance ? a.instance + ":" : "") + a.id },
       withStation ? el("td", {}, el("a", { href: "#/station/" + encodeURIComponent(a.station) }, a.station)) : null,
-      el("td", { class: "sev-" + a.severity }, a.severity),
-      el("td", {}, a.kind), el("td", {}, a.message),
-      el("td", {}, age(a.raised_ms)),
-      el("td", {}, a.cleared_ms ? "cleared " + age(a.cleared_ms) : a.acked_by ? a.acked_by + ", " + age(a.acked_ms) : "no"),
+      el("td", { class: "sev-" + a.severity }, tv("sev", a.severity)),
+      el("td", {}, tv("kind", a.kind)), el("td", { class: "msg" }, a.message),
+      el("td", { title: dateTime(a.raised_ms) }, age(a.raised_ms)),
+      el("td", {}, a.cleared_ms ? t("alarm.cleared", { age: age(a.cleared_ms) }) : a.acked_by ? a.acked_by + ", " + age(a.acked_ms) : t("alarm.no")),
       operator && !a.acked_by && !a.cleared_ms
         ? el("td", {}, el("button", { type: "button", class: "ack", onclick: () => confirmChange(
-          "Acknowledge the " + a.kind + " alarm of " + a.station + "?",
+          t("alarm.ack_q", { kind: tv("kind", a.kind), station: a.station }),
           async () => {
             await api("/api/v1/alarms/" + a.id + "/ack" + (a.instance ? "?instance=" + encodeURIComponent(a.instance) : ""), { method: "POST", body: {} });
             if (currentView === "alarms") drawAlarms();
-          }) }, "Acknowledge…"))
+          }) }, t("alarm.ack")))
         : operator ? el("td", {}) : null)));
 }
 
@@ -892,13 +926,13 @@ async function drawAlarms() {
     const v = await api("/api/v1/alarms");
     if (currentView !== "alarms") return;
     const parts = [
-      el("h2", {}, "Active alarms"), alarmTable(v.active, true),
-      el("h2", {}, "Recently cleared"), alarmTable(v.recent.slice(0, 100), true),
+      el("h2", {}, t("alarms.active")), alarmTable(v.active, true),
+      el("h2", {}, t("alarms.recent")), alarmTable(v.recent.slice(0, 100), true),
     ];
-    if (v.unreachable && v.unreachable.length) parts.push(el("p", { class: "error" }, "not answering: " + v.unreachable.join(", ")));
+    if (v.unreachable && v.unreachable.length) parts.push(el("p", { class: "error" }, t("unreachable", { who: v.unreachable.join(", ") })));
     $("view").replaceChildren(...parts);
   } catch (e) {
-    $("view").replaceChildren(el("p", { class: "error" }, "Alarms: " + e.message));
+    $("view").replaceChildren(el("p", { class: "error" }, t("alarms.error", { why: e.message })));
   }
 }
 
@@ -926,8 +960,40 @@ function route() {
   else showOverview();
 }
 
+// ---- Language ---------------------------------------------------------------------------
+
+/** The language picker (`id`), which switches the page at once and remembers the choice. */
+function langSelect(id) {
+  const s = el("select", { id, class: "lang", "aria-label": t("lang.label") },
+    Object.entries(LANGS).map(([code, name]) => el("option", { value: code, selected: app.lang === code }, name)));
+  s.addEventListener("change", () => setLang(s.value));
+  return s;
+}
+
+function setLang(lang) {
+  if (!CATALOGUES[lang]) return;
+  app.lang = lang;
+  localStorage.setItem(LANG_KEY, lang);
+  translateStatic();
+  if (!app.token || !app.me) return showSignIn(app.signInMessage);
+  drawWho();
+  drawTotals();
+  feedStatus();
+  route();
+}
+
+/** The words of index.html (`data-i18n` keys), the document's language and title. */
+function translateStatic() {
+  document.documentElement.lang = app.lang;
+  document.title = t("app.title");
+  for (const e of document.querySelectorAll("[data-i18n]")) e.textContent = t(e.dataset.i18n);
+  const picker = $("lang");
+  if (picker) picker.replaceWith(langSelect("lang"));
+}
+
 window.addEventListener("hashchange", route);
 document.addEventListener("DOMContentLoaded", () => {
-  $("sign-out").addEventListener("click", () => signOut("Signed out."));
+  translateStatic();
+  $("sign-out").addEventListener("click", () => signOut(t("signin.signed_out")));
   if (app.token) start(); else showSignIn();
 });

@@ -49,6 +49,23 @@ pub enum AlarmKind {
 }
 
 impl AlarmKind {
+    /// Every kind.
+    pub const ALL: [AlarmKind; 13] = [
+        AlarmKind::Stale,
+        AlarmKind::CommLost,
+        AlarmKind::RejectedRepeatedly,
+        AlarmKind::OutOfRange,
+        AlarmKind::SupplyDeviation,
+        AlarmKind::ReturnHigh,
+        AlarmKind::ValveSaturated,
+        AlarmKind::LowDeltaT,
+        AlarmKind::Storage,
+        AlarmKind::NotifyFailed,
+        AlarmKind::FaultSuspected,
+        AlarmKind::PlantStale,
+        AlarmKind::PressureLow,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             AlarmKind::Stale => "stale",
@@ -96,6 +113,14 @@ pub enum Severity {
 }
 
 impl Severity {
+    /// Every severity, most severe first.
+    pub const ALL: [Severity; 4] = [
+        Severity::Critical,
+        Severity::Major,
+        Severity::Minor,
+        Severity::Warning,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Critical => "critical",

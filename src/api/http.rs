@@ -74,6 +74,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/", get(super::web::index))
         .route("/app.js", get(super::web::app_js))
         .route("/app.css", get(super::web::app_css))
+        .route("/i18n.js", get(super::i18n::i18n_js))
         .layer(axum::middleware::from_fn_with_state(
             std::sync::Arc::new(super::web::Brake::default()),
             super::web::brake,

@@ -8,6 +8,7 @@
 pub mod auth;
 mod changes;
 pub mod http;
+mod i18n;
 mod listener;
 pub mod live;
 pub mod metrics;

@@ -1,4 +1,4 @@
-//! The web control room's page: three files built into the binary (no CDN, no internet, no
+//! The web control room's page: its files built into the binary (the words: [`super::i18n`]) (no CDN, no internet, no
 //! JavaScript toolchain), served on the API's own listener with a strict
 //! Content-Security-Policy; who is signed in; and the brake on failed sign-ins.
 //!
@@ -34,7 +34,7 @@ const APP_CSS: &str = include_str!("../../web/app.css");
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-fn asset(body: &'static str, content_type: &'static str) -> Response {
+pub(super) fn asset(body: &'static str, content_type: &'static str) -> Response {
     let mut r = body.into_response();
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

@@ -37,6 +37,21 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind.
+    pub const ALL: [Kind; 11] = [
+        Kind::Fouling,
+        Kind::ValveStuck,
+        Kind::ValveLeak,
+        Kind::SensorOffset,
+        Kind::SensorDrift,
+        Kind::SensorFrozen,
+        Kind::Bypass,
+        Kind::Strainer,
+        Kind::PumpFailure,
+        Kind::Undersized,
+        Kind::OverFired,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Fouling => "fouling",

@@ -27,25 +27,11 @@ pub struct Diagnosis {
     hour: Hour,
     health: Health,
     /// Per kind: hours the condition held in a row (or has been absent, while raised).
-    streak: [(u32, u32, i64); KINDS.len()],
+    streak: [(u32, u32, i64); Kind::ALL.len()],
     findings: Vec<Finding>,
     /// The telemetry fields the last closed hour carried in at least half its readings.
     had: Option<Vec<&'static str>>,
 }
-
-const KINDS: [Kind; 11] = [
-    Kind::Fouling,
-    Kind::ValveStuck,
-    Kind::ValveLeak,
-    Kind::SensorOffset,
-    Kind::SensorDrift,
-    Kind::SensorFrozen,
-    Kind::Bypass,
-    Kind::Strainer,
-    Kind::PumpFailure,
-    Kind::Undersized,
-    Kind::OverFired,
-];
 
 impl Diagnosis {
     /// Takes one fresh reading and the command sent on it (if any), with what the station's
@@ -140,7 +126,7 @@ impl Diagnosis {
         ];
         self.had = Some(had.iter().filter(|x| x.1).map(|x| x.0).collect());
         let seen = detect::update(&mut self.health, h, s);
-        for (k, kind) in KINDS.iter().enumerate() {
+        for (k, kind) in Kind::ALL.iter().enumerate() {
             let (held, absent, since) = &mut self.streak[k];
             match seen.iter().find(|(x, _, _)| x == kind) {
                 Some((_, confidence, evidence)) => {

@@ -559,9 +559,88 @@ async fn the_control_room_in_a_browser() {
         lags.iter().all(|l| *l < 1.0),
         "readings took {lags:.2?} s to show on their tile"
     );
+    in_chinese(&c, &base, &shots).await;
     eprintln!(
         "web control room: {n} tiles, {points} trend points, refusal {refusal:?}, reading to tile {lags:.2?} s; screenshots in {}",
         shots.display()
     );
     c.close().await.unwrap();
+}
+
+/// The same control room in Simplified Chinese, chosen in the page: every page's words from
+/// the Chinese catalogue (no English phrase of the catalogue left outside what the engine
+/// itself writes: alarm messages, evidence), dates in the Chinese format, the choice
+/// remembered across a reload; a screenshot of each page.
+async fn in_chinese(c: &Client, base: &str, shots: &Path) {
+    let catalogue = |json: &str| -> std::collections::BTreeMap<String, String> {
+        serde_json::from_str(json).unwrap()
+    };
+    let en = catalogue(include_str!("../../web/i18n/en.json"));
+    let zh = catalogue(include_str!("../../web/i18n/zh-CN.json"));
+    let english: Vec<&str> = en
+        .iter()
+        .filter(|(k, v)| v.contains(' ') && !v.contains('{') && zh[*k] != **v)
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert!(english.len() > 50, "{} phrases to look for", english.len());
+    c.goto(&format!("{base}/#/")).await.unwrap();
+    js(
+        c,
+        "const s = document.getElementById('lang'); s.value = 'zh-CN'; \
+         s.dispatchEvent(new Event('change')); return 1;",
+    )
+    .await;
+    let text = "const b = document.body.cloneNode(true); \
+                b.querySelectorAll('.msg, script').forEach(e => e.remove()); return b.textContent;";
+    for (hash, name, ready) in [
+        ("#/", "zh-overview.png", "受控（±1 K）"),
+        ("#/station/st-001", "zh-station.png", "趋势（"),
+        ("#/alarms", "zh-alarms.png", "最近解除"),
+        ("#/diagnosis", "zh-diagnosis.png", "个换热站中有"),
+        ("#/plant", "zh-plant.png", "控制回路的要求"),
+    ] {
+        c.goto(&format!("{base}/{hash}")).await.unwrap();
+        let page = until(Duration::from_secs(20), name, || async {
+            js(c, text)
+                .await
+                .as_str()
+                .filter(|t| t.contains(ready))
+                .map(str::to_owned)
+        })
+        .await;
+        let left: Vec<&&str> = english.iter().filter(|e| page.contains(**e)).collect();
+        assert!(left.is_empty(), "{hash}: English left {left:?} in:\n{page}");
+        assert!(
+            page.contains("总览") && page.contains("告警"),
+            "{hash}: {page}"
+        );
+        shot(c, shots, name).await;
+    }
+    // A date in the Chinese format (year/month/day), on the alarms page.
+    c.goto(&format!("{base}/#/alarms")).await.unwrap();
+    let date = until(Duration::from_secs(10), "a raise time", || async {
+        js(
+            c,
+            "const td = document.querySelector('td[title]'); return td ? td.title : null;",
+        )
+        .await
+        .as_str()
+        .map(str::to_owned)
+    })
+    .await;
+    assert!(
+        date.starts_with("20") && date.contains('/'),
+        "not a Chinese date: {date}"
+    );
+    // Remembered: after a reload the page is still Chinese.
+    c.refresh().await.unwrap();
+    until(Duration::from_secs(10), "Chinese after a reload", || async {
+        let v = js(
+            c,
+            "return [document.documentElement.lang, document.getElementById('nav-overview').textContent];",
+        )
+        .await;
+        (v == json!(["zh-CN", "总览"])).then_some(())
+    })
+    .await;
 }
