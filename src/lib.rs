@@ -23,6 +23,7 @@
 //! * [`alarms`]: alarm conditions (pure) and their lifecycle; [`notify`]: alarms sent to
 //!   webhooks and e-mail.
 //! * [`store`]: typed records → line protocol → spool → InfluxDB or files.
+//! * [`report`]: energy reports over a period, from the database or the local files.
 //! * [`api`], [`cli`]: the operator's HTTP API, metrics, audit log; the command line and `top`.
 //! * [`config`]: TOML → each stage's settings.
 //! * Leaves: [`model`] (shared types), [`network`] (the primary network's layout), [`clock`], [`physics`], [`stats`], [`files`],
@@ -50,5 +51,6 @@ pub mod network;
 pub mod notify;
 pub mod physics;
 pub mod predict;
+pub mod report;
 pub mod stats;
 pub mod store;

@@ -942,6 +942,86 @@ function showAlarms() {
   drawAlarms();
 }
 
+// ---- Reports ----------------------------------------------------------------------------
+
+const DAY_MS = 86400000;
+const isoDay = (ms) => new Date(ms).toISOString().slice(0, 10);
+
+function showReports() {
+  currentView = "reports";
+  const today = Math.floor(serverNow() / DAY_MS) * DAY_MS;
+  const from = el("input", { type: "date", id: "report-from", value: isoDay(today - 7 * DAY_MS) });
+  const to = el("input", { type: "date", id: "report-to", value: isoDay(today + DAY_MS) });
+  const out = el("div", { id: "report-out" });
+  const show = () => drawReport(from.value, to.value);
+  const fail = (e) => out.prepend(el("p", { class: "error" }, t("report.error", { why: e.message })));
+  const form = el("form", { class: "controls", id: "report-form" },
+    t("report.from"), from, t("report.to"), to,
+    el("button", { type: "submit", class: "primary" }, t("report.show")),
+    el("button", { type: "button", id: "report-csv", onclick: () => download(from.value, to.value, "csv").catch(fail) }, t("report.csv")),
+    el("button", { type: "button", id: "report-html", onclick: () => download(from.value, to.value, "html").catch(fail) }, t("report.html")));
+  form.addEventListener("submit", (ev) => { ev.preventDefault(); show(); });
+  $("view").replaceChildren(el("h2", {}, t("report.title")), el("p", { class: "dim" }, t("report.intro")), form, out);
+  show();
+}
+
+async function drawReport(from, to) {
+  const out = $("report-out");
+  out.replaceChildren(el("p", { class: "dim" }, t("report.loading")));
+  let r;
+  try {
+    r = await api("/api/v1/report?from=" + encodeURIComponent(from) + "&to=" + encodeURIComponent(to));
+  } catch (e) {
+    if (currentView === "reports") out.replaceChildren(el("p", { class: "error" }, t("report.error", { why: e.message })));
+    return;
+  }
+  if (currentView !== "reports") return;
+  const pct = (x) => (x === null || x === undefined ? "–" : fmt(x * 100, 1, " %"));
+  const row = (s, cls) => el("tr", { class: cls || "" },
+    el("td", {}, s.station === "district" ? t("report.district") : el("a", { href: "#/station/" + encodeURIComponent(s.station) }, s.station)),
+    el("td", { class: "num" }, fmt(s.heat_gj, 1)), el("td", { class: "num" }, fmt(s.gj_per_m2, 4)),
+    el("td", { class: "num" }, fmt(s.gj_per_degree_day, 2)),
+    el("td", { class: "num" }, fmt(s.supply_mean_c, 1)), el("td", { class: "num" }, fmt(s.return_mean_c, 1)),
+    el("td", { class: "num" }, fmt(s.delta_t_mean_k, 1)), el("td", { class: "num" }, pct(s.comfort)),
+    el("td", { class: "num" }, String(s.alarms)), el("td", { class: "num" }, pct(s.coverage)),
+    el("td", { class: "num" }, s.above_fleet_pct === null || s.above_fleet_pct === undefined ? "–" : (s.above_fleet_pct > 0 ? "+" : "") + fmt(s.above_fleet_pct, 1, " %")));
+  const league = r.league.length
+    ? el("table", { id: "report-league" },
+      el("tr", {}, el("th", {}, "#"), el("th", {}, t("col.station")), el("th", {}, t("report.above")), el("th", {}, t("report.intensity"))),
+      r.league.map((a) => el("tr", {}, el("td", { class: "num" }, String(a.rank)),
+        el("td", {}, el("a", { href: "#/station/" + encodeURIComponent(a.station) }, a.station)),
+        el("td", { class: "num" }, "+" + fmt(a.above_fleet_pct, 1, " %")), el("td", { class: "num" }, fmt(a.mj_per_m2_degree_day, 3)))))
+    : el("p", { class: "dim" }, t("report.none_above"));
+  out.replaceChildren(
+    el("p", {}, t("report.summary", { from: dateTime(r.from_ms), to: dateTime(r.to_ms), dd: fmt(r.degree_days, 1), out: fmt(r.outdoor_mean_c, 1), source: r.source })),
+    el("h3", {}, t("report.league", { fleet: fmt(r.fleet_mj_per_m2_degree_day, 3) })), league,
+    el("h3", {}, t("report.stations")),
+    el("table", { id: "report-stations" },
+      el("tr", {}, [t("col.station"), t("report.heat"), t("report.gj_m2"), t("report.gj_dd"), t("f.supply") + " °C", t("f.return") + " °C",
+        "ΔT K", t("report.comfort"), t("totals.alarms"), t("report.coverage"), t("report.vs_fleet")].map((h) => el("th", {}, h))),
+      r.stations.map((s) => row(s)), row(r.district, "total")),
+    el("p", { class: "dim" }, t("report.notes")));
+}
+
+/** The report of the period as a file (CSV, or the printable page), fetched with the token. */
+async function download(from, to, format) {
+  const r = await fetch("/api/v1/report?format=" + format + "&from=" + encodeURIComponent(from) + "&to=" + encodeURIComponent(to), {
+    headers: { Authorization: "Bearer " + app.token },
+    cache: "no-store",
+  });
+  if (!r.ok) {
+    let why = r.status + " " + r.statusText;
+    try { why = (await r.json()).error || why; } catch (_) { /* not JSON */ }
+    throw new Error(why);
+  }
+  const url = URL.createObjectURL(await r.blob());
+  const a = el("a", { href: url, download: "heatgrid-report-" + from + "-" + to + "." + format });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
 // ---- Routing ----------------------------------------------------------------------------
 
 function route() {
@@ -953,10 +1033,12 @@ function route() {
   $("nav-alarms").classList.toggle("here", hash === "#/alarms");
   $("nav-diagnosis").classList.toggle("here", hash === "#/diagnosis");
   $("nav-plant").classList.toggle("here", hash === "#/plant");
+  $("nav-reports").classList.toggle("here", hash === "#/reports");
   if (hash.startsWith("#/station/")) showStation(decodeURIComponent(hash.slice(10)));
   else if (hash === "#/alarms") showAlarms();
   else if (hash === "#/diagnosis") showDiagnosis();
   else if (hash === "#/plant") showPlant();
+  else if (hash === "#/reports") showReports();
   else showOverview();
 }
 

@@ -70,6 +70,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/whoami", get(super::web::whoami))
         .route("/api/v1/stations/{id}/history", get(super::web::history))
         .route("/api/v1/live", get(super::live::live))
+        .route("/api/v1/report", get(super::report::report))
         .route("/api/v1/live/tiles", get(super::live::tiles))
         .route("/", get(super::web::index))
         .route("/app.js", get(super::web::app_js))

@@ -13,6 +13,7 @@ mod listener;
 pub mod live;
 pub mod metrics;
 pub mod peers;
+mod report;
 pub mod tiles;
 mod web;
 
@@ -48,6 +49,8 @@ pub struct ApiState {
     pub live: live::Hub,
     /// Where station histories are read back from (`[storage.influxdb] history_url`).
     pub history: Option<crate::store::history::History>,
+    /// Where energy reports are read from, or why they cannot be.
+    pub reports: Arc<Result<crate::report::source::Source, String>>,
     /// The plant loop's view (`None`: no `[plant]`).
     pub plant: Option<crate::control::plant_task::PlantStatusView>,
     /// The network's layout (`[plant] network`).

@@ -66,6 +66,9 @@ fn state(dir: &std::path::Path) -> ApiState {
         peers: None,
         live,
         history: None,
+        reports: Arc::new(Ok(crate::report::source::Source::Files {
+            dir: dir.join("lp"),
+        })),
         plant: None,
         network: None,
     }

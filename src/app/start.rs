@@ -456,6 +456,10 @@ async fn start_api(
     );
     stage.spawn(hub);
     let state = ApiState {
+        reports: Arc::new(crate::report::source::Source::for_config(
+            &cfg.storage,
+            &cfg.data_dir,
+        )),
         status: status.clone(),
         stats: stats.clone(),
         spool: spool.clone(),

@@ -1,6 +1,6 @@
 //! The operator verbs of the `heatgrid` binary: clients of a running engine's HTTP API.
 //!
-//! `status`, `stations`, `station ID`, `diagnose` read (`--json` prints the API's JSON unchanged);
+//! `status`, `stations`, `station ID`, `diagnose`, `report` read (`--json` prints the API's JSON unchanged);
 //! `set ID …` and `mode ID …` change. The engine address and token come from flags or
 //! `HEATGRID_API` / `HEATGRID_TOKEN`. Errors are one line on stderr; exit codes: 3 engine
 //! unreachable, 4 refused by the engine (token, unknown station, safety limit), 2 other.
@@ -11,6 +11,7 @@ mod plant;
 mod read;
 pub mod remote;
 mod render;
+mod report;
 pub mod top;
 
 use std::process::ExitCode;
@@ -108,6 +109,24 @@ pub enum Verb {
         #[arg(long)]
         json: bool,
     },
+    /// The energy report of a period: per station and for the district, heat (GJ, GJ/m², GJ
+    /// per degree-day), mean supply, return and ΔT, comfort, alarms, coverage, and the
+    /// stations furthest above the fleet's weather-normalised consumption.
+    Report {
+        /// Start: a date (2026-11-01, midnight UTC) or RFC 3339 (2026-11-01T00:00:00+08:00);
+        /// default 7 days before --to.
+        #[arg(long)]
+        from: Option<String>,
+        /// End (excluded); default now.
+        #[arg(long)]
+        to: Option<String>,
+        /// csv, html (a printable page) or json.
+        #[arg(long, default_value = "csv", value_parser = ["csv", "html", "json"])]
+        format: String,
+        /// Write to this file instead of standard output.
+        #[arg(long, short)]
+        out: Option<std::path::PathBuf>,
+    },
     /// Change a station's mode; manual needs --valve and --pump.
     Mode {
         id: String,
@@ -174,6 +193,12 @@ async fn execute(remote: &Remote, verb: Verb) -> Result<String, Failure> {
         Verb::Diagnose { json } => read::diagnose(remote, json).await,
         Verb::Cluster { json, partitions } => cluster::cluster(remote, json, partitions).await,
         Verb::Plant { json } => plant::plant(remote, json).await,
+        Verb::Report {
+            from,
+            to,
+            format,
+            out,
+        } => report::report(remote, (from, to), &format, out).await,
         Verb::Set {
             id,
             group,

@@ -33,10 +33,21 @@ pub async fn call(
     path: &str,
     body: Option<Value>,
 ) -> Result<Value, Failure> {
+    call_within(remote, method, path, body, Duration::from_secs(10)).await
+}
+
+/// [`call`] with its own time limit (a report reads a period from the database).
+pub async fn call_within(
+    remote: &Remote,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+    limit: Duration,
+) -> Result<Value, Failure> {
     let base = remote.api.trim_end_matches('/');
     let url = format!("{base}{path}");
     let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
+        .timeout(limit)
         .build()
         .map_err(|e| Failure(2, e.to_string()))?;
     let mut req = http.request(method, &url);

@@ -43,15 +43,16 @@ pub struct History {
     influxql: Option<InfluxQl>,
 }
 
-/// Where an InfluxDB 1.x keeps the points, and who reads them.
+/// Where an InfluxDB 1.x keeps the points, and who reads them (also for the reports).
 #[derive(Debug, Clone)]
-struct InfluxQl {
+pub struct InfluxQl {
+    url: String,
     api: InfluxApi,
     database: String,
     retention_policy: Option<String>,
 }
 
-/// One answer of `/query`: a result per statement, a series per measurement.
+/// One answer of `/query`: a result per statement, a series per measurement (and group).
 #[derive(Debug, Deserialize)]
 struct QueryAnswer {
     #[serde(default)]
@@ -60,16 +61,81 @@ struct QueryAnswer {
 }
 
 #[derive(Debug, Deserialize)]
-struct QueryResult {
+pub(crate) struct QueryResult {
     #[serde(default)]
-    series: Vec<QuerySeries>,
+    pub(crate) series: Vec<QuerySeries>,
     error: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
-struct QuerySeries {
-    columns: Vec<String>,
-    values: Vec<Vec<Value>>,
+pub(crate) struct QuerySeries {
+    #[serde(default)]
+    pub(crate) tags: BTreeMap<String, String>,
+    pub(crate) columns: Vec<String>,
+    pub(crate) values: Vec<Vec<Value>>,
+}
+
+impl InfluxQl {
+    /// The InfluxQL reader of an InfluxDB 1.x written with `api = "v1"` (`None` for v2).
+    pub(crate) fn for_config(cfg: &InfluxConfig) -> Option<Self> {
+        let InfluxApi::V1 {
+            database,
+            retention_policy,
+            ..
+        } = &cfg.api
+        else {
+            return None;
+        };
+        Some(Self {
+            url: cfg.url.clone(),
+            api: cfg.api.clone(),
+            database: database.clone(),
+            retention_policy: retention_policy.clone(),
+        })
+    }
+
+    /// Where the database is.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// `"rp".` when a retention policy is named, to put before a measurement.
+    pub(crate) fn rp_prefix(&self) -> String {
+        match &self.retention_policy {
+            Some(rp) => format!("{}.", quote_ident(rp)),
+            None => String::new(),
+        }
+    }
+
+    /// The results of `query` (statements separated by `;`), or the database's error.
+    pub(crate) async fn query(
+        &self,
+        http: &reqwest::Client,
+        query: &str,
+    ) -> Result<Vec<QueryResult>, String> {
+        let req = http.get(format!("{}/query", self.url)).query(&[
+            ("db", self.database.as_str()),
+            ("q", query),
+            ("epoch", "ms"),
+        ]);
+        let answer: QueryAnswer = self
+            .api
+            .authorize(req)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| format!("database: {e}"))?
+            .json()
+            .await
+            .map_err(|e| format!("database answer: {e}"))?;
+        if let Some(e) = answer
+            .error
+            .or_else(|| answer.results.iter().find_map(|r| r.error.clone()))
+        {
+            return Err(format!("database: {e}"));
+        }
+        Ok(answer.results)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,20 +162,11 @@ impl History {
         if let Some(url) = &cfg.history_url {
             return Self::new(url, cfg.timeout).map(Some);
         }
-        let InfluxApi::V1 {
-            database,
-            retention_policy,
-            ..
-        } = &cfg.api
-        else {
+        let Some(q) = InfluxQl::for_config(cfg) else {
             return Ok(None);
         };
         let mut h = Self::new(&cfg.url, cfg.timeout)?;
-        h.influxql = Some(InfluxQl {
-            api: cfg.api.clone(),
-            database: database.clone(),
-            retention_policy: retention_policy.clone(),
-        });
+        h.influxql = Some(q);
         Ok(Some(h))
     }
 
@@ -183,10 +240,7 @@ impl History {
         to_ms: i64,
         step_ms: i64,
     ) -> Result<Vec<Value>, String> {
-        let from = match &q.retention_policy {
-            Some(rp) => format!("{}.", quote_ident(rp)),
-            None => String::new(),
-        };
+        let from = q.rp_prefix();
         let station = station.replace('\\', "\\\\").replace('\'', "\\'");
         let statement = |measurement: &str| {
             let fields: Vec<String> = SERIES
@@ -208,29 +262,9 @@ impl History {
             )
         };
         let query = format!("{}; {}", statement("telemetry"), statement("command"));
-        let req = self.http.get(format!("{}/query", self.url)).query(&[
-            ("db", q.database.as_str()),
-            ("q", query.as_str()),
-            ("epoch", "ms"),
-        ]);
-        let answer: QueryAnswer = q
-            .api
-            .authorize(req)
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| format!("database: {e}"))?
-            .json()
-            .await
-            .map_err(|e| format!("database answer: {e}"))?;
-        if let Some(e) = answer
-            .error
-            .or_else(|| answer.results.iter().find_map(|r| r.error.clone()))
-        {
-            return Err(format!("database: {e}"));
-        }
+        let results = q.query(&self.http, &query).await?;
         let mut steps: BTreeMap<i64, Value> = BTreeMap::new();
-        for series in answer.results.iter().flat_map(|r| &r.series) {
+        for series in results.iter().flat_map(|r| &r.series) {
             for row in &series.values {
                 let Some(t) = row.first().and_then(Value::as_i64) else {
                     continue;
@@ -248,6 +282,6 @@ impl History {
 }
 
 /// An InfluxQL identifier in double quotes.
-fn quote_ident(name: &str) -> String {
+pub(crate) fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
 }

@@ -13,11 +13,11 @@ use serde_json::Value;
 use crate::util;
 
 const SPEED: f64 = 20.0;
-const ADMIN: (&str, &str) = ("admin", "admin-password");
+pub const ADMIN: (&str, &str) = ("admin", "admin-password");
 const WRITER: (&str, &str) = ("heatgrid", "writer-password");
 
 /// One InfluxQL statement as `user`; the answer's JSON (panics on an HTTP or query error).
-async fn influxql(port: u16, user: (&str, &str), db: &str, q: &str) -> Value {
+pub async fn influxql(port: u16, user: (&str, &str), db: &str, q: &str) -> Value {
     let mut req = reqwest::Client::new().post(format!("http://127.0.0.1:{port}/query"));
     if !user.0.is_empty() {
         req = req.basic_auth(user.0, Some(user.1));
@@ -34,6 +34,22 @@ async fn influxql(port: u16, user: (&str, &str), db: &str, q: &str) -> Value {
         .unwrap();
     assert!(answer["results"][0]["error"].is_null(), "{q}: {answer}");
     answer
+}
+
+/// The admin ([`ADMIN`]) and the database `heat` on a new server on `port`: the first user
+/// may be created without credentials; then everything needs them.
+pub async fn create_heat(port: u16) {
+    influxql(
+        port,
+        ("", ""),
+        "",
+        &format!(
+            "CREATE USER {} WITH PASSWORD '{}' WITH ALL PRIVILEGES",
+            ADMIN.0, ADMIN.1
+        ),
+    )
+    .await;
+    influxql(port, ADMIN, "", "CREATE DATABASE heat").await;
 }
 
 /// The points of `field` in `week.telemetry`, per station.
@@ -59,20 +75,9 @@ async fn influxdb_1x_takes_the_points_through_an_outage_and_gives_the_history_ba
     let db_dir = tempfile::tempdir().unwrap();
     let db_port = util::free_port();
     let db = util::start_influxdb(db_dir.path(), db_port);
-    // The first user may be created without credentials; then everything needs them. The
-    // engine's user may write and read its database and nothing else.
-    influxql(
-        db_port,
-        ("", ""),
-        "",
-        &format!(
-            "CREATE USER {} WITH PASSWORD '{}' WITH ALL PRIVILEGES",
-            ADMIN.0, ADMIN.1
-        ),
-    )
-    .await;
+    // The engine's user may write and read its database and nothing else.
+    create_heat(db_port).await;
     for q in [
-        "CREATE DATABASE heat".to_owned(),
         "CREATE RETENTION POLICY week ON heat DURATION 7d REPLICATION 1".to_owned(),
         format!("CREATE USER {} WITH PASSWORD '{}'", WRITER.0, WRITER.1),
         format!("GRANT ALL ON heat TO {}", WRITER.0),

@@ -24,6 +24,7 @@ mod operator;
 mod peer;
 mod plant;
 mod predictive;
+mod report;
 mod tls;
 mod util;
 mod web;

@@ -291,6 +291,25 @@ pub async fn vm_wait_total(port: u16, metric: &str, expected: usize, timeout: Du
     }
 }
 
+/// Writes line-protocol `lines` (ms) into the VictoriaMetrics on `port` and makes them
+/// searchable at once.
+pub async fn vm_write(port: u16, lines: String) {
+    let http = reqwest::Client::new();
+    let wrote = http
+        .post(format!(
+            "http://127.0.0.1:{port}/api/v2/write?org=o&bucket=b&precision=ms"
+        ))
+        .body(lines)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrote.status().as_u16(), 204);
+    let _ = http
+        .get(format!("http://127.0.0.1:{port}/internal/force_flush"))
+        .send()
+        .await;
+}
+
 /// Every one of `expected` telemetry points is in VictoriaMetrics (waits up to 30 s for them,
 /// then compares exactly: none lost, none twice).
 pub async fn assert_all_telemetry_stored(port: u16, expected: u64) {

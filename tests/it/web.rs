@@ -411,21 +411,7 @@ async fn the_control_room_in_a_browser() {
             )
         })
         .collect();
-    let http = reqwest::Client::new();
-    let wrote = http
-        .post(format!(
-            "http://127.0.0.1:{}/api/v2/write?org=o&bucket=b&precision=ms",
-            vm.port
-        ))
-        .body(lines)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(wrote.status().as_u16(), 204);
-    let _ = http
-        .get(format!("http://127.0.0.1:{}/internal/force_flush", vm.port))
-        .send()
-        .await;
+    util::vm_write(vm.port, lines).await;
     c.goto(&format!("{base}/#/station/st-silent"))
         .await
         .unwrap();
@@ -522,6 +508,28 @@ async fn the_control_room_in_a_browser() {
     );
     shot(&c, &shots, "plant.png").await;
 
+    // The reports page: the last 7 days from the database, a row per station and the
+    // district's, and the league table's place.
+    c.goto(&format!("{base}/#/reports")).await.unwrap();
+    let rows = until(Duration::from_secs(20), "the report", || async {
+        js(
+            &c,
+            "const t = document.getElementById('report-stations'); \
+             return t ? [t.querySelectorAll('tr').length, document.getElementById('view').innerText] : null;",
+        )
+        .await
+        .as_array()
+        .cloned()
+    })
+    .await;
+    assert_eq!(rows[0], json!(n + 2), "header, every station, the district");
+    let text = rows[1].as_str().unwrap();
+    assert!(
+        text.contains("heating degree-days") && text.contains("district"),
+        "{text}"
+    );
+    shot(&c, &shots, "reports.png").await;
+
     // A reading shows on its tile within a second of being sent: st-silent speaks at last.
     js(&c, "location.hash = '#/'; return 1;").await;
     let (client, poller) = util::publisher(broker.port, "web-lag");
@@ -598,6 +606,7 @@ async fn in_chinese(c: &Client, base: &str, shots: &Path) {
         ("#/alarms", "zh-alarms.png", "最近解除"),
         ("#/diagnosis", "zh-diagnosis.png", "个换热站中有"),
         ("#/plant", "zh-plant.png", "控制回路的要求"),
+        ("#/reports", "zh-reports.png", "采暖度日数"),
     ] {
         c.goto(&format!("{base}/{hash}")).await.unwrap();
         let page = until(Duration::from_secs(20), name, || async {
