@@ -2,7 +2,7 @@
 //! how long each must hold before it is raised, and the numbers behind the message.
 //!
 //! Where it sits: the alarm task calls [`station_checks`] for every station of each status
-//! snapshot the control task publishes, and [`StorageWatch::check`] once per snapshot for the
+//! snapshot the control task publishes, and `engine.rs`'s `StorageWatch::check` once per snapshot for the
 //! engine-wide storage condition, and hands every [`Check`] to the [`super::AlarmBook`]. The
 //! message text is only formatted when an alarm is raised ([`Detail`]'s `Display`).
 
@@ -332,62 +332,6 @@ impl RejectWindow {
             self.0.pop_front();
         }
         rejects - self.0.front().map_or(rejects, |(_, r)| *r)
-    }
-}
-
-/// The engine-wide storage condition: write failures, refusals or dead letters in the last
-/// 30 s, raised after 15 s.
-#[derive(Debug, Clone, Default)]
-pub struct StorageWatch {
-    seen: (u64, u64, u64),
-    problem_ms: Option<i64>,
-}
-
-impl StorageWatch {
-    /// The condition at `now` given the totals so far of write errors, refused points and dead
-    /// letters.
-    pub fn check(&mut self, errors: u64, refused: u64, dead: u64, now: i64) -> Check<'static> {
-        let seen = (errors, refused, dead);
-        if seen != self.seen {
-            self.seen = seen;
-            self.problem_ms = Some(now);
-        }
-        Check {
-            kind: AlarmKind::Storage,
-            active: self.problem_ms.is_some_and(|t| now - t < 30_000),
-            hold_ms: 15_000,
-            value: refused as f64,
-            detail: Detail::Storage {
-                errors,
-                refused,
-                dead,
-            },
-        }
-    }
-}
-
-/// The engine-wide notification condition: a notification given up on (or dropped) in the
-/// last 10 minutes, raised at once.
-#[derive(Debug, Clone, Default)]
-pub struct NotifyWatch {
-    seen: u64,
-    lost_ms: Option<i64>,
-}
-
-impl NotifyWatch {
-    /// The condition at `now` given the notifications lost so far.
-    pub fn check(&mut self, lost: u64, now: i64) -> Check<'static> {
-        if lost != self.seen {
-            self.seen = lost;
-            self.lost_ms = Some(now);
-        }
-        Check {
-            kind: AlarmKind::NotifyFailed,
-            active: self.lost_ms.is_some_and(|t| now - t < 600_000),
-            hold_ms: 0,
-            value: lost as f64,
-            detail: Detail::NotifyFailed { lost },
-        }
     }
 }
 

@@ -9,11 +9,15 @@
 //! [`Notify`] (the notifications) when one is configured.
 
 pub mod book;
+pub mod engine;
 pub mod evaluate;
+pub mod findings;
+pub mod kind;
 pub mod shared;
 pub mod task;
 
-pub use book::{Alarm, AlarmBook, AlarmKind, Severity, Thresholds};
+pub use book::{Alarm, AlarmBook, Thresholds};
+pub use kind::{AlarmKind, Severity};
 
 /// What happened to an alarm, for [`Notify`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -13,9 +13,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::evaluate::{
-    plant_checks, station_checks, Check, NotifyWatch, RejectWindow, StationAlarms, StorageWatch,
-};
+use super::engine::{NotifyWatch, StorageWatch};
+use super::evaluate::{plant_checks, station_checks, Check, RejectWindow, StationAlarms};
+use super::findings;
 use super::shared::{Kept, SharedAlarms, Turn};
 use super::{AlarmBook, AlarmView, ENGINE};
 use super::{Event, Notify};
@@ -25,7 +25,7 @@ use crate::control::status::StationStatus;
 use crate::model::Applied;
 use crate::stats::Stats;
 use crate::store::audit::OperatorLog;
-use crate::store::record::{AlarmPoint, FindingPoint, Record};
+use crate::store::record::{AlarmPoint, Record};
 use crate::store::StoreHandle;
 
 /// Says whether an acknowledgement was kept in etcd (in a cluster).
@@ -216,7 +216,7 @@ impl AlarmTask {
                     continue;
                 }
             }
-            found.extend(finding_points(&mut self.findings[i], st, now));
+            found.extend(findings::points(&mut self.findings[i], st, now));
             checks.clear();
             station_checks(st, settings, per_min, since_start, now, &mut checks);
             for c in &checks {
@@ -345,48 +345,6 @@ impl AlarmTask {
     }
 }
 
-/// The `finding` points of station `st`'s findings named or cleared since `before` (which
-/// becomes the kinds in force now).
-fn finding_points(
-    before: &mut Vec<crate::diagnose::Kind>,
-    st: &StationStatus,
-    now: i64,
-) -> Vec<FindingPoint> {
-    let point = |f: &crate::diagnose::Finding, active: bool| FindingPoint {
-        station: st.id.as_str().to_owned(),
-        kind: f.kind.as_str(),
-        active,
-        confidence: f.confidence,
-        evidence: f.evidence.clone(),
-        since_ms: f.since_ms,
-        ts_ms: now,
-    };
-    let mut out: Vec<FindingPoint> = st
-        .findings
-        .iter()
-        .filter(|f| !before.contains(&f.kind))
-        .map(|f| point(f, true))
-        .collect();
-    for gone in before
-        .iter()
-        .filter(|k| !st.findings.iter().any(|f| f.kind == **k))
-    {
-        out.push(FindingPoint {
-            station: st.id.as_str().to_owned(),
-            kind: gone.as_str(),
-            active: false,
-            confidence: 0.0,
-            evidence: String::new(),
-            since_ms: 0,
-            ts_ms: now,
-        });
-    }
-    if !out.is_empty() {
-        *before = st.findings.iter().map(|f| f.kind).collect();
-    }
-    out
-}
-
 /// One check into the book; the storage point of a raise or clear, which is notified.
 fn feed(
     book: &mut AlarmBook,
@@ -418,71 +376,5 @@ fn ack_failed(stats: &Stats, user: &str, e: &ChangeError) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::alarms::AlarmKind;
-
-    /// An alarm task whose book holds one active `stale` alarm of `st-1`; its id.
-    fn task(
-        dir: &std::path::Path,
-    ) -> (AlarmTask, watch::Receiver<Arc<AlarmView>>, u64, Arc<Stats>) {
-        let stats = Arc::new(Stats::default());
-        let store = StoreHandle::in_dir(dir, stats.clone());
-        let mut book = AlarmBook::open(dir.join("alarms.json")).unwrap();
-        book.evaluate("st-1", AlarmKind::Stale, true, 0, 0.0, now_ms(), || {
-            "no telemetry".into()
-        });
-        let id = book.active().first().map(|a| a.id).expect("raised");
-        let log = Arc::new(OperatorLog::open(&dir.join("audit.jsonl"), store.clone()).unwrap());
-        let (task, view) = AlarmTask::new(book, Vec::new(), store, stats.clone(), log);
-        (task, view, id, stats)
-    }
-
-    async fn ack(acks: &mpsc::Sender<ChangeRequest>, id: u64) -> Result<Applied, ChangeError> {
-        let (reply, rx) = oneshot::channel();
-        acks.send(ChangeRequest {
-            station: String::new(),
-            change: Change::AckAlarm { id },
-            user: "ops".into(),
-            reply,
-        })
-        .await
-        .unwrap();
-        rx.await.unwrap()
-    }
-
-    #[tokio::test]
-    async fn an_acknowledgement_is_kept_and_a_refused_one_is_counted() {
-        let dir = tempfile::tempdir().unwrap();
-        let (task, mut view, id, stats) = task(dir.path());
-        assert_eq!(view.borrow().active.len(), 1, "published at once");
-        let (_status_tx, status) = watch::channel(Arc::new(Vec::new()));
-        let (acks, acks_rx) = mpsc::channel(4);
-        let stop = CancellationToken::new();
-        let run = tokio::spawn(task.run(status, acks_rx, stop.clone()));
-
-        // An alarm that does not exist: refused, counted.
-        let refused = ack(&acks, id + 100).await;
-        assert!(
-            matches!(refused, Err(ChangeError::UnknownAlarm(_))),
-            "{refused:?}"
-        );
-        assert_eq!(Stats::get(&stats.alarm_acks_failed), 1);
-
-        // The real one: acknowledged by its user, shown and kept on disk.
-        let applied = ack(&acks, id).await.expect("acknowledged");
-        assert_eq!(applied.station, "st-1");
-        assert!(applied.after.contains("ops"), "{applied:?}");
-        view.changed().await.unwrap();
-        assert_eq!(view.borrow().active[0].acked_by.as_deref(), Some("ops"));
-        assert_eq!(
-            Stats::get(&stats.alarm_acks_failed),
-            1,
-            "nothing more refused"
-        );
-        stop.cancel();
-        run.await.unwrap();
-        let kept = AlarmBook::open(dir.path().join("alarms.json")).unwrap();
-        assert_eq!(kept.active()[0].acked_by.as_deref(), Some("ops"));
-    }
-}
+#[path = "task_tests.rs"]
+mod tests;

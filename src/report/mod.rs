@@ -20,6 +20,7 @@
 //! - comfort: the share of the hours with an indoor reading whose mean lies in 18–22 °C;
 //! - coverage: the share of the period's hours with at least one reading.
 
+mod files;
 pub mod render;
 pub mod source;
 

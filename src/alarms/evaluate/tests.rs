@@ -1,6 +1,7 @@
 //! The alarm conditions on hand-made station states.
 
 use super::*;
+use crate::alarms::engine::StorageWatch;
 use crate::model::StationId;
 
 fn settings() -> StationAlarms {
