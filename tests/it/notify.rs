@@ -3,7 +3,8 @@
 //! and AUTH (tests/peers/smtp.py). One station going stale is one signed webhook (delivered
 //! after the receiver refused it twice) and one mail; left unacknowledged it escalates once;
 //! acknowledged it does not; a broker outage that makes every station stale is one summary
-//! per channel, and so is their recovery.
+//! per channel, and so is their recovery. A receiver that is not there costs only its own
+//! messages: dead letters, counted and alarmed.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -109,11 +110,13 @@ async fn alarms_reach_a_webhook_and_a_mailbox_once_escalate_once_and_a_flood_is_
             format!("--log={}", mail_log.display()),
         ],
     );
+    // A receiver that is not there: its messages are dead letters, and nothing else waits.
+    let dead_port = util::free_port();
     let broker = util::mosquitto();
     let mut text = format!(
         "[engine]\ndata_dir = {:?}\ntick_s = 0.5\nstaleness_s = 2\n\
          [mqtt]\nport = {}\nclient_id = \"engine-notify\"\n\
-         [notify]\ngroup_wait_s = 1\ngroup_max_s = 5\nflood_threshold = 3\n\
+         [notify]\ngroup_wait_s = 1\ngroup_max_s = 5\nflood_threshold = 3\nmax_attempts = 3\n\
          [[notify.webhook]]\nname = \"oncall\"\nurl = \"http://127.0.0.1:{hook_port}/oncall\"\n\
          secret_env = \"WH\"\n\
          [[notify.webhook]]\nname = \"manager\"\nurl = \"http://127.0.0.1:{hook_port}/manager\"\n\
@@ -121,8 +124,10 @@ async fn alarms_reach_a_webhook_and_a_mailbox_once_escalate_once_and_a_flood_is_
          [[notify.email]]\nname = \"north-mail\"\nserver = \"127.0.0.1\"\nport = {smtp_port}\n\
          ca_file = \"ca.pem\"\nuser_env = \"MU\"\npassword_env = \"MP\"\n\
          from = \"heatgrid <heatgrid@example.com>\"\nto = [\"north@example.com\"]\n\
-         [[notify.route]]\nseverity = [\"major\"]\nto = [\"oncall\"]\n\
+         [[notify.webhook]]\nname = \"dead\"\nurl = \"http://127.0.0.1:{dead_port}/\"\ntimeout_s = 1\n\
+         [[notify.route]]\nseverity = [\"major\"]\nkind = [\"stale\"]\nto = [\"oncall\", \"dead\"]\n\
          escalate_after_min = 0.05\nescalate_to = [\"manager\"]\n\
+         [[notify.route]]\nkind = [\"notify_failed\"]\nto = [\"manager\"]\n\
          [[notify.route]]\ntags = {{ district = \"north\" }}\nkind = [\"stale\"]\nto = [\"north-mail\"]\n",
         d.join("data").display().to_string(),
         broker.port,
@@ -279,15 +284,21 @@ async fn alarms_reach_a_webhook_and_a_mailbox_once_escalate_once_and_a_flood_is_
         before + 2,
         "the outage and the recovery, one message each"
     );
+    // The dead receiver cost only its own messages: each given up on after 3 tries, counted,
+    // and the engine's notify_failed alarm raised and sent where its route says.
     let stats = engine.stats().clone();
-    assert_eq!(heatgrid::stats::Stats::get(&stats.notify_dead_letters), 0);
+    assert!(heatgrid::stats::Stats::get(&stats.notify_dead_letters) >= 1);
+    assert!(engine
+        .alarms()
+        .active
+        .iter()
+        .any(|a| a.kind == heatgrid::alarms::AlarmKind::NotifyFailed));
+    let manager = hooks(&hook_log, "/manager");
     assert!(
-        !engine
-            .alarms()
-            .active
-            .iter()
-            .any(|a| a.kind == heatgrid::alarms::AlarmKind::NotifyFailed),
-        "nothing lost, nothing alarmed"
+        manager.iter().any(
+            |r| r["body"]["event"] == "raised" && r["body"]["alarm"]["kind"] == "notify_failed"
+        ),
+        "{manager:#?}"
     );
     sim.stop().await;
     engine.shutdown().await;
