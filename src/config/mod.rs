@@ -198,6 +198,21 @@ impl Errors {
             self.0.push(msg.into());
         }
     }
+    /// Whether `url` is an http(s) URL; if not, an error at `place`.
+    fn http_url(&mut self, place: &str, url: &str) -> bool {
+        let ok = (url.starts_with("http://") || url.starts_with("https://"))
+            && reqwest::Url::parse(url).is_ok_and(|u| u.host().is_some());
+        self.check(ok, format!("{place}: {url:?} is not an http(s) URL"));
+        ok
+    }
+    /// The value of the environment variable `var` that the key at `place` names, or an
+    /// error naming both.
+    fn secret(&mut self, place: &str, var: &str, env: Env<'_>) -> Option<String> {
+        env(var).or_else(|| {
+            self.push(format!("{place}: environment variable {var} is not set"));
+            None
+        })
+    }
     fn positive(&mut self, place: &str, x: f64) {
         self.check(
             x > 0.0 && x.is_finite(),

@@ -120,25 +120,15 @@ pub(super) fn notify(
     );
     let mut channels = Vec::new();
     let mut names = HashSet::new();
-    let secret = |place: &str, var: &Option<String>, v: &mut Errors| -> Option<String> {
-        let var = var.as_ref()?;
-        env(var).or_else(|| {
-            v.push(format!("{place}: environment variable {var} is not set"));
-            None
-        })
-    };
+    let secret =
+        |place: &str, var: &Option<String>, v: &mut Errors| v.secret(place, var.as_ref()?, env);
     for (i, w) in n.webhooks.iter().enumerate() {
         let place = format!("notify.webhook[{i}] {:?}", w.name);
         v.check(
             names.insert(w.name.clone()),
             format!("{place}.name: another channel has this name"),
         );
-        let ok = (w.url.starts_with("http://") || w.url.starts_with("https://"))
-            && reqwest::Url::parse(&w.url).is_ok();
-        v.check(
-            ok,
-            format!("{place}.url: {:?} is not an http(s) URL", w.url),
-        );
+        v.http_url(&format!("{place}.url"), &w.url);
         v.positive(&format!("{place}.timeout_s"), w.timeout_s);
         let key = secret(&format!("{place}.secret_env"), &w.secret_env, v);
         channels.push(Channel {

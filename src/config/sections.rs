@@ -78,15 +78,9 @@ pub(super) fn credentials(
     v: &mut Errors,
 ) -> Option<(String, String)> {
     match (user, password_env) {
-        (Some(u), Some(var)) => match env(var) {
-            Some(p) => Some((u.clone(), p)),
-            None => {
-                v.push(format!(
-                    "{place}.password_env: environment variable {var} is not set"
-                ));
-                None
-            }
-        },
+        (Some(u), Some(var)) => v
+            .secret(&format!("{place}.password_env"), var, env)
+            .map(|p| (u.clone(), p)),
         (Some(u), None) => Some((u.clone(), String::new())),
         (None, Some(_)) => {
             v.push(format!("{place}.password_env: set {place}.username too"));
@@ -165,22 +159,12 @@ pub(super) fn storage(s: &RawStorage, env: Env<'_>, v: &mut Errors) -> StorageCo
 }
 
 fn influx(i: &super::raw::RawInflux, env: Env<'_>, v: &mut Errors) -> Option<InfluxConfig> {
-    let ok_url = (i.url.starts_with("http://") || i.url.starts_with("https://"))
-        && i.url.len() > "https://".len();
-    v.check(
-        ok_url,
-        format!("storage.influxdb.url: {:?} is not an http(s) URL", i.url),
-    );
+    let ok_url = v.http_url("storage.influxdb.url", &i.url);
     v.positive("storage.influxdb.timeout_s", i.timeout_s);
-    let history_url = i.history_url.as_ref().filter(|u| {
-        let ok =
-            (u.starts_with("http://") || u.starts_with("https://")) && u.len() > "https://".len();
-        v.check(
-            ok,
-            format!("storage.influxdb.history_url: {u:?} is not an http(s) URL"),
-        );
-        ok
-    });
+    let history_url = i
+        .history_url
+        .as_ref()
+        .filter(|u| v.http_url("storage.influxdb.history_url", u));
     let api = match i.api.as_deref().unwrap_or("v2") {
         "v2" => influx_v2(i, env, v),
         "v1" => influx_v1(i, env, v),
@@ -197,16 +181,6 @@ fn influx(i: &super::raw::RawInflux, env: Env<'_>, v: &mut Errors) -> Option<Inf
         api,
         timeout: Duration::from_secs_f64(i.timeout_s.max(0.001)),
         history_url: history_url.map(|u| u.trim_end_matches('/').to_owned()),
-    })
-}
-
-/// The value of the environment variable a `*_env` key names, or an error naming both.
-fn secret(key: &str, var: &str, env: Env<'_>, v: &mut Errors) -> Option<String> {
-    env(var).or_else(|| {
-        v.push(format!(
-            "storage.influxdb.{key}: environment variable {var} is not set"
-        ));
-        None
     })
 }
 
@@ -242,7 +216,7 @@ fn influx_v2(i: &super::raw::RawInflux, env: Env<'_>, v: &mut Errors) -> Option<
         "storage.influxdb.bucket: required with api = \"v2\"",
     );
     let token = match &i.token_env {
-        Some(var) => secret("token_env", var, env, v)?,
+        Some(var) => v.secret("storage.influxdb.token_env", var, env)?,
         None => String::new(),
     };
     Some(InfluxApi::V2 { org, bucket, token })
@@ -270,8 +244,8 @@ fn influx_v1(i: &super::raw::RawInflux, env: Env<'_>, v: &mut Errors) -> Option<
     let credentials = match (&i.user_env, &i.password_env) {
         (None, None) => None,
         (Some(u), Some(p)) => Some((
-            secret("user_env", u, env, v)?,
-            secret("password_env", p, env, v)?,
+            v.secret("storage.influxdb.user_env", u, env)?,
+            v.secret("storage.influxdb.password_env", p, env)?,
         )),
         _ => {
             v.push("storage.influxdb: give both user_env and password_env, or neither".into());

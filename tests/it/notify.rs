@@ -61,10 +61,7 @@ pub fn logged(path: &Path) -> Vec<Value> {
 
 /// The delivered webhooks (answered 204) to `path` (the URL's path).
 fn hooks(log: &Path, path: &str) -> Vec<Value> {
-    logged(log)
-        .into_iter()
-        .filter(|r| r["status"] == 204 && r["path"] == path)
-        .collect()
+    hooks_in(&logged(log), path)
 }
 
 /// Waits until `f` of the webhook log holds (up to `s` seconds); the log then.

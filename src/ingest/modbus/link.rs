@@ -45,6 +45,16 @@ impl Failure {
     }
 }
 
+/// Whether a problem of `kind` differs from the last one logged (`logged`, which it becomes
+/// if so): a failing device is logged once per kind of problem, not once per cycle.
+pub(super) fn first_of_kind(logged: &mut Option<String>, kind: &str) -> bool {
+    if logged.as_deref() == Some(kind) {
+        return false;
+    }
+    *logged = Some(kind.to_owned());
+    true
+}
+
 /// A bit read's reply (timeout, link, exception layers) as words of 0 or 1.
 pub(super) fn bits<T, L, E>(r: Result<Result<Result<Vec<bool>, E>, L>, T>) -> Reply<T, L, E> {
     r.map(|r| r.map(|r| r.map(|v| v.into_iter().map(u16::from).collect())))

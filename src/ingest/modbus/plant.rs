@@ -22,7 +22,7 @@ use tokio_modbus::client::{Context, Reader, Writer};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::link::{bits, connect, Failure};
+use super::link::{bits, connect, first_of_kind, Failure};
 use super::map::{ReadBlock, RegisterMap, Table, WriteFunction, WriteRun};
 use crate::backoff::Backoff;
 use crate::cluster::membership::Fence;
@@ -168,11 +168,10 @@ impl PlantPoller {
             self.reconnect_at = Instant::now() + self.backoff.next_delay();
         }
         let text = f.describe(what, self.cfg.timeout);
-        let kind = text.split(':').next().unwrap_or_default().to_owned();
-        if self.logged.as_deref() != Some(kind.as_str()) {
+        let kind = text.split(':').next().unwrap_or_default();
+        if first_of_kind(&mut self.logged, kind) {
             warn!(plant = %self.parts.plant, address = %self.cfg.address, unit = self.cfg.unit_id,
                 problem = %text, "Plant's Modbus link failing; its data go stale and it is retried with backoff.");
-            self.logged = Some(kind);
         }
         let mut seen = self.parts.feed.lock().unwrap_or_else(|p| p.into_inner());
         if !f.keeps_connection() {
@@ -245,10 +244,9 @@ impl PlantPoller {
                 drop(seen);
                 self.parts.stats.count_reject(rej.label());
                 let kind = format!("rejected {}", rej.label());
-                if self.logged.as_deref() != Some(kind.as_str()) {
+                if first_of_kind(&mut self.logged, &kind) {
                     warn!(plant = %self.parts.plant, reason = rej.label(), detail = %rej,
                         "Plant's Modbus reading rejected; not used.");
-                    self.logged = Some(kind);
                 }
             }
         }

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::line::{self, LineHandle, Transport};
-use super::link::{bits, connect, Failure};
+use super::link::{bits, connect, first_of_kind, Failure};
 use super::map::{ReadBlock, RegisterMap, Table};
 use crate::backoff::Backoff;
 use crate::ingest::decode::{self, DecodeLimits};
@@ -232,11 +232,10 @@ impl Poller {
         }
         let text = f.describe(what, self.cfg.timeout);
         // Log once per kind of problem, not once per cycle.
-        let kind = text.split(':').next().unwrap_or_default().to_owned();
-        if self.logged.as_deref() != Some(kind.as_str()) {
+        let kind = text.split(':').next().unwrap_or_default();
+        if first_of_kind(&mut self.logged, kind) {
             warn!(station = %self.cfg.station, address = %self.cfg.address, unit = self.cfg.unit_id,
                 problem = %text, "Modbus station failing; it goes stale and is retried with backoff.");
-            self.logged = Some(kind);
         }
         *self
             .slot
@@ -405,10 +404,9 @@ impl Poller {
                 self.slot.rejects.fetch_add(1, Ordering::Relaxed);
                 self.stats.count_reject(rej.label());
                 let kind = format!("rejected {}", rej.label());
-                if self.logged.as_deref() != Some(kind.as_str()) {
+                if first_of_kind(&mut self.logged, &kind) {
                     warn!(station = %self.cfg.station, reason = rej.label(), detail = %rej,
                         "Modbus reading rejected; not used for control.");
-                    self.logged = Some(kind);
                 }
             }
         }
