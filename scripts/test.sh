@@ -12,8 +12,9 @@
 #    Debian's mbpoll (a Modbus master we did not write), Chromium with chromedriver (the web
 #    control room's browser test), systemd-analyze (the package's unit), socat (a serial line
 #    for the Modbus RTU test), the LLVM tools of rustc's LLVM version (the coverage report),
-#    and a Python virtualenv with paho-mqtt, pymodbus and aiosmtpd for the independent peers
-#    (tests/peers/station.py, plc.py, smtp.py; webhook.py needs only Python); cargo-deb comes from crates.io (scripts/package.sh).
+#    and a Python virtualenv with paho-mqtt, pymodbus, aiosmtpd and asyncua for the independent
+#    peers (tests/peers/station.py, plc.py, smtp.py, opcua_gateway.py; webhook.py needs only
+#    Python); cargo-deb comes from crates.io (scripts/package.sh).
 # 3. Runs every test of the workspace with nextest (profile `ci` in
 #    .config/nextest.toml: four at a time, at most two failover scenarios), prints the line
 #    coverage of src/ outside demo/ and the ten slowest tests, builds and checks the Debian
@@ -103,10 +104,10 @@ fi
 # tests use their own instances on free ports, so those are left alone.
 
 VENV=.venv
-if ! "$VENV/bin/python" -c 'import paho.mqtt, pymodbus, aiosmtpd' >/dev/null 2>&1; then
-  log "Creating $VENV with paho-mqtt, pymodbus and aiosmtpd (Python peers for the interop and notification tests)"
+if ! "$VENV/bin/python" -c 'import paho.mqtt, pymodbus, aiosmtpd, asyncua' >/dev/null 2>&1; then
+  log "Creating $VENV with paho-mqtt, pymodbus, aiosmtpd and asyncua (Python peers for the interop, notification and OPC UA tests)"
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check 'paho-mqtt==2.1.0' 'pymodbus==3.6.9' 'aiosmtpd==1.4.6'
+  "$VENV/bin/pip" install -q --disable-pip-version-check 'paho-mqtt==2.1.0' 'pymodbus==3.6.9' 'aiosmtpd==1.4.6' 'asyncua==2.1.0'
 fi
 export HEATGRID_TEST_PYTHON="$PWD/$VENV/bin/python"
 

@@ -63,6 +63,15 @@ pub struct Stats {
     pub modbus_write_failures: AtomicU64,
     /// Modbus poll-cycle lateness against its schedule, every cycle of every station.
     pub modbus_lateness: Histogram,
+    /// OPC UA: data changes (or polled values) received; readings dropped as not newer than
+    /// the station's last (a value the server sent again); link failures; command writes.
+    pub opcua_notifications: AtomicU64,
+    pub opcua_resent: AtomicU64,
+    pub opcua_link_failures: AtomicU64,
+    pub opcua_writes: AtomicU64,
+    pub opcua_write_failures: AtomicU64,
+    /// OPC UA notification lateness: arrival against the value's source timestamp.
+    pub opcua_lateness: Histogram,
     /// Control following telemetry: from a reading's acceptance to its station's command
     /// queued for the broker (decode, storage append, control step, seq log), per command.
     pub control_latency: Histogram,

@@ -108,6 +108,9 @@ impl fmt::Display for Detail<'_> {
             }
             Detail::CommLost {
                 modbus_error: Some(e),
+            } if e.starts_with("OPC UA") => f.write_str(e),
+            Detail::CommLost {
+                modbus_error: Some(e),
             } => write!(f, "Modbus: {e}"),
             Detail::CommLost { modbus_error: None } => f.write_str("station presence is offline"),
             Detail::Rejected { per_min } => {

@@ -106,6 +106,7 @@ impl Collector for EngineCollector {
         rejected_by_reason(&mut e, s)?;
         emit(&mut e, control_metrics(s))?;
         emit(&mut e, modbus_metrics(s))?;
+        emit(&mut e, opcua_metrics(s))?;
         emit(&mut e, storage_metrics(s, &self.spool))?;
         let status = self.status.borrow().clone();
         let alarms = self.alarms.borrow().clone();
@@ -255,6 +256,42 @@ fn modbus_metrics(s: &Stats) -> Vec<Metric<'_>> {
             "heatgrid_modbus_poll_lateness_max_us",
             "Largest Modbus poll-cycle lateness on any station, µs",
             gauge_u(g(&s.modbus_lateness.max_us)),
+        ),
+    ]
+}
+
+fn opcua_metrics(s: &Stats) -> Vec<Metric<'_>> {
+    let g = Stats::get;
+    vec![
+        (
+            "heatgrid_opcua_notifications",
+            "OPC UA values received (data changes, or polled values)",
+            Counter(g(&s.opcua_notifications)),
+        ),
+        (
+            "heatgrid_opcua_resent",
+            "OPC UA readings dropped as not newer than the station's last (values sent again)",
+            Counter(g(&s.opcua_resent)),
+        ),
+        (
+            "heatgrid_opcua_link_failures",
+            "OPC UA connects, reads and sessions that failed",
+            Counter(g(&s.opcua_link_failures)),
+        ),
+        (
+            "heatgrid_opcua_writes",
+            "Commands written to OPC UA stations",
+            Counter(g(&s.opcua_writes)),
+        ),
+        (
+            "heatgrid_opcua_write_failures",
+            "OPC UA command writes that failed or were refused",
+            Counter(g(&s.opcua_write_failures)),
+        ),
+        (
+            "heatgrid_opcua_notification_lateness_seconds",
+            "OPC UA values' arrival against their source timestamp",
+            Seconds(&s.opcua_lateness),
         ),
     ]
 }

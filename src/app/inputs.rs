@@ -139,6 +139,61 @@ pub(super) fn start_modbus(
     senders
 }
 
+/// One task per OPC UA server, and one writer per OPC UA station; per station (config order)
+/// the channel its commands go on (`None`: not behind OPC UA).
+pub(super) fn start_opcua(
+    c: &Common<'_>,
+    slots: &[Arc<StationSlot>],
+    stage: &Stage,
+) -> Vec<Option<watch::Sender<Option<Command>>>> {
+    use crate::ingest::opcua::{server, write};
+    let cfg = c.cfg;
+    let parts = server::Parts {
+        store: c.store.clone(),
+        stats: c.stats.clone(),
+        limits: cfg.decode,
+    };
+    let mut senders = vec![None; slots.len()];
+    for (k, server_cfg) in cfg.opcua_servers.iter().enumerate() {
+        let (live, _) = watch::channel(None);
+        let mut members = Vec::new();
+        for (i, (station, slot)) in cfg.stations.iter().zip(slots).enumerate() {
+            let Some((s, nodes)) = &station.opcua else {
+                continue;
+            };
+            if *s != k {
+                continue;
+            }
+            let (tx, rx) = watch::channel(None);
+            senders[i] = Some(tx);
+            stage.spawn(write::run(
+                nodes.clone(),
+                slot.clone(),
+                parts.clone(),
+                server_cfg.timeout,
+                cfg.tick.max(server_cfg.interval),
+                live.subscribe(),
+                rx,
+                stage.token(),
+            ));
+            members.push((nodes.clone(), slot.clone()));
+        }
+        if members.is_empty() {
+            continue;
+        }
+        info!(server = %server_cfg.name, endpoint = %server_cfg.endpoint, stations = members.len(),
+            "OPC UA server task started.");
+        stage.spawn(server::run(
+            server_cfg.clone(),
+            members,
+            parts.clone(),
+            live,
+            stage.token(),
+        ));
+    }
+    senders
+}
+
 /// One task per shared line: every serial port and RTU-over-TCP address, and every Modbus
 /// TCP address whose device takes one request at a time. A station at a Modbus TCP address
 /// taking requests side by side (the default) keeps its own connection.

@@ -10,7 +10,7 @@ use tracing::info;
 use super::cluster::start_cluster;
 use super::common::{create_dir, Common, StartError};
 use super::handle::{EngineHandle, Stages};
-use super::inputs::{start_modbus, start_mqtt};
+use super::inputs::{start_modbus, start_mqtt, start_opcua};
 use super::stage::Stage;
 use super::storage::start_storage;
 use crate::alarms::evaluate::StationAlarms;
@@ -115,6 +115,12 @@ pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
         ));
     }
     let modbus_tx = start_modbus(&c, &slots, &stages.modbus);
+    let opcua_tx = start_opcua(&c, &slots, &stages.modbus);
+    let device_tx = modbus_tx
+        .into_iter()
+        .zip(opcua_tx)
+        .map(|(m, o)| m.or(o))
+        .collect();
     let modbus = cfg
         .stations
         .iter()
@@ -144,7 +150,7 @@ pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
         Numbering::Durable { .. } => None,
     };
     let dispatcher = Dispatcher::new(
-        routes(&cfg, modbus_tx),
+        routes(&cfg, device_tx),
         numbering,
         cfg.command_valid_for_s,
         store.clone(),
@@ -349,11 +355,11 @@ fn slot(index: usize, c: &StationConfig, trigger: Option<Trigger>) -> StationSlo
     .with_mapping(c.mapping.clone())
 }
 
-fn routes(cfg: &Config, modbus: Vec<Option<watch::Sender<Option<Command>>>>) -> Vec<Route> {
+fn routes(cfg: &Config, devices: Vec<Option<watch::Sender<Option<Command>>>>) -> Vec<Route> {
     cfg.stations
         .iter()
-        .zip(modbus)
-        .map(|(c, modbus)| {
+        .zip(devices)
+        .map(|(c, device)| {
             let native = format!("{}/station/{}/command", cfg.mqtt.topic_prefix, c.id);
             let (topic, template) = match &c.mapping {
                 None => (Some(native), None),
@@ -373,7 +379,7 @@ fn routes(cfg: &Config, modbus: Vec<Option<watch::Sender<Option<Command>>>>) -> 
                 tags: c.tags.clone(),
                 topic,
                 template,
-                modbus,
+                device,
             }
         })
         .collect()
@@ -387,13 +393,20 @@ fn control_stations(cfg: &Config, slots: Vec<Arc<StationSlot>>) -> Vec<Station> 
         .map(|(c, slot)| {
             let mut ctrl = StationController::new(c.params.clone(), dt_s);
             ctrl.set_mode(c.mode, None);
-            let link = match (&c.modbus, &c.mapping) {
-                (Some(m), _) => format!("modbus {} unit {}", m.transport.key(), m.unit_id),
-                (None, Some(m)) if m.command.is_none() => {
+            let link = match (&c.modbus, &c.mapping, &c.opcua) {
+                (Some(m), _, _) => format!("modbus {} unit {}", m.transport.key(), m.unit_id),
+                (None, _, Some((s, n))) => {
+                    let server = cfg
+                        .opcua_servers
+                        .get(*s)
+                        .map_or("", |s| s.endpoint.as_str());
+                    format!("opcua {server} node {}", n.node)
+                }
+                (None, Some(m), None) if m.command.is_none() => {
                     format!("mqtt mapping {} (monitor only)", m.name)
                 }
-                (None, Some(m)) => format!("mqtt mapping {}", m.name),
-                (None, None) => "mqtt".into(),
+                (None, Some(m), None) => format!("mqtt mapping {}", m.name),
+                (None, None, None) => "mqtt".into(),
             };
             Station::new(c.id.clone(), c.tags.clone(), link, slot, ctrl)
         })

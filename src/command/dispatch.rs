@@ -35,8 +35,9 @@ pub struct Route {
     pub topic: Option<String>,
     /// A station behind a mapping: the command in its own names and units.
     pub template: Option<crate::ingest::mapping::CommandTemplate>,
-    /// A Modbus station's poller: latest command wins (`None`: an MQTT station).
-    pub modbus: Option<watch::Sender<Option<Command>>>,
+    /// A Modbus station's poller or an OPC UA station's writer: latest command wins
+    /// (`None`: an MQTT station).
+    pub device: Option<watch::Sender<Option<Command>>>,
 }
 
 /// One command to send, and when the reading it answers was accepted ([`mono_us`]; `None`
@@ -266,7 +267,7 @@ impl Dispatcher {
                     .record(now_us.saturating_sub(accepted));
             }
             let route = &self.routes[i];
-            if let Some(tx) = &route.modbus {
+            if let Some(tx) = &route.device {
                 // The poller writes it now and counts and stores it once the device confirmed.
                 self.recent[i].push(&out.command);
                 tx.send_replace(Some(out.command));
@@ -351,12 +352,12 @@ mod tests {
         .unwrap();
         let stats = Arc::new(Stats::default());
         let (tx, rx) = watch::channel(None);
-        let route = |id: &str, modbus| Route {
+        let route = |id: &str, device| Route {
             id: StationId::new(id).unwrap(),
             tags: BTreeMap::new(),
             topic: Some(format!("heating/station/{id}/command")),
             template: None,
-            modbus,
+            device,
         };
         let d = Dispatcher::new(
             vec![route("m", None), route("p", Some(tx))],

@@ -288,11 +288,11 @@ fn path(p: &str, place: &str, v: &mut Errors) -> Vec<String> {
 }
 
 /// A station's `mapping = "name"`: a usable mapping whose topics can yield the station's id.
-/// `id`: the station's; `modbus`: it has a `modbus` table; `declared`: whether some
+/// `id`: the station's; `polled`: it has a `modbus` or `opcua` table; `declared`: whether some
 /// `[[mapping]]` of the file has this name (compiled or not).
 pub(super) fn station_mapping(
     id: &str,
-    modbus: bool,
+    polled: bool,
     name: &str,
     declared: bool,
     mappings: &Mappings,
@@ -301,8 +301,8 @@ pub(super) fn station_mapping(
 ) -> Option<Arc<Mapping>> {
     let place = format!("{place}.mapping");
     v.check(
-        !modbus,
-        format!("{place}: a Modbus station's values come from its register map, not a mapping"),
+        !polled,
+        format!("{place}: a Modbus or OPC UA station's values come from its register or node map, not a mapping"),
     );
     let Some(m) = mappings.get(name) else {
         v.push(if declared {

@@ -12,6 +12,7 @@ mod cluster;
 mod mapping;
 mod modbus;
 mod notify;
+mod opcua;
 mod plant;
 mod raw;
 mod raw_modbus;
@@ -46,6 +47,9 @@ pub struct StationConfig {
     pub params: StationParams,
     /// `Some` for a Modbus TCP station: its poller's settings and register map.
     pub modbus: Option<crate::ingest::modbus::poller::PollerConfig>,
+    /// `Some` for a station behind OPC UA: its server (an index into
+    /// [`Config::opcua_servers`]) and its nodes.
+    pub opcua: Option<(usize, crate::ingest::opcua::StationNodes)>,
     /// `Some` for a station whose payloads follow a `[[mapping]]` (its own JSON or topics).
     pub mapping: Option<std::sync::Arc<crate::ingest::mapping::Mapping>>,
 }
@@ -83,6 +87,8 @@ pub struct Config {
     /// `[cluster]`: this instance shares the fleet with others through etcd (`None`: alone).
     pub cluster: Option<crate::cluster::membership::MemberSettings>,
     pub stations: Vec<StationConfig>,
+    /// `[[opcua.server]]`: the OPC UA servers stations are read through.
+    pub opcua_servers: Vec<crate::ingest::opcua::ServerConfig>,
     /// Every `[[mapping]]` some station uses (each is subscribed once).
     pub mappings: Vec<std::sync::Arc<crate::ingest::mapping::Mapping>>,
 }
@@ -140,7 +146,8 @@ impl Config {
             .and_then(|c| cluster::cluster(c, (&raw.api.listen, &raw.mqtt.client_id), env, &mut v));
         let notify = notify::notify(&raw.notify, env, base, &mut v);
         let mappings = mapping::mappings(&raw.mappings, &mut v);
-        let stations = station::stations(&raw, base, &mappings, &mut v);
+        let opcua_servers = opcua::servers(&raw.opcua, &e.data_dir, base, env, &mut v);
+        let stations = station::stations(&raw, base, (&mappings, &opcua_servers), &mut v);
         let used: Vec<_> = mappings
             .values()
             .filter(|m| {
@@ -177,6 +184,7 @@ impl Config {
             notify,
             cluster,
             stations,
+            opcua_servers,
             mappings: used,
         })
     }

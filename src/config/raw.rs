@@ -35,6 +35,8 @@ pub(super) struct Raw {
     pub(super) defaults: RawControl,
     #[serde(default)]
     pub(super) notify: super::notify::RawNotify,
+    #[serde(default)]
+    pub(super) opcua: super::opcua::RawOpcua,
     pub(super) cluster: Option<RawCluster>,
     pub(super) plant: Option<super::plant::RawPlant>,
     #[serde(default, rename = "station")]
@@ -321,6 +323,8 @@ pub(super) struct RawStation {
     pub(super) mode: Mode,
     /// Present for a Modbus TCP station (absent: the station speaks MQTT).
     pub(super) modbus: Option<super::raw_modbus::RawModbus>,
+    /// Present for a station behind an OPC UA server (`[[opcua.server]]`).
+    pub(super) opcua: Option<super::opcua::RawStationOpcua>,
     /// The `[[mapping]]` its MQTT payloads follow (absent: the contract's own).
     pub(super) mapping: Option<String>,
     #[serde(flatten)]

@@ -18,11 +18,12 @@ use crate::model::StationId;
 pub(super) fn stations(
     raw: &Raw,
     base: &Path,
-    mappings: &Mappings,
+    (mappings, servers): (&Mappings, &[crate::ingest::opcua::ServerConfig]),
     v: &mut Errors,
 ) -> Vec<StationConfig> {
     let mut seen = HashSet::new();
     let mut maps = Maps::new();
+    let mut node_maps = super::opcua::NodeMaps::new();
     v.check(
         !raw.stations.is_empty(),
         "station: at least one [[station]] is required",
@@ -32,12 +33,25 @@ pub(super) fn stations(
         let place = format!("station[{i}] {:?}", st.id);
         let mapping = st.mapping.as_ref().and_then(|name| {
             let declared = raw.mappings.iter().any(|m| m.name() == name);
-            let modbus = st.modbus.is_some();
-            super::mapping::station_mapping(&st.id, modbus, name, declared, mappings, &place, v)
+            let polled = st.modbus.is_some() || st.opcua.is_some();
+            super::mapping::station_mapping(&st.id, polled, name, declared, mappings, &place, v)
         });
+        v.check(
+            st.modbus.is_none() || st.opcua.is_none(),
+            format!("{place}: a station is reached over modbus or opcua, not both"),
+        );
+        let opcua = match (&st.opcua, StationId::new(&st.id)) {
+            (Some(o), Ok(id)) => {
+                super::opcua::station(o, &id, servers, base, &mut node_maps, &place, v)
+            }
+            _ => None,
+        };
         stations.extend(
-            station(raw, st, &place, base, &mut maps, &mut seen, v)
-                .map(|s| StationConfig { mapping, ..s }),
+            station(raw, st, &place, base, &mut maps, &mut seen, v).map(|s| StationConfig {
+                mapping,
+                opcua,
+                ..s
+            }),
         );
     }
     let modbus: Vec<(String, &crate::ingest::modbus::poller::PollerConfig)> = stations
@@ -114,6 +128,7 @@ fn station(
             mode: st.mode,
             params,
             modbus,
+            opcua: None,
             mapping: None,
         }),
         _ => None,

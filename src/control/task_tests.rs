@@ -61,7 +61,7 @@ fn rig(dir: &std::path::Path) -> Rig {
         tags: BTreeMap::new(),
         topic: None,
         template: None,
-        modbus: Some(to_poller),
+        device: Some(to_poller),
     };
     // An MQTT client that is never connected: the numbering needs one, a Modbus route never
     // uses it.

@@ -63,6 +63,9 @@ pub enum Reject {
     },
     #[error("timestamp is invalid: {0}")]
     BadTimestamp(String),
+    /// An OPC UA value whose status is Bad or Uncertain.
+    #[error("field `{field}` has status {status}")]
+    BadStatus { field: String, status: String },
 }
 
 impl Reject {
@@ -75,6 +78,7 @@ impl Reject {
             Reject::WrongType(_) => "wrong_type",
             Reject::OutOfRange { .. } => "out_of_range",
             Reject::BadTimestamp(_) => "bad_timestamp",
+            Reject::BadStatus { .. } => "bad_status",
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Where it sits: first in the flow. [`mqtt`] keeps the broker connection and [`event_loop`]
 //! polls it; [`messages`] decodes and validates each message it delivers ([`decode`]); each
-//! Modbus station's poller ([`modbus`]) reads its registers into the same telemetry. Either way an
+//! Modbus station's poller ([`modbus`]) reads its registers into the same telemetry, and each
+//! OPC UA server's task ([`opcua`]) its stations' nodes. Whichever way, an
 //! accepted reading goes through [`slot::accept`]: it becomes the station's latest, its line
 //! is gathered for the spool, and the control task is woken once per burst.
 
@@ -12,6 +13,7 @@ pub mod mapping;
 pub mod messages;
 pub mod modbus;
 pub mod mqtt;
+pub mod opcua;
 pub mod plant;
 pub mod slot;
 

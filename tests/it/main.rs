@@ -20,6 +20,7 @@ mod live;
 mod mapping;
 mod modbus;
 mod notify;
+mod opcua;
 mod operator;
 mod peer;
 mod plant;

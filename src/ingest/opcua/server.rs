@@ -1,0 +1,607 @@
+//! One task per OPC UA server: keep its session, subscribe to (or poll) every read node of
+//! its stations, and turn the values into readings.
+//!
+//! Data flow: each data change carries its station and node in the monitored item's client
+//! handle. A publish response's changes are applied together to each station's latest values;
+//! every station they touched gives one reading, stamped with the newest source timestamp
+//! among them, handed to the same decoder and [`slot::accept`] as an MQTT payload. A station
+//! whose values did not change is read again from its latest values once per interval while
+//! the subscription is alive (the server's keep-alive says they are still current), so a
+//! steady station with a deadband does not go stale.
+//!
+//! Faults: a value whose status is not Good (Bad or Uncertain) makes its station's readings
+//! refused with the status as the reason, counted as a reject, until a Good value replaces it.
+//! A reading not newer than the station's last one is dropped: after a reconnect the server
+//! sends every item's current value again, which is already stored. While the link is down
+//! every station of the server has its `comm_error` set (the comm-lost alarm) and goes stale;
+//! the first connect is retried here with backoff, later ones by the session's event loop. A
+//! dead server costs only its own stations: each server has its own task and session.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opcua::client::{MonitoredItemMap, OnSubscriptionNotificationCore, Session};
+use opcua::types::{
+    DataChangeFilter, DataChangeNotification, DataChangeTrigger, DataValue, DeadbandType,
+    ExtensionObject, MonitoredItemCreateRequest, MonitoringMode, MonitoringParameters, NodeId,
+    NotificationMessage, ReadValueId, StatusCode, TimestampsToReturn, Variant,
+};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::map::Access;
+use super::session::{self, LinkEvent};
+use super::{Mode, ServerConfig, StationNodes};
+use crate::backoff::Backoff;
+use crate::ingest::decode::{self, DecodeLimits, Reject};
+use crate::ingest::modbus::map::READ_FIELDS;
+use crate::ingest::slot::{self, StationSlot};
+use crate::stats::Stats;
+use crate::store::StoreHandle;
+
+/// The session a station's writer may use: set while the server is connected.
+#[derive(Clone)]
+pub struct Live {
+    pub session: Arc<Session>,
+    /// The index of the map's `namespace_uri` on this server (0 without one).
+    pub ns: u16,
+}
+
+impl std::fmt::Debug for Live {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Live(ns {})", self.ns)
+    }
+}
+
+/// What the server's task needs besides its config.
+#[derive(Debug, Clone)]
+pub struct Parts {
+    pub store: StoreHandle,
+    pub stats: Arc<Stats>,
+    pub limits: DecodeLimits,
+}
+
+/// One monitored (or polled) node: its station and its index in the station's map.
+struct Item {
+    station: usize,
+    node: usize,
+    id: NodeId,
+    deadband: Option<f64>,
+}
+
+/// A station's latest values, by index into its map's nodes.
+struct Latest {
+    values: Vec<Option<DataValue>>,
+    /// Newest source timestamp among the changes not yet read into a reading (ms).
+    pending_ts: Option<i64>,
+    /// The last reading's timestamp: a reading must be newer.
+    last_ts: i64,
+    /// When a reading was last made from this station's values.
+    last_read: Instant,
+    /// The reject last logged, so a status that stays bad is logged once.
+    logged: Option<String>,
+}
+
+/// The monitored items' changes of one publish response: (client handle, value).
+type Batch = Vec<(u32, DataValue)>;
+
+/// Forwards each publish response's data changes, whole, to the server's task.
+struct Forward(mpsc::UnboundedSender<Batch>);
+
+impl OnSubscriptionNotificationCore for Forward {
+    fn on_subscription_notification(&mut self, n: NotificationMessage, _: MonitoredItemMap<'_>) {
+        let mut batch = Vec::new();
+        for obj in n.notification_data.into_iter().flatten() {
+            if let Some(dc) = obj.into_inner_as::<DataChangeNotification>() {
+                for m in dc.monitored_items.into_iter().flatten() {
+                    batch.push((m.client_handle, m.value));
+                }
+            }
+        }
+        if !batch.is_empty() {
+            let _ = self.0.send(batch);
+        }
+    }
+}
+
+struct Server {
+    cfg: ServerConfig,
+    stations: Vec<(StationNodes, Arc<StationSlot>)>,
+    latest: Vec<Latest>,
+    items: Vec<Item>,
+    parts: Parts,
+    live: watch::Sender<Option<Live>>,
+    /// Polling instead of a subscription (configured, or the server refused one).
+    polling: bool,
+    /// The link's last problem, logged once per change.
+    logged: Option<String>,
+    /// A publish response arrived since the last interval: the subscription is alive.
+    published: bool,
+    /// The index of the maps' namespace URI, found on the first connect.
+    ns: u16,
+    /// The subscription on the current session.
+    subscription: Option<u32>,
+}
+
+/// Reads the stations of one server until `stop` is cancelled. `live` tells the stations'
+/// writers which session to write on.
+pub async fn run(
+    cfg: ServerConfig,
+    stations: Vec<(StationNodes, Arc<StationSlot>)>,
+    parts: Parts,
+    live: watch::Sender<Option<Live>>,
+    stop: CancellationToken,
+) {
+    if let Err(e) = session::prepare_pki(&cfg) {
+        warn!(server = %cfg.name, problem = %e, "OPC UA certificate store not usable; the server's stations stay stale.");
+        let mut s = Server::new(cfg, stations, parts, live);
+        s.down(&format!("certificate store: {e}"));
+        stop.cancelled().await;
+        return;
+    }
+    let mut s = Server::new(cfg, stations, parts, live);
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    loop {
+        let connected = tokio::select! {
+            c = session::connect(&s.cfg) => c,
+            _ = stop.cancelled() => return,
+        };
+        match connected {
+            Ok((session, events, task)) => {
+                backoff.reset();
+                s.serve(session.clone(), events, &stop).await;
+                s.live.send_replace(None);
+                let _ = tokio::time::timeout(s.cfg.timeout, session.disconnect()).await;
+                task.abort();
+                if stop.is_cancelled() {
+                    return;
+                }
+            }
+            Err(e) => {
+                s.down(&format!("connect to {}: {e}", s.cfg.endpoint));
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
+                    _ = stop.cancelled() => return,
+                }
+            }
+        }
+    }
+}
+
+impl Server {
+    fn new(
+        cfg: ServerConfig,
+        stations: Vec<(StationNodes, Arc<StationSlot>)>,
+        parts: Parts,
+        live: watch::Sender<Option<Live>>,
+    ) -> Self {
+        let latest = stations
+            .iter()
+            .map(|(n, _)| Latest {
+                values: vec![None; n.map.nodes.len()],
+                pending_ts: None,
+                last_ts: 0,
+                last_read: Instant::now(),
+                logged: None,
+            })
+            .collect();
+        let polling = cfg.mode == Mode::Poll;
+        Self {
+            cfg,
+            stations,
+            latest,
+            items: Vec::new(),
+            parts,
+            live,
+            polling,
+            logged: None,
+            published: false,
+            ns: 0,
+            subscription: None,
+        }
+    }
+
+    /// Serves one connected session until its event loop ends or `stop`.
+    async fn serve(
+        &mut self,
+        session: Arc<Session>,
+        mut events: mpsc::UnboundedReceiver<LinkEvent>,
+        stop: &CancellationToken,
+    ) {
+        let (tx, mut batches) = mpsc::unbounded_channel::<Batch>();
+        let mut subscribed = false;
+        let mut tick = tokio::time::interval(self.cfg.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                e = events.recv() => match e {
+                    None => return,
+                    Some(LinkEvent::Up { .. }) if !subscribed => {
+                        // The first connect: resolve the namespace, then subscribe (or poll).
+                        match self.set_up(&session, tx.clone()).await {
+                            Ok(()) => subscribed = true,
+                            Err(e) => {
+                                self.down(&e);
+                                return; // reconnect from scratch, with backoff
+                            }
+                        }
+                    }
+                    Some(LinkEvent::Up { new_session }) => {
+                        // The old session again keeps its subscription; a new one (the server
+                        // restarted, or forgot us) gets a new subscription from us: the
+                        // client cannot transfer it.
+                        if new_session && !self.polling {
+                            if let Some(old) = self.subscription.take() {
+                                let _ = tokio::time::timeout(self.cfg.timeout, session.delete_subscription(old)).await;
+                            }
+                            if let Err(e) = self.subscribe(&session, tx.clone()).await {
+                                self.down(&e);
+                                return;
+                            }
+                        }
+                        self.up(&session);
+                    }
+                    Some(LinkEvent::Down(why)) => {
+                        self.live.send_replace(None);
+                        self.down(&why);
+                    }
+                    Some(LinkEvent::Published) => self.published = true,
+                },
+                Some(batch) = batches.recv() => {
+                    let mut more = vec![batch];
+                    while let Ok(b) = batches.try_recv() {
+                        more.push(b);
+                    }
+                    self.apply(more.into_iter().flatten());
+                }
+                _ = tick.tick() => {
+                    if subscribed && self.polling && self.live.borrow().is_some() {
+                        self.poll(&session).await;
+                    }
+                    self.refresh();
+                }
+                _ = stop.cancelled() => return,
+            }
+        }
+    }
+
+    /// After the first connect: the namespace index, the items, and the subscription (or
+    /// polling when configured or when the server refuses to subscribe).
+    async fn set_up(
+        &mut self,
+        session: &Arc<Session>,
+        tx: mpsc::UnboundedSender<Batch>,
+    ) -> Result<(), String> {
+        let ns = self.namespace(session).await?;
+        self.ns = ns;
+        self.items.clear();
+        for (si, (st, _)) in self.stations.iter().enumerate() {
+            for (ni, node) in st.map.nodes.iter().enumerate() {
+                if node.access != Access::Read {
+                    continue;
+                }
+                let id = st.map.node_id(node, &st.node, ns)?;
+                self.items.push(Item {
+                    station: si,
+                    node: ni,
+                    id,
+                    deadband: node.deadband,
+                });
+            }
+        }
+        if !self.polling {
+            if let Err(e) = self.subscribe(session, tx).await {
+                warn!(server = %self.cfg.name, problem = %e,
+                    "OPC UA server refuses the subscription; its stations are polled instead.");
+                self.polling = true;
+            }
+        }
+        self.up(session);
+        info!(server = %self.cfg.name, endpoint = %self.cfg.endpoint, items = self.items.len(),
+            polling = self.polling, "OPC UA server connected.");
+        Ok(())
+    }
+
+    /// The index of the maps' namespace URI on this server (0 when no map names one).
+    async fn namespace(&self, session: &Arc<Session>) -> Result<u16, String> {
+        let Some(uri) = self
+            .stations
+            .iter()
+            .find_map(|(s, _)| s.map.namespace_uri.clone())
+        else {
+            return Ok(0);
+        };
+        let array = NodeId::new(0, 2255u32); // Server_NamespaceArray
+        let read = tokio::time::timeout(
+            self.cfg.timeout,
+            session.read(
+                &[ReadValueId::from(array)],
+                TimestampsToReturn::Neither,
+                0.0,
+            ),
+        )
+        .await
+        .map_err(|_| "reading the namespace array: timed out".to_owned())?
+        .map_err(|e| format!("reading the namespace array: {e}"))?;
+        let names: Vec<String> = match read.first().and_then(|v| v.value.clone()) {
+            Some(Variant::Array(a)) => a
+                .values
+                .iter()
+                .map(|v| match v {
+                    Variant::String(s) => s.as_ref().to_owned(),
+                    _ => String::new(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        names
+            .iter()
+            .position(|n| *n == uri)
+            .map(|i| i as u16)
+            .ok_or_else(|| format!("the server has no namespace {uri:?} (it has {names:?})"))
+    }
+
+    async fn subscribe(
+        &mut self,
+        session: &Arc<Session>,
+        tx: mpsc::UnboundedSender<Batch>,
+    ) -> Result<(), String> {
+        let t = self.cfg.timeout;
+        // Keep-alive every interval while nothing changes (at least every 1 s of publishing).
+        let sub = tokio::time::timeout(
+            t,
+            session.create_subscription(self.cfg.interval, 30, 1, 0, 0, true, Forward(tx)),
+        )
+        .await
+        .map_err(|_| "create subscription: timed out".to_owned())?
+        .map_err(|e| format!("create subscription: {e}"))?;
+        self.subscription = Some(sub);
+        let sampling = self.cfg.interval.as_secs_f64() * 1000.0;
+        let requests: Vec<MonitoredItemCreateRequest> = self
+            .items
+            .iter()
+            .enumerate()
+            .map(|(k, item)| {
+                let filter = match item.deadband {
+                    Some(d) if d > 0.0 => ExtensionObject::from_message(DataChangeFilter {
+                        trigger: DataChangeTrigger::StatusValue,
+                        deadband_type: DeadbandType::Absolute as u32,
+                        deadband_value: d,
+                    }),
+                    _ => ExtensionObject::null(),
+                };
+                MonitoredItemCreateRequest {
+                    item_to_monitor: ReadValueId::from(item.id.clone()),
+                    monitoring_mode: MonitoringMode::Reporting,
+                    requested_parameters: MonitoringParameters {
+                        client_handle: k as u32 + 1,
+                        sampling_interval: sampling,
+                        filter,
+                        queue_size: 1,
+                        discard_oldest: true,
+                    },
+                }
+            })
+            .collect();
+        let created = tokio::time::timeout(
+            t * 4,
+            session.create_monitored_items(sub, TimestampsToReturn::Both, requests),
+        )
+        .await
+        .map_err(|_| "create monitored items: timed out".to_owned())?
+        .map_err(|e| format!("create monitored items: {e}"))?;
+        // A node the server does not have costs its own station only.
+        for (item, c) in self.items.iter().zip(&created) {
+            let status = c.result.status_code;
+            if !status.is_good() {
+                let (st, slot) = &self.stations[item.station];
+                let field = &st.map.nodes[item.node].field;
+                let text = format!("node {} ({field}): {status}", item.id);
+                warn!(server = %self.cfg.name, station = %st.station, problem = %text,
+                    "OPC UA node not monitored; the station has no reading without it.");
+                *slot.comm_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
+            }
+        }
+        Ok(())
+    }
+
+    /// One Read of every item; the answers are applied as one publish response would be.
+    async fn poll(&mut self, session: &Arc<Session>) {
+        let ids: Vec<ReadValueId> = self
+            .items
+            .iter()
+            .map(|i| ReadValueId::from(i.id.clone()))
+            .collect();
+        let read = tokio::time::timeout(
+            self.cfg.timeout,
+            session.read(&ids, TimestampsToReturn::Both, 0.0),
+        )
+        .await;
+        match read {
+            Ok(Ok(values)) if values.len() == ids.len() => {
+                self.published = true;
+                let batch: Vec<(u32, DataValue)> = values
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, v)| (k as u32 + 1, v))
+                    .collect();
+                self.apply(batch.into_iter());
+            }
+            Ok(Ok(values)) => self.down(&format!(
+                "read: {} values for {} nodes",
+                values.len(),
+                ids.len()
+            )),
+            Ok(Err(e)) => self.down(&format!("read: {e}")),
+            Err(_) => self.down(&format!("read: no answer within {:?}", self.cfg.timeout)),
+        }
+    }
+
+    /// Applies data changes and makes a reading of every station they touched.
+    fn apply(&mut self, changes: impl Iterator<Item = (u32, DataValue)>) {
+        let now_ms = crate::clock::now_ms();
+        let mut touched = vec![false; self.stations.len()];
+        for (handle, value) in changes {
+            let Some(item) = (handle as usize)
+                .checked_sub(1)
+                .and_then(|k| self.items.get(k))
+            else {
+                continue;
+            };
+            let ts = value
+                .source_timestamp
+                .as_ref()
+                .or(value.server_timestamp.as_ref())
+                .map(super::unix_ms)
+                .unwrap_or(now_ms);
+            self.parts
+                .stats
+                .opcua_notifications
+                .fetch_add(1, Ordering::Relaxed);
+            self.parts
+                .stats
+                .opcua_lateness
+                .record(((now_ms - ts).max(0) as u64) * 1000);
+            let l = &mut self.latest[item.station];
+            l.pending_ts = Some(l.pending_ts.map_or(ts, |p| p.max(ts)));
+            l.values[item.node] = Some(value);
+            touched[item.station] = true;
+        }
+        for (i, t) in touched.into_iter().enumerate() {
+            if t {
+                let ts = self.latest[i].pending_ts.take().unwrap_or(now_ms);
+                self.read_station(i, ts);
+            }
+        }
+    }
+
+    /// Once per interval: a station that had no change since its last reading is read again
+    /// from its latest values, if the subscription published since (its values are current).
+    fn refresh(&mut self) {
+        if !std::mem::take(&mut self.published) || self.live.borrow().is_none() {
+            return;
+        }
+        let now_ms = crate::clock::now_ms();
+        for i in 0..self.stations.len() {
+            if self.latest[i].last_read.elapsed() >= self.cfg.interval {
+                self.read_station(i, now_ms);
+            }
+        }
+    }
+
+    /// A reading from station `i`'s latest values at `ts`, if it has every required one, they
+    /// are all Good and it is newer than the last.
+    fn read_station(&mut self, i: usize, ts: i64) {
+        let (st, slot) = &self.stations[i];
+        let l = &mut self.latest[i];
+        l.last_read = Instant::now();
+        if !slot.active.load(Ordering::Relaxed) {
+            return; // another instance of the cluster leads the station
+        }
+        if ts <= l.last_ts {
+            // The server re-sent a value already stored (a new subscription's first values).
+            self.parts
+                .stats
+                .opcua_resent
+                .fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let mut obj = serde_json::Map::new();
+        obj.insert("ts".into(), ts.into());
+        let mut bad: Option<Reject> = None;
+        for (node, v) in st.map.nodes.iter().zip(&l.values) {
+            let Some(v) = v else { continue };
+            let status = v.status.unwrap_or(StatusCode::Good);
+            if !status.is_good() {
+                bad.get_or_insert(Reject::BadStatus {
+                    field: node.field.clone(),
+                    status: status.to_string(),
+                });
+                continue;
+            }
+            let Some(x) = v.value.as_ref().and_then(|x| node.decode(x)) else {
+                bad.get_or_insert(Reject::WrongType(node.field.clone()));
+                continue;
+            };
+            let x = (x * 1e6).round() / 1e6;
+            if let (Some(n), true) = (
+                serde_json::Number::from_f64(x),
+                READ_FIELDS.contains(&node.field.as_str()),
+            ) {
+                obj.insert(node.field.clone(), n.into());
+            }
+        }
+        let decoded = match bad {
+            Some(r) => Err(r),
+            None => {
+                let payload = serde_json::Value::Object(obj).to_string();
+                decode::decode(&st.station, payload.as_bytes(), ts, &self.parts.limits)
+                    .and_then(|r| slot.check_area(r))
+            }
+        };
+        match decoded {
+            Ok(reading) => {
+                l.last_ts = ts;
+                l.logged = None;
+                let mut out = slot::Gathered::new(self.parts.store.clone(), slot.trigger.clone());
+                slot::accept(slot, reading, &mut out, &self.parts.stats);
+                out.flush(&self.parts.stats);
+            }
+            // A station without its required values yet (the first changes are arriving).
+            Err(Reject::Missing(_)) => {}
+            Err(rej) => {
+                slot.rejects.fetch_add(1, Ordering::Relaxed);
+                self.parts.stats.count_reject(rej.label());
+                let text = rej.to_string();
+                if l.logged.as_deref() != Some(&text) {
+                    warn!(server = %self.cfg.name, station = %st.station, reason = rej.label(), detail = %text,
+                        "OPC UA reading rejected; not used for control.");
+                    l.logged = Some(text);
+                }
+            }
+        }
+    }
+
+    /// The link is up: the stations' link errors clear (a node the server lacks stays named).
+    fn up(&mut self, session: &Arc<Session>) {
+        if self.logged.take().is_some() {
+            info!(server = %self.cfg.name, endpoint = %self.cfg.endpoint, "OPC UA server answering again.");
+        }
+        if self.live.borrow().is_none() {
+            self.live.send_replace(Some(Live {
+                session: session.clone(),
+                ns: self.ns,
+            }));
+        }
+        for (_, slot) in &self.stations {
+            let mut e = slot.comm_error.lock().unwrap_or_else(|p| p.into_inner());
+            if e.as_deref().is_some_and(|t| t.starts_with("OPC UA server")) {
+                *e = None;
+            }
+        }
+    }
+
+    /// The link is down: every station of the server shows why (the comm-lost alarm).
+    fn down(&mut self, why: &str) {
+        self.parts
+            .stats
+            .opcua_link_failures
+            .fetch_add(1, Ordering::Relaxed);
+        let text = format!(
+            "OPC UA server {} ({}): {why}",
+            self.cfg.name, self.cfg.endpoint
+        );
+        let kind = why.split(':').next().unwrap_or_default().to_owned();
+        if self.logged.as_deref() != Some(&kind) {
+            warn!(server = %self.cfg.name, endpoint = %self.cfg.endpoint, problem = %why,
+                "OPC UA server unreachable; its stations go stale and it is retried with backoff.");
+            self.logged = Some(kind);
+        }
+        for (_, slot) in &self.stations {
+            *slot.comm_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(text.clone());
+        }
+    }
+}
