@@ -323,3 +323,55 @@ fn station_overrides_defaults() {
     assert_eq!(c.stations[1].params.heated_area_m2, Some(50_000.0));
     assert_eq!(c.stations[1].tags["district"], "north");
 }
+
+#[test]
+fn opcua_servers_and_stations_are_checked_with_their_places() {
+    let dir = tempfile::tempdir().unwrap();
+    let map = include_str!("../../config/opcua/heatgrid-sim.toml");
+    std::fs::write(dir.path().join("map.toml"), map).unwrap();
+    std::fs::write(dir.path().join("server.pem"), "not read here").unwrap();
+    let text = "[[opcua.server]]\nname = \"gw\"\nendpoint = \"opc.tcp://10.0.0.5:4840\"\n\
+        security = \"sign_encrypt\"\nserver_certificate = \"server.pem\"\nuser = \"heatgrid\"\npassword_env = \"PW\"\n\
+        [[station]]\nid = \"a\"\nopcua = { server = \"gw\", map = \"map.toml\" }\n\
+        [[station]]\nid = \"b\"\nopcua = { server = \"gw\", map = \"map.toml\", node = \"DB12\" }\n";
+    let env = |k: &str| (k == "PW").then(|| "secret".to_owned());
+    let c = Config::parse_in(text, &env, dir.path()).unwrap();
+    let s = &c.opcua_servers[0];
+    assert_eq!(s.security, crate::ingest::opcua::Security::SignEncrypt);
+    assert!(s.pki_dir.ends_with("opcua/gw"));
+    assert!(format!("{:?}", s.identity).contains("password hidden"));
+    let (a, b) = (
+        c.stations[0].opcua.as_ref().unwrap(),
+        c.stations[1].opcua.as_ref().unwrap(),
+    );
+    assert_eq!(
+        (a.0, a.1.node.as_str(), b.1.node.as_str()),
+        (0, "a", "DB12")
+    );
+    assert!(
+        std::sync::Arc::ptr_eq(&a.1.map, &b.1.map),
+        "one map, read once"
+    );
+
+    let text = "[[opcua.server]]\nname = \"gw 1\"\nendpoint = \"http://x\"\nsecurity = \"sign\"\n\
+        [[opcua.server]]\nname = \"plain\"\nendpoint = \"opc.tcp://10.0.0.6\"\nuser = \"u\"\npassword_env = \"PW\"\n\
+        [[opcua.server]]\nname = \"enc\"\nendpoint = \"opc.tcp://10.0.0.7\"\nsecurity = \"sign_encrypt\"\n\
+        [[station]]\nid = \"a\"\nopcua = { server = \"nope\", map = \"map.toml\" }\n\
+        [[station]]\nid = \"b\"\nopcua = { server = \"plain\", map = \"missing.toml\" }\n\
+        [[station]]\nid = \"c\"\nmodbus = { address = \"h\", map = \"m.toml\" }\nopcua = { server = \"plain\", map = \"map.toml\" }\n";
+    let errs = Config::parse_in(text, &env, dir.path())
+        .unwrap_err()
+        .join("\n");
+    for want in [
+        "opcua.server[0] \"gw 1\".name: letters, digits",
+        "opcua.server[0] \"gw 1\".endpoint: \"http://x\" is not opc.tcp://",
+        "opcua.server[0] \"gw 1\".security: \"sign\" is neither",
+        "opcua.server[1] \"plain\".password_env: a password would cross the network in the clear",
+        "opcua.server[2] \"enc\".server_certificate: required with sign_encrypt",
+        "station[0] \"a\".opcua.server: no [[opcua.server]] is named \"nope\"",
+        "missing.toml: cannot read",
+        "station[2] \"c\": a station is reached over modbus or opcua, not both",
+    ] {
+        assert!(errs.contains(want), "missing {want:?} in:\n{errs}");
+    }
+}

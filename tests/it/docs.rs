@@ -55,12 +55,14 @@ const BASE_MAP: &str = "device = \"docs\"\naddress_base = 0\n\
     [[register]]\nfield = \"return_temp_c\"\ntable = \"input\"\naddress = 101\ntype = \"i16\"\nscale = 0.01\n\
     [[register]]\nfield = \"flow_m3h\"\ntable = \"input\"\naddress = 102\ntype = \"u16\"\nscale = 0.01\n";
 
-/// The shipped map a block's `map = "…"` stands for: the plant's for a plant map, else a
-/// station's.
+/// The shipped map a block's `map = "…"` stands for: the plant's for a plant map, the OPC UA
+/// node map for a path under `opcua/`, else a station's register map.
 fn example_map(name: &str) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let file = if name.contains("plant") {
         "config/modbus/heatgrid-sim-plant.toml"
+    } else if name.contains("opcua") {
+        "config/opcua/heatgrid-sim.toml"
     } else {
         "config/modbus/example-ecl-comfort.toml"
     };
@@ -96,7 +98,21 @@ fn every_toml_block_of_the_docs_passes_check() {
     let mut failures = Vec::new();
     for (place, text) in &blocks {
         let dir = tempfile::tempdir().unwrap();
-        let config = if text.contains("[[register]]") {
+        let config = if text.contains("[[node]]") {
+            // A node-map block: completed with the required fields it lacks, used by a station.
+            let mut map = text.clone();
+            for f in ["supply_temp_c", "return_temp_c", "flow_m3h"] {
+                if !text.contains(&format!("field = \"{f}\"")) {
+                    map.push_str(&format!(
+                        "\n[[node]]\nfield = \"{f}\"\nnode_id = \"s=docs.{f}\"\ntype = \"double\"\n"
+                    ));
+                }
+            }
+            std::fs::write(dir.path().join("map.toml"), map).unwrap();
+            "[mqtt]\nhost = \"127.0.0.1\"\n[[opcua.server]]\nname = \"s\"\nendpoint = \"opc.tcp://127.0.0.1:4840\"\n\
+             [[station]]\nid = \"st-1\"\nopcua = { server = \"s\", map = \"map.toml\" }\n"
+                .to_owned()
+        } else if text.contains("[[register]]") {
             // A register-map block: added to a map of the required fields, which a station
             // then uses.
             std::fs::write(dir.path().join("map.toml"), format!("{BASE_MAP}\n{text}")).unwrap();
@@ -104,6 +120,15 @@ fn every_toml_block_of_the_docs_passes_check() {
              modbus = { address = \"127.0.0.1:502\", map = \"map.toml\" }\n"
                 .to_owned()
         } else {
+            // Certificates and password files a block names exist (`heatgrid check` reads
+            // them only at start).
+            for key in ["server_certificate", "password_file"] {
+                for f in values_of(text, key) {
+                    let path = dir.path().join(f);
+                    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                    std::fs::write(path, "a-secret-long-enough-for-any-check-0123\n").unwrap();
+                }
+            }
             for map in values_of(text, "map") {
                 let path = dir.path().join(map);
                 std::fs::create_dir_all(path.parent().unwrap()).unwrap();

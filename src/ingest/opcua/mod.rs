@@ -1,6 +1,6 @@
 //! Stations behind OPC UA: node maps ([`map`]), one client task per server ([`server`]) that
 //! keeps a session and one subscription for all the server's stations (or polls them), and
-//! one writer task per station ([`write`]) for its commands.
+//! one writer task per station ([`mod@write`]) for its commands.
 //!
 //! Where it sits: a third way in and out of the same engine, beside MQTT and Modbus. Data
 //! changes are assembled per station into the same telemetry object an MQTT payload carries,

@@ -80,6 +80,7 @@ pub(super) async fn connect(
         .request_timeout(cfg.timeout)
         .publish_timeout(cfg.timeout + cfg.interval * 3)
         .recreate_subscriptions(false)
+        .max_array_length(100_000)
         .keep_alive_interval(cfg.interval.max(std::time::Duration::from_secs(1)))
         .max_failed_keep_alive_count(3)
         .session_timeout(60_000);

@@ -4,7 +4,7 @@
 //! Data flow: each data change carries its station and node in the monitored item's client
 //! handle. A publish response's changes are applied together to each station's latest values;
 //! every station they touched gives one reading, stamped with the newest source timestamp
-//! among them, handed to the same decoder and [`slot::accept`] as an MQTT payload. A station
+//! among them, handed to the same decoder and [`crate::ingest::slot::accept`] as an MQTT payload. A station
 //! whose values did not change is read again from its latest values once per interval while
 //! the subscription is alive (the server's keep-alive says they are still current), so a
 //! steady station with a deadband does not go stale.
@@ -21,12 +21,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use opcua::client::{MonitoredItemMap, OnSubscriptionNotificationCore, Session};
-use opcua::types::{
-    DataChangeFilter, DataChangeNotification, DataChangeTrigger, DataValue, DeadbandType,
-    ExtensionObject, MonitoredItemCreateRequest, MonitoringMode, MonitoringParameters, NodeId,
-    NotificationMessage, ReadValueId, StatusCode, TimestampsToReturn, Variant,
-};
+mod readings;
+mod subscription;
+
+use opcua::client::Session;
+use opcua::types::{DataValue, NodeId, ReadValueId, TimestampsToReturn, Variant};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -36,9 +35,8 @@ use super::map::Access;
 use super::session::{self, LinkEvent};
 use super::{Mode, ServerConfig, StationNodes};
 use crate::backoff::Backoff;
-use crate::ingest::decode::{self, DecodeLimits, Reject};
-use crate::ingest::modbus::map::READ_FIELDS;
-use crate::ingest::slot::{self, StationSlot};
+use crate::ingest::decode::DecodeLimits;
+use crate::ingest::slot::StationSlot;
 use crate::stats::Stats;
 use crate::store::StoreHandle;
 
@@ -88,25 +86,6 @@ struct Latest {
 /// The monitored items' changes of one publish response: (client handle, value).
 type Batch = Vec<(u32, DataValue)>;
 
-/// Forwards each publish response's data changes, whole, to the server's task.
-struct Forward(mpsc::UnboundedSender<Batch>);
-
-impl OnSubscriptionNotificationCore for Forward {
-    fn on_subscription_notification(&mut self, n: NotificationMessage, _: MonitoredItemMap<'_>) {
-        let mut batch = Vec::new();
-        for obj in n.notification_data.into_iter().flatten() {
-            if let Some(dc) = obj.into_inner_as::<DataChangeNotification>() {
-                for m in dc.monitored_items.into_iter().flatten() {
-                    batch.push((m.client_handle, m.value));
-                }
-            }
-        }
-        if !batch.is_empty() {
-            let _ = self.0.send(batch);
-        }
-    }
-}
-
 struct Server {
     cfg: ServerConfig,
     stations: Vec<(StationNodes, Arc<StationSlot>)>,
@@ -154,7 +133,9 @@ pub async fn run(
                 backoff.reset();
                 s.serve(session.clone(), events, &stop).await;
                 s.live.send_replace(None);
-                let _ = tokio::time::timeout(s.cfg.timeout, session.disconnect()).await;
+                // Closing the session politely is worth a second, not the stop's whole grace.
+                let polite = s.cfg.timeout.min(Duration::from_secs(1));
+                let _ = tokio::time::timeout(polite, session.disconnect()).await;
                 task.abort();
                 if stop.is_cancelled() {
                     return;
@@ -237,7 +218,7 @@ impl Server {
                             if let Some(old) = self.subscription.take() {
                                 let _ = tokio::time::timeout(self.cfg.timeout, session.delete_subscription(old)).await;
                             }
-                            if let Err(e) = self.subscribe(&session, tx.clone()).await {
+                            if let Err((_, e)) = self.subscribe(&session, tx.clone()).await {
                                 self.down(&e);
                                 return;
                             }
@@ -293,11 +274,7 @@ impl Server {
             }
         }
         if !self.polling {
-            if let Err(e) = self.subscribe(session, tx).await {
-                warn!(server = %self.cfg.name, problem = %e,
-                    "OPC UA server refuses the subscription; its stations are polled instead.");
-                self.polling = true;
-            }
+            self.subscribe_or_poll(session, tx).await?;
         }
         self.up(session);
         info!(server = %self.cfg.name, endpoint = %self.cfg.endpoint, items = self.items.len(),
@@ -342,227 +319,6 @@ impl Server {
             .position(|n| *n == uri)
             .map(|i| i as u16)
             .ok_or_else(|| format!("the server has no namespace {uri:?} (it has {names:?})"))
-    }
-
-    async fn subscribe(
-        &mut self,
-        session: &Arc<Session>,
-        tx: mpsc::UnboundedSender<Batch>,
-    ) -> Result<(), String> {
-        let t = self.cfg.timeout;
-        // Keep-alive every interval while nothing changes (at least every 1 s of publishing).
-        let sub = tokio::time::timeout(
-            t,
-            session.create_subscription(self.cfg.interval, 30, 1, 0, 0, true, Forward(tx)),
-        )
-        .await
-        .map_err(|_| "create subscription: timed out".to_owned())?
-        .map_err(|e| format!("create subscription: {e}"))?;
-        self.subscription = Some(sub);
-        let sampling = self.cfg.interval.as_secs_f64() * 1000.0;
-        let requests: Vec<MonitoredItemCreateRequest> = self
-            .items
-            .iter()
-            .enumerate()
-            .map(|(k, item)| {
-                let filter = match item.deadband {
-                    Some(d) if d > 0.0 => ExtensionObject::from_message(DataChangeFilter {
-                        trigger: DataChangeTrigger::StatusValue,
-                        deadband_type: DeadbandType::Absolute as u32,
-                        deadband_value: d,
-                    }),
-                    _ => ExtensionObject::null(),
-                };
-                MonitoredItemCreateRequest {
-                    item_to_monitor: ReadValueId::from(item.id.clone()),
-                    monitoring_mode: MonitoringMode::Reporting,
-                    requested_parameters: MonitoringParameters {
-                        client_handle: k as u32 + 1,
-                        sampling_interval: sampling,
-                        filter,
-                        queue_size: 1,
-                        discard_oldest: true,
-                    },
-                }
-            })
-            .collect();
-        let created = tokio::time::timeout(
-            t * 4,
-            session.create_monitored_items(sub, TimestampsToReturn::Both, requests),
-        )
-        .await
-        .map_err(|_| "create monitored items: timed out".to_owned())?
-        .map_err(|e| format!("create monitored items: {e}"))?;
-        // A node the server does not have costs its own station only.
-        for (item, c) in self.items.iter().zip(&created) {
-            let status = c.result.status_code;
-            if !status.is_good() {
-                let (st, slot) = &self.stations[item.station];
-                let field = &st.map.nodes[item.node].field;
-                let text = format!("node {} ({field}): {status}", item.id);
-                warn!(server = %self.cfg.name, station = %st.station, problem = %text,
-                    "OPC UA node not monitored; the station has no reading without it.");
-                *slot.comm_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(text);
-            }
-        }
-        Ok(())
-    }
-
-    /// One Read of every item; the answers are applied as one publish response would be.
-    async fn poll(&mut self, session: &Arc<Session>) {
-        let ids: Vec<ReadValueId> = self
-            .items
-            .iter()
-            .map(|i| ReadValueId::from(i.id.clone()))
-            .collect();
-        let read = tokio::time::timeout(
-            self.cfg.timeout,
-            session.read(&ids, TimestampsToReturn::Both, 0.0),
-        )
-        .await;
-        match read {
-            Ok(Ok(values)) if values.len() == ids.len() => {
-                self.published = true;
-                let batch: Vec<(u32, DataValue)> = values
-                    .into_iter()
-                    .enumerate()
-                    .map(|(k, v)| (k as u32 + 1, v))
-                    .collect();
-                self.apply(batch.into_iter());
-            }
-            Ok(Ok(values)) => self.down(&format!(
-                "read: {} values for {} nodes",
-                values.len(),
-                ids.len()
-            )),
-            Ok(Err(e)) => self.down(&format!("read: {e}")),
-            Err(_) => self.down(&format!("read: no answer within {:?}", self.cfg.timeout)),
-        }
-    }
-
-    /// Applies data changes and makes a reading of every station they touched.
-    fn apply(&mut self, changes: impl Iterator<Item = (u32, DataValue)>) {
-        let now_ms = crate::clock::now_ms();
-        let mut touched = vec![false; self.stations.len()];
-        for (handle, value) in changes {
-            let Some(item) = (handle as usize)
-                .checked_sub(1)
-                .and_then(|k| self.items.get(k))
-            else {
-                continue;
-            };
-            let ts = value
-                .source_timestamp
-                .as_ref()
-                .or(value.server_timestamp.as_ref())
-                .map(super::unix_ms)
-                .unwrap_or(now_ms);
-            self.parts
-                .stats
-                .opcua_notifications
-                .fetch_add(1, Ordering::Relaxed);
-            self.parts
-                .stats
-                .opcua_lateness
-                .record(((now_ms - ts).max(0) as u64) * 1000);
-            let l = &mut self.latest[item.station];
-            l.pending_ts = Some(l.pending_ts.map_or(ts, |p| p.max(ts)));
-            l.values[item.node] = Some(value);
-            touched[item.station] = true;
-        }
-        for (i, t) in touched.into_iter().enumerate() {
-            if t {
-                let ts = self.latest[i].pending_ts.take().unwrap_or(now_ms);
-                self.read_station(i, ts);
-            }
-        }
-    }
-
-    /// Once per interval: a station that had no change since its last reading is read again
-    /// from its latest values, if the subscription published since (its values are current).
-    fn refresh(&mut self) {
-        if !std::mem::take(&mut self.published) || self.live.borrow().is_none() {
-            return;
-        }
-        let now_ms = crate::clock::now_ms();
-        for i in 0..self.stations.len() {
-            if self.latest[i].last_read.elapsed() >= self.cfg.interval {
-                self.read_station(i, now_ms);
-            }
-        }
-    }
-
-    /// A reading from station `i`'s latest values at `ts`, if it has every required one, they
-    /// are all Good and it is newer than the last.
-    fn read_station(&mut self, i: usize, ts: i64) {
-        let (st, slot) = &self.stations[i];
-        let l = &mut self.latest[i];
-        l.last_read = Instant::now();
-        if !slot.active.load(Ordering::Relaxed) {
-            return; // another instance of the cluster leads the station
-        }
-        if ts <= l.last_ts {
-            // The server re-sent a value already stored (a new subscription's first values).
-            self.parts
-                .stats
-                .opcua_resent
-                .fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        let mut obj = serde_json::Map::new();
-        obj.insert("ts".into(), ts.into());
-        let mut bad: Option<Reject> = None;
-        for (node, v) in st.map.nodes.iter().zip(&l.values) {
-            let Some(v) = v else { continue };
-            let status = v.status.unwrap_or(StatusCode::Good);
-            if !status.is_good() {
-                bad.get_or_insert(Reject::BadStatus {
-                    field: node.field.clone(),
-                    status: status.to_string(),
-                });
-                continue;
-            }
-            let Some(x) = v.value.as_ref().and_then(|x| node.decode(x)) else {
-                bad.get_or_insert(Reject::WrongType(node.field.clone()));
-                continue;
-            };
-            let x = (x * 1e6).round() / 1e6;
-            if let (Some(n), true) = (
-                serde_json::Number::from_f64(x),
-                READ_FIELDS.contains(&node.field.as_str()),
-            ) {
-                obj.insert(node.field.clone(), n.into());
-            }
-        }
-        let decoded = match bad {
-            Some(r) => Err(r),
-            None => {
-                let payload = serde_json::Value::Object(obj).to_string();
-                decode::decode(&st.station, payload.as_bytes(), ts, &self.parts.limits)
-                    .and_then(|r| slot.check_area(r))
-            }
-        };
-        match decoded {
-            Ok(reading) => {
-                l.last_ts = ts;
-                l.logged = None;
-                let mut out = slot::Gathered::new(self.parts.store.clone(), slot.trigger.clone());
-                slot::accept(slot, reading, &mut out, &self.parts.stats);
-                out.flush(&self.parts.stats);
-            }
-            // A station without its required values yet (the first changes are arriving).
-            Err(Reject::Missing(_)) => {}
-            Err(rej) => {
-                slot.rejects.fetch_add(1, Ordering::Relaxed);
-                self.parts.stats.count_reject(rej.label());
-                let text = rej.to_string();
-                if l.logged.as_deref() != Some(&text) {
-                    warn!(server = %self.cfg.name, station = %st.station, reason = rej.label(), detail = %text,
-                        "OPC UA reading rejected; not used for control.");
-                    l.logged = Some(text);
-                }
-            }
-        }
     }
 
     /// The link is up: the stations' link errors clear (a node the server lacks stays named).
