@@ -206,11 +206,13 @@ fn run(cli: Cli, loaded: Option<Result<Config, config::ConfigError>>) -> anyhow:
         Cmd::Operator(verb) => Ok(heatgrid::cli::run(cli.remote, verb)),
         Cmd::Check { config } => {
             let c = Config::load(&config)?;
+            let modbus = c.stations.iter().filter(|s| s.modbus.is_some()).count();
+            let opcua = c.stations.iter().filter(|s| s.opcua.is_some()).count();
             println!(
-                "{}: OK ({} stations, {} of them Modbus TCP; storage: {})",
+                "{}: OK ({} stations: {} MQTT, {modbus} Modbus, {opcua} OPC UA; storage: {})",
                 config.display(),
                 c.stations.len(),
-                c.stations.iter().filter(|s| s.modbus.is_some()).count(),
+                c.stations.len() - modbus - opcua,
                 match &c.storage.influxdb {
                     Some(i) => format!("InfluxDB {}", i.url),
                     None => format!("files in {}", c.data_dir.join("lp").display()),

@@ -186,6 +186,25 @@ fn reading_ts(engine: &EngineHandle, id: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// Waits until every station of `live` has a reading 2 s newer than `after` (ms) and no link
+/// error; else their link errors.
+async fn resumed(
+    engine: &EngineHandle,
+    live: &[String],
+    after: i64,
+) -> Result<(), Vec<Option<String>>> {
+    let ok = util::eventually(Duration::from_secs(60), || {
+        live.iter()
+            .all(|id| reading_ts(engine, id) > after + 2000 && link_error(engine, id).is_none())
+    })
+    .await;
+    if ok {
+        Ok(())
+    } else {
+        Err(live.iter().map(|id| link_error(engine, id)).collect())
+    }
+}
+
 /// The stored readings' timestamps, per station.
 fn stored(data_dir: &Path) -> BTreeMap<String, Vec<i64>> {
     let mut by: BTreeMap<String, Vec<i64>> = BTreeMap::new();
@@ -288,7 +307,7 @@ async fn stations_behind_a_secured_gateway_track_within_1k_through_a_restart_a_b
         "readings again once the value is Good"
     );
 
-    // The gateway killed mid-run and started again on the same port.
+    // The gateway killed (SIGKILL) mid-run and started again on the same port.
     let resent_before = Stats::get(&stats.opcua_resent);
     let _ = gw.child.kill();
     let _ = gw.child.wait();
@@ -305,18 +324,9 @@ async fn stations_behind_a_secured_gateway_track_within_1k_through_a_restart_a_b
     );
     let before_restart = reading_ts(&engine, "op-001");
     let gw = Gateway::start(port, &sim, &gw_args);
-    assert!(
-        util::eventually(Duration::from_secs(60), || {
-            live.iter().all(|id| {
-                reading_ts(&engine, id) > before_restart + 2000 && link_error(&engine, id).is_none()
-            })
-        })
-        .await,
-        "readings resume after the restart: {:?}",
-        live.iter()
-            .map(|id| link_error(&engine, id))
-            .collect::<Vec<_>>()
-    );
+    resumed(&engine, &live, before_restart)
+        .await
+        .unwrap_or_else(|e| panic!("readings resume after the restart: {e:?}"));
     assert!(
         util::eventually(Duration::from_secs(20), || !comm_lost(&engine, "op-001")).await,
         "comm_lost cleared"
@@ -330,6 +340,26 @@ async fn stations_behind_a_secured_gateway_track_within_1k_through_a_restart_a_b
     )
     .await
     .unwrap();
+
+    // A cut: the gateway frozen (SIGSTOP) for 12 s, so its connection carries nothing and
+    // nothing closes it, then thawed with its session and subscription as they were.
+    let pid = gw.child.id().to_string();
+    let cut = std::time::Instant::now();
+    util::sh(dir.path(), &format!("kill -STOP {pid}"));
+    let frozen = util::eventually(Duration::from_secs(12), || {
+        comm_lost(&engine, "op-001") && link_error(&engine, "op-001").is_some()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(12).saturating_sub(cut.elapsed())).await;
+    util::sh(dir.path(), &format!("kill -CONT {pid}"));
+    let before_thaw = reading_ts(&engine, "op-001");
+    resumed(&engine, &live, before_thaw)
+        .await
+        .unwrap_or_else(|e| panic!("readings resume after the cut: {e:?}"));
+    assert!(
+        frozen,
+        "a frozen server is noticed (link error, comm_lost) within 12 s"
+    );
     let resent = Stats::get(&stats.opcua_resent) - resent_before;
     let accepted = Stats::get(&stats.readings_accepted);
     engine.shutdown().await;
@@ -364,27 +394,51 @@ fn bad_status(stats: &Stats) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_untrusted_server_is_refused_and_a_plain_one_is_polled() {
+async fn an_untrusted_server_is_refused_a_pinned_client_certificate_is_presented_and_a_plain_server_is_polled(
+) {
     let dir = tempfile::tempdir().unwrap();
     let certs = dir.path().join("certs");
     std::fs::create_dir_all(&certs).unwrap();
     certificates(&certs);
-    let sim = plcs(1, 32).await;
-    let sim2 = plcs(1, 33).await;
-    let (secure, plain) = (util::free_port(), util::free_port());
-    let args: Vec<String> = [
-        "--security",
-        "sign_encrypt",
-        "--cert",
-        certs.join("gw.pem").to_str().unwrap(),
-        "--key",
-        certs.join("gw-key.pem").to_str().unwrap(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let _secure = Gateway::start(secure, &sim, &args);
+    // The engine's own certificate, made here, with the engine's application URI in it.
+    util::sh(
+        &certs,
+        "openssl req -x509 -newkey rsa:2048 -nodes -keyout client-key.pem -out client.pem -days 2 \
+         -subj '/CN=heatgrid engine' -addext 'subjectAltName=URI:urn:heatgrid:engine,DNS:localhost' \
+         -addext 'keyUsage=critical,digitalSignature,nonRepudiation,keyEncipherment,dataEncipherment' \
+         -addext 'extendedKeyUsage=serverAuth,clientAuth' 2>/dev/null",
+    );
+    // A user's identity certificate.
+    util::sh(
+        &certs,
+        "openssl req -x509 -newkey rsa:2048 -nodes -keyout user-key.pem -out user.pem -days 2 \
+         -subj '/CN=heatgrid operator' -addext 'keyUsage=critical,digitalSignature,nonRepudiation' 2>/dev/null",
+    );
+    let (sim, sim2, sim3) = (plcs(1, 32).await, plcs(1, 33).await, plcs(1, 34).await);
+    let (secure, plain, pinned) = (util::free_port(), util::free_port(), util::free_port());
+    let path = |f: &str| certs.join(f).to_str().unwrap().to_owned();
+    let secured = |extra: &[String]| -> Vec<String> {
+        let mut a: Vec<String> = ["--security", "sign_encrypt", "--cert"]
+            .map(String::from)
+            .to_vec();
+        a.extend([path("gw.pem"), "--key".into(), path("gw-key.pem")]);
+        a.extend_from_slice(extra);
+        a
+    };
+    let _secure = Gateway::start(secure, &sim, &secured(&[]));
     let _plain = Gateway::start(plain, &sim2, &[]);
+    // This one accepts only the client certificate made above, and only the user whose
+    // identity certificate was made above.
+    let _pinned = Gateway::start(
+        pinned,
+        &sim3,
+        &secured(&[
+            "--trust-client".into(),
+            path("client.pem"),
+            "--identity-cert".into(),
+            path("user.pem"),
+        ]),
+    );
     let data = dir.path().join("data");
     let mut text = engine_head(&data);
     // The engine trusts somebody else's certificate, not the gateway's.
@@ -392,11 +446,32 @@ async fn an_untrusted_server_is_refused_and_a_plain_one_is_polled() {
         "[[opcua.server]]\nname = \"untrusted\"\nendpoint = \"opc.tcp://127.0.0.1:{secure}/gateway\"\n\
          security = \"sign_encrypt\"\nserver_certificate = {:?}\ninterval_s = 0.25\ntimeout_ms = 2000\n\
          [[opcua.server]]\nname = \"plain\"\nendpoint = \"opc.tcp://127.0.0.1:{plain}/gateway\"\n\
-         mode = \"poll\"\ninterval_s = 0.25\ntimeout_ms = 2000\n",
+         mode = \"poll\"\ninterval_s = 0.25\ntimeout_ms = 2000\n\
+         [[opcua.server]]\nname = \"pinned\"\nendpoint = \"opc.tcp://127.0.0.1:{pinned}/gateway\"\n\
+         security = \"sign_encrypt\"\nserver_certificate = {:?}\n\
+         client_certificate = {:?}\nclient_private_key = {:?}\n\
+         identity_certificate = {:?}\nidentity_private_key = {:?}\ninterval_s = 0.25\ntimeout_ms = 2000\n\
+         [[station]]\nid = \"st-untrusted\"\nopcua = {{ server = \"untrusted\", node = \"op-001\", map = {map:?} }}\n\
+         [[station]]\nid = \"st-pinned\"\nopcua = {{ server = \"pinned\", node = \"op-001\", map = {map:?} }}\n\
+         [[opcua.server]]\nname = \"unpinned\"\nendpoint = \"opc.tcp://127.0.0.1:{pinned}/gateway\"\n\
+         security = \"sign_encrypt\"\nserver_certificate = {:?}\ninterval_s = 0.25\ntimeout_ms = 2000\n\
+         [[station]]\nid = \"st-unpinned\"\nopcua = {{ server = \"unpinned\", node = \"op-001\", map = {map:?} }}\n\
+         [[opcua.server]]\nname = \"anonymous\"\nendpoint = \"opc.tcp://127.0.0.1:{pinned}/gateway\"\n\
+         security = \"sign_encrypt\"\nserver_certificate = {:?}\n\
+         client_certificate = {:?}\nclient_private_key = {:?}\ninterval_s = 0.25\ntimeout_ms = 2000\n\
+         [[station]]\nid = \"st-anonymous\"\nopcua = {{ server = \"anonymous\", node = \"op-001\", map = {map:?} }}\n",
         certs.join("other.pem"),
+        certs.join("gw.pem"),
+        certs.join("client.pem"),
+        certs.join("client-key.pem"),
+        certs.join("user.pem"),
+        certs.join("user-key.pem"),
+        certs.join("gw.pem"),
+        certs.join("gw.pem"),
+        certs.join("client.pem"),
+        certs.join("client-key.pem"),
+        map = map_path(),
     ));
-    text.push_str(&stations("untrusted", &["op-001"]).replace("op-001", "st-untrusted"));
-    text = text.replace("map = ", "node = \"op-001\", map = ");
     text.push_str(&stations("plain", &["op-001"]));
     let cfg = Config::parse(&text, &|_| None).unwrap_or_else(|e| panic!("{e:#?}"));
     let engine = app::start(cfg).await.unwrap();
@@ -405,20 +480,32 @@ async fn an_untrusted_server_is_refused_and_a_plain_one_is_polled() {
             && comm_lost(&engine, "st-untrusted")
     })
     .await;
-    // Eight values a poll: ten polls in all.
+    // Eight values a poll: ten polls in all; the pinned server's station reads too (its client
+    // certificate and user identity both accepted), and the same server has refused the
+    // certificate the engine makes for itself, and the anonymous user.
     let stats = engine.stats().clone();
+    let fresh = |id: &str| reading_ts(&engine, id) > heatgrid::clock::now_ms() - 2000;
     let polled = util::eventually(Duration::from_secs(30), || {
-        reading_ts(&engine, "op-001") > heatgrid::clock::now_ms() - 2000
-            && Stats::get(&stats.opcua_notifications) >= 80
+        fresh("op-001")
+            && fresh("st-pinned")
+            && Stats::get(&stats.opcua_notifications) >= 160
+            && link_error(&engine, "st-unpinned").is_some()
+            && link_error(&engine, "st-anonymous").is_some()
     })
     .await;
     let untrusted = link_error(&engine, "st-untrusted");
+    let pinned_error = link_error(&engine, "st-pinned");
+    // The same server refuses the certificate the engine would make for itself.
+    let unpinned = link_error(&engine, "st-unpinned");
+    // ...and an anonymous user, though the client certificate is the trusted one.
+    let anonymous = link_error(&engine, "st-anonymous");
     let rejected: Vec<PathBuf> = std::fs::read_dir(data.join("opcua/untrusted/rejected"))
         .map(|d| d.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     engine.shutdown().await;
-    sim.stop().await;
-    sim2.stop().await;
+    for s in [sim, sim2, sim3] {
+        s.stop().await;
+    }
     assert!(
         refused,
         "the untrusted server is refused with a clear error: {untrusted:?}"
@@ -433,8 +520,25 @@ async fn an_untrusted_server_is_refused_and_a_plain_one_is_polled() {
         1,
         "its certificate is kept aside: {rejected:?}"
     );
-    assert!(polled, "the plain server's station is polled");
+    assert!(
+        polled,
+        "the plain server is polled and the pinned one read: {pinned_error:?}"
+    );
     assert!(reading_ts_none(&data, "op-001") >= 5);
+    assert!(reading_ts_none(&data, "st-pinned") >= 5);
+    assert!(
+        unpinned.is_some(),
+        "a client certificate the server does not trust is refused"
+    );
+    assert_eq!(reading_ts_none(&data, "st-unpinned"), 0);
+    assert!(
+        anonymous
+            .as_deref()
+            .is_some_and(|e| e.contains("no identity of this kind")),
+        "an identity the server does not accept is refused: {anonymous:?}"
+    );
+    assert_eq!(reading_ts_none(&data, "st-anonymous"), 0);
+    println!("the pinned server refused the engine's own certificate: {unpinned:?}");
 }
 
 /// Readings stored for `id`.

@@ -17,6 +17,8 @@ Address space (namespace "urn:heatgrid:test-gateway"), per station ID:
 --stations ID=PORT,... : the PLCs (the simulator's Modbus ports).
 --security none|sign_encrypt with --cert/--key (PEM): Basic256Sha256 Sign & Encrypt only.
 --user NAME:PASSWORD: only that user may connect (anonymous refused).
+--trust-client PEM: only the client (application instance) certificate in it is accepted.
+--identity-cert PEM: only a user identified by the X.509 certificate in it may connect.
 stdin lines "bad ID FIELD" / "good ID FIELD": serve that read variable with status
 BadSensorFailure (value unchanged) or Good again.
 Prints "ready" once serving, "WRITE ID seq=N epoch=E ..." per command passed on.
@@ -29,6 +31,8 @@ import sys
 import threading
 
 from asyncua import Server, ua
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from asyncua.crypto.permission_rules import User, UserRole
 from asyncua.server.user_managers import UserManager
 from pymodbus.client import AsyncModbusTcpClient
@@ -70,13 +74,24 @@ def decode(words, at, how):
 
 
 class OnlyUser(UserManager):
-    def __init__(self, name, password):
-        self.name, self.password = name, password
+    """Accepts one user with its password, or one X.509 identity certificate (DER)."""
+
+    def __init__(self, name=None, password=None, cert_der=None):
+        self.name, self.password, self.cert_der = name, password, cert_der
 
     def get_user(self, iserver, username=None, password=None, certificate=None):
-        if username == self.name and password == self.password:
+        if self.name is not None and username == self.name and password == self.password:
             return User(role=UserRole.User, name=username)
+        if self.cert_der is not None and certificate is not None:
+            der = certificate if isinstance(certificate, (bytes, bytearray)) else certificate.public_bytes(serialization.Encoding.DER)
+            if der == self.cert_der:
+                return User(role=UserRole.User, name="certificate")
         return None
+
+
+def der_of(pem_path):
+    with open(pem_path, "rb") as f:
+        return x509.load_pem_x509_certificate(f.read()).public_bytes(serialization.Encoding.DER)
 
 
 class Station:
@@ -96,12 +111,16 @@ async def main():
     ap.add_argument("--cert")
     ap.add_argument("--key")
     ap.add_argument("--user")
+    ap.add_argument("--trust-client", help="PEM: the only client certificate accepted")
+    ap.add_argument("--identity-cert", help="PEM: the only user identity accepted (an X.509 token)")
     args = ap.parse_args()
 
     server = Server()
     if args.user:
         name, password = args.user.split(":", 1)
         server = Server(user_manager=OnlyUser(name, password))
+    elif args.identity_cert:
+        server = Server(user_manager=OnlyUser(cert_der=der_of(args.identity_cert)))
     await server.init()
     server.set_endpoint(f"opc.tcp://127.0.0.1:{args.port}/gateway")
     server.set_server_name("heatgrid test gateway")
@@ -112,8 +131,18 @@ async def main():
         server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
     else:
         server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+    if args.trust_client:
+        trusted = der_of(args.trust_client)
+
+        async def pinned(cert, app_description):
+            if cert.public_bytes(serialization.Encoding.DER) != trusted:
+                raise ua.UaStatusCodeError(ua.StatusCodes.BadCertificateUntrusted)
+
+        server.set_certificate_validator(pinned)
     if args.user:
         server.set_security_IDs(["Username"])
+    elif args.identity_cert:
+        server.set_security_IDs(["Basic256Sha256"])
     else:
         server.set_security_IDs(["Anonymous", "Username"])
     idx = await server.register_namespace(URI)

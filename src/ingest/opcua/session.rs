@@ -87,9 +87,23 @@ pub(super) async fn connect(
     if let Some((cert, key)) = &cfg.client_certificate {
         builder = builder.certificate_path(cert).private_key_path(key);
     }
-    let mut client = builder
-        .client()
-        .map_err(|e| format!("client settings: {}", e.join("; ")))?;
+    // Reads the engine's key pair, or makes one on the first start (an RSA key: a second or
+    // two of CPU), and the identity's files: off the async workers.
+    let identity = cfg.identity.clone();
+    let (mut client, identity) = tokio::task::spawn_blocking(move || {
+        let client = builder
+            .client()
+            .map_err(|e| format!("client settings: {}", e.join("; ")))?;
+        let identity = match identity {
+            Identity::Anonymous => IdentityToken::Anonymous,
+            Identity::User { user, password } => IdentityToken::new_user_name(user, password),
+            Identity::Certificate { cert, key } => IdentityToken::new_x509_path(cert, key)
+                .map_err(|e| format!("identity certificate: {e}"))?,
+        };
+        Ok::<_, String>((client, identity))
+    })
+    .await
+    .map_err(|e| format!("client settings: {e}"))??;
     let (policy, mode) = match cfg.security {
         Security::None => ("None", MessageSecurityMode::None),
         Security::SignEncrypt => ("Basic256Sha256", MessageSecurityMode::SignAndEncrypt),
@@ -101,14 +115,6 @@ pub(super) async fn connect(
         UserTokenPolicy::anonymous(),
     )
         .into();
-    let identity = match &cfg.identity {
-        Identity::Anonymous => IdentityToken::Anonymous,
-        Identity::User { user, password } => {
-            IdentityToken::new_user_name(user.clone(), password.clone())
-        }
-        Identity::Certificate { cert, key } => IdentityToken::new_x509_path(cert, key)
-            .map_err(|e| format!("identity certificate: {e}"))?,
-    };
     let (session, event_loop) = tokio::time::timeout(
         cfg.timeout,
         client.connect_to_matching_endpoint(endpoint, identity),
@@ -157,6 +163,8 @@ fn describe(status: &str) -> String {
         || status.contains("BadIdentityTokenInvalid")
     {
         format!("{status} (the server refused the user or certificate given as identity)")
+    } else if status.contains("BadSecurityPolicyRejected") {
+        format!("{status} (the server offers no endpoint with this security, or no identity of this kind: check security and the user or identity keys)")
     } else {
         status.to_owned()
     }

@@ -86,6 +86,7 @@ struct Latest {
 /// The monitored items' changes of one publish response: (client handle, value).
 type Batch = Vec<(u32, DataValue)>;
 
+/// The server's task: its stations, their latest values, the items that carry them.
 struct Server {
     cfg: ServerConfig,
     stations: Vec<(StationNodes, Arc<StationSlot>)>,
@@ -114,7 +115,14 @@ pub async fn run(
     live: watch::Sender<Option<Live>>,
     stop: CancellationToken,
 ) {
-    if let Err(e) = session::prepare_pki(&cfg) {
+    // Files, off the async workers.
+    let pki = {
+        let cfg = cfg.clone();
+        tokio::task::spawn_blocking(move || session::prepare_pki(&cfg))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()))
+    };
+    if let Err(e) = pki {
         warn!(server = %cfg.name, problem = %e, "OPC UA certificate store not usable; the server's stations stay stale.");
         let mut s = Server::new(cfg, stations, parts, live);
         s.down(&format!("certificate store: {e}"));
@@ -194,6 +202,10 @@ impl Server {
     ) {
         let (tx, mut batches) = mpsc::unbounded_channel::<Batch>();
         let mut subscribed = false;
+        // The subscription publishes (data or keep-alive) every interval: silence this long on
+        // a live session means it is gone.
+        let silent = self.cfg.interval * 4 + self.cfg.timeout;
+        let mut last_publish = Instant::now();
         let mut tick = tokio::time::interval(self.cfg.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -215,21 +227,22 @@ impl Server {
                         // restarted, or forgot us) gets a new subscription from us: the
                         // client cannot transfer it.
                         if new_session && !self.polling {
-                            if let Some(old) = self.subscription.take() {
-                                let _ = tokio::time::timeout(self.cfg.timeout, session.delete_subscription(old)).await;
-                            }
-                            if let Err((_, e)) = self.subscribe(&session, tx.clone()).await {
+                            if let Err(e) = self.resubscribe(&session, tx.clone()).await {
                                 self.down(&e);
                                 return;
                             }
                         }
+                        last_publish = Instant::now();
                         self.up(&session);
                     }
                     Some(LinkEvent::Down(why)) => {
                         self.live.send_replace(None);
                         self.down(&why);
                     }
-                    Some(LinkEvent::Published) => self.published = true,
+                    Some(LinkEvent::Published) => {
+                        self.published = true;
+                        last_publish = Instant::now();
+                    }
                 },
                 Some(batch) = batches.recv() => {
                     let mut more = vec![batch];
@@ -239,8 +252,20 @@ impl Server {
                     self.apply(more.into_iter().flatten());
                 }
                 _ = tick.tick() => {
-                    if subscribed && self.polling && self.live.borrow().is_some() {
+                    let live = subscribed && self.live.borrow().is_some();
+                    if live && self.polling {
                         self.poll(&session).await;
+                    } else if live && last_publish.elapsed() > silent {
+                        // Connected, yet neither data nor keep-alive: the server dropped the
+                        // subscription (its lifetime ran out during a long cut, or it was
+                        // deleted). A new one, rather than waiting forever.
+                        warn!(server = %self.cfg.name, silent_s = last_publish.elapsed().as_secs(),
+                            "OPC UA subscription silent on a live session; creating it again.");
+                        last_publish = Instant::now();
+                        if let Err(e) = self.resubscribe(&session, tx.clone()).await {
+                            self.down(&e);
+                            return;
+                        }
                     }
                     self.refresh();
                 }

@@ -94,6 +94,18 @@ impl Server {
         }
     }
 
+    /// A new subscription in place of the old (deleted, if the server still has it).
+    pub(super) async fn resubscribe(
+        &mut self,
+        session: &Arc<Session>,
+        tx: mpsc::UnboundedSender<Batch>,
+    ) -> Result<(), String> {
+        if let Some(old) = self.subscription.take() {
+            let _ = tokio::time::timeout(self.cfg.timeout, session.delete_subscription(old)).await;
+        }
+        self.subscribe(session, tx).await.map_err(|(_, e)| e)
+    }
+
     /// One subscription for every item, created in calls of [`PER_CALL`] items (servers cap
     /// monitored items per call). `Err`: the status (the server refused, or the link failed)
     /// and what was being done.
@@ -104,10 +116,12 @@ impl Server {
     ) -> Result<(), (StatusCode, String)> {
         let t = self.cfg.timeout;
         let timed_out = |what: &str| (StatusCode::BadTimeout, format!("{what}: timed out"));
-        // Keep-alive every interval while nothing changes; at most 1,000 changes a response.
+        // Keep-alive every interval while nothing changes; at most 1,000 changes a response;
+        // the server keeps it through a cut as long as the session (60 s), then drops it.
+        let lifetime = (60.0 / self.cfg.interval.as_secs_f64()).ceil().max(30.0) as u32;
         let sub = tokio::time::timeout(
             t,
-            session.create_subscription(self.cfg.interval, 30, 1, 1000, 0, true, Forward(tx)),
+            session.create_subscription(self.cfg.interval, lifetime, 1, 1000, 0, true, Forward(tx)),
         )
         .await
         .map_err(|_| timed_out("create subscription"))?
