@@ -207,7 +207,10 @@ fn run(cli: Cli, loaded: Option<Result<Config, config::ConfigError>>) -> anyhow:
         Cmd::Check { config } => {
             let c = Config::load(&config)?;
             let modbus = c.stations.iter().filter(|s| s.modbus.is_some()).count();
+            #[cfg(feature = "opcua")]
             let opcua = c.stations.iter().filter(|s| s.opcua.is_some()).count();
+            #[cfg(not(feature = "opcua"))]
+            let opcua = 0;
             println!(
                 "{}: OK ({} stations: {} MQTT, {modbus} Modbus, {opcua} OPC UA; storage: {})",
                 config.display(),

@@ -139,6 +139,7 @@ pub(super) fn start_modbus(
     senders
 }
 
+#[cfg(feature = "opcua")]
 /// One task per OPC UA server, and one writer per OPC UA station; per station (config order)
 /// the channel its commands go on (`None`: not behind OPC UA).
 pub(super) fn start_opcua(

@@ -10,7 +10,7 @@ use tracing::info;
 use super::cluster::start_cluster;
 use super::common::{create_dir, Common, StartError};
 use super::handle::{EngineHandle, Stages};
-use super::inputs::{start_modbus, start_mqtt, start_opcua};
+use super::inputs::{start_modbus, start_mqtt};
 use super::stage::Stage;
 use super::storage::start_storage;
 use crate::alarms::evaluate::StationAlarms;
@@ -115,12 +115,17 @@ pub async fn start(cfg: Config) -> Result<EngineHandle, StartError> {
         ));
     }
     let modbus_tx = start_modbus(&c, &slots, &stages.modbus);
-    let opcua_tx = start_opcua(&c, &slots, &stages.modbus);
-    let device_tx = modbus_tx
-        .into_iter()
-        .zip(opcua_tx)
-        .map(|(m, o)| m.or(o))
-        .collect();
+    #[cfg(feature = "opcua")]
+    let device_tx = {
+        let opcua_tx = super::inputs::start_opcua(&c, &slots, &stages.modbus);
+        modbus_tx
+            .into_iter()
+            .zip(opcua_tx)
+            .map(|(m, o)| m.or(o))
+            .collect()
+    };
+    #[cfg(not(feature = "opcua"))]
+    let device_tx = modbus_tx;
     let modbus = cfg
         .stations
         .iter()
@@ -385,6 +390,22 @@ fn routes(cfg: &Config, devices: Vec<Option<watch::Sender<Option<Command>>>>) ->
         .collect()
 }
 
+/// A station behind OPC UA: its server's endpoint and its node name.
+#[cfg(feature = "opcua")]
+fn opcua_link(cfg: &Config, c: &StationConfig) -> Option<String> {
+    let (s, n) = c.opcua.as_ref()?;
+    let server = cfg
+        .opcua_servers
+        .get(*s)
+        .map_or("", |s| s.endpoint.as_str());
+    Some(format!("opcua {server} node {}", n.node))
+}
+
+#[cfg(not(feature = "opcua"))]
+fn opcua_link(_: &Config, _: &StationConfig) -> Option<String> {
+    None
+}
+
 fn control_stations(cfg: &Config, slots: Vec<Arc<StationSlot>>) -> Vec<Station> {
     let dt_s = cfg.tick.as_secs_f64() * cfg.time_scale;
     cfg.stations
@@ -393,15 +414,9 @@ fn control_stations(cfg: &Config, slots: Vec<Arc<StationSlot>>) -> Vec<Station> 
         .map(|(c, slot)| {
             let mut ctrl = StationController::new(c.params.clone(), dt_s);
             ctrl.set_mode(c.mode, None);
-            let link = match (&c.modbus, &c.mapping, &c.opcua) {
+            let link = match (&c.modbus, &c.mapping, opcua_link(cfg, c)) {
                 (Some(m), _, _) => format!("modbus {} unit {}", m.transport.key(), m.unit_id),
-                (None, _, Some((s, n))) => {
-                    let server = cfg
-                        .opcua_servers
-                        .get(*s)
-                        .map_or("", |s| s.endpoint.as_str());
-                    format!("opcua {server} node {}", n.node)
-                }
+                (None, _, Some(link)) => link,
                 (None, Some(m), None) if m.command.is_none() => {
                     format!("mqtt mapping {} (monitor only)", m.name)
                 }

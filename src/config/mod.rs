@@ -12,10 +12,12 @@ mod cluster;
 mod mapping;
 mod modbus;
 mod notify;
+#[cfg(feature = "opcua")]
 mod opcua;
 mod plant;
 mod raw;
 mod raw_modbus;
+mod raw_opcua;
 mod sections;
 mod station;
 
@@ -49,6 +51,7 @@ pub struct StationConfig {
     pub modbus: Option<crate::ingest::modbus::poller::PollerConfig>,
     /// `Some` for a station behind OPC UA: its server (an index into
     /// [`Config::opcua_servers`]) and its nodes.
+    #[cfg(feature = "opcua")]
     pub opcua: Option<(usize, crate::ingest::opcua::StationNodes)>,
     /// `Some` for a station whose payloads follow a `[[mapping]]` (its own JSON or topics).
     pub mapping: Option<std::sync::Arc<crate::ingest::mapping::Mapping>>,
@@ -88,6 +91,7 @@ pub struct Config {
     pub cluster: Option<crate::cluster::membership::MemberSettings>,
     pub stations: Vec<StationConfig>,
     /// `[[opcua.server]]`: the OPC UA servers stations are read through.
+    #[cfg(feature = "opcua")]
     pub opcua_servers: Vec<crate::ingest::opcua::ServerConfig>,
     /// Every `[[mapping]]` some station uses (each is subscribed once).
     pub mappings: Vec<std::sync::Arc<crate::ingest::mapping::Mapping>>,
@@ -146,8 +150,12 @@ impl Config {
             .and_then(|c| cluster::cluster(c, (&raw.api.listen, &raw.mqtt.client_id), env, &mut v));
         let notify = notify::notify(&raw.notify, env, base, &mut v);
         let mappings = mapping::mappings(&raw.mappings, &mut v);
+        #[cfg(feature = "opcua")]
         let opcua_servers = opcua::servers(&raw.opcua, &e.data_dir, base, env, &mut v);
+        #[cfg(feature = "opcua")]
         let stations = station::stations(&raw, base, (&mappings, &opcua_servers), &mut v);
+        #[cfg(not(feature = "opcua"))]
+        let stations = station::stations(&raw, base, &mappings, &mut v);
         let used: Vec<_> = mappings
             .values()
             .filter(|m| {
@@ -184,6 +192,7 @@ impl Config {
             notify,
             cluster,
             stations,
+            #[cfg(feature = "opcua")]
             opcua_servers,
             mappings: used,
         })

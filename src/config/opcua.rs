@@ -10,70 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
-
+use super::raw_opcua::{RawOpcua, RawServer, RawStationOpcua};
 use super::{Env, Errors};
 use crate::ingest::opcua::map::NodeMap;
 use crate::ingest::opcua::{Identity, Mode, Security, ServerConfig, StationNodes};
 use crate::model::StationId;
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawOpcua {
-    #[serde(default)]
-    server: Vec<RawServer>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawServer {
-    name: String,
-    endpoint: String,
-    #[serde(default = "none")]
-    security: String,
-    server_certificate: Option<PathBuf>,
-    client_certificate: Option<PathBuf>,
-    client_private_key: Option<PathBuf>,
-    #[serde(default = "default_uri")]
-    application_uri: String,
-    user: Option<String>,
-    user_env: Option<String>,
-    password_env: Option<String>,
-    password_file: Option<PathBuf>,
-    identity_certificate: Option<PathBuf>,
-    identity_private_key: Option<PathBuf>,
-    #[serde(default = "subscribe")]
-    mode: String,
-    #[serde(default = "one")]
-    interval_s: f64,
-    #[serde(default = "default_timeout_ms")]
-    timeout_ms: u64,
-}
-
-/// A station's `opcua = { server, map, node }`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawStationOpcua {
-    server: String,
-    map: String,
-    node: Option<String>,
-}
-
-fn none() -> String {
-    "none".into()
-}
-fn subscribe() -> String {
-    "subscribe".into()
-}
-fn default_uri() -> String {
-    "urn:heatgrid:engine".into()
-}
-fn one() -> f64 {
-    1.0
-}
-fn default_timeout_ms() -> u64 {
-    5000
-}
 
 /// Node maps read so far, by path (`None`: refused).
 pub(super) type NodeMaps = BTreeMap<PathBuf, Option<Arc<NodeMap>>>;

@@ -36,7 +36,7 @@ pub(super) struct Raw {
     #[serde(default)]
     pub(super) notify: super::notify::RawNotify,
     #[serde(default)]
-    pub(super) opcua: super::opcua::RawOpcua,
+    pub(super) opcua: super::raw_opcua::RawOpcua,
     pub(super) cluster: Option<RawCluster>,
     pub(super) plant: Option<super::plant::RawPlant>,
     #[serde(default, rename = "station")]
@@ -324,7 +324,7 @@ pub(super) struct RawStation {
     /// Present for a Modbus TCP station (absent: the station speaks MQTT).
     pub(super) modbus: Option<super::raw_modbus::RawModbus>,
     /// Present for a station behind an OPC UA server (`[[opcua.server]]`).
-    pub(super) opcua: Option<super::opcua::RawStationOpcua>,
+    pub(super) opcua: Option<super::raw_opcua::RawStationOpcua>,
     /// The `[[mapping]]` its MQTT payloads follow (absent: the contract's own).
     pub(super) mapping: Option<String>,
     #[serde(flatten)]

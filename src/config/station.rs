@@ -18,12 +18,22 @@ use crate::model::StationId;
 pub(super) fn stations(
     raw: &Raw,
     base: &Path,
-    (mappings, servers): (&Mappings, &[crate::ingest::opcua::ServerConfig]),
+    #[cfg(feature = "opcua")] (mappings, servers): (
+        &Mappings,
+        &[crate::ingest::opcua::ServerConfig],
+    ),
+    #[cfg(not(feature = "opcua"))] mappings: &Mappings,
     v: &mut Errors,
 ) -> Vec<StationConfig> {
     let mut seen = HashSet::new();
     let mut maps = Maps::new();
+    #[cfg(feature = "opcua")]
     let mut node_maps = super::opcua::NodeMaps::new();
+    #[cfg(not(feature = "opcua"))]
+    v.check(
+        raw.opcua.server.is_empty() && raw.stations.iter().all(|s| s.opcua.is_none()),
+        "opcua: this heatgrid was built without OPC UA (the cargo feature `opcua`)",
+    );
     v.check(
         !raw.stations.is_empty(),
         "station: at least one [[station]] is required",
@@ -40,6 +50,7 @@ pub(super) fn stations(
             st.modbus.is_none() || st.opcua.is_none(),
             format!("{place}: a station is reached over modbus or opcua, not both"),
         );
+        #[cfg(feature = "opcua")]
         let opcua = match (&st.opcua, StationId::new(&st.id)) {
             (Some(o), Ok(id)) => {
                 super::opcua::station(o, &id, servers, base, &mut node_maps, &place, v)
@@ -49,6 +60,7 @@ pub(super) fn stations(
         stations.extend(
             station(raw, st, &place, base, &mut maps, &mut seen, v).map(|s| StationConfig {
                 mapping,
+                #[cfg(feature = "opcua")]
                 opcua,
                 ..s
             }),
@@ -128,6 +140,7 @@ fn station(
             mode: st.mode,
             params,
             modbus,
+            #[cfg(feature = "opcua")]
             opcua: None,
             mapping: None,
         }),

@@ -325,6 +325,7 @@ fn station_overrides_defaults() {
 }
 
 #[test]
+#[cfg(feature = "opcua")]
 fn opcua_servers_and_stations_are_checked_with_their_places() {
     let dir = tempfile::tempdir().unwrap();
     let map = include_str!("../../config/opcua/heatgrid-sim.toml");

@@ -13,6 +13,7 @@ pub mod mapping;
 pub mod messages;
 pub mod modbus;
 pub mod mqtt;
+#[cfg(feature = "opcua")]
 pub mod opcua;
 pub mod plant;
 pub mod slot;
