@@ -104,6 +104,8 @@ struct Server {
     ns: u16,
     /// The subscription on the current session.
     subscription: Option<u32>,
+    /// The session is up (between an `Up` and a `Down`).
+    connected: bool,
 }
 
 /// Reads the stations of one server until `stop` is cancelled. `live` tells the stations'
@@ -141,6 +143,7 @@ pub async fn run(
                 backoff.reset();
                 s.serve(session.clone(), events, &stop).await;
                 s.live.send_replace(None);
+                s.connected = false;
                 // Closing the session politely is worth a second, not the stop's whole grace.
                 let polite = s.cfg.timeout.min(Duration::from_secs(1));
                 let _ = tokio::time::timeout(polite, session.disconnect()).await;
@@ -190,6 +193,7 @@ impl Server {
             published: false,
             ns: 0,
             subscription: None,
+            connected: false,
         }
     }
 
@@ -237,6 +241,7 @@ impl Server {
                     }
                     Some(LinkEvent::Down(why)) => {
                         self.live.send_replace(None);
+                        self.connected = false;
                         self.down(&why);
                     }
                     Some(LinkEvent::Published) => {
@@ -252,7 +257,7 @@ impl Server {
                     self.apply(more.into_iter().flatten());
                 }
                 _ = tick.tick() => {
-                    let live = subscribed && self.live.borrow().is_some();
+                    let live = subscribed && self.connected;
                     if live && self.polling {
                         self.poll(&session).await;
                     } else if live && last_publish.elapsed() > silent {
@@ -348,6 +353,7 @@ impl Server {
 
     /// The link is up: the stations' link errors clear (a node the server lacks stays named).
     fn up(&mut self, session: &Arc<Session>) {
+        self.connected = true;
         if self.logged.take().is_some() {
             info!(server = %self.cfg.name, endpoint = %self.cfg.endpoint, "OPC UA server answering again.");
         }
