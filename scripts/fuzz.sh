@@ -14,6 +14,8 @@ export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions"
 cargo build --release --bins --target "$target" --quiet
+# --build-only: the test command builds the targets beside its tests and runs them later.
+[ "${1:-}" = "--build-only" ] && exit 0
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # The three targets side by side (each libFuzzer process is single-threaded): the test

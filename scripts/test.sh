@@ -19,7 +19,8 @@
 #    .config/nextest.toml: four at a time, at most two failover scenarios), prints the line
 #    coverage of src/ outside demo/ and the ten slowest tests, builds and checks the Debian
 #    package (scripts/package-test.sh), then every fuzz target for a bounded time
-#    (scripts/fuzz.sh, 30 s, the three side by side). The integration tests start their own mosquitto, VictoriaMetrics and
+#    (scripts/fuzz.sh, 30 s, the three side by side; built beside the tests, at the lowest
+#    priority). The integration tests start their own mosquitto, VictoriaMetrics and
 #    etcd processes on free loopback ports and stop them by PID when they finish.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -112,6 +113,17 @@ fi
 export HEATGRID_TEST_PYTHON="$PWD/$VENV/bin/python"
 
 # --- 3. checks and tests ----------------------------------------------------------------------
+# The fuzz targets build beside the tests, at the lowest priority, on the CPU the tests leave
+# idle (most of them wait on plant time, brokers and databases); the fuzz stage then only runs
+# them. They build with their own flags, without the coverage wrapper.
+no_coverage=(RUSTC_WRAPPER LLVM_PROFILE_FILE CARGO_LLVM_COV CARGO_LLVM_COV_SHOW_ENV
+  CARGO_LLVM_COV_TARGET_DIR CARGO_LLVM_COV_BUILD_DIR __CARGO_LLVM_COV_RUSTC_WRAPPER
+  __CARGO_LLVM_COV_RUSTC_WRAPPER_RUSTFLAGS __CARGO_LLVM_COV_RUSTC_WRAPPER_CRATE_NAMES)
+# In a process group of its own, stopped whole (cargo and its rustc) if this script ends first.
+(unset "${no_coverage[@]}"; exec setsid nice -n 19 bash scripts/fuzz.sh --build-only) >target/fuzz-build.log 2>&1 &
+fuzz_build=$!
+trap 'kill -- -"$fuzz_build" 2>/dev/null || true' EXIT
+
 log "tests: unit, property and integration (against mosquitto, rumqttd, VictoriaMetrics, etcd, Chromium, Python peers)"
 tests=0
 cargo nextest run --locked --workspace --profile ci || tests=$?
@@ -140,12 +152,16 @@ PY
 log "Debian package: contents, unit, packaged config (scripts/package-test.sh)"
 bash scripts/package-test.sh
 
-# The fuzzers build with their own flags, without the coverage wrapper.
-unset RUSTC_WRAPPER LLVM_PROFILE_FILE CARGO_LLVM_COV CARGO_LLVM_COV_SHOW_ENV \
-  CARGO_LLVM_COV_TARGET_DIR CARGO_LLVM_COV_BUILD_DIR __CARGO_LLVM_COV_RUSTC_WRAPPER \
-  __CARGO_LLVM_COV_RUSTC_WRAPPER_RUSTFLAGS __CARGO_LLVM_COV_RUSTC_WRAPPER_CRATE_NAMES
+# The fuzzers run with their own flags, without the coverage wrapper, once their build beside
+# the tests is done.
+unset "${no_coverage[@]}"
 # 30 s each in the test command (scripts/fuzz.sh alone: 60 s); FUZZ_SECONDS sets it.
 export FUZZ_SECONDS=${FUZZ_SECONDS:-30}
 log "fuzzing: decode, register_map, config for $FUZZ_SECONDS s each (scripts/fuzz.sh)"
+if ! wait "$fuzz_build"; then
+  tail -40 target/fuzz-build.log
+  echo "the fuzz targets did not build (target/fuzz-build.log)" >&2
+  exit 1
+fi
 bash scripts/fuzz.sh
 log "done"
