@@ -230,6 +230,42 @@ impl Errors {
             None
         })
     }
+    /// The map file at `path` (`what`: "register map", "node map"), read and parsed once
+    /// however many stations name it (`maps` keeps it, or `None` when refused); its errors
+    /// are reported once with the file, and each station naming an unusable one says so at
+    /// `place`.
+    fn map_file<T>(
+        &mut self,
+        maps: &mut BTreeMap<PathBuf, Option<std::sync::Arc<T>>>,
+        (path, what): (PathBuf, &str),
+        parse: impl FnOnce(&str) -> Result<T, Vec<String>>,
+        place: &str,
+    ) -> Option<std::sync::Arc<T>> {
+        let map = maps
+            .entry(path.clone())
+            .or_insert_with(|| {
+                match std::fs::read_to_string(&path)
+                    .map_err(|e| vec![format!("cannot read: {e}")])
+                    .and_then(|t| parse(&t))
+                {
+                    Ok(map) => Some(std::sync::Arc::new(map)),
+                    Err(errs) => {
+                        for e in errs {
+                            self.push(format!("{what} {}: {e}", path.display()));
+                        }
+                        None
+                    }
+                }
+            })
+            .clone();
+        if map.is_none() {
+            self.push(format!(
+                "{place}.map: {} is not usable (see above)",
+                path.display()
+            ));
+        }
+        map
+    }
     fn positive(&mut self, place: &str, x: f64) {
         self.check(
             x > 0.0 && x.is_finite(),

@@ -57,30 +57,12 @@ pub(super) fn modbus_station(
             m.max_gap
         ),
     );
-    let path = base.join(&m.map);
-    let map = maps
-        .entry(path.clone())
-        .or_insert_with(|| {
-            match std::fs::read_to_string(&path)
-                .map_err(|e| vec![format!("cannot read: {e}")])
-                .and_then(|t| crate::ingest::modbus::map::RegisterMap::parse(&t))
-            {
-                Ok(map) => Some(std::sync::Arc::new(map)),
-                Err(errs) => {
-                    for e in errs {
-                        v.push(format!("register map {}: {e}", path.display()));
-                    }
-                    None
-                }
-            }
-        })
-        .clone();
-    if map.is_none() {
-        v.push(format!(
-            "{place}.map: {} is not usable (see above)",
-            path.display()
-        ));
-    }
+    let map = v.map_file(
+        maps,
+        (base.join(&m.map), "register map"),
+        RegisterMap::parse,
+        &place,
+    );
     if v.0.len() > n {
         return None;
     }

@@ -266,30 +266,12 @@ pub(super) fn station(
             o.server
         ));
     }
-    let path = base.join(&o.map);
-    let map = maps
-        .entry(path.clone())
-        .or_insert_with(|| {
-            match std::fs::read_to_string(&path)
-                .map_err(|e| vec![format!("cannot read: {e}")])
-                .and_then(|t| NodeMap::parse(&t))
-            {
-                Ok(m) => Some(Arc::new(m)),
-                Err(errs) => {
-                    for e in errs {
-                        v.push(format!("node map {}: {e}", path.display()));
-                    }
-                    None
-                }
-            }
-        })
-        .clone();
-    if map.is_none() {
-        v.push(format!(
-            "{place}.map: {} is not usable (see above)",
-            path.display()
-        ));
-    }
+    let map = v.map_file(
+        maps,
+        (base.join(&o.map), "node map"),
+        NodeMap::parse,
+        &place,
+    );
     let node = o.node.clone().unwrap_or_else(|| id.as_str().to_owned());
     if let Some(m) = &map {
         for n in &m.nodes {
